@@ -1,0 +1,53 @@
+"""Entry point of the ``moltbot`` command: one sub-module per command group.
+
+Each command module exposes ``register(subparsers)`` which adds its parsers and sets
+``func(args) -> int`` on them. Errors from the ``MoltbotError`` tree are printed as one clear
+line (with the fix), never as a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from moltbot import __version__
+from moltbot.errors import MoltbotError
+
+COMMAND_MODULES = (
+    "moltbot.cli.init_cmd",
+    "moltbot.cli.secrets_cmd",
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="moltbot", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"moltbot {__version__}")
+    parser.add_argument("--config", help="config file (default: $MOLTBOT_HOME/config.json)")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    func = getattr(args, "func", None)
+    if func is None:
+        parser.print_help()
+        return 2
+    try:
+        return int(func(args) or 0)
+    except MoltbotError as exc:
+        print(f"moltbot: {exc.user_message}", file=sys.stderr)
+        if exc.hint:
+            print(f"  fix: {exc.hint}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

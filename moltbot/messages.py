@@ -1,0 +1,70 @@
+"""Data that crosses actors or the wire: frozen msgspec Structs, parsed once at the edge."""
+
+from __future__ import annotations
+
+import msgspec
+
+
+class InboundMessage(msgspec.Struct, frozen=True, kw_only=True):
+    """One message a person sent us, on any channel.
+
+    ``id`` is unique per platform message (``telegram:<account>:<chat>:<message_id>``) and is
+    the de-duplication key of the inbound journal.
+    """
+
+    id: str
+    channel: str  # "telegram" | "slack" | "signal" | "web" | "cli" | plugin channel name
+    account: str  # which configured account of that channel received it
+    chat_id: str
+    sender_id: str  # immutable platform id of the sender
+    text: str
+    sender_name: str = ""
+    is_group: bool = False
+    mentioned: bool = False
+    thread_id: str | None = None
+    received_at: float = 0.0
+    trace: dict[str, str] = {}  # W3C trace context carried across actors
+
+    @property
+    def session_key(self) -> str:
+        """Every DM sender and every group gets its own session: no cross-user leak."""
+        if self.is_group:
+            return f"{self.channel}:{self.account}:group:{self.chat_id}"
+        return f"{self.channel}:{self.account}:dm:{self.sender_id}"
+
+
+class OutboundMessage(msgspec.Struct, frozen=True, kw_only=True):
+    """A reply to be delivered by a channel (already the whole text; the channel chunks it)."""
+
+    channel: str
+    account: str
+    chat_id: str
+    text: str
+    in_reply_to: str | None = None  # the InboundMessage.id this answers
+    thread_id: str | None = None
+    trace: dict[str, str] = {}
+
+
+class ChatDelta(msgspec.Struct, frozen=True, kw_only=True, tag="delta"):
+    """A streamed piece of a reply."""
+
+    session: str
+    text: str
+
+
+class ChatTool(msgspec.Struct, frozen=True, kw_only=True, tag="tool"):
+    """A tool call the agent made during a turn (name, short input summary, status)."""
+
+    session: str
+    name: str
+    summary: str
+    status: str = "started"  # started | done | error | approval_pending
+
+
+class ChatFinal(msgspec.Struct, frozen=True, kw_only=True, tag="final"):
+    session: str
+    text: str
+    usage: dict[str, int] = {}
+
+
+ChatEvent = ChatDelta | ChatTool | ChatFinal
