@@ -191,3 +191,15 @@ class PluginError(MoltbotError):
 
 class CapabilityDenied(PluginError):
     code = "capability_denied"
+
+
+class SecretNotFound(VaultError, NotFound):
+    """The vault holds no secret of that name (the message names it, never a value)."""
+
+    code = "secret_not_found"
+
+
+class UnknownMethod(BadRequest):
+    """The gateway has no method of that name."""
+
+    code = "unknown_method"

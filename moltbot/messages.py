@@ -68,3 +68,10 @@ class ChatFinal(msgspec.Struct, frozen=True, kw_only=True, tag="final"):
 
 
 ChatEvent = ChatDelta | ChatTool | ChatFinal
+
+
+class ToolResult(msgspec.Struct, frozen=True, kw_only=True):
+    """What a tool call returned to the model (text only; capped by the tool)."""
+
+    text: str
+    is_error: bool = False

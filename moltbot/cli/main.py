@@ -18,6 +18,7 @@ from moltbot.errors import MoltbotError
 COMMAND_MODULES = (
     "moltbot.cli.init_cmd",
     "moltbot.cli.secrets_cmd",
+    "moltbot.cli.config_cmd",
 )
 
 
@@ -47,6 +48,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # `moltbot ... | head`: the reader went away; not an error of ours
+        sys.stderr.close()
+        return 0
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -33,12 +33,12 @@ class Decision(msgspec.Struct, frozen=True, kw_only=True):
 
 def wants_restart(restart: Restart, exit: Exit) -> bool:
     """OTP: permanent always, transient only on an abnormal exit, temporary never."""
-    if exit.kind is ExitKind.SHUTDOWN:
+    if exit.kind == ExitKind.SHUTDOWN:
         return False
-    if restart is Restart.PERMANENT:
+    if restart == Restart.PERMANENT:
         return True
-    if restart is Restart.TRANSIENT:
-        return exit.kind is ExitKind.ABNORMAL
+    if restart == Restart.TRANSIENT:
+        return exit.kind == ExitKind.ABNORMAL
     return False
 
 
@@ -61,7 +61,7 @@ def decide(
     index = ids.index(failed)
     spec = children[index]
     if not wants_restart(spec.restart, exit):
-        if spec.restart is Restart.TEMPORARY:
+        if spec.restart == Restart.TEMPORARY:
             return Decision(
                 action=Action.REMOVE, remove=(failed,), history=history, reason="temporary"
             )
@@ -80,15 +80,15 @@ def decide(
             ),
         )
 
-    if flags.strategy is Strategy.ONE_FOR_ONE:
+    if flags.strategy == Strategy.ONE_FOR_ONE:
         affected = [spec]
-    elif flags.strategy is Strategy.ONE_FOR_ALL:
+    elif flags.strategy == Strategy.ONE_FOR_ALL:
         affected = list(children)
     else:  # REST_FOR_ONE
         affected = list(children[index:])
     siblings = [c for c in affected if c.id != failed]
     # OTP: temporary siblings stopped because of another child's restart are not restarted.
-    removed = tuple(c.id for c in siblings if c.restart is Restart.TEMPORARY)
+    removed = tuple(c.id for c in siblings if c.restart == Restart.TEMPORARY)
     return Decision(
         action=Action.RESTART,
         stop=stop_order(siblings),

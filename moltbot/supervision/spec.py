@@ -49,7 +49,7 @@ class Exit(msgspec.Struct, frozen=True, kw_only=True):
 
     @property
     def abnormal(self) -> bool:
-        return self.kind is ExitKind.ABNORMAL
+        return self.kind == ExitKind.ABNORMAL
 
 
 class Backoff(msgspec.Struct, frozen=True, kw_only=True):

@@ -1,0 +1,116 @@
+"""What every supervised actor has: ``run`` (its life), ``ready``, ``ping``, ``stop``, ``crash``.
+
+The supervisor awaits ``run()``: returning is a normal exit, raising is an abnormal one, the
+process dying is an abnormal one. ``ping`` runs in its own concurrency group (its own event
+loop thread), so it still answers when the main loop is blocked and can report that it is.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from typing import Any
+
+import ray
+
+HEARTBEAT_S = 0.25
+
+
+class CrashRequested(RuntimeError):
+    """Raised inside ``run()`` on purpose (``moltbot kill --how raise``)."""
+
+
+class ChildBase:
+    """Base class of every supervised actor. Subclasses override ``setup`` and ``main``."""
+
+    def __init__(self, *, path: str = "", **_: Any) -> None:
+        self.path = path
+        self._ready = asyncio.Event()
+        self._crash = asyncio.Event()
+        self._stopping = False
+        self._run_task: asyncio.Task[Any] | None = None
+        self._heartbeat = time.monotonic()
+        self._created = time.time()
+
+    # --- life ------------------------------------------------------------------------------
+    async def setup(self) -> None:
+        """Acquire what ``main`` needs; the ready handshake completes when this returns."""
+
+    async def main(self) -> None:
+        """The child's work; by default wait until stopped."""
+        await asyncio.Event().wait()
+
+    def problem(self) -> str | None:
+        """A reason this child should be considered stuck (checked by ``ping``), or None."""
+        return None
+
+    async def run(self) -> str:
+        self._run_task = asyncio.current_task()
+        try:
+            async with asyncio.TaskGroup() as tg:
+                beat = tg.create_task(self._beat())
+                watch = tg.create_task(self._crash_watch())
+                await self.setup()
+                self._ready.set()
+                await self.main()
+                beat.cancel()
+                watch.cancel()
+        except asyncio.CancelledError:
+            if self._stopping:
+                return "shutdown"
+            raise
+        except BaseExceptionGroup as group:  # surface the first real cause, not the group
+            first: BaseException = group
+            while isinstance(first, BaseExceptionGroup):
+                first = first.exceptions[0]
+            raise first from group
+        return "normal"
+
+    async def _beat(self) -> None:
+        while True:
+            self._heartbeat = time.monotonic()
+            await asyncio.sleep(HEARTBEAT_S)
+
+    async def _crash_watch(self) -> None:
+        await self._crash.wait()
+        raise CrashRequested(f"{self.path}: crash requested")
+
+    # --- the supervisor's calls --------------------------------------------------------------
+    async def ready(self) -> dict[str, Any]:
+        await self._ready.wait()
+        return self.info()
+
+    def info(self) -> dict[str, Any]:
+        ctx = ray.get_runtime_context()
+        return {"pid": os.getpid(), "node": ctx.get_node_id(), "created": self._created}
+
+    @ray.method(concurrency_group="ping")
+    async def ping(self) -> dict[str, Any]:
+        age = time.monotonic() - self._heartbeat
+        problem = self.problem()
+        if problem is None and self._ready.is_set() and age > 10 * HEARTBEAT_S + 1.0:
+            problem = f"event loop blocked for {age:.1f}s"
+        return {"ok": problem is None, "problem": problem or ""}
+
+    async def stop(self) -> None:
+        self._stopping = True
+        if self._run_task is not None and not self._run_task.done():
+            self._run_task.cancel()
+
+    @ray.method(concurrency_group="ping")
+    def crash(self, how: str = "raise") -> str:
+        """Crash on purpose: ``raise`` in run(), ``exit`` the process, or ``hang`` the loop."""
+        if how == "exit":
+            os._exit(1)
+        if self._run_task is None:
+            raise RuntimeError("not running")
+        loop = self._run_task.get_loop()
+        if how == "hang":
+            loop.call_soon_threadsafe(time.sleep, 3600)
+        else:
+            loop.call_soon_threadsafe(self._crash.set)
+        return how
+
+
+CHILD_OPTIONS: dict[str, Any] = {"concurrency_groups": {"ping": 2}}

@@ -1,0 +1,38 @@
+"""A stand-in child for a subsystem that lands in a later issue (marked in ``moltbot status``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import ray
+
+from actors.base import CHILD_OPTIONS, ChildBase
+
+
+@ray.remote(**CHILD_OPTIONS)
+class Placeholder(ChildBase):
+    def __init__(self, *, path: str = "", note: str = "", **kw: Any) -> None:
+        super().__init__(path=path)
+        self.note = note
+
+
+@ray.remote(**CHILD_OPTIONS)
+class Worker(ChildBase):
+    """A plain worker that only lives and answers: used by tests and as a generic child."""
+
+    def __init__(self, *, path: str = "", exit_after: float | None = None, **kw: Any) -> None:
+        super().__init__(path=path)
+        self.exit_after = exit_after
+        self.calls = 0
+
+    async def main(self) -> None:
+        import asyncio
+
+        if self.exit_after is None:
+            await asyncio.Event().wait()
+        else:
+            await asyncio.sleep(self.exit_after)
+
+    async def echo(self, value: Any) -> Any:
+        self.calls += 1
+        return value

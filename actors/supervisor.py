@@ -1,0 +1,345 @@
+"""The supervisor actor: carries out what ``moltbot.supervision.policy.decide`` says.
+
+It starts its children in order (each must answer ``ready`` in time), watches each one by
+awaiting its ``run()`` ref and pinging it, and on an exit asks the pure policy what to do:
+restart (with backoff), remove, ignore, or escalate by raising out of its own ``run()``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections import deque
+from typing import Any
+
+import msgspec
+import ray
+from ray.exceptions import GetTimeoutError, RayActorError, RayTaskError
+
+from actors.base import CHILD_OPTIONS, ChildBase
+from actors.registry import actor_class, actor_name
+from moltbot.errors import ChildStartError, EscalationError
+from moltbot.supervision.backoff import delay as backoff_delay
+from moltbot.supervision.policy import Action, consecutive_restarts, decide
+from moltbot.supervision.spec import ChildSpec, ChildType, Exit, ExitKind, SupervisorFlags
+
+log = logging.getLogger("moltbot.supervisor")
+NAME_RETRY_S = 10.0
+EVENTS_KEPT = 200
+
+
+class Record:
+    """What the supervisor knows of one child (mutable; lives only inside this actor)."""
+
+    def __init__(self, spec: ChildSpec) -> None:
+        self.spec = spec
+        self.handle: Any = None
+        self.run_ref: Any = None
+        self.gen = 0
+        self.state = "init"
+        self.restarts = 0
+        self.consecutive = 0
+        self.started_at = 0.0
+        self.info: dict[str, Any] = {}
+        self.last_exit = ""
+
+
+@ray.remote(**CHILD_OPTIONS)
+class Supervisor(ChildBase):
+    def __init__(
+        self,
+        *,
+        path: str = "",
+        flags: SupervisorFlags | None = None,
+        children: list[ChildSpec] | None = None,
+        namespace: str = "moltbot",
+        **kw: Any,
+    ) -> None:
+        super().__init__(path=path)
+        self.flags = flags or SupervisorFlags()
+        self.records = [Record(c) for c in (children or [])]
+        self.namespace = namespace
+        self.history: tuple[float, ...] = ()
+        self.events: deque[dict[str, Any]] = deque(maxlen=EVENTS_KEPT)
+        self.seq = 0
+        self._inbox: asyncio.Queue[tuple[str, int, Exit]] = asyncio.Queue(maxsize=1024)
+        self._tg: asyncio.TaskGroup | None = None
+        self._main_task: asyncio.Task[str] | None = None
+
+    # --- life --------------------------------------------------------------------------------
+    async def main(self) -> None:
+        async with asyncio.TaskGroup() as tg:
+            self._tg = tg
+            for rec in self.records:
+                await self._start(rec)
+            self._ready_children = True
+            while True:
+                child_id, gen, exit = await self._inbox.get()
+                await self._handle(child_id, gen, exit)
+
+    async def ready(self) -> dict[str, Any]:
+        # ready only once every child has started (children start inside main()).
+        while not getattr(self, "_ready_children", False):
+            if self._run_task is not None and self._run_task.done():
+                self._run_task.result()
+            await asyncio.sleep(0.02)
+        return self.info()
+
+    async def start_detached(self) -> bool:
+        """Root only: run the tree inside this actor, independent of the caller's lifetime."""
+        if self._main_task is None or self._main_task.done():
+            self._main_task = asyncio.get_running_loop().create_task(self.run())
+        return True
+
+    async def wait(self) -> str:
+        """Root only: until the tree stops; returns how it ended."""
+        if self._main_task is None:
+            return "not started"
+        try:
+            return await asyncio.shield(self._main_task)
+        except Exception as exc:
+            return f"failed: {type(exc).__name__}: {exc}"
+
+    async def stop(self) -> None:
+        """Stop children in reverse start order (each within its shutdown time), then exit."""
+        self._stopping = True
+        await self._stop_all([r.spec.id for r in reversed(self.records)])
+        await super().stop()
+
+    # --- children ----------------------------------------------------------------------------
+    def _child_path(self, rec: Record) -> str:
+        return f"{self.path}/{rec.spec.id}" if self.path else rec.spec.id
+
+    def _options(self, rec: Record) -> dict[str, Any]:
+        opts: dict[str, Any] = {
+            "name": actor_name(self._child_path(rec)),
+            "namespace": self.namespace,
+            "max_restarts": 0,
+            "max_task_retries": 0,
+            "num_cpus": rec.spec.num_cpus,
+        }
+        if rec.spec.resources:
+            opts["resources"] = dict(rec.spec.resources)
+        return opts
+
+    async def _create(self, rec: Record) -> Any:
+        cls = actor_class(rec.spec.kind)
+        args = dict(rec.spec.args)
+        args["path"] = self._child_path(rec)
+        if rec.spec.child_type == ChildType.SUPERVISOR:
+            args.setdefault("namespace", self.namespace)
+        deadline = time.monotonic() + NAME_RETRY_S
+        while True:
+            try:
+                return cls.options(**self._options(rec)).remote(**args)
+            except ValueError:  # the dead incarnation still holds the name for a moment
+                if time.monotonic() > deadline:
+                    raise
+                await asyncio.sleep(0.05)
+
+    async def _start(self, rec: Record) -> None:
+        rec.state = "starting"
+        rec.gen += 1
+        handle = await self._create(rec)
+        run_ref = handle.run.remote()
+        ready = asyncio.ensure_future(handle.ready.remote())
+        ran = asyncio.ensure_future(run_ref)
+        try:
+            done, _ = await asyncio.wait(
+                {ready, ran}, timeout=rec.spec.ready_timeout, return_when=asyncio.FIRST_COMPLETED
+            )
+            if ready in done and ready.exception() is None:
+                rec.info = ready.result()
+            else:
+                why = _reason(ran.exception() if ran.done() else None) if done else "ready timeout"
+                raise ChildStartError(f"{self._child_path(rec)} did not start: {why}")
+        except BaseException:
+            ready.cancel()
+            ran.cancel()
+            ray.kill(handle, no_restart=True)
+            rec.state = "failed"
+            raise
+        finally:
+            ready.cancel()
+        rec.handle, rec.run_ref = handle, run_ref
+        rec.state = "running"
+        rec.started_at = time.time()
+        self._event("started", rec)
+        assert self._tg is not None
+        self._tg.create_task(self._watch(rec, rec.gen, ran))
+
+    async def _watch(self, rec: Record, gen: int, ran: asyncio.Future[Any]) -> None:
+        pinger = asyncio.ensure_future(self._ping_until_stuck(rec, gen))
+        try:
+            done, _ = await asyncio.wait({ran, pinger}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            pinger.cancel()
+        if ran in done:
+            exc = ran.exception()
+            if exc is None:
+                kind = ExitKind.SHUTDOWN if ran.result() == "shutdown" else ExitKind.NORMAL
+                exit = Exit(kind=kind)
+            else:
+                exit = Exit(kind=ExitKind.ABNORMAL, reason=_reason(exc))
+        else:
+            ran.cancel()
+            exit = pinger.result()
+        await self._inbox.put((rec.spec.id, gen, exit))
+
+    async def _ping_until_stuck(self, rec: Record, gen: int) -> Exit:
+        while True:
+            await asyncio.sleep(self.flags.ping_interval_s)
+            if rec.gen != gen:
+                await asyncio.Event().wait()  # superseded; the run ref will settle it
+            try:
+                answer = await asyncio.wait_for(
+                    asyncio.ensure_future(rec.handle.ping.remote()), self.flags.ping_timeout_s
+                )
+            except (TimeoutError, GetTimeoutError):
+                return Exit(kind=ExitKind.ABNORMAL, reason="no answer to ping")
+            except (RayActorError, RayTaskError):
+                continue  # the run ref reports the death itself
+            if not answer.get("ok", False):
+                return Exit(kind=ExitKind.ABNORMAL, reason=f"stuck: {answer.get('problem')}")
+
+    async def _handle(self, child_id: str, gen: int, exit: Exit) -> None:
+        rec = self._find(child_id)
+        if rec is None or rec.gen != gen or self._stopping:
+            return  # an exit of an older incarnation, or we are shutting down
+        rec.last_exit = exit.reason or exit.kind.value
+        self._event("exited", rec, exit=exit.kind.value, reason=exit.reason)
+        specs = [r.spec for r in self.records]
+        d = decide(self.flags, specs, child_id, exit, self.history, time.monotonic())
+        self.history = d.history
+        if d.action == Action.IGNORE:
+            await self._kill(rec)
+            rec.state = "stopped"
+            return
+        if d.action == Action.REMOVE:
+            await self._kill(rec)
+            self.records = [r for r in self.records if r.spec.id not in d.remove]
+            return
+        if d.action == Action.ESCALATE:
+            await self._kill(rec)
+            rec.state = "failed"
+            self._event("escalate", rec, reason=d.reason)
+            await self._stop_all(list(d.stop))
+            raise EscalationError(f"{self.path or 'root'}: {d.reason}")
+        await self._kill(rec)
+        await self._stop_all(list(d.stop))
+        self.records = [r for r in self.records if r.spec.id not in d.remove]
+        uptime = time.time() - rec.started_at
+        rec.consecutive = consecutive_restarts(rec.consecutive, uptime, self.flags.period)
+        wait = backoff_delay(self.flags.backoff, rec.consecutive, random.random())
+        to_start = [r for r in self.records if r.spec.id in d.start]
+        for r in to_start:
+            r.state = "restarting"
+        assert self._tg is not None
+        self._tg.create_task(self._restart_later(to_start, wait))
+
+    async def _restart_later(self, recs: list[Record], wait: float) -> None:
+        await asyncio.sleep(wait)
+        for rec in recs:
+            if self._stopping:
+                return
+            rec.restarts += 1
+            try:
+                await self._start(rec)
+                self._event("restarted", rec, backoff=round(wait, 3))
+            except Exception as exc:  # a failed start counts as another abnormal exit
+                await self._inbox.put(
+                    (rec.spec.id, rec.gen, Exit(kind=ExitKind.ABNORMAL, reason=_reason(exc)))
+                )
+                return
+
+    async def _stop_all(self, ids: list[str]) -> None:
+        for child_id in ids:
+            rec = self._find(child_id)
+            if rec is not None:
+                await self._stop_child(rec)
+
+    async def _stop_child(self, rec: Record) -> None:
+        if rec.handle is None:
+            return
+        rec.gen += 1  # whatever its watcher reports now is stale
+        rec.state = "stopping"
+        if rec.spec.shutdown > 0:
+            try:
+                stopped = asyncio.ensure_future(rec.handle.stop.remote())
+                await asyncio.wait_for(stopped, rec.spec.shutdown)
+                await asyncio.wait_for(asyncio.ensure_future(rec.run_ref), rec.spec.shutdown)
+            except Exception:  # noqa: S110 - timeout or already dead: killed below either way
+                pass
+        await self._kill(rec)
+        rec.state = "stopped"
+        self._event("stopped", rec)
+
+    async def _kill(self, rec: Record) -> None:
+        if rec.handle is not None:
+            ray.kill(rec.handle, no_restart=True)
+            rec.handle = None
+
+    def _find(self, child_id: str) -> Record | None:
+        return next((r for r in self.records if r.spec.id == child_id), None)
+
+    def _event(self, what: str, rec: Record, **extra: Any) -> None:
+        self.seq += 1
+        ev = {"seq": self.seq, "t": time.time(), "event": what, "child": self._child_path(rec)}
+        ev.update(extra)
+        self.events.append(ev)
+        log.info("supervision %s %s %s", what, ev["child"], extra or "")
+
+    # --- introspection -----------------------------------------------------------------------
+    async def status(self) -> dict[str, Any]:
+        now = time.time()
+        children = []
+        for rec in self.records:
+            entry: dict[str, Any] = {
+                "name": actor_name(self._child_path(rec)),
+                "id": rec.spec.id,
+                "kind": rec.spec.kind,
+                "state": rec.state,
+                "restarts": rec.restarts,
+                "node": rec.info.get("node", ""),
+                "pid": rec.info.get("pid", 0),
+                "uptime": round(now - rec.started_at, 1) if rec.state == "running" else 0.0,
+                "last_exit": rec.last_exit,
+                "placeholder": rec.spec.placeholder,
+            }
+            if rec.spec.child_type == ChildType.SUPERVISOR and rec.handle is not None:
+                try:
+                    sub = await asyncio.wait_for(
+                        asyncio.ensure_future(rec.handle.status.remote()), 5.0
+                    )
+                    entry["children"] = sub["children"]
+                    entry["strategy"] = sub["strategy"]
+                except Exception:
+                    entry["children"] = []
+            children.append(entry)
+        return {
+            "name": actor_name(self.path),
+            "strategy": self.flags.strategy.value,
+            "children": children,
+        }
+
+    async def recent_events(self, since: int = 0) -> list[dict[str, Any]]:
+        return [e for e in self.events if e["seq"] > since]
+
+    async def spec_of(self) -> list[dict[str, Any]]:
+        return [msgspec.to_builtins(r.spec) for r in self.records]
+
+
+def _reason(exc: BaseException | None) -> str:
+    """A short, safe description of why a child ended (type names, never messages)."""
+    if exc is None:
+        return "exited"
+    if isinstance(exc, RayTaskError):
+        cause = exc.cause if getattr(exc, "cause", None) is not None else exc
+        return f"raised {type(cause).__name__}"
+    if isinstance(exc, RayActorError):
+        return "process died"
+    if isinstance(exc, ChildStartError):
+        return "start failed"
+    return type(exc).__name__

@@ -1,0 +1,99 @@
+"""The default config file, rendered from the schema with ``//`` comment lines.
+
+Rendering from :class:`~moltbot.config.schema.Config` keeps the file and the schema in step:
+every key appears with its default value; :data:`COMMENTS` explains the main ones.
+"""
+
+from __future__ import annotations
+
+import msgspec
+
+from moltbot.config.schema import Config
+
+COMMENTS: dict[str, tuple[str, ...]] = {
+    "$.version": (
+        "moltbot config. JSON with full-line // comments. Unknown keys are errors.",
+        'Secrets are never written here: use "secret:NAME" (stored with',
+        '`moltbot secrets set NAME`) or "env:VAR" (read from the environment).',
+    ),
+    "$.gateway": ("WebSocket + HTTP gateway (web chat, CLI, control).",),
+    "$.gateway.bind": ("Loopback only by default. Any other address needs auth AND tls below.",),
+    "$.gateway.auth": ("Clients send this token in their first frame. `moltbot init` creates it.",),
+    "$.gateway.allowed_origins": ("Extra browser origins allowed to open the WebSocket.",),
+    "$.gateway.tls": ('null, or {"cert": "PEM", "key": "PEM"} or {"self_signed": true}.',),
+    "$.gateway.lockout": ("Failed logins allowed per window before a lockout.",),
+    "$.agent": ("The assistant itself.",),
+    "$.agent.provider": (
+        '"offline" answers without a model (for trying things out); "anthropic" uses Claude',
+        "with api_key below (`moltbot secrets set anthropic_api_key`).",
+    ),
+    "$.agent.models": ("Tried in order: the next one is used when one is overloaded.",),
+    "$.agent.workers": ("Agent actors; sessions are spread over them.",),
+    "$.channels": (
+        "Chat accounts, none by default. Example:",
+        '"telegram": [{"account": "main", "token": "secret:telegram_token",',
+        '              "dm_policy": "pairing"}]',
+        'dm_policy: "pairing" (strangers get a code to approve), "allowlist" (only',
+        'allow_from), "open" (anyone: not recommended). Groups need a mention by default.',
+    ),
+    "$.tools": ("Tools the agent may use. Each bash call runs in a bubblewrap sandbox.",),
+    "$.tools.workspace": ("null: $MOLTBOT_HOME/workspace. The only folder tools may write.",),
+    "$.tools.bash.policy": (
+        '"deny": never run; "allowlist": only commands in allowlist; "ask": ask the owner',
+        "to approve each command (expires after approval_ttl_s).",
+    ),
+    "$.tools.bash.network": ("Give the sandbox network access (off by default).",),
+    "$.supervision": (
+        "OTP-style supervisors: at most `intensity` restarts within `period` seconds,",
+        "then the supervisor gives up and its parent decides.",
+    ),
+    "$.cluster": (
+        'Ray: address null starts a local Ray; "auto" or "host:port" joins a cluster.',
+        'placement pins actors by path glob, e.g. "channels/signal:*":',
+        '{"resources": {"signal_box": 0.01}}.',
+    ),
+    "$.plugins": (
+        'Extra actors: {"name": ..., "module": ..., "capabilities": [...], "secrets": [...]}.',
+    ),
+}
+
+
+def render_config(cfg: Config, *, comments: bool = True) -> str:
+    """``cfg`` as indented JSON; with ``comments``, the :data:`COMMENTS` lines before keys."""
+    return _render(cfg, "$", 0, comments) + "\n"
+
+
+def default_config_text() -> str:
+    """The commented default config that ``moltbot init`` writes."""
+    return render_config(Config())
+
+
+def _render(value: object, path: str, depth: int, comments: bool) -> str:
+    pad = "  " * (depth + 1)
+    items: list[tuple[str, str, object]]  # (JSON path, "key": prefix, value)
+    if isinstance(value, msgspec.Struct):
+        fields = msgspec.structs.fields(value)
+        items = [
+            (f"{path}.{f.encode_name}", _key(f.encode_name), getattr(value, f.name)) for f in fields
+        ]
+    elif isinstance(value, dict) and any(isinstance(v, msgspec.Struct) for v in value.values()):
+        items = [(f"{path}[{_quote(k)}]", _key(k), v) for k, v in value.items()]
+    elif isinstance(value, list) and any(isinstance(v, msgspec.Struct) for v in value):
+        items = [(f"{path}[{i}]", "", v) for i, v in enumerate(value)]
+    else:
+        return msgspec.json.format(msgspec.json.encode(value), indent=0).decode()
+    parts = []
+    for here, key, item in items:
+        notes = COMMENTS.get(here, ()) if comments else ()
+        lead = "".join(f"{pad}// {line}\n" for line in notes)
+        parts.append(f"{lead}{pad}{key}{_render(item, here, depth + 1, comments)}")
+    opening, closing = ("[", "]") if isinstance(value, list) else ("{", "}")
+    return f"{opening}\n" + ",\n".join(parts) + "\n" + "  " * depth + closing
+
+
+def _quote(key: str) -> str:
+    return msgspec.json.encode(key).decode()
+
+
+def _key(name: str) -> str:
+    return f"{_quote(name)}: "

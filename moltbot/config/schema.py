@@ -1,0 +1,270 @@
+"""The shape of ``config.json``: frozen msgspec Structs, strict, with defaults so ``{}`` is valid.
+
+Every Struct forbids unknown keys (a typo is an error, not a silently ignored setting). Secrets
+are never literal: a :data:`SecretRef` is ``"secret:NAME"`` (the vault) or ``"env:VAR"``.
+Cross-field rules (bind + TLS, unique account ids) live in :mod:`moltbot.config.loader`.
+"""
+
+from __future__ import annotations
+
+import types
+from pathlib import Path
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
+
+import msgspec
+from msgspec import Meta
+
+from moltbot import paths
+
+SECRET_REF_PATTERN = r"^(secret|env):[A-Za-z_][A-Za-z0-9_.-]*$"  # noqa: S105 - a pattern
+ACCOUNT_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+E164_PATTERN = r"^\+[1-9][0-9]{6,14}$"
+PLUGIN_NAME_PATTERN = r"^[a-z][a-z0-9_-]{0,63}$"
+SHA256_PATTERN = r"^[0-9a-f]{64}$"
+
+SecretRef = Annotated[str, Meta(pattern=SECRET_REF_PATTERN)]
+AccountId = Annotated[str, Meta(pattern=ACCOUNT_ID_PATTERN)]
+Port = Annotated[int, Meta(ge=1, le=65535)]
+PosInt = Annotated[int, Meta(ge=1)]
+NonNegInt = Annotated[int, Meta(ge=0)]
+PosFloat = Annotated[float, Meta(gt=0)]
+NonNegFloat = Annotated[float, Meta(ge=0)]
+Fraction = Annotated[float, Meta(ge=0, le=1)]
+
+DmPolicy = Literal["pairing", "allowlist", "open"]
+ExecPolicy = Literal["deny", "allowlist", "ask"]
+Strategy = Literal["one_for_one", "one_for_all", "rest_for_one"]
+Provider = Literal["offline", "anthropic"]
+
+DEFAULT_SYSTEM_PROMPT = (
+    "You are moltbot, a helpful personal assistant. Answer concisely. Use tools only when they "
+    "are needed, explain what you are about to run, and never reveal secrets or credentials."
+)
+
+
+def is_secret_ref_type(tp: Any) -> bool:
+    """True for a field type that is :data:`SecretRef` (or ``SecretRef | None``)."""
+    if get_origin(tp) in (Union, types.UnionType):
+        return any(is_secret_ref_type(arg) for arg in get_args(tp))
+    if get_origin(tp) is not Annotated:
+        return False
+    return any(getattr(meta, "pattern", None) == SECRET_REF_PATTERN for meta in get_args(tp)[1:])
+
+
+class _Section(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Base of every config section: immutable, keyword-only, unknown keys rejected."""
+
+
+# --- gateway -------------------------------------------------------------------------------
+class AuthConfig(_Section, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    token: SecretRef | None = "secret:gateway_token"  # noqa: S105 - a vault reference
+    password: SecretRef | None = None
+
+
+class TlsConfig(_Section, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Either ``cert`` and ``key`` (PEM file paths) or ``self_signed``."""
+
+    cert: str | None = None
+    key: str | None = None
+    self_signed: bool = False
+
+
+class RateLimitConfig(_Section, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    per_second: PosFloat = 20.0
+    burst: PosInt = 40
+
+
+class WebSessionConfig(_Section, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    idle_minutes: PosInt = 30
+    absolute_hours: PosInt = 24
+
+
+class LockoutConfig(_Section, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    max_failures: PosInt = 10
+    window_s: PosFloat = 60.0
+
+
+class GatewayConfig(_Section, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    bind: Annotated[str, Meta(min_length=1)] = "127.0.0.1"
+    port: Port = 18789
+    auth: AuthConfig = msgspec.field(default_factory=AuthConfig)
+    allowed_origins: list[str] = []
+    tls: TlsConfig | None = None
+    rate_limit: RateLimitConfig = msgspec.field(default_factory=RateLimitConfig)
+    max_frame_bytes: Annotated[int, Meta(ge=1024)] = 1048576
+    web_session: WebSessionConfig = msgspec.field(default_factory=WebSessionConfig)
+    lockout: LockoutConfig = msgspec.field(default_factory=LockoutConfig)
+
+
+# --- agent ---------------------------------------------------------------------------------
+class RetryConfig(_Section, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    max_attempts: PosInt = 4
+    base_s: PosFloat = 0.5
+    max_s: PosFloat = 20.0
+
+
+class AgentConfig(_Section, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    provider: Provider = "offline"
+    api_key: SecretRef | None = "secret:anthropic_api_key"  # only used by "anthropic"
+    base_url: str | None = None
+    models: Annotated[list[str], Meta(min_length=1)] = msgspec.field(
+        default_factory=lambda: ["claude-sonnet-4-5", "claude-haiku-4-5"]
+    )  # ordered failover
+    max_turns: PosInt = 8
+    max_tokens: PosInt = 1024
+    system_prompt: str = DEFAULT_SYSTEM_PROMPT
+    history_tokens: PosInt = 8000
+    workers: PosInt = 2
+    queue_size: PosInt = 16
+    retries: RetryConfig = msgspec.field(default_factory=RetryConfig)
+
+
+# --- channels ------------------------------------------------------------------------------
+class GroupsConfig(_Section, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    require_mention: bool = True
+    allow: list[str] = []
+
+
+class AccountConfig(_Section, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """What every channel account has. ``account`` is its id, unique per channel type."""
+
+    account: AccountId
+    enabled: bool = True
+    dm_policy: DmPolicy = "pairing"
+    allow_from: list[str] = []
+    groups: GroupsConfig = msgspec.field(default_factory=GroupsConfig)
+    api_base: str = ""
+    stuck_after_s: PosFloat = 600.0
+
+
+class TelegramAccount(AccountConfig, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    token: SecretRef
+    api_base: str = "https://api.telegram.org"
+    poll_timeout_s: Annotated[int, Meta(ge=0, le=50)] = 25
+
+
+class SlackAccount(AccountConfig, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    bot_token: SecretRef
+    app_token: SecretRef
+    api_base: str = "https://slack.com/api"
+
+
+class SignalAccount(AccountConfig, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    number: Annotated[str, Meta(pattern=E164_PATTERN)]
+    receive_mode: Literal["websocket", "poll"] = "websocket"
+    api_base: str = "http://127.0.0.1:8080"
+
+
+class ChannelsConfig(_Section, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    telegram: list[TelegramAccount] = []
+    slack: list[SlackAccount] = []
+    signal: list[SignalAccount] = []
+
+
+# --- tools ---------------------------------------------------------------------------------
+class BashConfig(_Section, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    enabled: bool = True
+    policy: ExecPolicy = "ask"
+    allowlist: list[str] = []
+    network: bool = False
+    timeout_s: PosFloat = 30.0
+    memory_mb: PosInt = 512
+    max_processes: PosInt = 64
+    output_limit_bytes: PosInt = 65536
+    approval_ttl_s: PosFloat = 300.0
+
+
+class FilesConfig(_Section, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    enabled: bool = True
+    max_bytes: PosInt = 1048576
+
+
+class WebFetchConfig(_Section, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    enabled: bool = True
+    max_bytes: PosInt = 2097152
+    timeout_s: PosFloat = 15.0
+    max_redirects: NonNegInt = 5
+
+
+class ToolsConfig(_Section, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    workers: PosInt = 1
+    workspace: str | None = None  # None: $MOLTBOT_HOME/workspace
+    bash: BashConfig = msgspec.field(default_factory=BashConfig)
+    files: FilesConfig = msgspec.field(default_factory=FilesConfig)
+    web_fetch: WebFetchConfig = msgspec.field(default_factory=WebFetchConfig)
+
+    def workspace_path(self) -> Path:
+        """The workspace folder: ``workspace`` (``~`` expanded) or ``paths.workspace_dir()``."""
+        return Path(self.workspace).expanduser() if self.workspace else paths.workspace_dir()
+
+
+# --- supervision ---------------------------------------------------------------------------
+class BackoffConfig(_Section, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    base_s: NonNegFloat = 0.2
+    max_s: NonNegFloat = 10.0
+    jitter: Fraction = 0.2
+
+
+class SupervisorConfig(_Section, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    strategy: Strategy = "one_for_one"
+    intensity: NonNegInt = 3  # restarts allowed ...
+    period: PosFloat = 5.0  # ... within this many seconds
+    backoff: BackoffConfig = msgspec.field(default_factory=BackoffConfig)
+
+
+def _sup() -> SupervisorConfig:
+    return SupervisorConfig()
+
+
+class SupervisionConfig(_Section, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    root: SupervisorConfig = msgspec.field(default_factory=_sup)
+    agents: SupervisorConfig = msgspec.field(default_factory=_sup)
+    tools: SupervisorConfig = msgspec.field(default_factory=_sup)
+    channels: SupervisorConfig = msgspec.field(default_factory=_sup)
+    plugins: SupervisorConfig = msgspec.field(default_factory=_sup)
+    ping_interval_s: PosFloat = 2.0
+    ping_timeout_s: PosFloat = 5.0
+    shutdown_s: PosFloat = 5.0
+    ready_timeout_s: PosFloat = 30.0
+
+
+# --- cluster -------------------------------------------------------------------------------
+class Placement(_Section, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Where actors whose path matches the glob key run: custom Ray resources and/or labels."""
+
+    resources: dict[str, NonNegFloat] = {}
+    node_labels: dict[str, str] = {}
+
+
+class ClusterConfig(_Section, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    address: str | None = None  # None: start a local Ray; "auto" or "host:port": join
+    object_store_mb: Annotated[int, Meta(ge=50)] = 200
+    dashboard: bool = True
+    dashboard_host: str = "127.0.0.1"
+    dashboard_port: Port = 8265
+    namespace: Annotated[str, Meta(min_length=1)] = "moltbot"
+    placement: dict[str, Placement] = {}  # actor path glob, e.g. "channels/signal:*"
+
+
+# --- plugins -------------------------------------------------------------------------------
+class PluginConfig(_Section, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    name: Annotated[str, Meta(pattern=PLUGIN_NAME_PATTERN)]
+    module: Annotated[str, Meta(min_length=1)]
+    version: str | None = None
+    sha256: Annotated[str, Meta(pattern=SHA256_PATTERN)] | None = None
+    enabled: bool = True
+    capabilities: list[str] = []
+    secrets: list[str] = []  # vault names this plugin may read
+    config: dict[str, Any] = {}
+
+
+# --- the whole file ------------------------------------------------------------------------
+class Config(_Section, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    version: Annotated[int, Meta(ge=1, le=1)] = 1
+    gateway: GatewayConfig = msgspec.field(default_factory=GatewayConfig)
+    agent: AgentConfig = msgspec.field(default_factory=AgentConfig)
+    channels: ChannelsConfig = msgspec.field(default_factory=ChannelsConfig)
+    tools: ToolsConfig = msgspec.field(default_factory=ToolsConfig)
+    supervision: SupervisionConfig = msgspec.field(default_factory=SupervisionConfig)
+    cluster: ClusterConfig = msgspec.field(default_factory=ClusterConfig)
+    plugins: list[PluginConfig] = []
