@@ -1,1 +1,12 @@
-"""Thin Ray wrappers around moltbot's pure logic: one module per actor kind."""
+"""Thin Ray wrappers around moltbot's pure logic: one module per actor kind.
+
+Importing this package first pins Ray to loopback and turns off usage stats (both read by Ray
+at import time), unless the environment already says otherwise (a home-lab cluster does).
+"""
+
+import os
+
+os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+# Ray 2.60 turns token auth on for a head; a driver joining it must say so to send the token.
+os.environ.setdefault("RAY_AUTH_MODE", "token")

@@ -1,4 +1,4 @@
-"""Where moltbot keeps its files. ``MOLTBOT_HOME`` moves the whole folder (default ``~/.moltbot``)."""
+"""Where moltbot keeps its files. ``MOLTBOT_HOME`` moves the whole folder (``~/.moltbot``)."""
 
 from __future__ import annotations
 

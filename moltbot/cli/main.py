@@ -19,6 +19,7 @@ COMMAND_MODULES = (
     "moltbot.cli.init_cmd",
     "moltbot.cli.secrets_cmd",
     "moltbot.cli.config_cmd",
+    "moltbot.cli.up_cmd",
 )
 
 

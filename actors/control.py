@@ -1,0 +1,254 @@
+"""Start, join, inspect and stop a moltbot tree on Ray: the Ray side of the ``moltbot`` CLI.
+
+A tree started by ``moltbot up`` owns a Ray head of its own (``ray start --head --block`` in a
+new process group, its files under a temp dir unique to ``MOLTBOT_HOME``), recorded in
+``$MOLTBOT_HOME/run/ray.json`` so ``status``, ``kill`` and ``down`` find it. ``down`` stops the
+tree in reverse order, then ends every process of that head and nothing else.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import psutil
+import ray
+
+from actors.registry import KINDS, actor_name
+from actors.supervisor import Supervisor
+from moltbot import paths
+from moltbot.config.schema import Config
+from moltbot.errors import NotRunning, SupervisionError
+from moltbot.supervision.tree import build_tree, root_flags
+
+ROOT = "moltbot"
+RAY_ENV = {
+    "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"],
+    "RAY_USAGE_STATS_ENABLED": "0",
+    "RAY_AUTH_MODE": os.environ["RAY_AUTH_MODE"],
+}
+GENERIC_KINDS = {"supervisor", "placeholder", "worker"}
+
+
+class Head(msgspec.Struct, frozen=True, kw_only=True):
+    address: str
+    namespace: str
+    temp_dir: str = ""
+    pgid: int = 0  # 0: joined someone else's cluster; we never stop it
+    dashboard: str = ""
+
+
+def _head_file(home: Path) -> Path:
+    return paths.run_dir(home) / "ray.json"
+
+
+def read_head(home: Path) -> Head | None:
+    try:
+        return msgspec.json.decode(_head_file(home).read_bytes(), type=Head)
+    except (OSError, msgspec.DecodeError, msgspec.ValidationError):
+        return None
+
+
+def _free_port(preferred: int) -> int:
+    for port in (preferred, 0):
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return int(s.getsockname()[1])
+    raise SupervisionError("no free port for the Ray head")
+
+
+def _ray_bin() -> str:
+    local = Path(sys.executable).with_name("ray")
+    return str(local) if local.exists() else "ray"
+
+
+def start_head(cfg: Config, home: Path) -> Head:
+    """``ray start --head`` on loopback in its own process group; wait until it answers."""
+    run = paths.run_dir(home)
+    run.mkdir(parents=True, exist_ok=True, mode=0o700)
+    tag = hashlib.sha256(str(home.resolve()).encode()).hexdigest()[:10]
+    temp_dir = f"/tmp/moltbot-ray-{tag}"  # noqa: S108 - short: Ray's unix sockets live here
+    port = _free_port(6379)
+    argv = [
+        _ray_bin(), "start", "--head", "--block", "--node-ip-address=127.0.0.1",
+        f"--port={port}", f"--temp-dir={temp_dir}", "--disable-usage-stats",
+        f"--object-store-memory={cfg.cluster.object_store_mb * 1024 * 1024}",
+        f"--include-dashboard={'true' if cfg.cluster.dashboard else 'false'}",
+    ]  # fmt: skip
+    dashboard = ""
+    if cfg.cluster.dashboard:
+        dport = _free_port(cfg.cluster.dashboard_port)
+        argv += [f"--dashboard-host={cfg.cluster.dashboard_host}", f"--dashboard-port={dport}"]
+        dashboard = f"http://{cfg.cluster.dashboard_host}:{dport}"
+    env = {**os.environ, **RAY_ENV, "MOLTBOT_HOME": str(home)}
+    log_path = run / "ray-head.log"
+    with open(log_path, "ab") as logf:
+        offset = logf.tell()
+        proc = subprocess.Popen(
+            argv, stdout=logf, stderr=subprocess.STDOUT, env=env, start_new_session=True
+        )
+    head = Head(
+        address=f"127.0.0.1:{port}",
+        namespace=cfg.cluster.namespace,
+        temp_dir=temp_dir,
+        pgid=proc.pid,
+        dashboard=dashboard,
+    )
+    _head_file(home).write_bytes(msgspec.json.encode(head))
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SupervisionError(f"the Ray head exited at start; see {log_path}")
+        with open(log_path, "rb") as logf:
+            logf.seek(offset)
+            if b"Ray runtime started" in logf.read():
+                return head
+        time.sleep(0.2)
+    stop_head(head, home)
+    raise SupervisionError(f"the Ray head did not come up in 90 s; see {log_path}")
+
+
+def connect(head: Head) -> None:
+    os.environ.update(RAY_ENV)
+    if not ray.is_initialized():
+        ray.init(
+            address=head.address,
+            namespace=head.namespace,
+            _node_ip_address="127.0.0.1" if head.pgid else None,
+            log_to_driver=False,
+            configure_logging=False,
+        )
+
+
+def root_handle(namespace: str) -> Any | None:
+    try:
+        return ray.get_actor(ROOT, namespace=namespace)
+    except ValueError:
+        return None
+
+
+def implemented_kinds() -> frozenset[str]:
+    return frozenset(k for k in KINDS if k not in GENERIC_KINDS)
+
+
+def boot(cfg: Config, home: Path, *, ready_timeout: float = 180.0) -> Any:
+    """Create the detached, named root and wait until the whole tree is ready."""
+    ns = cfg.cluster.namespace
+    if root_handle(ns) is not None:
+        raise SupervisionError("a moltbot tree is already running in this Ray cluster")
+    root = Supervisor.options(  # type: ignore[attr-defined]
+        name=ROOT,
+        namespace=ns,
+        lifetime="detached",
+        num_cpus=0,
+        max_restarts=0,
+        runtime_env={"env_vars": {**RAY_ENV, "MOLTBOT_HOME": str(home)}},
+    ).remote(
+        path="",
+        flags=root_flags(cfg),
+        children=build_tree(cfg, implemented_kinds()),
+        namespace=ns,
+    )
+    ray.get(root.start_detached.remote())
+    try:
+        ray.get(root.ready.remote(), timeout=ready_timeout)
+    except Exception:
+        ray.kill(root)
+        raise
+    return root
+
+
+def attach(home: Path) -> tuple[Head, Any]:
+    head = read_head(home)
+    if head is None:
+        raise NotRunning("moltbot is not running", hint="start it with `moltbot up`")
+    try:
+        connect(head)
+    except Exception as exc:
+        raise NotRunning(
+            f"the Ray cluster at {head.address} does not answer ({type(exc).__name__})",
+            hint="start it with `moltbot up` (or `moltbot down` to clean up)",
+        ) from None
+    root = root_handle(head.namespace)
+    if root is None:
+        raise NotRunning("no moltbot tree in the Ray cluster", hint="start it with `moltbot up`")
+    return head, root
+
+
+def tree_status(root: Any) -> dict[str, Any]:
+    status: dict[str, Any] = ray.get(root.status.remote(), timeout=30)
+    return status
+
+
+def kill(root_ns: str, name: str, how: str) -> str:
+    """Crash one actor on purpose. ``name``: a path (``channels/telegram:main``) or actor name."""
+    full = name if name.startswith(ROOT + ".") else actor_name(name.replace(".", "/"))
+    if full == ROOT:
+        raise SupervisionError("the root is not killed with `kill`", hint="use `moltbot down`")
+    try:
+        handle = ray.get_actor(full, namespace=root_ns)
+    except ValueError:
+        raise NotRunning(f"no actor named {full}", hint="see `moltbot status`") from None
+    if how == "kill":
+        ray.kill(handle, no_restart=True)
+    else:
+        with contextlib.suppress(Exception):  # `exit` ends the process mid-call
+            ray.get(handle.crash.remote(how), timeout=10)
+    return full
+
+
+def stop_tree(root: Any, timeout: float = 120.0) -> None:
+    try:
+        ray.get(root.stop.remote(), timeout=timeout)
+    finally:
+        ray.kill(root)
+
+
+def head_processes(head: Head) -> list[psutil.Process]:
+    """Every process of this head: its process group, and anything naming its temp dir."""
+    found: list[psutil.Process] = []
+    for proc in psutil.process_iter(["pid", "cmdline"]):
+        try:
+            cmd = " ".join(proc.info["cmdline"] or [])
+            in_group = head.pgid and os.getpgid(proc.pid) == head.pgid
+        except (psutil.Error, ProcessLookupError, PermissionError):
+            continue
+        if proc.pid != os.getpid() and (in_group or (head.temp_dir and head.temp_dir in cmd)):
+            found.append(proc)
+    return found
+
+
+def stop_head(head: Head, home: Path | None = None) -> int:
+    """End the head we started (never a cluster we only joined). Returns processes left."""
+    if ray.is_initialized():
+        ray.shutdown()
+    if head.pgid:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(head.pgid, signal.SIGTERM)
+        procs = head_processes(head)
+        _gone, alive = psutil.wait_procs(procs, timeout=10)
+        for proc in alive:
+            with contextlib.suppress(psutil.Error):
+                proc.kill()
+        psutil.wait_procs(alive, timeout=5)
+    if home is not None:
+        with contextlib.suppress(FileNotFoundError):
+            _head_file(home).unlink()
+    return len(head_processes(head)) if head.pgid else 0
+
+
+def head_json(head: Head) -> str:
+    return json.dumps(msgspec.to_builtins(head))

@@ -1,0 +1,150 @@
+"""``moltbot up | down | status | kill``: run and watch the supervision tree.
+
+The Ray work is in ``actors.control`` (imported inside each command): ``moltbot/`` itself never
+imports Ray.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from typing import Any
+
+from moltbot import paths
+from moltbot.cli.render import table
+from moltbot.config.loader import load_config
+from moltbot.config.schema import Config
+from moltbot.errors import NotRunning
+
+
+def _config(args: argparse.Namespace) -> Config:
+    from moltbot.cli.config_cmd import config_path
+
+    return load_config(config_path(args))
+
+
+def _provider_note(cfg: Config) -> str:
+    if cfg.agent.provider == "offline":
+        return (
+            "provider: offline (echo, no API key needed). To talk to Claude: "
+            '`moltbot secrets set anthropic_api_key` and set agent.provider to "anthropic".'
+        )
+    return f"provider: anthropic, models {', '.join(cfg.agent.models)}"
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    from actors import control
+
+    cfg = _config(args)
+    home = paths.home()
+    if cfg.cluster.address:
+        head = control.Head(address=cfg.cluster.address, namespace=cfg.cluster.namespace)
+    else:
+        running = control.read_head(home)
+        if running is not None and control.head_processes(running):
+            raise NotRunning(
+                "moltbot is already running here", hint="see `moltbot status`, or `moltbot down`"
+            )
+        print("starting Ray (local head on 127.0.0.1) ...", flush=True)
+        head = control.start_head(cfg, home)
+    started = time.monotonic()
+    try:
+        control.connect(head)
+        root = control.boot(cfg, home)
+    except BaseException:
+        if head.pgid:
+            control.stop_head(head, home)
+        raise
+    gw = cfg.gateway
+    scheme = "https" if gw.tls else "http"
+    print(f"moltbot is up in {time.monotonic() - started:.1f}s (Ray at {head.address})")
+    print(f"  gateway:   {scheme}://{gw.bind}:{gw.port}/")
+    if head.dashboard:
+        print(f"  dashboard: {head.dashboard}")
+    print(f"  {_provider_note(cfg)}")
+    if args.detach:
+        print("running in the background: `moltbot status`, `moltbot down`")
+        return 0
+    print("Ctrl-C stops it.", flush=True)
+    try:
+        import ray
+
+        outcome = ray.get(root.wait.remote())
+        print(f"the tree stopped: {outcome}", file=sys.stderr)
+        code = 1
+    except KeyboardInterrupt:
+        print("\nstopping (reverse order) ...", flush=True)
+        control.stop_tree(root)
+        code = 0
+    if head.pgid:
+        control.stop_head(head, home)
+    return code
+
+
+def cmd_down(args: argparse.Namespace) -> int:
+    from actors import control
+
+    home = paths.home()
+    head = control.read_head(home)
+    if head is None:
+        print("moltbot is not running")
+        return 0
+    try:
+        control.connect(head)
+        root = control.root_handle(head.namespace)
+        if root is not None:
+            control.stop_tree(root)
+            print("tree stopped")
+    except Exception as exc:  # the head may be half dead: still clean up its processes
+        print(f"could not stop the tree cleanly ({type(exc).__name__}); ending processes")
+    left = control.stop_head(head, home)
+    if left:
+        print(f"{left} Ray processes did not exit", file=sys.stderr)
+        return 1
+    print("moltbot is down")
+    return 0
+
+
+def _status(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
+    from actors import control
+
+    head, root = control.attach(paths.home())
+    return head, control.tree_status(root)
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    head, status = _status(args)
+    if args.json:
+        print(json.dumps({"ray": head.address, "dashboard": head.dashboard, "tree": status}))
+    else:
+        print(
+            f"Ray: {head.address}" + (f"   dashboard: {head.dashboard}" if head.dashboard else "")
+        )
+        print(table(status))
+    return 0
+
+
+def cmd_kill(args: argparse.Namespace) -> int:
+    from actors import control
+
+    head, _root = control.attach(paths.home())
+    full = control.kill(head.namespace, args.name, args.how)
+    print(f"crashed {full} ({args.how}); its supervisor restarts it: see `moltbot status`")
+    return 0
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser("up", help="start the supervision tree (Ray, gateway, channels, ...)")
+    p.add_argument("--detach", action="store_true", help="return once the tree is ready")
+    p.set_defaults(func=cmd_up)
+    p = sub.add_parser("down", help="stop the tree in reverse order and the Ray head we started")
+    p.set_defaults(func=cmd_down)
+    p = sub.add_parser("status", help="every actor: name, state, restarts, node, uptime")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_status)
+    p = sub.add_parser("kill", help="crash one actor on purpose, to watch supervision work")
+    p.add_argument("name", help="actor path or name, e.g. channels/telegram:main")
+    p.add_argument("--how", choices=["kill", "raise", "exit", "hang"], default="kill")
+    p.set_defaults(func=cmd_kill)

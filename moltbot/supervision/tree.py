@@ -1,0 +1,138 @@
+"""The supervision tree, built from the config as pure data (``ChildSpec``s). Nothing starts here.
+
+```
+root (one_for_one)
+├── store      ├── gateway      ├── agents → agent-0..N      ├── tools → sandbox-0..M
+├── channels → telegram:<account>, slack:<account>, signal:<account>
+└── plugins → plugin:<name>
+```
+Kinds that a later subsystem fills are started as ``placeholder`` children and say so.
+"""
+
+from __future__ import annotations
+
+from fnmatch import fnmatchcase
+from typing import Any
+
+from moltbot.config.schema import Config, SupervisorConfig
+from moltbot.supervision.spec import (
+    Backoff,
+    ChildSpec,
+    ChildType,
+    Restart,
+    Strategy,
+    SupervisorFlags,
+)
+
+SUPERVISOR_SHUTDOWN_S = 60.0
+
+# kind -> what fills it; a kind listed here is started as a labelled placeholder for now
+PLACEHOLDERS: dict[str, str] = {
+    "store": "durable store lands with the agent runtime issue",
+    "gateway": "gateway lands with the gateway issue",
+    "agent": "agent runtime lands with its issue",
+    "sandbox": "sandboxed tool worker lands with the agent runtime issue",
+    "channel": "channel adapters land with the channels issue",
+    "plugin": "plugins land with the plugins issue",
+}
+
+
+def flags_from(cfg: Config, section: SupervisorConfig) -> SupervisorFlags:
+    sup = cfg.supervision
+    return SupervisorFlags(
+        strategy=Strategy(section.strategy),
+        intensity=section.intensity,
+        period=section.period,
+        backoff=Backoff(
+            base_s=section.backoff.base_s,
+            max_s=section.backoff.max_s,
+            jitter=section.backoff.jitter,
+        ),
+        ping_interval_s=sup.ping_interval_s,
+        ping_timeout_s=sup.ping_timeout_s,
+    )
+
+
+def placement_for(cfg: Config, path: str) -> dict[str, float]:
+    """Custom Ray resources an actor at ``path`` needs, from the first matching glob."""
+    for pattern, placement in cfg.cluster.placement.items():
+        if fnmatchcase(path, pattern):
+            return dict(placement.resources)
+    return {}
+
+
+class _Builder:
+    def __init__(self, cfg: Config, implemented: frozenset[str]) -> None:
+        self.cfg = cfg
+        self.implemented = implemented
+
+    def worker(self, path: str, kind: str, args: dict[str, Any] | None = None) -> ChildSpec:
+        cid = path.rsplit("/", 1)[-1]
+        sup = self.cfg.supervision
+        if kind in self.implemented:
+            real_kind, note = kind, ""
+        else:
+            real_kind, note = "placeholder", PLACEHOLDERS.get(kind, "not implemented yet")
+        return ChildSpec(
+            id=cid,
+            kind=real_kind,
+            args={**(args or {}), "note": note} if note else dict(args or {}),
+            restart=Restart.PERMANENT,
+            shutdown=sup.shutdown_s,
+            ready_timeout=sup.ready_timeout_s,
+            resources=placement_for(self.cfg, path),
+            placeholder=note,
+        )
+
+    def supervisor(self, cid: str, section: SupervisorConfig, kids: list[ChildSpec]) -> ChildSpec:
+        return ChildSpec(
+            id=cid,
+            kind="supervisor",
+            child_type=ChildType.SUPERVISOR,
+            args={"flags": flags_from(self.cfg, section), "children": kids},
+            shutdown=SUPERVISOR_SHUTDOWN_S,
+            ready_timeout=self.cfg.supervision.ready_timeout_s * 2,
+        )
+
+
+def channel_ids(cfg: Config) -> list[tuple[str, str, Any]]:
+    """(child id, channel type, account config) of every enabled account, in config order."""
+    out: list[tuple[str, str, Any]] = []
+    for kind in ("telegram", "slack", "signal"):
+        for acct in getattr(cfg.channels, kind):
+            if acct.enabled:
+                out.append((f"{kind}:{acct.account}", kind, acct))
+    return out
+
+
+def build_tree(cfg: Config, implemented: frozenset[str] = frozenset()) -> list[ChildSpec]:
+    """The root's children, in start order. ``implemented``: kinds with a real actor."""
+    b = _Builder(cfg, implemented)
+    sup = cfg.supervision
+    agents = [
+        b.worker(f"agents/agent-{i}", "agent", {"index": i}) for i in range(cfg.agent.workers)
+    ]
+    sandboxes = [
+        b.worker(f"tools/sandbox-{i}", "sandbox", {"index": i}) for i in range(cfg.tools.workers)
+    ]
+    channels = [
+        b.worker(f"channels/{cid}", "channel", {"channel": kind, "account": acct.account})
+        for cid, kind, acct in channel_ids(cfg)
+    ]
+    plugins = [
+        b.worker(f"plugins/plugin:{p.name}", "plugin", {"plugin": p.name})
+        for p in cfg.plugins
+        if p.enabled
+    ]
+    return [
+        b.worker("store", "store"),
+        b.worker("gateway", "gateway"),
+        b.supervisor("agents", sup.agents, agents),
+        b.supervisor("tools", sup.tools, sandboxes),
+        b.supervisor("channels", sup.channels, channels),
+        b.supervisor("plugins", sup.plugins, plugins),
+    ]
+
+
+def root_flags(cfg: Config) -> SupervisorFlags:
+    return flags_from(cfg, cfg.supervision.root)
