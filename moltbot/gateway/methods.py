@@ -1,0 +1,156 @@
+"""Gateway methods: parse params, call the backend, shape the payload.
+
+``chat.send`` streams ``chat`` events (``{"kind": "delta"|"tool"|"final", ...,"req": id}``)
+through ``CallContext.emit`` before its response. ``config.get`` redacts secrets once more,
+whatever the backend already did.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import msgspec
+
+from moltbot.errors import BadRequest, UnknownMethod
+from moltbot.gateway import frames as f
+from moltbot.gateway.backend import Backend
+from moltbot.messages import ChatFinal
+
+Emit = Callable[[str, Any], Awaitable[None]]
+MAX_CHAT_CHARS = 100_000
+REDACTED = "***"
+_SECRET_KEY = re.compile(
+    r"(^|[_\-.])(token|password|passwd|secret|secrets|api_?key|passphrase|private_?key|"
+    r"credentials?|cookie)$",
+    re.IGNORECASE,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class CallContext:
+    client: str  # who is calling, for the audit trail ("gateway:127.0.0.1:53412")
+    request_id: str
+    emit: Emit
+
+
+def redact(value: Any) -> Any:
+    """A copy of ``value`` with every secret-looking key's value replaced by ``***``."""
+    if isinstance(value, msgspec.Struct):
+        value = msgspec.to_builtins(value)
+    if isinstance(value, dict):
+        return {
+            k: (REDACTED if isinstance(k, str) and _SECRET_KEY.search(k) and v else redact(v))
+            for k, v in value.items()
+        }
+    if isinstance(value, list | tuple):
+        return [redact(v) for v in value]
+    return value
+
+
+def chat_payload(event: msgspec.Struct, request_id: str) -> dict[str, Any]:
+    data = msgspec.to_builtins(event)
+    kind = data.pop("type")
+    return {"kind": kind, **data, "req": request_id}
+
+
+Handler = Callable[[dict[str, Any], CallContext], Awaitable[Any]]
+
+
+class Dispatcher:
+    def __init__(self, backend: Backend) -> None:
+        self._b = backend
+        self._table: dict[str, Handler] = {
+            "health": self._health,
+            "status": self._status,
+            "chat.send": self._chat_send,
+            "chat.history": self._chat_history,
+            "sessions.list": self._sessions_list,
+            "sessions.reset": self._sessions_reset,
+            "channels.status": self._channels_status,
+            "approvals.list": self._approvals_list,
+            "approvals.resolve": self._approvals_resolve,
+            "pairing.list": self._pairing_list,
+            "pairing.approve": self._pairing_approve,
+            "config.get": self._config_get,
+        }
+
+    @property
+    def methods(self) -> tuple[str, ...]:
+        return tuple(self._table)
+
+    async def call(self, method: str, params: dict[str, Any], ctx: CallContext) -> Any:
+        handler = self._table.get(method)
+        if handler is None:
+            shown = method if len(method) <= 64 and method.isprintable() else "(unprintable)"
+            raise UnknownMethod(
+                f"unknown method {shown!r}", hint="known: " + ", ".join(self._table)
+            )
+        return await handler(params, ctx)
+
+    async def _health(self, params: dict[str, Any], ctx: CallContext) -> Any:
+        f.parse_params(params, f.NoParams)
+        return await self._b.health()
+
+    async def _status(self, params: dict[str, Any], ctx: CallContext) -> Any:
+        f.parse_params(params, f.NoParams)
+        return await self._b.status()
+
+    async def _chat_send(self, params: dict[str, Any], ctx: CallContext) -> Any:
+        p = f.parse_params(params, f.ChatSendParams)
+        if not p.text.strip():
+            raise BadRequest("chat.send needs a non-empty text")
+        if len(p.text) > MAX_CHAT_CHARS:
+            raise BadRequest(f"a message is limited to {MAX_CHAT_CHARS} characters")
+        text_parts: list[str] = []
+        final: ChatFinal | None = None
+        async for event in self._b.chat_send(p.session, p.text):
+            await ctx.emit("chat", chat_payload(event, ctx.request_id))
+            if isinstance(event, ChatFinal):
+                final = event
+            elif hasattr(event, "text"):
+                text_parts.append(event.text)
+        if final is None:
+            return {"session": p.session, "text": "".join(text_parts), "usage": {}}
+        return {"session": final.session, "text": final.text, "usage": final.usage}
+
+    async def _chat_history(self, params: dict[str, Any], ctx: CallContext) -> Any:
+        p = f.parse_params(params, f.ChatHistoryParams)
+        limit = max(1, min(p.limit, 1000))
+        messages = await self._b.chat_history(p.session, limit)
+        return {"session": p.session, "messages": messages}
+
+    async def _sessions_list(self, params: dict[str, Any], ctx: CallContext) -> Any:
+        f.parse_params(params, f.NoParams)
+        return {"sessions": await self._b.sessions_list()}
+
+    async def _sessions_reset(self, params: dict[str, Any], ctx: CallContext) -> Any:
+        p = f.parse_params(params, f.SessionParams)
+        await self._b.sessions_reset(p.session)
+        return {"session": p.session, "reset": True}
+
+    async def _channels_status(self, params: dict[str, Any], ctx: CallContext) -> Any:
+        f.parse_params(params, f.NoParams)
+        return {"channels": await self._b.channels_status()}
+
+    async def _approvals_list(self, params: dict[str, Any], ctx: CallContext) -> Any:
+        f.parse_params(params, f.NoParams)
+        return {"approvals": await self._b.approvals_list()}
+
+    async def _approvals_resolve(self, params: dict[str, Any], ctx: CallContext) -> Any:
+        p = f.parse_params(params, f.ApprovalResolveParams)
+        return await self._b.approvals_resolve(p.id, p.decision == "approve", by=ctx.client)
+
+    async def _pairing_list(self, params: dict[str, Any], ctx: CallContext) -> Any:
+        f.parse_params(params, f.NoParams)
+        return {"requests": await self._b.pairing_list()}
+
+    async def _pairing_approve(self, params: dict[str, Any], ctx: CallContext) -> Any:
+        p = f.parse_params(params, f.PairingApproveParams)
+        return await self._b.pairing_approve(p.channel, p.code)
+
+    async def _config_get(self, params: dict[str, Any], ctx: CallContext) -> Any:
+        f.parse_params(params, f.NoParams)
+        return {"config": redact(await self._b.config_get())}

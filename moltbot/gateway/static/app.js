@@ -1,0 +1,296 @@
+// moltbot web chat + control page. No inline code, no innerHTML: all text goes through
+// textContent. The token is only sent in the connect frame; only the rotating web session id
+// is kept (sessionStorage), never the token.
+"use strict";
+
+(() => {
+  const SESSION_KEY = "moltbot.session";
+  const $ = (id) => document.getElementById(id);
+  const wsUrl = (location.protocol === "https:" ? "wss://" : "ws://") + location.host + "/ws";
+
+  let ws = null;
+  let nextId = 1;
+  let online = false;
+  let wantOnline = false;
+  let retryDelay = 500;
+  const pending = new Map(); // request id -> {resolve, reject}
+  const bubbles = new Map(); // chat.send request id -> assistant bubble element
+
+  function el(tag, className, text) {
+    const node = document.createElement(tag);
+    if (className) node.className = className;
+    if (text !== undefined) node.textContent = String(text);
+    return node;
+  }
+
+  function setState(text, isOnline) {
+    const state = $("conn-state");
+    state.textContent = text;
+    state.classList.toggle("online", Boolean(isOnline));
+  }
+
+  function errorText(error) {
+    if (!error) return "request failed";
+    return error.hint ? `${error.message} (${error.hint})` : error.message;
+  }
+
+  // --- protocol ----------------------------------------------------------------------------
+  function request(method, params) {
+    return new Promise((resolve, reject) => {
+      if (!ws || ws.readyState !== WebSocket.OPEN) {
+        reject({ code: "offline", message: "not connected to the gateway" });
+        return;
+      }
+      const id = String(nextId++);
+      pending.set(id, { resolve, reject });
+      ws.send(JSON.stringify({ type: "req", id, method, params: params || {} }));
+    });
+  }
+
+  function open(auth) {
+    return new Promise((resolve, reject) => {
+      const sock = new WebSocket(wsUrl);
+      let settled = false;
+      ws = sock;
+      sock.onopen = () => {
+        const id = String(nextId++);
+        pending.set(id, {
+          resolve: (payload) => { settled = true; resolve(payload); },
+          reject: (error) => { settled = true; reject(error); },
+        });
+        sock.send(JSON.stringify({
+          type: "req", id, method: "connect", params: { auth, client: "web" },
+        }));
+      };
+      sock.onmessage = (ev) => onFrame(ev.data);
+      sock.onclose = (ev) => {
+        for (const p of pending.values()) p.reject({ code: "closed", message: "connection closed" });
+        pending.clear();
+        if (ws === sock) ws = null;
+        online = false;
+        setState("offline", false);
+        if (!settled) reject({ code: "closed", message: ev.reason || "connection closed" });
+        else if (wantOnline) scheduleReconnect();
+      };
+    });
+  }
+
+  function onFrame(text) {
+    let frame;
+    try { frame = JSON.parse(text); } catch (_e) { return; }
+    if (frame.type === "res") {
+      const p = pending.get(frame.id);
+      if (!p) return;
+      pending.delete(frame.id);
+      if (frame.ok) p.resolve(frame.payload); else p.reject(frame.error);
+    } else if (frame.type === "event") {
+      onEvent(frame.event, frame.payload || {});
+    }
+  }
+
+  function onEvent(name, payload) {
+    if (name === "chat") onChat(payload);
+    else if (name.startsWith("tree") || name.startsWith("supervision")) scheduleTree();
+    else if (name.startsWith("approval")) loadApprovals();
+  }
+
+  // --- login / reconnect -------------------------------------------------------------------
+  async function login(auth) {
+    const hello = await open(auth);
+    sessionStorage.setItem(SESSION_KEY, hello.session);
+    online = true;
+    wantOnline = true;
+    retryDelay = 500;
+    setState("online", true);
+    $("login").hidden = true;
+    $("app").hidden = false;
+    $("logout").hidden = false;
+    loadTree();
+    loadApprovals();
+  }
+
+  function showLogin(message) {
+    wantOnline = false;
+    $("app").hidden = true;
+    $("logout").hidden = true;
+    $("login").hidden = false;
+    $("login-error").textContent = message || "";
+  }
+
+  function scheduleReconnect() {
+    const session = sessionStorage.getItem(SESSION_KEY);
+    if (!session) { showLogin("disconnected"); return; }
+    setState("reconnecting…", false);
+    setTimeout(async () => {
+      try {
+        await login({ session: sessionStorage.getItem(SESSION_KEY) || "" });
+      } catch (error) {
+        if (error && error.code === "closed") {
+          retryDelay = Math.min(retryDelay * 2, 10000);
+          scheduleReconnect();
+        } else {
+          sessionStorage.removeItem(SESSION_KEY);
+          showLogin(errorText(error));
+        }
+      }
+    }, retryDelay);
+  }
+
+  $("login-form").addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    const input = $("token");
+    $("login-error").textContent = "";
+    try {
+      await login({ token: input.value.trim() });
+      input.value = "";
+    } catch (error) {
+      showLogin(errorText(error));
+    }
+  });
+
+  $("logout").addEventListener("click", () => {
+    sessionStorage.removeItem(SESSION_KEY);
+    wantOnline = false;
+    if (ws) ws.close();
+    showLogin("");
+  });
+
+  // --- chat --------------------------------------------------------------------------------
+  function addMessage(kind, text) {
+    const box = $("messages");
+    const node = el("div", `msg ${kind}`, text);
+    box.appendChild(node);
+    box.scrollTop = box.scrollHeight;
+    return node;
+  }
+
+  function onChat(p) {
+    const bubble = bubbles.get(p.req);
+    if (!bubble) return;
+    if (p.kind === "delta") bubble.textContent += p.text;
+    else if (p.kind === "final") bubble.textContent = p.text;
+    else if (p.kind === "tool") {
+      const note = el("div", "msg tool", `tool ${p.name}: ${p.summary} [${p.status}]`);
+      bubble.before(note);
+    }
+    $("messages").scrollTop = $("messages").scrollHeight;
+  }
+
+  $("chat-form").addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    const input = $("chat-input");
+    const text = input.value;
+    if (!text.trim()) return;
+    input.value = "";
+    addMessage("user", text);
+    const bubble = addMessage("assistant", "");
+    const id = String(nextId); // the id request() is about to use
+    bubbles.set(id, bubble);
+    try {
+      const result = await request("chat.send", { session: "web", text });
+      bubble.textContent = result.text;
+      bubble.classList.add("done");
+    } catch (error) {
+      bubble.classList.add("error");
+      bubble.textContent = errorText(error);
+    } finally {
+      bubbles.delete(id);
+    }
+  });
+
+  $("chat-input").addEventListener("keydown", (ev) => {
+    if (ev.key === "Enter" && !ev.shiftKey) {
+      ev.preventDefault();
+      $("chat-form").requestSubmit();
+    }
+  });
+
+  // --- supervision tree --------------------------------------------------------------------
+  let treeTimer = null;
+  function scheduleTree() {
+    if (treeTimer) return;
+    treeTimer = setTimeout(() => { treeTimer = null; loadTree(); }, 200);
+  }
+
+  function renderNode(node) {
+    const li = el("li");
+    li.appendChild(el("span", "node-name", node.name || node.id || "?"));
+    const state = String(node.state || node.status || "");
+    if (state) {
+      const cls = state.toLowerCase().replace(/[^a-z_-]/g, "");
+      li.appendChild(el("span", `node-state ${cls}`, state));
+    }
+    if (node.restarts) li.appendChild(el("span", "muted", ` ↻${node.restarts}`));
+    if (Array.isArray(node.children) && node.children.length) {
+      const ul = el("ul");
+      for (const child of node.children) ul.appendChild(renderNode(child));
+      li.appendChild(ul);
+    }
+    return li;
+  }
+
+  async function loadTree() {
+    const root = $("tree");
+    try {
+      const payload = await request("status", {});
+      const tree = payload.tree || payload;
+      root.replaceChildren();
+      $("tree-error").textContent = "";
+      if (tree && (tree.name || tree.children)) root.appendChild(renderNode(tree));
+      else root.appendChild(el("pre", "raw", JSON.stringify(payload, null, 2)));
+    } catch (error) {
+      $("tree-error").textContent = errorText(error);
+    }
+  }
+
+  $("tree-refresh").addEventListener("click", loadTree);
+
+  // --- approvals ---------------------------------------------------------------------------
+  async function resolveApproval(id, decision) {
+    try {
+      await request("approvals.resolve", { id, decision });
+    } catch (error) {
+      $("approvals-error").textContent = errorText(error);
+    }
+    loadApprovals();
+  }
+
+  async function loadApprovals() {
+    const list = $("approvals");
+    try {
+      const payload = await request("approvals.list", {});
+      const items = payload.approvals || [];
+      list.replaceChildren();
+      $("approvals-error").textContent = "";
+      $("approvals-empty").hidden = items.length > 0;
+      for (const a of items) {
+        const li = el("li");
+        li.dataset.id = String(a.id);
+        li.appendChild(el("strong", "", `#${a.id}`));
+        if (a.session) li.appendChild(el("span", "muted", ` ${a.session}`));
+        li.appendChild(el("code", "", a.command || a.summary || ""));
+        const approve = el("button", "approve", "Approve");
+        approve.type = "button";
+        approve.addEventListener("click", () => resolveApproval(String(a.id), "approve"));
+        const deny = el("button", "deny", "Deny");
+        deny.type = "button";
+        deny.addEventListener("click", () => resolveApproval(String(a.id), "deny"));
+        li.append(approve, " ", deny);
+        list.appendChild(li);
+      }
+    } catch (error) {
+      $("approvals-error").textContent = errorText(error);
+    }
+  }
+
+  $("approvals-refresh").addEventListener("click", loadApprovals);
+
+  // --- start -------------------------------------------------------------------------------
+  const saved = sessionStorage.getItem(SESSION_KEY);
+  if (saved) {
+    login({ session: saved }).catch(() => {
+      sessionStorage.removeItem(SESSION_KEY);
+      showLogin("");
+    });
+  }
+})();

@@ -1,0 +1,102 @@
+"""A Backend for the gateway tests: echoes chat text back in several deltas, keeps small state."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+from moltbot.errors import NotFound
+from moltbot.messages import ChatDelta, ChatEvent, ChatFinal, ChatTool
+
+XSS_REPLY = 'look: <img src=x onerror="window.__xss=1"> done'
+SECRET_IN_CONFIG = "s3cret-value-never-shown"
+
+
+class EchoBackend:
+    def __init__(self) -> None:
+        self.is_ready = True
+        self.events_queue: asyncio.Queue[tuple[str, dict[str, Any]]] = asyncio.Queue(100)
+        self.chat_calls = 0
+        self.hang_first_chat = False
+        self.delta_delay = 0.01
+        self.reset_sessions: list[str] = []
+        self.resolved: list[tuple[str, bool, str]] = []
+        self.paired: list[tuple[str, str]] = []
+        self.approvals: dict[str, dict[str, Any]] = {
+            "a1": {"id": "a1", "command": "rm -rf /tmp/x <b>", "session": "web"},
+        }
+
+    async def ready(self) -> bool:
+        return self.is_ready
+
+    async def health(self) -> dict[str, Any]:
+        return {"status": "ok", "uptime_s": 1.5}
+
+    async def status(self) -> dict[str, Any]:
+        return {
+            "tree": {
+                "name": "moltbot",
+                "state": "running",
+                "children": [
+                    {"name": "store", "state": "running", "children": []},
+                    {"name": "gateway", "state": "running", "children": []},
+                    {"name": "agents", "state": "restarting", "restarts": 2, "children": []},
+                ],
+            }
+        }
+
+    async def chat_send(self, session: str, text: str) -> AsyncIterator[ChatEvent]:
+        self.chat_calls += 1
+        call = self.chat_calls
+        reply = XSS_REPLY if "xss" in text else f"echo: {text}"
+        yield ChatTool(session=session, name="echo", summary="repeat the text", status="done")
+        pieces = [reply[i : i + 4] for i in range(0, len(reply), 4)]
+        for n, piece in enumerate(pieces):
+            if n == 1 and call == 1 and self.hang_first_chat:
+                await asyncio.Event().wait()  # stuck until the gateway goes away
+            yield ChatDelta(session=session, text=piece)
+            await asyncio.sleep(self.delta_delay)
+        yield ChatFinal(session=session, text=reply, usage={"output_tokens": len(pieces)})
+
+    async def chat_history(self, session: str, limit: int) -> list[dict[str, Any]]:
+        return [{"role": "user", "text": "hi"}, {"role": "assistant", "text": "echo: hi"}][:limit]
+
+    async def sessions_list(self) -> list[dict[str, Any]]:
+        return [{"key": "web:main", "messages": 2}]
+
+    async def sessions_reset(self, session: str) -> None:
+        self.reset_sessions.append(session)
+
+    async def channels_status(self) -> list[dict[str, Any]]:
+        return [{"name": "telegram:main", "state": "running"}]
+
+    async def approvals_list(self) -> list[dict[str, Any]]:
+        return list(self.approvals.values())
+
+    async def approvals_resolve(
+        self, approval_id: str, approve: bool, *, by: str
+    ) -> dict[str, Any]:
+        if self.approvals.pop(approval_id, None) is None:
+            raise NotFound(f"no pending approval {approval_id}")
+        self.resolved.append((approval_id, approve, by))
+        await self.events_queue.put(("approvals", {"resolved": approval_id}))
+        return {"id": approval_id, "approved": approve}
+
+    async def pairing_list(self) -> list[dict[str, Any]]:
+        return [{"channel": "telegram", "code": "ABC123", "sender": "42"}]
+
+    async def pairing_approve(self, channel: str, code: str) -> dict[str, Any]:
+        self.paired.append((channel, code))
+        return {"channel": channel, "code": code, "approved": True}
+
+    async def config_get(self) -> dict[str, Any]:
+        return {
+            "gateway": {"port": 18789, "token": SECRET_IN_CONFIG, "allowed_origins": []},
+            "channels": {"telegram": {"bot_token": SECRET_IN_CONFIG, "api_base": "http://x"}},
+            "agent": {"model": "claude", "max_tokens": 1024, "api_key": SECRET_IN_CONFIG},
+        }
+
+    async def events(self) -> AsyncIterator[tuple[str, dict[str, Any]]]:
+        while True:
+            yield await self.events_queue.get()

@@ -1,0 +1,111 @@
+"""The web page in a real Chromium against a real gateway: login, streaming chat, XSS as text,
+the supervision tree and the approvals list."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+from playwright.async_api import Browser, ConsoleMessage, Page, async_playwright
+
+from .conftest import TOKEN, MakeGateway
+from .echo_backend import EchoBackend
+
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+
+
+@pytest.fixture
+async def browser() -> AsyncIterator[Browser]:
+    async with async_playwright() as pw:
+        b = await pw.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+        try:
+            yield b
+        finally:
+            await b.close()
+
+
+async def _login(page: Page, url: str) -> None:
+    await page.goto(url)
+    await page.fill("#token", TOKEN)
+    await page.click("#login-button")
+    await page.wait_for_selector("#app:not([hidden])")
+
+
+async def test_web_chat_login_stream_xss_tree_approvals(
+    make_gateway: MakeGateway, browser: Browser
+) -> None:
+    backend = EchoBackend()
+    backend.delta_delay = 0.03
+    gw = await make_gateway(backend)
+    page = await browser.new_page()
+    console: list[str] = []
+
+    def on_console(msg: ConsoleMessage) -> None:
+        if msg.type in ("error", "warning"):
+            console.append(msg.text)
+
+    page.on("console", on_console)
+
+    await page.goto(gw.url)
+    await page.fill("#token", "wrong")
+    await page.click("#login-button")
+    await page.wait_for_function("document.getElementById('login-error').textContent !== ''")
+    assert "authentication failed" in (await page.text_content("#login-error") or "")
+
+    await _login(page, gw.url)
+    assert await page.evaluate("sessionStorage.getItem('moltbot.session')") is not None
+    assert TOKEN not in (await page.evaluate("JSON.stringify(sessionStorage)"))
+
+    # Streaming: count the text changes of the reply bubble while it arrives.
+    await page.evaluate(
+        """() => {
+        window.__changes = 0;
+        new MutationObserver(() => { window.__changes += 1; })
+          .observe(document.getElementById('messages'),
+                   {subtree: true, childList: true, characterData: true});
+    }"""
+    )
+    await page.fill("#chat-input", "hello from chromium")
+    await page.click("#chat-send")
+    done = page.locator(".msg.assistant.done").first
+    await done.wait_for()
+    assert await done.text_content() == "echo: hello from chromium"
+    assert await page.evaluate("window.__changes") >= 5  # deltas were appended one by one
+    assert await page.text_content(".msg.user") == "hello from chromium"
+
+    # A reply carrying markup is shown as text, never parsed.
+    await page.fill("#chat-input", "xss please")
+    await page.click("#chat-send")
+    await page.locator(".msg.assistant.done").nth(1).wait_for()
+    text = await page.locator(".msg.assistant.done").nth(1).text_content()
+    assert text is not None and "<img" in text and 'onerror="window.__xss=1"' in text
+    assert await page.evaluate("window.__xss") is None
+    assert await page.locator("#messages img").count() == 0
+
+    # The supervision tree from `status`, and the pending approvals with their buttons.
+    await page.wait_for_selector("#tree .node-name")
+    names = await page.locator("#tree .node-name").all_text_contents()
+    assert names == ["moltbot", "store", "gateway", "agents"]
+    item = page.locator("#approvals li[data-id='a1']")
+    await item.wait_for()
+    assert "rm -rf /tmp/x <b>" in (await item.text_content() or "")
+    await item.locator("button.approve").click()
+    await page.wait_for_selector("#approvals li", state="detached")
+    assert backend.resolved[0][:2] == ("a1", True)
+    assert await page.is_visible("#approvals-empty")
+
+    # A reload resumes with the (rotated) web session, without the token.
+    before = await page.evaluate("sessionStorage.getItem('moltbot.session')")
+    await page.reload()
+    await page.wait_for_selector("#app:not([hidden])")
+    after = await page.evaluate("sessionStorage.getItem('moltbot.session')")
+    assert after and after != before
+
+    assert not [m for m in console if "Content Security Policy" in m], console
