@@ -1,0 +1,287 @@
+"""web_fetch: GET an http(s) URL from the public internet and return its text.
+
+SSRF guard: the host is resolved here, every address it resolves to must be public (not private,
+loopback, link-local, multicast, reserved, CGNAT, the cloud metadata addresses, or a v6 form that
+embeds such a v4 address), and the connection goes to the vetted IP (Host header and TLS SNI keep
+the name), so a second DNS answer cannot swap in another address (DNS rebinding). Redirects are
+followed by hand, at most five, each hop vetted again. The body is streamed and cut at a size cap;
+the whole fetch has a time cap.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import codecs
+import ipaddress
+import re
+import socket
+import ssl
+from collections.abc import Awaitable, Callable
+from html.parser import HTMLParser
+from typing import Annotated
+
+import httpx
+import msgspec
+
+from moltbot.errors import FetchRefused, ToolError
+from moltbot.messages import ToolResult
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+Resolver = Callable[[str, int], Awaitable[list[str]]]
+
+_REDIRECTS = frozenset({301, 302, 303, 307, 308})
+_METADATA = frozenset(
+    {ipaddress.ip_address("169.254.169.254"), ipaddress.ip_address("fd00:ec2::254")}
+)
+_NAT64 = ipaddress.ip_network("64:ff9b::/96")
+_TEXT_TYPES = ("text/", "application/json", "application/xml", "application/javascript")
+
+DESCRIPTION = (
+    "Fetch a public web page or text document over http(s) and return it as text (HTML is "
+    "reduced to its text). Private, local and cloud-metadata addresses are refused; large "
+    "bodies are cut."
+)
+
+
+class WebFetchInput(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    url: Annotated[
+        str,
+        msgspec.Meta(min_length=1, max_length=4096, description="An http:// or https:// URL."),
+    ]
+
+
+def address_allowed(ip: IPAddress) -> bool:
+    """True only for globally routable unicast addresses (and no v6 wrapper of a bad v4 one)."""
+    if isinstance(ip, ipaddress.IPv6Address):
+        embedded = [ip.ipv4_mapped, ip.sixtofour]
+        if ip.teredo:
+            embedded.extend(ip.teredo)
+        if ip in _NAT64:
+            embedded.append(ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF))
+        if any(v4 is not None and not address_allowed(v4) for v4 in embedded):
+            return False
+    bad = (
+        ip.is_private
+        or ip.is_loopback
+        or ip.is_link_local
+        or ip.is_multicast
+        or ip.is_reserved
+        or ip.is_unspecified
+        or ip in _METADATA
+    )
+    return ip.is_global and not bad
+
+
+async def system_resolver(host: str, port: int) -> list[str]:
+    loop = asyncio.get_running_loop()
+    infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    return [str(info[4][0]) for info in infos]
+
+
+class WebFetcher:
+    """The web_fetch tool.
+
+    ``allow_loopback_port_for_tests`` lets loopback through on that one port: tests only, never
+    set from config.
+    """
+
+    name = "web_fetch"
+    description = DESCRIPTION
+    input_type = WebFetchInput
+
+    def __init__(
+        self,
+        *,
+        max_bytes: int = 2 * 1024 * 1024,
+        max_chars: int = 100_000,
+        timeout_s: float = 20.0,
+        max_redirects: int = 5,
+        resolver: Resolver = system_resolver,
+        ssl_context: ssl.SSLContext | None = None,
+        allow_loopback_port_for_tests: int | None = None,
+    ) -> None:
+        self.max_bytes = max_bytes
+        self.max_chars = max_chars
+        self.timeout_s = timeout_s
+        self.max_redirects = max_redirects
+        self._resolve = resolver
+        self._loopback_port = allow_loopback_port_for_tests
+        self._verify: ssl.SSLContext | bool = ssl_context or True  # certificates always checked
+
+    async def __call__(self, args: WebFetchInput, session: str) -> ToolResult:
+        return await self.fetch(args.url)
+
+    async def fetch(self, url: str) -> ToolResult:
+        try:
+            async with asyncio.timeout(self.timeout_s):
+                return await self._follow(self._parse(url))
+        except TimeoutError as exc:
+            raise FetchRefused(f"the fetch took longer than {self.timeout_s:g} s") from exc
+        except httpx.HTTPError as exc:
+            raise ToolError(f"could not fetch {url}: {_http_problem(exc)}") from exc
+
+    # --- steps ---------------------------------------------------------------------------
+    def _parse(self, raw: str) -> httpx.URL:
+        try:
+            url = httpx.URL(raw)
+        except (httpx.InvalidURL, TypeError, ValueError) as exc:
+            raise FetchRefused("not a valid URL") from exc
+        if url.scheme not in ("http", "https"):
+            raise FetchRefused("only http:// and https:// URLs can be fetched")
+        if not url.host:
+            raise FetchRefused("the URL has no host")
+        if url.userinfo:
+            raise FetchRefused("URLs with a user name or password are refused")
+        return url.copy_with(fragment=None)
+
+    async def _vet(self, url: httpx.URL) -> str:
+        """The one address to connect to; FetchRefused unless every resolved address is public."""
+        port = url.port or (443 if url.scheme == "https" else 80)
+        try:
+            candidates = [url.host] if _is_ip(url.host) else await self._resolve(url.host, port)
+        except OSError as exc:
+            raise FetchRefused(f"the host {url.host} could not be resolved") from exc
+        addresses = [ipaddress.ip_address(a.split("%", 1)[0]) for a in candidates]
+        if not addresses:
+            raise FetchRefused(f"the host {url.host} has no address")
+        for ip in addresses:
+            if not (address_allowed(ip) or self._test_loopback(ip, port)):
+                raise FetchRefused(
+                    f"{url.host} resolves to a private, local or reserved address; refused"
+                )
+        return str(addresses[0])
+
+    def _test_loopback(self, ip: IPAddress, port: int) -> bool:
+        return self._loopback_port is not None and ip.is_loopback and port == self._loopback_port
+
+    async def _follow(self, url: httpx.URL) -> ToolResult:
+        for _ in range(self.max_redirects + 1):
+            ip = await self._vet(url)
+            headers = {
+                "Host": url.netloc.decode("ascii"),
+                "User-Agent": "moltbot-web-fetch/0.1",
+                "Accept": "text/html, text/plain;q=0.9, application/json;q=0.9, */*;q=0.5",
+            }
+            request = httpx.Request(
+                "GET",
+                url.copy_with(host=ip),
+                headers=headers,
+                extensions={"sni_hostname": url.host},
+            )
+            transport = httpx.AsyncHTTPTransport(verify=self._verify, retries=0)
+            async with httpx.AsyncClient(transport=transport, trust_env=False) as client:
+                response = await client.send(request, stream=True, follow_redirects=False)
+                try:
+                    location = response.headers.get("location")
+                    if response.status_code in _REDIRECTS and location:
+                        url = self._parse(str(url.join(location)))
+                        continue
+                    body, truncated = await self._read(response)
+                finally:
+                    await response.aclose()
+            return self._render(url, response, body, truncated)
+        raise FetchRefused(f"too many redirects (more than {self.max_redirects})")
+
+    async def _read(self, response: httpx.Response) -> tuple[bytes, bool]:
+        body = bytearray()
+        async for chunk in response.aiter_bytes():
+            body += chunk
+            if len(body) > self.max_bytes:
+                return bytes(body[: self.max_bytes]), True
+        return bytes(body), False
+
+    def _render(
+        self, url: httpx.URL, response: httpx.Response, body: bytes, truncated: bool
+    ) -> ToolResult:
+        ctype = response.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+        head = f"URL: {url}\nstatus: {response.status_code}\ncontent-type: {ctype or 'unknown'}"
+        is_text = not ctype or ctype.startswith(_TEXT_TYPES) or ctype.endswith(("+json", "+xml"))
+        if not is_text:
+            text = f"[binary content ({ctype}, {len(body)} bytes) not shown]"
+        else:
+            text = body.decode(_charset(response.charset_encoding), "replace")
+            if ctype in ("text/html", "application/xhtml+xml") or (
+                not ctype and "<html" in text[:1000].lower()
+            ):
+                text = html_to_text(text)
+        if len(text) > self.max_chars:
+            text, truncated = text[: self.max_chars], True
+        if truncated:
+            text += f"\n[truncated: the body is larger than the {self.max_bytes}-byte cap]"
+        return ToolResult(text=f"{head}\n\n{text}", is_error=response.status_code >= 400)
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
+def _charset(name: str | None) -> str:
+    if not name:
+        return "utf-8"
+    try:
+        return codecs.lookup(name).name
+    except LookupError:
+        return "utf-8"
+
+
+def _http_problem(exc: httpx.HTTPError) -> str:
+    if isinstance(exc, httpx.TimeoutException):
+        return "the server did not answer in time"
+    if isinstance(exc, httpx.ConnectError):
+        return "the connection failed"
+    if isinstance(exc, httpx.RemoteProtocolError):
+        return "the server sent an invalid HTTP response"
+    return "the request failed"
+
+
+# --- HTML to text --------------------------------------------------------------------------
+_SKIP = frozenset({"script", "style", "noscript", "template", "svg", "iframe", "object", "head"})
+_BLOCK = frozenset(
+    {"p", "div", "br", "li", "ul", "ol", "tr", "table", "section", "article", "header",
+     "footer", "nav", "aside", "main", "pre", "blockquote", "form", "hr", "dt", "dd",
+     "h1", "h2", "h3", "h4", "h5", "h6", "title"}
+)  # fmt: skip
+
+
+class _TextParser(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.parts: list[str] = []
+        self._skip_depth = 0
+        self._in_title = False
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag == "title":
+            self._in_title = True
+        elif tag in _SKIP:
+            self._skip_depth += 1
+        if tag in _BLOCK:
+            self.parts.append("\n")
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "title":
+            self._in_title = False
+        elif tag in _SKIP and self._skip_depth:
+            self._skip_depth -= 1
+        if tag in _BLOCK:
+            self.parts.append("\n")
+
+    def handle_data(self, data: str) -> None:
+        if self._in_title or not self._skip_depth:
+            self.parts.append(data)
+
+
+def html_to_text(html: str) -> str:
+    """Visible text of an HTML page: no tags, scripts or styles; entities decoded."""
+    parser = _TextParser()
+    parser.feed(html)
+    parser.close()
+    lines = (
+        re.sub(r"[ \t\r\f\v]+", " ", line).strip() for line in "".join(parser.parts).split("\n")
+    )
+    text = "\n".join(lines)
+    return re.sub(r"\n{3,}", "\n\n", text).strip()
