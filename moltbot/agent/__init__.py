@@ -1,0 +1,1 @@
+"""The agent runtime: turn loop, context window, session gating, model providers."""

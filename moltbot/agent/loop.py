@@ -1,0 +1,160 @@
+"""One turn of a session: model call → tool calls → tool results → ... → final answer.
+
+``TurnRunner.run_turn`` is an async generator of ``ChatEvent``s: a ``ChatDelta`` per streamed
+piece of text, a ``ChatTool`` when a tool call starts and ends, and one ``ChatFinal``. Every
+message (the user's, the assistant's, the tool results) is appended to the transcript as it is
+complete, so a crash mid-turn leaves a transcript that ``context.normalize`` can repair.
+Provider errors (``ProviderError``) propagate to the caller, which shows their user message.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncGenerator
+from typing import Any, Protocol
+
+import msgspec
+
+from moltbot.agent.context import build_request, tool_result_block
+from moltbot.agent.providers.base import Done, Provider, TextDelta, ToolUse
+from moltbot.clock import SYSTEM_CLOCK, Clock
+from moltbot.errors import ApprovalRequired, MoltbotError, ProviderError
+from moltbot.messages import ChatDelta, ChatEvent, ChatFinal, ChatTool, ToolResult
+
+log = logging.getLogger(__name__)
+
+SUMMARY_CHARS = 120
+
+
+class ToolRunner(Protocol):
+    """Runs tools for the agent (``moltbot.tools.registry.ToolRegistry`` implements it)."""
+
+    def specs(self) -> list[dict[str, Any]]: ...
+
+    async def call(self, name: str, input: dict[str, Any], session: str) -> ToolResult: ...
+
+
+class TranscriptLog(Protocol):
+    """Where turns are persisted: the store actor, or ``store.transcripts.AsyncTranscripts``."""
+
+    async def load(self, session: str) -> list[dict[str, Any]]: ...
+
+    async def append(self, session: str, record: dict[str, Any]) -> None: ...
+
+
+def tool_summary(name: str, tool_input: dict[str, Any]) -> str:
+    """A short one-line description of a tool call for chat clients."""
+    raw = msgspec.json.encode(tool_input).decode()
+    text = f"{name} {raw}"
+    return text if len(text) <= SUMMARY_CHARS else text[: SUMMARY_CHARS - 1] + "…"
+
+
+class TurnRunner:
+    def __init__(
+        self,
+        provider: Provider,
+        tools: ToolRunner,
+        transcripts: TranscriptLog,
+        *,
+        max_turns: int = 8,
+        max_tokens: int = 4096,
+        system_prompt: str = "",
+        history_tokens: int = 24_000,
+        clock: Clock = SYSTEM_CLOCK,
+    ) -> None:
+        if max_turns < 1:
+            raise ValueError("max_turns must be at least 1")
+        self._provider = provider
+        self._tools = tools
+        self._transcripts = transcripts
+        self._max_turns = max_turns
+        self._max_tokens = max_tokens
+        self._system_prompt = system_prompt
+        self._history_tokens = history_tokens
+        self._clock = clock
+
+    async def _persist(
+        self, session: str, history: list[dict[str, Any]], role: str, content: Any
+    ) -> None:
+        record = {"role": role, "content": content, "ts": self._clock.time()}
+        await self._transcripts.append(session, record)
+        history.append(record)
+
+    async def run_turn(self, session: str, user_text: str) -> AsyncGenerator[ChatEvent, None]:
+        history = await self._transcripts.load(session)
+        await self._persist(session, history, "user", user_text)
+        specs = self._tools.specs()
+        text = ""
+        usage = {"input_tokens": 0, "output_tokens": 0}
+        for _step in range(self._max_turns):
+            request = build_request(
+                history,
+                system_prompt=self._system_prompt,
+                tools=specs,
+                max_tokens=self._max_tokens,
+                history_tokens=self._history_tokens,
+            )
+            step_text = ""
+            calls: list[ToolUse] = []
+            try:
+                async with contextlib.aclosing(self._provider.stream(request)) as events:
+                    async for event in events:
+                        if isinstance(event, TextDelta):
+                            piece = event.text
+                            if not step_text and text and not text.endswith("\n"):
+                                piece = "\n\n" + piece
+                            step_text += event.text
+                            text += piece
+                            yield ChatDelta(session=session, text=piece)
+                        elif isinstance(event, ToolUse):
+                            calls.append(event)
+                        elif isinstance(event, Done):
+                            for key in usage:
+                                usage[key] += event.usage.get(key, 0)
+            except ProviderError:
+                if step_text:  # keep what the user already saw, so history matches it
+                    await self._persist(
+                        session, history, "assistant", [{"type": "text", "text": step_text}]
+                    )
+                raise
+            blocks: list[dict[str, Any]] = []
+            if step_text:
+                blocks.append({"type": "text", "text": step_text})
+            blocks += [
+                {"type": "tool_use", "id": c.id, "name": c.name, "input": c.input} for c in calls
+            ]
+            if blocks:
+                await self._persist(session, history, "assistant", blocks)
+            if not calls:
+                break
+            results: list[dict[str, Any]] = []
+            for call in calls:
+                summary = tool_summary(call.name, call.input)
+                yield ChatTool(session=session, name=call.name, summary=summary)
+                result, status = await self._call_tool(call, session)
+                yield ChatTool(session=session, name=call.name, summary=summary, status=status)
+                results.append(tool_result_block(call.id, result))
+            await self._persist(session, history, "user", results)
+        else:
+            note = (
+                f"[stopped: this turn reached the limit of {self._max_turns} model calls; "
+                "send another message to continue]"
+            )
+            piece = ("\n\n" if text else "") + note
+            text += piece
+            yield ChatDelta(session=session, text=piece)
+            await self._persist(session, history, "assistant", [{"type": "text", "text": note}])
+        yield ChatFinal(session=session, text=text, usage=usage)
+
+    async def _call_tool(self, call: ToolUse, session: str) -> tuple[ToolResult, str]:
+        try:
+            result = await self._tools.call(call.name, call.input, session)
+        except ApprovalRequired as exc:
+            return ToolResult(text=exc.user_message, is_error=True), "approval_pending"
+        except MoltbotError as exc:
+            return ToolResult(text=exc.user_message, is_error=True), "error"
+        except Exception:
+            log.exception("tool %s failed unexpectedly", call.name)
+            return ToolResult(text=f"tool {call.name} failed unexpectedly", is_error=True), "error"
+        return result, "error" if result.is_error else "done"
