@@ -1,0 +1,77 @@
+"""The contract every channel adapter keeps (Telegram, Slack, Signal, later plugins).
+
+Durability: the adapter calls ``await sink(msg)`` for every message it receives and commits
+the platform's offset/ack only after ``sink`` returned, i.e. after the store journaled the
+message (fsync). If ``sink`` raises, ``run`` raises that error without committing, and the
+platform re-delivers the message to the next adapter instance (the supervisor restarts it):
+
+* Telegram: the offset of ``getUpdates`` is advanced only past updates the sink accepted.
+* Slack: a Socket Mode envelope is acked only after the sink accepted it; unacked envelopes
+  are re-delivered by Slack on reconnect.
+* Signal: signal-cli-rest-api has no ack. ``GET /v1/receive`` deletes what it returns and the
+  json-rpc websocket pushes without ack, so a crash between the platform handing a message over
+  and the sink returning loses that message. The adapter narrows the window (small polling
+  batches, every message of a batch journaled before the next request) but cannot close it.
+
+Duplicates are possible (a message re-delivered after its journal write); ``InboundMessage.id``
+is the platform message id and the journal de-duplicates on it.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol
+
+from moltbot.messages import InboundMessage, OutboundMessage
+
+InboundSink = Callable[[InboundMessage], Awaitable[None]]
+
+
+class ChannelAdapter(Protocol):
+    """What a channel actor drives. Errors raised are moltbot errors (``ChannelError`` tree)."""
+
+    channel: str
+    account: str
+    last_activity: float  # clock.monotonic() of the last successful poll/receive
+
+    async def connect(self) -> dict[str, Any]:
+        """Check the credentials and return the bot's identity (PlatformRejected if refused)."""
+        ...
+
+    async def run(self, sink: InboundSink) -> None:
+        """Receive until cancelled; transient failures are retried inside, fatal ones raise."""
+        ...
+
+    async def send(self, out: OutboundMessage) -> list[str]:
+        """Deliver (chunked, converted, retried); the platform ids of the messages sent.
+
+        Raises PlatformUnavailable after the retry deadline (keep the message, retry later)
+        and PlatformRejected when the platform refuses it for good.
+        """
+        ...
+
+    async def typing(self, chat_id: str) -> None: ...
+
+    async def close(self) -> None: ...
+
+
+class SeenIds:
+    """A bounded set of recently seen message ids (drops the oldest)."""
+
+    def __init__(self, size: int = 2048) -> None:
+        self._size = size
+        self._ids: OrderedDict[str, None] = OrderedDict()
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._ids
+
+    def add(self, key: str) -> bool:
+        """Remember ``key``; False if it was already there."""
+        if key in self._ids:
+            self._ids.move_to_end(key)
+            return False
+        self._ids[key] = None
+        if len(self._ids) > self._size:
+            self._ids.popitem(last=False)
+        return True

@@ -1,0 +1,151 @@
+"""Backoff and retry shared by the channel adapters.
+
+Adapters map their SDK's errors once into moltbot errors; this module only sees those:
+``RateLimited`` (429, wait ``retry_after``) and ``PlatformUnavailable`` (5xx, connection) are
+retried, ``PlatformRejected`` (4xx) and everything else propagate at once. Time and randomness
+are injected so tests run on a fake clock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+import msgspec
+
+from moltbot.clock import SYSTEM_CLOCK, Clock
+from moltbot.errors import MoltbotError, PlatformRejected, PlatformUnavailable, RateLimited
+
+T = TypeVar("T")
+Sleep = Callable[[float], Awaitable[None]]
+
+log = logging.getLogger(__name__)
+
+_RNG = random.Random()
+
+
+class RetryPolicy(msgspec.Struct, frozen=True, kw_only=True):
+    """``deadline``: total seconds one send may take before giving up (the message stays
+    journaled and is retried later by the caller)."""
+
+    base: float = 0.5
+    cap: float = 30.0
+    deadline: float = 60.0
+
+
+DEFAULT_RETRY = RetryPolicy()
+
+
+def backoff(attempt: int, *, base: float, cap: float, rng: random.Random | None = None) -> float:
+    """Exponential backoff with equal jitter: in ``[d/2, d]`` with ``d = min(cap, base*2**n)``."""
+    if attempt < 0:
+        raise ValueError("attempt must be >= 0")
+    d = min(cap, base * (2.0 ** min(attempt, 62)))
+    return d / 2 + (rng or _RNG).random() * d / 2
+
+
+def classify_status(
+    status: int, *, platform: str, retry_after: float | None = None
+) -> MoltbotError | None:
+    """The moltbot error for an HTTP status (None when it is a success)."""
+    if 200 <= status < 300:
+        return None
+    if status == 429:
+        return RateLimited(f"{platform} is rate limiting us", retry_after=retry_after or 1.0)
+    if status >= 500 or status in (408, 0):
+        return PlatformUnavailable(f"{platform} is unavailable right now (HTTP {status})")
+    if status in (401, 403):
+        return PlatformRejected(
+            f"{platform} refused our credentials (HTTP {status})",
+            hint=f"check the {platform} token in the config",
+        )
+    return PlatformRejected(f"{platform} rejected the request (HTTP {status})")
+
+
+def parse_retry_after(value: str | None, default: float = 1.0) -> float:
+    try:
+        return max(0.0, float(value)) if value is not None else default
+    except ValueError:
+        return default
+
+
+async def retrying(
+    fn: Callable[[], Awaitable[T]],
+    *,
+    deadline: float,
+    sleep: Sleep = asyncio.sleep,
+    clock: Clock = SYSTEM_CLOCK,
+    rng: random.Random | None = None,
+    base: float = 0.5,
+    cap: float = 30.0,
+    platform: str = "the platform",
+) -> T:
+    """Call ``fn`` until it succeeds, retrying transient errors until ``deadline`` seconds.
+
+    A wait that would end past the deadline is not started: ``PlatformUnavailable`` is raised
+    right away so the caller can keep the message for later.
+    """
+    start = clock.monotonic()
+    attempt = failures = 0
+    last: MoltbotError
+    while True:
+        try:
+            return await fn()
+        except RateLimited as e:
+            delay, last = e.retry_after, e
+        except PlatformUnavailable as e:
+            delay, last = backoff(failures, base=base, cap=cap, rng=rng), e
+            failures += 1
+        attempt += 1
+        remaining = deadline - (clock.monotonic() - start)
+        if delay > remaining:
+            raise PlatformUnavailable(
+                f"{platform} did not accept the message in time; it will be retried later",
+                hint=f"gave up after {attempt} attempts ({last.code})",
+            ) from last
+        log.info("%s: %s, retry %d in %.2fs", platform, last.code, attempt, delay)
+        await sleep(delay)
+
+
+class ReceiveBackoff:
+    """Backoff state for a receive loop: ``await failed(err)`` sleeps, ``ok()`` resets."""
+
+    def __init__(
+        self,
+        *,
+        base: float = 0.5,
+        cap: float = 30.0,
+        sleep: Sleep = asyncio.sleep,
+        rng: random.Random | None = None,
+        platform: str = "the platform",
+    ) -> None:
+        self._base, self._cap, self._sleep, self._rng = base, cap, sleep, rng
+        self._platform = platform
+        self.attempt = 0
+
+    def ok(self) -> None:
+        self.attempt = 0
+
+    async def call(self, fn: Callable[[], Awaitable[T]]) -> T:
+        """``fn()`` retried (no deadline) until it succeeds or fails for good."""
+        while True:
+            try:
+                result = await fn()
+            except (PlatformUnavailable, RateLimited) as e:
+                await self.failed(e)
+                continue
+            self.ok()
+            return result
+
+    async def failed(self, err: RateLimited | PlatformUnavailable) -> None:
+        if isinstance(err, RateLimited):
+            delay = err.retry_after
+        else:
+            delay = backoff(self.attempt, base=self._base, cap=self._cap, rng=self._rng)
+        self.attempt += 1
+        log.warning("%s receive: %s, retry %d in %.2fs",
+                    self._platform, err.code, self.attempt, delay)
+        await self._sleep(delay)
