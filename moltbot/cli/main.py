@@ -20,6 +20,7 @@ COMMAND_MODULES = (
     "moltbot.cli.secrets_cmd",
     "moltbot.cli.config_cmd",
     "moltbot.cli.up_cmd",
+    "moltbot.cli.chat_cmd",
 )
 
 

@@ -69,6 +69,7 @@ class _Builder:
     def worker(self, path: str, kind: str, args: dict[str, Any] | None = None) -> ChildSpec:
         cid = path.rsplit("/", 1)[-1]
         sup = self.cfg.supervision
+        args = {**(args or {}), "config": self.cfg}
         if kind in self.implemented:
             real_kind, note = kind, ""
         else:
@@ -76,7 +77,7 @@ class _Builder:
         return ChildSpec(
             id=cid,
             kind=real_kind,
-            args={**(args or {}), "note": note} if note else dict(args or {}),
+            args={**args, "note": note} if note else args,
             restart=Restart.PERMANENT,
             shutdown=sup.shutdown_s,
             ready_timeout=sup.ready_timeout_s,

@@ -28,7 +28,9 @@ def flags(strategy: Strategy = Strategy.ONE_FOR_ONE, intensity: int = 10) -> Sup
 
 
 def workers(*ids: str, restart: Restart = Restart.PERMANENT, **args: object) -> list[ChildSpec]:
-    return [ChildSpec(id=i, kind="worker", restart=restart, shutdown=2.0, args=dict(args)) for i in ids]
+    return [
+        ChildSpec(id=i, kind="worker", restart=restart, shutdown=2.0, args=dict(args)) for i in ids
+    ]
 
 
 def restarted(root: object, cid: str, times: int = 1) -> bool:
@@ -177,8 +179,12 @@ def test_nested_supervisor_handles_its_own_children_and_stops_in_reverse_order()
 
 
 def test_child_that_fails_in_setup_fails_the_start() -> None:
-    bad = ChildSpec(id="bad", kind="supervisor", ready_timeout=5.0,
-                    args={"flags": flags(), "children": [ChildSpec(id="z", kind="nope")]})
+    bad = ChildSpec(
+        id="bad",
+        kind="supervisor",
+        ready_timeout=5.0,
+        args={"flags": flags(), "children": [ChildSpec(id="z", kind="nope")]},
+    )
     with pytest.raises(Exception) as info:
         start_root(flags(), [bad])
     assert "did not start" in str(info.value) or "ChildStartError" in str(info.value)

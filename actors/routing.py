@@ -1,0 +1,58 @@
+"""Finding the actors a message goes through, by their stable names, across restarts.
+
+Handles are looked up by name on each use (a restarted actor is a new process with the same
+name), and ``call`` rides through a restart: it retries while the target is dead or not yet
+back, with backoff, until a deadline. Only use ``call`` for idempotent requests (the store's
+journal dedups by message id; an agent turn is keyed by message id).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from typing import Any
+
+import ray
+from ray.exceptions import ActorDiedError, ActorUnavailableError, RayActorError
+
+from actors.registry import actor_name
+from moltbot.agent.sessions import shard_for
+from moltbot.errors import Unavailable
+
+RETRYABLE = (RayActorError, ActorDiedError, ActorUnavailableError, ValueError)
+
+
+def handle(namespace: str, path: str) -> Any:
+    """The live actor at ``path`` (e.g. ``store``, ``agents/agent-1``); ValueError if absent."""
+    return ray.get_actor(actor_name(path), namespace=namespace)
+
+
+def agent_path(session_key: str, workers: int) -> str:
+    return f"agents/agent-{shard_for(session_key, workers)}"
+
+
+def sandbox_path(session_key: str, workers: int) -> str:
+    return f"tools/sandbox-{shard_for(session_key, workers)}"
+
+
+async def call(
+    namespace: str,
+    path: str,
+    method: str,
+    *args: Any,
+    deadline_s: float = 60.0,
+    **kwargs: Any,
+) -> Any:
+    """Call ``method`` on the actor at ``path``, waiting through its restarts."""
+    end = time.monotonic() + deadline_s
+    attempt = 0
+    while True:
+        try:
+            target = handle(namespace, path)
+            return await getattr(target, method).remote(*args, **kwargs)
+        except RETRYABLE:
+            attempt += 1
+            if time.monotonic() >= end:
+                raise Unavailable(f"{path} is not available right now") from None
+            await asyncio.sleep(min(2.0, 0.05 * 2**attempt) * (0.5 + random.random()))
