@@ -210,6 +210,26 @@ def kill(root_ns: str, name: str, how: str) -> str:
     return full
 
 
+def wait_for_stop_request(root: Any) -> str | None:
+    """Block until Ctrl-C/SIGTERM (returns None) or until the tree ends (returns how)."""
+    asked: list[int] = []
+
+    def on_signal(signum: int, _frame: Any) -> None:
+        asked.append(signum)
+
+    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        done = root.wait.remote()
+        while not asked:
+            ready, _ = ray.wait([done], timeout=0.5)
+            if ready:
+                return str(ray.get(ready[0]))
+        return None
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
 def stop_tree(root: Any, timeout: float = 120.0) -> None:
     try:
         ray.get(root.stop.remote(), timeout=timeout)

@@ -68,18 +68,17 @@ def cmd_up(args: argparse.Namespace) -> int:
         print("running in the background: `moltbot status`, `moltbot down`")
         return 0
     print("Ctrl-C stops it.", flush=True)
-    try:
-        import ray
-
-        outcome = ray.get(root.wait.remote())
-        print(f"the tree stopped: {outcome}", file=sys.stderr)
-        code = 1
-    except KeyboardInterrupt:
+    outcome = control.wait_for_stop_request(root)
+    if outcome is None:
         print("\nstopping (reverse order) ...", flush=True)
         control.stop_tree(root)
         code = 0
+    else:
+        print(f"the tree stopped: {outcome}", file=sys.stderr)
+        code = 1
     if head.pgid:
         control.stop_head(head, home)
+    print("moltbot is down", flush=True)
     return code
 
 

@@ -1,0 +1,186 @@
+"""Issue acceptance, end to end through the real ``moltbot`` command and a real Ray head:
+init → up --detach → status → kill a channel child → status shows the restart, others untouched
+→ down leaves no Ray process behind. And a foreground ``up`` stops cleanly on Ctrl-C."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import psutil
+import pytest
+
+MOLTBOT = [sys.executable, "-m", "moltbot.cli.main"]
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+def home(tmp_path: Path) -> Iterator[dict[str, str]]:
+    env = {**os.environ, "MOLTBOT_HOME": str(tmp_path / "home"), "PYTHONPATH": str(ROOT)}
+    # a fake Telegram Bot API for the channel child (real actor or placeholder alike)
+    port = free_port()
+    fake = subprocess.Popen(
+        [sys.executable, "-m", "tests.fakes.telegram_api", "--port", str(port)],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    line = fake.stdout.readline() if fake.stdout else ""
+    token = json.loads(line)["token"]
+    env["TG_TEST_TOKEN"] = token
+    env["FAKE_TG_BASE"] = f"http://127.0.0.1:{port}"
+    try:
+        yield env
+    finally:
+        fake.terminate()
+        fake.wait(10)
+        subprocess.run([*MOLTBOT, "down"], env=env, capture_output=True, timeout=120)
+
+
+def run(env: dict[str, str], *args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*MOLTBOT, *args], env=env, capture_output=True, text=True, timeout=timeout, cwd=ROOT
+    )
+
+
+def write_config(env: dict[str, str]) -> None:
+    cfg_path = Path(env["MOLTBOT_HOME"]) / "config.json"
+    cfg = {
+        "gateway": {"port": free_port()},
+        "agent": {"workers": 1},
+        "channels": {
+            "telegram": [
+                {
+                    "account": "main",
+                    "token": "env:TG_TEST_TOKEN",
+                    "api_base": env["FAKE_TG_BASE"],
+                    "poll_timeout_s": 1,
+                }
+            ]
+        },
+        "cluster": {"dashboard": False},
+    }
+    cfg_path.write_text(json.dumps(cfg))
+
+
+def status(env: dict[str, str]) -> dict[str, Any]:
+    out = run(env, "status", "--json")
+    assert out.returncode == 0, out.stderr
+    flat: dict[str, Any] = {}
+
+    def walk(node: dict[str, Any]) -> None:
+        for c in node.get("children", []):
+            flat[c["name"]] = c
+            walk(c)
+
+    walk(json.loads(out.stdout)["tree"])
+    return flat
+
+
+def head_alive(env: dict[str, str]) -> list[psutil.Process]:
+    sys.path.insert(0, str(ROOT))
+    from actors.control import head_processes, read_head
+
+    head = read_head(Path(env["MOLTBOT_HOME"]))
+    return head_processes(head) if head else []
+
+
+def temp_dir_processes(temp_dir: str) -> list[int]:
+    pids = []
+    for p in psutil.process_iter(["pid", "cmdline"]):
+        try:
+            if temp_dir in " ".join(p.info["cmdline"] or []):
+                pids.append(p.pid)
+        except psutil.Error:
+            continue
+    return pids
+
+
+def test_init_up_status_kill_status_down(home: dict[str, str]) -> None:
+    init = run(home, "init")
+    assert init.returncode == 0, init.stderr
+    write_config(home)
+    up = run(home, "up", "--detach")
+    assert up.returncode == 0, up.stdout + up.stderr
+    assert "gateway:" in up.stdout and "provider: offline" in up.stdout
+    head = json.loads((Path(home["MOLTBOT_HOME"]) / "run" / "ray.json").read_text())
+
+    before = status(home)
+    channel = "moltbot.channels.telegram:main"
+    assert before[channel]["state"] == "running" and before[channel]["restarts"] == 0
+    table = run(home, "status")
+    assert table.returncode == 0 and channel in table.stdout and "RESTARTS" in table.stdout
+
+    killed = run(home, "kill", "channels/telegram:main")
+    assert killed.returncode == 0, killed.stderr
+    deadline = time.monotonic() + 60
+    after = status(home)
+    while time.monotonic() < deadline and not (
+        after[channel]["restarts"] == 1 and after[channel]["state"] == "running"
+    ):
+        time.sleep(0.5)
+        after = status(home)
+    assert after[channel]["restarts"] == 1 and after[channel]["state"] == "running"
+    assert after[channel]["pid"] != before[channel]["pid"]
+    assert after[channel]["last_exit"] == "process died"
+    for name, node in before.items():  # every other actor untouched: same process, no restart
+        if name != channel:
+            assert after[name]["pid"] == node["pid"], name
+            assert after[name]["restarts"] == 0, name
+
+    down = run(home, "down")
+    assert down.returncode == 0, down.stdout + down.stderr
+    assert "moltbot is down" in down.stdout
+    time.sleep(1)
+    assert temp_dir_processes(head["temp_dir"]) == []
+    assert not (Path(home["MOLTBOT_HOME"]) / "run" / "ray.json").exists()
+    again = run(home, "status")
+    assert again.returncode == 1 and "not running" in again.stderr
+
+
+def test_foreground_up_stops_cleanly_on_ctrl_c(home: dict[str, str]) -> None:
+    assert run(home, "init").returncode == 0
+    write_config(home)
+    proc = subprocess.Popen(
+        [*MOLTBOT, "up"], env=home, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    assert proc.stdout is not None
+    lines = []
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        lines.append(line)
+        if "Ctrl-C stops it" in line or not line:
+            break
+    assert any("moltbot is up" in line for line in lines), "".join(lines)
+    head = json.loads((Path(home["MOLTBOT_HOME"]) / "run" / "ray.json").read_text())
+    proc.send_signal(signal.SIGINT)
+    rest, _ = proc.communicate(timeout=180)
+    assert proc.returncode == 0, rest
+    assert "stopping (reverse order)" in rest
+    time.sleep(1)
+    assert temp_dir_processes(head["temp_dir"]) == []
+
+
+def test_typo_in_config_names_the_key(home: dict[str, str]) -> None:
+    assert run(home, "init").returncode == 0
+    (Path(home["MOLTBOT_HOME"]) / "config.json").write_text('{"gateway": {"prot": 18789}}')
+    up = run(home, "up", "--detach")
+    assert up.returncode == 1
+    assert "$.gateway.prot" in up.stderr and "did you mean 'port'" in up.stderr
+    assert "Traceback" not in up.stderr
