@@ -21,6 +21,7 @@ COMMAND_MODULES = (
     "moltbot.cli.config_cmd",
     "moltbot.cli.up_cmd",
     "moltbot.cli.chat_cmd",
+    "moltbot.cli.doctor_cmd",
 )
 
 

@@ -1,0 +1,89 @@
+"""Layering: ``moltbot/`` never imports Ray (only ``actors/`` does); modules stay small."""
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+MAX_LINES = 500
+
+
+def python_files(package):
+    return sorted((ROOT / package).rglob("*.py"))
+
+
+def ray_imports(path):
+    """(line, statement) of every ``import ray[.x]`` / ``from ray[.x] import`` in the file."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), filename=str(path))):
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.level == 0:
+            names = [node.module or ""]
+        else:
+            continue
+        if any(name == "ray" or name.startswith("ray.") for name in names):
+            found.append((node.lineno, ast.unparse(node)))
+    return found
+
+
+def test_ray_imports_are_detected_by_statement_not_by_text(tmp_path):
+    sample = tmp_path / "sample.py"
+    sample.write_text(
+        '"""import ray is mentioned here."""\n'
+        "x = 'from ray import get'\n"
+        "import rayon\n"
+        "from .ray import local\n"
+        "def f():\n"
+        "    import ray.util as u\n"
+        "    from ray import get\n"
+    )
+    assert ray_imports(sample) == [(6, "import ray.util as u"), (7, "from ray import get")]
+
+
+def test_no_module_under_moltbot_has_a_ray_import_statement():
+    offenders = [
+        f"{path.relative_to(ROOT)}:{line}: {stmt}"
+        for path in python_files("moltbot")
+        for line, stmt in ray_imports(path)
+    ]
+    assert not offenders, "moltbot/ must not import ray (move it to actors/):\n" + "\n".join(
+        offenders
+    )
+
+
+IMPORT_ALL = """
+import importlib, pkgutil, sys
+import moltbot
+culprits = []
+for info in pkgutil.walk_packages(moltbot.__path__, "moltbot."):
+    had = "ray" in sys.modules
+    importlib.import_module(info.name)
+    if not had and "ray" in sys.modules:
+        culprits.append(info.name)
+print(len(list(pkgutil.walk_packages(moltbot.__path__, "moltbot."))))
+print(",".join(culprits) or "-")
+print("ray" in sys.modules)
+"""
+
+
+def test_importing_every_moltbot_module_does_not_load_ray():
+    done = subprocess.run(
+        [sys.executable, "-c", IMPORT_ALL], capture_output=True, text=True, cwd=ROOT, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    count, culprits, loaded = done.stdout.split()
+    assert int(count) >= 40  # the walk really covered the package
+    assert culprits == "-", f"these modules load ray at import: {culprits}"
+    assert loaded == "False"
+
+
+def test_every_module_is_at_most_500_lines():
+    too_long = []
+    for package in ("moltbot", "actors"):
+        for path in python_files(package):
+            lines = len(path.read_text(encoding="utf-8").splitlines())
+            if lines > MAX_LINES:
+                too_long.append(f"{path.relative_to(ROOT)}: {lines} lines")
+    assert not too_long, f"split these modules (max {MAX_LINES} lines):\n" + "\n".join(too_long)
