@@ -24,8 +24,9 @@ class CrashRequested(RuntimeError):
 class ChildBase:
     """Base class of every supervised actor. Subclasses override ``setup`` and ``main``."""
 
-    def __init__(self, *, path: str = "", **_: Any) -> None:
+    def __init__(self, *, path: str = "", namespace: str = "moltbot", **_: Any) -> None:
         self.path = path
+        self.namespace = namespace  # where the tree's names live (not the job's namespace)
         self._ready = asyncio.Event()
         self._crash = asyncio.Event()
         self._stopping = False

@@ -10,6 +10,10 @@ KINDS: dict[str, tuple[str, str]] = {
     "supervisor": ("actors.supervisor", "Supervisor"),
     "placeholder": ("actors.placeholder", "Placeholder"),
     "worker": ("actors.placeholder", "Worker"),
+    "store": ("actors.store", "StoreActor"),
+    "agent": ("actors.agent", "AgentActor"),
+    "sandbox": ("actors.tools", "SandboxActor"),
+    "gateway": ("actors.gateway", "GatewayActor"),
 }
 
 

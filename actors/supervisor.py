@@ -57,10 +57,9 @@ class Supervisor(ChildBase):
         namespace: str = "moltbot",
         **kw: Any,
     ) -> None:
-        super().__init__(path=path)
+        super().__init__(path=path, namespace=namespace)
         self.flags = flags or SupervisorFlags()
         self.records = [Record(c) for c in (children or [])]
-        self.namespace = namespace
         self.history: tuple[float, ...] = ()
         self.events: deque[dict[str, Any]] = deque(maxlen=EVENTS_KEPT)
         self.seq = 0
@@ -128,8 +127,7 @@ class Supervisor(ChildBase):
         cls = actor_class(rec.spec.kind)
         args = dict(rec.spec.args)
         args["path"] = self._child_path(rec)
-        if rec.spec.child_type == ChildType.SUPERVISOR:
-            args.setdefault("namespace", self.namespace)
+        args["namespace"] = self.namespace
         deadline = time.monotonic() + NAME_RETRY_S
         while True:
             try:

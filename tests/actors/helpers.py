@@ -13,9 +13,14 @@ from actors.supervisor import Supervisor
 from moltbot.supervision.spec import ChildSpec, SupervisorFlags
 
 
-def start_root(flags: SupervisorFlags, children: list[ChildSpec]) -> tuple[Any, str]:
+def start_root(
+    flags: SupervisorFlags, children: list[ChildSpec], env: dict[str, str] | None = None
+) -> tuple[Any, str]:
     ns = f"t-{uuid.uuid4().hex[:8]}"
-    root = Supervisor.options(name="moltbot", namespace=ns, num_cpus=0).remote(
+    opts: dict[str, Any] = {"name": "moltbot", "namespace": ns, "num_cpus": 0}
+    if env:
+        opts["runtime_env"] = {"env_vars": env}
+    root = Supervisor.options(**opts).remote(
         path="", flags=flags, children=children, namespace=ns
     )
     ray.get(root.start_detached.remote())

@@ -1,0 +1,280 @@
+"""The agent actor: runs turns for the sessions that shard to it (``agents/agent-<i>``).
+
+Transcripts live in the store actor and tools run in the sandbox actor the session shards to;
+both are reached by stable name through ``actors.routing``, so either can restart under a turn.
+One turn per session runs at a time (``SessionGate``). ``answer(msg)`` is idempotent per
+``msg.id`` (see ``moltbot.agent.service``): a caller that lost this actor mid-turn calls again
+and gets exactly one answer, with the user message recorded once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+from collections.abc import AsyncGenerator, AsyncIterator
+from typing import Any, TypeVar
+
+import ray
+from ray.exceptions import RayActorError
+
+from actors import routing
+from actors.base import CHILD_OPTIONS, ChildBase
+from moltbot.agent.loop import TurnRunner
+from moltbot.agent.providers.base import Provider
+from moltbot.agent.service import (
+    HELP_TEXT,
+    Command,
+    TurnLog,
+    TurnState,
+    approval_book,
+    approval_reply,
+    build_provider,
+    chat_records,
+    done_marker,
+    parse_command,
+    status_text,
+    tool_registry,
+    turn_state,
+    user_text,
+    without_turn,
+)
+from moltbot.agent.sessions import SessionGate
+from moltbot.config.schema import Config
+from moltbot.errors import (
+    AccessDenied,
+    MoltbotError,
+    NotFound,
+    ProviderAuthError,
+    Unavailable,
+)
+from moltbot.messages import ChatEvent, ChatFinal, InboundMessage, ToolResult
+
+log = logging.getLogger("moltbot.agent")
+
+T = TypeVar("T")
+
+STORE = "store"
+FAILED = "Sorry, something went wrong while answering; please try again."
+TOOL_LOST = (
+    "the tool worker stopped during this call, so it may or may not have run; "
+    "check before trying again"
+)
+
+
+class StoreTranscripts:
+    """``TranscriptLog`` over the store actor (riding through its restarts)."""
+
+    def __init__(self, namespace: str, deadline_s: float = 60.0) -> None:
+        self._ns = namespace
+        self._deadline = deadline_s
+
+    async def load(self, session: str) -> list[dict[str, Any]]:
+        records: list[dict[str, Any]] = await routing.call(
+            self._ns, STORE, "transcript_load", session, deadline_s=self._deadline
+        )
+        return records
+
+    async def append(self, session: str, record: dict[str, Any]) -> None:
+        await routing.call(
+            self._ns, STORE, "transcript_append", session, record, deadline_s=self._deadline
+        )
+
+    async def reset(self, session: str) -> bool:
+        return bool(
+            await routing.call(
+                self._ns, STORE, "sessions_reset", session, deadline_s=self._deadline
+            )
+        )
+
+
+class SandboxTools:
+    """``ToolRunner`` whose calls run in the sandbox actor the session shards to.
+
+    The specs are built locally from the same config. A call is sent once: the sandbox is first
+    found and asked ``ready`` (safe to retry while it restarts); if it then dies during the call
+    the model is told the call may or may not have run (a command is never run twice by us).
+    """
+
+    def __init__(
+        self, namespace: str, workers: int, specs: list[dict[str, Any]], deadline_s: float = 60.0
+    ) -> None:
+        self._ns = namespace
+        self._workers = workers
+        self._specs = specs
+        self._deadline = deadline_s
+
+    def specs(self) -> list[dict[str, Any]]:
+        return list(self._specs)
+
+    async def call(self, name: str, input: dict[str, Any], session: str) -> ToolResult:
+        path = routing.sandbox_path(session, self._workers)
+        target = await _live(self._ns, path, self._deadline)
+        try:
+            result: ToolResult = await target.call.remote(name, input, session)
+        except RayActorError:
+            return ToolResult(text=TOOL_LOST, is_error=True)
+        return result
+
+
+async def _live(namespace: str, path: str, deadline_s: float) -> Any:
+    """A handle of the actor at ``path`` that answered ``ready`` (waits through a restart)."""
+    end = time.monotonic() + deadline_s
+    attempt = 0
+    while True:
+        try:
+            target = routing.handle(namespace, path)
+            await target.ready.remote()
+            return target
+        except routing.RETRYABLE:
+            attempt += 1
+            if time.monotonic() >= end:
+                raise Unavailable(f"{path} is not available right now") from None
+            await asyncio.sleep(min(2.0, 0.05 * 2**attempt) * (0.5 + random.random()))
+
+
+@ray.remote(**CHILD_OPTIONS)
+class AgentActor(ChildBase):
+    def __init__(
+        self, *, path: str = "", config: Config | None = None, index: int = 0, **kw: Any
+    ) -> None:
+        super().__init__(path=path, **kw)
+        self.config = config or Config()
+        self.index = index
+        self._provider: Provider | None = None
+        self._store: StoreTranscripts | None = None
+        self._tools: SandboxTools | None = None
+        self._gate = SessionGate(self.config.agent.queue_size)
+        self._ns = ""
+
+    async def setup(self) -> None:
+        cfg = self.config
+        self._ns = self.namespace  # the tree's namespace, given by the supervisor
+        try:
+            self._provider = build_provider(cfg)
+        except ProviderAuthError as exc:
+            log.error("%s cannot start: %s", self.path, user_text(exc))
+            raise
+        specs = tool_registry(cfg, approval_book(cfg)).specs()
+        self._store = StoreTranscripts(self._ns)
+        self._tools = SandboxTools(self._ns, cfg.tools.workers, specs)
+
+    async def main(self) -> None:
+        try:
+            await asyncio.Event().wait()
+        finally:
+            close = getattr(self._provider, "aclose", None)
+            if close is not None:
+                with contextlib.suppress(Exception):
+                    await close()
+
+    # --- turns -------------------------------------------------------------------------------
+    @ray.method(num_returns="streaming")
+    async def chat(self, session: str, text: str, msg_id: str = "") -> AsyncIterator[ChatEvent]:
+        """Stream one turn: ``ChatDelta``/``ChatTool`` events, then one ``ChatFinal``.
+
+        Raises our errors (``ProviderError``, ``RateLimited``, ``Unavailable``) with safe texts.
+        """
+        async with contextlib.aclosing(self._turn(session, text, msg_id)) as events:
+            async for event in events:
+                yield event
+
+    async def answer(self, msg: InboundMessage) -> str:
+        """The final reply to ``msg`` (idempotent per ``msg.id``).
+
+        Errors a person should see (the model is overloaded, too many messages waiting) come
+        back as the reply text. Only ``Unavailable`` is raised: the store or sandbox could not
+        be reached, so the message should stay pending and be retried.
+        """
+        final = ""
+        try:
+            async with contextlib.aclosing(self._turn(msg.session_key, msg.text, msg.id)) as events:
+                async for event in events:
+                    if isinstance(event, ChatFinal):
+                        final = event.text
+        except Unavailable:
+            raise
+        except MoltbotError as exc:
+            return user_text(exc)
+        except Exception:
+            log.exception("%s: the turn for a message failed", self.path)
+            return FAILED
+        return final
+
+    async def _turn(self, session: str, text: str, msg_id: str) -> AsyncGenerator[ChatEvent, None]:
+        await self._ready.wait()
+        command = parse_command(text)
+        if command is not None and command.name != "reset":
+            # answered at once, even while a turn of this session runs (it may await approval)
+            yield ChatFinal(session=session, text=await self._command(command, session))
+            return
+        async with self._gate.hold(session):
+            if command is not None:
+                yield ChatFinal(session=session, text=await self._command(command, session))
+                return
+            store = self._need(self._store)
+            history = await store.load(session)
+            state = turn_state(history, msg_id) if msg_id else TurnState(status="new")
+            if state.status == "done":
+                yield ChatFinal(session=session, text=state.final_text)
+                return
+            turn_log = TurnLog(
+                store,
+                without_turn(history, msg_id) if msg_id else history,
+                msg_id=msg_id,
+                skip_user=state.status == "interrupted",
+            )
+            agent = self.config.agent
+            runner = TurnRunner(
+                self._need(self._provider),
+                self._need(self._tools),
+                turn_log,
+                max_turns=agent.max_turns,
+                max_tokens=agent.max_tokens,
+                system_prompt=agent.system_prompt,
+                history_tokens=agent.history_tokens,
+            )
+            async with contextlib.aclosing(runner.run_turn(session, text)) as events:
+                async for event in events:
+                    if isinstance(event, ChatFinal) and msg_id:
+                        await store.append(session, done_marker(msg_id, event.text, time.time()))
+                    yield event
+
+    # --- commands ----------------------------------------------------------------------------
+    async def _command(self, command: Command, session: str) -> str:
+        if command.problem:
+            return command.problem
+        if command.name == "reset":
+            had = await self._need(self._store).reset(session)
+            if had:
+                return "Started a new conversation."
+            return "Nothing to reset: this is a new conversation."
+        if command.name == "status":
+            history = await self._need(self._store).load(session)
+            return status_text(
+                agent=self.path or "agent",
+                provider=self._need(self._provider).name,
+                models=list(self.config.agent.models),
+                messages=len(chat_records(history, len(history))),
+                waiting=self._gate.waiting(session),
+            )
+        if command.name in ("approve", "deny"):
+            approve = command.name == "approve"
+            path = routing.sandbox_path(session, self.config.tools.workers)
+            try:
+                approval = await routing.call(
+                    self._ns, path, "approvals_resolve", command.arg, approve, session,
+                    deadline_s=15.0,
+                )  # fmt: skip
+            except (NotFound, AccessDenied) as exc:
+                return exc.user_message
+            return approval_reply(approval, approve)
+        return HELP_TEXT
+
+    @staticmethod
+    def _need(value: T | None) -> T:
+        if value is None:
+            raise Unavailable("the agent is still starting")
+        return value

@@ -1,0 +1,159 @@
+"""The gateway actor: runs ``moltbot.gateway.GatewayServer`` with a backend made of Ray calls."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+import msgspec
+import ray
+
+from actors import routing
+from actors.base import CHILD_OPTIONS, ChildBase
+from moltbot.config.schema import Config
+from moltbot.errors import NotFound, Unavailable
+from moltbot.gateway.backend import JSON, BaseBackend
+from moltbot.gateway.from_config import settings_from_config, ssl_from_config
+from moltbot.gateway.server import GatewayServer
+from moltbot.messages import ChatEvent
+from moltbot.supervision.tree import channel_ids
+
+SUPERVISORS = ("", "agents", "tools", "channels", "plugins")
+EVENT_POLL_S = 0.5
+
+
+class RayBackend(BaseBackend):
+    """Adapts gateway methods to calls on the tree's actors, found by their stable names."""
+
+    def __init__(self, cfg: Config, namespace: str) -> None:
+        self.cfg = cfg
+        self.ns = namespace
+
+    async def _call(self, path: str, method: str, *args: Any, **kw: Any) -> Any:
+        try:
+            return await routing.call(self.ns, path, method, *args, deadline_s=10.0, **kw)
+        except AttributeError:  # the child there is still a placeholder
+            raise Unavailable(f"{path} is not available yet") from None
+
+    async def ready(self) -> bool:
+        return True
+
+    async def health(self) -> JSON:
+        return {"ok": True}
+
+    async def status(self) -> JSON:
+        tree = await routing.call(self.ns, "", "status", deadline_s=10.0)
+        return {"tree": tree}
+
+    async def chat_send(self, session: str, text: str) -> AsyncIterator[ChatEvent]:
+        key = f"web:gateway:dm:{session}"
+        path = routing.agent_path(key, self.cfg.agent.workers)
+        try:
+            agent = routing.handle(self.ns, path)
+            stream = agent.chat.remote(key, text)
+        except (ValueError, AttributeError):
+            raise Unavailable("the assistant is not available right now") from None
+        async for ref in stream:
+            yield await ref
+
+    async def chat_history(self, session: str, limit: int) -> list[JSON]:
+        result: list[JSON] = await self._call(
+            "store", "history", f"web:gateway:dm:{session}", limit
+        )
+        return result
+
+    async def sessions_list(self) -> list[JSON]:
+        result: list[JSON] = await self._call("store", "sessions_list")
+        return result
+
+    async def sessions_reset(self, session: str) -> None:
+        await self._call("store", "sessions_reset", session)
+
+    async def channels_status(self) -> list[JSON]:
+        out: list[JSON] = []
+        for cid, _kind, _acct in channel_ids(self.cfg):
+            try:
+                out.append(await self._call(f"channels/{cid}", "status"))
+            except Unavailable:
+                out.append({"channel": cid, "state": "unavailable"})
+        return out
+
+    async def approvals_list(self) -> list[JSON]:
+        out: list[JSON] = []
+        for i in range(self.cfg.tools.workers):
+            out.extend(await self._call(f"tools/sandbox-{i}", "approvals_list"))
+        return out
+
+    async def approvals_resolve(self, approval_id: str, approve: bool, *, by: str) -> JSON:
+        for i in range(self.cfg.tools.workers):
+            path = f"tools/sandbox-{i}"
+            pending = await self._call(path, "approvals_list")
+            if any(a.get("id") == approval_id for a in pending):
+                result: JSON = await self._call(
+                    path, "approvals_resolve", approval_id, approve, None
+                )
+                return result
+        raise NotFound(f"no pending approval {approval_id}")
+
+    async def pairing_list(self) -> list[JSON]:
+        out: list[JSON] = []
+        for cid, _kind, _acct in channel_ids(self.cfg):
+            for item in await self._call(f"channels/{cid}", "pairing_list"):
+                out.append({"channel": cid, **item})
+        return out
+
+    async def pairing_approve(self, channel: str, code: str) -> JSON:
+        if channel not in {cid for cid, _k, _a in channel_ids(self.cfg)}:
+            raise NotFound(f"no channel {channel}")
+        result: JSON = await self._call(f"channels/{channel}", "pairing_approve", code)
+        return result if isinstance(result, dict) else {"sender": result}
+
+    async def config_get(self) -> JSON:
+        data: JSON = msgspec.to_builtins(self.cfg)
+        return data
+
+    async def events(self) -> AsyncIterator[tuple[str, JSON]]:
+        seen = dict.fromkeys(SUPERVISORS, 0)
+        while True:
+            for path in SUPERVISORS:
+                try:
+                    events = await routing.call(
+                        self.ns, path, "recent_events", seen[path], deadline_s=2.0
+                    )
+                except Unavailable:
+                    continue
+                for ev in events:
+                    seen[path] = max(seen[path], int(ev["seq"]))
+                    yield ("tree", ev)
+            await asyncio.sleep(EVENT_POLL_S)
+
+
+@ray.remote(**CHILD_OPTIONS)
+class GatewayActor(ChildBase):
+    def __init__(self, *, config: Config | None = None, **kw: Any) -> None:
+        super().__init__(**kw)
+        self.cfg = config or Config()
+        self.server: GatewayServer | None = None
+
+    async def setup(self) -> None:
+        from moltbot.security.vault import Vault
+
+        def lookup(name: str) -> str:
+            return Vault.open().get(name)
+
+        settings = settings_from_config(self.cfg, lookup)
+        self.server = GatewayServer(
+            settings, RayBackend(self.cfg, self.namespace), ssl_context=ssl_from_config(self.cfg)
+        )
+        await self.server.start()
+
+    async def main(self) -> None:
+        assert self.server is not None
+        try:
+            await self.server.serve_forever()
+        finally:
+            await self.server.stop()
+
+    async def url(self) -> str:
+        return self.server.url if self.server else ""

@@ -1,0 +1,150 @@
+"""The store actor: durable state on the head node, behind one name (``moltbot.store``).
+
+It owns the inbound journal (``state/inbound.jsonl``), the session transcripts
+(``sessions/*.jsonl``) and small durable blobs (``state/kv/<key>``, e.g. pairing state per
+channel account) of the ``MOLTBOT_HOME`` in its environment (or ``home`` when given). All file
+I/O runs off the event loop. Every write is fsynced before the call returns, so a restarted
+store sees everything an earlier incarnation acknowledged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import ray
+
+from actors.base import CHILD_OPTIONS, ChildBase
+from moltbot import paths
+from moltbot.agent.service import chat_records, valid_kv_key
+from moltbot.errors import BadRequest
+from moltbot.messages import InboundMessage
+from moltbot.store import InboundJournal, TranscriptStore
+from moltbot.store.transcripts import fsync_dir, write_all
+
+KV_MAX_BYTES = 1024 * 1024
+
+
+@ray.remote(**CHILD_OPTIONS)
+class StoreActor(ChildBase):
+    def __init__(self, *, path: str = "", home: str | None = None, **kw: Any) -> None:
+        super().__init__(path=path, **kw)
+        self._home = Path(home) if home else None
+        self._journal: InboundJournal | None = None
+        self._transcripts: TranscriptStore | None = None
+        self._kv_dir = Path()
+
+    async def setup(self) -> None:
+        base = self._home or paths.home()
+        state = paths.state_dir(base)
+        self._kv_dir = state / "kv"
+        self._journal = await asyncio.to_thread(InboundJournal, state)
+        self._transcripts = await asyncio.to_thread(TranscriptStore, paths.sessions_dir(base))
+        await asyncio.to_thread(self._kv_dir.mkdir, parents=True, exist_ok=True, mode=0o700)
+
+    @property
+    def journal(self) -> InboundJournal:
+        assert self._journal is not None, "store not set up"
+        return self._journal
+
+    @property
+    def transcripts(self) -> TranscriptStore:
+        assert self._transcripts is not None, "store not set up"
+        return self._transcripts
+
+    # --- inbound journal -----------------------------------------------------------------------
+    async def accept(self, msg: InboundMessage) -> bool:
+        """Journal ``msg`` (fsynced); False when its id was already journaled."""
+        await self._ready.wait()
+        return await asyncio.to_thread(self.journal.accept, msg)
+
+    async def mark_done(self, msg_id: str) -> bool:
+        await self._ready.wait()
+        return await asyncio.to_thread(self.journal.mark_done, msg_id)
+
+    async def pending(
+        self, channel: str | None = None, account: str | None = None
+    ) -> list[InboundMessage]:
+        """Accepted but unfinished messages in arrival order, optionally of one channel/account."""
+        await self._ready.wait()
+        msgs = await asyncio.to_thread(self.journal.pending)
+        return [
+            m
+            for m in msgs
+            if (channel is None or m.channel == channel)
+            and (account is None or m.account == account)
+        ]
+
+    # --- transcripts -------------------------------------------------------------------------
+    async def transcript_load(self, session: str) -> list[dict[str, Any]]:
+        await self._ready.wait()
+        return await asyncio.to_thread(self.transcripts.load, session)
+
+    async def transcript_append(self, session: str, record: dict[str, Any]) -> None:
+        await self._ready.wait()
+        await asyncio.to_thread(self.transcripts.append, session, record)
+
+    async def history(self, session: str, limit: int = 50) -> list[dict[str, Any]]:
+        """The newest ``limit`` user/assistant messages of a session, oldest first."""
+        records = await self.transcript_load(session)
+        return chat_records(records, limit)
+
+    async def sessions_list(self) -> list[dict[str, Any]]:
+        await self._ready.wait()
+        infos = await asyncio.to_thread(self.transcripts.list_sessions)
+        return [msgspec.to_builtins(i) for i in infos]
+
+    async def sessions_reset(self, session: str) -> bool:
+        """Archive the session's transcript; False when there was nothing to reset."""
+        await self._ready.wait()
+        return await asyncio.to_thread(self.transcripts.reset, session) is not None
+
+    # --- small durable values ------------------------------------------------------------------
+    def _kv_path(self, key: str) -> Path:
+        if not valid_kv_key(key):
+            raise BadRequest(
+                "a store key is 1-128 characters of letters, digits, '_', '.', ':' or '-', "
+                "starting with a letter or digit, without '..'"
+            )
+        return self._kv_dir / key
+
+    async def kv_get(self, key: str) -> bytes | None:
+        await self._ready.wait()
+        target = self._kv_path(key)
+
+        def read() -> bytes | None:
+            try:
+                return target.read_bytes()
+            except FileNotFoundError:
+                return None
+
+        return await asyncio.to_thread(read)
+
+    async def kv_put(self, key: str, value: bytes) -> None:
+        """Replace the value of ``key`` atomically (temp file, fsync, rename, fsync folder)."""
+        await self._ready.wait()
+        target = self._kv_path(key)
+        if not isinstance(value, bytes) or len(value) > KV_MAX_BYTES:
+            raise BadRequest(f"a stored value is bytes of at most {KV_MAX_BYTES} bytes")
+        await asyncio.to_thread(_atomic_write, target, value)
+
+    def info(self) -> dict[str, Any]:
+        data = super().info()
+        if self._journal is not None:
+            data["journal"] = self._journal.stats()
+        return data
+
+
+def _atomic_write(target: Path, data: bytes) -> None:
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        write_all(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, target)
+    fsync_dir(target.parent)

@@ -1,0 +1,278 @@
+"""Pure pieces of the agent service the Ray actors wrap: chat commands, turn idempotency, tools.
+
+- **Chat commands** (``/reset``, ``/new``, ``/status``, ``/approve ID``, ``/deny ID``, ``/help``)
+  are recognised by :func:`parse_command` before any model call. Any other text starting with
+  ``/`` is an ordinary message (``/etc/hosts, what is it?`` goes to the model).
+- **Idempotent turns.** Every transcript record written by a turn that answers an inbound
+  message carries ``"msg_id"``. When the turn completes, a ``turn_done`` record (role ``meta``,
+  skipped by :func:`moltbot.agent.context.normalize`) holds its final text. :func:`turn_state`
+  reads a transcript and says whether the turn for a ``msg_id`` is new, interrupted (its user
+  message is recorded but no ``turn_done``) or done (with its final text). :class:`TurnLog` is
+  the ``TranscriptLog`` one turn writes through: it tags records, and when re-running an
+  interrupted turn it does not write the user message a second time.
+- **Tools.** :func:`tool_registry` builds the same registry in the sandbox actor (to run tools)
+  and in the agent (for the tool specs the model sees) from one config.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import msgspec
+
+from moltbot.agent.loop import TranscriptLog
+from moltbot.agent.providers.base import Provider
+from moltbot.agent.providers.offline import OfflineProvider
+from moltbot.config.refs import resolve_secret
+from moltbot.config.schema import Config
+from moltbot.errors import MoltbotError, ProviderAuthError, SecretRefError, VaultError
+from moltbot.sandbox import SandboxPolicy
+from moltbot.security.vault import Vault
+from moltbot.tools import ApprovalBook, ExecPolicy, ToolRegistry, WebFetcher, default_registry
+
+META_ROLE = "meta"
+TURN_DONE = "turn_done"
+CHAT_ROLES = ("user", "assistant")
+
+CommandName = Literal["reset", "status", "approve", "deny", "help"]
+_ALIASES: dict[str, CommandName] = {
+    "reset": "reset",
+    "new": "reset",
+    "status": "status",
+    "approve": "approve",
+    "deny": "deny",
+    "help": "help",
+}
+_COMMAND = re.compile(r"^/([A-Za-z]+)(?:@[A-Za-z0-9_]+)?(?:\s+(.*))?$", re.DOTALL)
+_APPROVAL_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+_KV_KEY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")
+
+HELP_TEXT = (
+    "Commands: /reset (start a new conversation), /status (what is running), "
+    "/approve ID and /deny ID (answer a command waiting for your approval), /help."
+)
+
+
+class Command(msgspec.Struct, frozen=True, kw_only=True):
+    """An in-chat command. ``problem`` non-empty: it was malformed; reply with it."""
+
+    name: CommandName
+    arg: str = ""
+    problem: str = ""
+
+
+def parse_command(text: str) -> Command | None:
+    """The chat command in ``text``, or None when it is an ordinary message."""
+    match = _COMMAND.match(text.strip())
+    if match is None:
+        return None
+    name = _ALIASES.get(match.group(1).lower())
+    if name is None:
+        return None
+    arg = (match.group(2) or "").strip()
+    if name in ("approve", "deny"):
+        words = arg.split()
+        if len(words) != 1 or not _APPROVAL_ID.match(words[0]):
+            return Command(name=name, problem=f"usage: /{name} ID (the id in the approval request)")
+        return Command(name=name, arg=words[0])
+    if arg:
+        return Command(name=name, problem=f"/{match.group(1).lower()} takes no arguments")
+    return Command(name=name)
+
+
+def approval_reply(approval: dict[str, Any], approve: bool) -> str:
+    """What the chat says after ``/approve`` or ``/deny`` worked."""
+    command = str(approval.get("command", ""))
+    shown = command if len(command) <= 200 else command[:199] + "…"
+    if approve:
+        return f"Approved: `{shown}`. Ask me to run it again and it will run."
+    return f"Denied: `{shown}` will not run."
+
+
+def status_text(
+    *, agent: str, provider: str, models: list[str], messages: int, waiting: int
+) -> str:
+    model = models[0] if provider != "offline" and models else "none (offline echo)"
+    return (
+        f"moltbot {agent}: provider {provider}, model {model}. "
+        f"This conversation has {messages} messages; {waiting} waiting behind the current one."
+    )
+
+
+# --- idempotent turns --------------------------------------------------------------------------
+class TurnState(msgspec.Struct, frozen=True, kw_only=True):
+    status: Literal["new", "interrupted", "done"]
+    final_text: str = ""
+
+
+def done_marker(msg_id: str, text: str, ts: float) -> dict[str, Any]:
+    return {"role": META_ROLE, "type": TURN_DONE, "msg_id": msg_id, "text": text, "ts": ts}
+
+
+def turn_state(records: list[dict[str, Any]], msg_id: str) -> TurnState:
+    """Where the turn answering ``msg_id`` stands in a session's transcript."""
+    started = False
+    for record in records:
+        if record.get("msg_id") != msg_id:
+            continue
+        if record.get("role") == META_ROLE and record.get("type") == TURN_DONE:
+            return TurnState(status="done", final_text=str(record.get("text", "")))
+        if record.get("role") == "user":
+            started = True
+    return TurnState(status="interrupted" if started else "new")
+
+
+def without_turn(records: list[dict[str, Any]], msg_id: str) -> list[dict[str, Any]]:
+    """The transcript minus the records of one turn (so a re-run starts from a clean history)."""
+    return [r for r in records if r.get("msg_id") != msg_id]
+
+
+def chat_records(records: list[dict[str, Any]], limit: int) -> list[dict[str, Any]]:
+    """The newest ``limit`` user/assistant records (no bookkeeping records)."""
+    if limit <= 0:
+        return []
+    return [r for r in records if r.get("role") in CHAT_ROLES][-limit:]
+
+
+class TurnLog:
+    """The ``TranscriptLog`` of one turn: preloaded history, records tagged with ``msg_id``.
+
+    ``skip_user``: the user message of this turn is already in the transcript (an interrupted
+    turn being re-run), so the first user record the turn appends is not written again.
+    """
+
+    def __init__(
+        self,
+        inner: TranscriptLog,
+        history: list[dict[str, Any]],
+        *,
+        msg_id: str = "",
+        skip_user: bool = False,
+    ) -> None:
+        self._inner = inner
+        self._history = list(history)
+        self._msg_id = msg_id
+        self._skip_user = skip_user
+        self._appended = 0
+
+    async def load(self, session: str) -> list[dict[str, Any]]:
+        return list(self._history)
+
+    async def append(self, session: str, record: dict[str, Any]) -> None:
+        first = self._appended == 0
+        self._appended += 1
+        if first and self._skip_user and record.get("role") == "user":
+            return
+        if self._msg_id:
+            record = {**record, "msg_id": self._msg_id}
+        await self._inner.append(session, record)
+
+
+# --- durable small values ----------------------------------------------------------------------
+def valid_kv_key(key: object) -> bool:
+    """A key of the store's small blobs: a plain name (``pairing.telegram.main``), no paths."""
+    return isinstance(key, str) and bool(_KV_KEY.match(key)) and ".." not in key
+
+
+# --- tools -------------------------------------------------------------------------------------
+def sandbox_policy(cfg: Config, workspace: Path) -> SandboxPolicy:
+    bash = cfg.tools.bash
+    return SandboxPolicy(
+        workspace=workspace,
+        network=bash.network,
+        timeout_s=bash.timeout_s,
+        memory_mb=bash.memory_mb,
+        max_processes=bash.max_processes,
+        output_limit_bytes=bash.output_limit_bytes,
+    )
+
+
+def exec_policy(cfg: Config) -> ExecPolicy:
+    return ExecPolicy(mode=cfg.tools.bash.policy, allowlist=tuple(cfg.tools.bash.allowlist))
+
+
+def approval_book(cfg: Config) -> ApprovalBook:
+    return ApprovalBook(approval_ttl_s=cfg.tools.bash.approval_ttl_s)
+
+
+def tool_registry(
+    cfg: Config, approvals: ApprovalBook, workspace: Path | None = None
+) -> ToolRegistry:
+    """bash / files / web_fetch as the config enables them, over the configured workspace."""
+    ws = (workspace or cfg.tools.workspace_path()).resolve()
+    web = cfg.tools.web_fetch
+    return default_registry(
+        ws,
+        approvals=approvals,
+        bash_policy=sandbox_policy(cfg, ws),
+        exec_policy=exec_policy(cfg),
+        web=WebFetcher(
+            max_bytes=web.max_bytes, timeout_s=web.timeout_s, max_redirects=web.max_redirects
+        ),
+        enable_bash=cfg.tools.bash.enabled,
+        enable_files=cfg.tools.files.enabled,
+        enable_web=web.enabled,
+    )
+
+
+def approval_dict(approval: Any) -> dict[str, Any]:
+    """An ``Approval`` as plain JSON-able data."""
+    data: dict[str, Any] = msgspec.to_builtins(approval)
+    return data
+
+
+# --- providers and errors ----------------------------------------------------------------------
+def build_provider(
+    cfg: Config,
+    *,
+    vault_get: Callable[[str], str] | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> Provider:
+    """The configured model provider. For ``anthropic`` the key is resolved now, so a missing
+    key fails the agent's start with a clear ``ProviderAuthError`` (never the key itself).
+
+    ``vault_get`` defaults to opening the vault of ``MOLTBOT_HOME`` (only for ``secret:`` refs).
+    """
+    agent = cfg.agent
+    if agent.provider == "offline":
+        return OfflineProvider()
+    # imported here: the SDK loads only in processes that talk to Claude
+    from moltbot.agent.providers.anthropic import KEY_HINT, AnthropicProvider
+
+    if agent.api_key is None:
+        raise ProviderAuthError("no Anthropic API key is configured", hint=KEY_HINT)
+    try:
+        key = resolve_secret(
+            agent.api_key, vault_get or _vault_get, environ=environ, at="$.agent.api_key"
+        )
+    except SecretRefError as exc:
+        # SecretRefError does not survive pickling across actors; this one does.
+        raise ProviderAuthError(
+            f"the Anthropic API key is not available: {exc.problem}", hint=exc.fix or KEY_HINT
+        ) from None
+    except VaultError as exc:
+        raise ProviderAuthError(
+            f"the Anthropic API key is not available: {exc.user_message}",
+            hint=exc.hint or KEY_HINT,
+        ) from None
+    retries = agent.retries
+    return AnthropicProvider(
+        key,
+        agent.models,
+        base_url=agent.base_url,
+        max_attempts=retries.max_attempts,
+        base_s=retries.base_s,
+        max_s=retries.max_s,
+    )
+
+
+def _vault_get(name: str) -> str:
+    return Vault.open().get(name)
+
+
+def user_text(exc: MoltbotError) -> str:
+    """The safe text a person sees for one of our errors (its message and hint)."""
+    return f"{exc.user_message} ({exc.hint})" if exc.hint else exc.user_message

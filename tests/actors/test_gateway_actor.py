@@ -1,0 +1,141 @@
+"""The gateway as a supervised actor in a real tree: protocol over the wire, streamed chat from
+a real agent actor, and `moltbot chat` riding through a gateway crash and restart."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import ray
+from websockets.asyncio.client import connect
+
+from moltbot.cli.chat_cmd import Backoff as ClientBackoff
+from moltbot.cli.chat_cmd import GatewayClient
+from moltbot.cli.main import main as cli
+from moltbot.config.loader import load_config_text
+from moltbot.security.vault import Vault
+from moltbot.supervision.spec import Backoff, ChildSpec, ChildType, SupervisorFlags
+from tests.actors.helpers import child, node, start_root, stop_root, tree, wait_for
+
+pytestmark = pytest.mark.usefixtures("ray_cluster")
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def flags() -> SupervisorFlags:
+    return SupervisorFlags(
+        intensity=10, period=30, backoff=Backoff(base_s=0.05, max_s=0.5), ping_interval_s=0.5
+    )
+
+
+def sup(cid: str, kids: list[ChildSpec]) -> ChildSpec:
+    return ChildSpec(
+        id=cid,
+        kind="supervisor",
+        child_type=ChildType.SUPERVISOR,
+        shutdown=30,
+        args={"flags": flags(), "children": kids},
+    )
+
+
+async def request(ws: Any, rid: str, method: str, params: dict[str, Any]) -> dict[str, Any]:
+    await ws.send(json.dumps({"type": "req", "id": rid, "method": method, "params": params}))
+    while True:
+        frame = json.loads(await asyncio.wait_for(ws.recv(), 20))
+        if frame["type"] == "res" and frame["id"] == rid:
+            return dict(frame)
+
+
+def test_gateway_actor_serves_the_tree_and_chat_survives_its_restart(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    home = tmp_path / "home"
+    monkeypatch.setenv("MOLTBOT_HOME", str(home))
+    assert cli(["init"]) == 0
+    token = Vault.open(home).get("gateway_token")
+    port = free_port()
+    cfg = load_config_text(
+        json.dumps({"gateway": {"port": port}, "agent": {"workers": 1}, "tools": {"workers": 1}})
+    )
+    spec = dict(config=cfg)
+    children = [
+        ChildSpec(id="store", kind="store", args=spec),
+        sup("tools", [ChildSpec(id="sandbox-0", kind="sandbox", args={**spec, "index": 0})]),
+        sup("agents", [ChildSpec(id="agent-0", kind="agent", args={**spec, "index": 0})]),
+        ChildSpec(id="gateway", kind="gateway", args=spec),
+    ]
+    root, ns = start_root(flags(), children, env={"MOLTBOT_HOME": str(home)})
+    url = f"ws://127.0.0.1:{port}"
+    try:
+        health = httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=10)
+        assert health.status_code == 200
+        assert health.headers["content-security-policy"].startswith("default-src 'self'")
+
+        async def protocol() -> None:
+            async with connect(url) as ws:
+                res = await request(ws, "c", "connect", {"auth": {"token": token}})
+                assert res["ok"], res
+                res = await request(ws, "s", "status", {})
+                assert res["ok"], res
+                names = json.dumps(res["payload"])
+                assert "moltbot.gateway" in names and "moltbot.agents.agent-0" in names
+                res = await request(ws, "h", "health", {})
+                assert res["ok"] and res["payload"]["ok"] is True
+            async with connect(url) as ws:  # a wrong token is refused by the actor's gateway
+                res = await request(ws, "c", "connect", {"auth": {"token": "nope" * 10}})
+                assert not res["ok"] and res["error"]["code"] == "unauthorized"
+
+        asyncio.run(protocol())
+
+        quick = ClientBackoff(initial=0.2, maximum=1.0, give_up_after=90)
+
+        async def chat(text: str) -> tuple[str, list[str]]:
+            deltas: list[str] = []
+            async with GatewayClient(url, token, session="t1", backoff=quick) as client:
+                return await client.ask(text, deltas.append), deltas
+
+        reply, deltas = asyncio.run(chat("hello there"))
+        assert "hello there" in reply and "offline" in reply
+        assert len(deltas) > 1 and "".join(deltas) == reply
+
+        # kill the gateway actor: its supervisor restarts it, the client reconnects by itself
+        gw_pid = int(node(tree(root), "gateway")["pid"])
+
+        async def chat_through_crash() -> tuple[str, int]:
+            async with GatewayClient(url, token, session="t2", backoff=quick) as client:
+                first = await client.ask("before the crash")
+                assert "before the crash" in first
+                ray.kill(child(ns, "gateway"), no_restart=True)
+                reply = await client.ask("after the crash")
+                return reply, client.reconnects
+
+        reply, reconnects = asyncio.run(chat_through_crash())
+        assert "after the crash" in reply and reconnects >= 1
+        wait_for(lambda: node(tree(root), "gateway")["restarts"] == 1, what="gateway restarted")
+        assert int(node(tree(root), "gateway")["pid"]) != gw_pid
+
+        # `moltbot chat "..."` one-shot through the real command, token from the vault
+        out = subprocess.run(
+            [sys.executable, "-m", "moltbot.cli.main", "chat", "--url", url, "one shot please"],
+            env={**os.environ, "MOLTBOT_HOME": str(home), "PYTHONPATH": str(ROOT)},
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert out.returncode == 0, out.stderr
+        assert "one shot please" in out.stdout
+    finally:
+        stop_root(root)
