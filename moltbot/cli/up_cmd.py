@@ -60,7 +60,8 @@ def cmd_up(args: argparse.Namespace) -> int:
     gw = cfg.gateway
     scheme = "https" if gw.tls else "http"
     print(f"moltbot is up in {time.monotonic() - started:.1f}s (Ray at {head.address})")
-    print(f"  gateway:   {scheme}://{gw.bind}:{gw.port}/")
+    print(f"  gateway:   {scheme}://{gw.bind}:{gw.port}/  (web page; log in with the token")
+    print("             from `moltbot secrets get gateway_token`; or `moltbot chat`)")
     if head.dashboard:
         print(f"  dashboard: {head.dashboard}")
     print(f"  {_provider_note(cfg)}")
