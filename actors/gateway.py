@@ -23,6 +23,11 @@ SUPERVISORS = ("", "agents", "tools", "channels", "plugins")
 EVENT_POLL_S = 0.5
 
 
+def web_session(session: str) -> str:
+    """The session key of a web/CLI chat (a full key from sessions.list passes through)."""
+    return session if ":" in session else f"web:gateway:dm:{session}"
+
+
 class RayBackend(BaseBackend):
     """Adapts gateway methods to calls on the tree's actors, found by their stable names."""
 
@@ -47,7 +52,7 @@ class RayBackend(BaseBackend):
         return {"tree": tree}
 
     async def chat_send(self, session: str, text: str) -> AsyncIterator[ChatEvent]:
-        key = f"web:gateway:dm:{session}"
+        key = web_session(session)
         path = routing.agent_path(key, self.cfg.agent.workers)
         try:
             agent = routing.handle(self.ns, path)
@@ -59,7 +64,7 @@ class RayBackend(BaseBackend):
 
     async def chat_history(self, session: str, limit: int) -> list[JSON]:
         result: list[JSON] = await self._call(
-            "store", "history", f"web:gateway:dm:{session}", limit
+            "store", "history", web_session(session), limit
         )
         return result
 
@@ -68,7 +73,7 @@ class RayBackend(BaseBackend):
         return result
 
     async def sessions_reset(self, session: str) -> None:
-        await self._call("store", "sessions_reset", session)
+        await self._call("store", "sessions_reset", web_session(session))
 
     async def channels_status(self) -> list[JSON]:
         out: list[JSON] = []

@@ -111,6 +111,48 @@ def test_gateway_actor_serves_the_tree_and_chat_survives_its_restart(
         assert "hello there" in reply and "offline" in reply
         assert len(deltas) > 1 and "".join(deltas) == reply
 
+        async def approvals_history_and_events() -> None:
+            async with GatewayClient(url, token, session="t3", backoff=quick) as client:
+                asked = await client.ask('!tool bash {"command": "echo ran-ok-42"}')
+                assert "/approve" in asked
+            async with connect(url) as ws:
+                assert (await request(ws, "c", "connect", {"auth": {"token": token}}))["ok"]
+                res = await request(ws, "a", "approvals.list", {})
+                pending = res["payload"]["approvals"]
+                assert [a["command"] for a in pending] == ["echo ran-ok-42"]
+                res = await request(
+                    ws, "r", "approvals.resolve", {"id": pending[0]["id"], "decision": "approve"}
+                )
+                assert res["ok"], res
+                res = await request(ws, "a2", "approvals.list", {})
+                assert res["payload"]["approvals"] == []
+                async with GatewayClient(url, token, session="t3", backoff=quick) as client:
+                    ran = await client.ask('!tool bash {"command": "echo ran-ok-42"}')
+                assert "ran-ok-42" in ran and "/approve" not in ran, ran
+                res = await request(ws, "hist", "chat.history", {"session": "t1"})
+                texts = [m.get("text") or json.dumps(m) for m in res["payload"]["messages"]]
+                assert any("hello there" in t for t in texts), texts
+                res = await request(ws, "sl", "sessions.list", {})
+                keys = [x["key"] for x in res["payload"]["sessions"]]
+                assert "web:gateway:dm:t1" in keys and "web:gateway:dm:t3" in keys
+                res = await request(ws, "sr", "sessions.reset", {"session": "t1"})
+                assert res["ok"], res
+                res = await request(ws, "hist2", "chat.history", {"session": "t1"})
+                assert res["payload"]["messages"] == []
+                # a supervision event reaches connected clients: crash the sandbox
+                ray.kill(child(ns, "tools/sandbox-0"), no_restart=True)
+                deadline = asyncio.get_running_loop().time() + 30
+                seen: list[dict[str, Any]] = []
+                while asyncio.get_running_loop().time() < deadline:
+                    frame = json.loads(await asyncio.wait_for(ws.recv(), 30))
+                    if frame["type"] == "event" and frame["event"] == "tree":
+                        seen.append(frame["payload"])
+                        if any(e.get("event") == "restarted" for e in seen):
+                            break
+                assert any(e["child"] == "tools/sandbox-0" for e in seen), seen
+
+        asyncio.run(approvals_history_and_events())
+
         # kill the gateway actor: its supervisor restarts it, the client reconnects by itself
         gw_pid = int(node(tree(root), "gateway")["pid"])
 
