@@ -29,7 +29,7 @@ from actors.supervisor import Supervisor
 from moltbot import paths
 from moltbot.config.schema import Config
 from moltbot.errors import NotRunning, SupervisionError
-from moltbot.supervision.tree import build_tree, root_flags
+from moltbot.supervision.tree import HEAD, build_tree, root_flags
 
 ROOT = "moltbot"
 RAY_ENV = {
@@ -154,6 +154,7 @@ def boot(cfg: Config, home: Path, *, ready_timeout: float = 180.0) -> Any:
         namespace=ns,
         lifetime="detached",
         num_cpus=0,
+        resources=dict(HEAD),
         max_restarts=0,
         runtime_env={"env_vars": {**RAY_ENV, "MOLTBOT_HOME": str(home)}},
     ).remote(

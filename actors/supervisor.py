@@ -18,6 +18,7 @@ import msgspec
 import ray
 from ray.exceptions import GetTimeoutError, RayActorError, RayTaskError
 
+from actors import routing
 from actors.base import CHILD_OPTIONS, ChildBase
 from actors.registry import actor_class, actor_name
 from moltbot.errors import ChildStartError, EscalationError
@@ -28,6 +29,8 @@ from moltbot.supervision.spec import ChildSpec, ChildType, Exit, ExitKind, Super
 log = logging.getLogger("moltbot.supervisor")
 NAME_RETRY_S = 10.0
 EVENTS_KEPT = 200
+AUDIT_QUEUE = 256  # supervision events waiting for the store; beyond that they are dropped
+AUDIT_DEADLINE_S = 5.0
 
 
 class Record:
@@ -64,6 +67,7 @@ class Supervisor(ChildBase):
         self.events: deque[dict[str, Any]] = deque(maxlen=EVENTS_KEPT)
         self.seq = 0
         self._inbox: asyncio.Queue[tuple[str, int, Exit]] = asyncio.Queue(maxsize=1024)
+        self._audit_q: asyncio.Queue[dict[str, Any]] = asyncio.Queue(maxsize=AUDIT_QUEUE)
         self._tg: asyncio.TaskGroup | None = None
         self._main_task: asyncio.Task[str] | None = None
 
@@ -71,6 +75,7 @@ class Supervisor(ChildBase):
     async def main(self) -> None:
         async with asyncio.TaskGroup() as tg:
             self._tg = tg
+            tg.create_task(self._forward_audit())
             for rec in self.records:
                 await self._start(rec)
             self._ready_children = True
@@ -144,6 +149,13 @@ class Supervisor(ChildBase):
         run_ref = handle.run.remote()
         ready = asyncio.ensure_future(handle.ready.remote())
         ran = asyncio.ensure_future(run_ref)
+        if any(not name.startswith("node:") for name in rec.spec.resources):
+            # Placed on a node by custom resources: it may wait for that node to (re)join. It
+            # is "waiting", not failed, and does not hold up its later siblings.
+            rec.handle, rec.run_ref, rec.state = handle, run_ref, "waiting"
+            assert self._tg is not None
+            self._tg.create_task(self._settle(rec, rec.gen, ready, ran))
+            return
         try:
             done, _ = await asyncio.wait(
                 {ready, ran}, timeout=rec.spec.ready_timeout, return_when=asyncio.FIRST_COMPLETED
@@ -162,11 +174,31 @@ class Supervisor(ChildBase):
         finally:
             ready.cancel()
         rec.handle, rec.run_ref = handle, run_ref
+        self._running(rec, ran)
+
+    def _running(self, rec: Record, ran: asyncio.Future[Any]) -> None:
         rec.state = "running"
         rec.started_at = time.time()
         self._event("started", rec)
         assert self._tg is not None
         self._tg.create_task(self._watch(rec, rec.gen, ran))
+
+    async def _settle(
+        self, rec: Record, gen: int, ready: asyncio.Future[Any], ran: asyncio.Future[Any]
+    ) -> None:
+        """A placed child: running once its node takes it, an exit if it dies first."""
+        try:
+            await asyncio.wait({ready, ran}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            ready.cancel()
+        if rec.gen != gen:
+            return
+        if ready.done() and not ready.cancelled() and ready.exception() is None:
+            rec.info = ready.result()
+            self._running(rec, ran)
+            return
+        exc = ran.exception() if ran.done() and not ran.cancelled() else None
+        await self._inbox.put((rec.spec.id, gen, Exit(kind=ExitKind.ABNORMAL, reason=_reason(exc))))
 
     async def _watch(self, rec: Record, gen: int, ran: asyncio.Future[Any]) -> None:
         pinger = asyncio.ensure_future(self._ping_until_stuck(rec, gen))
@@ -288,6 +320,26 @@ class Supervisor(ChildBase):
         ev.update(extra)
         self.events.append(ev)
         log.info("supervision %s %s %s", what, ev["child"], extra or "")
+        try:  # to the audit log, in order, by _forward_audit; supervision never waits for it
+            self._audit_q.put_nowait({"supervisor": actor_name(self.path), **ev})
+        except asyncio.QueueFull:
+            log.warning("audit queue full: supervision event %s dropped", ev["seq"])
+
+    async def _forward_audit(self) -> None:
+        """Send queued events to the store's audit log (each within a short deadline)."""
+        while True:
+            fields = await self._audit_q.get()
+            try:
+                await routing.call(
+                    self.namespace,
+                    "store",
+                    "audit_append",
+                    "supervision",
+                    fields,
+                    deadline_s=AUDIT_DEADLINE_S,
+                )
+            except Exception as exc:  # no store, a placeholder, a damaged log: log and go on
+                log.debug("supervision event %s not audited: %s", fields["seq"], exc)
 
     # --- introspection -----------------------------------------------------------------------
     async def status(self) -> dict[str, Any]:

@@ -53,6 +53,15 @@ def flags_from(cfg: Config, section: SupervisorConfig) -> SupervisorFlags:
     )
 
 
+HEAD = {"node:__internal_head__": 0.001}  # Ray's own resource of the head node
+ON_HEAD = ("store", "gateway")  # durable state and the user-facing port stay on the head
+
+
+def resources_for(cfg: Config, path: str) -> dict[str, float]:
+    """Placement of the actor at ``path``: the config's glob, else the head for ON_HEAD."""
+    return placement_for(cfg, path) or (dict(HEAD) if path in ON_HEAD else {})
+
+
 def placement_for(cfg: Config, path: str) -> dict[str, float]:
     """Custom Ray resources an actor at ``path`` needs, from the first matching glob."""
     for pattern, placement in cfg.cluster.placement.items():
@@ -81,7 +90,7 @@ class _Builder:
             restart=Restart.PERMANENT,
             shutdown=sup.shutdown_s,
             ready_timeout=sup.ready_timeout_s,
-            resources=placement_for(self.cfg, path),
+            resources=resources_for(self.cfg, path),
             placeholder=note,
         )
 
@@ -93,6 +102,7 @@ class _Builder:
             args={"flags": flags_from(self.cfg, section), "children": kids},
             shutdown=SUPERVISOR_SHUTDOWN_S,
             ready_timeout=self.cfg.supervision.ready_timeout_s * 2,
+            resources=dict(HEAD),  # supervisors are small: keep them where the root is
         )
 
 
