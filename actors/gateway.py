@@ -21,6 +21,7 @@ from moltbot.supervision.tree import channel_ids
 
 SUPERVISORS = ("", "agents", "tools", "channels", "plugins")
 EVENT_POLL_S = 0.5
+AUDIT_DEADLINE_S = 5.0
 
 
 def web_session(session: str) -> str:
@@ -149,7 +150,10 @@ class GatewayActor(ChildBase):
 
         settings = settings_from_config(self.cfg, lookup)
         self.server = GatewayServer(
-            settings, RayBackend(self.cfg, self.namespace), ssl_context=ssl_from_config(self.cfg)
+            settings,
+            RayBackend(self.cfg, self.namespace),
+            ssl_context=ssl_from_config(self.cfg),
+            audit=self._audit,
         )
         await self.server.start()
 
@@ -159,6 +163,16 @@ class GatewayActor(ChildBase):
             await self.server.serve_forever()
         finally:
             await self.server.stop()
+
+    async def _audit(self, kind: str, fields: dict[str, Any]) -> str:
+        """Append to the store's audit log (the server queues these; it never waits on them)."""
+        try:
+            digest: str = await routing.call(
+                self.namespace, "store", "audit_append", kind, fields, deadline_s=AUDIT_DEADLINE_S
+            )
+        except AttributeError:  # the store there is still a placeholder
+            raise Unavailable("the audit log is not available yet") from None
+        return digest
 
     async def url(self) -> str:
         return self.server.url if self.server else ""

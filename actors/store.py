@@ -1,9 +1,10 @@
 """The store actor: durable state on the head node, behind one name (``moltbot.store``).
 
 It owns the inbound journal (``state/inbound.jsonl``), the session transcripts
-(``sessions/*.jsonl``) and small durable blobs (``state/kv/<key>``, e.g. pairing state per
-channel account) of the ``MOLTBOT_HOME`` in its environment (or ``home`` when given). All file
-I/O runs off the event loop. Every write is fsynced before the call returns, so a restarted
+(``sessions/*.jsonl``), small durable blobs (``state/kv/<key>``, e.g. pairing state per
+channel account) and the audit log (``audit/audit.jsonl``, a hash chain) of the
+``MOLTBOT_HOME`` in its environment (or ``home`` when given). All file I/O runs off the event
+loop. Every write is fsynced before the call returns, so a restarted
 store sees everything an earlier incarnation acknowledged.
 """
 
@@ -22,6 +23,7 @@ from moltbot import paths
 from moltbot.agent.service import chat_records, valid_kv_key
 from moltbot.errors import BadRequest
 from moltbot.messages import InboundMessage
+from moltbot.security.audit import AuditLog
 from moltbot.store import InboundJournal, TranscriptStore
 from moltbot.store.transcripts import fsync_dir, write_all
 
@@ -36,11 +38,14 @@ class StoreActor(ChildBase):
         self._journal: InboundJournal | None = None
         self._transcripts: TranscriptStore | None = None
         self._kv_dir = Path()
+        self._audit: AuditLog | None = None
+        self._audit_path = Path()
 
     async def setup(self) -> None:
         base = self._home or paths.home()
         state = paths.state_dir(base)
         self._kv_dir = state / "kv"
+        self._audit_path = paths.audit_file(base)
         self._journal = await asyncio.to_thread(InboundJournal, state)
         self._transcripts = await asyncio.to_thread(TranscriptStore, paths.sessions_dir(base))
         await asyncio.to_thread(self._kv_dir.mkdir, parents=True, exist_ok=True, mode=0o700)
@@ -130,6 +135,19 @@ class StoreActor(ChildBase):
         if not isinstance(value, bytes) or len(value) > KV_MAX_BYTES:
             raise BadRequest(f"a stored value is bytes of at most {KV_MAX_BYTES} bytes")
         await asyncio.to_thread(_atomic_write, target, value)
+
+    # --- audit log -------------------------------------------------------------------------------
+    async def audit_append(self, kind: str, fields: dict[str, Any]) -> str:
+        """Append one audit record (sanitized, fsynced); returns its hash. The log is opened on
+        first use, so a damaged log fails these calls, never the store's other duties."""
+        await self._ready.wait()
+
+        def append() -> str:
+            if self._audit is None:
+                self._audit = AuditLog(self._audit_path)
+            return self._audit.append(kind, fields)
+
+        return await asyncio.to_thread(append)
 
     def info(self) -> dict[str, Any]:
         data = super().info()

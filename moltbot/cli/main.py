@@ -21,7 +21,9 @@ COMMAND_MODULES = (
     "moltbot.cli.config_cmd",
     "moltbot.cli.up_cmd",
     "moltbot.cli.chat_cmd",
+    "moltbot.cli.node_cmd",
     "moltbot.cli.doctor_cmd",
+    "moltbot.cli.audit_cmd",
 )
 
 

@@ -5,7 +5,9 @@ Life of a connection: HTTP checks in ``HttpFront`` (Host, URL credentials, Origi
 concurrently (at most ``max_in_flight``), every frame passes a token bucket, and server events
 are fanned out through a bounded per-client outbox: a client too slow to drain it is closed
 (1013), it never blocks the others. Frames over ``max_frame_bytes`` close the connection with
-1009 (websockets' ``max_size``).
+1009 (websockets' ``max_size``). Logins, refused connects, lockouts and approval decisions go
+to the optional ``audit`` callable (address and method, never a token) through a bounded queue
+drained by one task, so no connection waits for the audit log.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import http
 import ipaddress
 import logging
 import ssl
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import msgspec
@@ -45,6 +47,10 @@ log = logging.getLogger("moltbot.gateway")
 
 CLOSE_POLICY = 1008
 CLOSE_TRY_AGAIN = 1013
+AUDIT_QUEUE = 256
+
+Audit = Callable[[str, dict[str, Any]], Awaitable[Any]]
+"""Records one audit event (kind, fields); fields never hold a token or password."""
 
 
 class GatewaySettings(msgspec.Struct, frozen=True, kw_only=True):
@@ -138,8 +144,11 @@ class GatewayServer:
         *,
         ssl_context: ssl.SSLContext | None = None,
         clock: Clock = SYSTEM_CLOCK,
+        audit: Audit | None = None,
     ) -> None:
         self.settings = settings
+        self._audit = audit
+        self._audit_q: asyncio.Queue[tuple[str, dict[str, Any]]] = asyncio.Queue(AUDIT_QUEUE)
         self._backend = backend
         self._ssl = ssl_context
         self._clock = clock
@@ -204,8 +213,10 @@ class GatewayServer:
         try:
             async with asyncio.TaskGroup() as tg:
                 fanout = tg.create_task(self._fanout())
+                auditor = tg.create_task(self._forward_audit())
                 await server.wait_closed()
                 fanout.cancel()
+                auditor.cancel()
         finally:
             server.close()  # cancelled: close the port and the connections before leaving
             await server.wait_closed()
@@ -247,6 +258,27 @@ class GatewayServer:
                 log.exception("backend event stream failed")
             await asyncio.sleep(delay)
             delay = min(delay * 2, 10.0)
+
+    # --- audit ----------------------------------------------------------------------------
+    def _record(self, kind: str, fields: dict[str, Any]) -> None:
+        """Queue an audit record; a connection never waits for the audit log."""
+        if self._audit is None:
+            return
+        try:
+            self._audit_q.put_nowait((kind, fields))
+        except asyncio.QueueFull:
+            log.warning("audit queue full: %s record dropped", kind)
+
+    async def _forward_audit(self) -> None:
+        while True:
+            kind, fields = await self._audit_q.get()
+            try:
+                assert self._audit is not None
+                await self._audit(kind, fields)
+            except MoltbotError as exc:
+                log.warning("audit record %s not written: %s", kind, exc.user_message)
+            except Exception:
+                log.exception("audit record %s not written", kind)
 
     # --- connections ----------------------------------------------------------------------
     async def _handle(self, ws: ServerConnection) -> None:
@@ -292,6 +324,11 @@ class GatewayServer:
             login = self.auth.login(address, params.auth)
         except MoltbotError as exc:
             log.info("gateway connect refused from %s: %s", address, exc.code)
+            if isinstance(exc, RateLimited):
+                fields = {"address": address, "retry_after": round(exc.retry_after, 1)}
+                self._record("lockout", fields)
+            else:
+                self._record("auth_failed", {"address": address, "reason": exc.code})
             await ws.send(f.encode_error(req_id, exc), text=True)
             await ws.close(CLOSE_POLICY, "not authenticated")
             return None
@@ -304,6 +341,7 @@ class GatewayServer:
             "expires_in_s": login.expires_in_s,
             "methods": list(self._dispatch.methods),
         }
+        self._record("login", {"address": address, "method": login.method})
         await ws.send(f.encode_ok(req.id, payload), text=True)
         return login
 
@@ -357,11 +395,14 @@ class GatewayServer:
 
     async def _run(self, client: _Client, req: f.Request) -> None:
         ctx = CallContext(client=client.name, request_id=req.id, emit=client.emit)
+        outcome = "error"
         try:
             payload = await self._dispatch.call(req.method, req.params, ctx)
             data = f.encode_ok(req.id, payload)
+            outcome = "ok"
         except MoltbotError as exc:
             data = f.encode_error(req.id, exc)
+            outcome = exc.code
         except Exception:
             log.exception("gateway method %s failed", req.method)
             data = f.encode_error(
@@ -369,4 +410,18 @@ class GatewayServer:
             )
         finally:
             client.in_flight -= 1
+            if req.method == "approvals.resolve":
+                self._record("approval", _approval_fields(client, req, outcome))
         await client.outbox.put(data)
+
+
+def _approval_fields(client: _Client, req: f.Request, outcome: str) -> dict[str, Any]:
+    params = req.params
+    return {
+        "address": client.address,
+        "method": req.method,
+        "auth": client.login.method,
+        "id": str(params.get("id", ""))[:64],
+        "decision": str(params.get("decision", ""))[:16],
+        "outcome": outcome,
+    }
