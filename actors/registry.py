@@ -14,6 +14,8 @@ KINDS: dict[str, tuple[str, str]] = {
     "agent": ("actors.agent", "AgentActor"),
     "sandbox": ("actors.tools", "SandboxActor"),
     "gateway": ("actors.gateway", "GatewayActor"),
+    "channel": ("actors.channel", "ChannelActor"),
+    "plugin": ("actors.plugin", "PluginActor"),
 }
 
 

@@ -1,0 +1,170 @@
+"""The channel actor: one per configured account (``channels/<type>:<account>``).
+
+Thin: it builds the adapter from the config (secrets resolved from the vault or the
+environment), checks the credentials (a refused token fails the start, so the supervisor shows
+it), loads the pairing book from the store and runs ``moltbot.channels.service.ChannelService``
+with the store and the agents reached by stable name (``actors.routing``: calls ride through
+their restarts). All the per-message logic lives in that module.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import ray
+from ray.exceptions import RayTaskError
+
+from actors import routing
+from actors.base import CHILD_OPTIONS, ChildBase
+from moltbot.channels.service import (
+    ChannelService,
+    Ports,
+    ServiceOptions,
+    find_account,
+    load_pairing,
+    make_adapter,
+    pairing_key,
+    policy_for,
+)
+from moltbot.config.refs import resolve_secret
+from moltbot.config.schema import Config
+from moltbot.errors import MoltbotError, PlatformUnavailable, RateLimited, Unavailable
+from moltbot.messages import InboundMessage
+from moltbot.security.vault import Vault
+
+log = logging.getLogger("moltbot.channel")
+
+STORE = "store"
+CHANNEL_TYPES = ("telegram", "slack", "signal")
+STORE_DEADLINE_S = 60.0
+AGENT_DEADLINE_S = 120.0
+SETUP_DEADLINE_S = 20.0  # below the supervisor's ready timeout, so the cause is the one shown
+CONNECT_TIMEOUT_S = 15.0
+
+
+@ray.remote(**CHILD_OPTIONS)
+class ChannelActor(ChildBase):
+    def __init__(
+        self,
+        *,
+        path: str = "",
+        config: Config | None = None,
+        channel: str = "",
+        account: str = "",
+        **kw: Any,
+    ) -> None:
+        super().__init__(path=path, **kw)
+        self.config = config or Config()
+        self.channel = channel
+        self.account = account
+        self._vault: Vault | None = None
+        self._service: ChannelService | None = None
+
+    # --- life ------------------------------------------------------------------------------
+    async def setup(self) -> None:
+        if self.channel not in CHANNEL_TYPES:
+            raise ValueError(f"unknown channel type {self.channel!r}")
+        index, acct = find_account(getattr(self.config.channels, self.channel), self.account)
+        adapter = make_adapter(self.channel, index, acct, self._secret)
+        try:
+            try:  # PlatformRejected (a bad token) fails the start: the supervisor shows it
+                await asyncio.wait_for(adapter.connect(), CONNECT_TIMEOUT_S)
+            except (PlatformUnavailable, RateLimited, TimeoutError) as exc:
+                # not fatal: run() connects with backoff (and `problem` reports if it never does)
+                log.warning("%s: not connected yet: %s", self.path,
+                            getattr(exc, "code", "timeout"))
+            key = pairing_key(self.channel, self.account)
+            saved = await self._call(STORE, "kv_get", key, deadline_s=SETUP_DEADLINE_S)
+        except BaseException:
+            await adapter.close()
+            raise
+        ports = Ports(
+            accept=self._accept,
+            mark_done=self._mark_done,
+            pending=self._pending,
+            answer=self._answer,
+            save_pairing=self._save_pairing,
+        )
+        self._service = ChannelService(
+            adapter,
+            load_pairing(saved, policy_for(acct)),
+            ports,
+            ServiceOptions(stuck_after_s=acct.stuck_after_s),
+        )
+
+    async def main(self) -> None:
+        service = self._need()
+        try:
+            await service.run()
+        finally:
+            await service.adapter.close()
+
+    def problem(self) -> str | None:
+        return self._service.problem() if self._service is not None else None
+
+    # --- the ports: store and agents by stable name ------------------------------------------
+    async def _call(self, path: str, method: str, *args: Any, deadline_s: float = STORE_DEADLINE_S
+                    ) -> Any:
+        """``routing.call`` with a remote moltbot error re-raised as itself (not Ray's wrapper)."""
+        try:
+            return await routing.call(self.namespace, path, method, *args, deadline_s=deadline_s)
+        except RayTaskError as exc:
+            cause = getattr(exc, "cause", None)
+            if isinstance(cause, MoltbotError):
+                raise cause from None
+            log.error("%s: %s.%s failed: %s", self.path, path, method, type(cause).__name__)
+            raise Unavailable(f"{path} could not handle the request") from None
+
+    async def _accept(self, msg: InboundMessage) -> bool:
+        return bool(await self._call(STORE, "accept", msg))
+
+    async def _mark_done(self, msg_id: str) -> bool:
+        return bool(await self._call(STORE, "mark_done", msg_id))
+
+    async def _pending(self) -> list[InboundMessage]:
+        adapter = self._need().adapter  # the adapter's own ids are what its messages carry
+        pending: list[InboundMessage] = await self._call(
+            STORE, "pending", adapter.channel, adapter.account
+        )
+        return pending
+
+    async def _answer(self, msg: InboundMessage) -> str:
+        path = routing.agent_path(msg.session_key, self.config.agent.workers)
+        return str(await self._call(path, "answer", msg, deadline_s=AGENT_DEADLINE_S))
+
+    async def _save_pairing(self, data: bytes) -> None:
+        await self._call(STORE, "kv_put", pairing_key(self.channel, self.account), data)
+
+    def _secret(self, ref: str, at: str) -> str:
+        return resolve_secret(ref, self._vault_get, at=at)
+
+    def _vault_get(self, name: str) -> str:
+        if self._vault is None:  # opened only when a "secret:" reference is used
+            self._vault = Vault.open()
+        return self._vault.get(name)
+
+    def _need(self) -> ChannelService:
+        if self._service is None:
+            raise Unavailable(f"{self.path} is still starting")
+        return self._service
+
+    # --- for the gateway and the CLI ---------------------------------------------------------
+    async def status(self) -> dict[str, Any]:
+        if self._service is None:
+            return {"channel": self.channel, "account": self.account, "connected": False}
+        return self._service.status()
+
+    async def pairing_list(self) -> dict[str, list[dict[str, Any]]]:
+        await self._ready.wait()
+        return self._need().pairing_list()
+
+    async def pairing_approve(self, code: str) -> str:
+        """Approve a pending pairing code (NotFound if unknown or expired): the sender id."""
+        await self._ready.wait()
+        return await self._need().pairing_approve(code)
+
+    async def pairing_deny(self, code: str) -> str:
+        await self._ready.wait()
+        return await self._need().pairing_deny(code)

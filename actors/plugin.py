@@ -1,0 +1,144 @@
+"""The plugin actor (kind ``plugin``, path ``plugins/plugin:<name>``): one plugin, one process.
+
+All plugin code runs after the ready handshake, in ``main``: load (pin, import, manifest,
+capabilities, config), the plugin's ``setup(api)``, then its optional ``async run(api)``. So a
+bad plugin never fails the tree's start: one that raises, exits its process or blocks its event
+loop (caught by the ping) is restarted by the plugins supervisor like any child. One that must
+not run (pin mismatch, bad manifest or config, a capability it lacks at setup) is *refused*:
+the actor stays up, idle, and says why in ``describe()`` instead of crash-looping on a fixed
+fault until its supervisor escalates.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from typing import Any, cast
+
+import ray
+
+from actors import routing
+from actors.base import CHILD_OPTIONS, ChildBase
+from moltbot.config.schema import Config
+from moltbot.errors import PluginError, Unavailable
+from moltbot.messages import ToolResult
+from moltbot.plugins.api import Services
+from moltbot.plugins.loader import LoadedPlugin, activate, plugin_config, prepare
+from moltbot.security.vault import Vault
+
+log = logging.getLogger("moltbot.plugin")
+STORE_DEADLINE_S = 10.0
+AUDIT_DEADLINE_S = 5.0
+DENIALS_KEPT = 50
+
+
+@ray.remote(**CHILD_OPTIONS)
+class PluginActor(ChildBase):
+    def __init__(self, *, config: Config | None = None, plugin: str = "", **kw: Any) -> None:
+        super().__init__(**kw)
+        self.cfg = config or Config()
+        self.plugin = plugin
+        self.loaded: LoadedPlugin | None = None
+        self.refused: PluginError | None = None
+        self.denials: deque[dict[str, str]] = deque(maxlen=DENIALS_KEPT)
+        self._vault: Vault | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._settled = asyncio.Event()  # loaded (setup done) or refused
+
+    # --- life --------------------------------------------------------------------------------
+    async def main(self) -> None:
+        services = Services(
+            secret=self._secret, kv_get=self._kv_get, kv_put=self._kv_put, denied=self._denied
+        )
+        try:
+            loaded = prepare(plugin_config(self.cfg, self.plugin), services)
+            await asyncio.wait_for(activate(loaded), self.cfg.supervision.ready_timeout_s)
+        except PluginError as exc:  # a fixed fault: refuse, do not crash-loop
+            self.refused = exc
+            log.error("plugin %s refused: %s", self.plugin, exc)
+        else:
+            self.loaded = loaded
+        finally:
+            self._settled.set()
+        if self.loaded is not None and self.loaded.run is not None:
+            await self.loaded.run(self.loaded.api)  # raising here is a crash: restarted
+        await asyncio.Event().wait()  # its tools and methods stay available
+
+    # --- services the PluginAPI gets ---------------------------------------------------------
+    def _secret(self, name: str) -> str:
+        if self._vault is None:
+            self._vault = Vault.open()
+        return self._vault.get(name)
+
+    async def _kv_get(self, key: str) -> bytes | None:
+        got = await routing.call(
+            self.namespace, "store", "kv_get", key, deadline_s=STORE_DEADLINE_S
+        )
+        return cast(bytes | None, got)
+
+    async def _kv_put(self, key: str, value: bytes) -> None:
+        await routing.call(
+            self.namespace, "store", "kv_put", key, value, deadline_s=STORE_DEADLINE_S
+        )
+
+    def _denied(self, fields: dict[str, str]) -> None:
+        self.denials.append(dict(fields))
+        try:
+            task = asyncio.get_running_loop().create_task(self._audit(dict(fields)))
+        except RuntimeError:  # no loop in this thread: the denial is still kept above
+            return
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _audit(self, fields: dict[str, str]) -> None:
+        try:
+            await routing.call(
+                self.namespace,
+                "store",
+                "audit_append",
+                "plugin_denied",
+                fields,
+                deadline_s=AUDIT_DEADLINE_S,
+            )
+        except (AttributeError, Unavailable):
+            pass  # a store without an audit log (yet), or none running
+        except Exception as exc:
+            log.warning("plugin %s: denial not audited (%s)", self.plugin, type(exc).__name__)
+
+    # --- calls -------------------------------------------------------------------------------
+    def _not_loaded(self) -> str:
+        why = self.refused.user_message if self.refused else "it is not loaded"
+        return f"plugin '{self.plugin}' is not available: {why}"
+
+    async def call_tool(self, name: str, input: dict[str, Any], session: str) -> ToolResult:
+        await self._settled.wait()
+        if self.loaded is None:
+            return ToolResult(text=self._not_loaded(), is_error=True)
+        return await self.loaded.api.registered.tools.call(name, input, session)
+
+    async def tools(self) -> list[dict[str, Any]]:
+        """The plugin's tool specs (name, description, input_schema) for the model."""
+        await self._settled.wait()
+        return [] if self.loaded is None else self.loaded.api.registered.tools.specs()
+
+    async def call_method(self, name: str, params: dict[str, Any]) -> dict[str, Any]:
+        await self._settled.wait()
+        if self.loaded is None:
+            raise PluginError(self._not_loaded())
+        return await self.loaded.api.call_method(name, params)
+
+    async def describe(self) -> dict[str, Any]:
+        await self._settled.wait()
+        if self.loaded is None:
+            state: dict[str, Any] = {"name": self.plugin, "state": "refused"}
+            state["error"] = str(self.refused) if self.refused else ""
+        else:
+            state = {**self.loaded.describe(), "state": "running", "error": ""}
+        state["denials"] = list(self.denials)
+        return state
+
+    def info(self) -> dict[str, Any]:
+        data = super().info()
+        data["plugin"] = self.plugin
+        return data

@@ -1,0 +1,452 @@
+"""The per-message pipeline of one channel account, as plain async code (no Ray here).
+
+The channel actor builds a :class:`ChannelService` from an adapter, the account's pairing book
+and a few async callables (:class:`Ports`: the store's journal and kv, the agent's ``answer``),
+then runs it. What happens to a message::
+
+    adapter.run ──sink(msg)──▶ access check ─ deny: dropped (a reply only if the decision has one)
+                                   │          └ pair: pairing state persisted, the code queued
+                                   ▼
+                             ports.accept(msg)  (journal + fsync; False: a duplicate, done)
+                                   ▼
+                   bounded queue of the msg's shard   ◀── replay of ports.pending() at start
+                                   │ (sink returns: the adapter commits the platform offset)
+                                   ▼
+    worker: typing → ports.answer(msg) → adapter.send(reply) → ports.mark_done(msg.id)
+
+Exactly-once as far as it can be had: the store dedups by platform message id; the pending
+snapshot is taken before the receive loop starts; an in-actor set of ids in flight (plus a
+bounded set of ids finished here) keeps a message that is both pending and re-delivered from
+being dispatched twice. A send the platform did not take (``PlatformUnavailable``) is retried
+with backoff and never dropped; a reply sent before a cancellation is still marked done
+(within a grace period). What cannot be closed: a process killed between the platform taking a
+reply and the journal marking it done answers that message again after the restart.
+
+Workers are sharded by session key, so the replies of one chat go out in order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+from collections import Counter
+from collections.abc import Awaitable, Callable, Coroutine
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import msgspec
+
+from moltbot.agent.sessions import shard_for
+from moltbot.channels.base import ChannelAdapter, SeenIds
+from moltbot.channels.retry import backoff
+from moltbot.clock import SYSTEM_CLOCK, Clock
+from moltbot.config.schema import (
+    AccountConfig,
+    SignalAccount,
+    SlackAccount,
+    TelegramAccount,
+)
+from moltbot.errors import (
+    MoltbotError,
+    PlatformRejected,
+    PlatformUnavailable,
+    ProviderOverloaded,
+    RateLimited,
+    Unavailable,
+)
+from moltbot.messages import InboundMessage, OutboundMessage
+from moltbot.security.access import AccessPolicy, Pairing
+
+T = TypeVar("T")
+log = logging.getLogger(__name__)
+
+Sleep = Callable[[float], Awaitable[None]]
+SecretResolver = Callable[[str, str], str]  # (reference, JSON path for errors) -> value
+
+TRANSIENT: tuple[type[BaseException], ...] = (
+    Unavailable,
+    RateLimited,
+    ProviderOverloaded,
+    PlatformUnavailable,
+)
+CONNECTED_WITHIN_S = 90.0  # longer than any adapter's quiet receive (Telegram's long poll)
+SORRY = "Sorry, I could not answer that message. Please try again in a moment."
+
+
+@dataclass(frozen=True, slots=True)
+class Ports:
+    """What the pipeline needs from the rest of the system (the actor wires them to Ray).
+
+    Errors the callables raise should be moltbot errors: ``TRANSIENT`` ones are retried.
+    """
+
+    accept: Callable[[InboundMessage], Awaitable[bool]]  # journal (fsync); False: duplicate
+    mark_done: Callable[[str], Awaitable[object]]
+    pending: Callable[[], Awaitable[list[InboundMessage]]]  # this account's unfinished ones
+    answer: Callable[[InboundMessage], Awaitable[str]]  # idempotent per message id
+    save_pairing: Callable[[bytes], Awaitable[object]]
+
+
+class ServiceOptions(msgspec.Struct, frozen=True, kw_only=True):
+    workers: int = 4  # dispatch workers (= shards of the queue)
+    queue_size: int = 16  # per worker; a full queue back-pressures the receive loop
+    stuck_after_s: float = 600.0
+    retry_base_s: float = 1.0  # backoff of a send/answer retried later
+    retry_cap_s: float = 60.0
+    answer_attempts: int = 3  # for errors that are not transient; then SORRY is sent
+    finish_grace_s: float = 3.0  # a cancelled worker still finishes send + mark_done this long
+    done_ids: int = 4096  # ids finished here, remembered against a late replay
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    msg: InboundMessage
+    notice: str | None = None  # a fixed reply (pairing code): not journaled, no agent turn
+
+
+class ChannelService:
+    def __init__(
+        self,
+        adapter: ChannelAdapter,
+        pairing: Pairing,
+        ports: Ports,
+        options: ServiceOptions | None = None,
+        *,
+        clock: Clock = SYSTEM_CLOCK,
+        sleep: Sleep = asyncio.sleep,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.adapter = adapter
+        self.pairing = pairing
+        self.ports = ports
+        self.opt = options or ServiceOptions()
+        if self.opt.workers < 1 or self.opt.queue_size < 1:
+            raise ValueError("workers and queue_size must be at least 1")
+        self._clock, self._sleep, self._rng = clock, sleep, rng
+        self._queues: list[asyncio.Queue[Job]] = [
+            asyncio.Queue(self.opt.queue_size) for _ in range(self.opt.workers)
+        ]
+        self._inflight: set[str] = set()
+        self._done = SeenIds(self.opt.done_ids)
+        self.counts: Counter[str] = Counter()
+        self.receiving = False
+
+    # --- life ------------------------------------------------------------------------------
+    async def run(self) -> None:
+        """Replay what the journal holds unfinished, receive, dispatch; until cancelled."""
+        backlog = await self._pending_snapshot()  # before any live accept: no overlap
+        try:
+            async with asyncio.TaskGroup() as tg:
+                for i in range(self.opt.workers):
+                    tg.create_task(self._worker(i), name=f"dispatch-{i}")
+                tg.create_task(self.replay(backlog), name="replay")
+                tg.create_task(self._receive(), name="receive")
+        finally:
+            self.receiving = False
+
+    async def _pending_snapshot(self) -> list[InboundMessage]:
+        attempt = 0
+        while True:
+            try:
+                return await self.ports.pending()
+            except TRANSIENT as e:
+                await self._backoff("pending", e, attempt)
+                attempt += 1
+
+    async def _receive(self) -> None:
+        self.receiving = True
+        try:
+            await self.adapter.run(self.sink)
+        finally:
+            self.receiving = False
+
+    async def replay(self, backlog: list[InboundMessage]) -> int:
+        """Queue journaled, unfinished messages (after a crash they get their answer)."""
+        n = 0
+        for msg in backlog:
+            if await self._enqueue_answer(msg):
+                n += 1
+        self.counts["replayed"] += n
+        if n:
+            log.info("%s %s: replaying %d unfinished messages", self._chan, self._acct, n)
+        return n
+
+    # --- receiving -------------------------------------------------------------------------
+    async def sink(self, msg: InboundMessage) -> None:
+        """Called by the adapter per message; when it returns the platform offset is committed."""
+        self.counts["received"] += 1
+        decision = self.pairing.check(msg)
+        if decision.action == "deny":
+            self.counts["denied"] += 1
+            log.info("%s %s: dropped (%s)", self._chan, self._acct, decision.reason)
+            if decision.reply_text:
+                await self._enqueue(Job(msg, decision.reply_text))
+            return
+        if decision.action == "pair":
+            self.counts["pairing"] += 1
+            if decision.reason == "pairing_new":  # the code is durable before anyone sees it
+                await self.save_pairing()
+            if decision.reply_text:
+                await self._enqueue(Job(msg, decision.reply_text))
+            return
+        if not await self.ports.accept(msg):
+            self.counts["duplicates"] += 1
+            if await self._lost_accept(msg):  # journaled by an accept whose answer was lost
+                await self._enqueue_answer(msg)
+            return
+        self.counts["accepted"] += 1
+        await self._enqueue_answer(msg)
+
+    async def _lost_accept(self, msg: InboundMessage) -> bool:
+        """A duplicate that is pending but handled by nobody: an earlier ``accept`` journaled it
+        and its reply was lost (the store restarted under the call, which was retried)."""
+        if msg.id in self._inflight or msg.id in self._done:
+            return False
+        return any(m.id == msg.id for m in await self.ports.pending())
+
+    async def _enqueue_answer(self, msg: InboundMessage) -> bool:
+        if msg.id in self._inflight or msg.id in self._done:
+            self.counts["deduplicated"] += 1
+            return False
+        self._inflight.add(msg.id)
+        try:
+            await self._enqueue(Job(msg))
+        except BaseException:
+            self._inflight.discard(msg.id)
+            raise
+        return True
+
+    async def _enqueue(self, job: Job) -> None:
+        await self._queues[shard_for(job.msg.session_key, len(self._queues))].put(job)
+
+    # --- dispatching -----------------------------------------------------------------------
+    async def _worker(self, index: int) -> None:
+        queue = self._queues[index]
+        while True:
+            job = await queue.get()
+            try:
+                await self.dispatch(job)
+            finally:
+                queue.task_done()
+
+    async def dispatch(self, job: Job) -> None:
+        msg = job.msg
+        try:
+            if job.notice is not None:
+                await self._send_notice(msg, job.notice)
+                return
+            await self._typing(msg)
+            reply = await self._answer(msg)
+            await self._deliver(msg, reply)
+        finally:
+            self._inflight.discard(msg.id)
+
+    async def _typing(self, msg: InboundMessage) -> None:
+        try:
+            await self.adapter.typing(msg.chat_id)
+        except MoltbotError as e:  # best effort
+            log.debug("%s %s: typing failed: %s", self._chan, self._acct, e.code)
+
+    async def _answer(self, msg: InboundMessage) -> str:
+        attempt = failures = 0
+        while True:
+            try:
+                return await self.ports.answer(msg)
+            except TRANSIENT as e:
+                await self._backoff("answer", e, attempt)
+            except Exception as e:  # a bug or a refusal: a few tries, then a safe apology
+                failures += 1
+                log.error("%s %s: answering %s failed: %s", self._chan, self._acct, msg.id,
+                          getattr(e, "code", type(e).__name__))
+                if failures >= self.opt.answer_attempts:
+                    self.counts["answer_failed"] += 1
+                    return SORRY
+                await self._backoff("answer", e, attempt)
+            attempt += 1
+
+    def _outbound(self, msg: InboundMessage, text: str) -> OutboundMessage:
+        return OutboundMessage(channel=msg.channel, account=msg.account, chat_id=msg.chat_id,
+                               text=text, in_reply_to=msg.id, thread_id=msg.thread_id,
+                               trace=msg.trace)
+
+    async def _deliver(self, msg: InboundMessage, reply: str) -> None:
+        """Send until the platform takes it (never dropped), then mark the turn done."""
+        out = self._outbound(msg, reply) if reply.strip() else None
+        attempt = 0
+        while True:
+            try:
+                await self._protected(self._send_and_mark(out, msg.id))
+                return
+            except PlatformUnavailable as e:
+                self.counts["send_retries"] += 1
+                await self._backoff("send", e, attempt)
+                attempt += 1
+            except PlatformRejected as e:  # the platform will never take it: do not loop
+                self.counts["send_rejected"] += 1
+                log.warning("%s %s: reply to %s refused: %s", self._chan, self._acct, msg.id,
+                            e.user_message)
+                await self._mark_done(msg.id)
+                return
+
+    async def _send_and_mark(self, out: OutboundMessage | None, msg_id: str) -> None:
+        if out is not None:
+            await self.adapter.send(out)
+            self.counts["sent"] += 1
+        await self._mark_done(msg_id)
+
+    async def _mark_done(self, msg_id: str) -> None:
+        attempt = 0
+        while True:
+            try:
+                await self.ports.mark_done(msg_id)
+                break
+            except TRANSIENT as e:
+                await self._backoff("mark_done", e, attempt)
+                attempt += 1
+        self._done.add(msg_id)
+        self.counts["done"] += 1
+
+    async def _send_notice(self, msg: InboundMessage, text: str) -> None:
+        try:
+            await self.adapter.send(self._outbound(msg, text))
+            self.counts["notices"] += 1
+        except MoltbotError as e:  # not journaled: the sender asks again and gets it again
+            log.warning("%s %s: notice not sent: %s", self._chan, self._acct, e.code)
+
+    async def _protected(self, coro: Coroutine[Any, Any, T]) -> T:
+        """Await ``coro``; if cancelled meanwhile, let it finish for ``finish_grace_s`` first.
+
+        A reply that went out just before a stop or crash is then still marked done, instead
+        of being sent a second time by the replay after the restart.
+        """
+        task = asyncio.ensure_future(coro)
+        try:
+            return await asyncio.shield(task)
+        except asyncio.CancelledError:
+            if not task.done():
+                await asyncio.wait({task}, timeout=self.opt.finish_grace_s)
+                task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+            raise
+
+    async def _backoff(self, what: str, err: BaseException, attempt: int) -> None:
+        if isinstance(err, RateLimited):
+            delay = err.retry_after
+        else:
+            delay = backoff(attempt, base=self.opt.retry_base_s, cap=self.opt.retry_cap_s,
+                            rng=self._rng)
+        log.info("%s %s: %s: %s, retry in %.2fs", self._chan, self._acct, what,
+                 getattr(err, "code", type(err).__name__), delay)
+        await self._sleep(delay)
+
+    # --- pairing ---------------------------------------------------------------------------
+    async def save_pairing(self) -> None:
+        await self.ports.save_pairing(self.pairing.to_json())
+
+    def pairing_list(self) -> dict[str, list[dict[str, Any]]]:
+        return {
+            "pending": [msgspec.to_builtins(p) for p in self.pairing.list_pending()],
+            "approved": [msgspec.to_builtins(a) for a in self.pairing.list_approved()],
+        }
+
+    async def pairing_approve(self, code: str) -> str:
+        """Approve a pending code (NotFound if unknown or expired); returns the sender id."""
+        sender = self.pairing.approve(code)
+        await self.save_pairing()
+        return sender
+
+    async def pairing_deny(self, code: str) -> str:
+        sender = self.pairing.deny(code)
+        await self.save_pairing()
+        return sender
+
+    # --- health ----------------------------------------------------------------------------
+    @property
+    def _chan(self) -> str:
+        return self.adapter.channel
+
+    @property
+    def _acct(self) -> str:
+        return self.adapter.account
+
+    def idle_for(self) -> float:
+        return max(0.0, self._clock.monotonic() - self.adapter.last_activity)
+
+    def problem(self) -> str | None:
+        """Stuck: the receive loop has not heard from the platform for ``stuck_after_s``."""
+        age = self.idle_for()
+        if age > self.opt.stuck_after_s:
+            return f"no receive for {age:.0f}s"
+        return None
+
+    def queue_depth(self) -> int:
+        return sum(q.qsize() for q in self._queues)
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "channel": self._chan,
+            "account": self._acct,
+            "connected": self.receiving and self.idle_for() < CONNECTED_WITHIN_S,
+            "last_activity_s": round(self.idle_for(), 1),
+            "queue": self.queue_depth(),
+            "in_flight": len(self._inflight),
+            "in": self.counts["accepted"],
+            "out": self.counts["sent"],
+            "counts": dict(self.counts),
+        }
+
+
+# --- building from the config (pure: the actor passes the secret resolver) ----------------
+def pairing_key(channel: str, account: str) -> str:
+    return f"pairing.{channel}.{account}"
+
+
+def policy_for(acct: AccountConfig) -> AccessPolicy:
+    return AccessPolicy(dm_policy=acct.dm_policy, allow_from=list(acct.allow_from),
+                        require_mention=acct.groups.require_mention,
+                        group_allow=list(acct.groups.allow))
+
+
+def load_pairing(data: bytes | None, policy: AccessPolicy, *, clock: Clock = SYSTEM_CLOCK
+                 ) -> Pairing:
+    """The pairing book from its persisted JSON; a fresh one when there is none or it is bad."""
+    if data:
+        try:
+            return Pairing.from_json(data, policy, clock=clock)
+        except (msgspec.DecodeError, msgspec.ValidationError):
+            log.error("pairing state unreadable; starting with an empty pairing book")
+    return Pairing(policy, clock=clock)
+
+
+def make_adapter(channel: str, index: int, acct: AccountConfig, secret: SecretResolver
+                 ) -> ChannelAdapter:
+    """The adapter of one configured account; ``index`` only names the JSON path in errors."""
+    at = f"$.channels.{channel}[{index}]"
+    if channel == "telegram" and isinstance(acct, TelegramAccount):
+        from moltbot.channels.telegram import TelegramAdapter
+
+        return TelegramAdapter(account=acct.account, token=secret(acct.token, f"{at}.token"),
+                               api_base=acct.api_base, poll_timeout=acct.poll_timeout_s)
+    if channel == "slack" and isinstance(acct, SlackAccount):
+        from moltbot.channels.slack import SlackAdapter
+
+        return SlackAdapter(account=acct.account,
+                            bot_token=secret(acct.bot_token, f"{at}.bot_token"),
+                            app_token=secret(acct.app_token, f"{at}.app_token"),
+                            api_base=acct.api_base)
+    if channel == "signal" and isinstance(acct, SignalAccount):
+        from moltbot.channels.signal import SignalAdapter
+
+        return SignalAdapter(account=acct.number, api_base=acct.api_base,
+                             receive_mode=acct.receive_mode)
+    raise ValueError(f"unknown channel type {channel!r}")
+
+
+def find_account(accounts: list[Any], account: str) -> tuple[int, AccountConfig]:
+    for i, acct in enumerate(accounts):
+        if isinstance(acct, AccountConfig) and acct.account == account:
+            return i, acct
+    raise ValueError(f"no channel account {account!r} in the config")

@@ -1,0 +1,276 @@
+"""Channel actors on a real local Ray with the real store and agent actors (offline provider),
+against the fake Telegram and Slack servers running in this test process on 127.0.0.1.
+
+One tree serves every scenario: store, agents → agent-0, channels → telegram:main (dm_policy
+open), slack:work (dm_policy pairing, user U42 allowlisted). Tokens reach the actors as
+``env:VAR`` references through the root's runtime_env, like a deployment's environment would.
+(A Telegram actor takes several seconds of CPU to start: importing aiogram builds its models.)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import pytest
+import ray
+
+from actors.channel import ChannelActor
+from actors.supervisor import Supervisor
+from moltbot.config.schema import Config
+from moltbot.errors import NotFound, PlatformRejected
+from moltbot.supervision.tree import build_tree, root_flags
+from tests.actors.helpers import child, node, pid_of, tree, wait_for
+from tests.fakes.slack_api import APP_TOKEN, BOT_TOKEN, FakeSlack
+from tests.fakes.telegram_api import DEFAULT_TOKEN, FakeTelegram
+
+pytestmark = [pytest.mark.usefixtures("ray_cluster"), pytest.mark.timeout(300)]
+
+ECHO = "[offline] you said: "
+RAY_ENV = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_USAGE_STATS_ENABLED": "0"}
+
+
+class LoopThread:
+    """An event loop in a thread, for the fake servers (the test itself stays synchronous)."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+
+    def run(self, coro: Any, timeout: float = 30.0) -> Any:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+
+    def call(self, fn: Any, *args: Any, **kw: Any) -> Any:
+        async def go() -> Any:
+            return fn(*args, **kw)
+
+        return self.run(go())
+
+    def close(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(5)
+
+
+class Rig(msgspec.Struct, kw_only=True):
+    loop: Any
+    tg: Any
+    slack: Any
+    root: Any
+    ns: str
+    home: Path
+
+    def tg_replies(self) -> Counter[str]:
+        return Counter(s["plain"] for s in list(self.tg.sent))
+
+    def slack_replies(self, channel: str = "D42") -> Counter[str]:
+        return Counter(s["text"] for s in list(self.slack.sent) if s["channel"] == channel)
+
+    def tg_dm(self, text: str, user: int = 42) -> None:
+        self.loop.call(self.tg.inject_message, chat_id=user, user_id=user, text=text)
+
+    def slack_dm(self, text: str, user: str = "U42") -> None:
+        self.loop.call(self.slack.inject_message, channel="D" + user[1:], user=user, text=text)
+
+    def store(self, method: str, *args: Any) -> Any:
+        return ray.get(getattr(child(self.ns, "store"), method).remote(*args), timeout=30)
+
+
+def config(tg: FakeTelegram, slack: FakeSlack) -> Config:
+    fast = {"intensity": 20, "period": 60, "backoff": {"base_s": 0.05, "max_s": 0.5}}
+    return msgspec.convert({
+        "agent": {"provider": "offline", "workers": 1},
+        "channels": {
+            "telegram": [
+                {"account": "main", "token": "env:MB_TEST_TG", "api_base": tg.api_base,
+                 "dm_policy": "open", "poll_timeout_s": 1, "stuck_after_s": 30},
+            ],
+            "slack": [
+                {"account": "work", "bot_token": "env:MB_TEST_SLACK_BOT",
+                 "app_token": "env:MB_TEST_SLACK_APP", "api_base": slack.api_base,
+                 "dm_policy": "pairing", "allow_from": ["U42"]},
+            ],
+        },
+        "supervision": {"root": fast, "agents": fast, "channels": fast, "ping_interval_s": 0.5,
+                        "ping_timeout_s": 5.0, "shutdown_s": 3.0,
+                        "ready_timeout_s": 120.0},  # aiogram's import is slow on a busy box
+    }, type=Config)  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rig]:
+    loop = LoopThread()
+    tg, slack = FakeTelegram(), FakeSlack()
+    for fake in (tg, slack):
+        loop.run(fake.start())
+    home = tmp_path_factory.mktemp("home")
+    cfg = config(tg, slack)
+    kids = [
+        c
+        for c in build_tree(cfg, frozenset({"store", "agent", "channel"}))
+        if c.id in ("store", "agents", "channels")
+    ]
+    env = {
+        **RAY_ENV,
+        "MOLTBOT_HOME": str(home),
+        "MB_TEST_TG": DEFAULT_TOKEN,
+        "MB_TEST_SLACK_BOT": BOT_TOKEN,
+        "MB_TEST_SLACK_APP": APP_TOKEN,
+    }
+    ns = f"t-{uuid.uuid4().hex[:8]}"
+    root = Supervisor.options(  # type: ignore[attr-defined]
+        name="moltbot", namespace=ns, num_cpus=0, runtime_env={"env_vars": env}
+    ).remote(path="", flags=root_flags(cfg), children=kids, namespace=ns)
+    try:
+        ray.get(root.start_detached.remote())
+        ray.get(root.ready.remote(), timeout=240)
+        yield Rig(loop=loop, tg=tg, slack=slack, root=root, ns=ns, home=home)
+    finally:
+        try:
+            ray.get(root.stop.remote(), timeout=60)
+        finally:
+            ray.kill(root)
+            for fake in (tg, slack):
+                loop.run(fake.stop())
+            loop.close()
+
+
+def channel_node(rig: Rig, cid: str) -> dict[str, Any]:
+    return node(node(tree(rig.root), "channels"), cid)
+
+
+def test_a_dm_on_each_channel_gets_its_offline_answer(rig: Rig) -> None:
+    rig.tg_dm("hello telegram")
+    rig.slack_dm("hello slack")
+    wait_for(lambda: rig.tg_replies()[ECHO + "hello telegram"] == 1, 20, "telegram answer")
+    wait_for(lambda: rig.slack_replies()[ECHO + "hello slack"] == 1, 20, "slack answer")
+    status = ray.get(child(rig.ns, "channels/telegram:main").status.remote(), timeout=10)
+    assert (status["channel"], status["account"], status["connected"]) == ("telegram", "main", True)
+    assert status["in"] >= 1 and status["out"] >= 1 and status["last_activity_s"] < 5
+    assert rig.store("pending", "telegram", "main") == []
+    ping = ray.get(child(rig.ns, "channels/slack:work").ping.remote(), timeout=10)
+    assert ping == {"ok": True, "problem": ""}
+
+
+def test_server_errors_on_send_delay_the_reply_but_it_arrives(rig: Rig) -> None:
+    before = rig.tg.calls["sendMessage"]
+    rig.loop.call(rig.tg.fail, "sendMessage", 3, 500)
+    rig.tg_dm("through the storm")
+    wait_for(lambda: rig.tg_replies()[ECHO + "through the storm"] == 1, 30, "reply after 500s")
+    assert rig.tg.calls["sendMessage"] - before == 4
+    time.sleep(0.5)
+    assert rig.tg_replies()[ECHO + "through the storm"] == 1
+
+
+def test_pairing_code_then_approval_through_the_actor_then_answered(rig: Rig) -> None:
+    path = "channels/slack:work"
+    actor = child(rig.ns, path)
+    rig.slack_dm("let me in", user="U77")
+    wait_for(lambda: len(rig.slack_replies("D77")) == 1, 20, "pairing code sent")
+    [pending] = ray.get(actor.pairing_list.remote(), timeout=10)["pending"]
+    assert pending["sender_id"] == "U77"
+    assert pending["code"] in next(iter(rig.slack_replies("D77")))
+    assert ECHO + "let me in" not in rig.slack_replies("D77")  # no turn for a stranger
+    with pytest.raises(NotFound):
+        ray.get(actor.pairing_approve.remote("WRONG234"), timeout=10)
+    assert ray.get(actor.pairing_approve.remote(pending["code"]), timeout=10) == "U77"
+    assert b'"sender_id":"U77"' in rig.store("kv_get", "pairing.slack.work")
+    # the approval is durable: the restarted actor still knows the sender
+    pid = pid_of(rig.ns, path)
+    actor.crash.remote("raise")
+    wait_for(lambda: pid_of(rig.ns, path) != pid, 60, "slack restarted")
+    rig.slack_dm("now may I?", user="U77")
+    wait_for(lambda: rig.slack_replies("D77")[ECHO + "now may I?"] == 1, 20, "paired answer")
+    assert len(rig.slack_replies("D77")) == 2
+    assert ray.get(child(rig.ns, path).pairing_list.remote(), timeout=10)["pending"] == []
+
+
+@pytest.mark.parametrize("how", ["raise", "exit", "ray_kill"])
+def test_crash_while_messages_arrive_every_message_answered_exactly_once(
+    rig: Rig, how: str
+) -> None:
+    path = "channels/telegram:main"
+    pid = pid_of(rig.ns, path)
+    restarts = channel_node(rig, "telegram:main")["restarts"]
+    # replies cannot go out, so messages sit journaled but unanswered when the crash comes
+    rig.loop.call(rig.tg.fail, "sendMessage", 100_000, 500)
+    journaled = [f"{how} journaled {i}" for i in range(3)]
+    for text in journaled:
+        rig.tg_dm(text)
+    wait_for(
+        lambda: {m.text for m in rig.store("pending", "telegram", "main")} >= set(journaled),
+        20,
+        "messages journaled",
+    )
+    racing = [f"{how} racing {i}" for i in range(2)]
+    for text in racing:  # in any state when the crash hits: unread, unjournaled, journaled
+        rig.tg_dm(text)
+    victim = child(rig.ns, path)
+    if how == "ray_kill":
+        ray.kill(victim, no_restart=True)
+    else:
+        victim.crash.remote(how)
+    later = [f"{how} while down {i}" for i in range(2)]
+    for text in later:
+        rig.tg_dm(text)
+    slack_pid = pid_of(rig.ns, "channels/slack:work")
+    rig.slack_dm(f"slack during {how}")  # the other channel is not disturbed
+    wait_for(lambda: rig.slack_replies()[ECHO + f"slack during {how}"] == 1, 20, "slack answer")
+    wait_for(
+        lambda: (
+            channel_node(rig, "telegram:main")["restarts"] > restarts
+            and channel_node(rig, "telegram:main")["state"] == "running"
+        ),
+        120,
+        "restart",
+    )
+    assert pid_of(rig.ns, path) != pid
+    rig.loop.call(rig.tg._failures._plan.clear)  # the platform is back
+    texts = journaled + racing + later
+    wait_for(lambda: all(rig.tg_replies()[ECHO + t] >= 1 for t in texts), 60, "all answered")
+    wait_for(lambda: rig.store("pending", "telegram", "main") == [], 10, "journal drained")
+    time.sleep(1.0)  # anything answered twice would show up by now
+    replies = rig.tg_replies()
+    assert {t: replies[ECHO + t] for t in texts} == dict.fromkeys(texts, 1)
+    status = ray.get(child(rig.ns, path).status.remote(), timeout=10)
+    assert status["counts"]["replayed"] >= len(journaled)  # answered from the journal
+    assert pid_of(rig.ns, "channels/slack:work") == slack_pid
+
+
+def test_bad_token_fails_the_start_without_showing_the_token(rig: Rig) -> None:
+    cfg = msgspec.structs.replace(
+        config(rig.tg, rig.slack),
+        channels=msgspec.convert(
+            {
+                "slack": [
+                    {
+                        "account": "bad",
+                        "bot_token": "env:MB_TEST_BAD",
+                        "app_token": "env:MB_TEST_APP",
+                        "api_base": rig.slack.api_base,
+                    }
+                ]
+            },
+            type=type(Config().channels),
+        ),
+    )
+    env = {**RAY_ENV, "MB_TEST_BAD": "xoxb-WRONG-secret-value", "MB_TEST_APP": APP_TOKEN}
+    actor = ChannelActor.options(  # type: ignore[attr-defined]
+        namespace=rig.ns, num_cpus=0, max_restarts=0, runtime_env={"env_vars": env}
+    ).remote(
+        path="channels/slack:bad", config=cfg, channel="slack", account="bad", namespace=rig.ns
+    )
+    try:
+        with pytest.raises(PlatformRejected) as info:
+            ray.get(actor.run.remote(), timeout=60)
+        assert "WRONG-secret-value" not in str(info.value)
+        assert "token" in str(info.value)
+    finally:
+        ray.kill(actor)
