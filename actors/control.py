@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import ipaddress
 import json
 import os
 import signal
@@ -81,9 +82,10 @@ def start_head(cfg: Config, home: Path) -> Head:
     run.mkdir(parents=True, exist_ok=True, mode=0o700)
     tag = hashlib.sha256(str(home.resolve()).encode()).hexdigest()[:10]
     temp_dir = f"/tmp/moltbot-ray-{tag}"  # noqa: S108 - short: Ray's unix sockets live here
-    port = _free_port(6379)
+    port = _free_port(cfg.cluster.head_port)
+    ip = cfg.cluster.head_ip
     argv = [
-        _ray_bin(), "start", "--head", "--block", "--node-ip-address=127.0.0.1",
+        _ray_bin(), "start", "--head", "--block", f"--node-ip-address={ip}",
         f"--port={port}", f"--temp-dir={temp_dir}", "--disable-usage-stats",
         f"--object-store-memory={cfg.cluster.object_store_mb * 1024 * 1024}",
         f"--include-dashboard={'true' if cfg.cluster.dashboard else 'false'}",
@@ -94,6 +96,8 @@ def start_head(cfg: Config, home: Path) -> Head:
         argv += [f"--dashboard-host={cfg.cluster.dashboard_host}", f"--dashboard-port={dport}"]
         dashboard = f"http://{cfg.cluster.dashboard_host}:{dport}"
     env = {**os.environ, **RAY_ENV, "MOLTBOT_HOME": str(home)}
+    if not ipaddress.ip_address(ip).is_loopback:  # a home-lab head other machines can join
+        env["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "1"
     log_path = run / "ray-head.log"
     with open(log_path, "ab") as logf:
         offset = logf.tell()
@@ -101,7 +105,7 @@ def start_head(cfg: Config, home: Path) -> Head:
             argv, stdout=logf, stderr=subprocess.STDOUT, env=env, start_new_session=True
         )
     head = Head(
-        address=f"127.0.0.1:{port}",
+        address=f"{ip}:{port}",
         namespace=cfg.cluster.namespace,
         temp_dir=temp_dir,
         pgid=proc.pid,
@@ -127,7 +131,7 @@ def connect(head: Head) -> None:
         ray.init(
             address=head.address,
             namespace=head.namespace,
-            _node_ip_address="127.0.0.1" if head.pgid else None,
+            _node_ip_address=head.address.rsplit(":", 1)[0] if head.pgid else None,
             log_to_driver=False,
             configure_logging=False,
         )
@@ -253,8 +257,9 @@ def head_processes(head: Head) -> list[psutil.Process]:
 
 
 def stop_head(head: Head, home: Path | None = None) -> int:
-    """End the head we started (never a cluster we only joined). Returns processes left."""
-    if ray.is_initialized():
+    """End the head (or node) we started (never a cluster we only joined). Returns processes
+    left."""
+    if ray.is_initialized() and home is not None:
         ray.shutdown()
     if head.pgid:
         with contextlib.suppress(ProcessLookupError, PermissionError):
@@ -269,6 +274,81 @@ def stop_head(head: Head, home: Path | None = None) -> int:
         with contextlib.suppress(FileNotFoundError):
             _head_file(home).unlink()
     return len(head_processes(head)) if head.pgid else 0
+
+
+def join_node(
+    home: Path,
+    address: str,
+    *,
+    resources: dict[str, float],
+    labels: dict[str, str],
+    token: str | None,
+    node_ip: str = "127.0.0.1",
+) -> Head:
+    """``ray start --address`` this machine into a cluster, as a daemon we can stop later."""
+    nodes_dir = paths.run_dir(home) / "nodes"
+    nodes_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    tag = hashlib.sha256(f"{home.resolve()}:{address}:{time.time()}".encode()).hexdigest()[:10]
+    temp_dir = f"/tmp/moltbot-node-{tag}"  # noqa: S108 - short: Ray's unix sockets live here
+    argv = [
+        _ray_bin(), "start", f"--address={address}", "--block", f"--temp-dir={temp_dir}",
+        f"--node-ip-address={node_ip}", "--disable-usage-stats",
+        f"--resources={json.dumps(resources)}",
+    ]  # fmt: skip
+    if labels:
+        argv.append("--labels=" + ",".join(f"{k}={v}" for k, v in labels.items()))
+    env = {**os.environ, **RAY_ENV}
+    if token:
+        env["RAY_AUTH_TOKEN"] = token
+    if not ipaddress.ip_address(node_ip).is_loopback:
+        env["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "1"
+    log_path = nodes_dir / f"{tag}.log"
+    with open(log_path, "ab") as logf:
+        proc = subprocess.Popen(
+            argv, stdout=logf, stderr=subprocess.STDOUT, env=env, start_new_session=True
+        )
+    node = Head(address=address, namespace="", temp_dir=temp_dir, pgid=proc.pid)
+    (nodes_dir / f"{tag}.json").write_bytes(msgspec.json.encode(node))
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SupervisionError(f"the node could not join {address}; see {log_path}")
+        if b"Ray runtime started" in log_path.read_bytes():
+            return node
+        time.sleep(0.2)
+    stop_head(node)
+    raise SupervisionError(f"the node did not join {address} in 90 s; see {log_path}")
+
+
+def leave_nodes(home: Path) -> int:
+    """Stop every node this home joined. Returns how many were stopped."""
+    count = 0
+    for record in sorted((paths.run_dir(home) / "nodes").glob("*.json")):
+        try:
+            node = msgspec.json.decode(record.read_bytes(), type=Head)
+        except (OSError, msgspec.DecodeError, msgspec.ValidationError):
+            continue
+        stop_head(node)
+        record.unlink(missing_ok=True)
+        count += 1
+    return count
+
+
+def nodes() -> list[dict[str, Any]]:
+    """The cluster's nodes as ``moltbot status`` shows them (ids, address, custom resources)."""
+    out = []
+    for n in ray.nodes():
+        res = {k: v for k, v in n.get("Resources", {}).items() if not k.startswith("node:")}
+        out.append(
+            {
+                "node": n["NodeID"],
+                "alive": bool(n["Alive"]),
+                "address": n.get("NodeManagerAddress", ""),
+                "head": "node:__internal_head__" in n.get("Resources", {}),
+                "resources": res,
+            }
+        )
+    return out
 
 
 def head_json(head: Head) -> str:

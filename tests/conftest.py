@@ -17,6 +17,7 @@ def ray_cluster() -> Iterator[None]:
     import ray
 
     ray.init(
+        address="local",  # always a fresh cluster: never one a `ray start` left behind
         num_cpus=4,
         object_store_memory=200 * 1024 * 1024,
         include_dashboard=False,

@@ -99,6 +99,9 @@ def cmd_down(args: argparse.Namespace) -> int:
             print("tree stopped")
     except Exception as exc:  # the head may be half dead: still clean up its processes
         print(f"could not stop the tree cleanly ({type(exc).__name__}); ending processes")
+    joined = control.leave_nodes(home)
+    if joined:
+        print(f"stopped {joined} joined node(s)")
     left = control.stop_head(head, home)
     if left:
         print(f"{left} Ray processes did not exit", file=sys.stderr)

@@ -225,7 +225,7 @@ class SupervisionConfig(_Section, frozen=True, kw_only=True, forbid_unknown_fiel
     ping_interval_s: PosFloat = 2.0
     ping_timeout_s: PosFloat = 5.0
     shutdown_s: PosFloat = 5.0
-    ready_timeout_s: PosFloat = 30.0
+    ready_timeout_s: PosFloat = 120.0  # a cold start imports big SDKs (aiogram: ~8 s CPU)
 
 
 # --- cluster -------------------------------------------------------------------------------
@@ -238,6 +238,9 @@ class Placement(_Section, frozen=True, kw_only=True, forbid_unknown_fields=True)
 
 class ClusterConfig(_Section, frozen=True, kw_only=True, forbid_unknown_fields=True):
     address: str | None = None  # None: start a local Ray; "auto" or "host:port": join
+    # the head's address for other home-lab machines; loopback (default) = this machine only
+    head_ip: str = "127.0.0.1"
+    head_port: Port = 6379
     object_store_mb: Annotated[int, Meta(ge=50)] = 200
     dashboard: bool = True
     dashboard_host: str = "127.0.0.1"
