@@ -29,7 +29,7 @@ from actors.registry import KINDS, actor_name
 from actors.supervisor import Supervisor
 from moltbot import paths
 from moltbot.config.schema import Config
-from moltbot.errors import NotRunning, SupervisionError
+from moltbot.errors import MoltbotError, NotRunning, SupervisionError
 from moltbot.supervision.tree import HEAD, build_tree, root_flags
 
 ROOT = "moltbot"
@@ -233,6 +233,21 @@ def wait_for_stop_request(root: Any) -> str | None:
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+
+
+def channel_call(namespace: str, channel: str, method: str, *args: Any) -> Any:
+    """Call a pairing method on the channel actor ``channel`` (``telegram:main``)."""
+    try:
+        handle = ray.get_actor(actor_name(f"channels/{channel}"), namespace=namespace)
+    except ValueError:
+        raise NotRunning(f"no channel {channel} is running", hint="see `moltbot status`") from None
+    try:
+        return ray.get(getattr(handle, method).remote(*args), timeout=30)
+    except ray.exceptions.RayTaskError as exc:
+        cause = getattr(exc, "cause", None)
+        if isinstance(cause, MoltbotError):
+            raise cause from None
+        raise
 
 
 def stop_tree(root: Any, timeout: float = 120.0) -> None:

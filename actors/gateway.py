@@ -105,7 +105,8 @@ class RayBackend(BaseBackend):
     async def pairing_list(self) -> list[JSON]:
         out: list[JSON] = []
         for cid, _kind, _acct in channel_ids(self.cfg):
-            for item in await self._call(f"channels/{cid}", "pairing_list"):
+            book = await self._call(f"channels/{cid}", "pairing_list")
+            for item in book.get("pending", []):
                 out.append({"channel": cid, **item})
         return out
 

@@ -143,6 +143,34 @@ def test_init_up_status_kill_status_down(home: dict[str, str]) -> None:
             assert after[name]["pid"] == node["pid"], name
             assert after[name]["restarts"] == 0, name
 
+    # pairing end to end: a stranger writes, gets a code; the owner approves it with the CLI
+    import httpx
+
+    base = home["FAKE_TG_BASE"]
+
+    def sent_to(chat: int) -> list[str]:
+        return [m["text"] for m in httpx.get(f"{base}/_fake/sent").json() if str(m["chat_id"]) == str(chat)]
+
+    httpx.post(f"{base}/_fake/inject", json={"chat_id": 4242, "user_id": 4242, "text": "hi bot"})
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not sent_to(4242):  # the code reply
+        time.sleep(0.5)
+    listed = run(home, "pairing", "list", "--json")
+    assert listed.returncode == 0, listed.stderr
+    pending = json.loads(listed.stdout)
+    assert [p["sender_id"] for p in pending] == ["4242"]
+    code = pending[0]["code"]
+    assert code in sent_to(4242)[0]  # the stranger got the code, not an answer
+    approved = run(home, "pairing", "approve", "telegram", code)
+    assert approved.returncode == 0, approved.stderr
+    httpx.post(f"{base}/_fake/inject", json={"chat_id": 4242, "user_id": 4242, "text": "now?"})
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not any("now?" in t for t in sent_to(4242)):
+        time.sleep(0.5)
+    assert any("[offline] you said: now?" in t for t in sent_to(4242)), sent_to(4242)
+    bad = run(home, "pairing", "approve", "telegram", "ZZZZZZZZ")
+    assert bad.returncode == 1 and "Traceback" not in bad.stderr
+
     down = run(home, "down")
     assert down.returncode == 0, down.stdout + down.stderr
     assert "moltbot is down" in down.stdout
