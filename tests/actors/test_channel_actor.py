@@ -1,5 +1,5 @@
 """Channel actors on a real local Ray with the real store and agent actors (offline provider),
-against the fake Telegram and Slack servers running in this test process on 127.0.0.1.
+against the fake Telegram, Slack and Signal servers running in this test process on 127.0.0.1.
 
 One tree serves every scenario: store, agents → agent-0, channels → telegram:main (dm_policy
 open), slack:work (dm_policy pairing, user U42 allowlisted). Tokens reach the actors as
@@ -28,6 +28,7 @@ from moltbot.config.schema import Config
 from moltbot.errors import NotFound, PlatformRejected
 from moltbot.supervision.tree import build_tree, root_flags
 from tests.actors.helpers import child, node, pid_of, tree, wait_for
+from tests.fakes.signal_api import NUMBER, FakeSignal
 from tests.fakes.slack_api import APP_TOKEN, BOT_TOKEN, FakeSlack
 from tests.fakes.telegram_api import DEFAULT_TOKEN, FakeTelegram
 
@@ -63,6 +64,7 @@ class Rig(msgspec.Struct, kw_only=True):
     loop: Any
     tg: Any
     slack: Any
+    signal: Any
     root: Any
     ns: str
     home: Path
@@ -72,6 +74,12 @@ class Rig(msgspec.Struct, kw_only=True):
 
     def slack_replies(self, channel: str = "D42") -> Counter[str]:
         return Counter(s["text"] for s in list(self.slack.sent) if s["channel"] == channel)
+
+    def signal_replies(self, to: str = "+15557654321") -> Counter[str]:
+        return Counter(s["message"] for s in list(self.signal.sent) if to in s["recipients"])
+
+    def signal_dm(self, text: str, source: str = "+15557654321") -> None:
+        self.loop.call(self.signal.inject_message, source=source, text=text)
 
     def tg_dm(self, text: str, user: int = 42) -> None:
         self.loop.call(self.tg.inject_message, chat_id=user, user_id=user, text=text)
@@ -83,7 +91,7 @@ class Rig(msgspec.Struct, kw_only=True):
         return ray.get(getattr(child(self.ns, "store"), method).remote(*args), timeout=30)
 
 
-def config(tg: FakeTelegram, slack: FakeSlack) -> Config:
+def config(tg: FakeTelegram, slack: FakeSlack, signal: FakeSignal | None = None) -> Config:
     fast = {"intensity": 20, "period": 60, "backoff": {"base_s": 0.05, "max_s": 0.5}}
     return msgspec.convert({
         "agent": {"provider": "offline", "workers": 1},
@@ -97,6 +105,10 @@ def config(tg: FakeTelegram, slack: FakeSlack) -> Config:
                  "app_token": "env:MB_TEST_SLACK_APP", "api_base": slack.api_base,
                  "dm_policy": "pairing", "allow_from": ["U42"]},
             ],
+            "signal": [
+                {"account": "phone", "number": NUMBER, "dm_policy": "open",
+                 "api_base": signal.api_base if signal else "http://127.0.0.1:9"},
+            ] if signal else [],
         },
         "supervision": {"root": fast, "agents": fast, "channels": fast, "ping_interval_s": 0.5,
                         "ping_timeout_s": 5.0, "shutdown_s": 3.0,
@@ -107,11 +119,11 @@ def config(tg: FakeTelegram, slack: FakeSlack) -> Config:
 @pytest.fixture(scope="module")
 def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rig]:
     loop = LoopThread()
-    tg, slack = FakeTelegram(), FakeSlack()
-    for fake in (tg, slack):
+    tg, slack, signal = FakeTelegram(), FakeSlack(), FakeSignal()
+    for fake in (tg, slack, signal):
         loop.run(fake.start())
     home = tmp_path_factory.mktemp("home")
-    cfg = config(tg, slack)
+    cfg = config(tg, slack, signal)
     kids = [
         c
         for c in build_tree(cfg, frozenset({"store", "agent", "channel"}))
@@ -131,13 +143,13 @@ def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rig]:
     try:
         ray.get(root.start_detached.remote())
         ray.get(root.ready.remote(), timeout=240)
-        yield Rig(loop=loop, tg=tg, slack=slack, root=root, ns=ns, home=home)
+        yield Rig(loop=loop, tg=tg, slack=slack, signal=signal, root=root, ns=ns, home=home)
     finally:
         try:
             ray.get(root.stop.remote(), timeout=60)
         finally:
             ray.kill(root)
-            for fake in (tg, slack):
+            for fake in (tg, slack, signal):
                 loop.run(fake.stop())
             loop.close()
 
@@ -149,8 +161,10 @@ def channel_node(rig: Rig, cid: str) -> dict[str, Any]:
 def test_a_dm_on_each_channel_gets_its_offline_answer(rig: Rig) -> None:
     rig.tg_dm("hello telegram")
     rig.slack_dm("hello slack")
+    rig.signal_dm("hello signal")
     wait_for(lambda: rig.tg_replies()[ECHO + "hello telegram"] == 1, 20, "telegram answer")
     wait_for(lambda: rig.slack_replies()[ECHO + "hello slack"] == 1, 20, "slack answer")
+    wait_for(lambda: rig.signal_replies()[ECHO + "hello signal"] == 1, 20, "signal answer")
     status = ray.get(child(rig.ns, "channels/telegram:main").status.remote(), timeout=10)
     assert (status["channel"], status["account"], status["connected"]) == ("telegram", "main", True)
     assert status["in"] >= 1 and status["out"] >= 1 and status["last_activity_s"] < 5
@@ -221,8 +235,11 @@ def test_crash_while_messages_arrive_every_message_answered_exactly_once(
     for text in later:
         rig.tg_dm(text)
     slack_pid = pid_of(rig.ns, "channels/slack:work")
-    rig.slack_dm(f"slack during {how}")  # the other channel is not disturbed
+    signal_pid = pid_of(rig.ns, "channels/signal:phone")
+    rig.slack_dm(f"slack during {how}")  # the other channels are not disturbed
+    rig.signal_dm(f"signal during {how}")
     wait_for(lambda: rig.slack_replies()[ECHO + f"slack during {how}"] == 1, 20, "slack answer")
+    wait_for(lambda: rig.signal_replies()[ECHO + f"signal during {how}"] == 1, 20, "signal")
     wait_for(
         lambda: (
             channel_node(rig, "telegram:main")["restarts"] > restarts
@@ -242,6 +259,7 @@ def test_crash_while_messages_arrive_every_message_answered_exactly_once(
     status = ray.get(child(rig.ns, path).status.remote(), timeout=10)
     assert status["counts"]["replayed"] >= len(journaled)  # answered from the journal
     assert pid_of(rig.ns, "channels/slack:work") == slack_pid
+    assert pid_of(rig.ns, "channels/signal:phone") == signal_pid
 
 
 def test_bad_token_fails_the_start_without_showing_the_token(rig: Rig) -> None:
