@@ -129,6 +129,7 @@ async def _live(namespace: str, path: str, deadline_s: float) -> Any:
             await target.ready.remote()
             return target
         except routing.RETRYABLE:
+            routing.forget(namespace, path)
             attempt += 1
             if time.monotonic() >= end:
                 raise Unavailable(f"{path} is not available right now") from None

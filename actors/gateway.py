@@ -59,9 +59,14 @@ class RayBackend(BaseBackend):
             agent = routing.handle(self.ns, path)
             stream = agent.chat.remote(key, text)
         except (ValueError, AttributeError):
+            routing.forget(self.ns, path)
             raise Unavailable("the assistant is not available right now") from None
-        async for ref in stream:
-            yield await ref
+        try:
+            async for ref in stream:
+                yield await ref
+        except routing.RETRYABLE:  # the agent died mid-reply: the client asks again
+            routing.forget(self.ns, path)
+            raise Unavailable("the assistant restarted; please send again") from None
 
     async def chat_history(self, session: str, limit: int) -> list[JSON]:
         result: list[JSON] = await self._call(

@@ -23,9 +23,24 @@ from moltbot.errors import Unavailable
 RETRYABLE = (RayActorError, ActorDiedError, ActorUnavailableError, ValueError)
 
 
+_HANDLES: dict[tuple[str, str], Any] = {}  # bounded by the tree's size
+
+
 def handle(namespace: str, path: str) -> Any:
-    """The live actor at ``path`` (e.g. ``store``, ``agents/agent-1``); ValueError if absent."""
-    return ray.get_actor(actor_name(path), namespace=namespace)
+    """The actor at ``path`` (e.g. ``store``, ``agents/agent-1``); ValueError if absent.
+
+    Handles are cached (a name lookup is a blocking round trip to Ray's GCS); ``forget``
+    drops one when a call finds its actor dead, so the next call looks the restarted one up.
+    """
+    key = (namespace, path)
+    found = _HANDLES.get(key)
+    if found is None:
+        found = _HANDLES[key] = ray.get_actor(actor_name(path), namespace=namespace)
+    return found
+
+
+def forget(namespace: str, path: str) -> None:
+    _HANDLES.pop((namespace, path), None)
 
 
 def agent_path(session_key: str, workers: int) -> str:
@@ -52,6 +67,7 @@ async def call(
             target = handle(namespace, path)
             return await getattr(target, method).remote(*args, **kwargs)
         except RETRYABLE:
+            forget(namespace, path)
             attempt += 1
             if time.monotonic() >= end:
                 raise Unavailable(f"{path} is not available right now") from None
