@@ -23,7 +23,8 @@ up: install
 test: install-dev
 	$(BIN)/python -m pytest
 
-bench: install-dev
+bench: $(BIN)/python
+	$(BIN)/pip install -q -e '.[dev,bench]'
 	$(BIN)/python -m benchmarks
 
 lint: install-dev

@@ -1,0 +1,130 @@
+"""3. Crash isolation: Slack and Signal p99 latency while the Telegram channel actor is crashed
+(``ray.kill``: its process dies) every 2 s, as a ratio to their p99 without crashes (target
+<= 1.2), and messages lost on all three channels (target 0).
+
+Both phases run the same open-loop load on the same tree (default supervision config:
+channels one_for_one, intensity 3 in 5 s). Telegram messages are injected during the crashes
+too; a message is lost when no reply came within the drain time after the phase.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+from benchmarks import harness as h
+
+NAME = "crash"
+RATE_PER_CHANNEL = 3.0
+CRASH_EVERY_S = 2.0
+TARGET_RATIO = 1.2
+TELEGRAM = "channels/telegram:tg0"
+
+
+def phase(ctx: h.Ctx, label: str, duration: float, crash: bool) -> dict[str, Any]:
+    p = ctx.platforms
+    tree = ctx.ray_tree()
+    conversations = h.convs(30, start=300_000 if crash else 310_000)
+    dup0 = p.rec.duplicates
+    fut = asyncio.run_coroutine_threadsafe(
+        p.open_loop(RATE_PER_CHANNEL * 3, duration, conversations, drain_s=30.0), p.lt.loop
+    )
+    kills = 0
+    missed = 0
+    if crash:
+        t0 = time.monotonic()
+        k = 1
+        while time.monotonic() - t0 < duration:
+            due = t0 + k * CRASH_EVERY_S
+            if due - t0 > duration:
+                break
+            time.sleep(max(0.0, due - time.monotonic()))
+            if tree.kill(TELEGRAM):
+                kills += 1
+            else:
+                missed += 1  # not back yet from the previous crash
+            k += 1
+    res = fut.result(duration + 120)
+    ids = res["ids"]
+    out: dict[str, Any] = {
+        "duration_s": duration,
+        "sent": res["sent"],
+        "answered": res["answered"],
+        "kills": kills,
+        "kill_skipped_not_running": missed,
+        "lost": len(p.rec.lost(ids)),
+        "duplicate_replies": p.rec.duplicates - dup0,
+    }
+    for ch in h.CHANNELS:
+        out[ch] = h.lat_summary(p.rec.latencies(ids, ch))
+        out[ch]["lost"] = len([m for m in p.rec.lost(ids) if p.rec.channel_of[m] == ch])
+    h.log(
+        f"{label}: kills={kills} lost={out['lost']} "
+        + " ".join(f"{ch} p99={out[ch]['p99_ms']}" for ch in h.CHANNELS)
+    )
+    return out
+
+
+def ray(ctx: h.Ctx) -> None:
+    duration = 8.0 if ctx.quick else 60.0
+    d = ctx.bucket(NAME)
+    d["no_crash"] = phase(ctx, "no crashes", duration, crash=False)
+    d["crash"] = phase(ctx, f"telegram crashed every {CRASH_EVERY_S:.0f}s", duration, crash=True)
+    try:
+        st = ctx.ray_tree().status()
+        d["tree_after"] = {
+            c["id"]: {k: c.get(k) for k in ("state", "restarts")} for c in st.get("children", [])
+        }
+    except Exception as exc:  # report only
+        d["tree_after"] = {"error": type(exc).__name__}
+
+
+def report(ctx: h.Ctx) -> dict[str, Any]:
+    d = ctx.bucket(NAME)
+    base, cr = d.get("no_crash", {}), d.get("crash", {})
+    ratios = {
+        ch: h.ratio(cr.get(ch, {}).get("p99_ms"), base.get(ch, {}).get("p99_ms"))
+        for ch in h.CHANNELS
+    }
+    rows = [
+        [
+            ch,
+            base.get(ch, {}).get("p50_ms"),
+            base.get(ch, {}).get("p99_ms"),
+            cr.get(ch, {}).get("p50_ms"),
+            cr.get(ch, {}).get("p99_ms"),
+            ratios[ch],
+            cr.get(ch, {}).get("lost"),
+        ]
+        for ch in h.CHANNELS
+    ]
+    h.print_table(
+        f"crash isolation: telegram killed every {CRASH_EVERY_S:.0f}s "
+        f"({cr.get('kills')} kills, {cr.get('duration_s')}s)",
+        ["channel", "calm p50", "calm p99", "crash p50", "crash p99", "p99 ratio", "lost"],
+        rows,
+    )
+    lost_total = (cr.get("lost") or 0) + (base.get("lost") or 0) if cr else None
+    targets = [
+        h.target("slack p99 ratio crashes/calm", ratios["slack"], "<=", TARGET_RATIO),
+        h.target("signal p99 ratio crashes/calm", ratios["signal"], "<=", TARGET_RATIO),
+        h.target("messages lost (all channels)", lost_total, "==", 0),
+    ]
+    h.print_targets(targets)
+    path = h.write_result(
+        NAME,
+        quick=ctx.quick,
+        figures=cr,
+        baseline=base,
+        ratios=ratios,
+        targets=targets,
+        out_dir=ctx.out_dir,
+        notes=[
+            f"open loop {RATE_PER_CHANNEL}/s per channel on 30 conversations",
+            "crash = ray.kill of the telegram channel actor (process death); "
+            "its supervisor restarts it; telegram messages keep coming",
+            f"tree after: {d.get('tree_after')}",
+        ],
+    )
+    return {"path": str(path), "targets": targets}
