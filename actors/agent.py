@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 import ray
 from ray.exceptions import RayActorError
 
-from actors import routing
+from actors import metrics, routing
 from actors.base import CHILD_OPTIONS, ChildBase
 from moltbot.agent.loop import TurnRunner
 from moltbot.agent.providers.base import Provider
@@ -51,6 +51,7 @@ from moltbot.errors import (
     Unavailable,
 )
 from moltbot.messages import ChatEvent, ChatFinal, InboundMessage, ToolResult
+from moltbot.observability import Counters, span
 
 log = logging.getLogger("moltbot.agent")
 
@@ -149,6 +150,7 @@ class AgentActor(ChildBase):
         self._tools: SandboxTools | None = None
         self._gate = SessionGate(self.config.agent.queue_size)
         self._ns = ""
+        self._figures = Counters()
 
     async def setup(self) -> None:
         cfg = self.config
@@ -191,10 +193,12 @@ class AgentActor(ChildBase):
         """
         final = ""
         try:
-            async with contextlib.aclosing(self._turn(msg.session_key, msg.text, msg.id)) as events:
-                async for event in events:
-                    if isinstance(event, ChatFinal):
-                        final = event.text
+            with span("moltbot.turn", msg.trace or None, channel=msg.channel, agent=self.path):
+                turn = self._turn(msg.session_key, msg.text, msg.id)
+                async with contextlib.aclosing(turn) as events:
+                    async for event in events:
+                        if isinstance(event, ChatFinal):
+                            final = event.text
         except Unavailable:
             raise
         except MoltbotError as exc:
@@ -237,11 +241,36 @@ class AgentActor(ChildBase):
                 system_prompt=agent.system_prompt,
                 history_tokens=agent.history_tokens,
             )
+            started = time.monotonic()
             async with contextlib.aclosing(runner.run_turn(session, text)) as events:
                 async for event in events:
-                    if isinstance(event, ChatFinal) and msg_id:
-                        await store.append(session, done_marker(msg_id, event.text, time.time()))
+                    if isinstance(event, ChatFinal):
+                        self._record_turn(time.monotonic() - started, event.usage)
+                        if msg_id:
+                            marker = done_marker(msg_id, event.text, time.time())
+                            await store.append(session, marker)
                     yield event
+
+    def _record_turn(self, seconds: float, usage: dict[str, int]) -> None:
+        """One finished model turn in ``figures()`` and the Ray metrics."""
+        tokens_in, tokens_out = usage.get("input_tokens", 0), usage.get("output_tokens", 0)
+        self._figures.inc("turns")
+        self._figures.inc("tokens_in", tokens_in)
+        self._figures.inc("tokens_out", tokens_out)
+        self._figures.observe_ms(seconds * 1000)
+        metrics.turn_latency(seconds)
+        metrics.tokens("input", tokens_in)
+        metrics.tokens("output", tokens_out)
+
+    async def figures(self) -> dict[str, Any]:
+        f = self._figures
+        return {
+            "turns": int(f.get("turns")),
+            "p50_ms": f.percentile_ms(50),
+            "p99_ms": f.percentile_ms(99),
+            "tokens_in": int(f.get("tokens_in")),
+            "tokens_out": int(f.get("tokens_out")),
+        }
 
     # --- commands ----------------------------------------------------------------------------
     async def _command(self, command: Command, session: str) -> str:

@@ -14,6 +14,8 @@ from typing import Any
 
 import ray
 
+from actors.telemetry import configure_tracing
+
 HEARTBEAT_S = 0.25
 
 
@@ -48,6 +50,7 @@ class ChildBase:
 
     async def run(self) -> str:
         self._run_task = asyncio.current_task()
+        configure_tracing()  # opt-in (MOLTBOT_OTEL=1), once per process, never raises
         try:
             async with asyncio.TaskGroup() as tg:
                 beat = tg.create_task(self._beat())
@@ -85,6 +88,10 @@ class ChildBase:
     def info(self) -> dict[str, Any]:
         ctx = ray.get_runtime_context()
         return {"pid": os.getpid(), "node": ctx.get_node_id(), "created": self._created}
+
+    async def figures(self) -> dict[str, Any]:
+        """A few cheap figures for ``status`` (in, out, latency ...); none by default."""
+        return {}
 
     @ray.method(concurrency_group="ping")
     async def ping(self) -> dict[str, Any]:

@@ -16,7 +16,7 @@ from typing import Any
 import ray
 from ray.exceptions import RayTaskError
 
-from actors import routing
+from actors import metrics, routing
 from actors.base import CHILD_OPTIONS, ChildBase
 from moltbot.channels.service import (
     ChannelService,
@@ -42,6 +42,7 @@ STORE_DEADLINE_S = 60.0
 AGENT_DEADLINE_S = 120.0
 SETUP_DEADLINE_S = 20.0  # below the supervisor's ready timeout, so the cause is the one shown
 CONNECT_TIMEOUT_S = 15.0
+METRICS_EVERY_S = 5.0
 
 
 @ray.remote(**CHILD_OPTIONS)
@@ -61,6 +62,7 @@ class ChannelActor(ChildBase):
         self.account = account
         self._vault: Vault | None = None
         self._service: ChannelService | None = None
+        self._reported = (0, 0)  # (accepted, sent) already counted in the Ray metrics
 
     # --- life ------------------------------------------------------------------------------
     async def setup(self) -> None:
@@ -96,10 +98,27 @@ class ChannelActor(ChildBase):
 
     async def main(self) -> None:
         service = self._need()
+        reporter = asyncio.create_task(self._report_metrics(service), name="metrics")
         try:
             await service.run()
         finally:
+            reporter.cancel()
+            self._flush_metrics(service)
             await service.adapter.close()
+
+    async def _report_metrics(self, service: ChannelService) -> None:
+        while True:
+            await asyncio.sleep(METRICS_EVERY_S)
+            self._flush_metrics(service)
+
+    def _flush_metrics(self, service: ChannelService) -> None:
+        """The service's counts since the last flush, as Ray metrics (never raises)."""
+        seen = self._reported
+        now = (service.counts["accepted"], service.counts["sent"])
+        metrics.messages_in(self.channel, now[0] - seen[0])
+        metrics.messages_out(self.channel, now[1] - seen[1])
+        metrics.queue_depth(self.channel, service.queue_depth())
+        self._reported = now
 
     def problem(self) -> str | None:
         return self._service.problem() if self._service is not None else None
@@ -155,6 +174,12 @@ class ChannelActor(ChildBase):
         if self._service is None:
             return {"channel": self.channel, "account": self.account, "connected": False}
         return self._service.status()
+
+    async def figures(self) -> dict[str, Any]:
+        if self._service is None:
+            return {}
+        st = self._service
+        return {"in": st.counts["accepted"], "out": st.counts["sent"], "queue": st.queue_depth()}
 
     async def pairing_list(self) -> dict[str, list[dict[str, Any]]]:
         await self._ready.wait()

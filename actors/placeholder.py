@@ -36,3 +36,6 @@ class Worker(ChildBase):
     async def echo(self, value: Any) -> Any:
         self.calls += 1
         return value
+
+    async def figures(self) -> dict[str, Any]:
+        return {"calls": self.calls}

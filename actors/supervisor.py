@@ -18,7 +18,7 @@ import msgspec
 import ray
 from ray.exceptions import GetTimeoutError, RayActorError, RayTaskError
 
-from actors import routing
+from actors import metrics, routing
 from actors.base import CHILD_OPTIONS, ChildBase
 from actors.registry import actor_class, actor_name
 from moltbot.errors import ChildStartError, EscalationError
@@ -31,6 +31,7 @@ NAME_RETRY_S = 10.0
 EVENTS_KEPT = 200
 AUDIT_QUEUE = 256  # supervision events waiting for the store; beyond that they are dropped
 AUDIT_DEADLINE_S = 5.0
+FIGURES_TIMEOUT_S = 0.5
 
 
 class Record:
@@ -275,6 +276,7 @@ class Supervisor(ChildBase):
             if self._stopping:
                 return
             rec.restarts += 1
+            metrics.restart(self._child_path(rec))
             try:
                 await self._start(rec)
                 self._event("restarted", rec, backoff=round(wait, 3))
@@ -345,7 +347,8 @@ class Supervisor(ChildBase):
     async def status(self) -> dict[str, Any]:
         now = time.time()
         children = []
-        for rec in self.records:
+        figures = await asyncio.gather(*(self._figures(r) for r in self.records))
+        for rec, figs in zip(self.records, figures, strict=True):
             entry: dict[str, Any] = {
                 "name": actor_name(self._child_path(rec)),
                 "id": rec.spec.id,
@@ -358,6 +361,8 @@ class Supervisor(ChildBase):
                 "last_exit": rec.last_exit,
                 "placeholder": rec.spec.placeholder,
             }
+            if figs:
+                entry["figures"] = figs
             if rec.spec.child_type == ChildType.SUPERVISOR and rec.handle is not None:
                 try:
                     sub = await asyncio.wait_for(
@@ -373,6 +378,18 @@ class Supervisor(ChildBase):
             "strategy": self.flags.strategy.value,
             "children": children,
         }
+
+    async def _figures(self, rec: Record) -> dict[str, Any]:
+        """The child's ``figures()`` within a short timeout; {} on any failure."""
+        if rec.handle is None or rec.state != "running":
+            return {}
+        try:
+            figs = await asyncio.wait_for(
+                asyncio.ensure_future(rec.handle.figures.remote()), FIGURES_TIMEOUT_S
+            )
+        except Exception:  # slow, dead, or no such method: status still answers
+            return {}
+        return dict(figs) if isinstance(figs, dict) else {}
 
     async def recent_events(self, since: int = 0) -> list[dict[str, Any]]:
         return [e for e in self.events if e["seq"] > since]

@@ -21,6 +21,7 @@ from moltbot.agent.providers.base import Done, Provider, TextDelta, ToolUse
 from moltbot.clock import SYSTEM_CLOCK, Clock
 from moltbot.errors import ApprovalRequired, MoltbotError, ProviderError
 from moltbot.messages import ChatDelta, ChatEvent, ChatFinal, ChatTool, ToolResult
+from moltbot.observability import span
 
 log = logging.getLogger(__name__)
 
@@ -148,6 +149,13 @@ class TurnRunner:
         yield ChatFinal(session=session, text=text, usage=usage)
 
     async def _call_tool(self, call: ToolUse, session: str) -> tuple[ToolResult, str]:
+        with span("moltbot.tool", tool=call.name) as s:  # never the input: it may hold secrets
+            result, status = await self._run_tool(call, session)
+            s.set_attribute("moltbot.is_error", result.is_error)
+            s.set_attribute("moltbot.status", status)
+        return result, status
+
+    async def _run_tool(self, call: ToolUse, session: str) -> tuple[ToolResult, str]:
         try:
             result = await self._tools.call(call.name, call.input, session)
         except ApprovalRequired as exc:

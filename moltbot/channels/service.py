@@ -57,6 +57,7 @@ from moltbot.errors import (
     Unavailable,
 )
 from moltbot.messages import InboundMessage, OutboundMessage
+from moltbot.observability import inject, span
 from moltbot.security.access import AccessPolicy, Pairing
 
 T = TypeVar("T")
@@ -191,13 +192,17 @@ class ChannelService:
             if decision.reply_text:
                 await self._enqueue(Job(msg, decision.reply_text))
             return
-        if not await self.ports.accept(msg):
-            self.counts["duplicates"] += 1
-            if await self._lost_accept(msg):  # journaled by an accept whose answer was lost
-                await self._enqueue_answer(msg)
-            return
-        self.counts["accepted"] += 1
-        await self._enqueue_answer(msg)
+        with span("moltbot.inbound", msg.trace or None, channel=self._chan, account=self._acct):
+            trace_ctx = inject()  # journaled with the message: the turn and reply join it
+            if trace_ctx:
+                msg = msgspec.structs.replace(msg, trace=trace_ctx)
+            if not await self.ports.accept(msg):
+                self.counts["duplicates"] += 1
+                if await self._lost_accept(msg):  # journaled by an accept whose reply was lost
+                    await self._enqueue_answer(msg)
+                return
+            self.counts["accepted"] += 1
+            await self._enqueue_answer(msg)
 
     async def _lost_accept(self, msg: InboundMessage) -> bool:
         """A duplicate that is pending but handled by nobody: an earlier ``accept`` journaled it
@@ -292,7 +297,9 @@ class ChannelService:
 
     async def _send_and_mark(self, out: OutboundMessage | None, msg_id: str) -> None:
         if out is not None:
-            await self.adapter.send(out)
+            with span("moltbot.outbound", out.trace or None, channel=self._chan,
+                      account=self._acct):
+                await self.adapter.send(out)
             self.counts["sent"] += 1
         await self._mark_done(msg_id)
 

@@ -149,7 +149,8 @@ def test_init_up_status_kill_status_down(home: dict[str, str]) -> None:
     base = home["FAKE_TG_BASE"]
 
     def sent_to(chat: int) -> list[str]:
-        return [m["text"] for m in httpx.get(f"{base}/_fake/sent").json() if str(m["chat_id"]) == str(chat)]
+        sent = httpx.get(f"{base}/_fake/sent").json()
+        return [m["text"] for m in sent if str(m["chat_id"]) == str(chat)]
 
     httpx.post(f"{base}/_fake/inject", json={"chat_id": 4242, "user_id": 4242, "text": "hi bot"})
     deadline = time.monotonic() + 60

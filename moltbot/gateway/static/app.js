@@ -212,6 +212,18 @@
     treeTimer = setTimeout(() => { treeTimer = null; loadTree(); }, 200);
   }
 
+  // the same compact text as `moltbot status` (moltbot/cli/render.py figures_text)
+  const FIGURE_LABELS = { in: "in", out: "out", queue: "q", turns: "turns", p50_ms: "p50",
+    p99_ms: "p99", tokens_in: "tok in", tokens_out: "tok out" };
+  function figuresText(figures) {
+    if (!figures || typeof figures !== "object") return "";
+    return Object.entries(figures).map(([key, value]) => {
+      const label = FIGURE_LABELS[key] || key;
+      if (key.endsWith("_ms") && typeof value === "number") return `${label} ${Math.round(value)}ms`;
+      return `${label} ${value}`;
+    }).join(" ");
+  }
+
   function renderNode(node) {
     const li = el("li");
     li.appendChild(el("span", "node-name", node.name || node.id || "?"));
@@ -221,6 +233,8 @@
       li.appendChild(el("span", `node-state ${cls}`, state));
     }
     if (node.restarts) li.appendChild(el("span", "muted", ` ↻${node.restarts}`));
+    const figures = figuresText(node.figures);
+    if (figures) li.appendChild(el("span", "muted node-figures", ` ${figures}`));
     if (Array.isArray(node.children) && node.children.length) {
       const ul = el("ul");
       for (const child of node.children) ul.appendChild(renderNode(child));
