@@ -24,20 +24,10 @@ from typing import Any
 
 from aiohttp import web
 
+from tests.fakes.base import Failures, FakeServer
+
 NUMBER = "+15550001111"
 BOT_UUID = "00000000-0000-4000-8000-000000000b07"
-
-
-class Failures:
-    def __init__(self) -> None:
-        self._plan: dict[str, list[tuple[int, float | None]]] = {}
-
-    def add(self, method: str, count: int, status: int, retry_after: float | None) -> None:
-        self._plan.setdefault(method, []).extend([(status, retry_after)] * count)
-
-    def take(self, method: str) -> tuple[int, float | None] | None:
-        plan = self._plan.get(method)
-        return plan.pop(0) if plan else None
 
 
 def group_chat_id(group_id: str) -> str:
@@ -45,7 +35,7 @@ def group_chat_id(group_id: str) -> str:
     return "group." + base64.b64encode(group_id.encode()).decode()
 
 
-class FakeSignal:
+class FakeSignal(FakeServer):
     def __init__(self, number: str = NUMBER, *, mode: str = "json-rpc", host: str = "127.0.0.1",
                  port: int = 0) -> None:
         self.number, self.mode, self.host, self.port = number, mode, host, port
@@ -57,41 +47,23 @@ class FakeSignal:
         self._failures = Failures()
         self._changed = asyncio.Event()
         self._ts = int(time.time() * 1000)
-        self._runner: web.AppRunner | None = None
         self._closing = False
 
     @property
     def api_base(self) -> str:
         return f"http://{self.host}:{self.port}"
 
-    async def start(self) -> None:
-        app = web.Application()
+    def routes(self, app: web.Application) -> None:
         app.router.add_get("/v1/about", self._about)
         app.router.add_get("/v1/accounts", self._accounts)
         app.router.add_get("/v1/receive/{number}", self._receive)
         app.router.add_post("/v2/send", self._send)
         app.router.add_put("/v1/typing-indicator/{number}", self._typing)
-        app.router.add_post("/_fake/inject", self._ctl_inject)
-        app.router.add_get("/_fake/sent", self._ctl_sent)
-        app.router.add_post("/_fake/fail", self._ctl_fail)
-        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, self.host, self.port)
-        await site.start()
-        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
 
     async def stop(self) -> None:
         self._closing = True
         self._changed.set()
-        if self._runner is not None:
-            await self._runner.cleanup()
-
-    async def __aenter__(self) -> FakeSignal:
-        await self.start()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.stop()
+        await super().stop()
 
     # --- test API ------------------------------------------------------------------------
     def inject_message(

@@ -26,23 +26,13 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 
+from tests.fakes.base import Failures, FakeServer
+
 BOT_TOKEN = "xoxb-fake-bot-token"
 APP_TOKEN = "xapp-fake-app-token"
 
 
-class Failures:
-    def __init__(self) -> None:
-        self._plan: dict[str, list[tuple[int, float | None]]] = {}
-
-    def add(self, method: str, count: int, status: int, retry_after: float | None) -> None:
-        self._plan.setdefault(method, []).extend([(status, retry_after)] * count)
-
-    def take(self, method: str) -> tuple[int, float | None] | None:
-        plan = self._plan.get(method)
-        return plan.pop(0) if plan else None
-
-
-class FakeSlack:
+class FakeSlack(FakeServer):
     def __init__(
         self,
         bot_token: str = BOT_TOKEN,
@@ -65,37 +55,19 @@ class FakeSlack:
         self._failures = Failures()
         self._ts = 0
         self._tasks: set[asyncio.Task[None]] = set()
-        self._runner: web.AppRunner | None = None
 
     # --- lifecycle -----------------------------------------------------------------------
     @property
     def api_base(self) -> str:
         return f"http://{self.host}:{self.port}/api/"
 
-    async def start(self) -> None:
-        app = web.Application()
+    def routes(self, app: web.Application) -> None:
         app.router.add_post("/api/{method}", self._handle)
         app.router.add_get("/socket", self._socket)
-        app.router.add_post("/_fake/inject", self._ctl_inject)
-        app.router.add_get("/_fake/sent", self._ctl_sent)
-        app.router.add_post("/_fake/fail", self._ctl_fail)
-        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, self.host, self.port)
-        await site.start()
-        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
 
     async def stop(self) -> None:
         await self.disconnect()
-        if self._runner is not None:
-            await self._runner.cleanup()
-
-    async def __aenter__(self) -> FakeSlack:
-        await self.start()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.stop()
+        await super().stop()
 
     # --- test API ------------------------------------------------------------------------
     def _next_ts(self) -> str:

@@ -24,6 +24,8 @@ from typing import Any
 
 from aiohttp import web
 
+from tests.fakes.base import Failures, FakeServer
+
 DEFAULT_TOKEN = "123456:TEST-fake-token"
 _ALLOWED_TAGS = {"b", "strong", "i", "em", "u", "ins", "s", "strike", "del", "code", "pre", "a",
                  "span", "tg-spoiler", "blockquote"}
@@ -63,19 +65,7 @@ def parse_html(text: str) -> tuple[str, str]:
     return "".join(p.text), p.error
 
 
-class Failures:
-    def __init__(self) -> None:
-        self._plan: dict[str, list[tuple[int, float | None]]] = {}
-
-    def add(self, method: str, count: int, status: int, retry_after: float | None) -> None:
-        self._plan.setdefault(method, []).extend([(status, retry_after)] * count)
-
-    def take(self, method: str) -> tuple[int, float | None] | None:
-        plan = self._plan.get(method)
-        return plan.pop(0) if plan else None
-
-
-class FakeTelegram:
+class FakeTelegram(FakeServer):
     def __init__(
         self,
         token: str = DEFAULT_TOKEN,
@@ -97,7 +87,6 @@ class FakeTelegram:
         self._next_message = 100
         self._changed = asyncio.Event()
         self._poll_gen = 0
-        self._runner: web.AppRunner | None = None
         self._closing = False
 
     # --- lifecycle -----------------------------------------------------------------------
@@ -105,30 +94,13 @@ class FakeTelegram:
     def api_base(self) -> str:
         return f"http://{self.host}:{self.port}"
 
-    async def start(self) -> None:
-        app = web.Application()
+    def routes(self, app: web.Application) -> None:
         app.router.add_route("*", "/bot{token}/{method}", self._handle)
-        app.router.add_post("/_fake/inject", self._ctl_inject)
-        app.router.add_get("/_fake/sent", self._ctl_sent)
-        app.router.add_post("/_fake/fail", self._ctl_fail)
-        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, self.host, self.port)
-        await site.start()
-        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
 
     async def stop(self) -> None:
         self._closing = True
         self._changed.set()
-        if self._runner is not None:
-            await self._runner.cleanup()
-
-    async def __aenter__(self) -> FakeTelegram:
-        await self.start()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.stop()
+        await super().stop()
 
     # --- test API ------------------------------------------------------------------------
     def inject_message(
