@@ -4,7 +4,9 @@ Thin: it builds the adapter from the config (secrets resolved from the vault or 
 environment), checks the credentials (a refused token fails the start, so the supervisor shows
 it), loads the pairing book from the store and runs ``moltbot.channels.service.ChannelService``
 with the store and the agents reached by stable name (``actors.routing``: calls ride through
-their restarts). All the per-message logic lives in that module.
+their restarts). All the per-message logic lives in that module. Each secret it reads from the
+vault (``secret_read``) and each pairing request and decision (``pairing``) is sent to the
+store's audit log by ``actors.audit.AuditForwarder``.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import ray
 from ray.exceptions import RayTaskError
 
 from actors import metrics, routing
+from actors.audit import AuditForwarder
 from actors.base import CHILD_OPTIONS, ChildBase
 from moltbot.channels.service import (
     ChannelService,
@@ -32,7 +35,7 @@ from moltbot.config.refs import resolve_secret
 from moltbot.config.schema import Config
 from moltbot.errors import MoltbotError, PlatformUnavailable, RateLimited, Unavailable
 from moltbot.messages import InboundMessage
-from moltbot.security.vault import Vault
+from moltbot.security.vault import lazy_get
 
 log = logging.getLogger("moltbot.channel")
 
@@ -60,7 +63,8 @@ class ChannelActor(ChildBase):
         self.config = config or Config()
         self.channel = channel
         self.account = account
-        self._vault: Vault | None = None
+        self._audit = AuditForwarder(self.namespace, path)
+        self._vault_get = lazy_get(on_read=self._audit.secret_reader())  # opened at first use
         self._service: ChannelService | None = None
         self._reported = (0, 0)  # (accepted, sent) already counted in the Ray metrics
 
@@ -94,6 +98,7 @@ class ChannelActor(ChildBase):
             load_pairing(saved, policy_for(acct)),
             ports,
             ServiceOptions(stuck_after_s=acct.stuck_after_s),
+            audit=self._audit.record,
         )
 
     async def main(self) -> None:
@@ -105,6 +110,7 @@ class ChannelActor(ChildBase):
             reporter.cancel()
             self._flush_metrics(service)
             await service.adapter.close()
+            await self._audit.aclose()
 
     async def _report_metrics(self, service: ChannelService) -> None:
         while True:
@@ -159,11 +165,6 @@ class ChannelActor(ChildBase):
     def _secret(self, ref: str, at: str) -> str:
         return resolve_secret(ref, self._vault_get, at=at)
 
-    def _vault_get(self, name: str) -> str:
-        if self._vault is None:  # opened only when a "secret:" reference is used
-            self._vault = Vault.open()
-        return self._vault.get(name)
-
     def _need(self) -> ChannelService:
         if self._service is None:
             raise Unavailable(f"{self.path} is still starting")
@@ -185,11 +186,12 @@ class ChannelActor(ChildBase):
         await self._ready.wait()
         return self._need().pairing_list()
 
-    async def pairing_approve(self, code: str) -> str:
-        """Approve a pending pairing code (NotFound if unknown or expired): the sender id."""
+    async def pairing_approve(self, code: str, by: str = "") -> str:
+        """Approve a pending pairing code (NotFound if unknown or expired): the sender id.
+        ``by`` names who decided, for the audit log (``cli``, ``gateway:<address>``)."""
         await self._ready.wait()
-        return await self._need().pairing_approve(code)
+        return await self._need().pairing_approve(code, by)
 
-    async def pairing_deny(self, code: str) -> str:
+    async def pairing_deny(self, code: str, by: str = "") -> str:
         await self._ready.wait()
-        return await self._need().pairing_deny(code)
+        return await self._need().pairing_deny(code, by)

@@ -23,6 +23,10 @@ with backoff and never dropped; a reply sent before a cancellation is still mark
 reply and the journal marking it done answers that message again after the restart.
 
 Workers are sharded by session key, so the replies of one chat go out in order.
+
+Pairing is audited through the optional ``audit`` callable (the actor forwards it to the store's
+audit log): a code issued to a new sender (``requested``), and ``approved`` / ``denied``. A record
+keeps only the code's first two characters (``code_prefix``), never the code.
 """
 
 from __future__ import annotations
@@ -59,6 +63,7 @@ from moltbot.errors import (
 from moltbot.messages import InboundMessage, OutboundMessage
 from moltbot.observability import inject, span
 from moltbot.security.access import AccessPolicy, Pairing
+from moltbot.security.audit import AuditSink
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
@@ -74,6 +79,7 @@ TRANSIENT: tuple[type[BaseException], ...] = (
 )
 CONNECTED_WITHIN_S = 90.0  # longer than any adapter's quiet receive (Telegram's long poll)
 SORRY = "Sorry, I could not answer that message. Please try again in a moment."
+CODE_PREFIX = 2  # characters of a pairing code kept in the audit log (enough to tell codes apart)
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,8 +124,10 @@ class ChannelService:
         clock: Clock = SYSTEM_CLOCK,
         sleep: Sleep = asyncio.sleep,
         rng: random.Random | None = None,
+        audit: AuditSink | None = None,
     ) -> None:
         self.adapter = adapter
+        self._audit = audit
         self.pairing = pairing
         self.ports = ports
         self.opt = options or ServiceOptions()
@@ -189,6 +197,7 @@ class ChannelService:
             self.counts["pairing"] += 1
             if decision.reason == "pairing_new":  # the code is durable before anyone sees it
                 await self.save_pairing()
+                self._audit_pairing("requested", msg.sender_id, decision.code or "")
             if decision.reply_text:
                 await self._enqueue(Job(msg, decision.reply_text))
             return
@@ -359,16 +368,36 @@ class ChannelService:
             "approved": [msgspec.to_builtins(a) for a in self.pairing.list_approved()],
         }
 
-    async def pairing_approve(self, code: str) -> str:
-        """Approve a pending code (NotFound if unknown or expired); returns the sender id."""
+    async def pairing_approve(self, code: str, by: str = "") -> str:
+        """Approve a pending code (NotFound if unknown or expired); returns the sender id.
+        ``by`` names who decided (``cli``, ``gateway:<address>``) for the audit log."""
         sender = self.pairing.approve(code)
         await self.save_pairing()
+        self._audit_pairing("approved", sender, code, by)
         return sender
 
-    async def pairing_deny(self, code: str) -> str:
+    async def pairing_deny(self, code: str, by: str = "") -> str:
         sender = self.pairing.deny(code)
         await self.save_pairing()
+        self._audit_pairing("denied", sender, code, by)
         return sender
+
+    def _audit_pairing(self, action: str, sender_id: str, code: str, by: str = "") -> None:
+        if self._audit is None:
+            return
+        fields: dict[str, Any] = {
+            "channel": self._chan,
+            "account": self._acct,
+            "action": action,
+            "sender_id": sender_id,
+            "code_prefix": code.strip().upper()[:CODE_PREFIX],
+        }
+        if action != "requested":
+            fields["by"] = by or "unknown"
+        try:
+            self._audit("pairing", fields)
+        except Exception:  # the audit sink must not break the message path
+            log.exception("%s %s: pairing %s not audited", self._chan, self._acct, action)
 
     # --- health ----------------------------------------------------------------------------
     @property

@@ -223,9 +223,10 @@ def _token() -> str:
     token = os.environ.get(_ENV_VAR)
     if token:
         return token
+    from moltbot.cli.trail import reads_by
     from moltbot.security.vault import Vault
 
-    return Vault.open().get("gateway_token")
+    return Vault.open(on_read=reads_by("cli:chat")).get("gateway_token")
 
 
 def _print_delta(text: str) -> None:

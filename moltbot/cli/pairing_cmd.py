@@ -57,7 +57,7 @@ def _decide(args: argparse.Namespace, method: str) -> int:
 
     head, _root = control.attach(paths.home())
     cid = _resolve(args, args.channel)
-    sender = control.channel_call(head.namespace, cid, method, args.code)
+    sender = control.channel_call(head.namespace, cid, method, args.code, "cli")
     verb = "approved" if method == "pairing_approve" else "denied"
     print(f"{verb}: {sender} on {cid}")
     return 0

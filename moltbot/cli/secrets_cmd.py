@@ -3,6 +3,9 @@
 A value is read from stdin (a hidden prompt on a terminal), never from the command line, where
 it would stay in shell history and be visible to ``ps``. ``get`` is the one command that prints
 a secret, and only the one asked for.
+
+Every change (``set``, ``rm``) appends a ``config_change`` record naming the secret and every
+``get`` a ``secret_read`` record to the audit log (names only, never values).
 """
 
 from __future__ import annotations
@@ -12,8 +15,9 @@ import getpass
 import sys
 
 from moltbot import paths
+from moltbot.cli.trail import Changes, reads_by
 from moltbot.errors import SecretNotFound, VaultError
-from moltbot.security.vault import Vault, require_name
+from moltbot.security.vault import ReadHook, Vault, require_name
 
 
 def read_secret_input(prompt: str, *, confirm: bool = False) -> str:
@@ -33,8 +37,8 @@ def read_secret_input(prompt: str, *, confirm: bool = False) -> str:
     return value
 
 
-def _vault() -> Vault:
-    return Vault.open(paths.home())
+def _vault(on_read: ReadHook | None = None) -> Vault:
+    return Vault.open(paths.home(), on_read=on_read)
 
 
 def cmd_set(args: argparse.Namespace) -> int:
@@ -46,14 +50,17 @@ def cmd_set(args: argparse.Namespace) -> int:
         )
     require_name(args.name)
     vault = _vault()
+    changes = Changes("cli:secrets set")
     value = read_secret_input(f"value for {args.name} (hidden): ")
+    replaced = args.name in vault
     vault.set(args.name, value)
+    changes.record("vault", "set", secret_name=args.name, replaced=replaced)
     print(f"stored secret '{args.name}' in {vault.directory}")
     return 0
 
 
 def cmd_get(args: argparse.Namespace) -> int:
-    value = _vault().get(args.name)
+    value = _vault(on_read=reads_by("cli:secrets get")).get(args.name)
     sys.stdout.write(value + "\n")
     return 0
 
@@ -68,8 +75,11 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_rm(args: argparse.Namespace) -> int:
-    if not _vault().delete(args.name):
+    vault = _vault()
+    changes = Changes("cli:secrets rm")
+    if not vault.delete(args.name):
         raise SecretNotFound(f"no secret named '{args.name}' in the vault")
+    changes.record("vault", "delete", secret_name=args.name)
     print(f"removed secret '{args.name}'")
     return 0
 

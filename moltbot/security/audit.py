@@ -33,7 +33,7 @@ import logging
 import os
 import re
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -71,6 +71,9 @@ _SECRET_KEY = re.compile(
     re.IGNORECASE,
 )
 _CHUNK = 8192
+
+AuditSink = Callable[[str, dict[str, Any]], None]
+"""Records one audit event (kind, fields) without waiting or raising; fields hold no secret."""
 
 
 class AuditError(MoltbotError):
@@ -122,6 +125,12 @@ def sanitize(value: Any, depth: int = 0) -> Any:
     if len(text) > MAX_STRING:
         text = text[:MAX_STRING] + f"...[{len(text) - MAX_STRING} more chars]"
     return text
+
+
+def secret_read_fields(name: str, reader: str) -> dict[str, str]:
+    """The fields of a ``secret_read`` record: the secret's name and who read it (never the
+    value). ``reader`` is ``cli:<command>`` or an actor path such as ``channels/slack:work``."""
+    return {"secret_name": name, "reader": reader}
 
 
 # --- reading from the end --------------------------------------------------------------------

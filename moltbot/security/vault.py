@@ -9,7 +9,8 @@ Layout of ``$MOLTBOT_HOME/credentials/`` (folder 0700, every file 0600, atomic w
 - ``NAME.enc``    ``{"v":1,"nonce":b64,"ct":b64}``: a fresh 12-byte nonce per write, and the
   secret's name bound in as associated data, so a file renamed or swapped does not decrypt.
 
-No message or repr ever carries a key or a secret value.
+No message or repr ever carries a key or a secret value. An ``on_read`` hook given at open time
+hears the *name* of every secret ``get`` returns (the caller writes it to the audit log).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import json
 import os
 import re
 import secrets
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -46,6 +48,9 @@ _NONCE_BYTES = 12
 _CHECK_PLAINTEXT = b"moltbot credentials vault, format 1"
 _AAD_SECRET = b"moltbot.vault.v1\x00secret\x00"
 _AAD_CHECK = b"moltbot.vault.v1\x00check"
+
+ReadHook = Callable[[str], None]
+"""Called with a secret's name each time its value is read; raising refuses the read."""
 
 
 def valid_name(name: object) -> bool:
@@ -92,12 +97,15 @@ def _load_json(path: Path) -> dict[str, Any]:
 class Vault:
     """An open vault. Get one with ``Vault.create`` or ``Vault.open``."""
 
-    __slots__ = ("_aead", "_dir", "_source")
+    __slots__ = ("_aead", "_dir", "_on_read", "_source")
 
-    def __init__(self, directory: Path, key: bytes, source: str) -> None:
+    def __init__(
+        self, directory: Path, key: bytes, source: str, *, on_read: ReadHook | None = None
+    ) -> None:
         self._dir = directory
         self._aead = AESGCM(key)
         self._source = source
+        self._on_read = on_read
 
     # --- opening -------------------------------------------------------------------------------
     @staticmethod
@@ -139,12 +147,18 @@ class Vault:
 
     @classmethod
     def open(
-        cls, home: Path | None = None, passphrase: str | None = None, *, scrypt_n: int = SCRYPT_N
+        cls,
+        home: Path | None = None,
+        passphrase: str | None = None,
+        *,
+        scrypt_n: int = SCRYPT_N,
+        on_read: ReadHook | None = None,
     ) -> Vault:
         """Open the vault under ``home`` (default: ``moltbot.paths.home()``).
 
         A passphrase vault takes ``passphrase`` or else ``$MOLTBOT_VAULT_PASSPHRASE``. Its scrypt
         cost is the one recorded in ``vault.salt``; ``scrypt_n`` only serves a record without one.
+        ``on_read`` is called with the name of each secret ``get`` is about to return.
         """
         home = home if home is not None else paths.home()
         directory = paths.credentials_dir(home)
@@ -180,7 +194,7 @@ class Vault:
                 f"the vault in {directory} has neither {key_path.name} nor {SALT_FILE}",
                 hint="restore the missing file from a backup",
             )
-        vault = cls(directory, key, source)
+        vault = cls(directory, key, source, on_read=on_read)
         try:
             ok = vault._unseal(directory / CHECK_FILE, _AAD_CHECK) == _CHECK_PLAINTEXT
         except InvalidTag:
@@ -235,10 +249,12 @@ class Vault:
                 f"no secret named '{name}' in the vault", hint=f"moltbot secrets set {name}"
             )
         try:
-            plaintext = self._unseal(path, _AAD_SECRET + name.encode())
-            return plaintext.decode("utf-8")
+            value = self._unseal(path, _AAD_SECRET + name.encode()).decode("utf-8")
         except (InvalidTag, UnicodeDecodeError):
             self._tampered(name)
+        if self._on_read is not None:  # before the value leaves: a failing hook refuses it
+            self._on_read(name)
+        return value
 
     def _tampered(self, name: str) -> NoReturn:
         raise VaultError(
@@ -281,3 +297,16 @@ class Vault:
         raise TypeError(
             "a Vault holds its key and cannot be pickled; call Vault.open() where it is needed"
         )
+
+
+def lazy_get(home: Path | None = None, *, on_read: ReadHook | None = None) -> Callable[[str], str]:
+    """A vault ``get`` that opens the vault (of ``home``, default ``MOLTBOT_HOME``) on first use
+    and keeps it open: for components that resolve ``secret:`` references only when configured."""
+    opened: list[Vault] = []
+
+    def get(name: str) -> str:
+        if not opened:
+            opened.append(Vault.open(home, on_read=on_read))
+        return opened[0].get(name)
+
+    return get

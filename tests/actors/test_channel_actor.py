@@ -3,7 +3,8 @@ against the fake Telegram, Slack and Signal servers running in this test process
 
 One tree serves every scenario: store, agents → agent-0, channels → telegram:main (dm_policy
 open), slack:work (dm_policy pairing, user U42 allowlisted). Tokens reach the actors as
-``env:VAR`` references through the root's runtime_env, like a deployment's environment would.
+``env:VAR`` references through the root's runtime_env, like a deployment's environment would,
+except Slack's bot token: a ``secret:`` reference to the vault of the tree's ``MOLTBOT_HOME``.
 (A Telegram actor takes several seconds of CPU to start: importing aiogram builds its models.)
 """
 
@@ -26,6 +27,8 @@ from actors.channel import ChannelActor
 from actors.supervisor import Supervisor
 from moltbot.config.schema import Config
 from moltbot.errors import NotFound, PlatformRejected
+from moltbot.security.audit import tail, verify
+from moltbot.security.vault import Vault
 from moltbot.supervision.tree import build_tree, root_flags
 from tests.actors.helpers import child, node, pid_of, tree, wait_for
 from tests.fakes.signal_api import NUMBER, FakeSignal
@@ -101,7 +104,7 @@ def config(tg: FakeTelegram, slack: FakeSlack, signal: FakeSignal | None = None)
                  "dm_policy": "open", "poll_timeout_s": 1, "stuck_after_s": 30},
             ],
             "slack": [
-                {"account": "work", "bot_token": "env:MB_TEST_SLACK_BOT",
+                {"account": "work", "bot_token": "secret:slack_bot_token",
                  "app_token": "env:MB_TEST_SLACK_APP", "api_base": slack.api_base,
                  "dm_policy": "pairing", "allow_from": ["U42"]},
             ],
@@ -123,6 +126,7 @@ def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rig]:
     for fake in (tg, slack, signal):
         loop.run(fake.start())
     home = tmp_path_factory.mktemp("home")
+    Vault.create(home).set("slack_bot_token", BOT_TOKEN)
     cfg = config(tg, slack, signal)
     kids = [
         c
@@ -133,7 +137,6 @@ def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rig]:
         **RAY_ENV,
         "MOLTBOT_HOME": str(home),
         "MB_TEST_TG": DEFAULT_TOKEN,
-        "MB_TEST_SLACK_BOT": BOT_TOKEN,
         "MB_TEST_SLACK_APP": APP_TOKEN,
     }
     ns = f"t-{uuid.uuid4().hex[:8]}"
@@ -204,6 +207,31 @@ def test_pairing_code_then_approval_through_the_actor_then_answered(rig: Rig) ->
     wait_for(lambda: rig.slack_replies("D77")[ECHO + "now may I?"] == 1, 20, "paired answer")
     assert len(rig.slack_replies("D77")) == 2
     assert ray.get(child(rig.ns, path).pairing_list.remote(), timeout=10)["pending"] == []
+
+
+def test_secret_reads_and_pairing_reach_the_audit_log(rig: Rig) -> None:
+    audit = rig.home / "audit" / "audit.jsonl"
+
+    def fields(kind: str) -> list[dict[str, Any]]:
+        return [r["fields"] for r in tail(audit, 1000) if r["kind"] == kind]
+
+    reader = {"secret_name": "slack_bot_token", "reader": "channels/slack:work"}
+    wait_for(lambda: reader in fields("secret_read"), 20, "the vault read recorded")
+    # only Slack reads the vault: the other tokens are env: references
+    assert all(f["reader"] == "channels/slack:work" for f in fields("secret_read"))
+    actor = child(rig.ns, "channels/slack:work")
+    rig.slack_dm("hello there", user="U88")
+    wait_for(lambda: len(rig.slack_replies("D88")) == 1, 20, "pairing code sent")
+    [code] = [p["code"] for p in ray.get(actor.pairing_list.remote(), timeout=10)["pending"]
+              if p["sender_id"] == "U88"]  # fmt: skip
+    assert ray.get(actor.pairing_approve.remote(code, "cli"), timeout=10) == "U88"
+    where = {"channel": "slack", "account": "work", "sender_id": "U88", "code_prefix": code[:2]}
+    approved = {**where, "action": "approved", "by": "cli"}
+    wait_for(lambda: approved in fields("pairing"), 20, "the approval recorded")
+    assert {**where, "action": "requested"} in fields("pairing")
+    text = audit.read_text()
+    assert BOT_TOKEN not in text and code not in text
+    assert verify(audit).ok
 
 
 @pytest.mark.parametrize("how", ["raise", "exit", "ray_kill"])

@@ -7,6 +7,7 @@ import asyncio
 from collections import Counter
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -28,6 +29,7 @@ from moltbot.config.schema import GroupsConfig, TelegramAccount
 from moltbot.errors import NotFound, Unavailable
 from moltbot.messages import InboundMessage
 from moltbot.security.access import AccessPolicy, Pairing
+from moltbot.security.audit import AuditLog, tail, verify
 from tests.fakes.telegram_api import DEFAULT_TOKEN, FakeTelegram
 
 pytestmark = pytest.mark.timeout(30)
@@ -83,7 +85,11 @@ class EchoAgent:
 
 class Rig:
     def __init__(
-        self, fake: FakeTelegram, policy: AccessPolicy, clock: FakeClock | None = None
+        self,
+        fake: FakeTelegram,
+        policy: AccessPolicy,
+        clock: FakeClock | None = None,
+        audit: AuditLog | None = None,
     ) -> None:
         self.fake = fake
         self.store = MemoryStore()
@@ -105,7 +111,10 @@ class Rig:
             answer=self.agent.answer,
             save_pairing=self.save,
         )
-        self.service = ChannelService(self.adapter, Pairing(policy, **kw), ports, OPTS, **kw)
+        sink = audit.append if audit is not None else None
+        self.service = ChannelService(
+            self.adapter, Pairing(policy, **kw), ports, OPTS, audit=sink, **kw
+        )
 
     async def save(self, data: bytes) -> None:
         self.saved.append(data)
@@ -230,6 +239,35 @@ async def test_pairing_deny_and_unknown_code(fake: FakeTelegram) -> None:
     state = msgspec.json.decode(rig.saved[-1])
     assert state["pending"] == [] and state["approved"] == []
     assert rig.service.counts["pairing"] == 1 and rig.store.journal == {}
+
+
+async def test_pairing_requests_and_decisions_reach_the_audit_log(
+    fake: FakeTelegram, tmp_path: Path
+) -> None:
+    path = tmp_path / "audit" / "audit.jsonl"
+    rig = Rig(fake, AccessPolicy(dm_policy="pairing"), audit=AuditLog(path))
+    await rig.service.sink(dm("hello", sender="42"))
+    await rig.service.sink(dm("hello again", sender="42", mid=2))  # same code: no new request
+    await rig.service.sink(dm("me too", sender="77"))
+    codes = {p["sender_id"]: p["code"] for p in rig.service.pairing_list()["pending"]}
+    with pytest.raises(NotFound):  # an unknown code changes nothing and records nothing
+        await rig.service.pairing_approve("NOPE2345", by="cli")
+    assert await rig.service.pairing_approve(codes["42"].lower(), by="cli") == "42"
+    assert await rig.service.pairing_deny(codes["77"]) == "77"
+    recs = tail(path, 100)
+    assert [r["kind"] for r in recs] == ["pairing"] * 4
+    where = {"channel": "telegram", "account": "main"}
+    assert [r["fields"] for r in recs] == [
+        {**where, "action": "requested", "sender_id": "42", "code_prefix": codes["42"][:2]},
+        {**where, "action": "requested", "sender_id": "77", "code_prefix": codes["77"][:2]},
+        {**where, "action": "approved", "sender_id": "42", "code_prefix": codes["42"][:2],
+         "by": "cli"},
+        {**where, "action": "denied", "sender_id": "77", "code_prefix": codes["77"][:2],
+         "by": "unknown"},
+    ]  # fmt: skip
+    text = path.read_text()
+    assert codes["42"] not in text and codes["77"] not in text  # never the code itself
+    assert verify(path).ok and verify(path).records == 4
 
 
 async def test_duplicate_delivery_is_answered_once(fake: FakeTelegram) -> None:

@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+from pathlib import Path
 
 import pytest
 
+from moltbot import paths
 from moltbot.cli import chat_cmd
 from moltbot.cli.chat_cmd import Backoff, GatewayClient
 from moltbot.errors import Unauthorized, Unavailable
 from moltbot.gateway.server import GatewayServer
+from moltbot.security.audit import tail, verify
+from moltbot.security.vault import PASSPHRASE_ENV, Vault
 
 from .conftest import TOKEN, MakeGateway
 from .echo_backend import EchoBackend
@@ -32,6 +36,26 @@ async def test_one_shot_prints_streamed_reply(
     code = await asyncio.to_thread(run_cli, ["chat", "hi there", "--url", gateway.ws_url])
     assert code == 0
     assert capsys.readouterr().out == "echo: hi there\n"
+
+
+async def test_token_from_the_vault_is_recorded_as_a_secret_read(
+    gateway: GatewayServer,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    home = tmp_path / "home"
+    monkeypatch.setenv("MOLTBOT_HOME", str(home))
+    monkeypatch.delenv("MOLTBOT_GATEWAY_TOKEN", raising=False)
+    monkeypatch.delenv(PASSPHRASE_ENV, raising=False)
+    Vault.create(home).set("gateway_token", TOKEN)
+    code = await asyncio.to_thread(run_cli, ["chat", "from the vault", "--url", gateway.ws_url])
+    assert code == 0 and capsys.readouterr().out == "echo: from the vault\n"
+    audit = paths.audit_file(home)
+    [rec] = tail(audit, 10)
+    assert rec["kind"] == "secret_read"
+    assert rec["fields"] == {"secret_name": "gateway_token", "reader": "cli:chat"}
+    assert TOKEN not in audit.read_text() and verify(audit).ok
 
 
 async def test_wrong_token_is_a_clear_error(gateway: GatewayServer) -> None:

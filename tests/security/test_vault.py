@@ -13,7 +13,7 @@ from moltbot.errors import (
     VaultError,
     VaultKeyError,
 )
-from moltbot.security.vault import PASSPHRASE_ENV, Vault
+from moltbot.security.vault import PASSPHRASE_ENV, Vault, lazy_get
 
 LOW_N = 2**10
 PLAINTEXT = "sk-ant-VERY-SECRET-value-0123456789"
@@ -249,3 +249,29 @@ def test_repr_and_pickle_never_leak(home):
     assert key.hex() not in text and repr(key) not in text
     with pytest.raises(TypeError):
         pickle.dumps(v)
+
+
+def test_on_read_hears_each_returned_name_and_can_refuse(home):
+    Vault.create(home).set("api", PLAINTEXT)
+    heard = []
+    vault = Vault.open(home, on_read=heard.append)
+    assert vault.get("api") == PLAINTEXT
+    with pytest.raises(SecretNotFound):
+        vault.get("missing")  # nothing was read: nothing heard
+    assert "api" in vault and vault.names() == ["api"]  # names are not reads
+    assert heard == ["api"]
+
+    def refuse(name):
+        raise VaultError(f"cannot record the read of {name}")
+
+    with pytest.raises(VaultError, match="cannot record"):
+        Vault.open(home, on_read=refuse).get("api")
+
+
+def test_lazy_get_opens_the_vault_at_first_use(home, monkeypatch):
+    monkeypatch.setenv("MOLTBOT_HOME", str(home))
+    heard = []
+    get = lazy_get(on_read=heard.append)  # no vault yet: nothing is opened here
+    Vault.create(home).set("api", PLAINTEXT)
+    assert get("api") == PLAINTEXT and get("api") == PLAINTEXT
+    assert heard == ["api", "api"]
