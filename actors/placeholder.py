@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import ray
@@ -20,10 +21,26 @@ class Placeholder(ChildBase):
 class Worker(ChildBase):
     """A plain worker that only lives and answers: used by tests and as a generic child."""
 
-    def __init__(self, *, path: str = "", exit_after: float | None = None, **kw: Any) -> None:
+    def __init__(
+        self,
+        *,
+        path: str = "",
+        exit_after: float | None = None,
+        setup_s: float = 0.0,
+        **kw: Any,
+    ) -> None:
         super().__init__(path=path)
         self.exit_after = exit_after
+        self.setup_s = setup_s
+        self.setup_span = (0.0, 0.0)
         self.calls = 0
+
+    async def setup(self) -> None:
+        import asyncio
+
+        began = time.time()
+        await asyncio.sleep(self.setup_s)
+        self.setup_span = (began, time.time())
 
     async def main(self) -> None:
         import asyncio
@@ -39,3 +56,6 @@ class Worker(ChildBase):
 
     async def figures(self) -> dict[str, Any]:
         return {"calls": self.calls}
+
+    def info(self) -> dict[str, Any]:
+        return {**super().info(), "setup_span": list(self.setup_span)}

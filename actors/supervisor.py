@@ -77,8 +77,13 @@ class Supervisor(ChildBase):
         async with asyncio.TaskGroup() as tg:
             self._tg = tg
             tg.create_task(self._forward_audit())
-            for rec in self.records:
-                await self._start(rec)
+            if self.flags.concurrent_start:
+                async with asyncio.TaskGroup() as starting:  # one failure cancels the rest
+                    for rec in self.records:
+                        starting.create_task(self._start(rec))
+            else:
+                for rec in self.records:
+                    await self._start(rec)
             self._ready_children = True
             while True:
                 child_id, gen, exit = await self._inbox.get()
@@ -154,6 +159,7 @@ class Supervisor(ChildBase):
             # Placed on a node by custom resources: it may wait for that node to (re)join. It
             # is "waiting", not failed, and does not hold up its later siblings.
             rec.handle, rec.run_ref, rec.state = handle, run_ref, "waiting"
+            rec.info = {}  # no node, no process yet (not those of a node that left)
             assert self._tg is not None
             self._tg.create_task(self._settle(rec, rec.gen, ready, ran))
             return

@@ -65,6 +65,10 @@ class SupervisorFlags(msgspec.Struct, frozen=True, kw_only=True):
     backoff: Backoff = Backoff()
     ping_interval_s: float = 2.0
     ping_timeout_s: float = 5.0
+    # Start the children together rather than one after another (each still answers its ready
+    # handshake; the supervisor is started when all are). Only for pools of independent
+    # workers (channels, agents, sandboxes, plugins): siblings that use each other start in order.
+    concurrent_start: bool = False
 
 
 class ChildSpec(msgspec.Struct, frozen=True, kw_only=True):

@@ -37,7 +37,9 @@ PLACEHOLDERS: dict[str, str] = {
 }
 
 
-def flags_from(cfg: Config, section: SupervisorConfig) -> SupervisorFlags:
+def flags_from(
+    cfg: Config, section: SupervisorConfig, *, concurrent_start: bool = False
+) -> SupervisorFlags:
     sup = cfg.supervision
     return SupervisorFlags(
         strategy=Strategy(section.strategy),
@@ -50,6 +52,7 @@ def flags_from(cfg: Config, section: SupervisorConfig) -> SupervisorFlags:
         ),
         ping_interval_s=sup.ping_interval_s,
         ping_timeout_s=sup.ping_timeout_s,
+        concurrent_start=concurrent_start,
     )
 
 
@@ -99,7 +102,14 @@ class _Builder:
             id=cid,
             kind="supervisor",
             child_type=ChildType.SUPERVISOR,
-            args={"flags": flags_from(self.cfg, section), "children": kids},
+            # a one_for_one pool of independent workers starts its children together; with
+            # rest_for_one or one_for_all the user said they depend on each other: in order
+            args={
+                "flags": flags_from(
+                    self.cfg, section, concurrent_start=section.strategy == "one_for_one"
+                ),
+                "children": kids,
+            },
             shutdown=SUPERVISOR_SHUTDOWN_S,
             ready_timeout=self.cfg.supervision.ready_timeout_s * 2,
             resources=dict(HEAD),  # supervisors are small: keep them where the root is

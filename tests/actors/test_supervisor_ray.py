@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 import time
 
+import msgspec
 import pytest
 import ray
 
@@ -188,3 +189,21 @@ def test_child_that_fails_in_setup_fails_the_start() -> None:
     with pytest.raises(Exception) as info:
         start_root(flags(), [bad])
     assert "did not start" in str(info.value) or "ChildStartError" in str(info.value)
+
+
+@pytest.mark.parametrize("concurrent", [False, True])
+def test_pool_supervisor_starts_its_children_together_others_in_order(concurrent: bool) -> None:
+    base = flags()
+    pool = SupervisorFlags(**{**msgspec.structs.asdict(base), "concurrent_start": concurrent})
+    ids = ("a", "b", "c")
+    root, ns = start_root(pool, workers(*ids, setup_s=1.0))
+    try:
+        spans = [ray.get(child(ns, i).ready.remote(), timeout=30)["setup_span"] for i in ids]
+        began, ended = [s[0] for s in spans], [s[1] for s in spans]
+        if concurrent:  # every setup ran while the others did
+            assert max(began) < min(ended)
+        else:  # each began only after the one before it was ready
+            assert all(began[k + 1] >= ended[k] for k in range(len(ids) - 1))
+        assert [node(tree(root), i)["state"] for i in ids] == ["running"] * 3
+    finally:
+        stop_root(root)

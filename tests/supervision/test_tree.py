@@ -36,6 +36,16 @@ def test_tree_shape_follows_the_design() -> None:
     flags = channels.args["flags"]
     assert flags.strategy == Strategy.ONE_FOR_ONE and flags.intensity == 7 and flags.period == 9
     assert root_flags(cfg).strategy == Strategy.ONE_FOR_ONE
+    # the pools start their children together, the root (store before gateway ...) in order
+    assert flags.concurrent_start and by_id["agents"].args["flags"].concurrent_start
+    assert not root_flags(cfg).concurrent_start
+
+
+def test_a_pool_whose_children_depend_on_each_other_starts_them_in_order() -> None:
+    cfg = load_config_text('{"supervision": {"channels": {"strategy": "rest_for_one"}}}')
+    by_id = {c.id: c for c in build_tree(cfg)}
+    assert not by_id["channels"].args["flags"].concurrent_start
+    assert by_id["tools"].args["flags"].concurrent_start
 
 
 def test_unimplemented_kinds_are_labelled_placeholders() -> None:
