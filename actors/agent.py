@@ -5,6 +5,12 @@ both are reached by stable name through ``actors.routing``, so either can restar
 One turn per session runs at a time (``SessionGate``). ``answer(msg)`` is idempotent per
 ``msg.id`` (see ``moltbot.agent.service``): a caller that lost this actor mid-turn calls again
 and gets exactly one answer, with the user message recorded once.
+
+The tools of a turn are the built-in ones plus those of the plugin actors
+(``plugins/plugin:<name>``), merged and routed as ``moltbot.agent.plugin_tools`` decides: built-in
+names win, plugin specs are cached a few seconds, a plugin that does not answer has no tools
+for now. Every tool call is audited (``tool_call``) through an ``AuditForwarder``, which never
+makes a turn wait.
 """
 
 from __future__ import annotations
@@ -12,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import random
 import time
 from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any, TypeVar
@@ -21,8 +26,10 @@ import ray
 from ray.exceptions import RayActorError
 
 from actors import metrics, routing
+from actors.audit import AuditForwarder
 from actors.base import CHILD_OPTIONS, ChildBase
 from moltbot.agent.loop import TurnRunner
+from moltbot.agent.plugin_tools import MergedTools, PluginToolCache
 from moltbot.agent.providers.base import Provider
 from moltbot.agent.service import (
     HELP_TEXT,
@@ -63,6 +70,8 @@ TOOL_LOST = (
     "the tool worker stopped during this call, so it may or may not have run; "
     "check before trying again"
 )
+PLUGIN_SPECS_DEADLINE_S = 2.0  # a plugin that cannot list its tools by then has none this turn
+PLUGIN_CALL_DEADLINE_S = 15.0  # waiting for a restarting plugin before a tool call gives up
 
 
 class StoreTranscripts:
@@ -112,7 +121,7 @@ class SandboxTools:
 
     async def call(self, name: str, input: dict[str, Any], session: str) -> ToolResult:
         path = routing.sandbox_path(session, self._workers)
-        target = await _live(self._ns, path, self._deadline)
+        target = await routing.live(self._ns, path, self._deadline)
         try:
             result: ToolResult = await target.call.remote(name, input, session)
         except RayActorError:
@@ -120,21 +129,50 @@ class SandboxTools:
         return result
 
 
-async def _live(namespace: str, path: str, deadline_s: float) -> Any:
-    """A handle of the actor at ``path`` that answered ``ready`` (waits through a restart)."""
-    end = time.monotonic() + deadline_s
-    attempt = 0
-    while True:
+class PluginTools:
+    """The plugin actors as the agent sees them: their tool specs, and tool calls (sent once).
+
+    Neither raises: a plugin that is missing, restarting, refused or a placeholder has no specs
+    (None) and its calls return an error ``ToolResult`` the model can read.
+    """
+
+    def __init__(
+        self,
+        namespace: str,
+        *,
+        specs_deadline_s: float = PLUGIN_SPECS_DEADLINE_S,
+        call_deadline_s: float = PLUGIN_CALL_DEADLINE_S,
+    ) -> None:
+        self._ns = namespace
+        self._specs_deadline = specs_deadline_s
+        self._call_deadline = call_deadline_s
+
+    async def specs(self, plugin: str) -> list[dict[str, Any]] | None:
+        path = routing.plugin_path(plugin)
+        wait = self._specs_deadline
         try:
-            target = routing.handle(namespace, path)
-            await target.ready.remote()
-            return target
-        except routing.RETRYABLE:
-            routing.forget(namespace, path)
-            attempt += 1
-            if time.monotonic() >= end:
-                raise Unavailable(f"{path} is not available right now") from None
-            await asyncio.sleep(min(2.0, 0.05 * 2**attempt) * (0.5 + random.random()))
+            asked = routing.call(self._ns, path, "tools", deadline_s=wait)
+            got = await asyncio.wait_for(asked, wait)
+        except (TimeoutError, Unavailable, AttributeError, RayActorError):
+            routing.forget(self._ns, path)
+            return None
+        return got if isinstance(got, list) else None
+
+    async def call_tool(
+        self, plugin: str, name: str, input: dict[str, Any], session: str
+    ) -> ToolResult:
+        path = routing.plugin_path(plugin)
+        down = f"plugin '{plugin}' is not available right now; try again later"
+        try:
+            target = await routing.live(self._ns, path, self._call_deadline)
+            result: ToolResult = await target.call_tool.remote(name, input, session)
+        except (Unavailable, AttributeError):
+            return ToolResult(text=down, is_error=True, code=Unavailable.code)
+        except RayActorError:
+            routing.forget(self._ns, path)
+            lost = f"plugin '{plugin}' stopped during this call, so it may or may not have run"
+            return ToolResult(text=lost, is_error=True, code=Unavailable.code)
+        return result
 
 
 @ray.remote(**CHILD_OPTIONS)
@@ -148,6 +186,9 @@ class AgentActor(ChildBase):
         self._provider: Provider | None = None
         self._store: StoreTranscripts | None = None
         self._tools: SandboxTools | None = None
+        self._plugins: PluginTools | None = None
+        self._tool_table: PluginToolCache | None = None
+        self._audit = AuditForwarder(self.namespace, path)
         self._gate = SessionGate(self.config.agent.queue_size)
         self._ns = ""
         self._figures = Counters()
@@ -163,11 +204,15 @@ class AgentActor(ChildBase):
         specs = tool_registry(cfg, approval_book(cfg)).specs()
         self._store = StoreTranscripts(self._ns)
         self._tools = SandboxTools(self._ns, cfg.tools.workers, specs)
+        self._plugins = PluginTools(self._ns)
+        enabled = [p.name for p in cfg.plugins if p.enabled]
+        self._tool_table = PluginToolCache(specs, enabled, self._plugins.specs)
 
     async def main(self) -> None:
         try:
             await asyncio.Event().wait()
         finally:
+            await self._audit.aclose()
             close = getattr(self._provider, "aclose", None)
             if close is not None:
                 with contextlib.suppress(Exception):
@@ -232,9 +277,15 @@ class AgentActor(ChildBase):
                 skip_user=state.status == "interrupted",
             )
             agent = self.config.agent
+            tools = MergedTools(
+                self._need(self._tools),
+                self._need(self._plugins),
+                await self._need(self._tool_table).table(),
+                audit=self._audit.record,
+            )
             runner = TurnRunner(
                 self._need(self._provider),
-                self._need(self._tools),
+                tools,
                 turn_log,
                 max_turns=agent.max_turns,
                 max_tokens=agent.max_tokens,

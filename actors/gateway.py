@@ -8,6 +8,7 @@ from typing import Any
 
 import msgspec
 import ray
+from ray.exceptions import RayActorError
 
 from actors import routing
 from actors.base import CHILD_OPTIONS, ChildBase
@@ -21,6 +22,7 @@ from moltbot.supervision.tree import channel_ids
 
 SUPERVISORS = ("", "agents", "tools", "channels", "plugins")
 EVENT_POLL_S = 0.5
+PLUGIN_DEADLINE_S = 10.0  # waiting for a restarting plugin before a method call gives up
 AUDIT_DEADLINE_S = 5.0
 
 
@@ -124,6 +126,24 @@ class RayBackend(BaseBackend):
     async def config_get(self) -> JSON:
         data: JSON = msgspec.to_builtins(self.cfg)
         return data
+
+    async def plugin_call(self, plugin: str, method: str, params: JSON) -> JSON:
+        """Sent once (a method need not be idempotent): the plugin's errors reach the client
+        with their own code and message; its death mid-call is ``Unavailable``."""
+        if plugin not in {p.name for p in self.cfg.plugins if p.enabled}:
+            raise NotFound(f"no plugin named {plugin!r}", hint="see plugins[] in the config")
+        path = routing.plugin_path(plugin)
+        try:
+            target = await routing.live(self.ns, path, PLUGIN_DEADLINE_S)
+            result: JSON = await target.call_method.remote(method, params)
+        except AttributeError:  # the child there is still a placeholder
+            raise Unavailable(f"plugin '{plugin}' is not available yet") from None
+        except RayActorError:
+            routing.forget(self.ns, path)
+            raise Unavailable(
+                f"plugin '{plugin}' stopped during the call; it may or may not have run"
+            ) from None
+        return result
 
     async def events(self) -> AsyncIterator[tuple[str, JSON]]:
         seen = dict.fromkeys(SUPERVISORS, 0)

@@ -51,6 +51,10 @@ def sandbox_path(session_key: str, workers: int) -> str:
     return f"tools/sandbox-{shard_for(session_key, workers)}"
 
 
+def plugin_path(plugin: str) -> str:
+    return f"plugins/plugin:{plugin}"
+
+
 async def call(
     namespace: str,
     path: str,
@@ -72,3 +76,13 @@ async def call(
             if time.monotonic() >= end:
                 raise Unavailable(f"{path} is not available right now") from None
             await asyncio.sleep(min(2.0, 0.05 * 2**attempt) * (0.5 + random.random()))
+
+
+async def live(namespace: str, path: str, deadline_s: float = 60.0) -> Any:
+    """A handle of the actor at ``path`` that answered ``ready`` (waits through a restart).
+
+    For a request that must be sent at most once (a tool call, a plugin method): find the
+    actor with this (safe to retry), then call it once and handle its death yourself.
+    """
+    await call(namespace, path, "ready", deadline_s=deadline_s)
+    return handle(namespace, path)

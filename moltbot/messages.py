@@ -71,7 +71,12 @@ ChatEvent = ChatDelta | ChatTool | ChatFinal
 
 
 class ToolResult(msgspec.Struct, frozen=True, kw_only=True):
-    """What a tool call returned to the model (text only; capped by the tool)."""
+    """What a tool call returned to the model (text only; capped by the tool).
+
+    ``code``: the ``moltbot.errors`` code when one of our errors stopped the call
+    (``approval_required``, ``path_escape`` ...), so callers can tell a refusal from a failure.
+    """
 
     text: str
     is_error: bool = False
+    code: str = ""

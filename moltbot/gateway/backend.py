@@ -58,6 +58,11 @@ class Backend(Protocol):
         """The effective config with secrets redacted (the gateway redacts once more)."""
         ...
 
+    async def plugin_call(self, plugin: str, method: str, params: JSON) -> JSON:
+        """A plugin's gateway method (``plugin.<plugin>.<method>``): its object, or
+        ``NotFound`` (no such plugin or method), or the plugin's own error (safe message)."""
+        ...
+
     def events(self) -> AsyncIterator[tuple[str, JSON]]:
         """Server events pushed to every connected client: ``(event name, payload)``.
 
@@ -115,6 +120,9 @@ class BaseBackend:
 
     async def config_get(self) -> JSON:
         raise self._missing("config")
+
+    async def plugin_call(self, plugin: str, method: str, params: JSON) -> JSON:
+        raise self._missing("plugins")
 
     async def events(self) -> AsyncIterator[tuple[str, JSON]]:
         raise self._missing("events")

@@ -3,6 +3,11 @@
 ``chat.send`` streams ``chat`` events (``{"kind": "delta"|"tool"|"final", ...,"req": id}``)
 through ``CallContext.emit`` before its response. ``config.get`` redacts secrets once more,
 whatever the backend already did.
+
+``plugin.<plugin>.<method>`` (e.g. ``plugin.hello.last``) calls a method a plugin registered
+with ``register_gateway_method``: the params go to it as they are and its object is the
+payload. A name of another shape is an ``unknown_method``; an unknown plugin or method is
+``not_found`` (from the backend).
 """
 
 from __future__ import annotations
@@ -14,10 +19,12 @@ from typing import Any
 
 import msgspec
 
+from moltbot.config.schema import PLUGIN_NAME_PATTERN
 from moltbot.errors import BadRequest, UnknownMethod
 from moltbot.gateway import frames as f
 from moltbot.gateway.backend import Backend
 from moltbot.messages import ChatFinal
+from moltbot.plugins.api import METHOD_NAME
 
 Emit = Callable[[str, Any], Awaitable[None]]
 MAX_CHAT_CHARS = 100_000
@@ -27,6 +34,9 @@ _SECRET_KEY = re.compile(
     r"credentials?|cookie)$",
     re.IGNORECASE,
 )
+PLUGIN_PREFIX = "plugin."
+PLUGIN_METHOD_SHAPE = "plugin.<plugin>.<method>"
+_PLUGIN_NAME = re.compile(PLUGIN_NAME_PATTERN)
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +58,21 @@ def redact(value: Any) -> Any:
     if isinstance(value, list | tuple):
         return [redact(v) for v in value]
     return value
+
+
+def plugin_method(method: str) -> tuple[str, str] | None:
+    """``plugin.<plugin>.<method>`` as (plugin, method); None for any other method name.
+
+    Raises ``UnknownMethod`` for a ``plugin.`` name of the wrong shape.
+    """
+    if not method.startswith(PLUGIN_PREFIX):
+        return None
+    plugin, _, name = method[len(PLUGIN_PREFIX) :].partition(".")
+    if not (_PLUGIN_NAME.match(plugin) and METHOD_NAME.match(name)):
+        raise UnknownMethod(
+            "not a plugin method name", hint=f"plugin methods are called {PLUGIN_METHOD_SHAPE}"
+        )
+    return plugin, name
 
 
 def chat_payload(event: msgspec.Struct, request_id: str) -> dict[str, Any]:
@@ -83,12 +108,14 @@ class Dispatcher:
 
     async def call(self, method: str, params: dict[str, Any], ctx: CallContext) -> Any:
         handler = self._table.get(method)
-        if handler is None:
-            shown = method if len(method) <= 64 and method.isprintable() else "(unprintable)"
-            raise UnknownMethod(
-                f"unknown method {shown!r}", hint="known: " + ", ".join(self._table)
-            )
-        return await handler(params, ctx)
+        if handler is not None:
+            return await handler(params, ctx)
+        target = plugin_method(method)
+        if target is not None:
+            return await self._b.plugin_call(*target, params)
+        shown = method if len(method) <= 64 and method.isprintable() else "(unprintable)"
+        known = ", ".join((*self._table, PLUGIN_METHOD_SHAPE))
+        raise UnknownMethod(f"unknown method {shown!r}", hint="known: " + known)
 
     async def _health(self, params: dict[str, Any], ctx: CallContext) -> Any:
         f.parse_params(params, f.NoParams)

@@ -21,7 +21,15 @@ from typing import Any
 import httpx
 import msgspec
 
-from moltbot.errors import CapabilityDenied, NotFound, PluginError
+from moltbot.errors import (
+    AccessDenied,
+    BadRequest,
+    CapabilityDenied,
+    MoltbotError,
+    NotFound,
+    PluginError,
+    Unavailable,
+)
 from moltbot.messages import OutboundMessage, ToolResult
 from moltbot.tools.registry import Tool, ToolRegistry
 
@@ -29,6 +37,8 @@ TOOL_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 METHOD_NAME = re.compile(r"^[a-z][A-Za-z0-9_.]{0,63}$")
 KV_KEY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,47}$")
 BUILTIN_CHANNELS = frozenset({"telegram", "slack", "signal", "web", "cli"})
+# errors a method handler may raise that reach the caller as they are (plain, picklable types)
+PASSED_ERRORS = (AccessDenied, BadRequest, CapabilityDenied, NotFound, PluginError, Unavailable)
 
 ToolHandler = Callable[[Any, str], "Awaitable[ToolResult | str] | ToolResult | str"]
 MethodHandler = Callable[[dict[str, Any]], "Awaitable[dict[str, Any]] | dict[str, Any]"]
@@ -188,12 +198,25 @@ class PluginAPI:
 
     # --- what the host calls -------------------------------------------------------------------
     async def call_method(self, name: str, params: dict[str, Any]) -> dict[str, Any]:
+        """Run a registered gateway method. Raises ``NotFound`` (no such method), one of
+        ``PASSED_ERRORS`` the handler raised, or ``PluginError``: any other error of ours keeps
+        its message, anything else gets a generic one (its text may hold anything)."""
         handler = self.registered.methods.get(name)
         if handler is None:
             raise NotFound(f"plugin '{self.name}' has no method {name!r}")
-        result = handler(params)
-        if inspect.isawaitable(result):
-            result = await result
+        try:
+            result = handler(params)
+            if inspect.isawaitable(result):
+                result = await result
+        except MoltbotError as exc:
+            if type(exc) in PASSED_ERRORS:
+                raise
+            raise PluginError(exc.user_message, hint=exc.hint) from None
+        except Exception:
+            self._log.exception("method %s failed", name)
+            raise PluginError(
+                f"plugin '{self.name}': method {name} failed", hint="see the plugin's log"
+            ) from None
         if not isinstance(result, dict):
             raise PluginError(f"plugin '{self.name}': method {name} did not return an object")
         return result

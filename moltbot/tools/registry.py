@@ -94,7 +94,7 @@ class ToolRegistry:
         try:
             result = await tool.handler(args, session)
         except MoltbotError as exc:
-            return ToolResult(text=cap_text(exc.user_message), is_error=True)
+            return ToolResult(text=cap_text(exc.user_message), is_error=True, code=exc.code)
         except Exception:
             log.exception("tool %s failed", name)
             return ToolResult(text=f"the {name} tool failed unexpectedly", is_error=True)

@@ -2,19 +2,35 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
+import socket
 import time
 import uuid
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import ray
 
 from actors.supervisor import Supervisor
-from moltbot.supervision.spec import ChildSpec, SupervisorFlags
+from moltbot.config.schema import Config
+from moltbot.supervision.spec import Backoff, ChildSpec, ChildType, SupervisorFlags
+
+FAST = SupervisorFlags(
+    intensity=10,
+    period=30.0,
+    backoff=Backoff(base_s=0.05, max_s=0.5, jitter=0.1),
+    ping_interval_s=0.5,
+    ping_timeout_s=5.0,
+)
 
 
 def start_root(
-    flags: SupervisorFlags, children: list[ChildSpec], env: dict[str, str] | None = None
+    flags: SupervisorFlags,
+    children: list[ChildSpec],
+    env: dict[str, str] | None = None,
+    ready_timeout: float = 60.0,
 ) -> tuple[Any, str]:
     ns = f"t-{uuid.uuid4().hex[:8]}"
     opts: dict[str, Any] = {"name": "moltbot", "namespace": ns, "num_cpus": 0}
@@ -24,8 +40,26 @@ def start_root(
         path="", flags=flags, children=children, namespace=ns
     )
     ray.get(root.start_detached.remote())
-    ray.get(root.ready.remote(), timeout=60)
+    ray.get(root.ready.remote(), timeout=ready_timeout)
     return root, ns
+
+
+def worker(cid: str, kind: str, cfg: Config, **args: Any) -> ChildSpec:
+    """A worker child of ``kind`` with ``cfg`` (and ``args``) and short test timeouts."""
+    return ChildSpec(
+        id=cid, kind=kind, shutdown=3.0, args={"config": cfg, **args}, ready_timeout=60.0
+    )
+
+
+def supervisor(cid: str, kids: list[ChildSpec], flags: SupervisorFlags = FAST) -> ChildSpec:
+    return ChildSpec(
+        id=cid,
+        kind="supervisor",
+        child_type=ChildType.SUPERVISOR,
+        shutdown=20.0,
+        ready_timeout=120.0,
+        args={"flags": flags, "children": kids},
+    )
 
 
 def child(ns: str, path: str) -> Any:
@@ -64,3 +98,27 @@ def stop_root(root: Any) -> None:
         ray.get(root.stop.remote(), timeout=60)
     finally:
         ray.kill(root)
+
+
+def home_with_workspace(base: Path) -> tuple[Path, Path]:
+    """A ``MOLTBOT_HOME`` under ``base`` and its workspace, holding ``hello.txt``."""
+    home = base / "home"
+    workspace = home / "workspace"
+    workspace.mkdir(parents=True)
+    (workspace / "hello.txt").write_text("hi there\n")
+    return home, workspace
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def request(ws: Any, rid: str, method: str, params: dict[str, Any]) -> dict[str, Any]:
+    """Send one gateway request over ``ws`` and return its response (events are skipped)."""
+    await ws.send(json.dumps({"type": "req", "id": rid, "method": method, "params": params}))
+    while True:
+        frame = json.loads(await asyncio.wait_for(ws.recv(), 20))
+        if frame["type"] == "res" and frame["id"] == rid:
+            return dict(frame)

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 from pathlib import Path
 from typing import Any
 
@@ -21,19 +20,20 @@ from moltbot.gateway.server import GatewayServer, GatewaySettings
 from moltbot.security.audit import AuditLog, tail, verify
 from moltbot.security.vault import Vault
 from moltbot.supervision.spec import Backoff, ChildSpec, SupervisorFlags
-from tests.actors.helpers import child, node, start_root, stop_root, tree, wait_for
+from tests.actors.helpers import (
+    child,
+    free_port,
+    node,
+    request,
+    start_root,
+    stop_root,
+    tree,
+    wait_for,
+)
 from tests.gateway.echo_backend import EchoBackend
 
 TOKEN = "audit-hook-token-0123456789-abcdefghijklmnop"
 WRONG = "wrong-token-that-must-never-be-logged-4242"
-
-
-async def request(ws: Any, rid: str, method: str, params: dict[str, Any]) -> dict[str, Any]:
-    await ws.send(json.dumps({"type": "req", "id": rid, "method": method, "params": params}))
-    while True:
-        frame = json.loads(await asyncio.wait_for(ws.recv(), 20))
-        if frame["type"] == "res" and frame["id"] == rid:
-            return dict(frame)
 
 
 async def login(url: str, token: str) -> dict[str, Any]:
@@ -103,12 +103,6 @@ async def test_gateway_server_audits_logins_failures_lockouts_and_approvals(
 
 
 # --- a real tree ---------------------------------------------------------------------------
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.mark.usefixtures("ray_cluster")
 def test_tree_transitions_and_failed_logins_reach_the_audit_log(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -23,16 +22,19 @@ from moltbot.cli.main import main as cli
 from moltbot.config.loader import load_config_text
 from moltbot.security.vault import Vault
 from moltbot.supervision.spec import Backoff, ChildSpec, ChildType, SupervisorFlags
-from tests.actors.helpers import child, node, start_root, stop_root, tree, wait_for
+from tests.actors.helpers import (
+    child,
+    free_port,
+    node,
+    request,
+    start_root,
+    stop_root,
+    tree,
+    wait_for,
+)
 
 pytestmark = pytest.mark.usefixtures("ray_cluster")
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def flags() -> SupervisorFlags:
@@ -49,14 +51,6 @@ def sup(cid: str, kids: list[ChildSpec]) -> ChildSpec:
         shutdown=30,
         args={"flags": flags(), "children": kids},
     )
-
-
-async def request(ws: Any, rid: str, method: str, params: dict[str, Any]) -> dict[str, Any]:
-    await ws.send(json.dumps({"type": "req", "id": rid, "method": method, "params": params}))
-    while True:
-        frame = json.loads(await asyncio.wait_for(ws.recv(), 20))
-        if frame["type"] == "res" and frame["id"] == rid:
-            return dict(frame)
 
 
 def test_gateway_actor_serves_the_tree_and_chat_survives_its_restart(

@@ -36,19 +36,21 @@ from moltbot.agent.service import (
 from moltbot.config.schema import Config
 from moltbot.errors import BadRequest, ProviderAuthError
 from moltbot.messages import ChatDelta, ChatEvent, ChatFinal, ChatTool, InboundMessage
-from moltbot.supervision.spec import Backoff, ChildSpec, ChildType, SupervisorFlags
-from tests.actors.helpers import child, node, pid_of, tree, wait_for
+from tests.actors.helpers import (
+    FAST,
+    child,
+    home_with_workspace,
+    node,
+    pid_of,
+    supervisor,
+    tree,
+    wait_for,
+    worker,
+)
 from tests.fakes.anthropic_api import FakeAnthropicAPI
 
 KEY_ENV = "ANTHROPIC_TEST_KEY"
 USAGE = "usage: /approve ID (the id in the approval request)"
-FAST = SupervisorFlags(
-    intensity=10,
-    period=30.0,
-    backoff=Backoff(base_s=0.05, max_s=0.5, jitter=0.1),
-    ping_interval_s=0.5,
-    ping_timeout_s=5.0,
-)
 
 
 @dataclass
@@ -90,29 +92,9 @@ def config(workspace: Path, **agent: Any) -> Config:
     )
 
 
-def worker(cid: str, kind: str, cfg: Config, index: int = 0) -> ChildSpec:
-    return ChildSpec(
-        id=cid, kind=kind, shutdown=3.0, args={"config": cfg, "index": index}, ready_timeout=60.0
-    )
-
-
-def supervisor(cid: str, kids: list[ChildSpec]) -> ChildSpec:
-    return ChildSpec(
-        id=cid,
-        kind="supervisor",
-        child_type=ChildType.SUPERVISOR,
-        shutdown=20.0,
-        ready_timeout=120.0,
-        args={"flags": FAST, "children": kids},
-    )
-
-
 @pytest.fixture(scope="module")
 def live(ray_cluster: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Tree]:
-    home = tmp_path_factory.mktemp("home")
-    workspace = home / "workspace"
-    workspace.mkdir()
-    (workspace / "hello.txt").write_text("hi there\n")
+    home, workspace = home_with_workspace(tmp_path_factory.mktemp("store-agent"))
     with ApiThread(FakeAnthropicAPI(chunk_delay_s=0.2)) as api:
         offline = config(workspace)
         claude = config(
@@ -128,7 +110,7 @@ def live(ray_cluster: None, tmp_path_factory: pytest.TempPathFactory) -> Iterato
             supervisor("tools", [worker("sandbox-0", "sandbox", offline)]),
             supervisor(
                 "agents",
-                [worker("agent-0", "agent", offline), worker("agent-1", "agent", claude, 1)],
+                [worker("agent-0", "agent", offline), worker("agent-1", "agent", claude, index=1)],
             ),
         ]
         ns = f"t-{uuid.uuid4().hex[:8]}"

@@ -6,7 +6,7 @@ import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
-from moltbot.errors import NotFound
+from moltbot.errors import NotFound, PluginError
 from moltbot.messages import ChatDelta, ChatEvent, ChatFinal, ChatTool
 
 XSS_REPLY = 'look: <img src=x onerror="window.__xss=1"> done'
@@ -23,6 +23,7 @@ class EchoBackend:
         self.reset_sessions: list[str] = []
         self.resolved: list[tuple[str, bool, str]] = []
         self.paired: list[tuple[str, str]] = []
+        self.plugin_calls: list[tuple[str, str, dict[str, Any]]] = []
         self.approvals: dict[str, dict[str, Any]] = {
             "a1": {"id": "a1", "command": "rm -rf /tmp/x <b>", "session": "web"},
         }
@@ -96,6 +97,17 @@ class EchoBackend:
             "channels": {"telegram": {"bot_token": SECRET_IN_CONFIG, "api_base": "http://x"}},
             "agent": {"model": "claude", "max_tokens": 1024, "api_key": SECRET_IN_CONFIG},
         }
+
+    async def plugin_call(self, plugin: str, method: str, params: dict[str, Any]) -> dict[str, Any]:
+        """One plugin, ``echo``: ``repeat`` answers its params, ``refuse`` fails politely."""
+        self.plugin_calls.append((plugin, method, params))
+        if plugin != "echo":
+            raise NotFound(f"no plugin named {plugin!r}")
+        if method == "repeat":
+            return {"plugin": plugin, "params": params}
+        if method == "refuse":
+            raise PluginError("the echo plugin refuses", hint="ask nicely")
+        raise NotFound(f"plugin 'echo' has no method {method!r}")
 
     async def events(self) -> AsyncIterator[tuple[str, dict[str, Any]]]:
         while True:

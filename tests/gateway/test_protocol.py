@@ -103,7 +103,9 @@ async def test_bad_params_are_bad_request(gateway: GatewayServer) -> None:
 async def test_base_backend_answers_unavailable(make_gateway: MakeGateway) -> None:
     gw = await make_gateway(BaseBackend())
     c = await logged_in(gw)
-    for method, params in [("status", {}), ("chat.send", {"text": "hi"}), ("config.get", {})]:
+    calls = [("status", {}), ("chat.send", {"text": "hi"}), ("config.get", {}),
+             ("plugin.reminders.list", {})]  # fmt: skip
+    for method, params in calls:
         res = await c.call(method, params)
         assert res["ok"] is False
         assert res["error"]["code"] == "unavailable"
@@ -124,6 +126,46 @@ async def test_unknown_method(gateway: GatewayServer) -> None:
     res = await c.call("files.delete_everything")
     assert res["ok"] is False and res["error"]["code"] == "unknown_method"
     assert "chat.send" in res["error"]["hint"]
+
+
+async def test_plugin_methods_are_routed_and_their_errors_are_frames(
+    make_gateway: MakeGateway,
+) -> None:
+    backend = EchoBackend()
+    gw = await make_gateway(backend)
+    c = await logged_in(gw)
+    res = await c.call("plugin.echo.repeat", {"n": 1, "nested": {"a": [1, 2]}})
+    assert res["ok"] is True
+    assert res["payload"] == {"plugin": "echo", "params": {"n": 1, "nested": {"a": [1, 2]}}}
+    missing = {"plugin.nobody.repeat": "no plugin named 'nobody'",
+               "plugin.echo.nope": "plugin 'echo' has no method 'nope'"}  # fmt: skip
+    for method, message in missing.items():
+        res = await c.call(method)
+        assert res["ok"] is False and res["error"]["code"] == "not_found", res
+        assert res["error"]["message"] == message
+    res = await c.call("plugin.echo.refuse", {"x": 1})
+    assert res["error"] == {
+        "code": "plugin_error", "message": "the echo plugin refuses", "hint": "ask nicely"
+    }  # fmt: skip
+    for malformed in ["plugin.echo", "plugin.Echo.repeat", "plugin..repeat", "plugin.echo.Bad"]:
+        res = await c.call(malformed)
+        assert res["error"]["code"] == "unknown_method", (malformed, res)
+        assert "plugin.<plugin>.<method>" in res["error"]["hint"]
+    assert [call[:2] for call in backend.plugin_calls] == [
+        ("echo", "repeat"), ("nobody", "repeat"), ("echo", "nope"), ("echo", "refuse")
+    ]  # fmt: skip
+    assert (await c.call("plugin.echo.repeat"))["payload"] == {"plugin": "echo", "params": {}}
+    unknown = await c.call("files.delete_everything")
+    assert "plugin.<plugin>.<method>" in unknown["error"]["hint"]
+
+
+async def test_plugin_methods_need_a_login_like_every_method(make_gateway: MakeGateway) -> None:
+    backend = EchoBackend()
+    gw = await make_gateway(backend)
+    c = await open_client(gw)
+    res = await c.call("plugin.echo.repeat", {"n": 1})
+    assert res["ok"] is False and res["error"]["code"] == "unauthorized", res
+    assert backend.plugin_calls == []
 
 
 async def test_second_connect_is_refused(gateway: GatewayServer) -> None:

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import pickle
+from collections.abc import Callable
+
 import httpx
 import msgspec
 import pytest
 
-from moltbot.errors import CapabilityDenied, NotFound, PluginError
+from moltbot.errors import BadRequest, CapabilityDenied, ConfigError, NotFound, PluginError
 from moltbot.messages import OutboundMessage, ToolResult
 from moltbot.plugins.api import PluginAPI
 from tests.plugins.support import Host
@@ -145,6 +148,38 @@ async def test_gateway_methods_sync_and_async() -> None:
         await api.call_method("bad", {})
     with pytest.raises(PluginError, match="invalid or repeated"):
         api.register_gateway_method("status", status)
+
+
+async def test_method_errors_reach_callers_safe_and_plain() -> None:
+    api = api_with("gateway_methods")
+
+    def raiser(exc: Exception) -> Callable[[dict[str, object]], dict[str, object]]:
+        def handler(params: dict[str, object]) -> dict[str, object]:
+            raise exc
+
+        return handler
+
+    async def crash(params: dict[str, object]) -> dict[str, object]:
+        raise ValueError("connection string postgres://u:hunter2@db")
+
+    api.register_gateway_method("crash", crash)
+    api.register_gateway_method("bad", raiser(BadRequest("give a date", hint="YYYY-MM-DD")))
+    api.register_gateway_method("config", raiser(ConfigError("$.x", "wrong", "fix x")))
+    with pytest.raises(PluginError) as info:
+        await api.call_method("crash", {})
+    assert type(info.value) is PluginError and "hunter2" not in str(info.value)
+    assert info.value.user_message == "plugin 'demo': method crash failed"
+    with pytest.raises(BadRequest) as bad:  # one of ours, of a plain type: passed as it is
+        await api.call_method("bad", {})
+    assert bad.value.user_message == "give a date" and bad.value.hint == "YYYY-MM-DD"
+    with pytest.raises(PluginError) as other:  # another of ours: its safe text, a plain type
+        await api.call_method("config", {})
+    assert type(other.value) is PluginError
+    assert other.value.user_message == "config error at $.x: wrong"
+    assert other.value.hint == "fix x"
+    for exc in (info.value, bad.value, other.value):  # they cross to the gateway's process
+        again = pickle.loads(pickle.dumps(exc))
+        assert (type(again), again.user_message) == (type(exc), exc.user_message)
 
 
 def test_channels_are_recorded_and_builtin_names_refused() -> None:

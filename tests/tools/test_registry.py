@@ -72,7 +72,9 @@ async def test_errors_are_mapped_without_leaking() -> None:
     assert "hunter2" not in res.text and "postgres" not in res.text
     assert res.text == "the boom tool failed unexpectedly"
     res = await reg.call("refuse", {"text": "x"}, "s")
-    assert res == ToolResult(text="that path is outside the workspace", is_error=True)
+    assert res == ToolResult(
+        text="that path is outside the workspace", is_error=True, code="path_escape"
+    )
 
 
 async def test_default_registry_has_all_tools(tmp_path: Path) -> None:
