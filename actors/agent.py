@@ -49,6 +49,7 @@ from moltbot.agent.service import (
     without_turn,
 )
 from moltbot.agent.sessions import SessionGate
+from moltbot.agent.transcript_cache import CachedTranscripts
 from moltbot.config.schema import Config
 from moltbot.errors import (
     AccessDenied,
@@ -75,29 +76,28 @@ PLUGIN_CALL_DEADLINE_S = 15.0  # waiting for a restarting plugin before a tool c
 
 
 class StoreTranscripts:
-    """``TranscriptLog`` over the store actor (riding through its restarts)."""
+    """The store actor's transcripts (riding through its restarts); cached in front by
+    ``CachedTranscripts``, since this agent is the only writer of its sessions."""
 
     def __init__(self, namespace: str, deadline_s: float = 60.0) -> None:
         self._ns = namespace
         self._deadline = deadline_s
 
+    async def _call(self, method: str, *args: Any) -> Any:
+        return await routing.call(self._ns, STORE, method, *args, deadline_s=self._deadline)
+
     async def load(self, session: str) -> list[dict[str, Any]]:
-        records: list[dict[str, Any]] = await routing.call(
-            self._ns, STORE, "transcript_load", session, deadline_s=self._deadline
-        )
+        records: list[dict[str, Any]] = await self._call("transcript_load", session)
         return records
 
     async def append(self, session: str, record: dict[str, Any]) -> None:
-        await routing.call(
-            self._ns, STORE, "transcript_append", session, record, deadline_s=self._deadline
-        )
+        await self._call("transcript_append", session, record)
+
+    async def append_many(self, session: str, records: list[dict[str, Any]]) -> None:
+        await self._call("transcript_append_many", session, records)
 
     async def reset(self, session: str) -> bool:
-        return bool(
-            await routing.call(
-                self._ns, STORE, "sessions_reset", session, deadline_s=self._deadline
-            )
-        )
+        return bool(await self._call("sessions_reset", session))
 
 
 class SandboxTools:
@@ -184,7 +184,7 @@ class AgentActor(ChildBase):
         self.config = config or Config()
         self.index = index
         self._provider: Provider | None = None
-        self._store: StoreTranscripts | None = None
+        self._store: CachedTranscripts | None = None
         self._tools: SandboxTools | None = None
         self._plugins: PluginTools | None = None
         self._tool_table: PluginToolCache | None = None
@@ -202,7 +202,7 @@ class AgentActor(ChildBase):
             log.error("%s cannot start: %s", self.path, user_text(exc))
             raise
         specs = tool_registry(cfg, approval_book(cfg)).specs()
-        self._store = StoreTranscripts(self._ns)
+        self._store = CachedTranscripts(StoreTranscripts(self._ns))
         self._tools = SandboxTools(self._ns, cfg.tools.workers, specs)
         self._plugins = PluginTools(self._ns)
         enabled = [p.name for p in cfg.plugins if p.enabled]
@@ -293,14 +293,18 @@ class AgentActor(ChildBase):
                 history_tokens=agent.history_tokens,
             )
             started = time.monotonic()
-            async with contextlib.aclosing(runner.run_turn(session, text)) as events:
-                async for event in events:
-                    if isinstance(event, ChatFinal):
-                        self._record_turn(time.monotonic() - started, event.usage)
-                        if msg_id:
-                            marker = done_marker(msg_id, event.text, time.time())
-                            await store.append(session, marker)
-                    yield event
+            try:
+                async with contextlib.aclosing(runner.run_turn(session, text)) as events:
+                    async for event in events:
+                        if isinstance(event, ChatFinal):
+                            self._record_turn(time.monotonic() - started, event.usage)
+                            marks = [done_marker(msg_id, event.text, time.time())] if msg_id else []
+                            await turn_log.finish(session, *marks)  # reply + mark, one write
+                        yield event
+            except Exception:
+                with contextlib.suppress(Exception):
+                    await turn_log.finish(session)  # keep the text the user already saw
+                raise
 
     def _record_turn(self, seconds: float, usage: dict[str, int]) -> None:
         """One finished model turn in ``figures()`` and the Ray metrics."""
@@ -323,12 +327,19 @@ class AgentActor(ChildBase):
             "tokens_out": int(f.get("tokens_out")),
         }
 
+    async def sessions_reset(self, session: str) -> bool:
+        """Archive a session's transcript (the gateway's ``sessions.reset``): through the agent
+        that owns the session, after its running turn, so its cache stays true."""
+        await self._ready.wait()
+        async with self._gate.hold(session):
+            return bool(await self._need(self._store).reset(session))
+
     # --- commands ----------------------------------------------------------------------------
     async def _command(self, command: Command, session: str) -> str:
         if command.problem:
             return command.problem
         if command.name == "reset":
-            had = await self._need(self._store).reset(session)
+            had = bool(await self._need(self._store).reset(session))
             if had:
                 return "Started a new conversation."
             return "Nothing to reset: this is a new conversation."

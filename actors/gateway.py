@@ -81,7 +81,8 @@ class RayBackend(BaseBackend):
         return result
 
     async def sessions_reset(self, session: str) -> None:
-        await self._call("store", "sessions_reset", web_session(session))
+        key = web_session(session)  # the agent owning the session resets it (and its cache)
+        await self._call(routing.agent_path(key, self.cfg.agent.workers), "sessions_reset", key)
 
     async def channels_status(self) -> list[JSON]:
         out: list[JSON] = []

@@ -92,6 +92,11 @@ class StoreActor(ChildBase):
         await self._ready.wait()
         await asyncio.to_thread(self.transcripts.append, session, record)
 
+    async def transcript_append_many(self, session: str, records: list[dict[str, Any]]) -> None:
+        """Several records of one turn with one fsync (e.g. the reply and its done mark)."""
+        await self._ready.wait()
+        await asyncio.to_thread(self.transcripts.append_many, session, records)
+
     async def history(self, session: str, limit: int = 50) -> list[dict[str, Any]]:
         """The newest ``limit`` user/assistant messages of a session, oldest first."""
         records = await self.transcript_load(session)

@@ -39,6 +39,7 @@ from moltbot.agent.service import (
     without_turn,
 )
 from moltbot.agent.sessions import SessionGate
+from moltbot.agent.transcript_cache import CachedTranscripts
 from moltbot.channels.service import (
     ChannelService,
     Ports,
@@ -68,7 +69,7 @@ class InProcAgent:
     def __init__(self, cfg: Config, home: Path) -> None:
         self.cfg = cfg
         self.provider = build_provider(cfg, vault_get=_no_vault)
-        self.store = AsyncTranscripts(TranscriptStore(paths.sessions_dir(home)))
+        self.store = CachedTranscripts(AsyncTranscripts(TranscriptStore(paths.sessions_dir(home))))
         self.tools = tool_registry(cfg, approval_book(cfg))
         self.gate = SessionGate(cfg.agent.queue_size)
 
@@ -97,10 +98,9 @@ class InProcAgent:
             )
             async with contextlib.aclosing(runner.run_turn(session, text)) as events:
                 async for event in events:
-                    if isinstance(event, ChatFinal) and msg_id:
-                        await self.store.append(
-                            session, done_marker(msg_id, event.text, time.time())
-                        )
+                    if isinstance(event, ChatFinal):
+                        marks = [done_marker(msg_id, event.text, time.time())] if msg_id else []
+                        await turn_log.finish(session, *marks)
                     yield event
 
     async def answer(self, msg: InboundMessage) -> str:

@@ -23,6 +23,7 @@ from benchmarks import harness as h
 NAME = "recovery"
 TARGET_S = 2.0
 PROBE_EVERY_S = 0.25
+PHASES = ("death_seen", "restart_ready", "to_reply")
 PATHS = {
     "telegram": "channels/telegram:tg0",
     "slack": "channels/slack:sl0",
@@ -58,13 +59,15 @@ def ray(ctx: h.Ctx) -> None:
     samples: dict[str, list[float | None]] = {ch: [] for ch in PATHS}
     lost: dict[str, int] = dict.fromkeys(PATHS, 0)
     time.sleep(6)  # restarts of the crash benchmark leave the intensity window
+    phases: dict[str, list[dict[str, float | None]]] = {ch: [] for ch in PATHS}
     for rep in range(reps):
         for ch, path in PATHS.items():
             pid_before = tree.pid(path)
-            t_kill = time.perf_counter()
+            t_kill, wall_kill = time.perf_counter(), time.time()
             tree.kill(path)
             took, sent, unanswered = p.run(_probe(p, ch, rep, t_kill, 45.0), timeout=90)
             samples[ch].append(None if took is None else round(took, 3))
+            phases[ch].append(_phases(tree, path, wall_kill, took))
             lost[ch] += unanswered
             h.log(
                 f"recovery {ch} #{rep + 1}: {None if took is None else round(took, 2)} s, "
@@ -73,7 +76,30 @@ def ray(ctx: h.Ctx) -> None:
             )
             time.sleep(2.5)  # at most 2 restarts per 5 s under the channels supervisor
     ctx.bucket(NAME)["recovery_s"] = samples
+    ctx.bucket(NAME)["phases_s"] = phases
     ctx.bucket(NAME)["probes_unanswered"] = lost
+
+
+def _phases(
+    tree: h.RayTree, path: str, wall_kill: float, took: float | None
+) -> dict[str, float | None]:
+    """Where a recovery's time went, from the channels supervisor's own events: kill → death
+    seen, → restarted and ready (backoff, new process, imports, connect), → next reply."""
+    import ray
+
+    events = ray.get(tree.handle(path.rsplit("/", 1)[0]).recent_events.remote(0), timeout=30)
+    mine = [e for e in events if e["child"] == path and e["t"] >= wall_kill]
+    exited = next((e["t"] for e in mine if e["event"] == "exited"), None)
+    started = next((e["t"] for e in mine if e["event"] == "started"), None)
+
+    def span(a: float | None, b: float | None) -> float | None:
+        return None if a is None or b is None else round(b - a, 3)
+
+    return {
+        "death_seen": span(wall_kill, exited),
+        "restart_ready": span(exited, started),
+        "to_reply": span(started, None if took is None else wall_kill + took),
+    }
 
 
 def post(ctx: h.Ctx) -> None:
@@ -129,6 +155,11 @@ def up_to_ready(ctx: h.Ctx, i: int) -> dict[str, Any]:
     return out
 
 
+def _median(xs: list[float | None]) -> float | None:
+    good = [x for x in xs if x is not None]
+    return h._r(h.percentile(good, 50), 3) if good else None
+
+
 def report(ctx: h.Ctx) -> dict[str, Any]:
     d = ctx.bucket(NAME)
     samples: dict[str, list[float | None]] = d.get("recovery_s", {})
@@ -136,6 +167,7 @@ def report(ctx: h.Ctx) -> dict[str, Any]:
         "recovery_s": samples,
         "up": d.get("up", []),
         "probes_unanswered": d.get("probes_unanswered", {}),
+        "phases_s": d.get("phases_s", {}),
     }
     rows = []
     warm: list[float] = []
@@ -156,6 +188,15 @@ def report(ctx: h.Ctx) -> dict[str, Any]:
         ["channel", "first", "warm median", "max", "never"],
         rows,
     )
+    if d.get("phases_s"):
+        h.print_table(
+            "where recovery time goes (median s): kill → death seen → restarted+ready → reply",
+            ["channel", "death seen", "restart+ready", "to reply"],
+            [
+                [ch, *(_median([x[k] for x in xs]) for k in PHASES)]
+                for ch, xs in d["phases_s"].items()
+            ],
+        )
     if d.get("probes_unanswered"):
         h.print_table(
             "probes not yet answered 5 s after the first reply",

@@ -9,7 +9,10 @@
   reads a transcript and says whether the turn for a ``msg_id`` is new, interrupted (its user
   message is recorded but no ``turn_done``) or done (with its final text). :class:`TurnLog` is
   the ``TranscriptLog`` one turn writes through: it tags records, and when re-running an
-  interrupted turn it does not write the user message a second time.
+  interrupted turn it does not write the user message a second time. It holds a final
+  assistant text back until :meth:`TurnLog.finish`, which writes it together with the
+  ``turn_done`` record (one store call, one fsync); losing it in a crash only means the
+  interrupted turn is answered again, which it would be anyway.
 - **Tools.** :func:`tool_registry` builds the same registry in the sandbox actor (to run tools)
   and in the agent (for the tool specs the model sees) from one config.
 """
@@ -19,7 +22,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 import msgspec
 
@@ -137,16 +140,30 @@ def chat_records(records: list[dict[str, Any]], limit: int) -> list[dict[str, An
     return [r for r in records if r.get("role") in CHAT_ROLES][-limit:]
 
 
+class BatchLog(TranscriptLog, Protocol):
+    """A ``TranscriptLog`` that can also write several records of a session at once."""
+
+    async def append_many(self, session: str, records: list[dict[str, Any]]) -> None: ...
+
+
+def _holds_tool_use(record: dict[str, Any]) -> bool:
+    content = record.get("content")
+    return isinstance(content, list) and any(
+        isinstance(b, dict) and b.get("type") == "tool_use" for b in content
+    )
+
+
 class TurnLog:
     """The ``TranscriptLog`` of one turn: preloaded history, records tagged with ``msg_id``.
 
     ``skip_user``: the user message of this turn is already in the transcript (an interrupted
     turn being re-run), so the first user record the turn appends is not written again.
+    An assistant record without tool calls waits for the next record or :meth:`finish`.
     """
 
     def __init__(
         self,
-        inner: TranscriptLog,
+        inner: BatchLog,
         history: list[dict[str, Any]],
         *,
         msg_id: str = "",
@@ -157,6 +174,7 @@ class TurnLog:
         self._msg_id = msg_id
         self._skip_user = skip_user
         self._appended = 0
+        self._held: list[dict[str, Any]] = []
 
     async def load(self, session: str) -> list[dict[str, Any]]:
         return list(self._history)
@@ -168,7 +186,17 @@ class TurnLog:
             return
         if self._msg_id:
             record = {**record, "msg_id": self._msg_id}
-        await self._inner.append(session, record)
+        self._held.append(record)
+        if record.get("role") != "assistant" or _holds_tool_use(record):
+            await self.finish(session)
+
+    async def finish(self, session: str, *records: dict[str, Any]) -> None:
+        """Write what is held back, plus ``records`` (e.g. the done marker), in one call."""
+        batch, self._held = [*self._held, *records], []
+        if len(batch) == 1:
+            await self._inner.append(session, batch[0])
+        elif batch:
+            await self._inner.append_many(session, batch)
 
 
 # --- durable small values ----------------------------------------------------------------------

@@ -97,7 +97,7 @@ class Ports:
 
 
 class ServiceOptions(msgspec.Struct, frozen=True, kw_only=True):
-    workers: int = 4  # dispatch workers (= shards of the queue)
+    workers: int = 16  # dispatch workers (= shards of the queue; a session stays on one)
     queue_size: int = 16  # per worker; a full queue back-pressures the receive loop
     stuck_after_s: float = 600.0
     retry_base_s: float = 1.0  # backoff of a send/answer retried later

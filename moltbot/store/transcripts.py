@@ -58,12 +58,18 @@ def write_all(fd: int, data: bytes) -> None:
 
 def append_line(path: Path, line: bytes) -> None:
     """Append one line and fsync; if the file ends in a torn line, end it first."""
+    append_lines(path, [line])
+
+
+def append_lines(path: Path, lines: list[bytes]) -> None:
+    """Append lines with one write and one fsync; a torn last line is ended first."""
+    data = b"".join(line + b"\n" for line in lines)
     fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o600)
     try:
         size = os.fstat(fd).st_size
         if size and os.pread(fd, 1, size - 1) != b"\n":
-            line = b"\n" + line
-        write_all(fd, line + b"\n")
+            data = b"\n" + data
+        write_all(fd, data)
         os.fsync(fd)
     finally:
         os.close(fd)
@@ -116,12 +122,18 @@ class TranscriptStore:
         fsync_dir(self.folder)
 
     def append(self, session: str, record: dict[str, Any]) -> None:
-        line = msgspec.json.encode(record)
+        self.append_many(session, [record])
+
+    def append_many(self, session: str, records: list[dict[str, Any]]) -> None:
+        """Append records together: one write, one fsync (all of them, or a torn last line)."""
+        if not records:
+            return
+        lines = [msgspec.json.encode(r) for r in records]
         path = self.path_for(session)
         with self._lock:
             if not path.exists():
                 self._create(path, session)
-            append_line(path, line)
+            append_lines(path, lines)
 
     def load(self, session: str) -> list[dict[str, Any]]:
         with self._lock:
@@ -182,6 +194,9 @@ class AsyncTranscripts:
 
     async def append(self, session: str, record: dict[str, Any]) -> None:
         await asyncio.to_thread(self.store.append, session, record)
+
+    async def append_many(self, session: str, records: list[dict[str, Any]]) -> None:
+        await asyncio.to_thread(self.store.append_many, session, records)
 
     async def reset(self, session: str) -> Path | None:
         return await asyncio.to_thread(self.store.reset, session)

@@ -305,28 +305,41 @@ async def test_turn_state_and_turn_log_for_idempotent_turns() -> None:
     class Log:
         def __init__(self) -> None:
             self.records: list[dict[str, Any]] = []
+            self.writes = 0
 
         async def load(self, session: str) -> list[dict[str, Any]]:
             return list(self.records)
 
         async def append(self, session: str, record: dict[str, Any]) -> None:
-            self.records.append(record)
+            await self.append_many(session, [record])
+
+        async def append_many(self, session: str, records: list[dict[str, Any]]) -> None:
+            self.writes += 1
+            self.records.extend(records)
 
     inner = Log()
     assert turn_state([], "m1").status == "new"
     fresh = TurnLog(inner, [], msg_id="m1")
     await fresh.append("s", {"role": "user", "content": "hi"})
     await fresh.append("s", {"role": "assistant", "content": []})
+    assert [r["role"] for r in inner.records] == ["user"]  # a final reply waits for finish()
+    await fresh.finish("s")
     assert [r["msg_id"] for r in inner.records] == ["m1", "m1"]
     assert turn_state(inner.records, "m1").status == "interrupted"
     assert without_turn(inner.records, "m1") == []
 
     rerun = TurnLog(inner, without_turn(inner.records, "m1"), msg_id="m1", skip_user=True)
     assert await rerun.load("s") == []
+    writes = inner.writes
     await rerun.append("s", {"role": "user", "content": "hi"})  # already recorded: skipped
+    tool_use = {"type": "tool_use", "id": "t", "name": "bash", "input": {}}
+    await rerun.append("s", {"role": "assistant", "content": [tool_use]})  # written at once
+    await rerun.append("s", {"role": "user", "content": [{"type": "tool_result"}]})
     await rerun.append("s", {"role": "assistant", "content": [{"type": "text", "text": "yo"}]})
-    inner.records.append(done_marker("m1", "yo", 1.0))
-    assert [r["role"] for r in inner.records] == ["user", "assistant", "assistant", "meta"]
+    await rerun.finish("s", done_marker("m1", "yo", 1.0))  # the reply and its mark together
+    assert inner.writes - writes == 3
+    roles = [r["role"] for r in inner.records]
+    assert roles == ["user", "assistant", "assistant", "user", "assistant", "meta"]
     state = turn_state(inner.records, "m1")
     assert state.status == "done" and state.final_text == "yo"
     assert turn_state(inner.records, "m2").status == "new"

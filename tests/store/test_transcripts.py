@@ -39,6 +39,11 @@ def test_every_append_is_fsynced(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
         store.append("s", {"n": n + 1})
     target = str(store.path_for("s"))
     assert synced.count(target) == 3
+    store.append_many("s", [{"n": 4}, {"n": 5}])  # one turn's records: one fsync
+    assert synced.count(target) == 4
+    store.append_many("s", [])
+    assert synced.count(target) == 4
+    assert [r["n"] for r in store.load("s")] == [0, 1, 2, 3, 4, 5]
 
 
 def test_torn_last_line_is_skipped_and_next_append_starts_a_new_line(tmp_path: Path) -> None:
@@ -50,6 +55,10 @@ def test_torn_last_line_is_skipped_and_next_append_starts_a_new_line(tmp_path: P
     store.append("s", {"n": 3})
     assert store.load("s") == [{"n": 1}, {"n": 3}]
     assert store.path_for("s").read_bytes().endswith(b'wri\n{"n":3}\n')
+    with store.path_for("s").open("ab") as f:
+        f.write(b'{"n": 4')
+    store.append_many("s", [{"n": 5}, {"n": 6}])
+    assert store.load("s") == [{"n": 1}, {"n": 3}, {"n": 5}, {"n": 6}]
 
 
 def test_reset_archives_instead_of_deleting(tmp_path: Path) -> None:

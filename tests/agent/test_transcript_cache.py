@@ -1,0 +1,68 @@
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from moltbot.agent.transcript_cache import CachedTranscripts
+from moltbot.errors import Unavailable
+from moltbot.store.transcripts import AsyncTranscripts, TranscriptStore
+
+
+class Counting(AsyncTranscripts):
+    """The real files, counting loads, and failing writes on request."""
+
+    def __init__(self, folder: Path) -> None:
+        super().__init__(TranscriptStore(folder))
+        self.loads = 0
+        self.fail = False
+
+    async def load(self, session: str) -> list[dict[str, Any]]:
+        self.loads += 1
+        return await super().load(session)
+
+    async def append_many(self, session: str, records: list[dict[str, Any]]) -> None:
+        await super().append_many(session, records)  # written, then the answer is lost
+        if self.fail:
+            raise Unavailable("store gone")
+
+
+async def test_a_loaded_session_is_served_from_memory_and_kept_true(tmp_path: Path) -> None:
+    inner = Counting(tmp_path)
+    await inner.append("s", {"role": "user", "content": "old"})
+    cache = CachedTranscripts(inner)
+    assert [r["content"] for r in await cache.load("s")] == ["old"]
+    await cache.append("s", {"role": "assistant", "content": "a"})
+    await cache.append_many("s", [{"role": "user", "content": "b"}, {"role": "meta"}])
+    got = await cache.load("s")
+    assert inner.loads == 1
+    assert got == await inner.load("s")  # memory and files agree
+    got.append({"role": "user", "content": "caller's own copy"})
+    assert len(await cache.load("s")) == 4
+
+
+async def test_a_write_with_unknown_outcome_drops_the_session(tmp_path: Path) -> None:
+    inner = Counting(tmp_path)
+    cache = CachedTranscripts(inner)
+    await cache.load("s")
+    inner.fail = True
+    with pytest.raises(Unavailable):
+        await cache.append_many("s", [{"role": "user", "content": "x"}, {"role": "meta"}])
+    assert "s" not in cache
+    inner.fail = False
+    assert [r["role"] for r in await cache.load("s")] == ["user", "meta"]  # read again
+    assert inner.loads == 2
+
+
+async def test_reset_and_the_bound_on_cached_sessions(tmp_path: Path) -> None:
+    inner = Counting(tmp_path)
+    cache = CachedTranscripts(inner, cached=2)
+    for s in ("a", "b", "c"):
+        await cache.append(s, {"role": "user", "content": s})
+        await cache.load(s)
+    assert "a" not in cache and "b" in cache and "c" in cache  # least recently used went
+    assert await cache.reset("b") is not None
+    assert "b" not in cache and await cache.load("b") == []
+    with pytest.raises(ValueError):
+        CachedTranscripts(inner, cached=0)
