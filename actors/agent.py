@@ -60,6 +60,7 @@ from moltbot.errors import (
 )
 from moltbot.messages import ChatEvent, ChatFinal, InboundMessage, ToolResult
 from moltbot.observability import Counters, span
+from moltbot.security.vault import lazy_get
 
 log = logging.getLogger("moltbot.agent")
 
@@ -196,8 +197,10 @@ class AgentActor(ChildBase):
     async def setup(self) -> None:
         cfg = self.config
         self._ns = self.namespace  # the tree's namespace, given by the supervisor
-        try:
-            self._provider = build_provider(cfg)
+        try:  # the API key read from the vault (if it is there) is audited
+            self._provider = build_provider(
+                cfg, vault_get=lazy_get(on_read=self._audit.secret_reader())
+            )
         except ProviderAuthError as exc:
             log.error("%s cannot start: %s", self.path, user_text(exc))
             raise

@@ -13,6 +13,7 @@ import hashlib
 import ipaddress
 import json
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -39,6 +40,9 @@ RAY_ENV = {
     "RAY_AUTH_MODE": os.environ["RAY_AUTH_MODE"],
 }
 GENERIC_KINDS = {"supervisor", "placeholder", "worker"}
+# for our `ray start` processes: on SIGTERM Ray 2.60 first drains the node for up to 30 s (for
+# Ray Serve), and times out on a GCS that is already stopping; we stop the tree ourselves first
+RAY_START_ENV = {"RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S": "0"}
 
 
 class Head(msgspec.Struct, frozen=True, kw_only=True):
@@ -47,6 +51,7 @@ class Head(msgspec.Struct, frozen=True, kw_only=True):
     temp_dir: str = ""
     pgid: int = 0  # 0: joined someone else's cluster; we never stop it
     dashboard: str = ""
+    node_ip: str = ""  # a joined node: this machine's address in the cluster
 
 
 def _head_file(home: Path) -> Path:
@@ -60,11 +65,12 @@ def read_head(home: Path) -> Head | None:
         return None
 
 
-def _free_port(preferred: int) -> int:
+def _free_port(preferred: int, host: str = "127.0.0.1") -> int:
+    """``preferred`` if it is free on ``host`` (the address Ray will listen on), else any."""
     for port in (preferred, 0):
         with socket.socket() as s:
             try:
-                s.bind(("127.0.0.1", port))
+                s.bind((host, port))
             except OSError:
                 continue
             return int(s.getsockname()[1])
@@ -76,14 +82,63 @@ def _ray_bin() -> str:
     return str(local) if local.exists() else "ray"
 
 
+def token_path() -> Path:
+    """Where Ray (and so ``moltbot up``) keeps the cluster token: ``RAY_AUTH_TOKEN_PATH`` or
+    ``~/.ray/auth_token``. Other machines join with a copy of it."""
+    env = os.environ.get("RAY_AUTH_TOKEN_PATH")
+    return Path(env).expanduser() if env else Path.home() / ".ray" / "auth_token"
+
+
+def has_token() -> bool:
+    """True when a Ray started from here would find a token (environment or token file)."""
+    if os.environ.get("RAY_AUTH_TOKEN", "").strip():
+        return True
+    try:
+        return bool(token_path().read_text().strip())
+    except OSError:
+        return False
+
+
+def token_source() -> str:
+    """What another machine needs a copy of to join: the token file (or the variable)."""
+    return "$RAY_AUTH_TOKEN" if os.environ.get("RAY_AUTH_TOKEN") else str(token_path())
+
+
+def is_loopback(address: str) -> bool:
+    """``address``: an IP or ``HOST:PORT``; True for loopback (this machine only)."""
+    one_colon = address.count(":") == 1 or address.startswith("[")
+    host = (address.rsplit(":", 1)[0] if one_colon else address).strip("[]")
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
+
+
+def ensure_token() -> Path | None:
+    """Create the head's token (0600) unless one exists: ``ray start --head`` does not (only
+    ``ray.init`` does), so on a fresh machine it would refuse to start. Returns the token file
+    (None: the token comes from ``RAY_AUTH_TOKEN``, or token auth is off)."""
+    if RAY_ENV["RAY_AUTH_MODE"].lower() != "token" or os.environ.get("RAY_AUTH_TOKEN"):
+        return None
+    path = token_path()
+    if not has_token():
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(secrets.token_hex(32))  # as Ray's own generator: 256 bits
+    return path
+
+
 def start_head(cfg: Config, home: Path) -> Head:
-    """``ray start --head`` on loopback in its own process group; wait until it answers."""
+    """``ray start --head`` on ``cluster.head_ip`` (loopback by default) in its own process
+    group; wait until it answers."""
     run = paths.run_dir(home)
     run.mkdir(parents=True, exist_ok=True, mode=0o700)
     tag = hashlib.sha256(str(home.resolve()).encode()).hexdigest()[:10]
     temp_dir = f"/tmp/moltbot-ray-{tag}"  # noqa: S108 - short: Ray's unix sockets live here
-    port = _free_port(cfg.cluster.head_port)
     ip = cfg.cluster.head_ip
+    port = _free_port(cfg.cluster.head_port, ip)
+    ensure_token()
     argv = [
         _ray_bin(), "start", "--head", "--block", f"--node-ip-address={ip}",
         f"--port={port}", f"--temp-dir={temp_dir}", "--disable-usage-stats",
@@ -92,11 +147,11 @@ def start_head(cfg: Config, home: Path) -> Head:
     ]  # fmt: skip
     dashboard = ""
     if cfg.cluster.dashboard:
-        dport = _free_port(cfg.cluster.dashboard_port)
+        dport = _free_port(cfg.cluster.dashboard_port, cfg.cluster.dashboard_host)
         argv += [f"--dashboard-host={cfg.cluster.dashboard_host}", f"--dashboard-port={dport}"]
         dashboard = f"http://{cfg.cluster.dashboard_host}:{dport}"
-    env = {**os.environ, **RAY_ENV, "MOLTBOT_HOME": str(home)}
-    if not ipaddress.ip_address(ip).is_loopback:  # a home-lab head other machines can join
+    env = {**os.environ, **RAY_ENV, **RAY_START_ENV, "MOLTBOT_HOME": str(home)}
+    if not is_loopback(ip):  # a home-lab head other machines can join
         env["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "1"
     log_path = run / "ray-head.log"
     with open(log_path, "ab") as logf:
@@ -258,12 +313,14 @@ def stop_tree(root: Any, timeout: float = 120.0) -> None:
 
 
 def head_processes(head: Head) -> list[psutil.Process]:
-    """Every process of this head: its process group, and anything naming its temp dir."""
+    """Every process of this head: its session (Ray's workers, ``ray::IDLE`` and the like, have
+    process groups of their own and no temp dir in their retitled command line), and anything
+    naming its temp dir."""
     found: list[psutil.Process] = []
     for proc in psutil.process_iter(["pid", "cmdline"]):
         try:
             cmd = " ".join(proc.info["cmdline"] or [])
-            in_group = head.pgid and os.getpgid(proc.pid) == head.pgid
+            in_group = head.pgid and head.pgid in (os.getpgid(proc.pid), os.getsid(proc.pid))
         except (psutil.Error, ProcessLookupError, PermissionError):
             continue
         if proc.pid != os.getpid() and (in_group or (head.temp_dir and head.temp_dir in cmd)):
@@ -298,9 +355,21 @@ def join_node(
     resources: dict[str, float],
     labels: dict[str, str],
     token: str | None,
-    node_ip: str = "127.0.0.1",
+    node_ip: str | None = None,
 ) -> Head:
-    """``ray start --address`` this machine into a cluster, as a daemon we can stop later."""
+    """``ray start --address`` this machine into a cluster, as a daemon we can stop later.
+
+    ``address`` is the head's ``cluster.head_ip`` and Ray port (``moltbot up`` prints it; it is
+    in the head's ``run/ray.json``). ``token``: the head's Ray token (else this machine's own
+    ``~/.ray/auth_token`` or ``RAY_AUTH_TOKEN``). ``node_ip``: the address the head reaches this
+    machine at; by default the one this machine sends from towards the head.
+    """
+    if not token and not has_token():
+        raise SupervisionError(
+            f"no Ray token to join {address} with (looked in $RAY_AUTH_TOKEN and {token_path()})",
+            hint="copy the head's ~/.ray/auth_token here and pass --token-file FILE",
+        )
+    node_ip = node_ip or local_ip_towards(address)
     nodes_dir = paths.run_dir(home) / "nodes"
     nodes_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     tag = hashlib.sha256(f"{home.resolve()}:{address}:{time.time()}".encode()).hexdigest()[:10]
@@ -312,17 +381,17 @@ def join_node(
     ]  # fmt: skip
     if labels:
         argv.append("--labels=" + ",".join(f"{k}={v}" for k, v in labels.items()))
-    env = {**os.environ, **RAY_ENV}
+    env = {**os.environ, **RAY_ENV, **RAY_START_ENV}
     if token:
         env["RAY_AUTH_TOKEN"] = token
-    if not ipaddress.ip_address(node_ip).is_loopback:
+    if not is_loopback(node_ip):
         env["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "1"
     log_path = nodes_dir / f"{tag}.log"
     with open(log_path, "ab") as logf:
         proc = subprocess.Popen(
             argv, stdout=logf, stderr=subprocess.STDOUT, env=env, start_new_session=True
         )
-    node = Head(address=address, namespace="", temp_dir=temp_dir, pgid=proc.pid)
+    node = Head(address=address, namespace="", temp_dir=temp_dir, pgid=proc.pid, node_ip=node_ip)
     (nodes_dir / f"{tag}.json").write_bytes(msgspec.json.encode(node))
     deadline = time.monotonic() + 90
     while time.monotonic() < deadline:
@@ -333,6 +402,21 @@ def join_node(
         time.sleep(0.2)
     stop_head(node)
     raise SupervisionError(f"the node did not join {address} in 90 s; see {log_path}")
+
+
+def local_ip_towards(address: str) -> str:
+    """This machine's source address for traffic to ``address`` (``HOST:PORT``): the one the
+    head sees. No packet is sent (a UDP socket only picks its route)."""
+    host = address.rsplit(":", 1)[0].strip("[]")
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    try:
+        with socket.socket(family, socket.SOCK_DGRAM) as s:
+            s.connect((host, 9))
+            return str(s.getsockname()[0])
+    except OSError:
+        raise SupervisionError(
+            f"no route from here to {host}", hint="check the address, or pass --node-ip"
+        ) from None
 
 
 def leave_nodes(home: Path) -> int:
@@ -350,10 +434,12 @@ def leave_nodes(home: Path) -> int:
 
 
 def nodes() -> list[dict[str, Any]]:
-    """The cluster's nodes as ``moltbot status`` shows them (ids, address, custom resources)."""
+    """The cluster's nodes as ``moltbot status`` shows them (ids, address, custom resources,
+    the labels given to ``node join``)."""
     out = []
     for n in ray.nodes():
         res = {k: v for k, v in n.get("Resources", {}).items() if not k.startswith("node:")}
+        labels = {k: v for k, v in (n.get("Labels") or {}).items() if not k.startswith("ray.io/")}
         out.append(
             {
                 "node": n["NodeID"],
@@ -361,6 +447,7 @@ def nodes() -> list[dict[str, Any]]:
                 "address": n.get("NodeManagerAddress", ""),
                 "head": "node:__internal_head__" in n.get("Resources", {}),
                 "resources": res,
+                "labels": labels,
             }
         )
     return out

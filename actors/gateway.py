@@ -11,6 +11,7 @@ import ray
 from ray.exceptions import RayActorError
 
 from actors import routing
+from actors.audit import AuditForwarder
 from actors.base import CHILD_OPTIONS, ChildBase
 from moltbot.config.schema import Config
 from moltbot.errors import NotFound, Unavailable
@@ -118,10 +119,11 @@ class RayBackend(BaseBackend):
                 out.append({"channel": cid, **item})
         return out
 
-    async def pairing_approve(self, channel: str, code: str) -> JSON:
+    async def pairing_approve(self, channel: str, code: str, *, by: str = "") -> JSON:
         if channel not in {cid for cid, _k, _a in channel_ids(self.cfg)}:
             raise NotFound(f"no channel {channel}")
-        result: JSON = await self._call(f"channels/{channel}", "pairing_approve", code)
+        path = f"channels/{channel}"
+        result: JSON = await self._call(path, "pairing_approve", code, by or "gateway")
         return result if isinstance(result, dict) else {"sender": result}
 
     async def config_get(self) -> JSON:
@@ -168,14 +170,12 @@ class GatewayActor(ChildBase):
         super().__init__(**kw)
         self.cfg = config or Config()
         self.server: GatewayServer | None = None
+        self._reads = AuditForwarder(self.namespace, self.path)  # its vault reads, audited
 
     async def setup(self) -> None:
-        from moltbot.security.vault import Vault
+        from moltbot.security.vault import lazy_get
 
-        def lookup(name: str) -> str:
-            return Vault.open().get(name)
-
-        settings = settings_from_config(self.cfg, lookup)
+        settings = settings_from_config(self.cfg, lazy_get(on_read=self._reads.secret_reader()))
         self.server = GatewayServer(
             settings,
             RayBackend(self.cfg, self.namespace),
@@ -190,6 +190,7 @@ class GatewayActor(ChildBase):
             await self.server.serve_forever()
         finally:
             await self.server.stop()
+            await self._reads.aclose()
 
     async def _audit(self, kind: str, fields: dict[str, Any]) -> str:
         """Append to the store's audit log (the server queues these; it never waits on them)."""

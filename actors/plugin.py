@@ -19,17 +19,17 @@ from typing import Any, cast
 import ray
 
 from actors import routing
+from actors.audit import AuditForwarder
 from actors.base import CHILD_OPTIONS, ChildBase
 from moltbot.config.schema import Config
-from moltbot.errors import PluginError, Unavailable
+from moltbot.errors import PluginError
 from moltbot.messages import ToolResult
 from moltbot.plugins.api import Services
 from moltbot.plugins.loader import LoadedPlugin, activate, plugin_config, prepare
-from moltbot.security.vault import Vault
+from moltbot.security.vault import lazy_get
 
 log = logging.getLogger("moltbot.plugin")
 STORE_DEADLINE_S = 10.0
-AUDIT_DEADLINE_S = 5.0
 DENIALS_KEPT = 50
 
 
@@ -42,8 +42,8 @@ class PluginActor(ChildBase):
         self.loaded: LoadedPlugin | None = None
         self.refused: PluginError | None = None
         self.denials: deque[dict[str, str]] = deque(maxlen=DENIALS_KEPT)
-        self._vault: Vault | None = None
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._audit = AuditForwarder(self.namespace, self.path)  # denials and secret reads
+        self._vault_get = lazy_get(on_read=self._audit.secret_reader())  # opened at first use
         self._settled = asyncio.Event()  # loaded (setup done) or refused
 
     # --- life --------------------------------------------------------------------------------
@@ -61,15 +61,16 @@ class PluginActor(ChildBase):
             self.loaded = loaded
         finally:
             self._settled.set()
-        if self.loaded is not None and self.loaded.run is not None:
-            await self.loaded.run(self.loaded.api)  # raising here is a crash: restarted
-        await asyncio.Event().wait()  # its tools and methods stay available
+        try:
+            if self.loaded is not None and self.loaded.run is not None:
+                await self.loaded.run(self.loaded.api)  # raising here is a crash: restarted
+            await asyncio.Event().wait()  # its tools and methods stay available
+        finally:
+            await self._audit.aclose()
 
     # --- services the PluginAPI gets ---------------------------------------------------------
     def _secret(self, name: str) -> str:
-        if self._vault is None:
-            self._vault = Vault.open()
-        return self._vault.get(name)
+        return self._vault_get(name)
 
     async def _kv_get(self, key: str) -> bytes | None:
         got = await routing.call(
@@ -84,27 +85,7 @@ class PluginActor(ChildBase):
 
     def _denied(self, fields: dict[str, str]) -> None:
         self.denials.append(dict(fields))
-        try:
-            task = asyncio.get_running_loop().create_task(self._audit(dict(fields)))
-        except RuntimeError:  # no loop in this thread: the denial is still kept above
-            return
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
-    async def _audit(self, fields: dict[str, str]) -> None:
-        try:
-            await routing.call(
-                self.namespace,
-                "store",
-                "audit_append",
-                "plugin_denied",
-                fields,
-                deadline_s=AUDIT_DEADLINE_S,
-            )
-        except (AttributeError, Unavailable):
-            pass  # a store without an audit log (yet), or none running
-        except Exception as exc:
-            log.warning("plugin %s: denial not audited (%s)", self.plugin, type(exc).__name__)
+        self._audit.record("plugin_denied", fields)  # never blocks, never raises
 
     # --- calls -------------------------------------------------------------------------------
     def _not_loaded(self) -> str:

@@ -302,8 +302,9 @@ class Supervisor(ChildBase):
         if rec.handle is None:
             return
         rec.gen += 1  # whatever its watcher reports now is stale
+        placed = rec.state != "waiting"  # a waiting child has no process to ask: just kill it
         rec.state = "stopping"
-        if rec.spec.shutdown > 0:
+        if rec.spec.shutdown > 0 and placed:
             try:
                 stopped = asyncio.ensure_future(rec.handle.stop.remote())
                 await asyncio.wait_for(stopped, rec.spec.shutdown)

@@ -69,6 +69,31 @@ def table(status: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def nodes_table(nodes: list[dict[str, Any]]) -> str:
+    """The cluster's nodes (``control.nodes()``): id, address, head or not, labels, resources."""
+    head = ["NODE", "ADDRESS", "STATE", "ROLE", "LABELS", "RESOURCES"]
+    body = [
+        [
+            n["node"][:8],
+            n["address"],
+            "alive" if n["alive"] else "gone",
+            "head" if n["head"] else "worker",
+            ",".join(f"{k}={v}" for k, v in sorted(n.get("labels", {}).items())) or "-",
+            " ".join(
+                f"{k}={v:g}"
+                for k, v in sorted(n["resources"].items())
+                if k not in ("memory", "object_store_memory")
+            ),
+        ]
+        for n in nodes
+    ]
+    widths = [max(len(r[i]) for r in [head, *body]) for i in range(len(head) - 1)]
+    return "\n".join(
+        "  ".join([*(r[i].ljust(widths[i]) for i in range(len(widths))), r[-1]]).rstrip()
+        for r in [head, *body]
+    )
+
+
 def flatten(status: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """Every actor by name (for scripts and tests)."""
     out: dict[str, dict[str, Any]] = {}

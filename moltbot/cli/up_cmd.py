@@ -13,7 +13,7 @@ import time
 from typing import Any
 
 from moltbot import paths
-from moltbot.cli.render import table
+from moltbot.cli.render import nodes_table, table
 from moltbot.config.loader import load_config
 from moltbot.config.schema import Config
 from moltbot.errors import NotRunning
@@ -47,7 +47,7 @@ def cmd_up(args: argparse.Namespace) -> int:
             raise NotRunning(
                 "moltbot is already running here", hint="see `moltbot status`, or `moltbot down`"
             )
-        print("starting Ray (local head on 127.0.0.1) ...", flush=True)
+        print(f"starting Ray (head on {cfg.cluster.head_ip}) ...", flush=True)
         head = control.start_head(cfg, home)
     started = time.monotonic()
     try:
@@ -65,6 +65,9 @@ def cmd_up(args: argparse.Namespace) -> int:
     if head.dashboard:
         print(f"  dashboard: {head.dashboard}")
     print(f"  {_provider_note(cfg)}")
+    if head.pgid and not control.is_loopback(head.address):
+        print(f"  join:      moltbot node join {head.address} --resources '{{...}}' \\")
+        print(f"               --token-file <a copy of {control.token_source()}>")
     if args.detach:
         print("running in the background: `moltbot status`, `moltbot down`")
         return 0
@@ -110,22 +113,25 @@ def cmd_down(args: argparse.Namespace) -> int:
     return 0
 
 
-def _status(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
+def _status(args: argparse.Namespace) -> tuple[Any, dict[str, Any], list[dict[str, Any]]]:
     from actors import control
 
     head, root = control.attach(paths.home())
-    return head, control.tree_status(root)
+    return head, control.tree_status(root), control.nodes()
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    head, status = _status(args)
+    head, status, nodes = _status(args)
     if args.json:
-        print(json.dumps({"ray": head.address, "dashboard": head.dashboard, "tree": status}))
+        out = {"ray": head.address, "dashboard": head.dashboard, "tree": status, "nodes": nodes}
+        print(json.dumps(out))
     else:
         print(
             f"Ray: {head.address}" + (f"   dashboard: {head.dashboard}" if head.dashboard else "")
         )
         print(table(status))
+        print()
+        print(nodes_table(nodes))
     return 0
 
 

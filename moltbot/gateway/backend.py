@@ -52,7 +52,9 @@ class Backend(Protocol):
 
     async def pairing_list(self) -> list[JSON]: ...
 
-    async def pairing_approve(self, channel: str, code: str) -> JSON: ...
+    async def pairing_approve(self, channel: str, code: str, *, by: str = "") -> JSON:
+        """``by`` names who approved (``gateway:<client address>``) for the audit log."""
+        ...
 
     async def config_get(self) -> JSON:
         """The effective config with secrets redacted (the gateway redacts once more)."""
@@ -115,7 +117,7 @@ class BaseBackend:
     async def pairing_list(self) -> list[JSON]:
         raise self._missing("pairing")
 
-    async def pairing_approve(self, channel: str, code: str) -> JSON:
+    async def pairing_approve(self, channel: str, code: str, *, by: str = "") -> JSON:
         raise self._missing("pairing")
 
     async def config_get(self) -> JSON:

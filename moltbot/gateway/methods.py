@@ -176,7 +176,7 @@ class Dispatcher:
 
     async def _pairing_approve(self, params: dict[str, Any], ctx: CallContext) -> Any:
         p = f.parse_params(params, f.PairingApproveParams)
-        return await self._b.pairing_approve(p.channel, p.code)
+        return await self._b.pairing_approve(p.channel, p.code, by=ctx.client)
 
     async def _config_get(self, params: dict[str, Any], ctx: CallContext) -> Any:
         f.parse_params(params, f.NoParams)

@@ -16,10 +16,12 @@ import pytest
 import ray
 from websockets.asyncio.client import connect
 
+from moltbot import paths
 from moltbot.cli.chat_cmd import Backoff as ClientBackoff
 from moltbot.cli.chat_cmd import GatewayClient
 from moltbot.cli.main import main as cli
 from moltbot.config.loader import load_config_text
+from moltbot.security import audit
 from moltbot.security.vault import Vault
 from moltbot.supervision.spec import Backoff, ChildSpec, ChildType, SupervisorFlags
 from tests.actors.helpers import (
@@ -133,6 +135,9 @@ def test_gateway_actor_serves_the_tree_and_chat_survives_its_restart(
                 assert res["ok"], res
                 res = await request(ws, "hist2", "chat.history", {"session": "t1"})
                 assert res["payload"]["messages"] == []
+                # reset through the agent that owns t1: what it remembers of t1 is gone too
+                async with GatewayClient(url, token, session="t1", backoff=quick) as client:
+                    assert "has 0 messages" in await client.ask("/status")
                 # a supervision event reaches connected clients: crash the sandbox
                 ray.kill(child(ns, "tools/sandbox-0"), no_restart=True)
                 deadline = asyncio.get_running_loop().time() + 30
@@ -173,5 +178,14 @@ def test_gateway_actor_serves_the_tree_and_chat_survives_its_restart(
         )
         assert out.returncode == 0, out.stderr
         assert "one shot please" in out.stdout
+        # the gateway read its token from the vault at each start: audited, never the value
+        log = paths.audit_file(home)
+        reads = [
+            r["fields"]
+            for r in map(json.loads, log.read_text().splitlines())
+            if r["kind"] == "secret_read" and r["fields"]["reader"] == "gateway"
+        ]
+        assert reads.count({"secret_name": "gateway_token", "reader": "gateway"}) >= 2
+        assert token not in log.read_text() and audit.verify(log).ok
     finally:
         stop_root(root)

@@ -230,10 +230,14 @@ async def test_secrets_granted_by_name_only_and_denials_are_audited(live: Tree) 
 
     log = paths.audit_file(live.home)
 
-    def recorded() -> list[dict[str, Any]]:
+    def recorded(kind: str = "plugin_denied") -> list[dict[str, Any]]:
         lines = log.read_text().splitlines() if log.exists() else []
-        return [r for r in map(json.loads, lines) if r["kind"] == "plugin_denied"]
+        return [r for r in map(json.loads, lines) if r["kind"] == kind]
 
     wait_for(lambda: bool(recorded()), timeout=15, what="the denial in the audit log")
     assert recorded()[-1]["fields"] == expected
+    # the granted read is audited too: by name and reader, never the value
+    reads = [r["fields"] for r in recorded("secret_read")]
+    assert {"secret_name": "probe_token", "reader": "plugins/plugin:probe"} in reads
+    assert "s3cret-probe-value" not in log.read_text()
     assert audit.verify(log).ok

@@ -87,8 +87,9 @@ class EchoBackend:
     async def pairing_list(self) -> list[dict[str, Any]]:
         return [{"channel": "telegram", "code": "ABC123", "sender": "42"}]
 
-    async def pairing_approve(self, channel: str, code: str) -> dict[str, Any]:
+    async def pairing_approve(self, channel: str, code: str, *, by: str = "") -> dict[str, Any]:
         self.paired.append((channel, code))
+        self.pairing_by = by
         return {"channel": channel, "code": code, "approved": True}
 
     async def config_get(self) -> dict[str, Any]:
