@@ -9,10 +9,11 @@
   reads a transcript and says whether the turn for a ``msg_id`` is new, interrupted (its user
   message is recorded but no ``turn_done``) or done (with its final text). :class:`TurnLog` is
   the ``TranscriptLog`` one turn writes through: it tags records, and when re-running an
-  interrupted turn it does not write the user message a second time. It holds a final
-  assistant text back until :meth:`TurnLog.finish`, which writes it together with the
-  ``turn_done`` record (one store call, one fsync); losing it in a crash only means the
-  interrupted turn is answered again, which it would be anyway.
+  interrupted turn it does not write the user message a second time. It holds records back
+  until a tool is about to run (the call is on record first) or :meth:`TurnLog.finish`, which
+  writes them with the ``turn_done`` record: a plain turn is one store call and one fsync.
+  Losing held records in a crash is safe: the message is in the inbound journal, so the turn
+  is answered again from the start, as an interrupted one would be.
 - **Tools.** :func:`tool_registry` builds the same registry in the sandbox actor (to run tools)
   and in the agent (for the tool specs the model sees) from one config.
 """
@@ -158,7 +159,8 @@ class TurnLog:
 
     ``skip_user``: the user message of this turn is already in the transcript (an interrupted
     turn being re-run), so the first user record the turn appends is not written again.
-    An assistant record without tool calls waits for the next record or :meth:`finish`.
+    Records wait until an assistant record asks for a tool (then all are written before the
+    tool runs) or until :meth:`finish`.
     """
 
     def __init__(
@@ -187,7 +189,7 @@ class TurnLog:
         if self._msg_id:
             record = {**record, "msg_id": self._msg_id}
         self._held.append(record)
-        if record.get("role") != "assistant" or _holds_tool_use(record):
+        if record.get("role") == "assistant" and _holds_tool_use(record):
             await self.finish(session)
 
     async def finish(self, session: str, *records: dict[str, Any]) -> None:

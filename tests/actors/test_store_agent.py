@@ -322,9 +322,9 @@ async def test_turn_state_and_turn_log_for_idempotent_turns() -> None:
     fresh = TurnLog(inner, [], msg_id="m1")
     await fresh.append("s", {"role": "user", "content": "hi"})
     await fresh.append("s", {"role": "assistant", "content": []})
-    assert [r["role"] for r in inner.records] == ["user"]  # a final reply waits for finish()
+    assert inner.records == []  # a plain turn is written at finish(), in one call
     await fresh.finish("s")
-    assert [r["msg_id"] for r in inner.records] == ["m1", "m1"]
+    assert [r["msg_id"] for r in inner.records] == ["m1", "m1"] and inner.writes == 1
     assert turn_state(inner.records, "m1").status == "interrupted"
     assert without_turn(inner.records, "m1") == []
 
@@ -333,11 +333,12 @@ async def test_turn_state_and_turn_log_for_idempotent_turns() -> None:
     writes = inner.writes
     await rerun.append("s", {"role": "user", "content": "hi"})  # already recorded: skipped
     tool_use = {"type": "tool_use", "id": "t", "name": "bash", "input": {}}
-    await rerun.append("s", {"role": "assistant", "content": [tool_use]})  # written at once
+    await rerun.append("s", {"role": "assistant", "content": [tool_use]})  # before the tool
+    assert inner.writes - writes == 1
     await rerun.append("s", {"role": "user", "content": [{"type": "tool_result"}]})
     await rerun.append("s", {"role": "assistant", "content": [{"type": "text", "text": "yo"}]})
-    await rerun.finish("s", done_marker("m1", "yo", 1.0))  # the reply and its mark together
-    assert inner.writes - writes == 3
+    await rerun.finish("s", done_marker("m1", "yo", 1.0))  # result, reply and mark together
+    assert inner.writes - writes == 2
     roles = [r["role"] for r in inner.records]
     assert roles == ["user", "assistant", "assistant", "user", "assistant", "meta"]
     state = turn_state(inner.records, "m1")
