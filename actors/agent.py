@@ -194,6 +194,11 @@ class AgentActor(ChildBase):
         self._ns = ""
         self._figures = Counters()
 
+    def preload_modules(self) -> tuple[str, ...]:
+        if self.config.agent.provider == "anthropic":  # the SDK: seconds of imports
+            return ("moltbot.agent.providers.anthropic",)
+        return ()
+
     async def setup(self) -> None:
         cfg = self.config
         self._ns = self.namespace  # the tree's namespace, given by the supervisor

@@ -10,10 +10,12 @@ from __future__ import annotations
 import asyncio
 import os
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import ray
 
+from actors.startup import preload
 from actors.telemetry import configure_tracing
 
 HEARTBEAT_S = 0.25
@@ -26,8 +28,11 @@ class CrashRequested(RuntimeError):
 class ChildBase:
     """Base class of every supervised actor. Subclasses override ``setup`` and ``main``."""
 
-    def __init__(self, *, path: str = "", namespace: str = "moltbot", **_: Any) -> None:
+    def __init__(
+        self, *, path: str = "", namespace: str = "moltbot", incarnation: int = 1, **_: Any
+    ) -> None:
         self.path = path
+        self.incarnation = incarnation  # 1 at the first start, then +1 per restart
         self.namespace = namespace  # where the tree's names live (not the job's namespace)
         self._ready = asyncio.Event()
         self._crash = asyncio.Event()
@@ -44,6 +49,10 @@ class ChildBase:
         """The child's work; by default wait until stopped."""
         await asyncio.Event().wait()
 
+    def preload_modules(self) -> Sequence[str]:
+        """Modules ``setup`` will import that are heavy: imported first at low priority."""
+        return ()
+
     def problem(self) -> str | None:
         """A reason this child should be considered stuck (checked by ``ping``), or None."""
         return None
@@ -55,6 +64,8 @@ class ChildBase:
             async with asyncio.TaskGroup() as tg:
                 beat = tg.create_task(self._beat())
                 watch = tg.create_task(self._crash_watch())
+                if self.incarnation > 1:  # a restart must not starve the siblings at work
+                    await preload(self.preload_modules())
                 await self.setup()
                 self._ready.set()
                 await self.main()
@@ -87,7 +98,12 @@ class ChildBase:
 
     def info(self) -> dict[str, Any]:
         ctx = ray.get_runtime_context()
-        return {"pid": os.getpid(), "node": ctx.get_node_id(), "created": self._created}
+        return {
+            "pid": os.getpid(),
+            "node": ctx.get_node_id(),
+            "created": self._created,
+            "incarnation": self.incarnation,
+        }
 
     async def figures(self) -> dict[str, Any]:
         """A few cheap figures for ``status`` (in, out, latency ...); none by default."""

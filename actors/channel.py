@@ -69,6 +69,9 @@ class ChannelActor(ChildBase):
         self._reported = (0, 0)  # (accepted, sent) already counted in the Ray metrics
 
     # --- life ------------------------------------------------------------------------------
+    def preload_modules(self) -> tuple[str, ...]:
+        return (f"moltbot.channels.{self.channel}",) if self.channel in CHANNEL_TYPES else ()
+
     async def setup(self) -> None:
         if self.channel not in CHANNEL_TYPES:
             raise ValueError(f"unknown channel type {self.channel!r}")

@@ -13,7 +13,7 @@ from actors.base import CHILD_OPTIONS, ChildBase
 @ray.remote(**CHILD_OPTIONS)
 class Placeholder(ChildBase):
     def __init__(self, *, path: str = "", note: str = "", **kw: Any) -> None:
-        super().__init__(path=path)
+        super().__init__(path=path, **kw)
         self.note = note
 
 
@@ -29,7 +29,7 @@ class Worker(ChildBase):
         setup_s: float = 0.0,
         **kw: Any,
     ) -> None:
-        super().__init__(path=path)
+        super().__init__(path=path, **kw)
         self.exit_after = exit_after
         self.setup_s = setup_s
         self.setup_span = (0.0, 0.0)

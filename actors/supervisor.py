@@ -139,6 +139,7 @@ class Supervisor(ChildBase):
         args = dict(rec.spec.args)
         args["path"] = self._child_path(rec)
         args["namespace"] = self.namespace
+        args["incarnation"] = rec.gen  # a restarted child imports at low priority
         deadline = time.monotonic() + NAME_RETRY_S
         while True:
             try:

@@ -71,6 +71,8 @@ def test_one_for_one_restarts_only_the_crashed_child_and_siblings_keep_answering
         assert answers["a"] > 0 and answers["c"] > 0
         assert pid_of(ns, "b") != before["b"]
         assert pid_of(ns, "a") == before["a"] and pid_of(ns, "c") == before["c"]
+        incarnations = {c: ray.get(child(ns, c).ready.remote())["incarnation"] for c in "abc"}
+        assert incarnations == {"a": 1, "b": 2, "c": 1}  # b knows it is a restart
         status = tree(root)
         assert node(status, "a")["restarts"] == 0 and node(status, "c")["restarts"] == 0
         assert node(status, "b")["last_exit"] in {"raised CrashRequested", "process died"}
