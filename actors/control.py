@@ -31,7 +31,13 @@ from actors.supervisor import Supervisor
 from moltbot import paths
 from moltbot.config.schema import Config
 from moltbot.errors import MoltbotError, NotRunning, SupervisionError
-from moltbot.supervision.tree import HEAD, build_tree, root_flags
+from moltbot.supervision.tree import (
+    ACCOUNT_PREFIX,
+    HEAD,
+    build_tree,
+    root_flags,
+    singleton_resources,
+)
 
 ROOT = "moltbot"
 RAY_ENV = {
@@ -145,6 +151,9 @@ def start_head(cfg: Config, home: Path) -> Head:
         f"--object-store-memory={cfg.cluster.object_store_mb * 1024 * 1024}",
         f"--include-dashboard={'true' if cfg.cluster.dashboard else 'false'}",
     ]  # fmt: skip
+    accounts = singleton_resources(cfg)  # one unit per channel account: one poller each
+    if accounts:
+        argv.append(f"--resources={json.dumps(accounts)}")
     dashboard = ""
     if cfg.cluster.dashboard:
         dport = _free_port(cfg.cluster.dashboard_port, cfg.cluster.dashboard_host)
@@ -203,6 +212,14 @@ def implemented_kinds() -> frozenset[str]:
     return frozenset(k for k in KINDS if k not in GENERIC_KINDS)
 
 
+def _offers_accounts(cfg: Config) -> bool:
+    """Whether this cluster offers the account resources (a head ``moltbot up`` started does;
+    one started otherwise may not, and then the accounts run without them)."""
+    wanted = singleton_resources(cfg)
+    offered = ray.cluster_resources()
+    return bool(wanted) and all(offered.get(name, 0) >= 1 for name in wanted)
+
+
 def boot(cfg: Config, home: Path, *, ready_timeout: float = 180.0) -> Any:
     """Create the detached, named root and wait until the whole tree is ready."""
     ns = cfg.cluster.namespace
@@ -219,7 +236,7 @@ def boot(cfg: Config, home: Path, *, ready_timeout: float = 180.0) -> Any:
     ).remote(
         path="",
         flags=root_flags(cfg),
-        children=build_tree(cfg, implemented_kinds()),
+        children=build_tree(cfg, implemented_kinds(), singletons=_offers_accounts(cfg)),
         namespace=ns,
     )
     ray.get(root.start_detached.remote())
@@ -431,6 +448,17 @@ def leave_nodes(home: Path) -> int:
         record.unlink(missing_ok=True)
         count += 1
     return count
+
+
+def accounts_held() -> dict[str, dict[str, float]]:
+    """The channel account resources: how many units the cluster offers and has free (an
+    account whose actor runs: total 1, available 0)."""
+    total, free = ray.cluster_resources(), ray.available_resources()
+    return {
+        name: {"total": amount, "available": free.get(name, 0.0)}
+        for name, amount in total.items()
+        if name.startswith(ACCOUNT_PREFIX)
+    }
 
 
 def nodes() -> list[dict[str, Any]]:

@@ -25,6 +25,7 @@ from moltbot.errors import ChildStartError, EscalationError
 from moltbot.supervision.backoff import delay as backoff_delay
 from moltbot.supervision.policy import Action, consecutive_restarts, decide
 from moltbot.supervision.spec import ChildSpec, ChildType, Exit, ExitKind, SupervisorFlags
+from moltbot.supervision.tree import is_placement
 
 log = logging.getLogger("moltbot.supervisor")
 NAME_RETRY_S = 10.0
@@ -156,7 +157,7 @@ class Supervisor(ChildBase):
         run_ref = handle.run.remote()
         ready = asyncio.ensure_future(handle.ready.remote())
         ran = asyncio.ensure_future(run_ref)
-        if any(not name.startswith("node:") for name in rec.spec.resources):
+        if any(is_placement(name) for name in rec.spec.resources):
             # Placed on a node by custom resources: it may wait for that node to (re)join. It
             # is "waiting", not failed, and does not hold up its later siblings.
             rec.handle, rec.run_ref, rec.state = handle, run_ref, "waiting"

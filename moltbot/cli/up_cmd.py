@@ -113,17 +113,27 @@ def cmd_down(args: argparse.Namespace) -> int:
     return 0
 
 
-def _status(args: argparse.Namespace) -> tuple[Any, dict[str, Any], list[dict[str, Any]]]:
+Nodes = list[dict[str, Any]]
+Accounts = dict[str, dict[str, float]]
+
+
+def _status(args: argparse.Namespace) -> tuple[Any, dict[str, Any], tuple[Nodes, Accounts]]:
     from actors import control
 
     head, root = control.attach(paths.home())
-    return head, control.tree_status(root), control.nodes()
+    return head, control.tree_status(root), (control.nodes(), control.accounts_held())
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    head, status, nodes = _status(args)
+    head, status, (nodes, accounts) = _status(args)
     if args.json:
-        out = {"ray": head.address, "dashboard": head.dashboard, "tree": status, "nodes": nodes}
+        out = {
+            "ray": head.address,
+            "dashboard": head.dashboard,
+            "tree": status,
+            "nodes": nodes,
+            "accounts": accounts,
+        }
         print(json.dumps(out))
     else:
         print(

@@ -11,8 +11,12 @@ Kinds that a later subsystem fills are started as ``placeholder`` children and s
 
 from __future__ import annotations
 
+import hashlib
+import re
 from fnmatch import fnmatchcase
 from typing import Any
+
+import msgspec
 
 from moltbot.config.schema import Config, SupervisorConfig
 from moltbot.supervision.spec import (
@@ -63,6 +67,32 @@ ON_HEAD = ("store", "gateway")  # durable state and the user-facing port stay on
 def resources_for(cfg: Config, path: str) -> dict[str, float]:
     """Placement of the actor at ``path``: the config's glob, else the head for ON_HEAD."""
     return placement_for(cfg, path) or (dict(HEAD) if path in ON_HEAD else {})
+
+
+ACCOUNT_PREFIX = "moltbot_"
+
+
+def is_placement(resource: str) -> bool:
+    """A resource that pins an actor to some node (not Ray's own node:..., not an account's)."""
+    return not resource.startswith(("node:", ACCOUNT_PREFIX))
+
+
+def account_resource(kind: str, account: str) -> str:
+    """The Ray resource one channel account's actor holds: its node offers 1 unit, so Ray
+    never runs two pollers of the account at once (not even an old incarnation still dying)."""
+    safe = re.sub(r"[^A-Za-z0-9_]", "_", account)[:32]
+    digest = hashlib.sha256(f"{kind}:{account}".encode()).hexdigest()[:8]
+    return f"{ACCOUNT_PREFIX}{kind}_{safe}_{digest}"
+
+
+def singleton_resources(cfg: Config) -> dict[str, float]:
+    """What the head offers: one unit per channel account that no placement sends to another
+    node (a placed account's node offers its placement resource, requested whole: see README)."""
+    return {
+        account_resource(kind, acct.account): 1.0
+        for cid, kind, acct in channel_ids(cfg)
+        if not placement_for(cfg, f"channels/{cid}")
+    }
 
 
 def placement_for(cfg: Config, path: str) -> dict[str, float]:
@@ -126,9 +156,14 @@ def channel_ids(cfg: Config) -> list[tuple[str, str, Any]]:
     return out
 
 
-def build_tree(cfg: Config, implemented: frozenset[str] = frozenset()) -> list[ChildSpec]:
-    """The root's children, in start order. ``implemented``: kinds with a real actor."""
+def build_tree(
+    cfg: Config, implemented: frozenset[str] = frozenset(), *, singletons: bool = False
+) -> list[ChildSpec]:
+    """The root's children, in start order. ``implemented``: kinds with a real actor.
+    ``singletons``: the head offers ``singleton_resources`` (``moltbot up`` does): each channel
+    account's actor then holds its own."""
     b = _Builder(cfg, implemented)
+    owned = singleton_resources(cfg) if singletons else {}
     sup = cfg.supervision
     agents = [
         b.worker(f"agents/agent-{i}", "agent", {"index": i}) for i in range(cfg.agent.workers)
@@ -137,7 +172,11 @@ def build_tree(cfg: Config, implemented: frozenset[str] = frozenset()) -> list[C
         b.worker(f"tools/sandbox-{i}", "sandbox", {"index": i}) for i in range(cfg.tools.workers)
     ]
     channels = [
-        b.worker(f"channels/{cid}", "channel", {"channel": kind, "account": acct.account})
+        _holding(
+            b.worker(f"channels/{cid}", "channel", {"channel": kind, "account": acct.account}),
+            account_resource(kind, acct.account),
+            owned,
+        )
         for cid, kind, acct in channel_ids(cfg)
     ]
     plugins = [
@@ -153,6 +192,12 @@ def build_tree(cfg: Config, implemented: frozenset[str] = frozenset()) -> list[C
         b.supervisor("channels", sup.channels, channels),
         b.supervisor("plugins", sup.plugins, plugins),
     ]
+
+
+def _holding(spec: ChildSpec, resource: str, offered: dict[str, float]) -> ChildSpec:
+    if resource not in offered:
+        return spec
+    return msgspec.structs.replace(spec, resources={**spec.resources, resource: 1.0})
 
 
 def root_flags(cfg: Config) -> SupervisorFlags:

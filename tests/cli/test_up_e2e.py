@@ -18,6 +18,8 @@ from typing import Any
 import psutil
 import pytest
 
+from moltbot.supervision.tree import account_resource
+
 MOLTBOT = [sys.executable, "-m", "moltbot.cli.main"]
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -78,6 +80,13 @@ def write_config(env: dict[str, str]) -> None:
     cfg_path.write_text(json.dumps(cfg))
 
 
+def accounts(env: dict[str, str]) -> dict[str, Any]:
+    out = run(env, "status", "--json")
+    assert out.returncode == 0, out.stderr
+    held: dict[str, Any] = json.loads(out.stdout)["accounts"]
+    return held
+
+
 def status(env: dict[str, str]) -> dict[str, Any]:
     out = run(env, "status", "--json")
     assert out.returncode == 0, out.stderr
@@ -123,6 +132,9 @@ def test_init_up_status_kill_status_down(home: dict[str, str]) -> None:
     before = status(home)
     channel = "moltbot.channels.telegram:main"
     assert before[channel]["state"] == "running" and before[channel]["restarts"] == 0
+    # the account is a cluster-wide singleton: the head offers 1 unit and its actor holds it
+    account = account_resource("telegram", "main")
+    assert accounts(home) == {account: {"total": 1.0, "available": 0.0}}
     table = run(home, "status")
     assert table.returncode == 0 and channel in table.stdout and "RESTARTS" in table.stdout
 
@@ -138,6 +150,7 @@ def test_init_up_status_kill_status_down(home: dict[str, str]) -> None:
     assert after[channel]["restarts"] == 1 and after[channel]["state"] == "running"
     assert after[channel]["pid"] != before[channel]["pid"]
     assert after[channel]["last_exit"] == "process died"
+    assert accounts(home) == {account: {"total": 1.0, "available": 0.0}}  # the new one holds it
     for name, node in before.items():  # every other actor untouched: same process, no restart
         if name != channel:
             assert after[name]["pid"] == node["pid"], name

@@ -2,7 +2,14 @@ from __future__ import annotations
 
 from moltbot.config.loader import load_config_text
 from moltbot.supervision.spec import ChildType, Strategy
-from moltbot.supervision.tree import build_tree, placement_for, root_flags
+from moltbot.supervision.tree import (
+    account_resource,
+    build_tree,
+    is_placement,
+    placement_for,
+    root_flags,
+    singleton_resources,
+)
 
 CONFIG = """
 {
@@ -62,3 +69,21 @@ def test_placement_pins_by_glob() -> None:
     assert placement_for(cfg, "channels/telegram:main") == {}
     signal = next(c for c in build_tree(cfg)[4].args["children"] if c.id == "signal:phone")
     assert signal.resources == {"signal_box": 0.01}
+
+
+def test_each_channel_account_holds_its_own_resource_where_the_head_offers_it() -> None:
+    cfg = load_config_text(CONFIG)
+    tg, sl = account_resource("telegram", "main"), account_resource("slack", "work")
+    # the placed Signal account's node offers its placement resource instead
+    assert singleton_resources(cfg) == {tg: 1.0, sl: 1.0}
+    channels = {c.id: c for c in build_tree(cfg, singletons=True)}["channels"].args["children"]
+    by_id = {c.id: c.resources for c in channels}
+    assert by_id["telegram:main"] == {tg: 1.0} and by_id["slack:work"] == {sl: 1.0}
+    assert by_id["signal:phone"] == {"signal_box": 0.01}
+    plain = {c.id: c for c in build_tree(cfg)}["channels"].args["children"]
+    assert all(c.resources.get(tg) is None for c in plain)  # a cluster that does not offer them
+    assert not is_placement(tg) and not is_placement("node:__internal_head__")
+    assert is_placement("signal_box")
+    # names are safe for Ray and distinct even when accounts only differ in punctuation
+    assert account_resource("slack", "a.b") != account_resource("slack", "a_b")
+    assert account_resource("signal", "+15551234567").startswith("moltbot_signal__15551234567_")
