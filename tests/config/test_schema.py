@@ -52,8 +52,8 @@ def test_default_json_file_is_plain_json_of_the_defaults():
 def test_homelab_config_validates():
     cfg = load_config(CONFIGS / "homelab.json")
     assert cfg.agent.provider == "anthropic"
-    assert cfg.cluster.address == "auto"
-    assert cfg.cluster.placement["channels/signal:*"].resources == {"signal_box": 0.01}
+    assert cfg.cluster.address is None and cfg.cluster.head_ip == "192.168.1.10"
+    assert cfg.cluster.placement["channels/signal:*"].resources == {"signal_box": 1}
     assert cfg.cluster.placement["tools/*"].resources == {"sandbox_box": 0.01}
     assert [a.account for a in cfg.channels.telegram] == ["main"]
     assert cfg.channels.slack[0].bot_token.startswith("secret:")
