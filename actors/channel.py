@@ -16,14 +16,13 @@ import logging
 from typing import Any
 
 import ray
-from ray.exceptions import RayTaskError
 
-from actors import metrics, routing
+from actors import metrics
 from actors.audit import AuditForwarder
 from actors.base import CHILD_OPTIONS, ChildBase
+from actors.channel_ports import STORE, STORE_DEADLINE_S, call, channel_ports
 from moltbot.channels.service import (
     ChannelService,
-    Ports,
     ServiceOptions,
     find_account,
     load_pairing,
@@ -33,16 +32,12 @@ from moltbot.channels.service import (
 )
 from moltbot.config.refs import resolve_secret
 from moltbot.config.schema import Config
-from moltbot.errors import MoltbotError, PlatformUnavailable, RateLimited, Unavailable
-from moltbot.messages import InboundMessage
+from moltbot.errors import PlatformUnavailable, RateLimited, Unavailable
 from moltbot.security.vault import lazy_get
 
 log = logging.getLogger("moltbot.channel")
 
-STORE = "store"
 CHANNEL_TYPES = ("telegram", "slack", "signal")
-STORE_DEADLINE_S = 60.0
-AGENT_DEADLINE_S = 120.0
 SETUP_DEADLINE_S = 20.0  # below the supervisor's ready timeout, so the cause is the one shown
 CONNECT_TIMEOUT_S = 15.0
 METRICS_EVERY_S = 5.0
@@ -89,13 +84,9 @@ class ChannelActor(ChildBase):
         except BaseException:
             await adapter.close()
             raise
-        ports = Ports(
-            accept=self._accept,
-            mark_done=self._mark_done,
-            pending=self._pending,
-            answer=self._answer,
-            save_pairing=self._save_pairing,
-        )
+        workers = self.config.agent.workers
+        ports = channel_ports(self.namespace, self.path, adapter, pairing_key=key,
+                              agent_workers=workers)
         self._service = ChannelService(
             adapter,
             load_pairing(saved, policy_for(acct)),
@@ -132,38 +123,10 @@ class ChannelActor(ChildBase):
     def problem(self) -> str | None:
         return self._service.problem() if self._service is not None else None
 
-    # --- the ports: store and agents by stable name ------------------------------------------
+    # --- the store by stable name (the service's ports: actors.channel_ports) ----------------
     async def _call(self, path: str, method: str, *args: Any, deadline_s: float = STORE_DEADLINE_S
                     ) -> Any:
-        """``routing.call`` with a remote moltbot error re-raised as itself (not Ray's wrapper)."""
-        try:
-            return await routing.call(self.namespace, path, method, *args, deadline_s=deadline_s)
-        except RayTaskError as exc:
-            cause = getattr(exc, "cause", None)
-            if isinstance(cause, MoltbotError):
-                raise cause from None
-            log.error("%s: %s.%s failed: %s", self.path, path, method, type(cause).__name__)
-            raise Unavailable(f"{path} could not handle the request") from None
-
-    async def _accept(self, msg: InboundMessage) -> bool:
-        return bool(await self._call(STORE, "accept", msg))
-
-    async def _mark_done(self, msg_id: str) -> bool:
-        return bool(await self._call(STORE, "mark_done", msg_id))
-
-    async def _pending(self) -> list[InboundMessage]:
-        adapter = self._need().adapter  # the adapter's own ids are what its messages carry
-        pending: list[InboundMessage] = await self._call(
-            STORE, "pending", adapter.channel, adapter.account
-        )
-        return pending
-
-    async def _answer(self, msg: InboundMessage) -> str:
-        path = routing.agent_path(msg.session_key, self.config.agent.workers)
-        return str(await self._call(path, "answer", msg, deadline_s=AGENT_DEADLINE_S))
-
-    async def _save_pairing(self, data: bytes) -> None:
-        await self._call(STORE, "kv_put", pairing_key(self.channel, self.account), data)
+        return await call(self.namespace, self.path, path, method, *args, deadline_s=deadline_s)
 
     def _secret(self, ref: str, at: str) -> str:
         return resolve_secret(ref, self._vault_get, at=at)

@@ -7,6 +7,12 @@ loop (caught by the ping) is restarted by the plugins supervisor like any child.
 not run (pin mismatch, bad manifest or config, a capability it lacks at setup) is *refused*:
 the actor stays up, idle, and says why in ``describe()`` instead of crash-looping on a fixed
 fault until its supervisor escalates.
+
+Each channel the plugin registered runs the ordinary channel pipeline
+(``moltbot.channels.service.ChannelService``) over a ``PluginChannelAdapter``, with the same
+ports as a channel actor (``actors.channel_ports``: journal, agents, pairing book) and the
+access rules of ``plugins[].channel_policy``. The services are tasks of ``main``: one that
+fails takes the actor down (restarted, then the journal's unfinished messages are replayed).
 """
 
 from __future__ import annotations
@@ -21,10 +27,13 @@ import ray
 from actors import routing
 from actors.audit import AuditForwarder
 from actors.base import CHILD_OPTIONS, ChildBase
+from actors.channel_ports import STORE, call, channel_ports
+from moltbot.channels.service import ChannelService, load_pairing, pairing_key, policy_for
 from moltbot.config.schema import Config
-from moltbot.errors import PluginError
+from moltbot.errors import NotFound, PluginError, Unavailable
 from moltbot.messages import ToolResult
 from moltbot.plugins.api import Services
+from moltbot.plugins.channel import PluginChannelAdapter
 from moltbot.plugins.loader import LoadedPlugin, activate, plugin_config, prepare
 from moltbot.security.vault import lazy_get
 
@@ -45,6 +54,8 @@ class PluginActor(ChildBase):
         self._audit = AuditForwarder(self.namespace, self.path)  # denials and secret reads
         self._vault_get = lazy_get(on_read=self._audit.secret_reader())  # opened at first use
         self._settled = asyncio.Event()  # loaded (setup done) or refused
+        self.adapters: dict[str, PluginChannelAdapter] = {}  # by channel name
+        self.channels: dict[str, ChannelService] = {}  # by channel name, once running
 
     # --- life --------------------------------------------------------------------------------
     async def main(self) -> None:
@@ -62,11 +73,51 @@ class PluginActor(ChildBase):
         finally:
             self._settled.set()
         try:
-            if self.loaded is not None and self.loaded.run is not None:
-                await self.loaded.run(self.loaded.api)  # raising here is a crash: restarted
-            await asyncio.Event().wait()  # its tools and methods stay available
+            async with asyncio.TaskGroup() as tg:  # a task raising is a crash: restarted
+                if self.loaded is not None:
+                    self._connect_channels(self.loaded)  # before run(api) may deliver
+                    tg.create_task(self._run_plugin(self.loaded), name="plugin-run")
+                    await self._start_channels(tg)
+                await asyncio.Event().wait()  # its tools, methods and channels stay available
         finally:
+            for adapter in self.adapters.values():
+                await adapter.close()
             await self._audit.aclose()
+
+    @staticmethod
+    async def _run_plugin(loaded: LoadedPlugin) -> None:
+        if loaded.run is not None:
+            await loaded.run(loaded.api)
+
+    # --- channels ----------------------------------------------------------------------------
+    def _connect_channels(self, loaded: LoadedPlugin) -> None:
+        for name, spec in loaded.api.registered.channels.items():
+            adapter = self.adapters[name] = PluginChannelAdapter(spec, self.plugin)
+            loaded.api.connect_channel(name, adapter.deliver)
+
+    async def _start_channels(self, tg: asyncio.TaskGroup) -> None:
+        policy = policy_for(plugin_config(self.cfg, self.plugin).channel_policy)
+        workers = self.cfg.agent.workers
+        for name, adapter in self.adapters.items():
+            key = pairing_key(name, self.plugin)
+            saved = await call(self.namespace, self.path, STORE, "kv_get", key)
+            ports = channel_ports(
+                self.namespace, self.path, adapter, pairing_key=key, agent_workers=workers
+            )
+            service = ChannelService(
+                adapter, load_pairing(saved, policy), ports, audit=self._audit.record
+            )
+            self.channels[name] = service
+            tg.create_task(service.run(), name=f"channel:{name}")
+
+    async def _channel(self, name: str) -> ChannelService:
+        await self._settled.wait()
+        if name not in self.adapters:
+            raise NotFound(f"plugin '{self.plugin}' has no channel {name!r}")
+        service = self.channels.get(name)
+        if service is None:
+            raise Unavailable(f"channel {name} of plugin '{self.plugin}' is still starting")
+        return service
 
     # --- services the PluginAPI gets ---------------------------------------------------------
     def _secret(self, name: str) -> str:
@@ -116,8 +167,20 @@ class PluginActor(ChildBase):
             state["error"] = str(self.refused) if self.refused else ""
         else:
             state = {**self.loaded.describe(), "state": "running", "error": ""}
+            state["channel_status"] = {n: svc.status() for n, svc in self.channels.items()}
         state["denials"] = list(self.denials)
         return state
+
+    # --- pairing on the plugin's channels (like a channel actor's, by channel name) ----------
+    async def pairing_list(self, channel: str) -> dict[str, list[dict[str, Any]]]:
+        return (await self._channel(channel)).pairing_list()
+
+    async def pairing_approve(self, channel: str, code: str, by: str = "") -> str:
+        """Approve a pending pairing code (NotFound if unknown or expired): the sender id."""
+        return await (await self._channel(channel)).pairing_approve(code, by)
+
+    async def pairing_deny(self, channel: str, code: str, by: str = "") -> str:
+        return await (await self._channel(channel)).pairing_deny(code, by)
 
     def info(self) -> dict[str, Any]:
         data = super().info()

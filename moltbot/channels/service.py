@@ -48,6 +48,7 @@ from moltbot.channels.retry import backoff
 from moltbot.clock import SYSTEM_CLOCK, Clock
 from moltbot.config.schema import (
     AccountConfig,
+    ChannelPolicy,
     SignalAccount,
     SlackAccount,
     TelegramAccount,
@@ -440,7 +441,8 @@ def pairing_key(channel: str, account: str) -> str:
     return f"pairing.{channel}.{account}"
 
 
-def policy_for(acct: AccountConfig) -> AccessPolicy:
+def policy_for(acct: AccountConfig | ChannelPolicy) -> AccessPolicy:
+    """The access rules of a channel account or of a plugin's channels."""
     return AccessPolicy(dm_policy=acct.dm_policy, allow_from=list(acct.allow_from),
                         require_mention=acct.groups.require_mention,
                         group_allow=list(acct.groups.allow))

@@ -250,6 +250,14 @@ class ClusterConfig(_Section, frozen=True, kw_only=True, forbid_unknown_fields=T
 
 
 # --- plugins -------------------------------------------------------------------------------
+class ChannelPolicy(_Section, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Who may talk to the bot through a plugin's channels: a channel account's access rules."""
+
+    dm_policy: DmPolicy = "pairing"
+    allow_from: list[str] = []
+    groups: GroupsConfig = msgspec.field(default_factory=GroupsConfig)
+
+
 class PluginConfig(_Section, frozen=True, kw_only=True, forbid_unknown_fields=True):
     name: Annotated[str, Meta(pattern=PLUGIN_NAME_PATTERN)]
     module: Annotated[str, Meta(min_length=1)]
@@ -259,6 +267,7 @@ class PluginConfig(_Section, frozen=True, kw_only=True, forbid_unknown_fields=Tr
     capabilities: list[str] = []
     secrets: list[str] = []  # vault names this plugin may read
     config: dict[str, Any] = {}
+    channel_policy: ChannelPolicy = msgspec.field(default_factory=ChannelPolicy)
 
 
 # --- the whole file ------------------------------------------------------------------------

@@ -14,6 +14,7 @@ from __future__ import annotations
 import inspect
 import logging
 import re
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -30,7 +31,9 @@ from moltbot.errors import (
     PluginError,
     Unavailable,
 )
-from moltbot.messages import OutboundMessage, ToolResult
+from moltbot.errors import PlatformRejected as PlatformRejected  # for a channel's send
+from moltbot.errors import PlatformUnavailable as PlatformUnavailable
+from moltbot.messages import InboundMessage, OutboundMessage, ToolResult
 from moltbot.tools.registry import Tool, ToolRegistry
 
 TOOL_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
@@ -43,6 +46,9 @@ PASSED_ERRORS = (AccessDenied, BadRequest, CapabilityDenied, NotFound, PluginErr
 ToolHandler = Callable[[Any, str], "Awaitable[ToolResult | str] | ToolResult | str"]
 MethodHandler = Callable[[dict[str, Any]], "Awaitable[dict[str, Any]] | dict[str, Any]"]
 ChannelSend = Callable[[OutboundMessage], Awaitable[None]]
+Inbox = Callable[[InboundMessage], Awaitable[None]]  # returns once the message is journaled
+ID_MAX = 256
+TEXT_MAX = 64_000
 
 
 def _no_secret(name: str) -> str:
@@ -104,6 +110,7 @@ class PluginAPI:
         self._services = services or Services()
         self._log = logging.getLogger(f"moltbot.plugin.{name}")
         self.registered = Registrations()
+        self._inboxes: dict[str, Inbox] = {}
 
     # --- capability checks ---------------------------------------------------------------------
     def _deny(self, capability: str, problem: str, **extra: str) -> CapabilityDenied:
@@ -155,13 +162,68 @@ class PluginAPI:
         self.registered.methods[name] = handler
 
     def register_channel(self, name: str, send: ChannelSend, description: str = "") -> None:
-        """A channel the plugin delivers to (recorded; routed by the host)."""
+        """A channel: the host runs the channel pipeline for it once setup is done; messages
+        come in through :meth:`deliver`, replies go out through ``send`` (async)."""
         self.require("channel")
         if not TOOL_NAME.match(name) or name in BUILTIN_CHANNELS:
             raise PluginError(f"plugin '{self.name}': invalid channel name {name!r}")
         if name in self.registered.channels:
             raise PluginError(f"plugin '{self.name}': channel {name} is registered twice")
+        if not callable(send):
+            raise PluginError(f"plugin '{self.name}': channel {name} needs a send callable")
         self.registered.channels[name] = ChannelSpec(name, description, send)
+
+    async def deliver(
+        self,
+        channel: str,
+        *,
+        sender_id: str,
+        chat_id: str,
+        text: str,
+        message_id: str,
+        is_group: bool = False,
+        mentioned: bool = False,
+        sender_name: str = "",
+        thread_id: str | None = None,
+    ) -> None:
+        """Hand a message from the plugin's platform to the bot, on a channel it registered.
+
+        Returns once the message is journaled (or dropped by the access policy, or known
+        already): only then should the plugin acknowledge it to its platform. ``message_id``
+        must be the platform's own id, stable across re-deliveries (it de-duplicates).
+        """
+        self.require("channel")
+        if channel not in self.registered.channels:
+            raise PluginError(f"plugin '{self.name}': no channel {channel!r} was registered")
+        ids = {"sender_id": sender_id, "chat_id": chat_id, "message_id": message_id}
+        for what, value in ids.items():
+            _check_text(self.name, what, value, ID_MAX, empty=False)
+        _check_text(self.name, "text", text, TEXT_MAX, empty=True)
+        _check_text(self.name, "sender_name", sender_name, ID_MAX, empty=True)
+        if thread_id is not None:
+            _check_text(self.name, "thread_id", thread_id, ID_MAX, empty=False)
+        if not isinstance(is_group, bool) or not isinstance(mentioned, bool):
+            raise PluginError(f"plugin '{self.name}': is_group and mentioned must be booleans")
+        inbox = self._inboxes.get(channel)
+        if inbox is None:
+            raise Unavailable(
+                f"plugin '{self.name}': channel {channel} is not running yet",
+                hint="deliver from run(api) or a callback, not from setup(api)",
+            )
+        msg = InboundMessage(
+            id=f"{channel}:{self.name}:{chat_id}:{message_id}",
+            channel=channel,
+            account=self.name,
+            chat_id=chat_id,
+            sender_id=sender_id,
+            text=text,
+            sender_name=sender_name,
+            is_group=is_group,
+            mentioned=mentioned,
+            thread_id=thread_id,
+            received_at=time.time(),
+        )
+        await inbox(msg)
 
     # --- access --------------------------------------------------------------------------------
     def secret(self, name: str) -> str:
@@ -197,6 +259,12 @@ class PluginAPI:
         self._log.log(level, "%s", message)
 
     # --- what the host calls -------------------------------------------------------------------
+    def connect_channel(self, name: str, inbox: Inbox) -> None:
+        """Route ``deliver(name, ...)`` to ``inbox`` (the channel's adapter, once it runs)."""
+        if name not in self.registered.channels:
+            raise PluginError(f"plugin '{self.name}': no channel {name!r} was registered")
+        self._inboxes[name] = inbox
+
     async def call_method(self, name: str, params: dict[str, Any]) -> dict[str, Any]:
         """Run a registered gateway method. Raises ``NotFound`` (no such method), one of
         ``PASSED_ERRORS`` the handler raised, or ``PluginError``: any other error of ours keeps
@@ -220,3 +288,11 @@ class PluginAPI:
         if not isinstance(result, dict):
             raise PluginError(f"plugin '{self.name}': method {name} did not return an object")
         return result
+
+
+def _check_text(plugin: str, what: str, value: object, limit: int, *, empty: bool) -> None:
+    if not isinstance(value, str) or len(value) > limit or (not empty and not value.strip()):
+        kind = "a string" if empty else "a non-empty string"
+        raise PluginError(f"plugin '{plugin}': {what} must be {kind} of at most {limit} chars")
+    if what != "text" and any(ord(c) < 32 for c in value):
+        raise PluginError(f"plugin '{plugin}': {what} must not hold control characters")

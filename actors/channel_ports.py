@@ -1,0 +1,81 @@
+"""The ports of a ``ChannelService`` wired to the tree: the store and the agents by stable name.
+
+Shared by the channel actor (one platform account) and the plugin actor (the channels a plugin
+registers), so a message takes the same path whoever received it: journal, answer, mark done,
+replay, pairing book. Calls ride through restarts (``actors.routing.call``); a remote moltbot
+error comes back as itself, anything else as ``Unavailable``.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from ray.exceptions import RayTaskError
+
+from actors import routing
+from moltbot.channels.base import ChannelAdapter
+from moltbot.channels.service import Ports
+from moltbot.errors import MoltbotError, Unavailable
+from moltbot.messages import InboundMessage
+
+log = logging.getLogger("moltbot.channel")
+
+STORE = "store"
+STORE_DEADLINE_S = 60.0
+AGENT_DEADLINE_S = 120.0
+
+
+async def call(
+    namespace: str,
+    owner: str,
+    path: str,
+    method: str,
+    *args: Any,
+    deadline_s: float = STORE_DEADLINE_S,
+) -> Any:
+    """``routing.call`` with a remote moltbot error re-raised as itself (not Ray's wrapper);
+    ``owner`` (the caller's path) only names it in the log."""
+    try:
+        return await routing.call(namespace, path, method, *args, deadline_s=deadline_s)
+    except RayTaskError as exc:
+        cause = getattr(exc, "cause", None)
+        if isinstance(cause, MoltbotError):
+            raise cause from None
+        log.error("%s: %s.%s failed: %s", owner, path, method, type(cause).__name__)
+        raise Unavailable(f"{path} could not handle the request") from None
+
+
+def channel_ports(
+    namespace: str, owner: str, adapter: ChannelAdapter, *, pairing_key: str, agent_workers: int
+) -> Ports:
+    """The ports of the service driving ``adapter``: ``pending`` filters on the adapter's own
+    channel and account (the ids its messages carry); ``pairing_key`` is where its book is kept."""
+    channel, account = adapter.channel, adapter.account
+
+    async def accept(msg: InboundMessage) -> bool:
+        return bool(await call(namespace, owner, STORE, "accept", msg))
+
+    async def mark_done(msg_id: str) -> bool:
+        return bool(await call(namespace, owner, STORE, "mark_done", msg_id))
+
+    async def pending() -> list[InboundMessage]:
+        found: list[InboundMessage] = await call(
+            namespace, owner, STORE, "pending", channel, account
+        )
+        return found
+
+    async def answer(msg: InboundMessage) -> str:
+        path = routing.agent_path(msg.session_key, agent_workers)
+        return str(await call(namespace, owner, path, "answer", msg, deadline_s=AGENT_DEADLINE_S))
+
+    async def save_pairing(data: bytes) -> None:
+        await call(namespace, owner, STORE, "kv_put", pairing_key, data)
+
+    return Ports(
+        accept=accept,
+        mark_done=mark_done,
+        pending=pending,
+        answer=answer,
+        save_pairing=save_pairing,
+    )
