@@ -307,12 +307,12 @@ def wait_for_stop_request(root: Any) -> str | None:
             signal.signal(sig, handler)
 
 
-def channel_call(namespace: str, channel: str, method: str, *args: Any) -> Any:
-    """Call a pairing method on the channel actor ``channel`` (``telegram:main``)."""
+def actor_call(namespace: str, path: str, method: str, *args: Any) -> Any:
+    """Call ``method`` on the tree's actor at ``path`` (``channels/telegram:main``), once."""
     try:
-        handle = ray.get_actor(actor_name(f"channels/{channel}"), namespace=namespace)
+        handle = ray.get_actor(actor_name(path), namespace=namespace)
     except ValueError:
-        raise NotRunning(f"no channel {channel} is running", hint="see `moltbot status`") from None
+        raise NotRunning(f"{path} is not running", hint="see `moltbot status`") from None
     try:
         return ray.get(getattr(handle, method).remote(*args), timeout=30)
     except ray.exceptions.RayTaskError as exc:

@@ -2,35 +2,59 @@
 
 An unknown sender who writes to the bot (DM policy ``pairing``) gets an 8-character code; the
 owner approves it here. CHANNEL is ``telegram:main`` (or just ``telegram`` when that channel
-has one account).
+has one account); a plugin's channel is ``<channel>:<plugin>`` (``matrix:bridge``).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-from typing import Any
+from typing import Any, NamedTuple
 
 from moltbot import paths
 from moltbot.cli.config_cmd import config_path
 from moltbot.config.loader import load_config
-from moltbot.errors import NotFound
+from moltbot.errors import NotFound, NotRunning
 from moltbot.supervision.tree import channel_ids
 
 
-def _channels(args: argparse.Namespace) -> list[str]:
-    return [cid for cid, _kind, _acct in channel_ids(load_config(config_path(args)))]
+class Target(NamedTuple):
+    """Where a channel's pairing book lives: a channel actor, or a plugin actor (whose
+    methods also take the plugin channel's name)."""
+
+    cid: str  # telegram:main, or <channel>:<plugin> for a plugin's channel
+    path: str
+    lead: tuple[str, ...] = ()
 
 
-def _resolve(args: argparse.Namespace, name: str) -> str:
-    ids = _channels(args)
-    if name in ids:
-        return name
-    matches = [cid for cid in ids if cid.split(":", 1)[0] == name]
+def _targets(args: argparse.Namespace, namespace: str) -> list[Target]:
+    from actors import control
+
+    cfg = load_config(config_path(args))
+    out = [Target(cid, f"channels/{cid}") for cid, _kind, _acct in channel_ids(cfg)]
+    for plugin in cfg.plugins:
+        if not plugin.enabled or "channel" not in plugin.capabilities:
+            continue
+        path = f"plugins/plugin:{plugin.name}"
+        try:
+            described = control.actor_call(namespace, path, "describe")
+        except NotRunning:
+            continue
+        for channel in sorted(described.get("channel_status", {})):
+            out.append(Target(f"{channel}:{plugin.name}", path, (channel,)))
+    return out
+
+
+def _resolve(targets: list[Target], name: str) -> Target:
+    for t in targets:
+        if t.cid == name:
+            return t
+    matches = [t for t in targets if t.cid.split(":", 1)[0] == name]
     if len(matches) == 1:
         return matches[0]
     raise NotFound(
-        f"no channel {name!r} (or more than one account)", hint="one of: " + ", ".join(ids)
+        f"no channel {name!r} (or more than one account)",
+        hint="one of: " + ", ".join(t.cid for t in targets),
     )
 
 
@@ -39,9 +63,9 @@ def cmd_list(args: argparse.Namespace) -> int:
 
     head, _root = control.attach(paths.home())
     rows: list[dict[str, Any]] = []
-    for cid in _channels(args):
-        book = control.channel_call(head.namespace, cid, "pairing_list")
-        rows += [{"channel": cid, **item} for item in book.get("pending", [])]
+    for t in _targets(args, head.namespace):
+        book = control.actor_call(head.namespace, t.path, "pairing_list", *t.lead)
+        rows += [{**item, "channel": t.cid} for item in book.get("pending", [])]
     if args.json:
         print(json.dumps(rows))
     elif not rows:
@@ -56,10 +80,10 @@ def _decide(args: argparse.Namespace, method: str) -> int:
     from actors import control
 
     head, _root = control.attach(paths.home())
-    cid = _resolve(args, args.channel)
-    sender = control.channel_call(head.namespace, cid, method, args.code, "cli")
+    t = _resolve(_targets(args, head.namespace), args.channel)
+    sender = control.actor_call(head.namespace, t.path, method, *t.lead, args.code, "cli")
     verb = "approved" if method == "pairing_approve" else "denied"
-    print(f"{verb}: {sender} on {cid}")
+    print(f"{verb}: {sender} on {t.cid}")
     return 0
 
 

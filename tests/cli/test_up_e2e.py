@@ -76,8 +76,36 @@ def write_config(env: dict[str, str]) -> None:
             ]
         },
         "cluster": {"dashboard": False},
+        # a plugin with a channel of its own (its pairing goes through `moltbot pairing` too)
+        "plugins": [
+            {
+                "name": "relay",
+                "module": "tests.plugins.fixtures.relay",
+                "capabilities": ["channel", "storage", "gateway_methods"],
+            }
+        ],
     }
     cfg_path.write_text(json.dumps(cfg))
+
+
+def gateway_call(env: dict[str, str], method: str, params: dict[str, Any]) -> dict[str, Any]:
+    """One request over the gateway's WebSocket, after connect with the vault's token."""
+    from websockets.sync.client import connect
+
+    from moltbot.security.vault import Vault
+
+    home = Path(env["MOLTBOT_HOME"])
+    port = json.loads((home / "config.json").read_text())["gateway"]["port"]
+    token = Vault.open(home).get("gateway_token")
+    with connect(f"ws://127.0.0.1:{port}") as ws:
+        auth = {"auth": {"token": token}}
+        ws.send(json.dumps({"type": "req", "id": "c", "method": "connect", "params": auth}))
+        assert json.loads(ws.recv(timeout=10))["ok"]
+        ws.send(json.dumps({"type": "req", "id": "r", "method": method, "params": params}))
+        while True:
+            frame: dict[str, Any] = json.loads(ws.recv(timeout=30))
+            if frame.get("type") == "res" and frame.get("id") == "r":
+                return frame
 
 
 def accounts(env: dict[str, str]) -> dict[str, Any]:
@@ -184,6 +212,17 @@ def test_init_up_status_kill_status_down(home: dict[str, str]) -> None:
     assert any("[offline] you said: now?" in t for t in sent_to(4242)), sent_to(4242)
     bad = run(home, "pairing", "approve", "telegram", "ZZZZZZZZ")
     assert bad.returncode == 1 and "Traceback" not in bad.stderr
+    # a stranger on the plugin's channel: listed and approved with the same command
+    stranger = {"sender": "mallory", "chat": "dm-mallory", "text": "let me in", "id": "r1"}
+    res = gateway_call(home, "plugin.relay.inject", stranger)
+    assert res["ok"], res
+    listed = run(home, "pairing", "list", "--json")
+    assert listed.returncode == 0, listed.stderr
+    [entry] = [p for p in json.loads(listed.stdout) if p["channel"] == "relay:relay"]
+    assert entry["sender_id"] == "mallory"
+    approved = run(home, "pairing", "approve", "relay:relay", entry["code"])
+    assert approved.returncode == 0, approved.stderr
+    assert "approved: mallory on relay:relay" in approved.stdout
 
     down = run(home, "down")
     assert down.returncode == 0, down.stdout + down.stderr
