@@ -19,7 +19,7 @@ from moltbot.gateway.backend import JSON, BaseBackend
 from moltbot.gateway.from_config import settings_from_config, ssl_from_config
 from moltbot.gateway.server import GatewayServer
 from moltbot.messages import ChatEvent
-from moltbot.supervision.tree import channel_ids
+from moltbot.supervision.tree import channel_ids, channel_plugins
 
 SUPERVISORS = ("", "agents", "tools", "channels", "plugins")
 EVENT_POLL_S = 0.5
@@ -111,19 +111,35 @@ class RayBackend(BaseBackend):
                 return result
         raise NotFound(f"no pending approval {approval_id}")
 
+    async def _pairing_targets(self) -> dict[str, tuple[str, tuple[str, ...]]]:
+        """channel id -> (actor path, leading args): the channel accounts, then the channels
+        running plugins registered (``<channel>:<plugin>``)."""
+        out: dict[str, tuple[str, tuple[str, ...]]] = {
+            cid: (f"channels/{cid}", ()) for cid, _kind, _acct in channel_ids(self.cfg)
+        }
+        for plugin in channel_plugins(self.cfg):
+            path = routing.plugin_path(plugin)
+            try:
+                described = await self._call(path, "describe")
+            except Unavailable:
+                continue  # not running now: none of its channels can be paired
+            for channel in sorted(described.get("channel_status", {})):
+                out[f"{channel}:{plugin}"] = (path, (channel,))
+        return out
+
     async def pairing_list(self) -> list[JSON]:
         out: list[JSON] = []
-        for cid, _kind, _acct in channel_ids(self.cfg):
-            book = await self._call(f"channels/{cid}", "pairing_list")
-            for item in book.get("pending", []):
-                out.append({"channel": cid, **item})
+        for cid, (path, lead) in (await self._pairing_targets()).items():
+            book = await self._call(path, "pairing_list", *lead)
+            out += [{**item, "channel": cid} for item in book.get("pending", [])]
         return out
 
     async def pairing_approve(self, channel: str, code: str, *, by: str = "") -> JSON:
-        if channel not in {cid for cid, _k, _a in channel_ids(self.cfg)}:
+        target = (await self._pairing_targets()).get(channel)
+        if target is None:
             raise NotFound(f"no channel {channel}")
-        path = f"channels/{channel}"
-        result: JSON = await self._call(path, "pairing_approve", code, by or "gateway")
+        path, lead = target
+        result: JSON = await self._call(path, "pairing_approve", *lead, code, by or "gateway")
         return result if isinstance(result, dict) else {"sender": result}
 
     async def config_get(self) -> JSON:

@@ -15,7 +15,7 @@ from moltbot import paths
 from moltbot.cli.config_cmd import config_path
 from moltbot.config.loader import load_config
 from moltbot.errors import NotFound, NotRunning
-from moltbot.supervision.tree import channel_ids
+from moltbot.supervision.tree import channel_ids, channel_plugins
 
 
 class Target(NamedTuple):
@@ -32,16 +32,14 @@ def _targets(args: argparse.Namespace, namespace: str) -> list[Target]:
 
     cfg = load_config(config_path(args))
     out = [Target(cid, f"channels/{cid}") for cid, _kind, _acct in channel_ids(cfg)]
-    for plugin in cfg.plugins:
-        if not plugin.enabled or "channel" not in plugin.capabilities:
-            continue
-        path = f"plugins/plugin:{plugin.name}"
+    for plugin in channel_plugins(cfg):
+        path = f"plugins/plugin:{plugin}"
         try:
             described = control.actor_call(namespace, path, "describe")
         except NotRunning:
             continue
         for channel in sorted(described.get("channel_status", {})):
-            out.append(Target(f"{channel}:{plugin.name}", path, (channel,)))
+            out.append(Target(f"{channel}:{plugin}", path, (channel,)))
     return out
 
 

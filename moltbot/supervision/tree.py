@@ -156,6 +156,11 @@ def channel_ids(cfg: Config) -> list[tuple[str, str, Any]]:
     return out
 
 
+def channel_plugins(cfg: Config) -> list[str]:
+    """Enabled plugins that may register channels (granted the ``channel`` capability)."""
+    return [p.name for p in cfg.plugins if p.enabled and "channel" in p.capabilities]
+
+
 def build_tree(
     cfg: Config, implemented: frozenset[str] = frozenset(), *, singletons: bool = False
 ) -> list[ChildSpec]:

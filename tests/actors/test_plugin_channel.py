@@ -21,7 +21,9 @@ import pytest
 import ray
 
 from actors import routing
+from actors.gateway import RayBackend
 from moltbot.config.schema import Config
+from moltbot.errors import NotFound
 from tests.actors.helpers import FAST, child, pid_of, start_root, stop_root, supervisor, worker
 from tests.plugins.support import FIXTURES, ROOT
 
@@ -34,6 +36,7 @@ ECHO = "[offline] you said: "
 class Tree:
     root: Any
     ns: str
+    cfg: Config
 
 
 @pytest.fixture(scope="module")
@@ -56,7 +59,7 @@ def live(ray_cluster: None, tmp_path_factory: pytest.TempPathFactory) -> Iterato
     env = {"MOLTBOT_HOME": str(home), "PYTHONPATH": str(ROOT)}
     root, ns = start_root(FAST, children, env=env, ready_timeout=120)
     try:
-        yield Tree(root=root, ns=ns)
+        yield Tree(root=root, ns=ns, cfg=cfg)
     finally:
         stop_root(root)
 
@@ -118,7 +121,14 @@ async def test_delivered_messages_are_answered_once_and_strangers_pair(live: Tre
     assert request["sender_id"] == "mallory"
     [notice] = await replies_to(live, "relay:relay:dm-mallory:m2")
     assert request["code"] in notice and not notice.startswith(ECHO)
-    assert await relay(live, "pairing_approve", "relay", request["code"], "test") == "mallory"
+    # the gateway's pairing.list / pairing.approve reach plugin channels as <channel>:<plugin>
+    gateway = RayBackend(live.cfg, live.ns)
+    [listed] = await gateway.pairing_list()
+    assert listed["channel"] == "relay:relay" and listed["code"] == request["code"]
+    with pytest.raises(NotFound):
+        await gateway.pairing_approve("relay:elsewhere", request["code"])
+    approved = await gateway.pairing_approve("relay:relay", request["code"], by="gateway:test")
+    assert approved == {"sender": "mallory"}
     await inject(live, "mallory", "m3", "thanks")
 
     async def welcomed() -> bool:
