@@ -28,25 +28,20 @@ from ray.exceptions import RayActorError
 from actors import metrics, routing
 from actors.audit import AuditForwarder
 from actors.base import CHILD_OPTIONS, ChildBase
-from moltbot.agent.loop import TurnRunner
 from moltbot.agent.plugin_tools import MergedTools, PluginToolCache
 from moltbot.agent.providers.base import Provider
 from moltbot.agent.service import (
     HELP_TEXT,
     Command,
-    TurnLog,
-    TurnState,
     approval_book,
     approval_reply,
     build_provider,
     chat_records,
-    done_marker,
+    idempotent_turn,
     parse_command,
     status_text,
     tool_registry,
-    turn_state,
     user_text,
-    without_turn,
 )
 from moltbot.agent.sessions import SessionGate
 from moltbot.agent.transcript_cache import CachedTranscripts
@@ -272,47 +267,32 @@ class AgentActor(ChildBase):
             if command is not None:
                 yield ChatFinal(session=session, text=await self._command(command, session))
                 return
-            store = self._need(self._store)
-            history = await store.load(session)
-            state = turn_state(history, msg_id) if msg_id else TurnState(status="new")
-            if state.status == "done":
-                yield ChatFinal(session=session, text=state.final_text)
-                return
-            turn_log = TurnLog(
-                store,
-                without_turn(history, msg_id) if msg_id else history,
-                msg_id=msg_id,
-                skip_user=state.status == "interrupted",
-            )
-            agent = self.config.agent
-            tools = MergedTools(
-                self._need(self._tools),
-                self._need(self._plugins),
-                await self._need(self._tool_table).table(),
-                audit=self._audit.record,
-            )
-            runner = TurnRunner(
+            started = time.monotonic()
+
+            def finished(final: ChatFinal) -> None:
+                self._record_turn(time.monotonic() - started, final.usage)
+
+            async def tools() -> MergedTools:
+                return MergedTools(
+                    self._need(self._tools),
+                    self._need(self._plugins),
+                    await self._need(self._tool_table).table(),
+                    audit=self._audit.record,
+                )
+
+            turn = idempotent_turn(
+                self._need(self._store),
                 self._need(self._provider),
                 tools,
-                turn_log,
-                max_turns=agent.max_turns,
-                max_tokens=agent.max_tokens,
-                system_prompt=agent.system_prompt,
-                history_tokens=agent.history_tokens,
+                self.config,
+                session,
+                text,
+                msg_id,
+                on_final=finished,
             )
-            started = time.monotonic()
-            try:
-                async with contextlib.aclosing(runner.run_turn(session, text)) as events:
-                    async for event in events:
-                        if isinstance(event, ChatFinal):
-                            self._record_turn(time.monotonic() - started, event.usage)
-                            marks = [done_marker(msg_id, event.text, time.time())] if msg_id else []
-                            await turn_log.finish(session, *marks)  # reply + mark, one write
-                        yield event
-            except Exception:
-                with contextlib.suppress(Exception):
-                    await turn_log.finish(session)  # keep the text the user already saw
-                raise
+            async with contextlib.aclosing(turn) as events:
+                async for event in events:
+                    yield event
 
     def _record_turn(self, seconds: float, usage: dict[str, int]) -> None:
         """One finished model turn in ``figures()`` and the Ray metrics."""

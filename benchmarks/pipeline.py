@@ -18,7 +18,6 @@ import asyncio
 import contextlib
 import os
 import signal
-import time
 from collections.abc import AsyncGenerator, AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -26,17 +25,12 @@ from typing import Any
 import msgspec
 
 from moltbot import paths
-from moltbot.agent.loop import TurnRunner
 from moltbot.agent.service import (
-    TurnLog,
-    TurnState,
     approval_book,
     build_provider,
-    done_marker,
+    idempotent_turn,
     tool_registry,
-    turn_state,
     user_text,
-    without_turn,
 )
 from moltbot.agent.sessions import SessionGate
 from moltbot.agent.transcript_cache import CachedTranscripts
@@ -57,6 +51,7 @@ from moltbot.messages import ChatEvent, ChatFinal, InboundMessage
 from moltbot.store import InboundJournal
 from moltbot.store.transcripts import AsyncTranscripts, TranscriptStore
 from moltbot.supervision.tree import channel_ids
+from moltbot.tools import ToolRegistry
 
 
 def _no_vault(name: str) -> str:
@@ -74,33 +69,15 @@ class InProcAgent:
         self.gate = SessionGate(cfg.agent.queue_size)
 
     async def turn(self, session: str, text: str, msg_id: str) -> AsyncGenerator[ChatEvent, None]:
+        async def tools() -> ToolRegistry:
+            return self.tools
+
         async with self.gate.hold(session):
-            history = await self.store.load(session)
-            state = turn_state(history, msg_id) if msg_id else TurnState(status="new")
-            if state.status == "done":
-                yield ChatFinal(session=session, text=state.final_text)
-                return
-            turn_log = TurnLog(
-                self.store,
-                without_turn(history, msg_id) if msg_id else history,
-                msg_id=msg_id,
-                skip_user=state.status == "interrupted",
+            turn = idempotent_turn(
+                self.store, self.provider, tools, self.cfg, session, text, msg_id
             )
-            agent = self.cfg.agent
-            runner = TurnRunner(
-                self.provider,
-                self.tools,
-                turn_log,
-                max_turns=agent.max_turns,
-                max_tokens=agent.max_tokens,
-                system_prompt=agent.system_prompt,
-                history_tokens=agent.history_tokens,
-            )
-            async with contextlib.aclosing(runner.run_turn(session, text)) as events:
+            async with contextlib.aclosing(turn) as events:
                 async for event in events:
-                    if isinstance(event, ChatFinal):
-                        marks = [done_marker(msg_id, event.text, time.time())] if msg_id else []
-                        await turn_log.finish(session, *marks)
                     yield event
 
     async def answer(self, msg: InboundMessage) -> str:

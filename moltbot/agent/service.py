@@ -20,19 +20,22 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
-from collections.abc import Callable, Mapping
+import time
+from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
 import msgspec
 
-from moltbot.agent.loop import TranscriptLog
+from moltbot.agent.loop import ToolRunner, TranscriptLog, TurnRunner
 from moltbot.agent.providers.base import Provider
 from moltbot.agent.providers.offline import OfflineProvider
 from moltbot.config.refs import resolve_secret
 from moltbot.config.schema import Config
 from moltbot.errors import MoltbotError, ProviderAuthError, SecretRefError, VaultError
+from moltbot.messages import ChatEvent, ChatFinal
 from moltbot.sandbox import SandboxPolicy
 from moltbot.security.vault import Vault
 from moltbot.tools import ApprovalBook, ExecPolicy, ToolRegistry, WebFetcher, default_registry
@@ -199,6 +202,57 @@ class TurnLog:
             await self._inner.append(session, batch[0])
         elif batch:
             await self._inner.append_many(session, batch)
+
+
+async def idempotent_turn(
+    store: BatchLog,
+    provider: Provider,
+    tools: Callable[[], Awaitable[ToolRunner]],
+    cfg: Config,
+    session: str,
+    text: str,
+    msg_id: str = "",
+    *,
+    on_final: Callable[[ChatFinal], None] | None = None,
+) -> AsyncGenerator[ChatEvent, None]:
+    """One turn of ``session`` answering ``msg_id`` (if given) exactly once: a done turn gives
+    its recorded reply again, an interrupted one is re-run without writing its user message
+    twice; the reply and its done mark are written together. ``tools`` is asked only when the
+    turn really runs. The caller holds the session's gate."""
+    history = await store.load(session)
+    state = turn_state(history, msg_id) if msg_id else TurnState(status="new")
+    if state.status == "done":
+        yield ChatFinal(session=session, text=state.final_text)
+        return
+    turn_log = TurnLog(
+        store,
+        without_turn(history, msg_id) if msg_id else history,
+        msg_id=msg_id,
+        skip_user=state.status == "interrupted",
+    )
+    agent = cfg.agent
+    runner = TurnRunner(
+        provider,
+        await tools(),
+        turn_log,
+        max_turns=agent.max_turns,
+        max_tokens=agent.max_tokens,
+        system_prompt=agent.system_prompt,
+        history_tokens=agent.history_tokens,
+    )
+    try:
+        async with contextlib.aclosing(runner.run_turn(session, text)) as events:
+            async for event in events:
+                if isinstance(event, ChatFinal):
+                    if on_final is not None:
+                        on_final(event)
+                    marks = [done_marker(msg_id, event.text, time.time())] if msg_id else []
+                    await turn_log.finish(session, *marks)  # reply + mark, one write
+                yield event
+    except Exception:
+        with contextlib.suppress(Exception):
+            await turn_log.finish(session)  # keep the text the user already saw
+        raise
 
 
 # --- durable small values ----------------------------------------------------------------------
