@@ -15,7 +15,7 @@ from typing import Any
 
 import ray
 
-from actors.startup import preload
+from actors.startup import STANDBY_NICE, preload
 from actors.telemetry import configure_tracing
 
 HEARTBEAT_S = 0.25
@@ -38,6 +38,7 @@ class ChildBase:
         self._crash = asyncio.Event()
         self._stopping = False
         self._run_task: asyncio.Task[Any] | None = None
+        self._started = asyncio.Event()  # run() was called (a standby is parked until then)
         self._heartbeat = time.monotonic()
         self._created = time.time()
 
@@ -57,8 +58,25 @@ class ChildBase:
         """A reason this child should be considered stuck (checked by ``ping``), or None."""
         return None
 
-    async def run(self) -> str:
+    async def warm(self) -> dict[str, Any]:
+        """A standby's only work until it is promoted: its heavy imports, at the lowest
+        priority (nothing waits for them; the siblings at work must not notice)."""
+        await preload(self.preload_modules(), nice=STANDBY_NICE)
+        return self.info()
+
+    async def parked(self) -> None:
+        """Returns once ``run`` starts: the supervisor's way to notice a spare that died."""
+        await self._started.wait()
+
+    async def run(self, incarnation: int | None = None) -> str:
+        """The child's life. ``incarnation``: given when a standby is promoted (it was
+        created before anyone knew which incarnation it would be)."""
+        if self._run_task is not None:
+            raise RuntimeError(f"{self.path}: already running")
+        if incarnation is not None:
+            self.incarnation = incarnation
         self._run_task = asyncio.current_task()
+        self._started.set()
         configure_tracing()  # opt-in (MOLTBOT_OTEL=1), once per process, never raises
         try:
             async with asyncio.TaskGroup() as tg:

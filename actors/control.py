@@ -26,7 +26,7 @@ import msgspec
 import psutil
 import ray
 
-from actors.registry import KINDS, actor_name
+from actors.registry import KINDS, actor_name, lookup
 from actors.supervisor import Supervisor
 from moltbot import paths
 from moltbot.config.schema import Config
@@ -217,7 +217,7 @@ def _offers_accounts(cfg: Config) -> bool:
     one started otherwise may not, and then the accounts run without them)."""
     wanted = singleton_resources(cfg)
     offered = ray.cluster_resources()
-    return bool(wanted) and all(offered.get(name, 0) >= 1 for name in wanted)
+    return bool(wanted) and all(offered.get(name, 0) >= units for name, units in wanted.items())
 
 
 def boot(cfg: Config, home: Path, *, ready_timeout: float = 180.0) -> Any:
@@ -276,7 +276,10 @@ def kill(root_ns: str, name: str, how: str) -> str:
     if full == ROOT:
         raise SupervisionError("the root is not killed with `kill`", hint="use `moltbot down`")
     try:
-        handle = ray.get_actor(full, namespace=root_ns)
+        if name.startswith(ROOT + "."):
+            handle = ray.get_actor(full, namespace=root_ns)
+        else:  # a path: also when a promoted standby runs it (under its own name)
+            handle = lookup(name.replace(".", "/"), root_ns)
     except ValueError:
         raise NotRunning(f"no actor named {full}", hint="see `moltbot status`") from None
     if how == "kill":
@@ -310,7 +313,7 @@ def wait_for_stop_request(root: Any) -> str | None:
 def actor_call(namespace: str, path: str, method: str, *args: Any) -> Any:
     """Call ``method`` on the tree's actor at ``path`` (``channels/telegram:main``), once."""
     try:
-        handle = ray.get_actor(actor_name(path), namespace=namespace)
+        handle = lookup(path, namespace)
     except ValueError:
         raise NotRunning(f"{path} is not running", hint="see `moltbot status`") from None
     try:

@@ -6,6 +6,9 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
+import ray
+from ray.experimental import internal_kv
+
 KINDS: dict[str, tuple[str, str]] = {
     "supervisor": ("actors.supervisor", "Supervisor"),
     "placeholder": ("actors.placeholder", "Placeholder"),
@@ -31,3 +34,40 @@ def actor_class(kind: str) -> Any:
 def actor_name(path: str) -> str:
     """The Ray actor name shown in the dashboard: ``moltbot.<path>`` with '/' as '.'."""
     return "moltbot" if not path else "moltbot." + path.replace("/", ".")
+
+
+# --- where a promoted standby lives --------------------------------------------------------
+# A child restarted from its warm standby (``supervision.<pool>.standby``) keeps the Ray name
+# the standby was created with (``<name>@<n>``: Ray cannot rename an actor). Its supervisor
+# records that name under the child's path in Ray's KV store, and ``lookup`` follows it.
+
+_ALIAS_PREFIX = "moltbot/alias/"
+
+
+def _alias_key(path: str) -> str:
+    return _ALIAS_PREFIX + path
+
+
+def set_alias(namespace: str, path: str, name: str) -> None:
+    internal_kv._internal_kv_put(_alias_key(path), name, overwrite=True, namespace=namespace)
+
+
+def clear_alias(namespace: str, path: str) -> None:
+    internal_kv._internal_kv_del(_alias_key(path), namespace=namespace)
+
+
+def lookup(path: str, namespace: str) -> Any:
+    """The live actor at ``path``: by its own name, else by the name of the standby that was
+    promoted to it. ValueError if neither is there (not started, or dead and not back yet)."""
+    try:
+        return ray.get_actor(actor_name(path), namespace=namespace)
+    except ValueError:
+        alias = internal_kv._internal_kv_get(_alias_key(path), namespace=namespace)
+        if not alias:
+            raise
+        return ray.get_actor(alias.decode(), namespace=namespace)
+
+
+def standby_name(path: str, seq: int) -> str:
+    """The Ray name of a standby for the child at ``path`` (it keeps it once promoted)."""
+    return f"{actor_name(path)}@{seq}"

@@ -13,10 +13,9 @@ import random
 import time
 from typing import Any
 
-import ray
 from ray.exceptions import ActorDiedError, ActorUnavailableError, RayActorError
 
-from actors.registry import actor_name
+from actors.registry import lookup
 from moltbot.agent.sessions import shard_for
 from moltbot.errors import Unavailable
 
@@ -35,7 +34,7 @@ def handle(namespace: str, path: str) -> Any:
     key = (namespace, path)
     found = _HANDLES.get(key)
     if found is None:
-        found = _HANDLES[key] = ray.get_actor(actor_name(path), namespace=namespace)
+        found = _HANDLES[key] = lookup(path, namespace)
     return found
 
 

@@ -23,6 +23,7 @@ from collections.abc import Sequence
 log = logging.getLogger("moltbot.startup")
 
 STARTUP_NICE = 5  # CPU weight 335 vs 1024: slower only when the CPU is contended
+STANDBY_NICE = 19  # a standby's imports: nobody waits for them (weight 15)
 
 
 def _lower_own_priority(by: int) -> None:

@@ -20,7 +20,8 @@ from ray.exceptions import GetTimeoutError, RayActorError, RayTaskError
 
 from actors import metrics, routing
 from actors.base import CHILD_OPTIONS, ChildBase
-from actors.registry import actor_class, actor_name
+from actors.registry import actor_class, actor_name, clear_alias, set_alias, standby_name
+from actors.standby import Standby, wanted
 from moltbot.errors import ChildStartError, EscalationError
 from moltbot.supervision.backoff import delay as backoff_delay
 from moltbot.supervision.policy import Action, consecutive_restarts, decide
@@ -33,6 +34,7 @@ EVENTS_KEPT = 200
 AUDIT_QUEUE = 256  # supervision events waiting for the store; beyond that they are dropped
 AUDIT_DEADLINE_S = 5.0
 FIGURES_TIMEOUT_S = 0.5
+STANDBY_DELAY_S = 1.0  # a new standby waits this long after its child started (backlog first)
 
 
 class Record:
@@ -49,6 +51,8 @@ class Record:
         self.started_at = 0.0
         self.info: dict[str, Any] = {}
         self.last_exit = ""
+        self.name = ""  # the Ray name of the running incarnation (a promoted standby's own)
+        self.standby: Standby | None = None
 
 
 @ray.remote(**CHILD_OPTIONS)
@@ -72,6 +76,7 @@ class Supervisor(ChildBase):
         self._audit_q: asyncio.Queue[dict[str, Any]] = asyncio.Queue(maxsize=AUDIT_QUEUE)
         self._tg: asyncio.TaskGroup | None = None
         self._main_task: asyncio.Task[str] | None = None
+        self._standby_seq = 0
 
     # --- life --------------------------------------------------------------------------------
     async def main(self) -> None:
@@ -116,6 +121,8 @@ class Supervisor(ChildBase):
     async def stop(self) -> None:
         """Stop children in reverse start order (each within its shutdown time), then exit."""
         self._stopping = True
+        for rec in self.records:
+            self._drop_standby(rec)
         await self._stop_all([r.spec.id for r in reversed(self.records)])
         await super().stop()
 
@@ -135,12 +142,19 @@ class Supervisor(ChildBase):
             opts["resources"] = dict(rec.spec.resources)
         return opts
 
-    async def _create(self, rec: Record) -> Any:
-        cls = actor_class(rec.spec.kind)
+    def _args(self, rec: Record) -> dict[str, Any]:
         args = dict(rec.spec.args)
         args["path"] = self._child_path(rec)
         args["namespace"] = self.namespace
         args["incarnation"] = rec.gen  # a restarted child imports at low priority
+        return args
+
+    async def _create(self, rec: Record) -> Any:
+        cls = actor_class(rec.spec.kind)
+        args = self._args(rec)
+        if self.flags.standby:  # lookups by path find this incarnation by its own name again
+            clear_alias(self.namespace, self._child_path(rec))
+        rec.name = actor_name(self._child_path(rec))
         deadline = time.monotonic() + NAME_RETRY_S
         while True:
             try:
@@ -153,8 +167,21 @@ class Supervisor(ChildBase):
     async def _start(self, rec: Record) -> None:
         rec.state = "starting"
         rec.gen += 1
-        handle = await self._create(rec)
-        run_ref = handle.run.remote()
+        spare = self._take_standby(rec)
+        if spare is not None:
+            set_alias(self.namespace, self._child_path(rec), spare.name)
+            rec.name = spare.name
+            try:
+                await self._launch(rec, spare.handle)
+                self._event("promoted", rec, standby=spare.name)
+                return
+            except ChildStartError:  # the spare died meanwhile: start a new process instead
+                log.warning("standby %s did not take over; starting a new process", spare.name)
+                rec.gen += 1
+        await self._launch(rec, await self._create(rec))
+
+    async def _launch(self, rec: Record, handle: Any) -> None:
+        run_ref = handle.run.remote(incarnation=rec.gen)
         ready = asyncio.ensure_future(handle.ready.remote())
         ran = asyncio.ensure_future(run_ref)
         if any(is_placement(name) for name in rec.spec.resources):
@@ -191,6 +218,41 @@ class Supervisor(ChildBase):
         self._event("started", rec)
         assert self._tg is not None
         self._tg.create_task(self._watch(rec, rec.gen, ran))
+        if self._wants_standby(rec) and rec.standby is None:
+            self._tg.create_task(self._spawn_standby(rec, rec.gen))
+
+    # --- warm standbys (flags.standby) -------------------------------------------------------
+    def _wants_standby(self, rec: Record) -> bool:
+        return wanted(self.flags, rec.spec)
+
+    async def _spawn_standby(self, rec: Record, gen: int) -> None:
+        """After a delay (the new child's backlog first): a spare process for ``rec`` that does
+        its imports at the lowest priority and then waits to be promoted."""
+        await asyncio.sleep(STANDBY_DELAY_S)
+        if self._stopping or rec.gen != gen or rec.standby is not None:
+            return
+        self._standby_seq += 1
+        name = standby_name(self._child_path(rec), self._standby_seq)
+        cls = actor_class(rec.spec.kind)
+        try:
+            rec.standby = Standby(cls, self._options(rec), self._args(rec), name)
+        except Exception as exc:  # a spare is an optimisation: the child runs without one
+            log.warning("standby for %s not created: %s", self._child_path(rec), type(exc).__name__)
+
+    def _take_standby(self, rec: Record) -> Standby | None:
+        """The child's spare if it is warm (it becomes the child); a failed one is dropped."""
+        spare = rec.standby
+        if spare is None or not spare.usable():
+            if spare is not None and spare.warm.done():
+                self._drop_standby(rec)
+            return None
+        rec.standby = None
+        return spare
+
+    def _drop_standby(self, rec: Record) -> None:
+        spare, rec.standby = rec.standby, None
+        if spare is not None:
+            spare.kill()
 
     async def _settle(
         self, rec: Record, gen: int, ready: asyncio.Future[Any], ran: asyncio.Future[Any]
@@ -254,20 +316,29 @@ class Supervisor(ChildBase):
         self.history = d.history
         if d.action == Action.IGNORE:
             await self._kill(rec)
+            self._drop_standby(rec)
             rec.state = "stopped"
             return
         if d.action == Action.REMOVE:
             await self._kill(rec)
+            for r in self.records:
+                if r.spec.id in d.remove:
+                    self._drop_standby(r)
             self.records = [r for r in self.records if r.spec.id not in d.remove]
             return
         if d.action == Action.ESCALATE:
             await self._kill(rec)
+            for r in self.records:
+                self._drop_standby(r)
             rec.state = "failed"
             self._event("escalate", rec, reason=d.reason)
             await self._stop_all(list(d.stop))
             raise EscalationError(f"{self.path or 'root'}: {d.reason}")
         await self._kill(rec)
         await self._stop_all(list(d.stop))
+        for r in self.records:
+            if r.spec.id in d.remove:
+                self._drop_standby(r)
         self.records = [r for r in self.records if r.spec.id not in d.remove]
         uptime = time.time() - rec.started_at
         rec.consecutive = consecutive_restarts(rec.consecutive, uptime, self.flags.period)
@@ -372,6 +443,11 @@ class Supervisor(ChildBase):
             }
             if figs:
                 entry["figures"] = figs
+            if rec.name and rec.name != entry["name"]:
+                entry["ray_name"] = rec.name  # a promoted standby keeps its own Ray name
+            if rec.standby is not None:
+                entry["standby"] = rec.standby.state()
+                entry["standby_name"] = rec.standby.name
             if rec.spec.child_type == ChildType.SUPERVISOR and rec.handle is not None:
                 try:
                     sub = await asyncio.wait_for(

@@ -39,6 +39,8 @@ def rows(status: dict[str, Any], depth: int = 0) -> list[list[str]]:
             note = c["strategy"]
         if c.get("last_exit") and c.get("restarts"):
             note = (note + "; " if note else "") + f"last exit: {c['last_exit']}"
+        if c.get("standby"):
+            note = (note + "; " if note else "") + f"standby {c['standby']}"
         out.append(
             [
                 "  " * depth + c["name"],

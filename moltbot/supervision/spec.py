@@ -69,6 +69,9 @@ class SupervisorFlags(msgspec.Struct, frozen=True, kw_only=True):
     # handshake; the supervisor is started when all are). Only for pools of independent
     # workers (channels, agents, sandboxes, plugins): siblings that use each other start in order.
     concurrent_start: bool = False
+    # Keep a warm standby incarnation of each (unplaced) worker child: a process that has
+    # done its imports but not started; a restart promotes it (see actors.supervisor).
+    standby: bool = False
 
 
 class ChildSpec(msgspec.Struct, frozen=True, kw_only=True):

@@ -57,6 +57,7 @@ def flags_from(
         ping_interval_s=sup.ping_interval_s,
         ping_timeout_s=sup.ping_timeout_s,
         concurrent_start=concurrent_start,
+        standby=section.standby,
     )
 
 
@@ -87,9 +88,11 @@ def account_resource(kind: str, account: str) -> str:
 
 def singleton_resources(cfg: Config) -> dict[str, float]:
     """What the head offers: one unit per channel account that no placement sends to another
-    node (a placed account's node offers its placement resource, requested whole: see README)."""
+    node (a placed account's node offers its placement resource, requested whole: see README),
+    two when the channels keep a warm standby (it holds the second until it is promoted)."""
+    units = 2.0 if cfg.supervision.channels.standby else 1.0
     return {
-        account_resource(kind, acct.account): 1.0
+        account_resource(kind, acct.account): units
         for cid, kind, acct in channel_ids(cfg)
         if not placement_for(cfg, f"channels/{cid}")
     }

@@ -60,9 +60,9 @@ def run(env: dict[str, str], *args: str, timeout: float = 180) -> subprocess.Com
     )
 
 
-def write_config(env: dict[str, str]) -> None:
+def write_config(env: dict[str, str], *, standby: bool = False, plugins: bool = True) -> None:
     cfg_path = Path(env["MOLTBOT_HOME"]) / "config.json"
-    cfg = {
+    cfg: dict[str, Any] = {
         "gateway": {"port": free_port()},
         "agent": {"workers": 1},
         "channels": {
@@ -85,6 +85,10 @@ def write_config(env: dict[str, str]) -> None:
             }
         ],
     }
+    if standby:
+        cfg["supervision"] = {"channels": {"standby": True}}
+    if not plugins:
+        cfg["plugins"] = []
     cfg_path.write_text(json.dumps(cfg))
 
 
@@ -232,6 +236,64 @@ def test_init_up_status_kill_status_down(home: dict[str, str]) -> None:
     assert not (Path(home["MOLTBOT_HOME"]) / "run" / "ray.json").exists()
     again = run(home, "status")
     assert again.returncode == 1 and "not running" in again.stderr
+
+
+def wait_status(env: dict[str, str], name: str, ok: Any, timeout: float = 90) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while True:
+        node = status(env)[name]
+        if ok(node) or time.monotonic() > deadline:
+            return node
+        time.sleep(0.5)
+
+
+def test_standby_promotes_a_warm_spare_found_by_path(home: dict[str, str]) -> None:
+    """supervision.channels.standby: a kill promotes the spare (its pid, its Ray name), the
+    CLI still finds the channel by path, it answers on Telegram, and down removes the spares."""
+    assert run(home, "init").returncode == 0
+    write_config(home, standby=True, plugins=False)
+    up = run(home, "up", "--detach")
+    assert up.returncode == 0, up.stdout + up.stderr
+    head = json.loads((Path(home["MOLTBOT_HOME"]) / "run" / "ray.json").read_text())
+    channel = "moltbot.channels.telegram:main"
+    before = wait_status(home, channel, lambda n: n.get("standby") == "warm")
+    assert before.get("standby") == "warm", before
+    spare = before["standby_name"]
+    assert spare.startswith(channel + "@")
+    # live + spare each hold a unit of the account: the head offers two
+    account = account_resource("telegram", "main")
+    assert accounts(home) == {account: {"total": 2.0, "available": 0.0}}
+    assert "standby warm" in run(home, "status").stdout
+
+    killed = run(home, "kill", "channels/telegram:main")
+    assert killed.returncode == 0, killed.stderr
+    after = wait_status(home, channel, lambda n: n["restarts"] == 1 and n["state"] == "running")
+    assert after["restarts"] == 1 and after["state"] == "running", after
+    assert after["ray_name"] == spare and after["pid"] != before["pid"]
+
+    import httpx
+
+    base = home["FAKE_TG_BASE"]
+    httpx.post(f"{base}/_fake/inject", json={"chat_id": 77, "user_id": 77, "text": "hello"})
+    deadline = time.monotonic() + 30
+    codes: list[str] = []
+    while time.monotonic() < deadline and not codes:  # the promoted spare polls and answers
+        sent = httpx.get(f"{base}/_fake/sent").json()
+        codes = [m["text"] for m in sent if str(m["chat_id"]) == "77"]
+        time.sleep(0.3)
+    assert codes, "the promoted channel did not answer"
+    listed = run(home, "pairing", "list", "--json")  # found by path, under the spare's name
+    assert listed.returncode == 0, listed.stderr
+    assert [p["sender_id"] for p in json.loads(listed.stdout)] == ["77"]
+    again = wait_status(home, channel, lambda n: n.get("standby") == "warm")
+    assert again.get("standby") == "warm" and again["standby_name"] != spare
+    assert run(home, "kill", "channels/telegram:main").returncode == 0  # via the alias
+    last = wait_status(home, channel, lambda n: n["restarts"] == 2 and n["state"] == "running")
+    assert last["ray_name"] == again["standby_name"], last
+
+    assert run(home, "down").returncode == 0
+    time.sleep(1)
+    assert temp_dir_processes(head["temp_dir"]) == []
 
 
 def test_foreground_up_stops_cleanly_on_ctrl_c(home: dict[str, str]) -> None:
