@@ -21,7 +21,8 @@ from benchmarks import harness as h
 
 MODULES = {m.NAME: m for m in (routing, throughput, crash, recovery, memory, streaming)}
 BASELINE_ORDER = ("routing", "throughput", "streaming")
-RAY_ORDER = ("routing", "throughput", "memory", "crash", "recovery", "streaming")
+# recovery is last: it ends the shared tree and starts one with warm standbys
+RAY_ORDER = ("routing", "throughput", "memory", "crash", "streaming", "recovery")
 POST_ORDER = ("recovery",)
 
 

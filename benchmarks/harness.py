@@ -519,6 +519,7 @@ def bench_config(
     anthropic_url: str | None = None,
     agents: int = 2,
     channel_intensity: int | None = None,
+    standby: bool = False,
 ) -> dict[str, Any]:
     """The config (as data) the benchmarks run: defaults except what points at the fakes."""
     cfg: dict[str, Any] = {
@@ -538,6 +539,8 @@ def bench_config(
         )
     if channel_intensity is not None:
         cfg["supervision"] = {"channels": {"intensity": channel_intensity, "period": 10}}
+    if standby:
+        cfg.setdefault("supervision", {}).setdefault("channels", {})["standby"] = True
     return cfg
 
 
@@ -605,23 +608,23 @@ class RayTree:
         return self
 
     def handle(self, path: str) -> Any:
-        import ray
 
-        from actors.registry import actor_name
+        from actors.registry import lookup
 
-        return ray.get_actor(actor_name(path), namespace=self.ns)
+        return lookup(path, self.ns)
 
     def pid(self, path: str) -> int:
         import ray
 
         return int(ray.get(self.handle(path).ready.remote(), timeout=30)["pid"])
 
-    def kill(self, path: str) -> bool:
-        """``ray.kill`` the actor at ``path`` (its process dies); False if it is not there."""
+    def kill(self, path: str, handle: Any = None) -> bool:
+        """``ray.kill`` the actor at ``path`` (its process dies); False if it is not there.
+        ``handle``: already looked up (so the kill is not delayed by the lookup)."""
         import ray
 
         try:
-            h = self.handle(path)
+            h = handle if handle is not None else self.handle(path)
         except ValueError:
             return False
         ray.kill(h, no_restart=True)
