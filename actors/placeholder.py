@@ -27,11 +27,13 @@ class Worker(ChildBase):
         path: str = "",
         exit_after: float | None = None,
         setup_s: float = 0.0,
+        fail_from: int = 0,
         **kw: Any,
     ) -> None:
         super().__init__(path=path, **kw)
         self.exit_after = exit_after
         self.setup_s = setup_s
+        self.fail_from = fail_from  # > 0: setup raises from this incarnation on
         self.setup_span = (0.0, 0.0)
         self.calls = 0
 
@@ -39,6 +41,8 @@ class Worker(ChildBase):
         import asyncio
 
         began = time.time()
+        if self.fail_from and self.incarnation >= self.fail_from:
+            raise RuntimeError("setup fails on purpose")
         await asyncio.sleep(self.setup_s)
         self.setup_span = (began, time.time())
 

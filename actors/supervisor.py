@@ -166,6 +166,7 @@ class Supervisor(ChildBase):
 
     async def _start(self, rec: Record) -> None:
         rec.state = "starting"
+        rec.started_at = time.time()  # a start that fails counts as no uptime (backoff grows)
         rec.gen += 1
         spare = self._take_standby(rec)
         if spare is not None:
@@ -343,6 +344,7 @@ class Supervisor(ChildBase):
         uptime = time.time() - rec.started_at
         rec.consecutive = consecutive_restarts(rec.consecutive, uptime, self.flags.period)
         wait = backoff_delay(self.flags.backoff, rec.consecutive, random.random())
+        self._event("restarting", rec, backoff=round(wait, 3), consecutive=rec.consecutive)
         to_start = [r for r in self.records if r.spec.id in d.start]
         for r in to_start:
             r.state = "restarting"

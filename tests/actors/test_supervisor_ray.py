@@ -209,3 +209,27 @@ def test_pool_supervisor_starts_its_children_together_others_in_order(concurrent
         assert [node(tree(root), i)["state"] for i in ids] == ["running"] * 3
     finally:
         stop_root(root)
+
+
+def test_a_child_that_keeps_failing_to_start_backs_off_longer_each_time() -> None:
+    """Backoff counts restarts in a row: a failed start is no uptime, so the count grows
+    (it used to reset because the uptime was taken from the last good start)."""
+    slow = Backoff(base_s=0.05, max_s=0.4, jitter=0.0)
+    # a short period: the failed starts soon lie further back than it from the last good start
+    f = msgspec.structs.replace(flags(intensity=50), backoff=slow, period=3.0)
+    root, ns = start_root(f, workers("a", "b", fail_from=2))
+    try:
+        ray.kill(child(ns, "b"), no_restart=True)
+
+        def tries() -> list[dict[str, object]]:
+            events = ray.get(root.recent_events.remote(0), timeout=20)
+            return [e for e in events if e["event"] == "restarting" and e["child"] == "b"]
+
+        wait_for(lambda: len(tries()) >= 5, timeout=90, what="five restart attempts of b")
+        got = tries()[:5]
+        assert [e["consecutive"] for e in got] == [1, 2, 3, 4, 5]
+        assert [e["backoff"] for e in got] == [0.05, 0.1, 0.2, 0.4, 0.4]
+        assert node(tree(root), "b")["last_exit"] == "start failed"
+        assert node(tree(root), "a")["restarts"] == 0
+    finally:
+        stop_root(root)
