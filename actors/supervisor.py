@@ -219,17 +219,17 @@ class Supervisor(ChildBase):
         self._event("started", rec)
         assert self._tg is not None
         self._tg.create_task(self._watch(rec, rec.gen, ran))
-        if self._wants_standby(rec) and rec.standby is None:
+        if wanted(self.flags, rec.spec) and rec.standby is None:
             self._tg.create_task(self._spawn_standby(rec, rec.gen))
 
     # --- warm standbys (flags.standby) -------------------------------------------------------
-    def _wants_standby(self, rec: Record) -> bool:
-        return wanted(self.flags, rec.spec)
-
     async def _spawn_standby(self, rec: Record, gen: int) -> None:
         """After a delay (the new child's backlog first): a spare process for ``rec`` that does
-        its imports at the lowest priority and then waits to be promoted."""
-        await asyncio.sleep(STANDBY_DELAY_S)
+        its imports at the lowest priority and then waits to be promoted. A child restarting
+        in a row (a crash loop) gets its spare only once it stayed up a whole period: a spare
+        per crash would only add a process start to each one."""
+        calm = rec.consecutive <= 1
+        await asyncio.sleep(STANDBY_DELAY_S if calm else max(STANDBY_DELAY_S, self.flags.period))
         if self._stopping or rec.gen != gen or rec.standby is not None:
             return
         self._standby_seq += 1
@@ -249,6 +249,12 @@ class Supervisor(ChildBase):
             return None
         rec.standby = None
         return spare
+
+    def _remove(self, ids: tuple[str, ...] | list[str]) -> None:
+        for r in self.records:
+            if r.spec.id in ids:
+                self._drop_standby(r)
+        self.records = [r for r in self.records if r.spec.id not in ids]
 
     def _drop_standby(self, rec: Record) -> None:
         spare, rec.standby = rec.standby, None
@@ -322,10 +328,7 @@ class Supervisor(ChildBase):
             return
         if d.action == Action.REMOVE:
             await self._kill(rec)
-            for r in self.records:
-                if r.spec.id in d.remove:
-                    self._drop_standby(r)
-            self.records = [r for r in self.records if r.spec.id not in d.remove]
+            self._remove(d.remove)
             return
         if d.action == Action.ESCALATE:
             await self._kill(rec)
@@ -337,10 +340,7 @@ class Supervisor(ChildBase):
             raise EscalationError(f"{self.path or 'root'}: {d.reason}")
         await self._kill(rec)
         await self._stop_all(list(d.stop))
-        for r in self.records:
-            if r.spec.id in d.remove:
-                self._drop_standby(r)
-        self.records = [r for r in self.records if r.spec.id not in d.remove]
+        self._remove(d.remove)
         uptime = time.time() - rec.started_at
         rec.consecutive = consecutive_restarts(rec.consecutive, uptime, self.flags.period)
         wait = backoff_delay(self.flags.backoff, rec.consecutive, random.random())

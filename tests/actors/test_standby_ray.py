@@ -17,7 +17,7 @@ from tests.actors.helpers import FAST, node, start_root, stop_root, tree, wait_f
 
 pytestmark = [pytest.mark.usefixtures("ray_cluster"), pytest.mark.timeout(180)]
 
-STANDBY = msgspec.structs.replace(FAST, standby=True)
+STANDBY = msgspec.structs.replace(FAST, standby=True, period=2.0)
 
 
 def kids(*ids: str) -> list[ChildSpec]:
