@@ -12,7 +12,7 @@ import ray
 
 from actors.registry import lookup
 from actors.supervisor import STANDBY_DELAY_S
-from moltbot.supervision.spec import ChildSpec, SupervisorFlags
+from moltbot.supervision.spec import ChildSpec
 from tests.actors.helpers import FAST, node, start_root, stop_root, tree, wait_for
 
 pytestmark = [pytest.mark.usefixtures("ray_cluster"), pytest.mark.timeout(180)]
@@ -92,12 +92,12 @@ def test_a_dead_spare_falls_back_to_a_cold_start_under_the_paths_own_name() -> N
 
 
 def test_without_standby_no_spare_is_made() -> None:
-    root, ns = start_root(SupervisorFlags(), kids("b"))
+    root, ns = start_root(msgspec.structs.replace(STANDBY, standby=False), kids("b"))
     try:
-        time.sleep(STANDBY_DELAY_S + 2.0)  # when a spare would have been made
+        time.sleep(STANDBY.period + STANDBY_DELAY_S + 2.0)  # when a spare would have been made
         ray.kill(lookup("b", ns), no_restart=True)
         wait_for(lambda: restarted(root, "b", 1), what="b restarted")
-        time.sleep(STANDBY_DELAY_S + 2.0)
+        time.sleep(STANDBY.period + STANDBY_DELAY_S + 2.0)
         assert "standby" not in node(tree(root), "b")
         named = ray.util.list_named_actors(all_namespaces=True)
         assert [a for a in named if a["namespace"] == ns and "@" in a["name"]] == []
