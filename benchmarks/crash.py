@@ -78,6 +78,23 @@ def ray(ctx: h.Ctx) -> None:
         }
     except Exception as exc:  # report only
         d["tree_after"] = {"error": type(exc).__name__}
+    d["settle_s"] = _settle(ctx.ray_tree())
+
+
+def _settle(tree: h.RayTree, timeout: float = 120.0) -> float | None:
+    """Until Telegram runs again (after the storm it may be in backoff, then importing aiogram
+    for ~9 s): the benchmarks after this one measure a calm tree, not its recovery."""
+    from actors.registry import actor_name
+    from moltbot.cli.render import flatten
+
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < timeout:
+        if flatten(tree.status()).get(actor_name(TELEGRAM), {}).get("state") == "running":
+            time.sleep(3.0)
+            return round(time.monotonic() - t0, 1)
+        time.sleep(0.5)
+    h.log(f"telegram still not running {timeout:.0f}s after the storm")
+    return None
 
 
 def report(ctx: h.Ctx) -> dict[str, Any]:
