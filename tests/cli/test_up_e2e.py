@@ -287,7 +287,7 @@ def test_standby_promotes_a_warm_spare_found_by_path(home: dict[str, str]) -> No
     assert [p["sender_id"] for p in json.loads(listed.stdout)] == ["77"]
     again = wait_status(home, channel, lambda n: n.get("standby") == "warm")
     assert again.get("standby") == "warm" and again["standby_name"] != spare
-    assert run(home, "kill", "channels/telegram:main").returncode == 0  # via the alias
+    assert run(home, "kill", channel).returncode == 0  # its full name, via the alias too
     last = wait_status(home, channel, lambda n: n["restarts"] == 2 and n["state"] == "running")
     assert last["ray_name"] == again["standby_name"], last
 
