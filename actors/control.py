@@ -275,12 +275,8 @@ def kill(root_ns: str, name: str, how: str) -> str:
     full = name if name.startswith(ROOT + ".") else actor_name(name.replace(".", "/"))
     if full == ROOT:
         raise SupervisionError("the root is not killed with `kill`", hint="use `moltbot down`")
-    path = name.removeprefix(ROOT + ".")
-    try:
-        try:  # an exact Ray name (a promoted standby's ``...@3`` too)
-            handle = ray.get_actor(full, namespace=root_ns)
-        except ValueError:  # by path: a promoted standby runs it under its own name
-            handle = lookup(path.replace(".", "/"), root_ns)
+    try:  # by its own name (``full``), else the promoted standby's that runs it now
+        handle = lookup(full.removeprefix(ROOT + ".").replace(".", "/"), root_ns)
     except ValueError:
         raise NotRunning(f"no actor named {full}", hint="see `moltbot status`") from None
     if how == "kill":

@@ -243,7 +243,7 @@ class Supervisor(ChildBase):
         """The child's spare if it is warm (it becomes the child); a failed one is dropped."""
         spare = rec.standby
         if spare is None or not spare.usable():
-            if spare is not None and spare.warm.done():
+            if spare is not None and spare.state() == "failed":
                 self._drop_standby(rec)
             return None
         rec.standby = None

@@ -46,8 +46,8 @@ COMMENTS: dict[str, tuple[str, ...]] = {
     "$.supervision": (
         "OTP-style supervisors: at most `intensity` restarts within `period` seconds,",
         "then the supervisor gives up and its parent decides. standby: true keeps a warm",
-        "spare process per child (imports done); a restart promotes it (channels: ~0.3 s",
-        "instead of 2.5-9 s), for one more idle process per child.",
+        "spare process per child (imports done); a restart promotes it (channels: under 1 s",
+        "instead of 2.5-10 s), for one more idle process per child.",
     ),
     "$.cluster": (
         'Ray: address null starts a local Ray; "auto" or "host:port" joins a cluster.',

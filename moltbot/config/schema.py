@@ -211,7 +211,7 @@ class SupervisorConfig(_Section, frozen=True, kw_only=True, forbid_unknown_field
     period: PosFloat = 5.0  # ... within this many seconds
     backoff: BackoffConfig = msgspec.field(default_factory=BackoffConfig)
     # keep one warm standby process per child (imports done, not connected): a restart
-    # promotes it instead of starting a new process (channels: ~0.3 s instead of 2.5-9 s),
+    # promotes it instead of starting a new process (channels: under 1 s instead of 2.5-10 s),
     # at the cost of one more idle process per child
     standby: bool = False
 

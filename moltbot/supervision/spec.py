@@ -70,7 +70,7 @@ class SupervisorFlags(msgspec.Struct, frozen=True, kw_only=True):
     # workers (channels, agents, sandboxes, plugins): siblings that use each other start in order.
     concurrent_start: bool = False
     # Keep a warm standby incarnation of each (unplaced) worker child: a process that has
-    # done its imports but not started; a restart promotes it (see actors.supervisor).
+    # done its imports but not started; a restart promotes it (see actors.standby).
     standby: bool = False
 
 

@@ -79,8 +79,9 @@ def is_placement(resource: str) -> bool:
 
 
 def account_resource(kind: str, account: str) -> str:
-    """The Ray resource one channel account's actor holds: its node offers 1 unit, so Ray
-    never runs two pollers of the account at once (not even an old incarnation still dying)."""
+    """The Ray resource one channel account's actor holds: its node offers 1 unit (2 with a
+    warm standby, which holds the other), so Ray never runs two pollers of the account at once
+    (not even an old incarnation still dying)."""
     safe = re.sub(r"[^A-Za-z0-9_]", "_", account)[:32]
     digest = hashlib.sha256(f"{kind}:{account}".encode()).hexdigest()[:8]
     return f"{ACCOUNT_PREFIX}{kind}_{safe}_{digest}"
