@@ -70,6 +70,15 @@ class StoreActor(ChildBase):
         await self._ready.wait()
         return await asyncio.to_thread(self.journal.mark_done, msg_id)
 
+    async def accept_many(self, msgs: list[InboundMessage]) -> list[bool]:
+        """``accept`` for a batch (one write, one fsync): what a channel's group commit sends."""
+        await self._ready.wait()
+        return await asyncio.to_thread(self.journal.accept_many, msgs)
+
+    async def mark_done_many(self, msg_ids: list[str]) -> list[bool]:
+        await self._ready.wait()
+        return await asyncio.to_thread(self.journal.mark_done_many, msg_ids)
+
     async def pending(
         self, channel: str | None = None, account: str | None = None
     ) -> list[InboundMessage]:
@@ -96,6 +105,14 @@ class StoreActor(ChildBase):
         """Several records of one turn with one fsync (e.g. the reply and its done mark)."""
         await self._ready.wait()
         await asyncio.to_thread(self.transcripts.append_many, session, records)
+
+    async def transcript_append_batch(
+        self, items: list[tuple[str, list[dict[str, Any]]]]
+    ) -> list[str | None]:
+        """``transcript_append_many`` for several sessions at once (an agent's group commit):
+        per item None when written, else why not."""
+        await self._ready.wait()
+        return await asyncio.to_thread(self.transcripts.append_batch, items)
 
     async def history(self, session: str, limit: int = 50) -> list[dict[str, Any]]:
         """The newest ``limit`` user/assistant messages of a session, oldest first."""

@@ -33,7 +33,7 @@ from typing import Any
 import msgspec
 
 from moltbot.messages import InboundMessage
-from moltbot.store.transcripts import append_line, fsync_dir, write_all
+from moltbot.store.transcripts import append_lines, fsync_dir, write_all
 
 log = logging.getLogger(__name__)
 
@@ -117,11 +117,7 @@ class InboundJournal:
 
     # --- writing -------------------------------------------------------------------------
     def _write(self, record: _Record) -> None:
-        line = _encoder.encode(record)
-        append_line(self.path, line)
-        self._size += len(line) + 1
-        if self._size > self._compact_bytes and self._size > 2 * self._compacted_size:
-            self._compact()
+        self._write_many([record])
 
     def accept(self, msg: InboundMessage) -> bool:
         """Journal ``msg`` durably; False if its id was already journaled (a duplicate)."""
@@ -141,6 +137,44 @@ class InboundJournal:
             del self._pending[msg_id]
             self._remember(msg_id)
             return True
+
+    def accept_many(self, msgs: list[InboundMessage]) -> list[bool]:
+        """``accept`` for several messages with one write and one fsync (group commit)."""
+        with self._lock:
+            out: list[bool] = []
+            fresh: dict[str, InboundMessage] = {}
+            for msg in msgs:
+                new = msg.id not in self._pending and msg.id not in self._done
+                out.append(new and msg.id not in fresh)
+                if out[-1]:
+                    fresh[msg.id] = msg
+            self._write_many([_In(msg=m) for m in fresh.values()])
+            self._pending.update(fresh)
+            return out
+
+    def mark_done_many(self, msg_ids: list[str]) -> list[bool]:
+        """``mark_done`` for several ids with one write and one fsync (an id twice: once)."""
+        with self._lock:
+            out: list[bool] = []
+            done: dict[str, None] = {}
+            for mid in msg_ids:
+                out.append(mid in self._pending and mid not in done)
+                if out[-1]:
+                    done[mid] = None
+            self._write_many([_Done(id=mid) for mid in done])
+            for mid in done:
+                del self._pending[mid]
+                self._remember(mid)
+            return out
+
+    def _write_many(self, records: list[_Record]) -> None:
+        if not records:
+            return
+        lines = [_encoder.encode(r) for r in records]
+        append_lines(self.path, lines)
+        self._size += sum(len(line) + 1 for line in lines)
+        if self._size > self._compact_bytes and self._size > 2 * self._compacted_size:
+            self._compact()
 
     def pending(self) -> list[InboundMessage]:
         with self._lock:

@@ -135,6 +135,21 @@ class TranscriptStore:
                 self._create(path, session)
             append_lines(path, lines)
 
+    def append_batch(self, items: list[tuple[str, list[dict[str, Any]]]]) -> list[str | None]:
+        """``append_many`` for several sessions (group commit): one write and one fsync per
+        file. Each item's outcome: None when written, else why it failed (that item only)."""
+        by_session: dict[str, list[dict[str, Any]]] = {}
+        for session, records in items:
+            by_session.setdefault(session, []).extend(records)
+        failed: dict[str, str] = {}
+        for session, records in by_session.items():
+            try:
+                self.append_many(session, records)
+            except OSError as exc:
+                log.error("transcript of a session not written: %s", type(exc).__name__)
+                failed[session] = "the transcript could not be written"
+        return [failed.get(session) for session, _ in items]
+
     def load(self, session: str) -> list[dict[str, Any]]:
         with self._lock:
             records = read_lines(self.path_for(session))

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
-
-import pytest
 
 from moltbot.messages import InboundMessage
 from moltbot.store.journal import InboundJournal
@@ -45,16 +42,10 @@ def test_pending_after_crash_is_accepted_minus_done_in_order(tmp_path: Path) -> 
     assert replay == [msg(1), msg(3), msg(5)]
 
 
-def test_every_write_is_fsynced(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_every_write_is_fsynced(tmp_path: Path, fsyncs: list[str]) -> None:
     j = InboundJournal(tmp_path)
-    synced: list[str] = []
-    real_fsync = os.fsync
-
-    def recording_fsync(fd: int) -> None:
-        synced.append(os.readlink(f"/proc/self/fd/{fd}"))
-        real_fsync(fd)
-
-    monkeypatch.setattr(os, "fsync", recording_fsync)
+    synced = fsyncs
+    synced.clear()
     j.accept(msg(1))
     j.mark_done(msg(1).id)
     j.accept(msg(1))  # a duplicate writes nothing
@@ -99,3 +90,31 @@ def test_compaction_keeps_pending_and_recent_done_ids(tmp_path: Path) -> None:
     assert [m.id for m in reopened.pending()] == pending
     assert reopened.accept(msg(199)) is False and reopened.accept(msg(0)) is False
     assert not (tmp_path / "inbound.tmp").exists()
+
+
+def test_accept_many_is_one_fsync_and_dedups_within_and_across_batches(
+    tmp_path: Path, fsyncs: list[str]
+) -> None:
+    j = InboundJournal(tmp_path)
+    assert j.accept(msg(1)) is True
+    synced = fsyncs
+    synced.clear()
+    assert j.accept_many([msg(1), msg(2), msg(3), msg(2)]) == [False, True, True, False]
+    assert len(synced) == 1
+    assert j.accept_many([]) == [] and len(synced) == 1  # nothing new: no write
+    assert [m.id for m in InboundJournal(tmp_path).pending()] == [msg(n).id for n in (1, 2, 3)]
+
+
+def test_mark_done_many_is_one_fsync_and_survives_reopen(
+    tmp_path: Path, fsyncs: list[str]
+) -> None:
+    j = InboundJournal(tmp_path)
+    j.accept_many([msg(n) for n in range(4)])
+    synced = fsyncs
+    synced.clear()
+    ids = [msg(0).id, msg(2).id, msg(2).id, "telegram:main:1:99"]
+    assert j.mark_done_many(ids) == [True, True, False, False]  # twice: once; unknown: no
+    assert len(synced) == 1
+    again = InboundJournal(tmp_path)
+    assert [m.id for m in again.pending()] == [msg(1).id, msg(3).id]
+    assert again.accept(msg(2)) is False  # a done id is still a duplicate after reopen

@@ -24,17 +24,11 @@ def test_append_and_load_round_trip(tmp_path: Path) -> None:
     assert len(lines) == 3  # header + two records, one per line
 
 
-def test_every_append_is_fsynced(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_every_append_is_fsynced(tmp_path: Path, fsyncs: list[str]) -> None:
     store = TranscriptStore(tmp_path)
     store.append("s", {"n": 0})
-    synced: list[str] = []
-    real_fsync = os.fsync
-
-    def recording_fsync(fd: int) -> None:
-        synced.append(os.readlink(f"/proc/self/fd/{fd}"))
-        real_fsync(fd)
-
-    monkeypatch.setattr(os, "fsync", recording_fsync)
+    synced = fsyncs
+    synced.clear()
     for n in range(3):
         store.append("s", {"n": n + 1})
     target = str(store.path_for("s"))
@@ -113,3 +107,23 @@ async def test_async_face(tmp_path: Path) -> None:
     assert await log.load("s") == [{"n": 1}]
     assert [i.key for i in await log.list_sessions()] == ["s"]
     assert await log.reset("s") is not None
+
+
+def test_append_batch_writes_each_session_once_and_fails_per_item(
+    tmp_path: Path, fsyncs: list[str]
+) -> None:
+    store = TranscriptStore(tmp_path)
+    store.append("a", {"n": 0})
+    store.append("b", {"n": 0})
+    store.path_for("broken").mkdir()  # this session's file cannot be opened for appending
+    synced = fsyncs
+    synced.clear()
+    got = store.append_batch(
+        [("a", [{"n": 1}]), ("broken", [{"n": 1}]), ("b", [{"n": 1}]), ("a", [{"n": 2}])]
+    )
+    assert got[0] is None and got[2] is None and got[3] is None
+    assert got[1] == "the transcript could not be written"
+    assert synced.count(str(store.path_for("a"))) == 1  # a's two items: one write, one fsync
+    assert synced.count(str(store.path_for("b"))) == 1
+    assert [r["n"] for r in store.load("a")] == [0, 1, 2]
+    assert [r["n"] for r in store.load("b")] == [0, 1]
