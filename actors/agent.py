@@ -45,6 +45,7 @@ from moltbot.agent.service import (
 )
 from moltbot.agent.sessions import SessionGate
 from moltbot.agent.transcript_cache import CachedTranscripts
+from moltbot.batching import GroupCommit
 from moltbot.config.schema import Config
 from moltbot.errors import (
     AccessDenied,
@@ -78,6 +79,16 @@ class StoreTranscripts:
     def __init__(self, namespace: str, deadline_s: float = 60.0) -> None:
         self._ns = namespace
         self._deadline = deadline_s
+        # the turns that end while one write is in flight share the next store call
+        self.writes = GroupCommit[tuple[str, list[dict[str, Any]]], None](
+            self._append_batch, name="transcript writes"
+        )
+
+    async def _append_batch(
+        self, items: list[tuple[str, list[dict[str, Any]]]]
+    ) -> list[BaseException | None]:
+        problems: list[str | None] = await self._call("transcript_append_batch", items)
+        return [None if p is None else Unavailable(p) for p in problems]
 
     async def _call(self, method: str, *args: Any) -> Any:
         return await routing.call(self._ns, STORE, method, *args, deadline_s=self._deadline)
@@ -87,10 +98,10 @@ class StoreTranscripts:
         return records
 
     async def append(self, session: str, record: dict[str, Any]) -> None:
-        await self._call("transcript_append", session, record)
+        await self.writes.submit((session, [record]))
 
     async def append_many(self, session: str, records: list[dict[str, Any]]) -> None:
-        await self._call("transcript_append_many", session, records)
+        await self.writes.submit((session, records))
 
     async def reset(self, session: str) -> bool:
         return bool(await self._call("sessions_reset", session))
@@ -181,6 +192,7 @@ class AgentActor(ChildBase):
         self.index = index
         self._provider: Provider | None = None
         self._store: CachedTranscripts | None = None
+        self._writes: StoreTranscripts | None = None
         self._tools: SandboxTools | None = None
         self._plugins: PluginTools | None = None
         self._tool_table: PluginToolCache | None = None
@@ -205,7 +217,8 @@ class AgentActor(ChildBase):
             log.error("%s cannot start: %s", self.path, user_text(exc))
             raise
         specs = tool_registry(cfg, approval_book(cfg)).specs()
-        self._store = CachedTranscripts(StoreTranscripts(self._ns))
+        self._writes = StoreTranscripts(self._ns)
+        self._store = CachedTranscripts(self._writes)
         self._tools = SandboxTools(self._ns, cfg.tools.workers, specs)
         self._plugins = PluginTools(self._ns)
         enabled = [p.name for p in cfg.plugins if p.enabled]
@@ -213,7 +226,7 @@ class AgentActor(ChildBase):
 
     async def main(self) -> None:
         try:
-            await asyncio.Event().wait()
+            await self._need(self._writes).writes.run()  # group-commits writes until stopped
         finally:
             await self._audit.aclose()
             close = getattr(self._provider, "aclose", None)

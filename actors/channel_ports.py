@@ -2,8 +2,10 @@
 
 Shared by the channel actor (one platform account) and the plugin actor (the channels a plugin
 registers), so a message takes the same path whoever received it: journal, answer, mark done,
-replay, pairing book. Calls ride through restarts (``actors.routing.call``); a remote moltbot
-error comes back as itself, anything else as ``Unavailable``.
+replay, pairing book. Journal writes and done marks are group-committed (``GroupCommit``):
+the messages that arrive while one store call is in flight go together in the next. Calls
+ride through restarts (``actors.routing.call``); a remote moltbot error comes back as itself,
+anything else as ``Unavailable``.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from typing import Any
 from ray.exceptions import RayTaskError
 
 from actors import routing
+from moltbot.batching import GroupCommit
 from moltbot.channels.base import ChannelAdapter
 from moltbot.channels.service import Ports
 from moltbot.errors import MoltbotError, Unavailable
@@ -53,11 +56,15 @@ def channel_ports(
     channel and account (the ids its messages carry); ``pairing_key`` is where its book is kept."""
     channel, account = adapter.channel, adapter.account
 
-    async def accept(msg: InboundMessage) -> bool:
-        return bool(await call(namespace, owner, STORE, "accept", msg))
+    async def accept_many(msgs: list[InboundMessage]) -> list[bool]:
+        return list(await call(namespace, owner, STORE, "accept_many", msgs))
 
-    async def mark_done(msg_id: str) -> bool:
-        return bool(await call(namespace, owner, STORE, "mark_done", msg_id))
+    async def mark_done_many(ids: list[str]) -> list[bool]:
+        return list(await call(namespace, owner, STORE, "mark_done_many", ids))
+
+    # one store call (and one fsync) for the messages that arrive while one is in flight
+    accepts = GroupCommit[InboundMessage, bool](accept_many, name=f"{owner} journal")
+    dones = GroupCommit[str, bool](mark_done_many, name=f"{owner} done marks")
 
     async def pending() -> list[InboundMessage]:
         found: list[InboundMessage] = await call(
@@ -73,9 +80,10 @@ def channel_ports(
         await call(namespace, owner, STORE, "kv_put", pairing_key, data)
 
     return Ports(
-        accept=accept,
-        mark_done=mark_done,
+        accept=accepts.submit,
+        mark_done=dones.submit,
         pending=pending,
         answer=answer,
         save_pairing=save_pairing,
+        background=(accepts.run, dones.run),
     )

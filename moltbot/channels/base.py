@@ -15,17 +15,53 @@ platform re-delivers the message to the next adapter instance (the supervisor re
 
 Duplicates are possible (a message re-delivered after its journal write); ``InboundMessage.id``
 is the platform message id and the journal de-duplicates on it.
+
+Messages that arrive together (one ``getUpdates`` answer, the envelopes waiting on a socket)
+are handed to the sink together (``sink_together``), so their journal writes share one group
+commit instead of one store round trip each; the offset/ack rules above hold per message.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Protocol
 
 from moltbot.messages import InboundMessage, OutboundMessage
 
 InboundSink = Callable[[InboundMessage], Awaitable[None]]
+RECEIVE_BATCH = 64  # messages handed to the sink together at most
+
+
+async def sink_together(
+    sink: InboundSink, msgs: Sequence[InboundMessage]
+) -> list[Exception | None]:
+    """Call ``sink`` for every message at once (started in order, so one chat's messages reach
+    the journal in order) and wait for all; each one's outcome: None, or the error it raised."""
+    outcomes: list[Exception | None] = [None] * len(msgs)
+
+    async def one(i: int, msg: InboundMessage) -> None:
+        try:
+            await sink(msg)
+        except Exception as exc:
+            outcomes[i] = exc
+
+    if len(msgs) == 1:
+        await one(0, msgs[0])
+        return outcomes
+    async with asyncio.TaskGroup() as tg:
+        for i, msg in enumerate(msgs):
+            tg.create_task(one(i, msg))
+    return outcomes
+
+
+def drain(queue: asyncio.Queue[Any], first: Any, limit: int = RECEIVE_BATCH) -> list[Any]:
+    """``first`` and whatever else waits in ``queue`` already (up to ``limit`` in all)."""
+    out = [first]
+    while len(out) < limit and not queue.empty():
+        out.append(queue.get_nowait())
+    return out
 
 
 class ChannelAdapter(Protocol):

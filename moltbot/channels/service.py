@@ -12,7 +12,7 @@ then runs it. What happens to a message::
                    bounded queue of the msg's shard   ◀── replay of ports.pending() at start
                                    │ (sink returns: the adapter commits the platform offset)
                                    ▼
-    worker: typing → ports.answer(msg) → adapter.send(reply) → ports.mark_done(msg.id)
+    worker: typing → ports.answer(msg) → adapter.send(reply) ─▶ marker: ports.mark_done(msg.id)
 
 Exactly-once as far as it can be had: the store dedups by platform message id; the pending
 snapshot is taken before the receive loop starts; an in-actor set of ids in flight (plus a
@@ -22,7 +22,7 @@ with backoff and never dropped; a reply sent before a cancellation is still mark
 (within a grace period). What cannot be closed: a process killed between the platform taking a
 reply and the journal marking it done answers that message again after the restart.
 
-Workers are sharded by session key, so the replies of one chat go out in order.
+Workers take jobs from a ``FairQueue``: one chat's in order, chats first come, first served.
 
 Pairing is audited through the optional ``audit`` callable (the actor forwards it to the store's
 audit log): a code issued to a new sender (``requested``), and ``approved`` / ``denied``. A record
@@ -42,8 +42,8 @@ from typing import Any, TypeVar
 
 import msgspec
 
-from moltbot.agent.sessions import shard_for
-from moltbot.channels.base import ChannelAdapter, SeenIds
+from moltbot.channels.base import ChannelAdapter, SeenIds, drain
+from moltbot.channels.dispatch import FairQueue
 from moltbot.channels.retry import backoff
 from moltbot.clock import SYSTEM_CLOCK, Clock
 from moltbot.config.schema import (
@@ -80,6 +80,7 @@ TRANSIENT: tuple[type[BaseException], ...] = (
 )
 CONNECTED_WITHIN_S = 90.0  # longer than any adapter's quiet receive (Telegram's long poll)
 SORRY = "Sorry, I could not answer that message. Please try again in a moment."
+MARKS_BATCH = 256  # done marks written together at most
 CODE_PREFIX = 2  # characters of a pairing code kept in the audit log (enough to tell codes apart)
 
 
@@ -95,11 +96,13 @@ class Ports:
     pending: Callable[[], Awaitable[list[InboundMessage]]]  # this account's unfinished ones
     answer: Callable[[InboundMessage], Awaitable[str]]  # idempotent per message id
     save_pairing: Callable[[bytes], Awaitable[object]]
+    # loops the service runs beside its workers (e.g. the group commits behind accept/mark_done)
+    background: tuple[Callable[[], Coroutine[Any, Any, None]], ...] = ()
 
 
 class ServiceOptions(msgspec.Struct, frozen=True, kw_only=True):
-    workers: int = 16  # dispatch workers (= shards of the queue; a session stays on one)
-    queue_size: int = 16  # per worker; a full queue back-pressures the receive loop
+    workers: int = 16  # dispatch workers (a session has one job out at a time: its order kept)
+    queue_size: int = 16  # jobs waiting per worker; a full queue back-pressures the receive
     stuck_after_s: float = 600.0
     retry_base_s: float = 1.0  # backoff of a send/answer retried later
     retry_cap_s: float = 60.0
@@ -135,12 +138,12 @@ class ChannelService:
         if self.opt.workers < 1 or self.opt.queue_size < 1:
             raise ValueError("workers and queue_size must be at least 1")
         self._clock, self._sleep, self._rng = clock, sleep, rng
-        self._queues: list[asyncio.Queue[Job]] = [
-            asyncio.Queue(self.opt.queue_size) for _ in range(self.opt.workers)
-        ]
+        self._queue: FairQueue[Job] = FairQueue(self.opt.workers * self.opt.queue_size)
         self._inflight: set[str] = set()
         self._done = SeenIds(self.opt.done_ids)
         self.counts: Counter[str] = Counter()
+        self._marks: asyncio.Queue[str] = asyncio.Queue(self.opt.workers * self.opt.queue_size)
+        self._marking = False  # the marker runs: done marks are written behind the workers
         self.receiving = False
 
     # --- life ------------------------------------------------------------------------------
@@ -149,6 +152,9 @@ class ChannelService:
         backlog = await self._pending_snapshot()  # before any live accept: no overlap
         try:
             async with asyncio.TaskGroup() as tg:
+                for n, loop in enumerate(self.ports.background):
+                    tg.create_task(loop(), name=f"background-{n}")
+                tg.create_task(self._marker(), name="marker")
                 for i in range(self.opt.workers):
                     tg.create_task(self._worker(i), name=f"dispatch-{i}")
                 tg.create_task(self.replay(backlog), name="replay")
@@ -234,17 +240,16 @@ class ChannelService:
         return True
 
     async def _enqueue(self, job: Job) -> None:
-        await self._queues[shard_for(job.msg.session_key, len(self._queues))].put(job)
+        await self._queue.put(job.msg.session_key, job)
 
     # --- dispatching -----------------------------------------------------------------------
     async def _worker(self, index: int) -> None:
-        queue = self._queues[index]
         while True:
-            job = await queue.get()
+            key, job = await self._queue.get()
             try:
                 await self.dispatch(job)
             finally:
-                queue.task_done()
+                self._queue.done(key)
 
     async def dispatch(self, job: Job) -> None:
         msg = job.msg
@@ -311,7 +316,32 @@ class ChannelService:
                       account=self._acct):
                 await self.adapter.send(out)
             self.counts["sent"] += 1
-        await self._mark_done(msg_id)
+        if self._marking:  # the marker writes it (with the others waiting): the worker goes on
+            self._done.add(msg_id)
+            await self._marks.put(msg_id)
+        else:
+            await self._mark_done(msg_id)
+
+    async def _marker(self) -> None:
+        """Write the done marks of sent replies, those that gathered meanwhile together (one
+        journal write under load), so a worker never waits for the journal after a send. On
+        stop, what is queued is still written within ``finish_grace_s``."""
+        self._marking = True
+        try:
+            while True:
+                ids = drain(self._marks, await self._marks.get(), MARKS_BATCH)
+                await self._protected(self._mark_all(ids))
+        finally:
+            self._marking = False  # later sends mark their own
+            rest = [self._marks.get_nowait() for _ in range(self._marks.qsize())]
+            if rest:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._mark_all(rest), self.opt.finish_grace_s)
+
+    async def _mark_all(self, ids: list[str]) -> None:
+        async with asyncio.TaskGroup() as tg:
+            for msg_id in ids:
+                tg.create_task(self._mark_done(msg_id))
 
     async def _mark_done(self, msg_id: str) -> None:
         attempt = 0
@@ -420,7 +450,7 @@ class ChannelService:
         return None
 
     def queue_depth(self) -> int:
-        return sum(q.qsize() for q in self._queues)
+        return self._queue.qsize()
 
     def status(self) -> dict[str, Any]:
         return {

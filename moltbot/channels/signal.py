@@ -24,7 +24,7 @@ import msgspec
 import websockets
 from websockets.exceptions import InvalidStatus, WebSocketException
 
-from moltbot.channels.base import InboundSink
+from moltbot.channels.base import RECEIVE_BATCH, InboundSink, drain, sink_together
 from moltbot.channels.formatting import SIGNAL_LIMIT, render
 from moltbot.channels.retry import (
     DEFAULT_RETRY,
@@ -167,8 +167,7 @@ class SignalAdapter:
             except msgspec.DecodeError:
                 log.warning("signal %s: undecodable receive batch skipped", self.account)
                 continue
-            for item in items:
-                await self._deliver(item, sink)
+            await self._deliver(items, sink)
 
     async def _receive_ws(self, sink: InboundSink, backoff: ReceiveBackoff) -> None:
         url = "ws" + self._api_base.removeprefix("http") + f"/v1/receive/{self._path_number}"
@@ -180,27 +179,50 @@ class SignalAdapter:
         async with ws:
             backoff.ok()
             self.last_activity = self._clock.monotonic()
-            while True:
-                try:
-                    raw = await asyncio.wait_for(ws.recv(), self._poll_timeout)
-                except TimeoutError:  # quiet; websockets' own pings close a dead socket
-                    self.last_activity = self._clock.monotonic()
-                    continue
-                except (WebSocketException, OSError) as e:
-                    log.debug("signal %s: websocket: %s", self.account, type(e).__name__)
-                    raise map_error(e) from None
-                self.last_activity = self._clock.monotonic()
-                try:
-                    item = msgspec.json.decode(raw, type=_Received)
-                except msgspec.DecodeError:
-                    log.warning("signal %s: undecodable message skipped", self.account)
-                    continue
-                await self._deliver(item, sink)  # outside the except: sink errors propagate
+            # a reader fills a small queue, so what arrives while the sink is busy is sunk
+            # together (one journal write); its error comes through the queue, in order
+            queue: asyncio.Queue[_Received | MoltbotError] = asyncio.Queue(RECEIVE_BATCH)
+            failed: Exception | None = None
+            async with asyncio.TaskGroup() as tg:
+                reader = tg.create_task(self._read_ws(ws, queue), name="signal-reader")
+                while failed is None:
+                    waiting = drain(queue, await queue.get())
+                    items = [i for i in waiting if isinstance(i, _Received)]
+                    try:
+                        await self._deliver(items, sink)  # sink errors propagate
+                    except Exception as exc:
+                        failed = exc
+                    failed = failed or next(
+                        (i for i in waiting if isinstance(i, MoltbotError)), None)
+                reader.cancel()
+            raise failed
 
-    async def _deliver(self, item: _Received, sink: InboundSink) -> None:
-        msg = self.to_inbound(item)
-        if msg is not None:
-            await sink(msg)
+    async def _read_ws(self, ws: Any, queue: asyncio.Queue[_Received | MoltbotError]) -> None:
+        while True:
+            try:
+                raw = await asyncio.wait_for(ws.recv(), self._poll_timeout)
+            except TimeoutError:  # quiet; websockets' own pings close a dead socket
+                self.last_activity = self._clock.monotonic()
+                continue
+            except (WebSocketException, OSError) as e:
+                log.debug("signal %s: websocket: %s", self.account, type(e).__name__)
+                await queue.put(map_error(e))
+                return
+            self.last_activity = self._clock.monotonic()
+            try:
+                item = msgspec.json.decode(raw, type=_Received)
+            except msgspec.DecodeError:
+                log.warning("signal %s: undecodable message skipped", self.account)
+                continue
+            await queue.put(item)
+
+    async def _deliver(self, items: list[_Received], sink: InboundSink) -> None:
+        """Sink the batch's messages together; the first refusal is raised (Signal has no
+        ack: nothing is re-delivered either way, see ``channels.base``)."""
+        msgs = [m for m in (self.to_inbound(i) for i in items) if m is not None]
+        problem = next((p for p in await sink_together(sink, msgs) if p is not None), None)
+        if problem is not None:
+            raise problem
 
     def to_inbound(self, item: _Received) -> InboundMessage | None:
         env = item.envelope

@@ -22,7 +22,7 @@ from slack_sdk.socket_mode.aiohttp import SocketModeClient
 from slack_sdk.socket_mode.response import SocketModeResponse
 from slack_sdk.web.async_client import AsyncWebClient
 
-from moltbot.channels.base import InboundSink, SeenIds
+from moltbot.channels.base import InboundSink, SeenIds, drain, sink_together
 from moltbot.channels.formatting import SLACK_LIMIT, render
 from moltbot.channels.retry import (
     DEFAULT_RETRY,
@@ -158,6 +158,15 @@ class SlackAdapter:
                 if await socket.is_connected():
                     self.last_activity = self._clock.monotonic()
                 continue
+            await self._take(drain(queue, raw), sink, socket)
+
+    async def _take(self, raws: list[str], sink: InboundSink, socket: SocketModeClient) -> None:
+        """The envelopes that waited together: their messages sunk together, then each acked
+        whose message the sink accepted (or that carried none); the first refusal is raised
+        after the others were acked (Slack re-delivers what is not acked)."""
+        envelopes: list[tuple[str, InboundMessage | None]] = []
+        batch: set[str] = set()
+        for raw in raws:
             try:
                 envelope = msgspec.json.decode(raw, type=_Envelope)
             except msgspec.DecodeError:
@@ -166,13 +175,26 @@ class SlackAdapter:
             if envelope.type != "events_api" or not envelope.envelope_id:
                 continue  # hello, disconnect (the SDK reconnects), interactive, ...
             msg = self.to_inbound(envelope.payload.get("event") or {})
-            if msg is not None and msg.id not in self._seen:
-                await sink(msg)  # raises -> no ack -> Slack re-delivers
+            if msg is not None and (msg.id in self._seen or msg.id in batch):
+                msg = None  # a re-delivery: ack it again, sink it no more
+            if msg is not None:
+                batch.add(msg.id)
+            envelopes.append((envelope.envelope_id, msg))
+        outcomes = iter(await sink_together(sink, [m for _, m in envelopes if m is not None]))
+        first: Exception | None = None
+        for envelope_id, msg in envelopes:
+            if msg is not None:
+                problem = next(outcomes)
+                if problem is not None:  # no ack -> Slack re-delivers
+                    first = first or problem
+                    continue
                 self._seen.add(msg.id)
             try:
-                await socket.send_socket_mode_response(SocketModeResponse(envelope.envelope_id))
+                await socket.send_socket_mode_response(SocketModeResponse(envelope_id))
             except (ConnectionError, aiohttp.ClientError) as e:  # Slack re-delivers; deduped
                 log.info("slack %s: ack not sent: %s", self.account, type(e).__name__)
+        if first is not None:
+            raise first
 
     def to_inbound(self, event: dict[str, Any]) -> InboundMessage | None:
         me = self._me or {}

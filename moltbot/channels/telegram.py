@@ -24,7 +24,7 @@ from aiogram.exceptions import (
 from aiogram.types import Message, ReplyParameters, Update, User
 from aiogram.utils.token import TokenValidationError
 
-from moltbot.channels.base import InboundSink
+from moltbot.channels.base import InboundSink, sink_together
 from moltbot.channels.formatting import TELEGRAM_LIMIT, render
 from moltbot.channels.retry import DEFAULT_RETRY, ReceiveBackoff, RetryPolicy, Sleep, retrying
 from moltbot.clock import SYSTEM_CLOCK, Clock
@@ -126,10 +126,12 @@ class TelegramAdapter:
             self._committed = offset
             backoff.ok()
             self.last_activity = self._clock.monotonic()
-            for update in updates:
-                msg = self.to_inbound(update)
-                if msg is not None:
-                    await sink(msg)  # raises -> the offset stays before this update
+            pairs = [(update, self.to_inbound(update)) for update in updates]
+            outcomes = iter(await sink_together(sink, [m for _, m in pairs if m is not None]))
+            for update, msg in pairs:
+                problem = next(outcomes) if msg is not None else None
+                if problem is not None:
+                    raise problem  # the offset stays before this update
                 self._offset = update.update_id + 1
 
     async def _poll(self, offset: int | None) -> list[Update]:

@@ -64,3 +64,26 @@ class Sleeps:
 @pytest.fixture
 def sleeps() -> Sleeps:
     return Sleeps()
+
+
+class Gauge(Collector):
+    """A sink that takes ``hold`` seconds per message and records how many it held at once
+    (``peak``) and the order messages came in (``entered``)."""
+
+    def __init__(self, hold: float = 0.05, fail_on: Callable[[InboundMessage], bool] | None = None
+                 ) -> None:
+        super().__init__(fail_on)
+        self.hold = hold
+        self.inside = 0
+        self.peak = 0
+        self.entered: list[str] = []
+
+    async def __call__(self, msg: InboundMessage) -> None:
+        self.entered.append(msg.text)
+        self.inside += 1
+        self.peak = max(self.peak, self.inside)
+        try:
+            await asyncio.sleep(self.hold)
+            await super().__call__(msg)
+        finally:
+            self.inside -= 1

@@ -4,6 +4,8 @@ in-memory stand-ins for the store (journal + kv) and the agent (offline-style ec
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import dataclasses
 from collections import Counter
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -64,6 +66,9 @@ class MemoryStore:
 
     async def pending(self) -> list[InboundMessage]:
         return [m for i, m in self.journal.items() if i not in self.done]
+
+    def pending_ids(self) -> list[str]:
+        return [i for i in self.journal if i not in self.done]
 
 
 class EchoAgent:
@@ -409,3 +414,51 @@ def test_policy_from_account_config() -> None:
     )
     assert load_pairing(b"not json", p).list_pending() == []
     assert load_pairing(None, p).list_approved() == []
+
+
+def hold_marks(rig: Rig) -> asyncio.Event:
+    """The rig's done marks wait until the returned event is set (a slow journal)."""
+    gate = asyncio.Event()
+    marked = rig.store.mark_done
+
+    async def held_mark(msg_id: str) -> bool:
+        await gate.wait()
+        return await marked(msg_id)
+
+    rig.service.ports = dataclasses.replace(rig.service.ports, mark_done=held_mark)
+    return gate
+
+
+async def test_a_worker_does_not_wait_for_the_done_mark_of_its_last_reply(
+    fake: FakeTelegram,
+) -> None:
+    """Done marks are written behind the workers (the marker), so the next message of the same
+    chat is answered while the journal still writes the last one's mark."""
+    rig = Rig(fake, OPEN)
+    journal_slow = hold_marks(rig)
+    fake.inject_message(chat_id=42, user_id=42, text="one")
+    async with running(rig):
+        await fake.wait_sent(1)
+        fake.inject_message(chat_id=42, user_id=42, text="two")
+        await fake.wait_sent(2)  # answered although "one" is not marked done yet
+        assert not rig.store.done
+        journal_slow.set()
+        await until(lambda: len(rig.store.done) == 2)
+    assert rig.replies() == {"[offline] you said: one": 1, "[offline] you said: two": 1}
+
+
+async def test_done_marks_still_queued_at_a_stop_are_written(fake: FakeTelegram) -> None:
+    rig = Rig(fake, OPEN)
+    gate = hold_marks(rig)
+    for n in range(3):
+        fake.inject_message(chat_id=40 + n, user_id=40 + n, text=f"m{n}")
+    task = asyncio.ensure_future(rig.service.run())
+    try:
+        await fake.wait_sent(3)
+        asyncio.get_running_loop().call_later(0.2, gate.set)  # the journal answers late
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    finally:
+        await rig.adapter.close()
+    assert len(rig.store.done) == 3 and rig.store.pending_ids() == []

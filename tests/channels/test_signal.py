@@ -11,7 +11,7 @@ from moltbot.channels.signal import SignalAdapter
 from moltbot.clock import FakeClock
 from moltbot.errors import PlatformRejected, PlatformUnavailable
 from moltbot.messages import OutboundMessage
-from tests.channels.conftest import FAST, Collector, Sleeps, StoreDown, running
+from tests.channels.conftest import FAST, Collector, Gauge, Sleeps, StoreDown, running
 from tests.fakes.signal_api import NUMBER, FakeSignal, group_chat_id
 
 pytestmark = pytest.mark.timeout(30)
@@ -179,3 +179,25 @@ async def test_typing_hits_fake(poll_fake: FakeSignal) -> None:
     finally:
         await a.close()
     assert poll_fake.typing == [{"recipient": "+15557770000"}]
+
+
+@pytest.fixture
+async def ws_fake() -> AsyncIterator[FakeSignal]:
+    async with FakeSignal(mode="json-rpc") as f:
+        yield f
+
+
+async def test_websocket_messages_that_wait_are_sunk_together(ws_fake: FakeSignal) -> None:
+    """Messages pushed while the sink is busy are read ahead (a small queue) and sunk together."""
+    fake = ws_fake
+    sink = Gauge(hold=0.3)
+    async with running(make(fake), sink):
+        fake.inject_message(source="+15557770000", text="first")
+        async with asyncio.timeout(5):
+            while not sink.entered:
+                await asyncio.sleep(0.01)
+        for text in ("second", "third", "fourth"):
+            fake.inject_message(source="+15557770000", text=text)
+        await sink.wait(4)
+    assert sink.entered == ["first", "second", "third", "fourth"]
+    assert sink.peak >= 2

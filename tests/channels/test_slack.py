@@ -11,7 +11,7 @@ from moltbot.channels.slack import SlackAdapter
 from moltbot.clock import FakeClock
 from moltbot.errors import PlatformRejected, PlatformUnavailable
 from moltbot.messages import OutboundMessage
-from tests.channels.conftest import FAST, Collector, Sleeps, StoreDown, running
+from tests.channels.conftest import FAST, Collector, Gauge, Sleeps, StoreDown, running
 from tests.fakes.slack_api import APP_TOKEN, BOT_TOKEN, FakeSlack
 
 pytestmark = pytest.mark.timeout(30)
@@ -217,3 +217,24 @@ async def test_run_retries_a_failing_connect(fake: FakeSlack) -> None:
     async with running(make(fake), sink):
         [msg] = await sink.wait(1)
     assert msg.text == "eventually" and fake.calls["apps.connections.open"] == 3
+
+
+async def test_waiting_envelopes_are_sunk_together_and_acked_but_the_refused(
+    fake: FakeSlack,
+) -> None:
+    """Envelopes that wait on the socket together reach the sink together; each is acked once
+    its message is journaled, the refused one is not (Slack re-delivers it)."""
+    sink = Gauge(hold=0.3, fail_on=lambda m: m.text == "bad")
+    a = make(fake)
+    async with asyncio.timeout(10):
+        run = asyncio.ensure_future(a.run(sink))
+        fake.inject_message(channel="D100", user="U42", text="warm")
+        await sink.wait(1)  # connected; the next ones queue while "warm" is held
+        late = [fake.inject_message(channel="D100", user="U42", text=t)
+                for t in ("a", "bad", "b")]
+        with pytest.raises(StoreDown):
+            await run
+    await a.close()
+    assert sink.entered == ["warm", "a", "bad", "b"] and sink.peak >= 2
+    assert set(fake.acked) >= {late[0], late[2]} and late[1] not in fake.acked
+    assert list(fake.pending) == [late[1]]

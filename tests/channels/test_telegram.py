@@ -11,7 +11,7 @@ from moltbot.channels.telegram import TelegramAdapter
 from moltbot.clock import FakeClock
 from moltbot.errors import PlatformRejected, PlatformUnavailable
 from moltbot.messages import OutboundMessage
-from tests.channels.conftest import FAST, Collector, Sleeps, StoreDown, running
+from tests.channels.conftest import FAST, Collector, Gauge, Sleeps, StoreDown, running
 from tests.fakes.telegram_api import DEFAULT_TOKEN, FakeTelegram
 
 pytestmark = pytest.mark.timeout(30)
@@ -270,3 +270,27 @@ async def test_overlapping_poller_is_transient(fake: FakeTelegram) -> None:
         async with asyncio.timeout(5):
             while not (sink_a.messages or sink_b.messages):
                 await asyncio.sleep(0.01)
+
+
+async def test_one_poll_answer_is_sunk_together_in_order(fake: FakeTelegram) -> None:
+    """The updates of one getUpdates answer go to the sink at once (their journal writes then
+    share a group commit), entering in platform order."""
+    for text in ("one", "two", "three"):
+        fake.inject_message(chat_id=42, user_id=42, text=text)
+    sink = Gauge()
+    async with running(make(fake), sink):
+        await sink.wait(3)
+    assert sink.entered == ["one", "two", "three"] and sink.peak == 3
+
+
+async def test_a_refused_update_in_a_batch_keeps_the_offset_before_it(fake: FakeTelegram) -> None:
+    for text in ("first", "second", "third"):
+        fake.inject_message(chat_id=42, user_id=42, text=text)
+    broken = Gauge(fail_on=lambda m: m.text == "second")
+    a = make(fake)
+    with pytest.raises(StoreDown):
+        await asyncio.wait_for(a.run(broken), 5)
+    await a.close()
+    assert sorted(m.text for m in broken.messages) == ["first", "third"]
+    # third was journaled too, but the offset stops before second: both come again (deduped)
+    assert [u["message"]["text"] for u in fake.updates] == ["second", "third"]
