@@ -34,6 +34,7 @@ from moltbot.agent.service import (
 )
 from moltbot.agent.sessions import SessionGate
 from moltbot.agent.transcript_cache import CachedTranscripts
+from moltbot.batching import GroupCommit
 from moltbot.channels.service import (
     ChannelService,
     Ports,
@@ -140,18 +141,22 @@ async def amain(cfg: Config, home: Path, gateway: bool) -> None:
         async def noop(_data: bytes) -> None:
             return None
 
-        async def accept(msg: InboundMessage) -> bool:
-            return await asyncio.to_thread(journal.accept, msg)
+        async def accept_many(msgs: list[InboundMessage]) -> list[bool]:
+            return await asyncio.to_thread(journal.accept_many, msgs)
 
-        async def mark_done(msg_id: str) -> bool:
-            return await asyncio.to_thread(journal.mark_done, msg_id)
+        async def mark_done_many(ids: list[str]) -> list[bool]:
+            return await asyncio.to_thread(journal.mark_done_many, ids)
 
+        # the same group commits as the Ray wiring (actors.channel_ports), without the actor call
+        accepts = GroupCommit[InboundMessage, bool](accept_many, name="journal")
+        dones = GroupCommit[str, bool](mark_done_many, name="done marks")
         ports = Ports(
-            accept=accept,
-            mark_done=mark_done,
+            accept=accepts.submit,
+            mark_done=dones.submit,
             pending=pending,
             answer=agent.answer,
             save_pairing=noop,
+            background=(accepts.run, dones.run),
         )
         services.append(
             ChannelService(

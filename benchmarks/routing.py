@@ -43,14 +43,17 @@ def measure(
         n = (counts or {}).get(level) or per_conv(level, quick)
         conversations = h.convs(level, start=start)
         start += level
+        cpu0 = h.cpu_snapshot()
         lats, timeouts = p.run(p.closed_loop(conversations, n), timeout=600)
+        cpu = h.cpu_per_message(cpu0, h.cpu_snapshot(), len(lats))
         s = h.lat_summary(lats)
         s["timeouts"] = timeouts
         s["conversations"] = level
+        s["cpu_ms_per_msg"] = cpu
         out[str(level)] = s
         h.log(
             f"{system} @ {level} conversations: n={s['n']} p50={s['p50_ms']} ms "
-            f"p99={s['p99_ms']} ms timeouts={timeouts}"
+            f"p99={s['p99_ms']} ms timeouts={timeouts} cpu/msg={cpu}"
         )
     return out
 
