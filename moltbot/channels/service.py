@@ -108,6 +108,8 @@ class ServiceOptions(msgspec.Struct, frozen=True, kw_only=True):
     retry_cap_s: float = 60.0
     answer_attempts: int = 3  # for errors that are not transient; then SORRY is sent
     finish_grace_s: float = 3.0  # a cancelled worker still finishes send + mark_done this long
+    typing_after_s: float = 0.5  # a turn answered sooner shows no typing indicator
+    typing_max_s: float = 2.0  # the typing indicator is given up after this (best effort)
     done_ids: int = 4096  # ids finished here, remembered against a late replay
 
 
@@ -257,17 +259,28 @@ class ChannelService:
             if job.notice is not None:
                 await self._send_notice(msg, job.notice)
                 return
-            await self._typing(msg)
-            reply = await self._answer(msg)
+            started: list[bool] = []
+            async with asyncio.TaskGroup() as tg:  # the indicator goes out beside the turn,
+                typing = tg.create_task(self._typing(msg, started))  # and before the reply
+                reply = await self._answer(msg)
+                if not started:  # answered before it was due: none is shown
+                    typing.cancel()
             await self._deliver(msg, reply)
         finally:
             self._inflight.discard(msg.id)
 
-    async def _typing(self, msg: InboundMessage) -> None:
+    async def _typing(self, msg: InboundMessage, started: list[bool]) -> None:
+        """The typing indicator, once the turn took ``typing_after_s``; a request once begun
+        is finished (bounded) before the reply goes, so it never shows after the reply."""
+        if self.opt.typing_after_s > 0:
+            await self._sleep(self.opt.typing_after_s)
+        started.append(True)
         try:
-            await self.adapter.typing(msg.chat_id)
-        except MoltbotError as e:  # best effort
-            log.debug("%s %s: typing failed: %s", self._chan, self._acct, e.code)
+            async with asyncio.timeout(self.opt.typing_max_s):  # a slow one holds no reply
+                await self.adapter.typing(msg.chat_id)
+        except Exception as e:  # best effort: never fails the turn beside it
+            log.debug("%s %s: typing failed: %s", self._chan, self._acct,
+                      getattr(e, "code", type(e).__name__))
 
     async def _answer(self, msg: InboundMessage) -> str:
         attempt = failures = 0

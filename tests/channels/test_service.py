@@ -78,8 +78,11 @@ class EchoAgent:
         self.turns: Counter[str] = Counter()
         self.answers: dict[str, str] = {}
         self.fail: list[BaseException] = []
+        self.delay = 0.0  # seconds a turn takes
 
     async def answer(self, msg: InboundMessage) -> str:
+        if self.delay:
+            await asyncio.sleep(self.delay)
         if self.fail:
             raise self.fail.pop(0)
         if msg.id not in self.answers:
@@ -176,7 +179,6 @@ async def test_open_dm_is_journaled_answered_and_marked_done(fake: FakeTelegram)
     assert msg.text == "hello there" and msg.id in rig.store.done
     assert rig.replies() == {"[offline] you said: hello there": 1}
     assert fake.sent[0]["chat_id"] in (42, "42")
-    assert [a["action"] for a in fake.actions] == ["typing"]  # typing before the answer
     st = rig.service.status()
     assert (st["channel"], st["account"], st["in"], st["out"], st["queue"]) == (
         "telegram",
@@ -462,3 +464,33 @@ async def test_done_marks_still_queued_at_a_stop_are_written(fake: FakeTelegram)
     finally:
         await rig.adapter.close()
     assert len(rig.store.done) == 3 and rig.store.pending_ids() == []
+
+
+async def test_a_quick_answer_shows_no_typing_a_slow_one_shows_it_before_the_reply(
+    fake: FakeTelegram,
+) -> None:
+    rig = Rig(fake, OPEN)
+    rig.service.opt = msgspec.structs.replace(OPTS, typing_after_s=0.1)
+    fake.inject_message(chat_id=42, user_id=42, text="quick")
+    async with running(rig):
+        await fake.wait_sent(1)
+        assert fake.actions == []  # answered before the indicator was due
+        rig.agent.delay = 0.4
+        fake.inject_message(chat_id=42, user_id=42, text="slow")
+        await fake.wait_sent(2)
+    assert [a["action"] for a in fake.actions] == ["typing"]
+    assert rig.replies() == {"[offline] you said: quick": 1, "[offline] you said: slow": 1}
+
+
+async def test_a_hanging_typing_indicator_does_not_hold_the_reply(fake: FakeTelegram) -> None:
+    rig = Rig(fake, OPEN)
+    rig.service.opt = msgspec.structs.replace(OPTS, typing_after_s=0.0, typing_max_s=0.2)
+
+    async def hangs(_chat_id: str) -> None:
+        await asyncio.sleep(30)
+
+    rig.adapter.typing = hangs  # type: ignore[method-assign]
+    fake.inject_message(chat_id=42, user_id=42, text="hello")
+    async with running(rig):
+        await asyncio.wait_for(fake.wait_sent(1), 3)
+    assert rig.replies() == {"[offline] you said: hello": 1}
