@@ -21,15 +21,14 @@ from actors import metrics
 from actors.audit import AuditForwarder
 from actors.base import CHILD_OPTIONS, ChildBase
 from actors.channel_ports import STORE, STORE_DEADLINE_S, call, channel_ports
-from moltbot.channels.service import (
-    ChannelService,
-    ServiceOptions,
+from moltbot.channels.accounts import (
     find_account,
     load_pairing,
     make_adapter,
     pairing_key,
     policy_for,
 )
+from moltbot.channels.service import ChannelService, ServiceOptions
 from moltbot.config.refs import resolve_secret
 from moltbot.config.schema import Config
 from moltbot.errors import PlatformUnavailable, RateLimited, Unavailable

@@ -28,7 +28,8 @@ from actors import routing
 from actors.audit import AuditForwarder
 from actors.base import CHILD_OPTIONS, ChildBase
 from actors.channel_ports import STORE, call, channel_ports
-from moltbot.channels.service import ChannelService, load_pairing, pairing_key, policy_for
+from moltbot.channels.accounts import load_pairing, pairing_key, policy_for
+from moltbot.channels.service import ChannelService
 from moltbot.config.schema import Config
 from moltbot.errors import NotFound, PluginError, Unavailable
 from moltbot.messages import ToolResult

@@ -35,15 +35,8 @@ from moltbot.agent.service import (
 from moltbot.agent.sessions import SessionGate
 from moltbot.agent.transcript_cache import CachedTranscripts
 from moltbot.batching import GroupCommit
-from moltbot.channels.service import (
-    ChannelService,
-    Ports,
-    ServiceOptions,
-    find_account,
-    load_pairing,
-    make_adapter,
-    policy_for,
-)
+from moltbot.channels.accounts import find_account, load_pairing, make_adapter, policy_for
+from moltbot.channels.service import ChannelService, Ports, ServiceOptions
 from moltbot.config.refs import resolve_secret
 from moltbot.config.schema import Config
 from moltbot.errors import MoltbotError, Unavailable

@@ -15,16 +15,9 @@ from typing import Any
 import msgspec
 import pytest
 
+from moltbot.channels.accounts import load_pairing, pairing_key, policy_for
 from moltbot.channels.retry import RetryPolicy
-from moltbot.channels.service import (
-    SORRY,
-    ChannelService,
-    Ports,
-    ServiceOptions,
-    load_pairing,
-    pairing_key,
-    policy_for,
-)
+from moltbot.channels.service import SORRY, ChannelService, Ports, ServiceOptions
 from moltbot.channels.telegram import TelegramAdapter
 from moltbot.clock import FakeClock
 from moltbot.config.schema import GroupsConfig, TelegramAccount

@@ -12,7 +12,8 @@ from typing import Any
 
 import pytest
 
-from moltbot.channels.service import ChannelService, Ports, ServiceOptions, policy_for
+from moltbot.channels.accounts import policy_for
+from moltbot.channels.service import ChannelService, Ports, ServiceOptions
 from moltbot.config.schema import ChannelPolicy
 from moltbot.errors import (
     CapabilityDenied,
