@@ -9,7 +9,7 @@ then runs it. What happens to a message::
                                    ▼
                              ports.accept(msg)  (journal + fsync; False: a duplicate, done)
                                    ▼
-                   bounded queue of the msg's shard   ◀── replay of ports.pending() at start
+                   bounded FairQueue (per chat, FIFO)  ◀── replay of ports.pending() at start
                                    │ (sink returns: the adapter commits the platform offset)
                                    ▼
     worker: typing → ports.answer(msg) → adapter.send(reply) ─▶ marker: ports.mark_done(msg.id)
@@ -264,8 +264,8 @@ class ChannelService:
     async def _typing(self, msg: InboundMessage, started: list[bool]) -> None:
         """The typing indicator, once the turn took ``typing_after_s``; a request once begun
         is finished (bounded) before the reply goes, so it never shows after the reply."""
-        if self.opt.typing_after_s > 0:
-            await self._sleep(self.opt.typing_after_s)
+        if self.opt.typing_after_s > 0:  # a plain wait, not a backoff (never an injected sleep)
+            await asyncio.sleep(self.opt.typing_after_s)
         started.append(True)
         try:
             async with asyncio.timeout(self.opt.typing_max_s):  # a slow one holds no reply
