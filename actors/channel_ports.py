@@ -2,10 +2,10 @@
 
 Shared by the channel actor (one platform account) and the plugin actor (the channels a plugin
 registers), so a message takes the same path whoever received it: journal, answer, mark done,
-replay, pairing book. Journal writes and done marks are group-committed (``GroupCommit``):
-the messages that arrive while one store call is in flight go together in the next. Calls
-ride through restarts (``actors.routing.call``); a remote moltbot error comes back as itself,
-anything else as ``Unavailable``.
+replay, pairing book. Journal writes and done marks go in batches (the service group-commits
+them: one store call for what arrives while one is in flight). Calls ride through restarts
+(``actors.routing.call``); a remote moltbot error comes back as itself, anything else as
+``Unavailable``.
 """
 
 from __future__ import annotations
@@ -16,7 +16,6 @@ from typing import Any
 from ray.exceptions import RayTaskError
 
 from actors import routing
-from moltbot.batching import GroupCommit
 from moltbot.channels.base import ChannelAdapter
 from moltbot.channels.service import Ports
 from moltbot.errors import MoltbotError, Unavailable
@@ -62,10 +61,6 @@ def channel_ports(
     async def mark_done_many(ids: list[str]) -> list[bool]:
         return list(await call(namespace, owner, STORE, "mark_done_many", ids))
 
-    # one store call (and one fsync) for the messages that arrive while one is in flight
-    accepts = GroupCommit[InboundMessage, bool](accept_many, name=f"{owner} journal")
-    dones = GroupCommit[str, bool](mark_done_many, name=f"{owner} done marks")
-
     async def pending() -> list[InboundMessage]:
         found: list[InboundMessage] = await call(
             namespace, owner, STORE, "pending", channel, account
@@ -80,10 +75,9 @@ def channel_ports(
         await call(namespace, owner, STORE, "kv_put", pairing_key, data)
 
     return Ports(
-        accept=accepts.submit,
-        mark_done=dones.submit,
+        accept_many=accept_many,
+        mark_done_many=mark_done_many,
         pending=pending,
         answer=answer,
         save_pairing=save_pairing,
-        background=(accepts.run, dones.run),
     )

@@ -34,7 +34,6 @@ from moltbot.agent.service import (
 )
 from moltbot.agent.sessions import SessionGate
 from moltbot.agent.transcript_cache import CachedTranscripts
-from moltbot.batching import GroupCommit
 from moltbot.channels.accounts import find_account, load_pairing, make_adapter, policy_for
 from moltbot.channels.service import ChannelService, Ports, ServiceOptions
 from moltbot.config.refs import resolve_secret
@@ -140,16 +139,12 @@ async def amain(cfg: Config, home: Path, gateway: bool) -> None:
         async def mark_done_many(ids: list[str]) -> list[bool]:
             return await asyncio.to_thread(journal.mark_done_many, ids)
 
-        # the same group commits as the Ray wiring (actors.channel_ports), without the actor call
-        accepts = GroupCommit[InboundMessage, bool](accept_many, name="journal")
-        dones = GroupCommit[str, bool](mark_done_many, name="done marks")
-        ports = Ports(
-            accept=accepts.submit,
-            mark_done=dones.submit,
+        ports = Ports(  # the service group-commits these, as it does on Ray
+            accept_many=accept_many,
+            mark_done_many=mark_done_many,
             pending=pending,
             answer=agent.answer,
             save_pairing=noop,
-            background=(accepts.run, dones.run),
         )
         services.append(
             ChannelService(

@@ -7,12 +7,12 @@ then runs it. What happens to a message::
     adapter.run ──sink(msg)──▶ access check ─ deny: dropped (a reply only if the decision has one)
                                    │          └ pair: pairing state persisted, the code queued
                                    ▼
-                             ports.accept(msg)  (journal + fsync; False: a duplicate, done)
+                             ports.accept_many  (journal + fsync; False: a duplicate, done)
                                    ▼
                    bounded FairQueue (per chat, FIFO)  ◀── replay of ports.pending() at start
                                    │ (sink returns: the adapter commits the platform offset)
                                    ▼
-    worker: typing → ports.answer(msg) → adapter.send(reply) ─▶ marker: ports.mark_done(msg.id)
+    worker: typing → ports.answer(msg) → adapter.send(reply) ─▶ marker: ports.mark_done_many
 
 Exactly-once as far as it can be had: the store dedups by platform message id; the pending
 snapshot is taken before the receive loop starts; an in-actor set of ids in flight (plus a
@@ -36,12 +36,13 @@ import contextlib
 import logging
 import random
 from collections import Counter
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import msgspec
 
+from moltbot.batching import GroupCommit
 from moltbot.channels.base import ChannelAdapter, SeenIds, drain
 from moltbot.channels.dispatch import FairQueue
 from moltbot.channels.retry import backoff
@@ -83,13 +84,13 @@ class Ports:
     Errors the callables raise should be moltbot errors: ``TRANSIENT`` ones are retried.
     """
 
-    accept: Callable[[InboundMessage], Awaitable[bool]]  # journal (fsync); False: duplicate
-    mark_done: Callable[[str], Awaitable[object]]
+    # journal a batch (one fsync), per message False for a duplicate; the service batches what
+    # arrives while one call is in flight (``GroupCommit``)
+    accept_many: Callable[[list[InboundMessage]], Awaitable[Sequence[bool]]]
+    mark_done_many: Callable[[list[str]], Awaitable[Sequence[object]]]
     pending: Callable[[], Awaitable[list[InboundMessage]]]  # this account's unfinished ones
     answer: Callable[[InboundMessage], Awaitable[str]]  # idempotent per message id
     save_pairing: Callable[[bytes], Awaitable[object]]
-    # loops the service runs beside its workers (e.g. the group commits behind accept/mark_done)
-    background: tuple[Callable[[], Coroutine[Any, Any, None]], ...] = ()
 
 
 class ServiceOptions(msgspec.Struct, frozen=True, kw_only=True):
@@ -137,6 +138,11 @@ class ChannelService:
         self._done = SeenIds(self.opt.done_ids)
         self.counts: Counter[str] = Counter()
         self._marks: asyncio.Queue[str] = asyncio.Queue(self.opt.workers * self.opt.queue_size)
+        # what arrives while one journal call is in flight goes together in the next one
+        self._accepts = GroupCommit[InboundMessage, bool](
+            lambda msgs: self.ports.accept_many(msgs), name="journal")
+        self._dones = GroupCommit[str, object](
+            lambda ids: self.ports.mark_done_many(ids), name="done marks")
         self._marking = False  # the marker runs: done marks are written behind the workers
         self.receiving = False
 
@@ -146,8 +152,8 @@ class ChannelService:
         backlog = await self._pending_snapshot()  # before any live accept: no overlap
         try:
             async with asyncio.TaskGroup() as tg:
-                for n, loop in enumerate(self.ports.background):
-                    tg.create_task(loop(), name=f"background-{n}")
+                tg.create_task(self._accepts.run(), name="journal")
+                tg.create_task(self._dones.run(), name="done-marks")
                 tg.create_task(self._marker(), name="marker")
                 for i in range(self.opt.workers):
                     tg.create_task(self._worker(i), name=f"dispatch-{i}")
@@ -206,7 +212,7 @@ class ChannelService:
             trace_ctx = inject()  # journaled with the message: the turn and reply join it
             if trace_ctx:
                 msg = msgspec.structs.replace(msg, trace=trace_ctx)
-            if not await self.ports.accept(msg):
+            if not await self._accepts.submit(msg):
                 self.counts["duplicates"] += 1
                 if await self._lost_accept(msg):  # journaled by an accept whose reply was lost
                     await self._enqueue_answer(msg)
@@ -352,7 +358,7 @@ class ChannelService:
         attempt = 0
         while True:
             try:
-                await self.ports.mark_done(msg_id)
+                await self._dones.submit(msg_id)
                 break
             except TRANSIENT as e:
                 await self._backoff("mark_done", e, attempt)

@@ -57,6 +57,12 @@ class MemoryStore:
         self.done.add(msg_id)
         return True
 
+    async def accept_many(self, msgs: list[InboundMessage]) -> list[bool]:
+        return [await self.accept(m) for m in msgs]
+
+    async def mark_done_many(self, ids: list[str]) -> list[bool]:
+        return [await self.mark_done(i) for i in ids]
+
     async def pending(self) -> list[InboundMessage]:
         return [m for i, m in self.journal.items() if i not in self.done]
 
@@ -106,8 +112,8 @@ class Rig:
             **kw,
         )
         ports = Ports(
-            accept=self.store.accept,
-            mark_done=self.store.mark_done,
+            accept_many=self.store.accept_many,
+            mark_done_many=self.store.mark_done_many,
             pending=self.store.pending,
             answer=self.agent.answer,
             save_pairing=self.save,
@@ -414,13 +420,13 @@ def test_policy_from_account_config() -> None:
 def hold_marks(rig: Rig) -> asyncio.Event:
     """The rig's done marks wait until the returned event is set (a slow journal)."""
     gate = asyncio.Event()
-    marked = rig.store.mark_done
+    marked = rig.store.mark_done_many
 
-    async def held_mark(msg_id: str) -> bool:
+    async def held_marks(ids: list[str]) -> list[bool]:
         await gate.wait()
-        return await marked(msg_id)
+        return await marked(ids)
 
-    rig.service.ports = dataclasses.replace(rig.service.ports, mark_done=held_mark)
+    rig.service.ports = dataclasses.replace(rig.service.ports, mark_done_many=held_marks)
     return gate
 
 
