@@ -61,17 +61,9 @@ class StoreActor(ChildBase):
         return self._transcripts
 
     # --- inbound journal -----------------------------------------------------------------------
-    async def accept(self, msg: InboundMessage) -> bool:
-        """Journal ``msg`` (fsynced); False when its id was already journaled."""
-        await self._ready.wait()
-        return await asyncio.to_thread(self.journal.accept, msg)
-
-    async def mark_done(self, msg_id: str) -> bool:
-        await self._ready.wait()
-        return await asyncio.to_thread(self.journal.mark_done, msg_id)
-
     async def accept_many(self, msgs: list[InboundMessage]) -> list[bool]:
-        """``accept`` for a batch (one write, one fsync): what a channel's group commit sends."""
+        """Journal a batch (one write, one fsync; a channel group-commits its messages): per
+        message False when its id was already journaled."""
         await self._ready.wait()
         return await asyncio.to_thread(self.journal.accept_many, msgs)
 
@@ -97,20 +89,11 @@ class StoreActor(ChildBase):
         await self._ready.wait()
         return await asyncio.to_thread(self.transcripts.load, session)
 
-    async def transcript_append(self, session: str, record: dict[str, Any]) -> None:
-        await self._ready.wait()
-        await asyncio.to_thread(self.transcripts.append, session, record)
-
-    async def transcript_append_many(self, session: str, records: list[dict[str, Any]]) -> None:
-        """Several records of one turn with one fsync (e.g. the reply and its done mark)."""
-        await self._ready.wait()
-        await asyncio.to_thread(self.transcripts.append_many, session, records)
-
     async def transcript_append_batch(
         self, items: list[tuple[str, list[dict[str, Any]]]]
     ) -> list[str | None]:
-        """``transcript_append_many`` for several sessions at once (an agent's group commit):
-        per item None when written, else why not."""
+        """Append records of several sessions at once (an agent group-commits its turns), one
+        fsync per session file: per item None when written, else why not."""
         await self._ready.wait()
         return await asyncio.to_thread(self.transcripts.append_batch, items)
 

@@ -116,27 +116,13 @@ class InboundJournal:
             self._done.popitem(last=False)
 
     # --- writing -------------------------------------------------------------------------
-    def _write(self, record: _Record) -> None:
-        self._write_many([record])
-
     def accept(self, msg: InboundMessage) -> bool:
         """Journal ``msg`` durably; False if its id was already journaled (a duplicate)."""
-        with self._lock:
-            if msg.id in self._pending or msg.id in self._done:
-                return False
-            self._write(_In(msg=msg))
-            self._pending[msg.id] = msg
-            return True
+        return self.accept_many([msg])[0]
 
     def mark_done(self, msg_id: str) -> bool:
         """Record that ``msg_id`` is finished; False if it was not pending."""
-        with self._lock:
-            if msg_id not in self._pending:
-                return False
-            self._write(_Done(id=msg_id))
-            del self._pending[msg_id]
-            self._remember(msg_id)
-            return True
+        return self.mark_done_many([msg_id])[0]
 
     def accept_many(self, msgs: list[InboundMessage]) -> list[bool]:
         """``accept`` for several messages with one write and one fsync (group commit)."""

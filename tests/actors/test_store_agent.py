@@ -220,27 +220,27 @@ async def test_offline_answer_chat_stream_tool_call_and_commands(live: Tree) -> 
 async def test_store_journal_kv_and_survival_of_a_crash(live: Tree) -> None:
     m1 = inbound("one", channel="slack", account="team")
     m2 = inbound("two")
-    assert await store(live, "accept", m1) is True
-    assert await store(live, "accept", m1) is False  # duplicate platform id
-    assert await store(live, "accept", m2) is True
+    assert await store(live, "accept_many", [m1]) == [True]
+    assert await store(live, "accept_many", [m1]) == [False]  # duplicate platform id
+    assert await store(live, "accept_many", [m2]) == [True]
     assert [m.id for m in await store(live, "pending")] == [m1.id, m2.id]
     assert [m.id for m in await store(live, "pending", "slack", "team")] == [m1.id]
     assert await store(live, "pending", "slack", "other") == []
-    assert await store(live, "mark_done", m2.id) is True
-    assert await store(live, "mark_done", m2.id) is False
+    assert await store(live, "mark_done_many", [m2.id]) == [True]
+    assert await store(live, "mark_done_many", [m2.id]) == [False]
     assert (live.home / "state" / "inbound.jsonl").is_file()
     await store(live, "kv_put", "pairing.telegram.main", b'{"codes": []}')
     assert await store(live, "kv_get", "pairing.telegram.main") == b'{"codes": []}'
     assert await store(live, "kv_get", "never.written") is None
     with pytest.raises(BadRequest):
         await store(live, "kv_put", "../escape", b"x")
-    await store(live, "transcript_append", "web:durable", {"role": "user", "content": "kept"})
+    kept = [("web:durable", [{"role": "user", "content": "kept"}])]
+    assert await store(live, "transcript_append_batch", kept) == [None]
 
     before = pid_of(live.ns, "store")
     ray.kill(child(live.ns, "store"), no_restart=True)
     # the next calls ride through the restart and see everything acknowledged before it
-    assert await store(live, "accept", m1) is False
-    assert await store(live, "accept", m2) is False
+    assert await store(live, "accept_many", [m1, m2]) == [False, False]
     assert pid_of(live.ns, "store") != before
     assert [m.id for m in await store(live, "pending")] == [m1.id]
     assert await store(live, "kv_get", "pairing.telegram.main") == b'{"codes": []}'
