@@ -14,6 +14,7 @@ from moltbot.clock import SYSTEM_CLOCK, Clock
 from moltbot.config.schema import (
     AccountConfig,
     ChannelPolicy,
+    GroupEntry,
     SignalAccount,
     SlackAccount,
     TelegramAccount,
@@ -31,9 +32,11 @@ def pairing_key(channel: str, account: str) -> str:
 
 def policy_for(acct: AccountConfig | ChannelPolicy) -> AccessPolicy:
     """The access rules of a channel account or of a plugin's channels."""
+    groups = [g if isinstance(g, GroupEntry) else GroupEntry(id=g) for g in acct.groups.allow]
     return AccessPolicy(dm_policy=acct.dm_policy, allow_from=list(acct.allow_from),
                         require_mention=acct.groups.require_mention,
-                        group_allow=list(acct.groups.allow))
+                        group_allow=[g.id for g in groups],
+                        group_any_member=[g.id for g in groups if g.members == "any"])
 
 
 def load_pairing(data: bytes | None, policy: AccessPolicy, *, clock: Clock = SYSTEM_CLOCK

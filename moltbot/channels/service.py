@@ -26,7 +26,9 @@ Workers take jobs from a ``FairQueue``: one chat's in order, chats first come, f
 
 Pairing is audited through the optional ``audit`` callable (the actor forwards it to the store's
 audit log): a code issued to a new sender (``requested``), and ``approved`` / ``denied``. A record
-keeps only the code's first two characters (``code_prefix``), never the code.
+keeps only the code's first two characters (``code_prefix``), never the code. A message refused
+for access (a stranger, a group not allowed) is dropped without a word and audited
+(``access_refused``, throttled per chat and sender: ``moltbot.security.access.RefusalAudit``).
 """
 
 from __future__ import annotations
@@ -57,7 +59,7 @@ from moltbot.errors import (
 )
 from moltbot.messages import InboundMessage, OutboundMessage
 from moltbot.observability import inject, span
-from moltbot.security.access import Pairing
+from moltbot.security.access import Pairing, RefusalAudit
 from moltbot.security.audit import AuditSink
 
 T = TypeVar("T")
@@ -127,6 +129,7 @@ class ChannelService:
     ) -> None:
         self.adapter = adapter
         self._audit = audit
+        self._refusals = RefusalAudit(audit, clock=clock)
         self.pairing = pairing
         self.ports = ports
         self.opt = options or ServiceOptions()
@@ -197,6 +200,7 @@ class ChannelService:
         if decision.action == "deny":
             self.counts["denied"] += 1
             log.info("%s %s: dropped (%s)", self._chan, self._acct, decision.reason)
+            self._refusals.refused(msg, decision)
             if decision.reply_text:
                 await self._enqueue(Job(msg, decision.reply_text))
             return

@@ -283,6 +283,9 @@ def _unwrap(tp: Any) -> Any:
 
 def _step(tp: Any, kind: str, value: str) -> Any:
     tp = _unwrap(tp)
+    if kind == "name" and get_origin(tp) in (Union, types.UnionType):  # e.g. str | GroupEntry
+        structs = [a for a in get_args(tp) if isinstance(a, type) and issubclass(a, msgspec.Struct)]
+        tp = structs[0] if len(structs) == 1 else tp
     if kind == "name" and isinstance(tp, type) and issubclass(tp, msgspec.Struct):
         for field in msgspec.structs.fields(tp):
             if field.encode_name == value:

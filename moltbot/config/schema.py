@@ -120,9 +120,21 @@ class AgentConfig(_Section, frozen=True, kw_only=True, forbid_unknown_fields=Tru
 
 
 # --- channels ------------------------------------------------------------------------------
+class GroupEntry(_Section, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """One allowed group. ``members: "policy"``: only senders who pass the account's DM policy
+    (allowlisted, paired, or everyone under ``open``) are answered there; ``"any"``: everyone in
+    that group is (the owner vouches for its members)."""
+
+    id: Annotated[str, Meta(min_length=1)]
+    members: Literal["policy", "any"] = "policy"
+
+
 class GroupsConfig(_Section, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Groups are closed by default: a group is answered only when listed in ``allow`` (a
+    group id, or a :class:`GroupEntry`) AND the sender passes the account's policy."""
+
     require_mention: bool = True
-    allow: list[str] = []
+    allow: list[str | GroupEntry] = []
 
 
 class AccountConfig(_Section, frozen=True, kw_only=True, forbid_unknown_fields=True):

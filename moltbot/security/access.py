@@ -1,5 +1,13 @@
 """Who may talk to the assistant: DM policy (pairing | allowlist | open) and group rules.
 
+A DM is answered when the sender passes the account's policy. A group message is answered only
+when (1) it mentions the bot (unless ``require_mention`` is off), (2) the group is listed in the
+account's ``groups.allow`` (closed by default: an empty list answers no group) and (3) the sender
+passes the same policy as in a DM (allowlisted, paired, or everyone under ``open``), unless that
+group's entry says ``members: "any"``. A stranger who adds the bot to their own group gets
+nothing, and a stranger in an allowed group gets nothing either (no pairing code is handed out
+in a group: pairing happens in a DM).
+
 Pure: no I/O, the clock is injected, and the pairing book's state round-trips through JSON so
 the store can persist it. Identity is the platform's immutable sender id, compared exactly:
 no case folding, no prefixes, no wildcards (``open`` is the explicit way to allow everyone).
@@ -7,14 +15,18 @@ no case folding, no prefixes, no wildcards (``open`` is the explicit way to allo
 
 from __future__ import annotations
 
+import logging
 import secrets
-from typing import Literal
+from collections.abc import Callable
+from typing import Any, Literal
 
 import msgspec
 
 from moltbot.clock import SYSTEM_CLOCK, Clock
 from moltbot.errors import NotFound
 from moltbot.messages import InboundMessage
+
+log = logging.getLogger(__name__)
 
 DmPolicy = Literal["pairing", "allowlist", "open"]
 Action = Literal["allow", "deny", "pair"]
@@ -25,11 +37,17 @@ CODE_TTL = 3600.0
 MAX_PENDING = 3
 
 
+# refusals worth an audit record (a message addressed to the bot by someone it must not answer);
+# chatter that merely does not mention the bot is not one
+REFUSALS = frozenset({"not_allowlisted", "group_not_allowed", "group_sender_not_allowed"})
+
+
 class AccessPolicy(msgspec.Struct, frozen=True, kw_only=True):
     dm_policy: DmPolicy = "pairing"
     allow_from: list[str] = []
     require_mention: bool = True
-    group_allow: list[str] = []
+    group_allow: list[str] = []  # the groups answered at all (default: none)
+    group_any_member: list[str] = []  # of those, the ones whose every member is answered
 
 
 class Decision(msgspec.Struct, frozen=True):
@@ -102,11 +120,22 @@ class Pairing:
         return self._pair(msg)
 
     def _check_group(self, msg: InboundMessage) -> Decision:
-        if self.policy.group_allow and msg.chat_id not in self.policy.group_allow:
-            return Decision("deny", reason="group_not_allowed")
         if self.policy.require_mention and not msg.mentioned:
             return Decision("deny", reason="not_mentioned")
-        return Decision("allow", reason="group")
+        if msg.chat_id not in self.policy.group_allow:  # closed unless listed
+            return Decision("deny", reason="group_not_allowed")
+        if msg.chat_id in self.policy.group_any_member:
+            return Decision("allow", reason="group_any_member")
+        if self._sender_passes(msg):
+            return Decision("allow", reason="group_member")
+        return Decision("deny", reason="group_sender_not_allowed")
+
+    def _sender_passes(self, msg: InboundMessage) -> bool:
+        """The DM policy without its pairing step: allowlisted, open, or already paired."""
+        if msg.sender_id in self.policy.allow_from or self.policy.dm_policy == "open":
+            return True
+        paired = (msg.channel, msg.account, msg.sender_id) in self._approved
+        return self.policy.dm_policy == "pairing" and paired
 
     def _pair(self, msg: InboundMessage) -> Decision:
         self.purge_expired()
@@ -183,3 +212,44 @@ class Pairing:
         book = cls(policy, clock=clock, state=msgspec.json.decode(data, type=PairingState))
         book.purge_expired()
         return book
+
+
+class RefusalAudit:
+    """Audits refused messages (``REFUSALS``) without letting a flood flood the log: at most
+    one record per (chat, sender, reason) per ``window_s``; the next one says how many were
+    dropped meanwhile. The table is bounded (oldest entries go first)."""
+
+    def __init__(self, sink: Callable[[str, dict[str, Any]], None] | None, *,
+                 clock: Clock = SYSTEM_CLOCK, window_s: float = 60.0, max_keys: int = 1024) -> None:
+        self._sink = sink
+        self._clock = clock
+        self._window = window_s
+        self._max = max_keys
+        self._last: dict[tuple[str, str, str], tuple[float, int]] = {}  # -> (when, suppressed)
+
+    def refused(self, msg: InboundMessage, decision: Decision) -> bool:
+        """Record ``msg``'s refusal if it is one and not throttled; True when recorded."""
+        if self._sink is None or decision.action != "deny" or decision.reason not in REFUSALS:
+            return False
+        key = (msg.chat_id, msg.sender_id, decision.reason)
+        now = self._clock.monotonic()
+        last = self._last.get(key)
+        if last is not None and now - last[0] < self._window:
+            self._last[key] = (last[0], last[1] + 1)
+            return False
+        self._last.pop(key, None)
+        while len(self._last) >= self._max:
+            self._last.pop(next(iter(self._last)))
+        self._last[key] = (now, 0)
+        fields: dict[str, Any] = {
+            "channel": msg.channel, "account": msg.account, "chat_id": msg.chat_id,
+            "sender_id": msg.sender_id, "group": msg.is_group, "reason": decision.reason,
+        }
+        if last is not None and last[1]:
+            fields["suppressed"] = last[1]
+        try:
+            self._sink("access_refused", fields)
+        except Exception:  # the audit sink must not break the message path
+            log.exception("refused message from %s not audited", msg.channel)
+            return False
+        return True

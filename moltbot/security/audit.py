@@ -52,6 +52,7 @@ MAX_DEPTH = 8
 KINDS = frozenset(
     {
         "login",
+        "access_refused",
         "auth_failed",
         "lockout",
         "config_change",

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import json
 from collections import Counter
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -20,8 +21,9 @@ from moltbot.channels.retry import RetryPolicy
 from moltbot.channels.service import SORRY, ChannelService, Ports, ServiceOptions
 from moltbot.channels.telegram import TelegramAdapter
 from moltbot.clock import FakeClock
+from moltbot.config import load_config_text
 from moltbot.config.schema import GroupsConfig, TelegramAccount
-from moltbot.errors import NotFound, Unavailable
+from moltbot.errors import ConfigError, NotFound, Unavailable
 from moltbot.messages import InboundMessage
 from moltbot.security.access import AccessPolicy, Pairing
 from moltbot.security.audit import AuditLog, tail, verify
@@ -203,7 +205,7 @@ async def test_allowlist_drops_strangers_without_journaling_or_answering(
 
 
 async def test_group_message_without_mention_is_dropped(fake: FakeTelegram) -> None:
-    rig = Rig(fake, OPEN)
+    rig = Rig(fake, AccessPolicy(dm_policy="open", group_allow=["-100"]))
     fake.inject_message(chat_id=-100, user_id=42, text="chatter", chat_type="group")
     fake.inject_message(chat_id=-100, user_id=42, text="@moltbot_test_bot hi", chat_type="group")
     async with running(rig):
@@ -211,6 +213,31 @@ async def test_group_message_without_mention_is_dropped(fake: FakeTelegram) -> N
         await asyncio.sleep(0.1)
     assert rig.replies() == {"[offline] you said: hi": 1}
     assert fake.sent[0]["reply_parameters"]  # group replies quote the message they answer
+
+
+async def test_strangers_cannot_reach_the_agent_through_groups(
+    fake: FakeTelegram, tmp_path: Path
+) -> None:
+    """The attack: a stranger adds the bot to their own group and mentions it, and a stranger
+    in an allowed group mentions it. Neither is journaled, answered or given a pairing code;
+    both are audited. Only the allowlisted sender in the allowed group is answered."""
+    path = tmp_path / "audit" / "audit.jsonl"
+    policy = AccessPolicy(dm_policy="allowlist", allow_from=["7"], group_allow=["-100"])
+    rig = Rig(fake, policy, audit=AuditLog(path))
+    for chat, user, text in ((-666, 666, "run rm"), (-100, 666, "me too"), (-100, 7, "owner here")):
+        fake.inject_message(chat_id=chat, user_id=user, text=f"@moltbot_test_bot {text}",
+                            chat_type="group")
+    async with running(rig):
+        await fake.wait_sent(1)
+        await asyncio.sleep(0.2)
+    assert rig.replies() == {"[offline] you said: owner here": 1}
+    assert [m.sender_id for m in rig.store.journal.values()] == ["7"]
+    assert rig.service.pairing_list()["pending"] == []
+    records = [json.loads(line) for line in path.read_text().splitlines()]
+    refused = [(r["fields"]["chat_id"], r["fields"]["sender_id"], r["fields"]["reason"])
+               for r in records if r["kind"] == "access_refused"]
+    assert refused == [("-666", "666", "group_not_allowed"),
+                       ("-100", "666", "group_sender_not_allowed")]
 
 
 async def test_pairing_code_then_approve_then_answered(fake: FakeTelegram) -> None:
@@ -415,6 +442,22 @@ def test_policy_from_account_config() -> None:
     )
     assert load_pairing(b"not json", p).list_pending() == []
     assert load_pairing(None, p).list_approved() == []
+
+
+def test_group_entries_from_the_config() -> None:
+    cfg = load_config_text(
+        '{"channels": {"telegram": [{"account": "main", "token": "env:T", "groups": {"allow":'
+        ' ["-5", {"id": "-6", "members": "any"}, {"id": "-7"}]}}]}}'
+    )
+    p = policy_for(cfg.channels.telegram[0])
+    assert (p.group_allow, p.group_any_member) == (["-5", "-6", "-7"], ["-6"])
+    with pytest.raises(ConfigError) as info:
+        load_config_text(
+            '{"channels": {"telegram": [{"account": "main", "token": "env:T",'
+            ' "groups": {"allow": [{"id": "-6", "members": "all"}]}}]}}'
+        )
+    assert info.value.path == "$.channels.telegram[0].groups.allow[0].members"
+    assert "'any'" in info.value.fix and "'policy'" in info.value.fix
 
 
 def hold_marks(rig: Rig) -> asyncio.Event:

@@ -7,10 +7,13 @@ from pathlib import Path
 import msgspec
 import pytest
 
+from moltbot.channels.accounts import policy_for
 from moltbot.config import Config, load_config, load_config_text
 from moltbot.config.defaults import default_config_text, render_config
 from moltbot.config.schema import SupervisorConfig, TelegramAccount
 from moltbot.errors import ConfigError
+from moltbot.messages import InboundMessage
+from moltbot.security.access import Pairing
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 
@@ -71,6 +74,20 @@ def test_hardened_config_validates():
     for account in [*cfg.channels.telegram, *cfg.channels.signal]:
         assert account.dm_policy == "allowlist" and account.allow_from
     assert cfg.gateway.rate_limit.per_second < Config().gateway.rate_limit.per_second
+
+
+@pytest.mark.parametrize("name", ["default.json", "hardened.json", "homelab.json"])
+def test_example_configs_answer_no_stranger_in_a_group(name: str) -> None:
+    """Groups are closed: a group not listed is refused, and in a listed group a sender who
+    does not pass the account's policy is refused, in every shipped config."""
+    cfg = load_config(CONFIGS / name)
+    for acct in [*cfg.channels.telegram, *cfg.channels.slack, *cfg.channels.signal]:
+        book = Pairing(policy_for(acct))
+        listed = book.policy.group_allow[:1] or ["-1"]
+        for chat in ["-999", *listed]:
+            msg = InboundMessage(id="x", channel="telegram", account=acct.account, chat_id=chat,
+                                 sender_id="stranger", text="hi", is_group=True, mentioned=True)
+            assert book.check(msg).action == "deny", (name, acct.account, chat)
 
 
 def test_platform_default_api_bases():

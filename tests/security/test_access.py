@@ -9,7 +9,7 @@ import pytest
 from moltbot.clock import FakeClock
 from moltbot.errors import NotFound
 from moltbot.messages import InboundMessage
-from moltbot.security.access import CODE_ALPHABET, AccessPolicy, Pairing
+from moltbot.security.access import CODE_ALPHABET, AccessPolicy, Pairing, RefusalAudit
 
 
 def dm(sender: str, *, channel: str = "telegram", account: str = "main") -> InboundMessage:
@@ -139,7 +139,8 @@ def test_open(clock: FakeClock) -> None:
     assert book.check(dm("anyone")).action == "allow"
 
 
-def test_groups_need_a_mention(book: Pairing) -> None:
+def test_groups_need_a_mention(clock: FakeClock) -> None:
+    book = Pairing(AccessPolicy(dm_policy="open", group_allow=["-100"]), clock=clock)
     assert book.check(group("-100", mentioned=False)).action == "deny"
     assert book.check(group("-100", mentioned=False)).reason == "not_mentioned"
     assert book.check(group("-100", mentioned=True)).action == "allow"
@@ -147,16 +148,76 @@ def test_groups_need_a_mention(book: Pairing) -> None:
 
 
 def test_groups_without_mention_requirement(clock: FakeClock) -> None:
-    book = Pairing(AccessPolicy(require_mention=False), clock=clock)
+    policy = AccessPolicy(dm_policy="open", require_mention=False, group_allow=["-100"])
+    book = Pairing(policy, clock=clock)
     assert book.check(group("-100", mentioned=False)).action == "allow"
 
 
+@pytest.mark.parametrize("dm_policy", ["pairing", "allowlist", "open"])
+def test_groups_are_closed_by_default(clock: FakeClock, dm_policy: str) -> None:
+    """A stranger adds the bot to their own group and mentions it: nothing, whatever the DM
+    policy (even ``open``), and no pairing code handed out in the group."""
+    book = Pairing(AccessPolicy(dm_policy=dm_policy, allow_from=["7"]), clock=clock)  # type: ignore[arg-type]
+    d = book.check(group("-666", mentioned=True, sender="7"))
+    assert (d.action, d.reason, d.reply_text) == ("deny", "group_not_allowed", None)
+    assert book.list_pending() == []
+
+
 def test_group_allowlist(clock: FakeClock) -> None:
-    book = Pairing(AccessPolicy(group_allow=["-100"], require_mention=True), clock=clock)
+    book = Pairing(AccessPolicy(group_allow=["-100"], allow_from=["7"]), clock=clock)
     assert book.check(group("-100", mentioned=True)).action == "allow"
     d = book.check(group("-1001", mentioned=True))
     assert d.action == "deny" and d.reason == "group_not_allowed"
     assert book.check(group("-100", mentioned=False)).action == "deny"
+
+
+def test_group_sender_must_pass_the_policy(clock: FakeClock) -> None:
+    """An allowed group does not open the bot to its other members: under ``allowlist`` only
+    allowlisted senders, under ``pairing`` only paired ones, and no code in the group."""
+    strict = Pairing(AccessPolicy(dm_policy="allowlist", allow_from=["7"], group_allow=["-100"]),
+                     clock=clock)
+    assert strict.check(group("-100", mentioned=True, sender="7")).action == "allow"
+    d = strict.check(group("-100", mentioned=True, sender="666"))
+    assert (d.action, d.reason, d.reply_text) == ("deny", "group_sender_not_allowed", None)
+
+    paired = Pairing(AccessPolicy(dm_policy="pairing", group_allow=["-100"]), clock=clock)
+    stranger = group("-100", mentioned=True, sender="42")
+    assert paired.check(stranger).reason == "group_sender_not_allowed"
+    assert paired.list_pending() == []
+    code = paired.check(dm("42")).code  # pairing happens in a DM ...
+    assert code is not None
+    paired.approve(code)
+    assert paired.check(stranger).action == "allow"  # ... and then the group answers too
+
+
+def test_group_with_any_member(clock: FakeClock) -> None:
+    policy = AccessPolicy(dm_policy="allowlist", group_allow=["-100", "-200"],
+                          group_any_member=["-100"])
+    book = Pairing(policy, clock=clock)
+    assert book.check(group("-100", mentioned=True, sender="666")).action == "allow"
+    assert book.check(group("-200", mentioned=True, sender="666")).action == "deny"
+    assert book.check(group("-100", mentioned=False, sender="666")).action == "deny"
+
+
+def test_refusals_are_audited_and_throttled(clock: FakeClock) -> None:
+    records: list[tuple[str, dict[str, object]]] = []
+    audit = RefusalAudit(lambda kind, fields: records.append((kind, fields)), clock=clock,
+                         window_s=60)
+    book = Pairing(AccessPolicy(dm_policy="allowlist"), clock=clock)
+    chatter = group("-1", mentioned=False)
+    assert not audit.refused(chatter, book.check(chatter))  # not addressed to the bot
+    stranger = group("-1", mentioned=True, sender="666")
+    for _ in range(5):
+        audit.refused(stranger, book.check(stranger))
+    assert len(records) == 1
+    kind, fields = records[0]
+    assert kind == "access_refused"
+    assert fields["reason"] == "group_not_allowed" and fields["sender_id"] == "666"
+    clock.advance(61)
+    assert audit.refused(stranger, book.check(stranger))
+    assert records[-1][1]["suppressed"] == 4
+    assert audit.refused(dm("9"), book.check(dm("9")))  # a DM stranger under allowlist
+    assert records[-1][1]["reason"] == "not_allowlisted"
 
 
 def test_json_round_trip(book: Pairing, clock: FakeClock) -> None:
