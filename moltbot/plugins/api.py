@@ -113,7 +113,7 @@ class PluginAPI:
         self._inboxes: dict[str, Inbox] = {}
 
     # --- capability checks ---------------------------------------------------------------------
-    def _deny(self, capability: str, problem: str, **extra: str) -> CapabilityDenied:
+    def deny(self, capability: str, problem: str, **extra: str) -> CapabilityDenied:
         fields = {"plugin": self.name, "capability": capability, **extra}
         self._log.warning("denied: %s", problem)
         try:
@@ -127,7 +127,7 @@ class PluginAPI:
 
     def require(self, capability: str) -> None:
         if capability not in self.capabilities:
-            raise self._deny(capability, f"was not granted the '{capability}' capability")
+            raise self.deny(capability, f"was not granted the '{capability}' capability")
 
     # --- registration --------------------------------------------------------------------------
     def register_tool(
@@ -230,7 +230,7 @@ class PluginAPI:
         """A secret from the vault, if the config lists it in ``plugins[].secrets``."""
         self.require("secrets")
         if name not in self._secrets:
-            raise self._deny("secrets", f"may not read secret '{name}'", secret_name=name)
+            raise self.deny("secrets", f"may not read secret '{name}'", secret_name=name)
         return self._services.secret(name)
 
     def _key(self, key: str) -> str:
