@@ -63,9 +63,10 @@ async def _crash_only(serving: Coroutine[Any, Any, None]) -> None:
 
 
 async def _log_stderr(plugin: str, stream: asyncio.StreamReader) -> None:
-    """The host process's stderr (its log and the plugin's prints), line by line, capped."""
-    while line := await stream.readline():
-        log.info("plugin %s: %s", plugin, line[:LOG_LINE_MAX].decode("utf-8", "replace").rstrip())
+    """The host process's stderr (its log and the plugin's prints), in capped pieces."""
+    while chunk := await stream.read(LOG_LINE_MAX):
+        for line in chunk.decode("utf-8", "replace").splitlines():
+            log.info("plugin %s: %s", plugin, line)
 
 
 @ray.remote(**CHILD_OPTIONS)
@@ -92,7 +93,10 @@ class PluginActor(ChildBase):
                 self.digest = verify_pin(pc)  # every file; a pin unless bundled with moltbot
                 await self._host(pc, plugin_source(pc.module))
             except* PluginError as group:  # a fixed fault: refuse, do not crash-loop
-                self._refuse(group.exceptions[0])
+                first = group.exceptions[0]
+                while isinstance(first, ExceptionGroup):
+                    first = first.exceptions[0]
+                self._refuse(first)
             self._settled.set()
             await asyncio.Event().wait()  # refused: idle, and say why in describe()
         finally:

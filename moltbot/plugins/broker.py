@@ -187,7 +187,8 @@ class Broker:
     def _note(self, frame: Frame) -> None:
         args = frame.args if isinstance(frame.args, dict) else {}
         if frame.op == "log":
-            level = args.get("level") if isinstance(args.get("level"), int) else logging.INFO
+            level = args.get("level")
+            level = level if isinstance(level, int) else logging.INFO
             log.log(level, "plugin %s: %s", self.pc.name, str(args.get("message", ""))[:2000])
         elif frame.op == "run_failed":
             kind = str(args.get("kind", "an error"))[:100]

@@ -32,7 +32,16 @@ from moltbot.errors import MoltbotError, PlatformRejected, PlatformUnavailable, 
 from moltbot.messages import OutboundMessage, ToolResult
 from moltbot.plugins import egress
 from moltbot.plugins.manifest import effective_capabilities, parse_manifest, validate_config
-from moltbot.plugins.wire import HEADER, ErrorInfo, Frame, decode, encode, error_info, rebuild
+from moltbot.plugins.wire import (
+    HEADER,
+    ErrorInfo,
+    Frame,
+    decode,
+    encode,
+    error_info,
+    frame_length,
+    rebuild,
+)
 from moltbot.tools.registry import Tool, ToolRegistry, input_schema
 
 PLUGIN_ROOT = "/plugin"
@@ -59,10 +68,15 @@ class Conn:
     async def call(self, op: str, args: dict[str, Any]) -> Any:
         fut: asyncio.Future[Frame] = self._loop.create_future()
 
-        def settle(frame: Frame) -> None:
-            self._loop.call_soon_threadsafe(lambda: fut.done() or fut.set_result(frame))
+        def resolve(frame: Frame) -> None:
+            if not fut.done():
+                fut.set_result(frame)
 
-        return _value(await self._exchange(op, args, settle, fut))
+        def settle(frame: Frame) -> None:  # on the reader thread
+            self._loop.call_soon_threadsafe(resolve, frame)
+
+        self._send_call(op, args, settle)
+        return _value(await fut)
 
     def call_sync(self, op: str, args: dict[str, Any]) -> Any:
         """A call that blocks this thread (for the plugin API's sync methods)."""
@@ -78,12 +92,6 @@ class Conn:
             raise PluginError(f"the broker did not answer {op} in time")
         return _value(box[0])
 
-    async def _exchange(
-        self, op: str, args: dict[str, Any], settle: Callable[[Frame], None], fut: Any
-    ) -> Frame:
-        self._send_call(op, args, settle)
-        return await fut  # type: ignore[no-any-return]
-
     def _send_call(self, op: str, args: dict[str, Any], settle: Callable[[Frame], None]) -> None:
         cid = next(self._ids)
         self._pending[cid] = settle
@@ -94,24 +102,21 @@ class Conn:
             raise
 
     def read_forever(self, on_call: Callable[[Frame], None]) -> None:
-        """The reader thread: replies settle their caller; calls and notes go to the loop."""
-        with os.fdopen(self._rfd, "rb", buffering=0) as stream:
-            while True:
-                head = _read_exact(stream, HEADER.size)
-                if head is None:
-                    break
-                (size,) = HEADER.unpack(head)
-                body = _read_exact(stream, size) if size <= 2 * 4 * 1024 * 1024 else None
-                if body is None:
-                    break
-                frame = decode(body)
-                if frame.kind == "reply":
-                    settle = self._pending.pop(frame.id, None)
-                    if settle is not None:
+        """The reader thread: replies settle their caller; calls and notes go to the loop.
+        The broker gone, or a bad frame from it: the process ends."""
+        try:
+            with os.fdopen(self._rfd, "rb", buffering=0) as stream:
+                while (head := _read_exact(stream, HEADER.size)) is not None:
+                    body = _read_exact(stream, frame_length(head))
+                    if body is None:
+                        break
+                    frame = decode(body)
+                    if frame.kind != "reply":
+                        self._loop.call_soon_threadsafe(on_call, frame)
+                    elif (settle := self._pending.pop(frame.id, None)) is not None:
                         settle(frame)
-                else:
-                    self._loop.call_soon_threadsafe(on_call, frame)
-        os._exit(0)  # the broker is gone: so are we
+        finally:
+            os._exit(0)
 
 
 def _read_exact(stream: Any, size: int) -> bytes | None:
@@ -155,7 +160,7 @@ class HostAPI:
             result = handler(args, session)
             if inspect.isawaitable(result):
                 result = await result
-            return result  # type: ignore[no-any-return]
+            return result
 
         self.tools.register(Tool(name, description, input_type, run))
 
@@ -199,7 +204,7 @@ class Host:
         self.api: HostAPI | None = None
         self.module: Any = None
         self.inflight = 0
-        self.tasks: set[asyncio.Task[None]] = set()
+        self.tg: asyncio.TaskGroup | None = None  # serve's: answers and the plugin's run
         self.failed: asyncio.Future[BaseException] = asyncio.get_running_loop().create_future()
 
     def on_call(self, frame: Frame) -> None:
@@ -209,10 +214,9 @@ class Host:
             err = ErrorInfo(kind="Unavailable", message="the plugin is busy, try again")
             self.conn.send(Frame(kind="reply", id=frame.id, error=err))
             return
+        assert self.tg is not None
         self.inflight += 1
-        task = asyncio.get_running_loop().create_task(self._answer(frame))
-        self.tasks.add(task)
-        task.add_done_callback(self.tasks.discard)
+        self.tg.create_task(self._answer(frame))
 
     async def _answer(self, frame: Frame) -> None:
         try:
@@ -240,9 +244,8 @@ class Host:
         if op == "run":
             run = getattr(self.module, "run", None)
             if run is not None:
-                task = asyncio.get_running_loop().create_task(run(api))
-                task.add_done_callback(self._run_ended)
-                self.tasks.add(task)
+                assert self.tg is not None
+                self.tg.create_task(self._run(run(api)))
             return None
         if op == "tool":
             result = await api.tools.call(args["name"], args["input"], args["session"])
@@ -286,15 +289,14 @@ class Host:
             "capabilities": sorted(manifest.capabilities),
         }
 
-    def _run_ended(self, task: asyncio.Task[None]) -> None:
-        if task.cancelled() or task.exception() is None:
-            return
-        exc = task.exception()
-        assert exc is not None
-        kind = type(exc).__name__
-        self.conn.send(Frame(kind="note", op="run_failed", args={"kind": kind}))
-        if not self.failed.done():
-            self.failed.set_result(exc)
+    async def _run(self, running: Any) -> None:
+        """The plugin's ``run(api)``: if it raises, the broker is told and the process ends."""
+        try:
+            await running
+        except Exception as exc:
+            self.conn.send(Frame(kind="note", op="run_failed", args={"kind": type(exc).__name__}))
+            if not self.failed.done():
+                self.failed.set_result(exc)
 
 
 def _crossing(op: str, exc: Exception) -> ErrorInfo:
@@ -343,9 +345,12 @@ async def serve(rfd: int, wfd: int) -> None:
     conn = Conn(rfd, wfd, asyncio.get_running_loop())
     host = Host(conn)
     reader = threading.Thread(target=conn.read_forever, args=(host.on_call,), daemon=True)
-    reader.start()
-    exc = await host.failed  # run(api) raised: the broker was told; end the process
-    log.error("run failed: %s", type(exc).__name__)
+    async with asyncio.TaskGroup() as tg:
+        host.tg = tg
+        reader.start()
+        exc = await host.failed  # run(api) raised: the broker was told; end the process
+        log.error("run failed: %s", type(exc).__name__)
+        os._exit(1)
 
 
 def main() -> None:

@@ -10,6 +10,7 @@ denials (the actor audits them).
 
 from __future__ import annotations
 
+import asyncio
 import json
 import socket
 from collections.abc import Iterator
@@ -18,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from moltbot.errors import PluginError
+from moltbot.plugins.egress import Egress
 from moltbot.plugins.manifest import source_digest
 from moltbot.security.vault import Vault
 from tests.plugins.support import EXAMPLES, FIXTURES, Host, entry, sandboxed
@@ -131,3 +133,37 @@ async def test_a_plugin_asking_for_an_ungranted_capability_at_setup_is_refused()
     assert isinstance(exc, PluginError)
     assert "was not granted the 'tools' capability" in exc.user_message
     assert host.denied == [{"plugin": "greedy", "capability": "tools"}]
+
+
+async def test_http_to_a_granted_host_goes_through_the_broker(tmp_path: Path) -> None:
+    seen: list[bytes] = []
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = await reader.readuntil(b"\r\n\r\n")
+        seen.append(head + await reader.readexactly(4))
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\nConnection: close\r\n\r\npong")
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+
+    async def resolve(host: str, port: int) -> list[str]:
+        return ["127.0.0.1"]
+
+    # the granted name resolves to loopback: allowed on this one port, for the test only
+    egress = Egress(frozenset({"api.test"}), resolver=resolve, allow_loopback_port_for_tests=port)
+    module = f"{FIXTURES}.fetcher"
+    pc = entry(
+        "fetcher", module, capabilities=["tools", "network"], http_hosts=["api.test"],
+        sha256=source_digest(module),
+    )  # fmt: skip
+    host = Host()
+    async with server, sandboxed(pc, host.services(), egress=egress) as broker:
+        ok = await broker.call_tool("fetch", {"url": f"http://api.test:{port}/hook"}, "s")
+        other = await broker.call_tool("fetch", {"url": f"http://other.test:{port}/"}, "s")
+    assert ok.text == "200 pong", ok
+    assert len(seen) == 1 and seen[0].startswith(b"POST /hook HTTP/1.1\r\n")
+    assert f"host: api.test:{port}".encode() in seen[0].lower() and seen[0].endswith(b"ping")
+    assert other.is_error and "other.test is not granted" in other.text
+    assert host.denied == [{"plugin": "fetcher", "capability": "network", "host": "other.test"}]
