@@ -8,6 +8,7 @@ from moltbot.errors import CapabilityDenied, PlatformRejected, PluginError
 from moltbot.plugins.wire import (
     HEADER,
     MAX_FRAME,
+    ErrorInfo,
     Frame,
     ProtocolError,
     decode,
@@ -40,7 +41,5 @@ def test_only_our_errors_cross_by_name_and_foreign_text_stays_behind() -> None:
     assert type(rebuild(error_info(PlatformRejected("gone"), "g"))) is PlatformRejected
     foreign = rebuild(error_info(RuntimeError("db password is hunter2"), "the call failed"))
     assert type(foreign) is PluginError and foreign.user_message == "the call failed"
-    assert (
-        type(rebuild(error_info(PluginError("x"), "g").__class__(kind="SystemExit", message="m")))
-        is PluginError
-    )
+    unknown = ErrorInfo(kind="SystemExit", message="m")  # not one of ours: a PluginError
+    assert type(rebuild(unknown)) is PluginError
