@@ -1,12 +1,15 @@
-"""The plugin actor (kind ``plugin``, path ``plugins/plugin:<name>``): one plugin, one process.
+"""The plugin actor (kind ``plugin``, path ``plugins/plugin:<name>``): the broker of one plugin.
 
-All plugin code runs after the ready handshake, in ``main``: load (pin, import, manifest,
-capabilities, config), the plugin's ``setup(api)``, then its optional ``async run(api)``. So a
-bad plugin never fails the tree's start: one that raises, exits its process or blocks its event
-loop (caught by the ping) is restarted by the plugins supervisor like any child. One that must
-not run (pin mismatch, bad manifest or config, a capability it lacks at setup) is *refused*:
-the actor stays up, idle, and says why in ``describe()`` instead of crash-looping on a fixed
-fault until its supervisor escalates.
+The plugin's code never runs in this process. After the ready handshake, ``main`` checks the
+pin (every file; required unless the plugin is bundled with moltbot), starts the plugin's own
+host process in bubblewrap (``moltbot.plugins.jail``, ``moltbot.plugins.host``) and serves it
+as its broker (``moltbot.plugins.broker``): import, manifest, config and ``setup(api)`` happen
+over there, every request comes back here and is checked against the grants. So a bad plugin
+never fails the tree's start: one whose ``run`` raises, whose process exits or whose event loop
+blocks (the broker's ping) is restarted by the plugins supervisor like any child (the host
+process dies with it). One that must not run (pin missing or wrong, bad manifest or config, a
+capability it lacks at setup) is *refused*: the actor stays up, idle, and says why in
+``describe()`` instead of crash-looping on a fixed fault until its supervisor escalates.
 
 Each channel the plugin registered runs the ordinary channel pipeline
 (``moltbot.channels.service.ChannelService``) over a ``PluginChannelAdapter``, with the same

@@ -5,8 +5,10 @@ plugin actor supplies in :class:`Services`. Every entry point checks its capabil
 call the config did not grant raises :class:`~moltbot.errors.CapabilityDenied` and is reported
 to ``Services.denied`` (the actor writes it to the audit log).
 
-Capabilities limit this API; they are not a sandbox. A plugin is Python code in its own actor
-process; the ``sha256`` pin makes sure it is the code that was reviewed.
+The plugin actor's broker (:mod:`moltbot.plugins.broker`) holds one of these and applies it to
+every request of the plugin's sandboxed host process, where the plugin sees a
+:class:`~moltbot.plugins.host.HostAPI` with the same public methods. The in-process loader
+(:mod:`moltbot.plugins.loader`, tests and tooling) hands a plugin this object directly.
 """
 
 from __future__ import annotations

@@ -1,4 +1,6 @@
-"""Loading one plugin: pin, import, manifest, capabilities, config, API; then its ``setup``.
+"""Loading one plugin *in this process*: pin, import, manifest, capabilities, config, API; then
+its ``setup``. For tests and tooling only: the plugin actor never imports a plugin, it runs it in
+its sandboxed host process (:mod:`moltbot.plugins.host`); the checks are the same.
 
 ``prepare`` does everything deterministic and raises :class:`~moltbot.errors.PluginError` when
 the plugin must not run (the actor then refuses it instead of restarting it in a loop).
