@@ -162,6 +162,8 @@ class Broker:
         try:
             await self._send(Frame(kind="call", id=cid, op=op, args=args))
             frame = await asyncio.wait_for(fut, CALL_TIMEOUT_S)
+        except TimeoutError:
+            raise Unavailable(f"plugin '{self.pc.name}' did not answer {op} in time") from None
         finally:
             self._pending.pop(cid, None)
         if frame.error is not None:

@@ -20,6 +20,7 @@ import sys
 from pathlib import Path
 
 import moltbot
+from moltbot.errors import PluginError, SandboxUnavailable
 from moltbot.sandbox import bwrap
 from moltbot.sandbox import limits as _limits
 
@@ -111,14 +112,22 @@ def command(source: Path, policy: bwrap.SandboxPolicy) -> list[str]:
 
 
 async def spawn(source: Path, policy: bwrap.SandboxPolicy) -> asyncio.subprocess.Process:
-    """Start the host process: its stdin/stdout are the plugin pipe, stderr its log."""
-    return await asyncio.create_subprocess_exec(
-        *command(source, policy),
-        stdin=asyncio.subprocess.PIPE,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        start_new_session=True,
-        close_fds=True,
-        cwd="/",
-        env={"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"},
-    )
+    """Start the host process: its stdin/stdout are the plugin pipe, stderr its log.
+
+    No bubblewrap: ``PluginError`` (the plugin is refused, never run unsandboxed)."""
+    try:
+        return await asyncio.create_subprocess_exec(
+            *command(source, policy),
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            start_new_session=True,
+            close_fds=True,
+            cwd="/",
+            env={"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"},
+        )
+    except (SandboxUnavailable, OSError):
+        raise PluginError(
+            "plugins cannot run: their bubblewrap sandbox is not available",
+            hint=bwrap.INSTALL_HINT,
+        ) from None

@@ -19,8 +19,10 @@ from pathlib import Path
 import pytest
 
 from moltbot.errors import PluginError
+from moltbot.plugins import jail
 from moltbot.plugins.egress import Egress
 from moltbot.plugins.manifest import source_digest
+from moltbot.sandbox.bwrap import SandboxPolicy
 from moltbot.security.vault import Vault
 from tests.plugins.support import EXAMPLES, FIXTURES, Host, entry, sandboxed
 
@@ -167,3 +169,13 @@ async def test_http_to_a_granted_host_goes_through_the_broker(tmp_path: Path) ->
     assert f"host: api.test:{port}".encode() in seen[0].lower() and seen[0].endswith(b"ping")
     assert other.is_error and "other.test is not granted" in other.text
     assert host.denied == [{"plugin": "fetcher", "capability": "network", "host": "other.test"}]
+
+
+async def test_without_bubblewrap_a_plugin_is_refused_never_run_unsandboxed(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "plugin_dir").mkdir()
+    policy = SandboxPolicy(workspace=tmp_path, bwrap_path=str(tmp_path / "no-bwrap"))
+    with pytest.raises(PluginError, match="their bubblewrap sandbox is not available") as err:
+        await jail.spawn(tmp_path / "plugin_dir", policy)
+    assert "apt-get install bubblewrap" in err.value.hint
