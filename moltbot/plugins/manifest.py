@@ -126,8 +126,14 @@ def validate_config(pc: PluginConfig, manifest: Manifest) -> Any:
 
 
 # --- the sha256 pin -------------------------------------------------------------------------
-# Bundled plugins ship with moltbot in its own examples/ folder; every other plugin needs a pin.
-BUNDLED_ROOT = Path(__file__).resolve().parents[2] / "examples"
+# Bundled plugins ship in moltbot's own source tree (examples/, beside the moltbot package, in a
+# checkout that has moltbot's pyproject.toml): a fixed list. Every other plugin needs a pin.
+_SOURCE_ROOT = Path(__file__).resolve().parents[2]
+BUNDLED: frozenset[Path] = (
+    frozenset({_SOURCE_ROOT / "examples" / "reminders" / "reminders_plugin"})
+    if (_SOURCE_ROOT / "pyproject.toml").is_file()
+    else frozenset()
+)
 REFUSED_SUFFIXES = (".so", ".pth", ".pyc", ".pyo", ".pyd", ".dylib")
 
 
@@ -206,8 +212,8 @@ def source_digest(module: str) -> str:
 
 
 def is_bundled(module: str) -> bool:
-    """True for a plugin shipped inside moltbot's own ``examples/`` folder."""
-    return plugin_source(module).is_relative_to(BUNDLED_ROOT)
+    """True for a plugin shipped with moltbot (:data:`BUNDLED`: ``examples/reminders``)."""
+    return plugin_source(module) in BUNDLED
 
 
 def verify_pin(pc: PluginConfig, *, required: bool = True) -> str:

@@ -23,7 +23,7 @@ from moltbot.plugins.manifest import (
     verify_pin,
 )
 from tests.plugins.fixtures.configured import Settings
-from tests.plugins.support import EXAMPLES, entry
+from tests.plugins.support import EXAMPLES, FIXTURES, entry
 
 PC = entry("demo", "demo_mod")
 
@@ -256,3 +256,9 @@ def test_http_hosts_need_the_network_capability() -> None:
     assert effective_capabilities(granted, manifest) == {"network", "tools"}
     with pytest.raises(msgspec.ValidationError, match=r"\$.http_hosts\[0\]"):
         entry("web", "m", http_hosts=["https://api.example.com/"])
+
+
+def test_only_the_listed_examples_are_bundled(package: tuple[str, Path]) -> None:
+    name, _ = package
+    assert not is_bundled(name)
+    assert not is_bundled(f"{FIXTURES}.relay")  # in moltbot's tree, but not bundled
