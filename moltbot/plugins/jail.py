@@ -94,7 +94,8 @@ def bwrap_args(source: Path, *, tmp_mb: int = 64) -> list[str]:
 def command(source: Path, policy: bwrap.SandboxPolicy) -> list[str]:
     """trampoline (rlimits, same uid) -> bwrap -> python -m moltbot.plugins.host."""
     found = bwrap.find_bwrap(policy.bwrap_path)
-    limits = bwrap.rlimits(policy)
+    # a plugin lives as long as the tree: no CPU-time limit (a blocked loop fails the ping)
+    limits = {k: v for k, v in bwrap.rlimits(policy).items() if k != "cpu"}
     params = json.dumps({"limits": limits, "keep_uid": True})
     trampoline = str(Path(_limits.__file__).resolve())
     python = [sys.executable, "-I", "-B", "-m", "moltbot.plugins.host"]
