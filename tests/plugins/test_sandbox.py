@@ -92,6 +92,7 @@ async def test_the_hostile_plugin_gets_nowhere(
     assert "FileNotFoundError" in out["vault"] and "FileNotFoundError" in out["home"]
     assert "FileNotFoundError" in out["outside_file"]
     assert "Read-only file system" in out["write_own_folder"]
+    assert "MemoryError" in out["memory"]
     assert "CapabilityDenied" in out["secret"] and "admin_password" in out["secret"]
     assert "CapabilityDenied" in out["storage"]
     assert "127.0.0.1 is not granted" in out["http_ungranted"]
