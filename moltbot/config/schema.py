@@ -274,6 +274,10 @@ class ChannelPolicy(_Section, frozen=True, kw_only=True, forbid_unknown_fields=T
     groups: GroupsConfig = msgspec.field(default_factory=GroupsConfig)
 
 
+_LABEL = r"[A-Za-z0-9]([A-Za-z0-9-]{0,62}[A-Za-z0-9])?"
+HOST_NAME_PATTERN = rf"^(?=.{{1,253}}$){_LABEL}(\.{_LABEL})*$"
+
+
 class PluginConfig(_Section, frozen=True, kw_only=True, forbid_unknown_fields=True):
     name: Annotated[str, Meta(pattern=PLUGIN_NAME_PATTERN)]
     module: Annotated[str, Meta(min_length=1)]
@@ -282,6 +286,8 @@ class PluginConfig(_Section, frozen=True, kw_only=True, forbid_unknown_fields=Tr
     enabled: bool = True
     capabilities: list[str] = []
     secrets: list[str] = []  # vault names this plugin may read
+    # exact host names the plugin's api.http() may reach (with the 'network' capability)
+    http_hosts: list[Annotated[str, Meta(pattern=HOST_NAME_PATTERN)]] = []
     config: dict[str, Any] = {}
     channel_policy: ChannelPolicy = msgspec.field(default_factory=ChannelPolicy)
 

@@ -5,8 +5,10 @@ plugin actor supplies in :class:`Services`. Every entry point checks its capabil
 call the config did not grant raises :class:`~moltbot.errors.CapabilityDenied` and is reported
 to ``Services.denied`` (the actor writes it to the audit log).
 
-Capabilities limit this API; they are not a sandbox. A plugin is Python code in its own actor
-process; the ``sha256`` pin makes sure it is the code that was reviewed.
+The plugin actor's broker (:mod:`moltbot.plugins.broker`) holds one of these and applies it to
+every request of the plugin's sandboxed host process, where the plugin sees a
+:class:`~moltbot.plugins.host.HostAPI` with the same public methods. The in-process loader
+(:mod:`moltbot.plugins.loader`, tests and tooling) hands a plugin this object directly.
 """
 
 from __future__ import annotations
@@ -113,7 +115,7 @@ class PluginAPI:
         self._inboxes: dict[str, Inbox] = {}
 
     # --- capability checks ---------------------------------------------------------------------
-    def _deny(self, capability: str, problem: str, **extra: str) -> CapabilityDenied:
+    def deny(self, capability: str, problem: str, **extra: str) -> CapabilityDenied:
         fields = {"plugin": self.name, "capability": capability, **extra}
         self._log.warning("denied: %s", problem)
         try:
@@ -127,7 +129,7 @@ class PluginAPI:
 
     def require(self, capability: str) -> None:
         if capability not in self.capabilities:
-            raise self._deny(capability, f"was not granted the '{capability}' capability")
+            raise self.deny(capability, f"was not granted the '{capability}' capability")
 
     # --- registration --------------------------------------------------------------------------
     def register_tool(
@@ -230,7 +232,7 @@ class PluginAPI:
         """A secret from the vault, if the config lists it in ``plugins[].secrets``."""
         self.require("secrets")
         if name not in self._secrets:
-            raise self._deny("secrets", f"may not read secret '{name}'", secret_name=name)
+            raise self.deny("secrets", f"may not read secret '{name}'", secret_name=name)
         return self._services.secret(name)
 
     def _key(self, key: str) -> str:

@@ -1,4 +1,6 @@
-"""Loading one plugin: pin, import, manifest, capabilities, config, API; then its ``setup``.
+"""Loading one plugin *in this process*: pin, import, manifest, capabilities, config, API; then
+its ``setup``. For tests and tooling only: the plugin actor never imports a plugin, it runs it in
+its sandboxed host process (:mod:`moltbot.plugins.host`); the checks are the same.
 
 ``prepare`` does everything deterministic and raises :class:`~moltbot.errors.PluginError` when
 the plugin must not run (the actor then refuses it instead of restarting it in a loop).
@@ -73,7 +75,9 @@ def _import(pc: PluginConfig) -> ModuleType:
 
 def prepare(pc: PluginConfig, services: Services | None = None) -> LoadedPlugin:
     """Verify and import the plugin and build its API; PluginError when it must not run."""
-    digest = verify_pin(pc)  # before the import: changed pinned code never executes
+    # before the import: changed pinned code never executes. In-process (tests, tooling): the
+    # plugin actor never uses this, it runs the plugin in its sandboxed host (plugins.host)
+    digest = verify_pin(pc, required=False)
     module = _import(pc)
     manifest = parse_manifest(getattr(module, "MANIFEST", None), pc)
     caps = effective_capabilities(pc, manifest)

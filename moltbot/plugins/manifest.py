@@ -4,7 +4,7 @@ A plugin is an importable module or package exposing ``MANIFEST`` (a dict or a
 :class:`Manifest`) and ``setup(api)``. Here: the manifest's shape, the fixed capability
 vocabulary, the intersection of what the manifest asks for and what the config grants, the
 plugin's own config validated against the manifest's ``config`` Struct, and the ``sha256`` pin
-over the plugin's source files (computed *before* the module is imported, so pinned code that
+over every file of the plugin (computed *before* the module is imported, so pinned code that
 changed on disk never runs).
 
 Print a module's digest (to pin it): ``python -m moltbot.plugins MODULE``.
@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_args
@@ -93,6 +94,12 @@ def effective_capabilities(pc: PluginConfig, manifest: Manifest) -> frozenset[st
             "both granted and asked for",
             hint="grant 'secrets' in plugins[].capabilities, or remove plugins[].secrets",
         )
+    if pc.http_hosts and "network" not in caps:
+        raise PluginError(
+            f"plugin '{pc.name}': config lists http_hosts but the 'network' capability is not "
+            "both granted and asked for",
+            hint="grant 'network' in plugins[].capabilities, or remove plugins[].http_hosts",
+        )
     return caps
 
 
@@ -119,11 +126,20 @@ def validate_config(pc: PluginConfig, manifest: Manifest) -> Any:
 
 
 # --- the sha256 pin -------------------------------------------------------------------------
-def source_files(module: str) -> list[tuple[str, Path]]:
-    """(relative posix path, file) of every ``.py`` file of ``module``, sorted by path.
+# Bundled plugins ship in moltbot's own source tree (examples/, beside the moltbot package, in a
+# checkout that has moltbot's pyproject.toml): a fixed list. Every other plugin needs a pin.
+_SOURCE_ROOT = Path(__file__).resolve().parents[2]
+BUNDLED: frozenset[Path] = (
+    frozenset({_SOURCE_ROOT / "examples" / "reminders" / "reminders_plugin"})
+    if (_SOURCE_ROOT / "pyproject.toml").is_file()
+    else frozenset()
+)
+REFUSED_SUFFIXES = (".so", ".pth", ".pyc", ".pyo", ".pyd", ".dylib")
 
-    Finds the module without importing it (a dotted name imports its parent packages only).
-    """
+
+def plugin_source(module: str) -> Path:
+    """The plugin's package folder, or its one ``.py`` file, found without importing it
+    (a dotted name imports its parent packages only)."""
     try:
         spec = importlib.util.find_spec(module)
     except (ImportError, ValueError):
@@ -133,26 +149,60 @@ def source_files(module: str) -> list[tuple[str, Path]]:
             f"plugin module {module} is not installed",
             hint="pip install the plugin into moltbot's environment, or add it to PYTHONPATH",
         )
-    files: dict[str, Path] = {}
-    if spec.submodule_search_locations:
-        for location in spec.submodule_search_locations:
-            root = Path(location)
-            for path in root.rglob("*.py"):
-                if path.is_file():
-                    files.setdefault(path.relative_to(root).as_posix(), path)
-    elif spec.origin and spec.origin.endswith(".py"):
-        path = Path(spec.origin)
-        files[path.name] = path
-    else:
+    locations = list(spec.submodule_search_locations or [])
+    if len(locations) > 1:
         raise PluginError(
-            f"plugin module {module} is not Python source ({spec.origin})",
-            hint="plugins are .py modules or packages",
+            f"plugin module {module} is a namespace package spread over several folders",
+            hint="a plugin is one package folder with an __init__.py, or one .py file",
         )
-    return sorted(files.items())
+    if locations:
+        return Path(locations[0]).resolve()
+    if spec.origin and spec.origin.endswith(".py"):
+        return Path(spec.origin).resolve()
+    raise PluginError(
+        f"plugin module {module} is not Python source ({spec.origin})",
+        hint="plugins are .py modules or packages",
+    )
+
+
+def _refuse(module: str, rel: str, why: str) -> PluginError:
+    return PluginError(
+        f"plugin module {module}: {rel} is {why}; refusing to load the plugin",
+        hint="a plugin is Python source only: delete it (pip compiles __pycache__ unless "
+        "installed with --no-compile), then pin the plugin again",
+    )
+
+
+def source_files(module: str) -> list[tuple[str, Path]]:
+    """(relative posix path, file) of *every* file of the plugin, sorted by path.
+
+    Refused: ``__pycache__`` folders and compiled files (``.pyc``), native code (``.so``),
+    ``.pth`` files, symbolic links, and anything that is not a plain file or folder.
+    """
+    source = plugin_source(module)
+    if source.is_file():
+        return [(source.name, source)]
+    files: list[tuple[str, Path]] = []
+    for folder, dirs, names in os.walk(source, followlinks=False):
+        base = Path(folder)
+        for name in sorted(dirs + names):
+            path = base / name
+            rel = path.relative_to(source).as_posix()
+            if name == "__pycache__":
+                raise _refuse(module, rel, "a bytecode cache folder")
+            if path.is_symlink():
+                raise _refuse(module, rel, "a symbolic link")
+            if name.endswith(REFUSED_SUFFIXES):
+                raise _refuse(module, rel, "compiled or native code, or a .pth file")
+            if name in names and not path.is_file():
+                raise _refuse(module, rel, "not a regular file")
+            if name in names:
+                files.append((rel, path))
+    return sorted(files)
 
 
 def source_digest(module: str) -> str:
-    """SHA-256 over the module's sorted .py files: ``path NUL length NUL bytes`` each."""
+    """SHA-256 over every file of the plugin, sorted: ``path NUL length NUL bytes`` each."""
     h = hashlib.sha256()
     for rel, path in source_files(module):
         data = path.read_bytes()
@@ -161,9 +211,21 @@ def source_digest(module: str) -> str:
     return h.hexdigest()
 
 
-def verify_pin(pc: PluginConfig) -> str:
-    """The module's source digest; PluginError when ``pc.sha256`` is set and differs."""
+def is_bundled(module: str) -> bool:
+    """True for a plugin shipped with moltbot (:data:`BUNDLED`: ``examples/reminders``)."""
+    return plugin_source(module) in BUNDLED
+
+
+def verify_pin(pc: PluginConfig, *, required: bool = True) -> str:
+    """The plugin's digest; PluginError when ``pc.sha256`` is set and differs, or when it is
+    missing (``required``) for a plugin that is not bundled with moltbot."""
     digest = source_digest(pc.module)
+    if pc.sha256 is None and required and not is_bundled(pc.module):
+        raise PluginError(
+            f"plugin '{pc.name}' is not pinned; only plugins bundled with moltbot run without "
+            f"a pin. Review its code, then set plugins[{pc.name}].sha256 to {digest}",
+            hint=f"the digest is also printed by: python -m moltbot.plugins {pc.module}",
+        )
     if pc.sha256 is not None and digest != pc.sha256:
         raise PluginError(
             f"plugin '{pc.name}': source digest {digest[:DIGEST_SHOWN]}... does not match the "

@@ -116,7 +116,8 @@ def main(argv: list[str]) -> None:
     if len(argv) < 3:
         _fail("arguments")
     params = json.loads(argv[1])
-    privileged = os.geteuid() == 0
+    # keep_uid (the plugin host): no staging, no uid change; bwrap's user namespace isolates it
+    privileged = os.geteuid() == 0 and not params.get("keep_uid", False)
     limits = params["limits"]
     if privileged:
         stage_workspace(params["workspace"])

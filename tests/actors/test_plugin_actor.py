@@ -1,11 +1,13 @@
 """Plugin actors in a real tree on the session's Ray: isolation, restarts, refusals, denials.
 
-One tree for the module, built by ``build_tree`` from a config with six plugins: the example
-``reminders`` (examples/reminders), a ``probe`` with a granted and an ungranted secret, and test
-plugins (tests/plugins/fixtures) that raise in run / raise in setup / os._exit / block their
-event loop, and one refused for using a capability it was not granted. Beside them: the store
-and a plain worker standing in for the gateway and channels. ``PYTHONPATH`` in the root's
-runtime env makes the plugin modules importable in every actor.
+One tree for the module, built by ``build_tree`` from a config with seven plugins: the example
+``reminders`` (examples/reminders, bundled: no pin), a ``probe`` with a granted and an ungranted
+secret, test plugins (tests/plugins/fixtures, pinned) that raise in run / os._exit / block their
+event loop, one refused for using a capability it was not granted, and ``hostile``, which tries
+to get out of its bubblewrap sandbox (the vault, Ray's token, session folder and GCS, a file
+outside its folder, a loopback socket). Beside them: the store and a plain worker standing in
+for the gateway and channels. ``PYTHONPATH`` in the root's runtime env makes the plugin modules
+findable in every actor; each plugin's code runs in its own sandboxed host process.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import socket
 import time
 import uuid
 from collections.abc import Iterator
@@ -30,6 +33,7 @@ from moltbot import paths
 from moltbot.config.schema import Config
 from moltbot.errors import PluginError
 from moltbot.messages import ToolResult
+from moltbot.plugins.manifest import source_digest
 from moltbot.security import audit
 from moltbot.security.vault import PASSPHRASE_ENV, Vault
 from moltbot.supervision.spec import Backoff, ChildSpec, SupervisorFlags
@@ -62,10 +66,10 @@ PLUGINS = [
     {"name": "exiter", "module": f"{FIXTURES}.exits", "capabilities": ["storage"]},
     {"name": "hanger", "module": f"{FIXTURES}.hangs", "capabilities": ["storage"]},
 ]
+HOSTILE = f"{FIXTURES}.hostile_plugin"
+# the plugin's process raised in run, exited, or blocked its loop: the broker's end is a crash
 CRASHERS = {
-    "plugin:raiser": "raised RuntimeError",
-    "plugin:exiter": "process died",
-    "plugin:hanger": "stuck: event loop blocked",
+    cid: "raised Unavailable" for cid in ("plugin:raiser", "plugin:exiter", "plugin:hanger")
 }
 
 
@@ -74,13 +78,30 @@ class Tree:
     root: Any
     ns: str
     home: Path
+    listener: socket.socket
 
 
-def config() -> Config:
+def pinned(entry: dict[str, Any]) -> dict[str, Any]:
+    if entry["module"].startswith(FIXTURES):  # not bundled with moltbot: needs its pin
+        return {**entry, "sha256": source_digest(entry["module"])}
+    return entry
+
+
+def hostile(targets: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "name": "hostile",
+        "module": HOSTILE,
+        "capabilities": ["tools", "secrets", "network"],  # not storage
+        "http_hosts": ["localhost"],
+        "config": targets,
+    }
+
+
+def config(targets: dict[str, Any]) -> Config:
     backoff = {"base_s": 0.05, "max_s": 0.5, "jitter": 0.1}
     return msgspec.convert(
         {
-            "plugins": PLUGINS,
+            "plugins": [pinned(p) for p in [*PLUGINS, hostile(targets)]],
             "supervision": {
                 "plugins": {"intensity": 1000, "period": 30.0, "backoff": backoff},
                 "ping_interval_s": 0.3,
@@ -107,7 +128,22 @@ def live(ray_cluster: None, tmp_path_factory: pytest.TempPathFactory) -> Iterato
     vault = Vault.create(home)
     vault.set("probe_token", "s3cret-probe-value")
     vault.set("admin_password", "never-for-plugins")
-    cfg = config()
+    outside = tmp_path_factory.mktemp("outside") / "private.txt"
+    outside.write_text("private")
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)
+    listener.setblocking(False)
+    targets = {
+        "home": str(home),
+        "outside": str(outside),
+        "ray_token": str(Path.home() / ".ray" / "auth_token"),
+        "ray_session": "/tmp/ray/session_latest",
+        "gcs": ray.get_runtime_context().gcs_address,
+        "port": listener.getsockname()[1],
+        "granted_http_port": listener.getsockname()[1],
+    }
+    cfg = config(targets)
     ns = f"t-{uuid.uuid4().hex[:8]}"
     env = {"MOLTBOT_HOME": str(home), "PYTHONPATH": f"{EXAMPLES}{os.pathsep}{ROOT}"}
     root = Supervisor.options(  # type: ignore[attr-defined]
@@ -116,8 +152,9 @@ def live(ray_cluster: None, tmp_path_factory: pytest.TempPathFactory) -> Iterato
     try:
         ray.get(root.start_detached.remote())
         ray.get(root.ready.remote(), timeout=120)
-        yield Tree(root=root, ns=ns, home=home)
+        yield Tree(root=root, ns=ns, home=home, listener=listener)
     finally:
+        listener.close()
         try:
             ray.get(root.stop.remote(), timeout=60)
         finally:
@@ -242,4 +279,38 @@ async def test_secrets_granted_by_name_only_and_denials_are_audited(live: Tree) 
     reads = [r["fields"] for r in recorded("secret_read")]
     assert {"secret_name": "probe_token", "reader": "plugins/plugin:probe"} in reads
     assert "s3cret-probe-value" not in log.read_text()
+    assert audit.verify(log).ok
+
+
+async def test_the_hostile_plugin_gets_nowhere_and_its_denials_are_audited(live: Tree) -> None:
+    # the targets are real: Ray's token and session folder exist, the GCS answers
+    assert (Path.home() / ".ray" / "auth_token").exists() and Path(
+        "/tmp/ray/session_latest"
+    ).is_dir()
+    result = await call(live, "hostile", "call_tool", "attack", {}, "s")
+    assert not result.is_error, result.text
+    out = json.loads(result.text)
+    assert out.pop("own_file").startswith("OPEN: "), "the control: its own folder is readable"
+    assert {k: v for k, v in out.items() if not v.startswith("blocked: ")} == {}
+    for target in ("vault", "home", "ray_token", "ray_session", "outside_file"):
+        assert "FileNotFoundError" in out[target], (target, out[target])
+    assert "ConnectionRefusedError" in out["gcs_socket"]  # its own empty network only
+    assert "ConnectionRefusedError" in out["loopback"]
+    assert "never-for-plugins" not in result.text
+    with pytest.raises(BlockingIOError):  # nothing reached the test's socket
+        live.listener.accept()
+    expected = [
+        {"plugin": "hostile", "capability": "secrets", "secret_name": "admin_password"},
+        {"plugin": "hostile", "capability": "network", "host": "127.0.0.1"},
+        {"plugin": "hostile", "capability": "storage"},
+    ]
+    assert (await call(live, "hostile", "describe"))["denials"] == expected
+    log = paths.audit_file(live.home)
+
+    def audited() -> list[dict[str, Any]]:
+        lines = log.read_text().splitlines() if log.exists() else []
+        records = [json.loads(line) for line in lines]
+        return [r["fields"] for r in records if r["kind"] == "plugin_denied"]
+
+    wait_for(lambda: all(e in audited() for e in expected), timeout=15, what="denials audited")
     assert audit.verify(log).ok

@@ -24,6 +24,7 @@ from actors import routing
 from actors.gateway import RayBackend
 from moltbot.config.schema import Config
 from moltbot.errors import NotFound
+from moltbot.plugins.manifest import source_digest
 from tests.actors.helpers import FAST, child, pid_of, start_root, stop_root, supervisor, worker
 from tests.plugins.support import FIXTURES, ROOT
 
@@ -46,6 +47,7 @@ def live(ray_cluster: None, tmp_path_factory: pytest.TempPathFactory) -> Iterato
         "module": f"{FIXTURES}.relay",
         "capabilities": ["channel", "storage", "gateway_methods"],
         "channel_policy": {"dm_policy": "pairing", "allow_from": ["alice"]},
+        "sha256": source_digest(f"{FIXTURES}.relay"),  # not bundled with moltbot: pinned
     }
     cfg = msgspec.convert(
         {"agent": {"provider": "offline", "workers": 1}, "plugins": [relay]}, Config

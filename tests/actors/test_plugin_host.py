@@ -24,6 +24,7 @@ from websockets.asyncio.client import connect
 from moltbot import paths
 from moltbot.config.schema import Config
 from moltbot.messages import ChatEvent, ChatFinal, ChatTool
+from moltbot.plugins.manifest import source_digest
 from moltbot.security import audit
 from moltbot.security.vault import PASSPHRASE_ENV, Vault
 from tests.actors.helpers import (
@@ -54,6 +55,7 @@ class Tree:
 
 def config(workspace: Path, port: int) -> Config:
     probe = f"{FIXTURES}.host_probe"
+    pin = source_digest(probe)  # not bundled with moltbot: pinned
     both = ["tools", "gateway_methods"]
     return msgspec.convert(
         {
@@ -61,8 +63,8 @@ def config(workspace: Path, port: int) -> Config:
             "agent": {"workers": 1},
             "tools": {"workers": 1, "workspace": str(workspace)},
             "plugins": [
-                {"name": "hostprobe", "module": probe, "capabilities": both},
-                {"name": "ghost", "module": probe, "capabilities": ["tools"]},
+                {"name": "hostprobe", "module": probe, "capabilities": both, "sha256": pin},
+                {"name": "ghost", "module": probe, "capabilities": ["tools"], "sha256": pin},
             ],
         },
         Config,

@@ -18,6 +18,7 @@ from typing import Any
 import psutil
 import pytest
 
+from moltbot.plugins.manifest import source_digest
 from moltbot.supervision.tree import account_resource
 
 MOLTBOT = [sys.executable, "-m", "moltbot.cli.main"]
@@ -82,6 +83,7 @@ def write_config(env: dict[str, str], *, standby: bool = False, plugins: bool = 
                 "name": "relay",
                 "module": "tests.plugins.fixtures.relay",
                 "capabilities": ["channel", "storage", "gateway_methods"],
+                "sha256": source_digest("tests.plugins.fixtures.relay"),  # not bundled: pinned
             }
         ],
     }

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import re
 import sys
 import uuid
 from pathlib import Path
 
+import msgspec
 import pytest
 
 from moltbot.errors import PluginError
@@ -13,6 +15,7 @@ from moltbot.plugins.loader import prepare
 from moltbot.plugins.manifest import (
     Manifest,
     effective_capabilities,
+    is_bundled,
     main,
     parse_manifest,
     source_digest,
@@ -20,7 +23,7 @@ from moltbot.plugins.manifest import (
     verify_pin,
 )
 from tests.plugins.fixtures.configured import Settings
-from tests.plugins.support import entry
+from tests.plugins.support import EXAMPLES, FIXTURES, entry
 
 PC = entry("demo", "demo_mod")
 
@@ -125,11 +128,13 @@ def package(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[str, Path]
     sys.modules.pop(name, None)
 
 
-def test_digest_covers_every_py_file_path_and_content(package: tuple[str, Path]) -> None:
+def test_digest_covers_every_file_path_and_content(package: tuple[str, Path]) -> None:
     name, root = package
     first = source_digest(name)
     assert len(first) == 64 and first == source_digest(name)
-    (root / "notes.txt").write_text("changed\n")  # not a .py file: not covered
+    (root / "notes.txt").write_text("changed\n")  # data files are covered too
+    assert source_digest(name) != first
+    (root / "notes.txt").write_text("not code\n")
     assert source_digest(name) == first
     (root / "sub" / "helpers.py").write_text("X = 2\n")
     second = source_digest(name)
@@ -193,3 +198,67 @@ def test_digest_command_prints_the_pin(
     assert main(["no_such_plugin_xyz"]) == 1
     assert "is not installed" in capsys.readouterr().err
     assert main([]) == 2
+
+
+@pytest.mark.parametrize(
+    ("rel", "why"),
+    [
+        ("__pycache__/helpers.cpython-311.pyc", "a bytecode cache folder"),
+        ("sub/fast.cpython-311-x86_64-linux-gnu.so", "compiled or native code, or a .pth file"),
+        ("evil.pth", "compiled or native code, or a .pth file"),
+        ("sub/old.pyc", "compiled or native code, or a .pth file"),
+    ],
+)
+def test_compiled_native_and_pth_files_are_refused(
+    package: tuple[str, Path], rel: str, why: str
+) -> None:
+    name, root = package
+    (root / rel).parent.mkdir(parents=True, exist_ok=True)
+    (root / rel).write_bytes(b"\0")
+    shown = rel.split("/")[0] if rel.startswith("__pycache__") else rel
+    with pytest.raises(PluginError, match=re.escape(f"{name}: {shown} is {why}")) as err:
+        verify_pin(entry("pinned", name))
+    assert "pin the plugin again" in err.value.hint
+
+
+def test_a_symlink_in_the_plugin_is_refused(package: tuple[str, Path], tmp_path: Path) -> None:
+    name, root = package
+    (root / "link.py").symlink_to(tmp_path / "elsewhere.py")
+    with pytest.raises(PluginError, match=r"link\.py is a symbolic link"):
+        source_digest(name)
+
+
+def test_a_plugin_not_bundled_must_be_pinned_and_the_error_gives_the_digest(
+    package: tuple[str, Path],
+) -> None:
+    name, root = package
+    with pytest.raises(PluginError) as err:
+        verify_pin(entry("pinned", name))
+    digest = source_digest(name)
+    assert "plugin 'pinned' is not pinned" in err.value.user_message
+    assert f"set plugins[pinned].sha256 to {digest}" in err.value.user_message
+    assert not (root / "imported.mark").exists()
+
+
+def test_the_bundled_example_runs_without_a_pin(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.syspath_prepend(str(EXAMPLES))
+    assert is_bundled("reminders_plugin")
+    assert verify_pin(entry("reminders", "reminders_plugin")) == source_digest("reminders_plugin")
+
+
+def test_http_hosts_need_the_network_capability() -> None:
+    manifest = Manifest(name="web", version="1", capabilities=["network", "tools"])
+    pc = entry("web", "m", capabilities=["tools"], http_hosts=["api.example.com"])
+    with pytest.raises(PluginError, match="lists http_hosts but the 'network' capability") as err:
+        effective_capabilities(pc, manifest)
+    assert "plugins[].http_hosts" in err.value.hint
+    granted = entry("web", "m", capabilities=["tools", "network"], http_hosts=["api.example.com"])
+    assert effective_capabilities(granted, manifest) == {"network", "tools"}
+    with pytest.raises(msgspec.ValidationError, match=r"\$.http_hosts\[0\]"):
+        entry("web", "m", http_hosts=["https://api.example.com/"])
+
+
+def test_only_the_listed_examples_are_bundled(package: tuple[str, Path]) -> None:
+    name, _ = package
+    assert not is_bundled(name)
+    assert not is_bundled(f"{FIXTURES}.relay")  # in moltbot's tree, but not bundled
