@@ -41,9 +41,7 @@ ENV = {
 def python_paths() -> list[str]:
     """Read-only folders the host's Python needs: the installation, site-packages, moltbot."""
     wanted = {sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix}
-    for entry in sys.path:
-        if entry.endswith(("site-packages", "dist-packages")) and os.path.isdir(entry):
-            wanted.add(entry)
+    wanted.update(_site_packages())
     wanted.add(str(Path(moltbot.__file__).resolve().parent))
     real = sorted({os.path.realpath(p) for p in wanted if p and os.path.isdir(p)})
     # drop what a bound parent covers, and /usr (bound with the system)
@@ -56,9 +54,20 @@ def python_paths() -> list[str]:
     return kept
 
 
+def _site_packages() -> list[str]:
+    found = {
+        os.path.realpath(entry)
+        for entry in sys.path
+        if entry.endswith(("site-packages", "dist-packages")) and os.path.isdir(entry)
+    }
+    return sorted(found)
+
+
 def _hidden(paths: list[str]) -> list[str]:
+    """Empty read-only folders over ``HIDDEN_PACKAGES`` in every site-packages folder (also
+    those inside a bound parent, e.g. a venv bound whole)."""
     args: list[str] = []
-    for root in paths:
+    for root in sorted({*paths, *_site_packages()}):
         for name in HIDDEN_PACKAGES:
             target = os.path.join(root, name)
             if os.path.isdir(target):
