@@ -1,7 +1,9 @@
-"""``moltbot audit tail|verify``: read and check the audit log (a SHA-256 hash chain).
+"""``moltbot audit tail|verify``: read and check the audit log (a sealed SHA-256 hash chain).
 
 ``tail`` shows the newest records (``--json``: one record per line, as stored). ``verify``
-walks the whole chain: exit 0 when it is intact, exit 1 naming the first bad line and why.
+walks the whole chain, checks each record's MAC with the key in ``credentials/audit.key`` and
+the end of the log against ``credentials/audit.anchor``: exit 0 when all holds, exit 1 naming
+the first bad line (or the anchor) and why.
 Both only read the file; the running tree's store actor is its one writer.
 """
 
@@ -51,15 +53,29 @@ def cmd_tail(args: argparse.Namespace) -> int:
     return 0
 
 
+def _optional(value: str | None) -> Path | None:
+    return Path(value).expanduser() if value else None
+
+
 def cmd_verify(args: argparse.Namespace) -> int:
     path = _file(args)
-    result = verify(path)
+    result = verify(path, key_file=_optional(args.key), anchor_file=_optional(args.anchor))
     if result.ok:
         note = "" if path.exists() else f" (no audit log yet at {path})"
-        print(f"audit log OK: {result.records} records, chain intact{note}")
+        sealed = result.records - result.legacy
+        how = "chain intact" if not sealed else "chain intact, MACs and anchor verified"
+        print(f"audit log OK: {result.records} records, {how}{note}")
+        if result.legacy:
+            print(f"  {result.legacy} legacy records (written before the seal): chain only, "
+                  "not authenticated")  # fmt: skip
+        if result.note:
+            print(f"  note: {result.note}")
         return 0
     print(f"audit log BROKEN: {path}: {result.problem}")
-    print(f"  {result.records} records before line {result.line} verified")
+    if result.line:
+        print(f"  {result.records} records before line {result.line} verified")
+    else:
+        print(f"  {result.records} records verified")
     return 1
 
 
@@ -79,6 +95,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p_tail.add_argument("--file", help="an audit log file (default: $MOLTBOT_HOME/audit/...)")
     p_tail.set_defaults(func=cmd_tail)
 
-    p_verify = cmds.add_parser("verify", help="check the hash chain; exit 1 if it is broken")
+    p_verify = cmds.add_parser(
+        "verify", help="check the chain, its MACs and its anchor; exit 1 if broken"
+    )
     p_verify.add_argument("--file", help="an audit log file (default: $MOLTBOT_HOME/audit/...)")
+    p_verify.add_argument("--key", help="its key (default: credentials/audit.key beside it)")
+    p_verify.add_argument("--anchor", help="its anchor (default: credentials/audit.anchor)")
     p_verify.set_defaults(func=cmd_verify)

@@ -1,18 +1,22 @@
-"""The audit log: an append-only JSONL hash chain (``$MOLTBOT_HOME/audit/audit.jsonl``).
+"""The audit log: an append-only JSONL hash chain (``$MOLTBOT_HOME/audit/audit.jsonl``), sealed.
 
 Each line is one record in canonical JSON (sorted keys, no spaces, UTF-8)::
 
-    {"fields":{...},"hash":"<hex>","kind":"login","prev":"<hex>","seq":1,"ts":1700000000.5}
+    {"fields":{...},"hash":"<hex>","kind":"login","mac":"<hex>","prev":"<hex>","seq":1,"ts":...}
 
 - ``seq`` counts from 1, so record ``seq`` N is on line N.
-- ``hash`` is the SHA-256 of the record's canonical JSON *without* ``hash``.
+- ``hash`` is the SHA-256 of the record's canonical JSON *without* ``hash`` and ``mac``.
+- ``mac`` is the HMAC of ``hash`` under a key kept apart from the log, and the chain head is
+  anchored after every append (``moltbot.security.audit_seal``): a rewritten file with
+  recomputed hashes, or a cut-off end, is found by ``verify``. Records written before the seal
+  existed have no ``mac``; they verify as *legacy* (chain only), and the sealed part follows.
 - ``prev`` is the previous record's ``hash`` (i.e. the SHA-256 of its canonical bytes); the
   first record's ``prev`` is 64 zeros.
 
 ``verify`` walks the chain and names the first bad line: a changed byte breaks that record's
 hash (or its JSON), a removed or reordered line breaks ``seq``/``prev``, a rewritten record with
-a recomputed hash breaks the next record's ``prev``. Cutting records off the *end* at a line
-boundary cannot be seen from the chain alone (nothing after it refers to them).
+a recomputed hash breaks the next record's ``prev``, a record rewritten with all hashes
+recomputed breaks its MAC, and records cut off the *end* are missing from the anchor.
 
 Writers append under a thread lock and an exclusive ``flock`` on the file, fsync every record,
 and keep the file 0600 in a 0700 folder. A crash can only tear the last line (one ``write`` of
@@ -41,6 +45,7 @@ import msgspec
 
 from moltbot.clock import SYSTEM_CLOCK, Clock
 from moltbot.errors import BadRequest, MoltbotError
+from moltbot.security import audit_seal as seal
 from moltbot.security.fsmodes import ensure_private_dir
 
 log = logging.getLogger(__name__)
@@ -64,7 +69,8 @@ KINDS = frozenset(
         "plugin_denied",
     }
 )
-_KEYS = frozenset({"seq", "ts", "kind", "fields", "prev", "hash"})
+_KEYS = frozenset({"seq", "ts", "kind", "fields", "prev", "hash"})  # a legacy record
+_SEALED_KEYS = _KEYS | {"mac"}
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 _SECRET_KEY = re.compile(
     r"(^|[_\-.])(token|tokens|password|passwd|secret|secrets|key|api_?key|apikey|passphrase|"
@@ -87,7 +93,9 @@ class VerifyResult(msgspec.Struct, frozen=True, kw_only=True):
     ok: bool
     records: int  # records that verified (all of them when ``ok``)
     problem: str = ""
-    line: int = 0  # 1-based line of the first problem, 0 when ok
+    line: int = 0  # 1-based line of the first problem, 0 when ok (or a problem of the anchor)
+    legacy: int = 0  # of ``records``, those written before the seal (no MAC: chain only)
+    note: str = ""  # something worth saying about a log that is ok
 
 
 # --- canonical form ----------------------------------------------------------------------------
@@ -97,8 +105,8 @@ def canonical(record: Mapping[str, Any]) -> bytes:
 
 
 def record_hash(record: Mapping[str, Any]) -> str:
-    """SHA-256 hex of the canonical JSON of ``record`` without its ``hash`` key."""
-    body = {k: v for k, v in record.items() if k != "hash"}
+    """SHA-256 hex of the canonical JSON of ``record`` without its ``hash`` and ``mac`` keys."""
+    body = {k: v for k, v in record.items() if k not in ("hash", "mac")}
     return hashlib.sha256(canonical(body)).hexdigest()
 
 
@@ -200,15 +208,34 @@ def _write_all(fd: int, data: bytes) -> None:
 
 
 class AuditLog:
-    """Appends records to the hash chain at ``path`` (thread-safe; process-safe via flock)."""
+    """Appends sealed records to the hash chain at ``path`` (thread-safe; process-safe via
+    flock). The key and the anchor default to ``<home>/credentials`` beside ``<home>/audit``;
+    a missing key is made, unless the log already holds sealed records (then its loss is an
+    ``AuditError``: a new key would hide whatever was done to the old records)."""
 
-    def __init__(self, path: Path, *, clock: Clock = SYSTEM_CLOCK) -> None:
+    def __init__(
+        self,
+        path: Path,
+        *,
+        clock: Clock = SYSTEM_CLOCK,
+        key_file: Path | None = None,
+        anchor_file: Path | None = None,
+    ) -> None:
         self.path = Path(path)
         self._clock = clock
         self._lock = threading.Lock()
+        self._key_file = key_file or seal.key_path(self.path)
+        self._anchor_file = anchor_file or seal.anchor_path(self.path)
         ensure_private_dir(self.path.parent)
         with self._locked() as fd:  # repair a torn last line and check the chain's head now
             self._head(fd)
+            key = seal.load_key(self._key_file)
+            if key is None and self._sealed(fd):
+                raise AuditError(
+                    f"the audit log's key {self._key_file} is missing or damaged",
+                    hint="restore it from a backup, or move the audit log away to start anew",
+                )
+            self._key = key or seal.create_key(self._key_file)
 
     @contextlib.contextmanager
     def _locked(self) -> Iterator[int]:
@@ -266,17 +293,31 @@ class AuditLog:
                 "fields": clean,
                 "prev": prev,
             }
-            rec["hash"] = record_hash(rec)
+            digest = record_hash(rec)
+            rec["hash"] = digest
+            rec["mac"] = seal.record_mac(self._key, digest)
             _write_all(fd, canonical(rec) + b"\n")
             os.fsync(fd)
-        return str(rec["hash"])
+            seal.write_anchor(self._anchor_file, self._key, seq + 1, digest)
+        return digest
+
+    def _sealed(self, fd: int) -> bool:
+        """Whether the last record carries a MAC (the log has been sealed)."""
+        size = os.fstat(fd).st_size
+        if size == 0:
+            return False
+        try:
+            last = msgspec.json.decode(next(_lines_backwards(fd, size)))
+        except msgspec.DecodeError:
+            return False
+        return isinstance(last, dict) and "mac" in last
 
 
 # --- verifying --------------------------------------------------------------------------------
 def _well_formed(rec: Any) -> bool:
     return (
         isinstance(rec, dict)
-        and set(rec) == _KEYS
+        and set(rec) in (_KEYS, _SEALED_KEYS)
         and type(rec["seq"]) is int
         and isinstance(rec["ts"], int | float)
         and isinstance(rec["kind"], str)
@@ -308,14 +349,45 @@ def _check(raw: bytes, lineno: int, seq: int, prev: str) -> str:
     return ""
 
 
-def verify(path: Path) -> VerifyResult:
-    """Check the whole chain; the result names the first bad line and why. A missing file is
-    an empty, intact log."""
+def _seal_problem(rec: dict[str, Any], key: bytes | None, sealed: bool, key_file: Path) -> str:
+    """Why a chain-valid record fails the seal ('' when it passes)."""
+    if "mac" not in rec:
+        return "has no MAC after sealed records (inserted or rewritten without the key)" if (
+            sealed
+        ) else ""
+    if key is None:
+        return f"is sealed, but the audit key {key_file} is missing or damaged"
+    if not seal.same(rec["mac"], seal.record_mac(key, rec["hash"])):
+        return (
+            "does not match its MAC: the record was rewritten (hashes recomputed without "
+            "the key), or this is not the key the log was written with"
+        )
+    return ""
+
+
+def verify(
+    path: Path, *, key_file: Path | None = None, anchor_file: Path | None = None
+) -> VerifyResult:
+    """Check the whole chain, each record's MAC and the anchored head; the result names the
+    first bad line (or the anchor) and why. A missing file is an empty, intact log."""
+    key_file = key_file or seal.key_path(path)
+    anchor_file = anchor_file or seal.anchor_path(path)
+    key = seal.load_key(key_file)
     try:
         fh = open(path, "rb")  # closed by the `with` below; read line by line
     except FileNotFoundError:
+        fh = None
+    prev, count, legacy = GENESIS, 0, 0
+    hashes: dict[int, str] = {}
+    try:
+        anchor = seal.read_anchor(anchor_file)
+    except ValueError:
+        return VerifyResult(ok=False, records=0, problem=f"the anchor {anchor_file} is damaged")
+    if fh is None:
+        if anchor is not None:  # the whole log is gone, the anchor is not
+            return VerifyResult(ok=False, records=0, problem=f"the log is missing; {anchor.seq} "
+                                "records were anchored")  # fmt: skip
         return VerifyResult(ok=True, records=0)
-    prev, count = GENESIS, 0
     with fh:
         for lineno, line in enumerate(fh, start=1):
             if not line.endswith(b"\n"):
@@ -328,10 +400,26 @@ def verify(path: Path) -> VerifyResult:
                 )
             raw = line[:-1]
             why = _check(raw, lineno, count + 1, prev)
+            rec = msgspec.json.decode(raw) if not why else {}
+            why = why or _seal_problem(rec, key, count > legacy, key_file)
             if why:
                 return VerifyResult(
                     ok=False, records=count, line=lineno, problem=f"line {lineno} {why}"
                 )
-            prev = msgspec.json.decode(raw)["hash"]
+            prev = rec["hash"]
             count += 1
-    return VerifyResult(ok=True, records=count)
+            legacy += "mac" not in rec
+            if anchor is not None and count == anchor.seq:
+                hashes[count] = prev
+    if count == legacy and anchor is None:  # nothing sealed yet: the chain is all there is
+        return VerifyResult(ok=True, records=count, legacy=legacy)
+    why = seal.anchor_problem(anchor, key or b"", count, hashes) if key else (
+        f"the audit key {key_file} is missing or damaged"
+    )
+    if why:
+        return VerifyResult(ok=False, records=count, legacy=legacy, problem=why)
+    behind = count - anchor.seq if anchor is not None else 0
+    note = ""
+    if behind:  # MAC-checked like the rest; only the anchor lags
+        note = f"{behind} records after the anchor (being written, or a crash before its anchor)"
+    return VerifyResult(ok=True, records=count, legacy=legacy, note=note)

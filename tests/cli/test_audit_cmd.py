@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -9,7 +10,7 @@ import pytest
 
 from moltbot import paths
 from moltbot.cli.main import main
-from moltbot.security.audit import AuditLog
+from moltbot.security.audit import AuditLog, canonical
 
 
 @pytest.fixture
@@ -36,7 +37,7 @@ def test_verify_ok_counts_records(home: Path, capsys: pytest.CaptureFixture[str]
     filled(home, 4)
     code, out, _ = run(capsys, "audit", "verify")
     assert code == 0
-    assert out.strip() == "audit log OK: 4 records, chain intact"
+    assert out.strip() == "audit log OK: 4 records, chain intact, MACs and anchor verified"
 
 
 def test_verify_without_a_log_is_ok_and_says_so(
@@ -93,3 +94,29 @@ def test_audit_without_a_subcommand_prints_help(
 ) -> None:
     code, out, _ = run(capsys, "audit")
     assert code == 2 and "tail" in out and "verify" in out
+
+
+def test_verify_finds_a_cut_tail_and_a_rewritten_file(
+    home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The two attacks the chain alone cannot show, through the real command."""
+    path = filled(home, 5)
+    whole = path.read_bytes()
+    path.write_bytes(b"".join(whole.splitlines(keepends=True)[:3]))
+    code, out, _ = run(capsys, "audit", "verify")
+    assert code == 1 and "the log was cut" in out and "5 records" in out
+    recs = [json.loads(x) for x in whole.splitlines()]
+    recs[1]["fields"]["address"] = "10.9.9.9"  # rewrite, then recompute the whole SHA chain
+    prev, lines = "0" * 64, []
+    for rec in recs:
+        rec["prev"] = prev
+        body = {k: v for k, v in rec.items() if k not in ("hash", "mac")}
+        rec["hash"] = prev = hashlib.sha256(canonical(body)).hexdigest()
+        lines.append(canonical(rec) + b"\n")
+    path.write_bytes(b"".join(lines))
+    code, out, _ = run(capsys, "audit", "verify")
+    assert code == 1 and "line 2 does not match its MAC" in out
+    (home / "credentials" / "audit.anchor").unlink()
+    path.write_bytes(whole)
+    code, out, _ = run(capsys, "audit", "verify")
+    assert code == 1 and "anchor file is missing" in out

@@ -58,7 +58,7 @@ def test_records_chain_from_genesis_and_verify(log_path: Path) -> None:
     for raw, rec in zip(lines(log_path), recs, strict=True):
         # canonical bytes: sorted keys, no spaces; hash = sha256 of the record without "hash"
         assert raw == json.dumps(rec, sort_keys=True, separators=(",", ":")).encode()
-        body = {k: v for k, v in rec.items() if k != "hash"}
+        body = {k: v for k, v in rec.items() if k not in ("hash", "mac")}
         assert rec["hash"] == hashlib.sha256(canonical(body)).hexdigest()
     result = verify(log_path)
     assert result.ok and result.records == 5 and result.line == 0 and result.problem == ""
@@ -152,8 +152,10 @@ def test_a_rewritten_record_with_a_fresh_hash_breaks_the_next_line(log_path: Pat
     rec["hash"] = record_hash(rec)  # self-consistent, but the next record chained the old one
     items[1] = canonical(rec)
     write_lines(log_path, items)
-    result = verify(log_path)
-    assert not result.ok and result.line == 3 and "does not chain to line 2" in result.problem
+    result = verify(log_path)  # its MAC is that of the old hash: found at its own line
+    assert not result.ok and result.line == 2 and "does not match its MAC" in result.problem
+    unsealed = verify(log_path, key_file=log_path.parent / "nowhere.key")
+    assert not unsealed.ok and unsealed.line == 1 and "key" in unsealed.problem
 
 
 def test_a_file_truncated_mid_record_is_reported_as_incomplete(log_path: Path) -> None:
