@@ -1,5 +1,9 @@
 """``moltbot config validate | path | show``: check, locate and print the config file.
 
+``validate`` also resolves the gateway's token/password (the vault read is audited) and
+refuses a gateway without one or with one shorter than 32 characters; a secret it cannot read
+here (no passphrase in this shell, an unset variable) is a warning, not a failure.
+
 ``show`` prints the effective config (file + defaults) with secret references as written
 (``"secret:NAME"``); it never resolves them.
 """
@@ -14,7 +18,9 @@ from typing import Any
 from moltbot import paths
 from moltbot.config.defaults import render_config
 from moltbot.config.loader import load_config
-from moltbot.errors import ConfigError
+from moltbot.config.schema import Config
+from moltbot.errors import ConfigError, MoltbotError, SecretRefError
+from moltbot.security.vault import lazy_get
 
 
 def register(sub: Any) -> None:
@@ -39,10 +45,27 @@ def config_path(args: argparse.Namespace) -> Path:
     return Path(given).expanduser() if given else paths.config_file()
 
 
+def check_gateway_secrets(cfg: Config) -> str:
+    """'' when the gateway's secrets are fine; a warning when they cannot be read here.
+    Raises ``ConfigError`` when they are missing from the config or weak."""
+    from moltbot.cli.trail import reads_by
+    from moltbot.gateway.from_config import settings_from_config
+
+    try:
+        settings_from_config(cfg, lazy_get(on_read=reads_by("cli:config-validate")))
+    except SecretRefError as exc:
+        return f"the gateway's secret could not be checked here: {exc.problem}"
+    except MoltbotError as exc:
+        if isinstance(exc, ConfigError):
+            raise
+        return f"the gateway's secret could not be checked here: {exc.user_message}"
+    return ""
+
+
 def cmd_validate(args: argparse.Namespace) -> int:
     path = config_path(args)
     try:
-        load_config(path)
+        warning = check_gateway_secrets(load_config(path))
     except ConfigError as exc:
         print(f"config INVALID: {path}", file=sys.stderr)
         print(f"  {exc.user_message}", file=sys.stderr)
@@ -50,6 +73,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
             print(f"  fix: {exc.fix}", file=sys.stderr)
         return 1
     print(f"config OK: {path}")
+    if warning:
+        print(f"  warning: {warning}")
     return 0
 
 

@@ -36,8 +36,10 @@ def _provider_note(cfg: Config) -> str:
 
 def cmd_up(args: argparse.Namespace) -> int:
     from actors import control
+    from moltbot.cli.config_cmd import check_gateway_secrets
 
     cfg = _config(args)
+    check_gateway_secrets(cfg)  # no gateway without a strong token: refused before Ray starts
     home = paths.home()
     if cfg.cluster.address:
         head = control.Head(address=cfg.cluster.address, namespace=cfg.cluster.namespace)

@@ -80,8 +80,10 @@ class WebSessionConfig(_Section, frozen=True, kw_only=True, forbid_unknown_field
 
 
 class LockoutConfig(_Section, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    max_failures: PosInt = 10
+    max_failures: PosInt = 10  # per address (IPv6: per /64) within window_s
     window_s: PosFloat = 60.0
+    global_max_failures: NonNegInt = 100  # from everyone within window_s (0: no global budget)
+    global_lock_s: PosFloat = 30.0  # ... then every login waits this long
 
 
 class GatewayConfig(_Section, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -94,6 +96,8 @@ class GatewayConfig(_Section, frozen=True, kw_only=True, forbid_unknown_fields=T
     max_frame_bytes: Annotated[int, Meta(ge=1024)] = 1048576
     web_session: WebSessionConfig = msgspec.field(default_factory=WebSessionConfig)
     lockout: LockoutConfig = msgspec.field(default_factory=LockoutConfig)
+    max_unauthenticated: PosInt = 64  # sockets upgraded but not yet logged in ...
+    max_unauthenticated_per_address: PosInt = 8  # ... and from one address (IPv6: one /64)
 
 
 # --- agent ---------------------------------------------------------------------------------

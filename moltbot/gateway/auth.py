@@ -1,8 +1,12 @@
 """Who may use the gateway: token/password check, failed-login lockout, web sessions.
 
 - Secrets are compared with ``hmac.compare_digest`` (constant time).
-- 10 failed logins in 60 s from one address (loopback included) lock it out, with a backoff
-  that doubles per lockout; while locked out even the right token is refused.
+- There is always a token or a password, of at least ``MIN_SECRET_CHARS`` characters
+  (:func:`check_secrets`; the server refuses to start otherwise, and ``moltbot config
+  validate`` says so).
+- 10 failed logins in 60 s from one address (an IPv6 /64; loopback included) lock it out, with
+  a backoff that doubles per lockout; while locked out even the right token is refused. Too
+  many failures from everywhere at once lock every login out for a while (the global budget).
 - A successful token/password login issues a fresh web session id; presenting a session id
   rotates it (the old id stops working). Sessions expire after ``idle_s`` without use and
   ``absolute_s`` after the login that created them, whichever comes first. Only a SHA-256 of
@@ -19,11 +23,37 @@ from dataclasses import dataclass
 from typing import Literal
 
 from moltbot.clock import Clock
-from moltbot.errors import RateLimited, Unauthorized
+from moltbot.errors import ConfigError, RateLimited, Unauthorized
 from moltbot.gateway.frames import AuthParams
 from moltbot.security.ratelimit import Lockout
 
-Method = Literal["token", "password", "session", "open"]
+Method = Literal["token", "password", "session"]
+
+MIN_SECRET_CHARS = 32
+HOWTO_STRONG = (  # a command line, not a secret
+    "python3 -c 'import secrets; print(secrets.token_urlsafe(32))' | moltbot secrets set "
+    "gateway_token (then restart), or `moltbot init` on a new home"
+)
+
+
+def check_secrets(token: str | None, password: str | None) -> None:
+    """The gateway's credentials are there and strong enough; ``ConfigError`` naming the key
+    otherwise (never the value)."""
+    if not token and not password:
+        raise ConfigError(
+            "$.gateway.auth",
+            "the gateway has neither a token nor a password: anyone who can reach its port "
+            "could drive the assistant and its tools",
+            fix='set "token": "secret:gateway_token" and make the secret: ' + HOWTO_STRONG,
+        )
+    for at, what, value in (("token", "token", token), ("password", "password", password)):
+        if value and len(value) < MIN_SECRET_CHARS:
+            raise ConfigError(
+                f"$.gateway.auth.{at}",
+                f"the gateway {what} is {len(value)} characters long; at least "
+                f"{MIN_SECRET_CHARS} are required",
+                fix="use a long random value: " + HOWTO_STRONG,
+            )
 
 
 def _digest(session_id: str) -> str:
@@ -134,9 +164,7 @@ class Authenticator:
             return ("token", None) if _same(auth.token, self._token) else None
         if auth.password is not None and self._password is not None:
             return ("password", None) if _same(auth.password, self._password) else None
-        if not self.required:
-            return ("open", None)
-        return None
+        return None  # nothing configured lets nobody in
 
     def login(self, address: str, auth: AuthParams) -> Login:
         """Check one ``connect``; raises ``RateLimited`` while locked out, else ``Unauthorized``."""

@@ -9,11 +9,14 @@ from pathlib import Path
 from moltbot import paths
 from moltbot.config.refs import resolve_secret
 from moltbot.config.schema import Config
+from moltbot.gateway.auth import check_secrets
 from moltbot.gateway.server import GatewaySettings
 from moltbot.gateway.tls import server_context
 
 
 def settings_from_config(cfg: Config, lookup: Callable[[str], str]) -> GatewaySettings:
+    """The gateway's settings with its secrets resolved; ``ConfigError`` when it would have
+    no credentials or weak ones (``moltbot.gateway.auth.check_secrets``)."""
     gw = cfg.gateway
     token = (
         resolve_secret(gw.auth.token, lookup, at="$.gateway.auth.token") if gw.auth.token else None
@@ -23,6 +26,7 @@ def settings_from_config(cfg: Config, lookup: Callable[[str], str]) -> GatewaySe
         if gw.auth.password
         else None
     )
+    check_secrets(token, password)
     return GatewaySettings(
         host=gw.bind,
         port=gw.port,
@@ -36,6 +40,10 @@ def settings_from_config(cfg: Config, lookup: Callable[[str], str]) -> GatewaySe
         absolute_hours=gw.web_session.absolute_hours,
         lockout_max=gw.lockout.max_failures,
         lockout_window_s=gw.lockout.window_s,
+        lockout_global_max=gw.lockout.global_max_failures,
+        lockout_global_s=gw.lockout.global_lock_s,
+        unauth_max=gw.max_unauthenticated,
+        unauth_per_client=gw.max_unauthenticated_per_address,
     )
 
 

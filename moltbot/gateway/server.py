@@ -1,6 +1,8 @@
 """The gateway server: WebSocket + HTTP on one port (no Ray here).
 
-Life of a connection: HTTP checks in ``HttpFront`` (Host, URL credentials, Origin) -> upgrade
+Life of a connection: HTTP checks in ``HttpFront`` (Host, URL credentials, Origin) -> admission
+(at most ``unauth_max`` upgraded sockets not yet logged in, ``unauth_per_client`` from one
+address or IPv6 /64; over it: 503 before the upgrade) -> upgrade
 -> the first frame must be ``connect`` within ``connect_timeout_s`` -> requests run
 concurrently (at most ``max_in_flight``), every frame passes a token bucket, and server events
 are fanned out through a bounded per-client outbox: a client too slow to drain it is closed
@@ -36,18 +38,19 @@ from moltbot.errors import (
     Unauthorized,
 )
 from moltbot.gateway import frames as f
-from moltbot.gateway.auth import Authenticator, Login, WebSessions
+from moltbot.gateway.auth import Authenticator, Login, WebSessions, check_secrets
 from moltbot.gateway.backend import Backend
 from moltbot.gateway.http import HttpFront, response, secure_headers
 from moltbot.gateway.methods import CallContext, Dispatcher
 from moltbot.security.origin import WILDCARD_HOSTS, OriginPolicy
-from moltbot.security.ratelimit import Lockout, TokenBucket
+from moltbot.security.ratelimit import Admission, Lockout, TokenBucket, client_key
 
 log = logging.getLogger("moltbot.gateway")
 
 CLOSE_POLICY = 1008
 CLOSE_TRY_AGAIN = 1013
 AUDIT_QUEUE = 256
+REFUSAL_AUDIT_S = 60.0  # at most one audit record per client and minute for refused sockets
 
 Audit = Callable[[str, dict[str, Any]], Awaitable[Any]]
 """Records one audit event (kind, fields); fields never hold a token or password."""
@@ -68,6 +71,11 @@ class GatewaySettings(msgspec.Struct, frozen=True, kw_only=True):
     lockout_max: int = 10
     lockout_window_s: float = 60.0
     lockout_base_s: float = 60.0  # first lockout; doubles with each further one (cap 1 h)
+    lockout_clients: int = 10_000  # addresses remembered (locked ones are never forgotten)
+    lockout_global_max: int = 100  # failures from everyone within the window ...
+    lockout_global_s: float = 30.0  # ... lock every login out this long (0 max: off)
+    unauth_max: int = 64  # upgraded sockets not yet logged in, in total ...
+    unauth_per_client: int = 8  # ... and from one address (IPv6: one /64)
     client_queue: int = 256  # outgoing frames buffered per client before it is dropped
     max_in_flight: int = 8  # concurrent requests per connection
 
@@ -161,6 +169,9 @@ class GatewayServer:
             max_failures=settings.lockout_max,
             window_s=settings.lockout_window_s,
             base_s=settings.lockout_base_s,
+            max_addresses=settings.lockout_clients,
+            global_max=settings.lockout_global_max,
+            global_lock_s=settings.lockout_global_s,
         )
         self.auth = Authenticator(
             token=settings.token, password=settings.password, sessions=sessions, lockout=lockout
@@ -168,6 +179,11 @@ class GatewayServer:
         self._server: Server | None = None
         self._front: HttpFront | None = None
         self._clients: set[_Client] = set()
+        self._admission = Admission(
+            total=settings.unauth_max, per_client=settings.unauth_per_client
+        )
+        self._waiting: dict[int, str] = {}  # id(connection) -> address, until it logged in
+        self._refusals: dict[str, float] = {}  # client -> when its refusal was last audited
         self.port = settings.port
 
     # --- lifecycle ------------------------------------------------------------------------
@@ -187,6 +203,7 @@ class GatewayServer:
         return len(self._clients)
 
     async def start(self) -> None:
+        check_secrets(self.settings.token, self.settings.password)
         check_bind(self.settings, self._ssl)
         s = self.settings
         self._server = await serve(
@@ -230,13 +247,40 @@ class GatewayServer:
     async def _process_request(self, ws: ServerConnection, request: Request) -> Response | None:
         if self._front is None:
             return response(http.HTTPStatus.SERVICE_UNAVAILABLE, "starting\n")
-        return await self._front.process(request)
+        refused = await self._front.process(request)
+        if refused is not None:  # a page, or a refused upgrade
+            return refused
+        address = _address(ws)
+        why = self._admission.enter(address)
+        if why:
+            log.info("gateway socket refused from %s: %s", address, why)
+            self._audit_refusal(address, why)
+            return response(http.HTTPStatus.SERVICE_UNAVAILABLE, why + "\n")
+        self._waiting[id(ws)] = address
+        return None
 
     def _process_response(
         self, ws: ServerConnection, request: Request, resp: Response
     ) -> Response | None:
         secure_headers(resp.headers)
+        if resp.status_code != http.HTTPStatus.SWITCHING_PROTOCOLS:
+            self._admitted(ws)  # no upgrade after all: its place is free again
         return None
+
+    def _admitted(self, ws: ServerConnection) -> None:
+        address = self._waiting.pop(id(ws), None)
+        if address is not None:
+            self._admission.leave(address)
+
+    def _audit_refusal(self, address: str, why: str) -> None:
+        key, now = client_key(address), self._clock.monotonic()
+        if now - self._refusals.get(key, -REFUSAL_AUDIT_S) < REFUSAL_AUDIT_S:
+            return
+        if len(self._refusals) >= 1024:
+            self._refusals.clear()
+        self._refusals[key] = now
+        self._record("auth_failed", {"address": address, "reason": "too_many_unauthenticated",
+                                     "detail": why})  # fmt: skip
 
     # --- events ---------------------------------------------------------------------------
     async def _fanout(self) -> None:
@@ -282,9 +326,12 @@ class GatewayServer:
 
     # --- connections ----------------------------------------------------------------------
     async def _handle(self, ws: ServerConnection) -> None:
-        address = str(ws.remote_address[0]) if ws.remote_address else "unknown"
+        address = _address(ws)
         try:
-            login = await self._handshake(ws, address)
+            try:
+                login = await self._handshake(ws, address)
+            finally:
+                self._admitted(ws)
             if login is None:
                 return
             client = _Client(ws, address, login, self.settings, self._clock)
@@ -413,6 +460,10 @@ class GatewayServer:
             if req.method == "approvals.resolve":
                 self._record("approval", _approval_fields(client, req, outcome))
         await client.outbox.put(data)
+
+
+def _address(ws: ServerConnection) -> str:
+    return str(ws.remote_address[0]) if ws.remote_address else "unknown"
 
 
 def _approval_fields(client: _Client, req: f.Request, outcome: str) -> dict[str, Any]:

@@ -29,6 +29,7 @@ async def make_gateway() -> AsyncIterator[MakeGateway]:
         *,
         ssl_context: Any = None,
         clock: Any = None,
+        audit: Any = None,
         **overrides: Any,
     ) -> GatewayServer:
         fields: dict[str, Any] = {
@@ -38,7 +39,7 @@ async def make_gateway() -> AsyncIterator[MakeGateway]:
             "connect_timeout_s": 2.0,
         }
         fields.update(overrides)
-        kwargs: dict[str, Any] = {"ssl_context": ssl_context}
+        kwargs: dict[str, Any] = {"ssl_context": ssl_context, "audit": audit}
         if clock is not None:
             kwargs["clock"] = clock
         gw = GatewayServer(GatewaySettings(**fields), backend or EchoBackend(), **kwargs)

@@ -15,6 +15,7 @@ from moltbot.errors import ConfigError
 from moltbot.gateway.server import GatewayServer, GatewaySettings, check_bind
 
 from .conftest import TOKEN, MakeGateway, logged_in, open_client
+from .echo_backend import EchoBackend
 
 
 async def _closed_code(client_ws: object, timeout: float = 5) -> int | None:
@@ -33,11 +34,11 @@ async def test_wrong_token_is_refused_and_closed(gateway: GatewayServer) -> None
 
 
 async def test_password_login(make_gateway: MakeGateway) -> None:
-    gw = await make_gateway(token=None, password="correct horse battery staple")
+    gw = await make_gateway(token=None, password="correct horse battery staple, and more")
     c = await open_client(gw)
     assert (await c.login(password="nope"))["error"]["code"] == "unauthorized"
     c = await open_client(gw)
-    assert (await c.login(password="correct horse battery staple"))["ok"] is True
+    assert (await c.login(password="correct horse battery staple, and more"))["ok"] is True
     c = await open_client(gw)
     assert (await c.login(token=TOKEN))["ok"] is False  # no token configured
 
@@ -228,8 +229,25 @@ def test_non_loopback_bind_refused_without_auth_and_tls() -> None:
 
 
 async def test_server_refuses_to_start_on_non_loopback_without_tls() -> None:
-    from .echo_backend import EchoBackend
 
     gw = GatewayServer(GatewaySettings(host="0.0.0.0", port=0, token=TOKEN), EchoBackend())
     with pytest.raises(ConfigError, match=r"gateway\.bind"):
         await gw.start()
+
+
+@pytest.mark.parametrize(
+    ("token", "password", "path"),
+    [(None, None, "$.gateway.auth"), ("x" * 31, None, "$.gateway.auth.token"),
+     (None, "pw", "$.gateway.auth.password")],
+)
+async def test_the_gateway_never_starts_without_a_strong_secret(
+    token: str | None, password: str | None, path: str
+) -> None:
+    """Even on loopback: no "open" gateway, and no short token or password."""
+    gw = GatewayServer(
+        GatewaySettings(host="127.0.0.1", port=0, token=token, password=password), EchoBackend()
+    )
+    with pytest.raises(ConfigError) as info:
+        await gw.start()
+    assert info.value.path == path
+    assert token is None or token not in str(info.value)
