@@ -10,14 +10,13 @@ bodies both ways are capped.
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import httpx
 
 from moltbot.errors import CapabilityDenied, FetchRefused
-from moltbot.tools.web_fetch import Resolver, address_allowed, system_resolver
+from moltbot.security.ssrf import Resolver, system_resolver, vet_host
 
 MAX_BODY = 2 * 1024 * 1024
 TIMEOUT_S = 20.0
@@ -86,20 +85,7 @@ class Egress:
 
     async def _vet(self, url: httpx.URL) -> str:
         port = url.port or (443 if url.scheme == "https" else 80)
-        try:
-            found = await self._resolve(url.host, port)
-        except OSError:
-            raise FetchRefused(f"the host {url.host} could not be resolved") from None
-        addresses = [ipaddress.ip_address(a.split("%", 1)[0]) for a in found]
-        if not addresses:
-            raise FetchRefused(f"the host {url.host} has no address")
-        for ip in addresses:
-            test_ok = ip.is_loopback and port == self._loopback_port
-            if not (address_allowed(ip) or test_ok):
-                raise FetchRefused(
-                    f"{url.host} resolves to a private, local or reserved address; refused"
-                )
-        return str(addresses[0])
+        return await vet_host(url.host, port, self._resolve, test_loopback_port=self._loopback_port)
 
     async def request(self, args: dict[str, Any]) -> dict[str, Any]:
         """Make one request (already host-checked by the caller with :meth:`check_host`)."""

@@ -30,6 +30,7 @@ from pathlib import Path
 import msgspec
 
 from moltbot.errors import SandboxUnavailable
+from moltbot.sandbox import egress, forwarder
 from moltbot.sandbox import limits as _limits
 
 INSTALL_HINT = "install bubblewrap >= 0.8 (Debian/Ubuntu: `apt-get install bubblewrap`)"
@@ -49,6 +50,7 @@ _ETC_NET = "resolv.conf hosts host.conf gai.conf services protocols ssl ca-certi
 _ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": SANDBOX_TMP, "TMPDIR": SANDBOX_TMP,
         "LANG": "C.UTF-8", "USER": "sandbox"}  # fmt: skip
 _ROOT_LINKS = ("bin", "sbin", "lib", "lib32", "lib64", "libx32")
+SANDBOX_PYTHON = "/usr/bin/python3"  # runs the egress forwarder inside a network-granted sandbox
 
 
 class SandboxPolicy(msgspec.Struct, frozen=True, kw_only=True):
@@ -128,11 +130,13 @@ def _etc_binds(network: bool) -> list[str]:
     return args
 
 
-def bwrap_args(policy: SandboxPolicy, workspace_source: str, status_fd: int) -> list[str]:
-    """The bubblewrap options (without the binary and the command)."""
+def bwrap_args(
+    policy: SandboxPolicy, workspace_source: str, status_fd: int, egress_source: str | None = None
+) -> list[str]:
+    """The bubblewrap options (without the binary and the command). The network namespace is
+    always the sandbox's own; with ``egress_source`` (the egress proxy's folder) the command
+    reaches the web through the proxy only (``moltbot.sandbox.egress``)."""
     args = ["--unshare-all", "--unshare-user", "--disable-userns"]
-    if policy.network:
-        args.append("--share-net")
     args += ["--die-with-parent", "--new-session", "--hostname", "sandbox"]
     args += _system_binds() + _etc_binds(policy.network)
     tmp_size = str(policy.tmp_mb * _MIB)
@@ -140,14 +144,32 @@ def bwrap_args(policy: SandboxPolicy, workspace_source: str, status_fd: int) -> 
     args += ["--proc", "/proc", "--dev", "/dev", "--size", tmp_size, "--tmpfs", shm]
     args += ["--size", tmp_size, "--tmpfs", SANDBOX_TMP]
     args += ["--bind", workspace_source, SANDBOX_WORKSPACE, "--chdir", SANDBOX_WORKSPACE]
+    if egress_source is not None:
+        args += ["--bind", egress_source, egress.SANDBOX_DIR]
     # The synthetic root (with /etc) and /dev become read-only: only /workspace, /tmp and
     # /dev/shm (both size-capped tmpfs) are writable.
     args += ["--remount-ro", "/dev", "--remount-ro", "/"]
     args.append("--clearenv")
-    for name, value in _ENV.items():
+    env = {**_ENV, **(_proxy_env() if egress_source is not None else {})}
+    for name, value in env.items():
         args += ["--setenv", name, value]
     args += ["--json-status-fd", str(status_fd)]
     return args
+
+
+def _has_sandbox_python() -> bool:
+    return os.path.exists(SANDBOX_PYTHON)
+
+
+def _proxy_env() -> dict[str, str]:
+    url = f"http://127.0.0.1:{egress.PROXY_PORT}"
+    return {name: url for name in ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY")}
+
+
+def _through_forwarder(argv: list[str]) -> list[str]:
+    script = f"{egress.SANDBOX_DIR}/{forwarder.FILE_NAME}"
+    sock = f"{egress.SANDBOX_DIR}/{egress.SOCKET_NAME}"
+    return [SANDBOX_PYTHON, "-I", "-S", script, sock, str(egress.PROXY_PORT), "--", *argv]
 
 
 def prepare_workspace(policy: SandboxPolicy) -> Path:
@@ -257,17 +279,42 @@ def _setup_failure(stderr: bytes) -> SandboxUnavailable:
 
 
 async def run_sandboxed(
-    argv: list[str], policy: SandboxPolicy, *, stdin: bytes | None = None
+    argv: list[str],
+    policy: SandboxPolicy,
+    *,
+    stdin: bytes | None = None,
+    proxy: egress.EgressProxy | None = None,
 ) -> SandboxResult:
-    """Run ``argv`` in a fresh bubblewrap sandbox with the workspace at ``/workspace``."""
+    """Run ``argv`` in a fresh bubblewrap sandbox with the workspace at ``/workspace``. With
+    ``policy.network`` its web traffic goes through ``proxy`` (a default one when None), which
+    lives as long as this run."""
     if not argv:
         raise ValueError("argv must not be empty")
+    if not policy.network:
+        return await _run(argv, policy, stdin, None)
+    if not _has_sandbox_python():
+        raise SandboxUnavailable(
+            f"network for commands needs {SANDBOX_PYTHON} (the proxy's forwarder runs on it)",
+            hint="apt-get install python3",
+        )
+    proxy = proxy or egress.EgressProxy(timeout_s=policy.timeout_s)
+    root = os.geteuid() == 0
+    async with proxy.serve(uid=policy.uid if root else None) as folder:
+        return await _run(_through_forwarder(argv), policy, stdin, str(folder))
+
+
+async def _run(
+    argv: list[str], policy: SandboxPolicy, stdin: bytes | None, egress_folder: str | None
+) -> SandboxResult:
     bwrap = find_bwrap(policy.bwrap_path)
     ws = prepare_workspace(policy)
-    source = _limits.STAGED_WORKSPACE if os.geteuid() == 0 else str(ws)
+    root = os.geteuid() == 0
+    source = _limits.STAGED_WORKSPACE if root else str(ws)
+    egress_source = egress_folder and (_limits.STAGED_EGRESS if root else egress_folder)
     params = json.dumps(
-        {"workspace": str(ws), "uid": policy.uid, "gid": policy.gid, "limits": rlimits(policy)}
-    )
+        {"workspace": str(ws), "uid": policy.uid, "gid": policy.gid, "limits": rlimits(policy),
+         "egress": egress_folder}
+    )  # fmt: skip
     status_r, status_w = os.pipe()
     try:
         cmd = [
@@ -277,7 +324,7 @@ async def run_sandboxed(
             _TRAMPOLINE,
             params,
             bwrap,
-            *bwrap_args(policy, source, status_w),
+            *bwrap_args(policy, source, status_w, egress_source),
             "--",
             *argv,
         ]

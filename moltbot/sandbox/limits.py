@@ -31,6 +31,7 @@ MARKER = "moltbot-sandbox-setup:"
 SETUP_FAILED = 125
 # Only exists in the trampoline's private mount namespace, on a tmpfs mounted over /tmp there.
 STAGED_WORKSPACE = "/tmp/.moltbot-workspace"  # noqa: S108
+STAGED_EGRESS = "/tmp/.moltbot-egress"  # noqa: S108 - the egress proxy's socket folder
 
 _CLONE_NEWNS = 0x00020000
 _MS_BIND = 0x1000
@@ -62,8 +63,9 @@ def _check(rc: int, step: str) -> None:
         _fail(step, ctypes.get_errno())
 
 
-def stage_workspace(workspace: str) -> None:
-    """Bind ``workspace`` at STAGED_WORKSPACE inside a private mount namespace (root only)."""
+def stage_workspace(workspace: str, egress: str | None = None) -> None:
+    """Bind ``workspace`` at STAGED_WORKSPACE (and the egress folder, if any, at STAGED_EGRESS)
+    inside a private mount namespace (root only)."""
     libc = ctypes.CDLL(None, use_errno=True)
     _check(libc.unshare(_CLONE_NEWNS), "unshare(mount namespace)")
     _check(libc.mount(b"none", b"/", None, _MS_REC | _MS_PRIVATE, None), "make mounts private")
@@ -72,12 +74,23 @@ def stage_workspace(workspace: str) -> None:
     except OSError as exc:
         _fail("open workspace", exc.errno or 0)
         return
+    egress_fd = -1
+    if egress:
+        try:
+            egress_fd = os.open(egress, os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        except OSError as exc:
+            _fail("open egress folder", exc.errno or 0)
     flags = _MS_NOSUID | _MS_NODEV
     _check(libc.mount(b"tmpfs", b"/tmp", b"tmpfs", flags, b"mode=1777,size=1m"), "mount /tmp")
     os.mkdir(STAGED_WORKSPACE, 0o755)
     source = f"/proc/self/fd/{fd}".encode()
     _check(libc.mount(source, STAGED_WORKSPACE.encode(), None, _MS_BIND, None), "bind workspace")
     os.close(fd)
+    if egress_fd >= 0:
+        os.mkdir(STAGED_EGRESS, 0o755)
+        source = f"/proc/self/fd/{egress_fd}".encode()
+        _check(libc.mount(source, STAGED_EGRESS.encode(), None, _MS_BIND, None), "bind egress")
+        os.close(egress_fd)
 
 
 def apply_limits(limits: dict[str, list[int]]) -> None:
@@ -120,7 +133,7 @@ def main(argv: list[str]) -> None:
     privileged = os.geteuid() == 0 and not params.get("keep_uid", False)
     limits = params["limits"]
     if privileged:
-        stage_workspace(params["workspace"])
+        stage_workspace(params["workspace"], params.get("egress"))
     elif "nproc" in limits:
         # Not root: the sandbox keeps our uid, whose other processes count too.
         extra = own_process_count()

@@ -20,7 +20,9 @@ MAX_COMMAND_CHARS = 16_000
 DESCRIPTION = (
     "Run a bash command in an isolated sandbox. The working directory is /workspace (the "
     "workspace folder; files written there persist). There is no network access unless the "
-    "operator granted it, the rest of the system is read-only, and there are limits on time, "
+    "operator granted it, and then only HTTP(S) to public hosts through a proxy (http_proxy is "
+    "set; raw sockets and DNS do not work). The rest of the system is read-only, and there are "
+    "limits on time, "
     "memory, processes and output. Some commands need the user's approval first."
 )
 

@@ -12,11 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import codecs
-import ipaddress
 import re
-import socket
 import ssl
-from collections.abc import Awaitable, Callable
 from html.parser import HTMLParser
 from typing import Annotated
 
@@ -25,15 +22,14 @@ import msgspec
 
 from moltbot.errors import FetchRefused, ToolError
 from moltbot.messages import ToolResult
-
-IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
-Resolver = Callable[[str, int], Awaitable[list[str]]]
+from moltbot.security.ssrf import (  # noqa: F401 - address_allowed re-exported
+    Resolver,
+    address_allowed,
+    system_resolver,
+    vet_host,
+)
 
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
-_METADATA = frozenset(
-    {ipaddress.ip_address("169.254.169.254"), ipaddress.ip_address("fd00:ec2::254")}
-)
-_NAT64 = ipaddress.ip_network("64:ff9b::/96")
 _TEXT_TYPES = ("text/", "application/json", "application/xml", "application/javascript")
 
 DESCRIPTION = (
@@ -48,34 +44,6 @@ class WebFetchInput(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
         str,
         msgspec.Meta(min_length=1, max_length=4096, description="An http:// or https:// URL."),
     ]
-
-
-def address_allowed(ip: IPAddress) -> bool:
-    """True only for globally routable unicast addresses (and no v6 wrapper of a bad v4 one)."""
-    if isinstance(ip, ipaddress.IPv6Address):
-        embedded = [ip.ipv4_mapped, ip.sixtofour]
-        if ip.teredo:
-            embedded.extend(ip.teredo)
-        if ip in _NAT64:
-            embedded.append(ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF))
-        if any(v4 is not None and not address_allowed(v4) for v4 in embedded):
-            return False
-    bad = (
-        ip.is_private
-        or ip.is_loopback
-        or ip.is_link_local
-        or ip.is_multicast
-        or ip.is_reserved
-        or ip.is_unspecified
-        or ip in _METADATA
-    )
-    return ip.is_global and not bad
-
-
-async def system_resolver(host: str, port: int) -> list[str]:
-    loop = asyncio.get_running_loop()
-    infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    return [str(info[4][0]) for info in infos]
 
 
 class WebFetcher:
@@ -135,24 +103,8 @@ class WebFetcher:
         return url.copy_with(fragment=None)
 
     async def _vet(self, url: httpx.URL) -> str:
-        """The one address to connect to; FetchRefused unless every resolved address is public."""
         port = url.port or (443 if url.scheme == "https" else 80)
-        try:
-            candidates = [url.host] if _is_ip(url.host) else await self._resolve(url.host, port)
-        except OSError as exc:
-            raise FetchRefused(f"the host {url.host} could not be resolved") from exc
-        addresses = [ipaddress.ip_address(a.split("%", 1)[0]) for a in candidates]
-        if not addresses:
-            raise FetchRefused(f"the host {url.host} has no address")
-        for ip in addresses:
-            if not (address_allowed(ip) or self._test_loopback(ip, port)):
-                raise FetchRefused(
-                    f"{url.host} resolves to a private, local or reserved address; refused"
-                )
-        return str(addresses[0])
-
-    def _test_loopback(self, ip: IPAddress, port: int) -> bool:
-        return self._loopback_port is not None and ip.is_loopback and port == self._loopback_port
+        return await vet_host(url.host, port, self._resolve, test_loopback_port=self._loopback_port)
 
     async def _follow(self, url: httpx.URL) -> ToolResult:
         for _ in range(self.max_redirects + 1):
@@ -209,14 +161,6 @@ class WebFetcher:
         if truncated:
             text += f"\n[truncated: the body is larger than the {self.max_bytes}-byte cap]"
         return ToolResult(text=f"{head}\n\n{text}", is_error=response.status_code >= 400)
-
-
-def _is_ip(host: str) -> bool:
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    return True
 
 
 def _charset(name: str | None) -> str:

@@ -176,16 +176,6 @@ async def test_network_is_blocked_by_default(tmp_path: Path) -> None:
         server.close()
 
 
-async def test_network_works_when_granted(tmp_path: Path) -> None:
-    server = _Listener()
-    try:
-        script = f"echo hi > /dev/tcp/127.0.0.1/{server.port} && echo CONNECTED"
-        res = await sh(tmp_path, script, network=True)
-        assert b"CONNECTED" in res.stdout, res.stderr
-    finally:
-        server.close()
-
-
 async def test_fork_bomb_is_contained(tmp_path: Path) -> None:
     started = time.monotonic()
     res = await sh(tmp_path, ":(){ :|:& };:; sleep 30", timeout_s=3.0, max_processes=32)
