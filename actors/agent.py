@@ -54,7 +54,7 @@ from moltbot.errors import (
     ProviderAuthError,
     Unavailable,
 )
-from moltbot.messages import ChatEvent, ChatFinal, InboundMessage, ToolResult
+from moltbot.messages import ChatEvent, ChatFinal, InboundMessage, ToolContext, ToolResult
 from moltbot.observability import Counters, span
 from moltbot.security.vault import lazy_get
 
@@ -126,11 +126,13 @@ class SandboxTools:
     def specs(self) -> list[dict[str, Any]]:
         return list(self._specs)
 
-    async def call(self, name: str, input: dict[str, Any], session: str) -> ToolResult:
+    async def call(
+        self, name: str, input: dict[str, Any], session: str, ctx: ToolContext | None = None
+    ) -> ToolResult:
         path = routing.sandbox_path(session, self._workers)
         target = await routing.live(self._ns, path, self._deadline)
         try:
-            result: ToolResult = await target.call.remote(name, input, session)
+            result: ToolResult = await target.call.remote(name, input, session, ctx)
         except RayActorError:
             return ToolResult(text=TOOL_LOST, is_error=True)
         return result
@@ -255,7 +257,8 @@ class AgentActor(ChildBase):
         final = ""
         try:
             with span("moltbot.turn", msg.trace or None, channel=msg.channel, agent=self.path):
-                turn = self._turn(msg.session_key, msg.text, msg.id)
+                sender = f"{msg.channel}:{msg.account}:{msg.sender_id}"
+                turn = self._turn(msg.session_key, msg.text, msg.id, sender)
                 async with contextlib.aclosing(turn) as events:
                     async for event in events:
                         if isinstance(event, ChatFinal):
@@ -269,7 +272,9 @@ class AgentActor(ChildBase):
             return FAILED
         return final
 
-    async def _turn(self, session: str, text: str, msg_id: str) -> AsyncGenerator[ChatEvent, None]:
+    async def _turn(
+        self, session: str, text: str, msg_id: str, sender: str = ""
+    ) -> AsyncGenerator[ChatEvent, None]:
         await self._ready.wait()
         command = parse_command(text)
         if command is not None and command.name != "reset":
@@ -301,6 +306,7 @@ class AgentActor(ChildBase):
                 session,
                 text,
                 msg_id,
+                sender=sender,
                 on_final=finished,
             )
             async with contextlib.aclosing(turn) as events:

@@ -14,7 +14,7 @@ import ray
 from actors.base import CHILD_OPTIONS, ChildBase
 from moltbot.agent.service import approval_book, approval_dict, tool_registry
 from moltbot.config.schema import Config
-from moltbot.messages import ToolResult
+from moltbot.messages import ToolContext, ToolResult
 from moltbot.tools import ApprovalBook, ToolRegistry
 
 
@@ -43,10 +43,13 @@ class SandboxActor(ChildBase):
         assert self._approvals is not None, "sandbox not set up"
         return self._approvals
 
-    async def call(self, name: str, input: dict[str, Any], session: str) -> ToolResult:
-        """Run one tool call; always a ``ToolResult`` (errors carry a safe message)."""
+    async def call(
+        self, name: str, input: dict[str, Any], session: str, ctx: ToolContext | None = None
+    ) -> ToolResult:
+        """Run one tool call acting for ``ctx`` (its sender's folder, the session's trust);
+        always a ``ToolResult`` (errors carry a safe message)."""
         await self._ready.wait()
-        return await self.registry.call(name, input, session)
+        return await self.registry.call(name, input, session, ctx)
 
     async def specs(self) -> list[dict[str, Any]]:
         await self._ready.wait()

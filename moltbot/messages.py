@@ -80,3 +80,17 @@ class ToolResult(msgspec.Struct, frozen=True, kw_only=True):
     text: str
     is_error: bool = False
     code: str = ""
+    untrusted: bool = False  # text from the outside (a web page, a file): data, never orders
+
+
+class ToolContext(msgspec.Struct, frozen=True, kw_only=True):
+    """What a tool call knows besides its input, built by the agent from the turn.
+
+    ``sender``: ``channel:account:sender_id`` of the message being answered ('' for the
+    gateway's operator), whose own workspace folder the tools use. ``untrusted``: the session
+    already holds untrusted content; ``seen_hosts``: the hosts web_fetch already fetched in it.
+    """
+
+    sender: str = ""
+    untrusted: bool = False
+    seen_hosts: tuple[str, ...] = ()

@@ -135,7 +135,9 @@ class FailingTools:
     def specs(self) -> list[dict[str, Any]]:
         return [{"name": "fetch", "description": "fetch", "input_schema": {"type": "object"}}]
 
-    async def call(self, name: str, input: dict[str, Any], session: str) -> ToolResult:
+    async def call(
+        self, name: str, input: dict[str, Any], session: str, ctx: Any = None
+    ) -> ToolResult:
         return ToolResult(text="refused", is_error=True)
 
 

@@ -18,6 +18,7 @@ from typing import Any
 
 import msgspec
 
+from moltbot.agent import trust
 from moltbot.agent.providers.base import ModelRequest
 from moltbot.messages import ToolResult
 
@@ -34,8 +35,10 @@ def estimate_tokens(message: Message) -> int:
     return math.ceil(len(msgspec.json.encode(message.get("content", ""))) / 4)
 
 
-def tool_result_block(tool_use_id: str, result: ToolResult) -> Block:
-    block: Block = {"type": "tool_result", "tool_use_id": tool_use_id, "content": result.text}
+def tool_result_block(tool_use_id: str, result: ToolResult, source: str = "tool") -> Block:
+    """The block the model sees for a tool's result; untrusted text is marked as such."""
+    text = trust.mark(source, result.text) if result.untrusted else result.text
+    block: Block = {"type": "tool_result", "tool_use_id": tool_use_id, "content": text}
     if result.is_error:
         block["is_error"] = True
     return block

@@ -16,11 +16,12 @@ from typing import Any, Protocol
 
 import msgspec
 
+from moltbot.agent import trust
 from moltbot.agent.context import build_request, tool_result_block
 from moltbot.agent.providers.base import Done, Provider, TextDelta, ToolUse
 from moltbot.clock import SYSTEM_CLOCK, Clock
 from moltbot.errors import ApprovalRequired, MoltbotError, ProviderError
-from moltbot.messages import ChatDelta, ChatEvent, ChatFinal, ChatTool, ToolResult
+from moltbot.messages import ChatDelta, ChatEvent, ChatFinal, ChatTool, ToolContext, ToolResult
 from moltbot.observability import span
 
 log = logging.getLogger(__name__)
@@ -33,7 +34,9 @@ class ToolRunner(Protocol):
 
     def specs(self) -> list[dict[str, Any]]: ...
 
-    async def call(self, name: str, input: dict[str, Any], session: str) -> ToolResult: ...
+    async def call(
+        self, name: str, input: dict[str, Any], session: str, ctx: ToolContext | None = None
+    ) -> ToolResult: ...
 
 
 class TranscriptLog(Protocol):
@@ -71,7 +74,7 @@ class TurnRunner:
         self._transcripts = transcripts
         self._max_turns = max_turns
         self._max_tokens = max_tokens
-        self._system_prompt = system_prompt
+        self._system_prompt = f"{system_prompt}\n\n{trust.SYSTEM_NOTE}".lstrip()
         self._history_tokens = history_tokens
         self._clock = clock
 
@@ -82,7 +85,11 @@ class TurnRunner:
         await self._transcripts.append(session, record)
         history.append(record)
 
-    async def run_turn(self, session: str, user_text: str) -> AsyncGenerator[ChatEvent, None]:
+    async def run_turn(
+        self, session: str, user_text: str, sender: str = ""
+    ) -> AsyncGenerator[ChatEvent, None]:
+        """One turn answering ``user_text`` from ``sender`` (``channel:account:id``; '' for
+        the gateway's operator), whose workspace folder the tools use."""
         history = await self._transcripts.load(session)
         await self._persist(session, history, "user", user_text)
         specs = self._tools.specs()
@@ -133,9 +140,11 @@ class TurnRunner:
             for call in calls:
                 summary = tool_summary(call.name, call.input)
                 yield ChatTool(session=session, name=call.name, summary=summary)
-                result, status = await self._call_tool(call, session)
+                untrusted, hosts = trust.session_trust([*history, {"content": results}])
+                ctx = ToolContext(sender=sender, untrusted=untrusted, seen_hosts=hosts)
+                result, status = await self._call_tool(call, session, ctx)
                 yield ChatTool(session=session, name=call.name, summary=summary, status=status)
-                results.append(tool_result_block(call.id, result))
+                results.append(tool_result_block(call.id, result, call.name))
             await self._persist(session, history, "user", results)
         else:
             note = (
@@ -148,16 +157,20 @@ class TurnRunner:
             await self._persist(session, history, "assistant", [{"type": "text", "text": note}])
         yield ChatFinal(session=session, text=text, usage=usage)
 
-    async def _call_tool(self, call: ToolUse, session: str) -> tuple[ToolResult, str]:
+    async def _call_tool(
+        self, call: ToolUse, session: str, ctx: ToolContext
+    ) -> tuple[ToolResult, str]:
         with span("moltbot.tool", tool=call.name) as s:  # never the input: it may hold secrets
-            result, status = await self._run_tool(call, session)
+            result, status = await self._run_tool(call, session, ctx)
             s.set_attribute("moltbot.is_error", result.is_error)
             s.set_attribute("moltbot.status", status)
         return result, status
 
-    async def _run_tool(self, call: ToolUse, session: str) -> tuple[ToolResult, str]:
+    async def _run_tool(
+        self, call: ToolUse, session: str, ctx: ToolContext
+    ) -> tuple[ToolResult, str]:
         try:
-            result = await self._tools.call(call.name, call.input, session)
+            result = await self._tools.call(call.name, call.input, session, ctx)
         except ApprovalRequired as exc:
             return ToolResult(text=exc.user_message, is_error=True), "approval_pending"
         except MoltbotError as exc:
@@ -165,4 +178,6 @@ class TurnRunner:
         except Exception:
             log.exception("tool %s failed unexpectedly", call.name)
             return ToolResult(text=f"tool {call.name} failed unexpectedly", is_error=True), "error"
+        if result.code == ApprovalRequired.code:  # the sandbox's registry caught it for us
+            return result, "approval_pending"
         return result, "error" if result.is_error else "done"

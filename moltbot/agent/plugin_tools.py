@@ -25,7 +25,7 @@ from typing import Any, Literal, Protocol
 from moltbot.agent.loop import ToolRunner
 from moltbot.clock import SYSTEM_CLOCK, Clock
 from moltbot.errors import MoltbotError
-from moltbot.messages import ToolResult
+from moltbot.messages import ToolContext, ToolResult
 from moltbot.plugins.api import TOOL_NAME
 from moltbot.security.audit import AuditSink
 
@@ -211,7 +211,9 @@ class MergedTools:
     def specs(self) -> list[dict[str, Any]]:
         return list(self._table.specs)
 
-    async def call(self, name: str, input: dict[str, Any], session: str) -> ToolResult:
+    async def call(
+        self, name: str, input: dict[str, Any], session: str, ctx: ToolContext | None = None
+    ) -> ToolResult:
         plugin = self._table.owners.get(name)
         started = self._clock.monotonic()
         outcome: Outcome = "error"
@@ -224,7 +226,7 @@ class MergedTools:
                     code="not_found",
                 )
             elif plugin is None:
-                result = await self._builtin.call(name, input, session)
+                result = await self._builtin.call(name, input, session, ctx)
             else:
                 result = await self._plugins.call_tool(plugin, name, input, session)
             outcome = outcome_of(result)

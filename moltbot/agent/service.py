@@ -213,6 +213,7 @@ async def idempotent_turn(
     text: str,
     msg_id: str = "",
     *,
+    sender: str = "",
     on_final: Callable[[ChatFinal], None] | None = None,
 ) -> AsyncGenerator[ChatEvent, None]:
     """One turn of ``session`` answering ``msg_id`` (if given) exactly once: a done turn gives
@@ -241,7 +242,7 @@ async def idempotent_turn(
         history_tokens=agent.history_tokens,
     )
     try:
-        async with contextlib.aclosing(runner.run_turn(session, text)) as events:
+        async with contextlib.aclosing(runner.run_turn(session, text, sender)) as events:
             async for event in events:
                 if isinstance(event, ChatFinal):
                     if on_final is not None:
@@ -294,7 +295,10 @@ def tool_registry(
         bash_policy=sandbox_policy(cfg, ws),
         exec_policy=exec_policy(cfg),
         web=WebFetcher(
-            max_bytes=web.max_bytes, timeout_s=web.timeout_s, max_redirects=web.max_redirects
+            max_bytes=web.max_bytes,
+            timeout_s=web.timeout_s,
+            max_redirects=web.max_redirects,
+            approvals=approvals if web.approve_new_hosts_when_untrusted else None,
         ),
         enable_bash=cfg.tools.bash.enabled,
         enable_files=cfg.tools.files.enabled,

@@ -197,6 +197,8 @@ class FilesConfig(_Section, frozen=True, kw_only=True, forbid_unknown_fields=Tru
 
 class WebFetchConfig(_Section, frozen=True, kw_only=True, forbid_unknown_fields=True):
     enabled: bool = True
+    # a session holding untrusted content (a page, a file) asks before fetching a new host
+    approve_new_hosts_when_untrusted: bool = True
     max_bytes: PosInt = 2097152
     timeout_s: PosFloat = 15.0
     max_redirects: NonNegInt = 5

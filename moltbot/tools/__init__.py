@@ -49,7 +49,7 @@ def default_registry(
         bash = BashTool(sandbox, exec_policy or ExecPolicy(), approvals)
         registry.register(Tool(bash.name, bash.description, bash.input_type, bash))
     if enable_files:
-        for tool in file_tools(Workspace(workspace)):
+        for tool in file_tools(workspace):
             registry.register(tool)
     if enable_web:
         fetcher = web or WebFetcher()

@@ -13,6 +13,7 @@ import msgspec
 from moltbot.errors import ApprovalDenied, ApprovalRequired
 from moltbot.messages import ToolResult
 from moltbot.sandbox import SandboxPolicy, SandboxResult, run_sandboxed
+from moltbot.tools import scope
 from moltbot.tools.approvals import ApprovalBook, ApprovalState, ExecPolicy, allowlisted
 
 MAX_COMMAND_CHARS = 16_000
@@ -95,7 +96,8 @@ class BashTool:
 
     async def __call__(self, args: BashInput, session: str) -> ToolResult:
         await self.authorize(args.command, session)
-        result = await run_sandboxed(["bash", "-lc", args.command], self._sandbox)
-        return ToolResult(
-            text=format_result(result, self._sandbox.timeout_s), is_error=result.timed_out
-        )
+        # the sender's own folder is /workspace (moltbot.tools.scope)
+        folder = scope.sender_folder(self._sandbox.workspace, scope.current().sender)
+        policy = msgspec.structs.replace(self._sandbox, workspace=folder)
+        result = await run_sandboxed(["bash", "-lc", args.command], policy)
+        return ToolResult(text=format_result(result, policy.timeout_s), is_error=result.timed_out)

@@ -26,7 +26,9 @@ from typing import Annotated
 import msgspec
 
 from moltbot.errors import PathEscape, ToolError
+from moltbot.messages import ToolResult
 from moltbot.sandbox import SANDBOX_WORKSPACE
+from moltbot.tools import scope
 from moltbot.tools.registry import Tool
 
 MAX_READ_CHARS = 100_000
@@ -298,18 +300,24 @@ class ListDirInput(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     path: Annotated[str, msgspec.Meta(max_length=4096, description=_PATH_HELP)] = "."
 
 
-def file_tools(ws: Workspace) -> list[Tool]:
-    async def read_file(args: ReadFileInput, session: str) -> str:
-        return read_text(ws, args.path, args.offset, args.limit)
+def file_tools(root: Path) -> list[Tool]:
+    """The file tools over ``root``: each call works in the folder of the sender it acts for
+    (``moltbot.tools.scope``). What ``read_file`` returns is untrusted content."""
+
+    def ws() -> Workspace:
+        return Workspace(scope.sender_folder(root, scope.current().sender))
+
+    async def read_file(args: ReadFileInput, session: str) -> ToolResult:
+        return ToolResult(text=read_text(ws(), args.path, args.offset, args.limit), untrusted=True)
 
     async def write_file(args: WriteFileInput, session: str) -> str:
-        return write_text(ws, args.path, args.content)
+        return write_text(ws(), args.path, args.content)
 
     async def edit_file(args: EditFileInput, session: str) -> str:
-        return edit_text(ws, args.path, args.old, args.new)
+        return edit_text(ws(), args.path, args.old, args.new)
 
     async def list_dir(args: ListDirInput, session: str) -> str:
-        return list_folder(ws, args.path)
+        return list_folder(ws(), args.path)
 
     return [
         Tool("read_file", "Read a UTF-8 text file from the workspace.", ReadFileInput, read_file),

@@ -16,7 +16,8 @@ from typing import Any
 import msgspec
 
 from moltbot.errors import MoltbotError
-from moltbot.messages import ToolResult
+from moltbot.messages import ToolContext, ToolResult
+from moltbot.tools.scope import acting_for
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +78,14 @@ class ToolRegistry:
             for t in self._tools.values()
         ]
 
-    async def call(self, name: str, input: dict[str, Any], session: str) -> ToolResult:
+    async def call(
+        self, name: str, input: dict[str, Any], session: str, ctx: ToolContext | None = None
+    ) -> ToolResult:
+        """Run one tool call acting for ``ctx`` (``moltbot.tools.scope``)."""
+        with acting_for(ctx):
+            return await self._call(name, input, session)
+
+    async def _call(self, name: str, input: dict[str, Any], session: str) -> ToolResult:
         tool = self._tools.get(name)
         if tool is None:
             known = ", ".join(self._tools) or "none"
@@ -100,4 +108,6 @@ class ToolRegistry:
             return ToolResult(text=f"the {name} tool failed unexpectedly", is_error=True)
         if isinstance(result, str):
             return ToolResult(text=cap_text(result))
-        return ToolResult(text=cap_text(result.text), is_error=result.is_error)
+        return ToolResult(
+            text=cap_text(result.text), is_error=result.is_error, untrusted=result.untrusted
+        )

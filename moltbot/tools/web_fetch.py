@@ -20,7 +20,7 @@ from typing import Annotated
 import httpx
 import msgspec
 
-from moltbot.errors import FetchRefused, ToolError
+from moltbot.errors import ApprovalRequired, FetchRefused, ToolError
 from moltbot.messages import ToolResult
 from moltbot.security.ssrf import (  # noqa: F401 - address_allowed re-exported
     Resolver,
@@ -28,6 +28,8 @@ from moltbot.security.ssrf import (  # noqa: F401 - address_allowed re-exported
     system_resolver,
     vet_host,
 )
+from moltbot.tools import scope
+from moltbot.tools.approvals import ApprovalBook
 
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
 _TEXT_TYPES = ("text/", "application/json", "application/xml", "application/javascript")
@@ -67,7 +69,12 @@ class WebFetcher:
         resolver: Resolver = system_resolver,
         ssl_context: ssl.SSLContext | None = None,
         allow_loopback_port_for_tests: int | None = None,
+        approvals: ApprovalBook | None = None,
     ) -> None:
+        """``approvals``: when given, a session holding untrusted content needs an approval
+        to fetch from a host it has not fetched from (``tools.web_fetch.
+        approve_new_hosts_when_untrusted``); None turns that off."""
+        self._approvals = approvals
         self.max_bytes = max_bytes
         self.max_chars = max_chars
         self.timeout_s = timeout_s
@@ -77,7 +84,26 @@ class WebFetcher:
         self._verify: ssl.SSLContext | bool = ssl_context or True  # certificates always checked
 
     async def __call__(self, args: WebFetchInput, session: str) -> ToolResult:
+        url = self._parse(args.url)
+        ctx = scope.current()
+        if self._approvals is not None and ctx.untrusted and url.host not in ctx.seen_hosts:
+            self._need_approval(session, str(url))
         return await self.fetch(args.url)
+
+    def _need_approval(self, session: str, url: str) -> None:
+        """A session holding untrusted content asks before it reaches a host it has not
+        fetched from (text it read may be steering it to leak what it knows there)."""
+        assert self._approvals is not None
+        command = f"web_fetch {url}"
+        if self._approvals.is_approved(session, command):
+            return
+        approval = self._approvals.request(session, command)
+        raise ApprovalRequired(
+            "this conversation holds content from the web or from files, and this fetch goes "
+            f"to a host it has not used yet, so it needs the user's approval (approval id "
+            f"{approval.id}). Ask the user to answer `/approve {approval.id}` or "
+            f"`/deny {approval.id}`; once approved, fetch exactly the same URL again.",
+        )
 
     async def fetch(self, url: str) -> ToolResult:
         try:
@@ -160,7 +186,9 @@ class WebFetcher:
             text, truncated = text[: self.max_chars], True
         if truncated:
             text += f"\n[truncated: the body is larger than the {self.max_bytes}-byte cap]"
-        return ToolResult(text=f"{head}\n\n{text}", is_error=response.status_code >= 400)
+        return ToolResult(
+            text=f"{head}\n\n{text}", is_error=response.status_code >= 400, untrusted=True
+        )
 
 
 def _charset(name: str | None) -> str:

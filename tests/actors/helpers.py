@@ -101,11 +101,13 @@ def stop_root(root: Any) -> None:
 
 
 def home_with_workspace(base: Path) -> tuple[Path, Path]:
-    """A ``MOLTBOT_HOME`` under ``base`` and its workspace, holding ``hello.txt``."""
+    """A ``MOLTBOT_HOME`` under ``base`` and its workspace, whose operator folder (the one the
+    gateway's chats use) holds ``hello.txt``."""
     home = base / "home"
     workspace = home / "workspace"
     workspace.mkdir(parents=True)
-    (workspace / "hello.txt").write_text("hi there\n")
+    (workspace / "operator").mkdir()
+    (workspace / "operator" / "hello.txt").write_text("hi there\n")
     return home, workspace
 
 

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from moltbot.agent import trust
 from moltbot.agent.loop import TurnRunner
 from moltbot.agent.providers.anthropic import AnthropicProvider
 from moltbot.agent.providers.offline import OfflineProvider
@@ -31,7 +32,9 @@ class Tools:
             for n in ("upper", "fail", "crash")
         ]
 
-    async def call(self, name: str, input: dict[str, Any], session: str) -> ToolResult:
+    async def call(
+        self, name: str, input: dict[str, Any], session: str, ctx: Any = None
+    ) -> ToolResult:
         self.calls.append((name, input, session))
         if name == "fail":
             raise ToolError("the tool refused")
@@ -93,7 +96,8 @@ async def test_multi_step_tool_loop(api: FakeAnthropicAPI, transcripts: AsyncTra
     assert final.usage["input_tokens"] > 0 and final.usage["output_tokens"] > 0
 
     first, second = api.requests
-    assert first.system == "You are moltbot." and first.tools[0]["name"] == "upper"
+    assert first.system.startswith("You are moltbot.") and trust.SYSTEM_NOTE in first.system
+    assert first.tools[0]["name"] == "upper"
     assert second.messages[-2]["content"][-1]["type"] == "tool_use"
     assert second.messages[-1] == {
         "role": "user",

@@ -192,7 +192,8 @@ async def hostprobe() -> LoadedPlugin:
 
 def builtin(tmp_path: Path) -> ToolRegistry:
     (tmp_path / "ws").mkdir()
-    (tmp_path / "ws" / "hello.txt").write_text("hi\n")
+    (tmp_path / "ws" / "operator").mkdir(parents=True)
+    (tmp_path / "ws" / "operator" / "hello.txt").write_text("hi\n")
     return default_registry(tmp_path / "ws", approvals=ApprovalBook(FakeClock()))
 
 

@@ -32,7 +32,7 @@ async def test_deny_mode_refuses_everything(tmp_path: Path) -> None:
     )
     res = await reg.call("bash", {"command": "touch ran"}, ALICE)
     assert res.is_error and "deny" in res.text
-    assert not (tmp_path / "ran").exists()
+    assert not (tmp_path / "operator" / "ran").exists()
 
 
 async def test_allowlist_mode(tmp_path: Path) -> None:
@@ -46,7 +46,7 @@ async def test_allowlist_mode(tmp_path: Path) -> None:
     for command in ("touch ran", "echo hi > ran", "echo hi; touch ran", "echo $(touch ran)"):
         res = await reg.call("bash", {"command": command}, ALICE)
         assert res.is_error and "not allowed" in res.text
-    assert not (tmp_path / "ran").exists()
+    assert not (tmp_path / "operator" / "ran").exists()
     assert book.list_pending() == []
 
 
@@ -60,7 +60,7 @@ async def test_ask_mode_needs_an_approval_for_the_exact_command(tmp_path: Path) 
     assert res.is_error
     aid = approval_id(res.text)
     assert f"/deny {aid}" in res.text
-    assert not (tmp_path / "approved.txt").exists()
+    assert not (tmp_path / "operator" / "approved.txt").exists()
     assert [a.id for a in book.list_pending(ALICE)] == [aid]
 
     again = await reg.call("bash", {"command": "touch approved.txt"}, ALICE)
@@ -69,11 +69,11 @@ async def test_ask_mode_needs_an_approval_for_the_exact_command(tmp_path: Path) 
     book.resolve(aid, True, by_session=ALICE)
     res = await reg.call("bash", {"command": "touch approved.txt"}, ALICE)
     assert not res.is_error, res.text
-    assert (tmp_path / "approved.txt").exists()
+    assert (tmp_path / "operator" / "approved.txt").exists()
 
     res = await reg.call("bash", {"command": "touch approved.txt other.txt"}, ALICE)
     assert res.is_error and approval_id(res.text) != aid
-    assert not (tmp_path / "other.txt").exists()
+    assert not (tmp_path / "operator" / "other.txt").exists()
     res = await reg.call("bash", {"command": "touch approved.txt"}, BOB)  # other session
     assert res.is_error and "/approve" in res.text
 
@@ -91,13 +91,13 @@ async def test_ask_mode_waits_for_the_answer(tmp_path: Path) -> None:
     res = await reg.call("bash", {"command": "echo waited > w.txt"}, ALICE)
     await answer
     assert not res.is_error, res.text
-    assert (tmp_path / "w.txt").read_text() == "waited\n"
+    assert (tmp_path / "operator" / "w.txt").read_text() == "waited\n"
 
     answer = asyncio.create_task(user_answers(False))
     res = await reg.call("bash", {"command": "echo no > n.txt"}, ALICE)
     await answer
     assert res.is_error and "denied" in res.text
-    assert not (tmp_path / "n.txt").exists()
+    assert not (tmp_path / "operator" / "n.txt").exists()
 
 
 async def test_ask_mode_wait_is_bounded(tmp_path: Path) -> None:
@@ -131,4 +131,4 @@ async def test_missing_sandbox_means_no_execution(tmp_path: Path) -> None:
     reg = registry(tmp_path, ApprovalBook(FakeClock()), policy, bwrap_path="/nonexistent/bwrap")
     res = await reg.call("bash", {"command": "touch ran"}, ALICE)
     assert res.is_error and "apt-get install bubblewrap" in res.text
-    assert not (tmp_path / "ran").exists()
+    assert not (tmp_path / "operator" / "ran").exists()
