@@ -22,6 +22,7 @@ import time
 from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any, TypeVar
 
+import msgspec
 import ray
 from ray.exceptions import RayActorError
 
@@ -48,15 +49,24 @@ from moltbot.agent.transcript_cache import CachedTranscripts
 from moltbot.batching import GroupCommit
 from moltbot.config.schema import Config
 from moltbot.errors import (
-    AccessDenied,
     MoltbotError,
     NotFound,
     ProviderAuthError,
     Unavailable,
 )
-from moltbot.messages import ChatEvent, ChatFinal, InboundMessage, ToolContext, ToolResult
+from moltbot.messages import (
+    ChatEvent,
+    ChatFinal,
+    InboundMessage,
+    OutboundMessage,
+    ToolContext,
+    ToolResult,
+)
 from moltbot.observability import Counters, span
+from moltbot.security import owners
+from moltbot.security.audit import AuditSink
 from moltbot.security.vault import lazy_get
+from moltbot.tools.approvals import Approval, request_text
 
 log = logging.getLogger("moltbot.agent")
 
@@ -136,6 +146,51 @@ class SandboxTools:
         except RayActorError:
             return ToolResult(text=TOOL_LOST, is_error=True)
         return result
+
+
+class TurnApprover:
+    """The ``Approver`` of one turn: the approval request goes to the chat the message came
+    from, sent by its channel actor as a system message (the gateway's clients see it too: the
+    gateway polls pending approvals), then the turn waits in the sandbox that holds it."""
+
+    def __init__(
+        self, namespace: str, workers: int, wait_s: float, reply_to: InboundMessage | None,
+        audit: AuditSink,
+    ) -> None:  # fmt: skip
+        self._ns, self._workers, self._wait = namespace, workers, wait_s
+        self._msg = reply_to
+        self._audit = audit
+
+    async def decide(self, session: str, approval_id: str) -> str:
+        path = routing.sandbox_path(session, self._workers)
+        try:
+            raw = await routing.call(self._ns, path, "approvals_get", approval_id, deadline_s=15)
+            approval = msgspec.convert(raw, Approval)
+            self._audit("approval", {"action": "requested", "id": approval_id,
+                                     "session": session, "command": approval.command[:500]})
+            await self._notify(approval)
+            final = await routing.call(self._ns, path, "approvals_wait", approval_id, self._wait,
+                                       deadline_s=self._wait + 30)  # fmt: skip
+        except (NotFound, Unavailable):
+            return "expired"  # the sandbox restarted: the request is gone
+        state = str(final.get("state", ""))
+        return state if state in ("approved", "denied") else "expired"
+
+    async def _notify(self, approval: Approval) -> None:
+        msg = self._msg
+        if msg is None:  # a gateway chat: the page shows pending approvals as they come
+            return
+        text = request_text(approval, time.time())
+        out = OutboundMessage(channel=msg.channel, account=msg.account, chat_id=msg.chat_id,
+                              text=text, thread_id=msg.thread_id, plain=True)  # fmt: skip
+        builtin = msg.channel in ("telegram", "slack", "signal")
+        path = f"channels/{msg.channel}:{msg.account}" if builtin else routing.plugin_path(
+            msg.account
+        )
+        try:
+            await routing.call(self._ns, path, "notify", out, deadline_s=30)
+        except Exception:  # the owner can still answer from the web page or another chat
+            log.exception("approval request %s not delivered to %s", approval.id, path)
 
 
 class PluginTools:
@@ -258,7 +313,7 @@ class AgentActor(ChildBase):
         try:
             with span("moltbot.turn", msg.trace or None, channel=msg.channel, agent=self.path):
                 sender = f"{msg.channel}:{msg.account}:{msg.sender_id}"
-                turn = self._turn(msg.session_key, msg.text, msg.id, sender)
+                turn = self._turn(msg.session_key, msg.text, msg.id, sender, msg)
                 async with contextlib.aclosing(turn) as events:
                     async for event in events:
                         if isinstance(event, ChatFinal):
@@ -273,17 +328,18 @@ class AgentActor(ChildBase):
         return final
 
     async def _turn(
-        self, session: str, text: str, msg_id: str, sender: str = ""
-    ) -> AsyncGenerator[ChatEvent, None]:
+        self, session: str, text: str, msg_id: str, sender: str = "",
+        msg: InboundMessage | None = None,
+    ) -> AsyncGenerator[ChatEvent, None]:  # fmt: skip
         await self._ready.wait()
         command = parse_command(text)
         if command is not None and command.name != "reset":
             # answered at once, even while a turn of this session runs (it may await approval)
-            yield ChatFinal(session=session, text=await self._command(command, session))
+            yield ChatFinal(session=session, text=await self._command(command, session, sender))
             return
         async with self._gate.hold(session):
             if command is not None:
-                yield ChatFinal(session=session, text=await self._command(command, session))
+                yield ChatFinal(session=session, text=await self._command(command, session, sender))
                 return
             started = time.monotonic()
 
@@ -307,11 +363,18 @@ class AgentActor(ChildBase):
                 text,
                 msg_id,
                 sender=sender,
+                approver=self._approver(msg),
                 on_final=finished,
             )
             async with contextlib.aclosing(turn) as events:
                 async for event in events:
                     yield event
+
+    def _approver(self, msg: InboundMessage | None) -> TurnApprover:
+        tools = self.config.tools
+        return TurnApprover(
+            self._ns, tools.workers, tools.bash.approval_ttl_s, msg, self._audit.record
+        )
 
     def _record_turn(self, seconds: float, usage: dict[str, int]) -> None:
         """One finished model turn in ``figures()`` and the Ray metrics."""
@@ -342,7 +405,7 @@ class AgentActor(ChildBase):
             return bool(await self._need(self._store).reset(session))
 
     # --- commands ----------------------------------------------------------------------------
-    async def _command(self, command: Command, session: str) -> str:
+    async def _command(self, command: Command, session: str, sender: str = "") -> str:
         if command.problem:
             return command.problem
         if command.name == "reset":
@@ -360,17 +423,30 @@ class AgentActor(ChildBase):
                 waiting=self._gate.waiting(session),
             )
         if command.name in ("approve", "deny"):
-            approve = command.name == "approve"
-            path = routing.sandbox_path(session, self.config.tools.workers)
+            return await self._answer_approval(command.arg, command.name == "approve", sender)
+        return HELP_TEXT
+
+    async def _answer_approval(self, approval_id: str, approve: bool, sender: str) -> str:
+        """``/approve ID`` or ``/deny ID`` from ``sender``: only an owner (of the account they
+        write from) answers, any pending approval of the tree (it may wait in any sandbox)."""
+        who = owners.approver(self.config, sender)
+        fields = {"id": approval_id, "by": sender or "gateway", "decision":
+                  "approve" if approve else "deny"}  # fmt: skip
+        if who is None:
+            self._audit.record("approval", {**fields, "action": "refused"})
+            return ("Only an owner of this assistant can answer approvals (the `owners` of a "
+                    "channel account, or the web page). Nothing was run.")  # fmt: skip
+        for i in range(self.config.tools.workers):
             try:
                 approval = await routing.call(
-                    self._ns, path, "approvals_resolve", command.arg, approve, session,
-                    deadline_s=15.0,
+                    self._ns, f"tools/sandbox-{i}", "approvals_resolve", approval_id, approve,
+                    who, deadline_s=15.0,
                 )  # fmt: skip
-            except (NotFound, AccessDenied) as exc:
-                return exc.user_message
+            except NotFound:
+                continue
+            self._audit.record("approval", {**fields, "action": "resolved"})
             return approval_reply(approval, approve)
-        return HELP_TEXT
+        return f"There is no pending approval with id {approval_id} (it may have expired)."
 
     @staticmethod
     def _need(value: T | None) -> T:

@@ -32,6 +32,7 @@ from moltbot.channels.service import ChannelService, ServiceOptions
 from moltbot.config.refs import resolve_secret
 from moltbot.config.schema import Config
 from moltbot.errors import PlatformUnavailable, RateLimited, Unavailable
+from moltbot.messages import OutboundMessage
 from moltbot.security.vault import lazy_get
 
 log = logging.getLogger("moltbot.channel")
@@ -160,3 +161,8 @@ class ChannelActor(ChildBase):
     async def pairing_deny(self, code: str, by: str = "") -> str:
         await self._ready.wait()
         return await self._need().pairing_deny(code, by)
+
+    async def notify(self, out: OutboundMessage) -> None:
+        """Send a system message (an approval request) to one of this account's chats."""
+        await self._ready.wait()
+        await self._need().notify(out)

@@ -23,6 +23,7 @@ from moltbot.supervision.tree import channel_ids, channel_plugins
 
 SUPERVISORS = ("", "agents", "tools", "channels", "plugins")
 EVENT_POLL_S = 0.5
+APPROVALS_POLL_S = 1.0  # how long one look at the pending approvals may take
 PLUGIN_DEADLINE_S = 10.0  # waiting for a restarting plugin before a method call gives up
 AUDIT_DEADLINE_S = 5.0
 
@@ -100,13 +101,22 @@ class RayBackend(BaseBackend):
             out.extend(await self._call(f"tools/sandbox-{i}", "approvals_list"))
         return out
 
+    async def _pending_approvals(self, known: dict[str, JSON]) -> dict[str, JSON]:
+        """Pending approvals by id, asked briefly: a sandbox that is restarting never holds up
+        the tree's events (``known`` stands in until it answers)."""
+        try:
+            listed = await asyncio.wait_for(self.approvals_list(), APPROVALS_POLL_S)
+        except Exception:  # slow, restarting or gone: try again next round
+            return known
+        return {str(a["id"]): a for a in listed}
+
     async def approvals_resolve(self, approval_id: str, approve: bool, *, by: str) -> JSON:
         for i in range(self.cfg.tools.workers):
             path = f"tools/sandbox-{i}"
             pending = await self._call(path, "approvals_list")
             if any(a.get("id") == approval_id for a in pending):
                 result: JSON = await self._call(
-                    path, "approvals_resolve", approval_id, approve, None
+                    path, "approvals_resolve", approval_id, approve, f"gateway:{by}"
                 )
                 return result
         raise NotFound(f"no pending approval {approval_id}")
@@ -165,8 +175,19 @@ class RayBackend(BaseBackend):
         return result
 
     async def events(self) -> AsyncIterator[tuple[str, JSON]]:
+        """Tree transitions, and each approval as it is raised (``approval``, pushed to the
+        clients so the page shows it in the chat) and once it is no longer pending."""
         seen = dict.fromkeys(SUPERVISORS, 0)
+        pending: dict[str, JSON] = {}
         while True:
+            now = await self._pending_approvals(pending)
+            for aid, approval in now.items():
+                if aid not in pending:
+                    yield ("approval", {**approval, "state": "pending"})
+            for aid, approval in pending.items():
+                if aid not in now:
+                    yield ("approval", {**approval, "state": "answered"})
+            pending = now
             for path in SUPERVISORS:
                 try:
                     events = await routing.call(

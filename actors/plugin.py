@@ -40,7 +40,7 @@ from moltbot.channels.accounts import load_pairing, pairing_key, policy_for
 from moltbot.channels.service import ChannelService
 from moltbot.config.schema import Config, PluginConfig
 from moltbot.errors import NotFound, PluginError, Unavailable
-from moltbot.messages import ToolResult
+from moltbot.messages import OutboundMessage, ToolResult
 from moltbot.plugins import jail
 from moltbot.plugins.api import Services
 from moltbot.plugins.broker import Broker
@@ -158,6 +158,10 @@ class PluginActor(ChildBase):
             )
             self.channels[name] = service
             tg.create_task(service.run(), name=f"channel:{name}")
+
+    async def notify(self, out: OutboundMessage) -> None:
+        """Send a system message (an approval request) through one of this plugin's channels."""
+        await (await self._channel(out.channel)).notify(out)
 
     async def _channel(self, name: str) -> ChannelService:
         await self._settled.wait()

@@ -2,7 +2,7 @@
 
 Each ``tools/sandbox-<i>`` holds a tool registry over the configured workspace and the book of
 exec approvals of the sessions that shard to it (``routing.sandbox_path``). Approvals are in
-memory: a restart forgets pending ones (the model is told to ask again).
+memory: a restart forgets pending ones (the waiting turn is told the request expired).
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import ray
 from actors.base import CHILD_OPTIONS, ChildBase
 from moltbot.agent.service import approval_book, approval_dict, tool_registry
 from moltbot.config.schema import Config
+from moltbot.errors import NotFound
 from moltbot.messages import ToolContext, ToolResult
 from moltbot.tools import ApprovalBook, ToolRegistry
 
@@ -60,12 +61,21 @@ class SandboxActor(ChildBase):
         await self._ready.wait()
         return [approval_dict(a) for a in self.approvals.list_pending()]
 
-    async def approvals_resolve(
-        self, id: str, approve: bool, by_session: str | None = None
-    ) -> dict[str, Any]:
-        """Answer a pending approval; ``by_session`` None means an operator on the gateway.
-
-        Raises ``NotFound`` (no such pending approval here) or ``AccessDenied`` (another chat).
-        """
+    async def approvals_resolve(self, id: str, approve: bool, by: str) -> dict[str, Any]:
+        """Answer a pending approval, recording ``by``; the caller checked that ``by`` may
+        (``moltbot.security.owners``). Raises ``NotFound`` (no such pending approval here)."""
         await self._ready.wait()
-        return approval_dict(self.approvals.resolve(id, approve, by_session))
+        return approval_dict(self.approvals.resolve(id, approve, by))
+
+    async def approvals_get(self, id: str) -> dict[str, Any]:
+        """One approval as it stands (``NotFound`` when this sandbox has none by that id)."""
+        await self._ready.wait()
+        found = self.approvals.get(id)
+        if found is None:
+            raise NotFound(f"no approval with id {id}")
+        return approval_dict(found)
+
+    async def approvals_wait(self, id: str, wait_s: float) -> dict[str, Any]:
+        """The approval once answered or expired (at most ``wait_s``): the waiting turn's end."""
+        await self._ready.wait()
+        return approval_dict(await self.approvals.wait(id, wait_s))

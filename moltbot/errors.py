@@ -171,7 +171,13 @@ class SandboxUnavailable(ToolError):
 
 
 class ApprovalRequired(ToolError):
+    """A tool call waits for a person's approval: ``approval_id`` names it in the book."""
+
     code = "approval_required"
+
+    def __init__(self, user_message: str, *, approval_id: str = "", hint: str = "") -> None:
+        super().__init__(user_message, hint=hint)
+        self.approval_id = approval_id
 
 
 class ApprovalDenied(ToolError):

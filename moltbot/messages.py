@@ -43,6 +43,7 @@ class OutboundMessage(msgspec.Struct, frozen=True, kw_only=True):
     in_reply_to: str | None = None  # the InboundMessage.id this answers
     thread_id: str | None = None
     trace: dict[str, str] = {}
+    plain: bool = False  # a system message: shown exactly as written, no markdown
 
 
 class ChatDelta(msgspec.Struct, frozen=True, kw_only=True, tag="delta"):
@@ -81,6 +82,7 @@ class ToolResult(msgspec.Struct, frozen=True, kw_only=True):
     is_error: bool = False
     code: str = ""
     untrusted: bool = False  # text from the outside (a web page, a file): data, never orders
+    approval_id: str = ""  # with code "approval_required": the approval the call waits for
 
 
 class ToolContext(msgspec.Struct, frozen=True, kw_only=True):

@@ -39,6 +39,21 @@ class ToolRunner(Protocol):
     ) -> ToolResult: ...
 
 
+class Approver(Protocol):
+    """Asks for a person's decision on a pending approval and waits for it: the request goes
+    out through the chat's own channel (never the model's words) and the turn waits here."""
+
+    async def decide(self, session: str, approval_id: str) -> str:
+        """``approved``, ``denied`` or ``expired``."""
+        ...
+
+
+UNDECIDED = {
+    "denied": "the user denied this; it did not run. Do not try it again.",
+    "expired": "nobody answered the approval request in time, so it did not run.",
+}
+
+
 class TranscriptLog(Protocol):
     """Where turns are persisted: the store actor, or ``store.transcripts.AsyncTranscripts``."""
 
@@ -66,6 +81,7 @@ class TurnRunner:
         system_prompt: str = "",
         history_tokens: int = 24_000,
         clock: Clock = SYSTEM_CLOCK,
+        approver: Approver | None = None,
     ) -> None:
         if max_turns < 1:
             raise ValueError("max_turns must be at least 1")
@@ -77,6 +93,7 @@ class TurnRunner:
         self._system_prompt = f"{system_prompt}\n\n{trust.SYSTEM_NOTE}".lstrip()
         self._history_tokens = history_tokens
         self._clock = clock
+        self._approver = approver
 
     async def _persist(
         self, session: str, history: list[dict[str, Any]], role: str, content: Any
@@ -143,6 +160,15 @@ class TurnRunner:
                 untrusted, hosts = trust.session_trust([*history, {"content": results}])
                 ctx = ToolContext(sender=sender, untrusted=untrusted, seen_hosts=hosts)
                 result, status = await self._call_tool(call, session, ctx)
+                if status == "approval_pending" and result.approval_id and self._approver:
+                    yield ChatTool(session=session, name=call.name, summary=summary, status=status)
+                    decision = await self._approver.decide(session, result.approval_id)
+                    if decision == "approved":  # exactly the call that asked, now allowed
+                        result, status = await self._call_tool(call, session, ctx)
+                    else:
+                        text = UNDECIDED.get(decision, UNDECIDED["expired"])
+                        result = ToolResult(text=text, is_error=True, code="approval_denied")
+                        status = "error"
                 yield ChatTool(session=session, name=call.name, summary=summary, status=status)
                 results.append(tool_result_block(call.id, result, call.name))
             await self._persist(session, history, "user", results)

@@ -29,7 +29,7 @@ from typing import Any, Literal, Protocol
 
 import msgspec
 
-from moltbot.agent.loop import ToolRunner, TranscriptLog, TurnRunner
+from moltbot.agent.loop import Approver, ToolRunner, TranscriptLog, TurnRunner
 from moltbot.agent.providers.base import Provider
 from moltbot.agent.providers.offline import OfflineProvider
 from moltbot.config.refs import resolve_secret
@@ -91,12 +91,10 @@ def parse_command(text: str) -> Command | None:
 
 
 def approval_reply(approval: dict[str, Any], approve: bool) -> str:
-    """What the chat says after ``/approve`` or ``/deny`` worked."""
-    command = str(approval.get("command", ""))
-    shown = command if len(command) <= 200 else command[:199] + "…"
+    """What the chat says after ``/approve`` or ``/deny`` worked (the waiting turn goes on)."""
     if approve:
-        return f"Approved: `{shown}`. Ask me to run it again and it will run."
-    return f"Denied: `{shown}` will not run."
+        return f"Approved {approval.get('id', '')}: it runs now, and the assistant goes on."
+    return f"Denied {approval.get('id', '')}: it will not run; the assistant is told."
 
 
 def status_text(
@@ -214,6 +212,7 @@ async def idempotent_turn(
     msg_id: str = "",
     *,
     sender: str = "",
+    approver: Approver | None = None,
     on_final: Callable[[ChatFinal], None] | None = None,
 ) -> AsyncGenerator[ChatEvent, None]:
     """One turn of ``session`` answering ``msg_id`` (if given) exactly once: a done turn gives
@@ -240,6 +239,7 @@ async def idempotent_turn(
         max_tokens=agent.max_tokens,
         system_prompt=agent.system_prompt,
         history_tokens=agent.history_tokens,
+        approver=approver,
     )
     try:
         async with contextlib.aclosing(runner.run_turn(session, text, sender)) as events:
@@ -280,7 +280,10 @@ def exec_policy(cfg: Config) -> ExecPolicy:
 
 
 def approval_book(cfg: Config) -> ApprovalBook:
-    return ApprovalBook(approval_ttl_s=cfg.tools.bash.approval_ttl_s)
+    """Requests wait for an answer ``approval_ttl_s`` (the turn waits as long), and an approved
+    command may run again in its session as long."""
+    ttl = cfg.tools.bash.approval_ttl_s
+    return ApprovalBook(request_ttl_s=ttl, approval_ttl_s=ttl)
 
 
 def tool_registry(

@@ -33,7 +33,8 @@ def pairing_key(channel: str, account: str) -> str:
 def policy_for(acct: AccountConfig | ChannelPolicy) -> AccessPolicy:
     """The access rules of a channel account or of a plugin's channels."""
     groups = [g if isinstance(g, GroupEntry) else GroupEntry(id=g) for g in acct.groups.allow]
-    return AccessPolicy(dm_policy=acct.dm_policy, allow_from=list(acct.allow_from),
+    allowed = [*acct.allow_from, *(o for o in acct.owners if o not in acct.allow_from)]
+    return AccessPolicy(dm_policy=acct.dm_policy, allow_from=allowed,  # owners always pass
                         require_mention=acct.groups.require_mention,
                         group_allow=[g.id for g in groups],
                         group_any_member=[g.id for g in groups if g.members == "any"])

@@ -10,6 +10,7 @@ median latency at 100 conversations). At most ``capacity`` jobs wait; ``put`` wa
 from __future__ import annotations
 
 import asyncio
+import re
 from collections import deque
 from typing import Generic, TypeVar
 
@@ -57,3 +58,12 @@ class FairQueue(Generic[T]):
         self._out.discard(key)
         if key in self._jobs:
             self._ready.put_nowait(key)
+
+
+_CONTROL = re.compile(r"^\s*/(approve|deny)(@[A-Za-z0-9_]+)?(\s|$)", re.IGNORECASE)
+
+
+def is_control(text: str) -> bool:
+    """``/approve ID`` or ``/deny ID``: answered beside the chat's queue, since the turn they
+    answer is the one holding it."""
+    return bool(_CONTROL.match(text))

@@ -194,8 +194,35 @@ CONVERTERS: dict[Format, Callable[[str], str]] = {
 }
 
 
-def render(text: str, fmt: Format, limit: int) -> list[str]:
-    """Chunk markdown ``text`` and convert each chunk; every result is at most ``limit`` long."""
+PLAIN: dict[Format, Callable[[str], str]] = {
+    "telegram": _esc,  # parse_mode HTML: escaped, every character shows as it is
+    "slack": _esc,  # sent with mrkdwn off; &<> are still escaped (Slack's own rule)
+    "signal": lambda s: s,
+}
+
+
+def render_plain(text: str, fmt: Format, limit: int) -> list[str]:
+    """``text`` shown exactly as it is (no markdown: a system message quoting a command),
+    escaped for the platform and cut into pieces of at most ``limit``."""
+    out: list[str] = []
+    pending = [text[i : i + limit] for i in range(0, len(text), limit)] or [""]
+    while pending:
+        piece = pending.pop(0)
+        converted = PLAIN[fmt](piece)
+        if len(converted) <= limit:
+            if converted.strip():
+                out.append(converted)
+            continue
+        half = max(1, len(piece) // 2)
+        pending[:0] = [piece[:half], piece[half:]]
+    return out
+
+
+def render(text: str, fmt: Format, limit: int, *, plain: bool = False) -> list[str]:
+    """Chunk markdown ``text`` and convert each chunk; every result is at most ``limit`` long.
+    ``plain``: no markdown at all (:func:`render_plain`)."""
+    if plain:
+        return render_plain(text, fmt, limit)
     convert = CONVERTERS[fmt]
     out: list[str] = []
     pending = chunk(text, limit)

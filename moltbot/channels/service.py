@@ -46,7 +46,7 @@ import msgspec
 
 from moltbot.batching import GroupCommit
 from moltbot.channels.base import ChannelAdapter, SeenIds, drain
-from moltbot.channels.dispatch import FairQueue
+from moltbot.channels.dispatch import FairQueue, is_control
 from moltbot.channels.retry import backoff
 from moltbot.clock import SYSTEM_CLOCK, Clock
 from moltbot.errors import (
@@ -244,7 +244,9 @@ class ChannelService:
         return True
 
     async def _enqueue(self, job: Job) -> None:
-        await self._queue.put(job.msg.session_key, job)
+        # /approve and /deny skip the chat's queue: the turn they answer waits in front of it
+        lane = "#control" if is_control(job.msg.text) else ""
+        await self._queue.put(job.msg.session_key + lane, job)
 
     # --- dispatching -----------------------------------------------------------------------
     async def _worker(self, index: int) -> None:
@@ -369,6 +371,18 @@ class ChannelService:
                 attempt += 1
         self._done.add(msg_id)
         self.counts["done"] += 1
+
+    async def notify(self, out: OutboundMessage, attempts: int = 5) -> None:
+        """A system message (an approval request): not journaled, retried a few times."""
+        for attempt in range(attempts):
+            try:
+                await self.adapter.send(out)
+                self.counts["notices"] += 1
+                return
+            except PlatformUnavailable as e:
+                if attempt + 1 >= attempts:
+                    raise
+                await self._backoff("notify", e, attempt)
 
     async def _send_notice(self, msg: InboundMessage, text: str) -> None:
         try:

@@ -267,7 +267,7 @@ class SignalAdapter:
     # --- sending ---------------------------------------------------------------------------
     async def send(self, out: OutboundMessage) -> list[str]:
         ids: list[str] = []
-        for piece in render(out.text, "signal", SIGNAL_LIMIT):
+        for piece in render(out.text, "signal", SIGNAL_LIMIT, plain=out.plain):
             body = {"message": piece, "number": self.account, "recipients": [out.chat_id]}
 
             async def once(body: dict[str, Any] = body) -> str:

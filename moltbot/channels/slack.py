@@ -230,11 +230,11 @@ class SlackAdapter:
     async def send(self, out: OutboundMessage) -> list[str]:
         web = self._client()
         ids: list[str] = []
-        for piece in render(out.text, "slack", SLACK_LIMIT):
+        for piece in render(out.text, "slack", SLACK_LIMIT, plain=out.plain):
 
             async def once(piece: str = piece) -> str:
                 resp = await self._call(web.chat_postMessage(
-                    channel=out.chat_id, text=piece, thread_ts=out.thread_id, mrkdwn=True))
+                    channel=out.chat_id, text=piece, thread_ts=out.thread_id, mrkdwn=not out.plain))
                 return str(resp["ts"])
 
             ids.append(await retrying(once, deadline=self._retry.deadline, sleep=self._sleep,

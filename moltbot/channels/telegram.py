@@ -194,7 +194,7 @@ class TelegramAdapter:
         thread = int(out.thread_id) if out.thread_id and out.thread_id.isdigit() else None
         reply_to = _message_id(out.in_reply_to) if out.chat_id.startswith("-") else None
         ids: list[str] = []
-        for i, piece in enumerate(render(out.text, "telegram", TELEGRAM_LIMIT)):
+        for i, piece in enumerate(render(out.text, "telegram", TELEGRAM_LIMIT, plain=out.plain)):
             params = (ReplyParameters(message_id=reply_to, allow_sending_without_reply=True)
                       if reply_to is not None and i == 0 else None)
 

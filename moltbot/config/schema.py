@@ -148,6 +148,9 @@ class AccountConfig(_Section, frozen=True, kw_only=True, forbid_unknown_fields=T
     enabled: bool = True
     dm_policy: DmPolicy = "pairing"
     allow_from: list[str] = []
+    # platform user ids of the people who own this assistant: they may always talk to it
+    # and may answer approvals (/approve ID) from this account; none: only the gateway
+    owners: list[str] = []
     groups: GroupsConfig = msgspec.field(default_factory=GroupsConfig)
     api_base: str = ""
     stuck_after_s: PosFloat = 600.0
@@ -277,6 +280,7 @@ class ChannelPolicy(_Section, frozen=True, kw_only=True, forbid_unknown_fields=T
 
     dm_policy: DmPolicy = "pairing"
     allow_from: list[str] = []
+    owners: list[str] = []
     groups: GroupsConfig = msgspec.field(default_factory=GroupsConfig)
 
 

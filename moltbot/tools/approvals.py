@@ -4,12 +4,15 @@ Policy modes (``ExecPolicy.mode``):
 
 - ``deny``: the bash tool refuses every command.
 - ``allowlist``: a command runs when :func:`allowlisted` says so; anything else is refused.
-- ``ask``: allowlisted commands run; any other command needs an approval from the user
-  (``/approve ID`` in the originating chat, or ``approvals.resolve`` on the gateway).
+- ``ask``: allowlisted commands run; any other command needs an approval from an owner
+  (``/approve ID`` from a chat by an account's ``owners``, or ``approvals.resolve`` on the
+  gateway). *Who* may answer is decided by the caller (``moltbot.security.owners``); the book
+  records who did.
 
 An approval is tied to the *exact* command string and the session that asked; once approved it
 lets that command run again in that session until ``approval_ttl_s`` has passed. A pending request
-expires after ``request_ttl_s``. The book is pure (clock injected); :meth:`ApprovalBook.wait` lets a
+expires after ``request_ttl_s``; the turn that asked waits for the answer that long.
+The book is pure (clock injected); :meth:`ApprovalBook.wait` lets a
 caller await a decision with a timeout, so nothing is blocked forever.
 """
 
@@ -23,7 +26,7 @@ from typing import Literal
 import msgspec
 
 from moltbot.clock import SYSTEM_CLOCK, Clock
-from moltbot.errors import AccessDenied, NotFound, ToolError
+from moltbot.errors import NotFound, ToolError
 
 # Characters that let one "allowlisted" command chain, substitute or redirect into another.
 SHELL_METACHARACTERS = frozenset(";|&`$<>()\\\n\r")
@@ -49,7 +52,7 @@ class Approval(msgspec.Struct, frozen=True, kw_only=True):
     created: float  # wall clock (for people)
     expires: float  # wall clock: end of the pending window, or of the approval once approved
     state: ApprovalState = ApprovalState.PENDING
-    resolved_by: str | None = None  # session key, or "gateway"
+    resolved_by: str | None = None  # "owner:<channel>:<account>:<id>" or "gateway:<client>"
 
 
 def allowlisted(command: str, allowlist: tuple[str, ...] | frozenset[str]) -> bool:
@@ -127,14 +130,13 @@ class ApprovalBook:
         self._trim()
         return approval
 
-    def resolve(self, approval_id: str, approve: bool, by_session: str | None = None) -> Approval:
-        """Answer a pending approval. ``by_session=None`` means the gateway (an operator)."""
+    def resolve(self, approval_id: str, approve: bool, by: str = "gateway") -> Approval:
+        """Answer a pending approval. The caller has checked that ``by`` may (an owner, or the
+        gateway); ``by`` is recorded."""
         self._expire()
         current = self._items.get(approval_id)
         if current is None or current.state is not ApprovalState.PENDING:
             raise NotFound(f"no pending approval with id {approval_id}")
-        if by_session is not None and by_session != current.session:
-            raise AccessDenied("only the chat that asked for this approval can answer it")
         now = self._clock.monotonic()
         wall = self._clock.time()
         if approve:
@@ -143,7 +145,7 @@ class ApprovalBook:
         else:
             state, expires = ApprovalState.DENIED, wall
         updated = msgspec.structs.replace(
-            current, state=state, expires=expires, resolved_by=by_session or "gateway"
+            current, state=state, expires=expires, resolved_by=by
         )
         self._items[approval_id] = updated
         self._notify(approval_id)
@@ -193,3 +195,16 @@ class ApprovalBook:
         for approval in sorted(done, key=lambda a: a.created)[: max(excess, 0)]:
             self._items.pop(approval.id, None)
             self._deadline.pop(approval.id, None)
+
+
+def request_text(approval: Approval, now: float) -> str:
+    """The system message a chat gets when a command waits for approval: the exact command,
+    whole, on lines of its own (sent as plain text, so nothing in it is formatting), its id and
+    how long it waits."""
+    left = max(0, int(approval.expires - now))
+    return (
+        "[moltbot] Approval needed: the assistant wants to run this, exactly:\n\n"
+        f"{approval.command}\n\n"
+        f"Approval id: {approval.id} (waits {left // 60} min {left % 60} s). "
+        f"An owner answers /approve {approval.id} or /deny {approval.id}."
+    )

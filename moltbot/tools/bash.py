@@ -91,7 +91,8 @@ class BashTool:
         raise ApprovalRequired(
             f"this command needs the user's approval (approval id {approval.id}). Ask the user "
             f"to answer `/approve {approval.id}` or `/deny {approval.id}`; once approved, run "
-            "exactly the same command again."
+            "exactly the same command again.",
+            approval_id=approval.id,
         )
 
     async def __call__(self, args: BashInput, session: str) -> ToolResult:

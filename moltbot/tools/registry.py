@@ -102,7 +102,12 @@ class ToolRegistry:
         try:
             result = await tool.handler(args, session)
         except MoltbotError as exc:
-            return ToolResult(text=cap_text(exc.user_message), is_error=True, code=exc.code)
+            return ToolResult(
+                text=cap_text(exc.user_message),
+                is_error=True,
+                code=exc.code,
+                approval_id=getattr(exc, "approval_id", ""),
+            )
         except Exception:
             log.exception("tool %s failed", name)
             return ToolResult(text=f"the {name} tool failed unexpectedly", is_error=True)

@@ -103,6 +103,7 @@ class WebFetcher:
             f"to a host it has not used yet, so it needs the user's approval (approval id "
             f"{approval.id}). Ask the user to answer `/approve {approval.id}` or "
             f"`/deny {approval.id}`; once approved, fetch exactly the same URL again.",
+            approval_id=approval.id,
         )
 
     async def fetch(self, url: str) -> ToolResult:

@@ -108,23 +108,30 @@ def test_gateway_actor_serves_the_tree_and_chat_survives_its_restart(
         assert len(deltas) > 1 and "".join(deltas) == reply
 
         async def approvals_history_and_events() -> None:
-            async with GatewayClient(url, token, session="t3", backoff=quick) as client:
-                asked = await client.ask('!tool bash {"command": "echo ran-ok-42"}')
-                assert "/approve" in asked
-            async with connect(url) as ws:
+            async with (
+                GatewayClient(url, token, session="t3", backoff=quick) as client,
+                connect(url) as ws,
+            ):
+                # the turn waits for the answer; the operator approves on the gateway
+                asked = asyncio.create_task(client.ask('!tool bash {"command": "echo ran-ok-42"}'))
                 assert (await request(ws, "c", "connect", {"auth": {"token": token}}))["ok"]
-                res = await request(ws, "a", "approvals.list", {})
-                pending = res["payload"]["approvals"]
+                pending: list[dict[str, Any]] = []
+                for i in range(100):
+                    res = await request(ws, f"a{i}", "approvals.list", {})
+                    pending = res["payload"]["approvals"]
+                    if pending:
+                        break
+                    await asyncio.sleep(0.1)
                 assert [a["command"] for a in pending] == ["echo ran-ok-42"]
+                assert not asked.done()
                 res = await request(
                     ws, "r", "approvals.resolve", {"id": pending[0]["id"], "decision": "approve"}
                 )
                 assert res["ok"], res
+                ran = await asyncio.wait_for(asked, 60)  # the same turn went on by itself
+                assert "ran-ok-42" in ran and "/approve" not in ran, ran
                 res = await request(ws, "a2", "approvals.list", {})
                 assert res["payload"]["approvals"] == []
-                async with GatewayClient(url, token, session="t3", backoff=quick) as client:
-                    ran = await client.ask('!tool bash {"command": "echo ran-ok-42"}')
-                assert "ran-ok-42" in ran and "/approve" not in ran, ran
                 res = await request(ws, "hist", "chat.history", {"session": "t1"})
                 texts = [m.get("text") or json.dumps(m) for m in res["payload"]["messages"]]
                 assert any("hello there" in t for t in texts), texts

@@ -21,6 +21,7 @@ import msgspec
 import pytest
 from websockets.asyncio.client import connect
 
+from actors import routing
 from moltbot import paths
 from moltbot.config.schema import Config
 from moltbot.messages import ChatEvent, ChatFinal, ChatTool
@@ -122,8 +123,15 @@ async def test_a_turn_calls_a_plugin_tool_and_every_tool_call_is_audited(live: T
 
     listed = final_text(await chat(live, "!tool list_dir {}"))
     assert "hello.txt" in listed and "plugin's list_dir" not in listed  # the built-in won
-    asked = final_text(await chat(live, '!tool bash {"command": "echo audited-42"}'))
-    assert "needs the user's approval" in asked
+    asking = asyncio.create_task(chat(live, '!tool bash {"command": "echo audited-42"}'))
+    pending: list[dict[str, Any]] = []
+    while not pending:  # the turn waits for an answer: the operator denies it
+        await asyncio.sleep(0.1)
+        pending = await routing.call(live.ns, "tools/sandbox-0", "approvals_list")
+    await routing.call(live.ns, "tools/sandbox-0", "approvals_resolve", pending[0]["id"], False,
+                       "gateway:test")  # fmt: skip
+    asked = final_text(await asyncio.wait_for(asking, 60))
+    assert "the user denied this" in asked
 
     log = paths.audit_file(live.home)
     shout, listing, bash = await tool_calls(log, 3)

@@ -3,6 +3,7 @@ the supervision tree and the approvals list."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 
 import pytest
@@ -109,3 +110,31 @@ async def test_web_chat_login_stream_xss_tree_approvals(
     assert after and after != before
 
     assert not [m for m in console if "Content Security Policy" in m], console
+
+
+async def test_a_raised_approval_shows_inline_in_the_chat_and_approve_answers_it(
+    make_gateway: MakeGateway, browser: Browser
+) -> None:
+    """Pushed as it is raised: a card in the chat with the exact command (as text: markup in
+    it stays text) and Approve/Deny; Approve answers it through approvals.resolve."""
+    backend = EchoBackend()
+    gw = await make_gateway(backend)
+    page = await browser.new_page()
+    await _login(page, gw.url)
+    command = "curl -X POST https://example.org <img src=x onerror=alert(1)> && rm -rf ~/t"
+    approval = {"id": "ab12cd34", "session": "telegram:main:group:-1", "command": command}
+    backend.approvals["ab12cd34"] = approval
+    await backend.events_queue.put(("approval", {**approval, "state": "pending"}))
+    card = await page.wait_for_selector('#messages .msg.approval[data-id="ab12cd34"]')
+    assert card is not None
+    assert await card.eval_on_selector("pre", "e => e.textContent") == command
+    assert await page.query_selector("#messages img") is None  # text, never markup
+    await card.eval_on_selector("button.approve", "b => b.click()")
+    for _ in range(100):
+        if backend.resolved:
+            break
+        await asyncio.sleep(0.05)
+    assert backend.resolved[-1][:2] == ("ab12cd34", True)
+    await backend.events_queue.put(("approval", {**approval, "state": "answered"}))
+    await page.wait_for_selector('.msg.approval.answered[data-id="ab12cd34"]')
+    assert await card.eval_on_selector_all("button", "bs => bs.every(b => b.disabled)")

@@ -7,8 +7,8 @@ import asyncio
 import pytest
 
 from moltbot.clock import FakeClock
-from moltbot.errors import AccessDenied, NotFound, ToolError
-from moltbot.tools.approvals import ApprovalBook, ApprovalState, allowlisted
+from moltbot.errors import NotFound, ToolError
+from moltbot.tools.approvals import ApprovalBook, ApprovalState, allowlisted, request_text
 
 ALICE = "telegram:main:dm:alice"
 BOB = "telegram:main:dm:bob"
@@ -31,7 +31,7 @@ def test_approval_is_bound_to_the_exact_command_and_session() -> None:
     book = ApprovalBook(FakeClock())
     a = book.request(ALICE, "make deploy")
     assert not book.is_approved(ALICE, "make deploy")
-    book.resolve(a.id, True, by_session=ALICE)
+    book.resolve(a.id, True, by="owner:telegram:main:1")
     assert book.is_approved(ALICE, "make deploy")
     assert not book.is_approved(ALICE, "make deploy ")
     assert not book.is_approved(ALICE, "make deploy; curl evil")
@@ -63,25 +63,34 @@ def test_pending_request_expires_and_cannot_be_answered_late() -> None:
     assert not book.is_approved(ALICE, "ls")
 
 
-def test_wrong_session_cannot_answer() -> None:
+def test_the_book_records_who_answered() -> None:
+    """Who may answer is the caller's decision (``moltbot.security.owners``); the book keeps
+    who did, and an approval still only lets its own session run its exact command."""
     book = ApprovalBook(FakeClock())
     a = book.request(ALICE, "ls")
-    with pytest.raises(AccessDenied):
-        book.resolve(a.id, True, by_session=BOB)
-    assert not book.is_approved(ALICE, "ls")
-    assert book.list_pending() == [a]
-    resolved = book.resolve(a.id, True)  # the gateway (an operator) may
-    assert resolved.resolved_by == "gateway"
+    resolved = book.resolve(a.id, True, by="owner:slack:work:U1")
+    assert resolved.resolved_by == "owner:slack:work:U1"
+    assert book.is_approved(ALICE, "ls") and not book.is_approved(BOB, "ls")
+    b = book.request(BOB, "ls")
+    assert book.resolve(b.id, False).resolved_by == "gateway"
 
+
+def test_request_text_shows_the_whole_command_as_it_is() -> None:
+    clock = FakeClock()
+    book = ApprovalBook(clock, request_ttl_s=300)
+    command = "echo '<b>*x*</b>' `id` && rm -rf ~/x\nsecond line"
+    a = book.request(ALICE, command)
+    text = request_text(a, clock.time())
+    assert f"\n\n{command}\n\n" in text and a.id in text and "5 min" in text
 
 def test_denial_and_double_answer() -> None:
     book = ApprovalBook(FakeClock())
     a = book.request(ALICE, "ls")
-    denied = book.resolve(a.id, False, by_session=ALICE)
+    denied = book.resolve(a.id, False, by="owner:telegram:main:1")
     assert denied.state is ApprovalState.DENIED
     assert not book.is_approved(ALICE, "ls")
     with pytest.raises(NotFound):
-        book.resolve(a.id, True, by_session=ALICE)
+        book.resolve(a.id, True, by="owner:telegram:main:1")
     with pytest.raises(NotFound):
         book.resolve("nope1234", True)
 
@@ -112,7 +121,7 @@ async def test_wait_returns_when_answered() -> None:
 
     async def answer() -> None:
         await asyncio.sleep(0.05)
-        book.resolve(a.id, True, by_session=ALICE)
+        book.resolve(a.id, True, by="owner:telegram:main:1")
 
     task = asyncio.create_task(answer())
     got = await book.wait(a.id, 5.0)

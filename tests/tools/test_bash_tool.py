@@ -66,7 +66,7 @@ async def test_ask_mode_needs_an_approval_for_the_exact_command(tmp_path: Path) 
     again = await reg.call("bash", {"command": "touch approved.txt"}, ALICE)
     assert approval_id(again.text) == aid  # same request, not a new one
 
-    book.resolve(aid, True, by_session=ALICE)
+    book.resolve(aid, True, by="owner:telegram:main:1")
     res = await reg.call("bash", {"command": "touch approved.txt"}, ALICE)
     assert not res.is_error, res.text
     assert (tmp_path / "operator" / "approved.txt").exists()
@@ -85,7 +85,7 @@ async def test_ask_mode_waits_for_the_answer(tmp_path: Path) -> None:
     async def user_answers(approve: bool) -> None:
         while not book.list_pending():
             await asyncio.sleep(0.01)
-        book.resolve(book.list_pending()[0].id, approve, by_session=ALICE)
+        book.resolve(book.list_pending()[0].id, approve, by="owner:telegram:main:1")
 
     answer = asyncio.create_task(user_answers(True))
     res = await reg.call("bash", {"command": "echo waited > w.txt"}, ALICE)
@@ -107,7 +107,7 @@ async def test_ask_mode_wait_is_bounded(tmp_path: Path) -> None:
 
 
 def approve(book: ApprovalBook, session: str, command: str) -> None:
-    book.resolve(book.request(session, command).id, True, by_session=session)
+    book.resolve(book.request(session, command).id, True, by="gateway")
 
 
 async def test_output_exit_code_and_timeout(tmp_path: Path) -> None:

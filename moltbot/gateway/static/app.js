@@ -91,7 +91,39 @@
   function onEvent(name, payload) {
     if (name === "chat") onChat(payload);
     else if (name.startsWith("tree") || name.startsWith("supervision")) scheduleTree();
-    else if (name.startsWith("approval")) loadApprovals();
+    else if (name.startsWith("approval")) {
+      if (name === "approval") onApproval(payload);
+      loadApprovals();
+    }
+  }
+
+  // an approval as it is raised: a card in the chat with the exact command and its buttons
+  const cards = new Map();
+  function onApproval(a) {
+    const id = String(a.id || "");
+    if (!id) return;
+    let card = cards.get(id);
+    if (a.state === "pending" && !card) {
+      card = el("div", "msg approval");
+      card.dataset.id = id;
+      card.appendChild(el("strong", "", `Approval needed (#${id}): the assistant wants to run`));
+      card.appendChild(el("pre", "", String(a.command || "")));
+      const approve = el("button", "approve", "Approve");
+      approve.type = "button";
+      approve.addEventListener("click", () => resolveApproval(id, "approve"));
+      const deny = el("button", "deny", "Deny");
+      deny.type = "button";
+      deny.addEventListener("click", () => resolveApproval(id, "deny"));
+      card.append(approve, " ", deny);
+      cards.set(id, card);
+      const box = $("messages");
+      box.appendChild(card);
+      box.scrollTop = box.scrollHeight;
+    } else if (a.state !== "pending" && card) {
+      for (const b of card.querySelectorAll("button")) b.disabled = true;
+      card.classList.add("answered");
+      card.appendChild(el("span", "muted", " answered"));
+    }
   }
 
   // --- login / reconnect -------------------------------------------------------------------

@@ -1,0 +1,174 @@
+"""Who may approve, and the waiting turn, on a real local Ray tree (store, sandbox, agent,
+Telegram and Slack channel actors; offline provider, whose ``!tool`` syntax makes it call a
+tool) against the fake Telegram and Slack servers.
+
+The attack: a member of an allowed group (allowed to talk, but not an owner) answers the
+approval request of a command with ``/approve``. Nothing runs. The owner approves from another
+channel (a Slack DM) and the waiting turn goes on by itself: the command runs once and the
+group gets the result. The request itself is a system message from the channel, quoting the
+whole command exactly (characters that mean something to Telegram's HTML included)."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import pytest
+import ray
+
+from actors.supervisor import Supervisor
+from moltbot.config.schema import Config
+from moltbot.security.audit import tail
+from moltbot.security.vault import Vault
+from moltbot.supervision.tree import build_tree, root_flags
+from moltbot.tools.scope import relative_folder
+from tests.actors.helpers import wait_for
+from tests.actors.test_channel_actor import RAY_ENV, LoopThread
+from tests.fakes.slack_api import APP_TOKEN, BOT_TOKEN, FakeSlack
+from tests.fakes.telegram_api import DEFAULT_TOKEN, FakeTelegram
+
+pytestmark = [pytest.mark.usefixtures("ray_cluster"), pytest.mark.timeout(300)]
+
+GROUP = -100
+MEMBER = 7  # allowed to talk in the group, not an owner
+OWNER_TG = 42
+OWNER_SLACK = "U42"
+BOT = "@moltbot_test_bot"
+
+
+class Lab(msgspec.Struct, kw_only=True):
+    loop: Any
+    tg: Any
+    slack: Any
+    home: Path
+    workspace: Path
+
+    def tg_texts(self, chat: int) -> list[str]:
+        return [str(s["plain"]) for s in list(self.tg.sent) if str(s["chat_id"]) == str(chat)]
+
+    def slack_texts(self, channel: str) -> list[str]:
+        return [str(s["text"]) for s in list(self.slack.sent) if s["channel"] == channel]
+
+    def group(self, text: str, user: int = MEMBER) -> None:
+        self.loop.call(self.tg.inject_message, chat_id=GROUP, user_id=user, text=f"{BOT} {text}",
+                       chat_type="group")  # fmt: skip
+
+    def audit(self) -> list[dict[str, Any]]:
+        return [r["fields"] for r in tail(self.home / "audit" / "audit.jsonl", 1000)
+                if r["kind"] == "approval"]  # fmt: skip
+
+
+def config(tg: FakeTelegram, slack: FakeSlack, workspace: Path) -> Config:
+    fast = {"intensity": 20, "period": 60, "backoff": {"base_s": 0.05, "max_s": 0.5}}
+    return msgspec.convert({
+        "agent": {"provider": "offline", "workers": 1},
+        "tools": {"workers": 1, "workspace": str(workspace),
+                  "bash": {"policy": "ask", "approval_ttl_s": 60}},
+        "channels": {
+            "telegram": [
+                {"account": "main", "token": "env:MB_TEST_TG", "api_base": tg.api_base,
+                 "dm_policy": "allowlist", "allow_from": [str(MEMBER)],
+                 "owners": [str(OWNER_TG)], "groups": {"allow": [str(GROUP)]},
+                 "poll_timeout_s": 1},
+            ],
+            "slack": [
+                {"account": "work", "bot_token": "secret:slack_bot_token",
+                 "app_token": "env:MB_TEST_SLACK_APP", "api_base": slack.api_base,
+                 "dm_policy": "allowlist", "owners": [OWNER_SLACK]},
+            ],
+        },
+        "supervision": {"root": fast, "agents": fast, "channels": fast, "ping_interval_s": 0.5,
+                        "ping_timeout_s": 5.0, "shutdown_s": 3.0, "ready_timeout_s": 120.0},
+    }, type=Config)  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
+    loop = LoopThread()
+    tg, slack = FakeTelegram(), FakeSlack()
+    for fake in (tg, slack):
+        loop.run(fake.start())
+    home = tmp_path_factory.mktemp("approvals-home")
+    workspace = home / "workspace"
+    workspace.mkdir()
+    Vault.create(home).set("slack_bot_token", BOT_TOKEN)
+    cfg = config(tg, slack, workspace)
+    kinds = frozenset({"store", "agent", "channel", "sandbox"})
+    kids = [c for c in build_tree(cfg, kinds) if c.id in ("store", "tools", "agents", "channels")]
+    env = {**RAY_ENV, "MOLTBOT_HOME": str(home), "MB_TEST_TG": DEFAULT_TOKEN,
+           "MB_TEST_SLACK_APP": APP_TOKEN}  # fmt: skip
+    ns = f"t-{uuid.uuid4().hex[:8]}"
+    root = Supervisor.options(  # type: ignore[attr-defined]
+        name="moltbot", namespace=ns, num_cpus=0, runtime_env={"env_vars": env}
+    ).remote(path="", flags=root_flags(cfg), children=kids, namespace=ns)
+    try:
+        ray.get(root.start_detached.remote())
+        ray.get(root.ready.remote(), timeout=240)
+        yield Lab(loop=loop, tg=tg, slack=slack, home=home, workspace=workspace)
+    finally:
+        try:
+            ray.get(root.stop.remote(), timeout=60)
+        finally:
+            ray.kill(root)
+            for fake in (tg, slack):
+                loop.run(fake.stop())
+            loop.close()
+
+
+def approval_request(lab: Lab, command: str, before: int) -> str:
+    """The id in the system message the group got for ``command`` (after ``before`` sends)."""
+    found: list[str] = []
+
+    def asked() -> bool:
+        for text in lab.tg_texts(GROUP)[before:]:
+            if text.startswith("[moltbot] Approval needed") and f"\n\n{command}\n\n" in text:
+                found.append(re.findall(r"Approval id: ([0-9a-f]{8})", text)[0])
+                return True
+        return False
+
+    wait_for(asked, 30, "the approval request in the group")
+    return found[0]
+
+
+def test_only_an_owner_approves_and_the_turn_goes_on(lab: Lab) -> None:
+    made = lab.workspace / relative_folder(f"telegram:main:{MEMBER}") / "made-by-7"
+    lab.group('!tool bash {"command": "touch made-by-7"}')
+    aid = approval_request(lab, "touch made-by-7", 0)
+
+    # the attack: a member of the chat that asked answers it; and from the same chat, so this
+    # also shows /approve is not stuck behind the turn that waits
+    seen = len(lab.tg_texts(GROUP))
+    lab.group(f"/approve {aid}")
+    wait_for(lambda: any("Only an owner" in t for t in lab.tg_texts(GROUP)[seen:]), 30,
+             "the refusal")  # fmt: skip
+    assert not made.exists()
+    assert {"action": "refused", "id": aid, "by": f"telegram:main:{MEMBER}"}.items() <= (
+        lab.audit()[-1].items()
+    )
+
+    # the owner approves from Slack: the group's turn continues by itself
+    lab.loop.call(lab.slack.inject_message, channel="D42", user=OWNER_SLACK,
+                  text=f"/approve {aid}")  # fmt: skip
+    wait_for(lambda: any(t.startswith(f"Approved {aid}") for t in lab.slack_texts("D42")), 30,
+             "the owner's confirmation")  # fmt: skip
+    wait_for(lambda: any("tool bash returned" in t and "[exit code 0]" in t
+                         for t in lab.tg_texts(GROUP)), 30, "the group's answer")  # fmt: skip
+    assert made.exists()
+    resolved = [r for r in lab.audit() if r.get("action") == "resolved"]
+    assert resolved[-1]["by"] == f"slack:work:{OWNER_SLACK}" and resolved[-1]["id"] == aid
+
+
+def test_the_request_quotes_the_exact_command_and_deny_tells_the_model(lab: Lab) -> None:
+    command = "echo '<b>*not bold*</b>' && echo `id` & x=$((1<2))"
+    before = len(lab.tg_texts(GROUP))
+    lab.group("!tool bash " + msgspec.json.encode({"command": command}).decode())
+    aid = approval_request(lab, command, before)  # whole and literal, HTML and markdown too
+    lab.loop.call(lab.tg.inject_message, chat_id=OWNER_TG, user_id=OWNER_TG,
+                  text=f"/deny {aid}")  # fmt: skip
+    wait_for(lambda: any("the user denied this" in t for t in lab.tg_texts(GROUP)[before:]), 30,
+             "the model told of the denial")  # fmt: skip
+    assert any(t.startswith(f"Denied {aid}") for t in lab.tg_texts(OWNER_TG))
