@@ -18,6 +18,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,7 @@ from actors.supervisor import Supervisor
 from moltbot import paths
 from moltbot.config.schema import Config
 from moltbot.errors import MoltbotError, NotRunning, SupervisionError
+from moltbot.security.fsmodes import owned_private_dir
 from moltbot.supervision.tree import (
     ACCOUNT_PREFIX,
     HEAD,
@@ -135,13 +137,33 @@ def ensure_token() -> Path | None:
     return path
 
 
+RAY_TEMP_MAX = 40  # Ray's sockets add ~65 characters below its temp dir; a socket path holds 107
+
+
+def ray_temp_dir(home: Path, tag: str) -> str:
+    """Ray's temp dir: ``MOLTBOT_HOME/run/ray`` (0700, ours, else refused). When that path is
+    too long for Ray's Unix sockets, a short ``/tmp/moltbot-<uid>/<tag>`` (0700, ours) with
+    ``run/ray`` a symlink to it."""
+    run = owned_private_dir(paths.run_dir(home))
+    here = run / "ray"
+    if len(str(here)) <= RAY_TEMP_MAX:
+        return str(owned_private_dir(here))
+    base = owned_private_dir(Path(tempfile.gettempdir()) / f"moltbot-{os.geteuid()}")
+    short = owned_private_dir(base / tag)
+    if here.is_symlink() and os.readlink(here) != str(short):
+        here.unlink()
+    if not here.exists() and not here.is_symlink():
+        here.symlink_to(short)
+    return str(short)
+
+
 def start_head(cfg: Config, home: Path) -> Head:
     """``ray start --head`` on ``cluster.head_ip`` (loopback by default) in its own process
     group; wait until it answers."""
     run = paths.run_dir(home)
-    run.mkdir(parents=True, exist_ok=True, mode=0o700)
+    run.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     tag = hashlib.sha256(str(home.resolve()).encode()).hexdigest()[:10]
-    temp_dir = f"/tmp/moltbot-ray-{tag}"  # noqa: S108 - short: Ray's unix sockets live here
+    temp_dir = ray_temp_dir(home, tag)
     ip = cfg.cluster.head_ip
     port = _free_port(cfg.cluster.head_port, ip)
     ensure_token()
@@ -390,7 +412,8 @@ def join_node(
     nodes_dir = paths.run_dir(home) / "nodes"
     nodes_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     tag = hashlib.sha256(f"{home.resolve()}:{address}:{time.time()}".encode()).hexdigest()[:10]
-    temp_dir = f"/tmp/moltbot-node-{tag}"  # noqa: S108 - short: Ray's unix sockets live here
+    base = owned_private_dir(Path(tempfile.gettempdir()) / f"moltbot-{os.geteuid()}")
+    temp_dir = str(owned_private_dir(base / f"node-{tag}"))  # short: Ray's Unix sockets
     argv = [
         _ray_bin(), "start", f"--address={address}", "--block", f"--temp-dir={temp_dir}",
         f"--node-ip-address={node_ip}", "--disable-usage-stats",

@@ -31,7 +31,12 @@ from moltbot.config.schema import PluginConfig
 from moltbot.errors import MoltbotError, PlatformRejected, PlatformUnavailable, PluginError
 from moltbot.messages import OutboundMessage, ToolResult
 from moltbot.plugins import egress
-from moltbot.plugins.manifest import effective_capabilities, parse_manifest, validate_config
+from moltbot.plugins.manifest import (
+    effective_capabilities,
+    entry_points,
+    parse_manifest,
+    validate_config,
+)
 from moltbot.plugins.wire import (
     HEADER,
     ErrorInfo,
@@ -270,17 +275,7 @@ class Host:
         manifest = parse_manifest(getattr(module, "MANIFEST", None), pc)
         caps = effective_capabilities(pc, manifest)
         config = validate_config(pc, manifest)
-        if not callable(getattr(module, "setup", None)):
-            raise PluginError(
-                f"plugin '{pc.name}': module {pc.module} has no setup(api) function",
-                hint="define def setup(api): ... in the plugin module",
-            )
-        run = getattr(module, "run", None)
-        if run is not None and not inspect.iscoroutinefunction(run):
-            raise PluginError(
-                f"plugin '{pc.name}': run must be an async function",
-                hint="define async def run(api): ... or remove it",
-            )
+        entry_points(module, pc)
         self.module = module
         self.api = HostAPI(self.conn, pc.name, caps, config)
         return {

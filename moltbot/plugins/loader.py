@@ -22,6 +22,7 @@ from moltbot.plugins.api import PluginAPI, Services
 from moltbot.plugins.manifest import (
     Manifest,
     effective_capabilities,
+    entry_points,
     parse_manifest,
     validate_config,
     verify_pin,
@@ -82,18 +83,7 @@ def prepare(pc: PluginConfig, services: Services | None = None) -> LoadedPlugin:
     manifest = parse_manifest(getattr(module, "MANIFEST", None), pc)
     caps = effective_capabilities(pc, manifest)
     config = validate_config(pc, manifest)
-    setup = getattr(module, "setup", None)
-    if not callable(setup):
-        raise PluginError(
-            f"plugin '{pc.name}': module {pc.module} has no setup(api) function",
-            hint="define def setup(api): ... in the plugin module",
-        )
-    run = getattr(module, "run", None)
-    if run is not None and not inspect.iscoroutinefunction(run):
-        raise PluginError(
-            f"plugin '{pc.name}': run must be an async function",
-            hint="define async def run(api): ... or remove it",
-        )
+    setup, run = entry_points(module, pc)
     api = PluginAPI(
         pc.name,
         capabilities=caps,

@@ -14,10 +14,13 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+import inspect
 import logging
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from types import ModuleType
 from typing import Annotated, Any, Literal, get_args
 
 import msgspec
@@ -247,3 +250,21 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     return 0
+
+
+def entry_points(module: ModuleType, pc: PluginConfig) -> tuple[Callable[..., Any], Any]:
+    """The plugin's ``setup(api)`` and its optional ``async run(api)``; ``PluginError`` when
+    they are not what moltbot calls."""
+    setup = getattr(module, "setup", None)
+    if not callable(setup):
+        raise PluginError(
+            f"plugin '{pc.name}': module {pc.module} has no setup(api) function",
+            hint="define def setup(api): ... in the plugin module",
+        )
+    run = getattr(module, "run", None)
+    if run is not None and not inspect.iscoroutinefunction(run):
+        raise PluginError(
+            f"plugin '{pc.name}': run must be an async function",
+            hint="define async def run(api): ... or remove it",
+        )
+    return setup, run

@@ -49,6 +49,31 @@ def ensure_private_dir(path: Path) -> Path:
     return path
 
 
+def owned_private_dir(path: Path) -> Path:
+    """``path`` as a folder only we may enter: made 0700 when missing; an existing one must be
+    a real folder (no symlink), ours and 0700, else ``PermissionProblem`` (refused, not fixed:
+    another user could have planted it, or read what lives there)."""
+    path = Path(path)
+    try:
+        path.mkdir(mode=0o700)
+    except FileExistsError:
+        pass
+    st = os.lstat(path)
+    if not stat.S_ISDIR(st.st_mode):
+        raise PermissionProblem(f"{path} is not a folder", hint=f"move {path} away, then retry")
+    if st.st_uid != os.geteuid():
+        raise PermissionProblem(
+            f"{path} belongs to another user (uid {st.st_uid})",
+            hint=f"remove {path} (it must be made by the user who runs moltbot)",
+        )
+    if st.st_mode & _OPEN_BITS:
+        raise PermissionProblem(
+            f"{path} is open to group/other (mode {stat.S_IMODE(st.st_mode):o})",
+            hint=_fix_command(path, True),
+        )
+    return path
+
+
 def fsync_dir(path: Path) -> None:
     """Flush a folder's entries (renames, unlinks) to disk."""
     fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
