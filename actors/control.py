@@ -146,10 +146,11 @@ def ray_temp_dir(home: Path, tag: str) -> str:
     ``run/ray`` a symlink to it."""
     run = owned_private_dir(paths.run_dir(home))
     here = run / "ray"
+    # the folder itself: ours and real; Ray opens its modes, the private parent keeps others out
     if len(str(here)) <= RAY_TEMP_MAX:
-        return str(owned_private_dir(here))
+        return str(owned_private_dir(here, any_mode=True))
     base = owned_private_dir(Path(tempfile.gettempdir()) / f"moltbot-{os.geteuid()}")
-    short = owned_private_dir(base / tag)
+    short = owned_private_dir(base / tag, any_mode=True)
     if here.is_symlink() and os.readlink(here) != str(short):
         here.unlink()
     if not here.exists() and not here.is_symlink():
@@ -413,7 +414,7 @@ def join_node(
     nodes_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     tag = hashlib.sha256(f"{home.resolve()}:{address}:{time.time()}".encode()).hexdigest()[:10]
     base = owned_private_dir(Path(tempfile.gettempdir()) / f"moltbot-{os.geteuid()}")
-    temp_dir = str(owned_private_dir(base / f"node-{tag}"))  # short: Ray's Unix sockets
+    temp_dir = str(owned_private_dir(base / f"node-{tag}", any_mode=True))  # short: for sockets
     argv = [
         _ray_bin(), "start", f"--address={address}", "--block", f"--temp-dir={temp_dir}",
         f"--node-ip-address={node_ip}", "--disable-usage-stats",

@@ -49,10 +49,11 @@ def ensure_private_dir(path: Path) -> Path:
     return path
 
 
-def owned_private_dir(path: Path) -> Path:
+def owned_private_dir(path: Path, *, any_mode: bool = False) -> Path:
     """``path`` as a folder only we may enter: made 0700 when missing; an existing one must be
     a real folder (no symlink), ours and 0700, else ``PermissionProblem`` (refused, not fixed:
-    another user could have planted it, or read what lives there)."""
+    another user could have planted it, or read what lives there). ``any_mode``: inside such a
+    folder, a program of ours may open its own modes (Ray makes its temp dir 0777)."""
     path = Path(path)
     try:
         path.mkdir(mode=0o700)
@@ -66,7 +67,7 @@ def owned_private_dir(path: Path) -> Path:
             f"{path} belongs to another user (uid {st.st_uid})",
             hint=f"remove {path} (it must be made by the user who runs moltbot)",
         )
-    if st.st_mode & _OPEN_BITS:
+    if st.st_mode & _OPEN_BITS and not any_mode:
         raise PermissionProblem(
             f"{path} is open to group/other (mode {stat.S_IMODE(st.st_mode):o})",
             hint=_fix_command(path, True),

@@ -31,6 +31,8 @@ def test_a_short_home_keeps_ray_under_run(short_home: Path) -> None:
     assert temp == short_home / "run" / "ray" and len(str(temp)) <= RAY_TEMP_MAX
     for folder in (temp, temp.parent):
         assert (folder.stat().st_mode & 0o777, folder.stat().st_uid) == (0o700, os.geteuid())
+    os.chmod(temp, 0o777)  # what Ray does to its temp dir: the next start still works,
+    assert ray_temp_dir(short_home, "tag1") == str(temp)  # the private run/ keeps others out
 
 
 def test_a_deep_home_gets_a_short_private_folder_linked_from_run(tmp_path: Path) -> None:
@@ -41,7 +43,12 @@ def test_a_deep_home_gets_a_short_private_folder_linked_from_run(tmp_path: Path)
     assert (temp.stat().st_mode & 0o777, temp.parent.stat().st_mode & 0o777) == (0o700, 0o700)
     link = home / "run" / "ray"
     assert link.is_symlink() and link.resolve() == temp.resolve()
+    os.chmod(temp, 0o777)  # as Ray leaves it
     assert ray_temp_dir(home, "tag2") == str(temp)  # the same on the next start
+    os.chmod(temp.parent, 0o777)
+    with pytest.raises(PermissionProblem, match="open to group/other"):
+        ray_temp_dir(home, "tag2")
+    os.chmod(temp.parent, 0o700)
     temp.rmdir()
 
 
