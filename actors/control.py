@@ -18,7 +18,6 @@ import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -27,12 +26,12 @@ import msgspec
 import psutil
 import ray
 
+from actors.ray_temp import node_temp_dir, ray_temp_dir
 from actors.registry import KINDS, actor_name, lookup
 from actors.supervisor import Supervisor
 from moltbot import paths
 from moltbot.config.schema import Config
 from moltbot.errors import MoltbotError, NotRunning, SupervisionError
-from moltbot.security.fsmodes import owned_private_dir
 from moltbot.supervision.tree import (
     ACCOUNT_PREFIX,
     HEAD,
@@ -135,27 +134,6 @@ def ensure_token() -> Path | None:
         with os.fdopen(fd, "w") as f:
             f.write(secrets.token_hex(32))  # as Ray's own generator: 256 bits
     return path
-
-
-RAY_TEMP_MAX = 40  # Ray's sockets add ~65 characters below its temp dir; a socket path holds 107
-
-
-def ray_temp_dir(home: Path, tag: str) -> str:
-    """Ray's temp dir: ``MOLTBOT_HOME/run/ray`` (0700, ours, else refused). When that path is
-    too long for Ray's Unix sockets, a short ``/tmp/moltbot-<uid>/<tag>`` (0700, ours) with
-    ``run/ray`` a symlink to it."""
-    run = owned_private_dir(paths.run_dir(home))
-    here = run / "ray"
-    # the folder itself: ours and real; Ray opens its modes, the private parent keeps others out
-    if len(str(here)) <= RAY_TEMP_MAX:
-        return str(owned_private_dir(here, any_mode=True))
-    base = owned_private_dir(Path(tempfile.gettempdir()) / f"moltbot-{os.geteuid()}")
-    short = owned_private_dir(base / tag, any_mode=True)
-    if here.is_symlink() and os.readlink(here) != str(short):
-        here.unlink()
-    if not here.exists() and not here.is_symlink():
-        here.symlink_to(short)
-    return str(short)
 
 
 def start_head(cfg: Config, home: Path) -> Head:
@@ -413,8 +391,7 @@ def join_node(
     nodes_dir = paths.run_dir(home) / "nodes"
     nodes_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     tag = hashlib.sha256(f"{home.resolve()}:{address}:{time.time()}".encode()).hexdigest()[:10]
-    base = owned_private_dir(Path(tempfile.gettempdir()) / f"moltbot-{os.geteuid()}")
-    temp_dir = str(owned_private_dir(base / f"node-{tag}", any_mode=True))  # short: for sockets
+    temp_dir = node_temp_dir(tag)
     argv = [
         _ray_bin(), "start", f"--address={address}", "--block", f"--temp-dir={temp_dir}",
         f"--node-ip-address={node_ip}", "--disable-usage-stats",

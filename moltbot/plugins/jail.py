@@ -87,13 +87,15 @@ def bwrap_args(source: Path, *, tmp_mb: int = 64) -> list[str]:
         "plugin",
     ]
     args += bwrap._system_binds() + bwrap._etc_binds(False)
+    size = str(tmp_mb * _MIB)
+    # the private /tmp first: a Python or moltbot that lives under /tmp is bound over it
+    args += ["--size", size, "--tmpfs", TMP]
     paths = python_paths()
     for path in paths:
         args += ["--ro-bind", path, path]
     args += _hidden(paths)
     args += ["--ro-bind", str(source), f"{PLUGIN_ROOT}/{source.name}"]
-    size = str(tmp_mb * _MIB)
-    args += ["--proc", "/proc", "--dev", "/dev", "--size", size, "--tmpfs", TMP]
+    args += ["--proc", "/proc", "--dev", "/dev"]
     args += ["--remount-ro", "/dev", "--remount-ro", "/", "--chdir", TMP, "--clearenv"]
     for name, value in ENV.items():
         args += ["--setenv", name, value]

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from actors.control import RAY_TEMP_MAX, ray_temp_dir
+from actors.ray_temp import RAY_TEMP_MAX, ray_temp_dir
 from moltbot.errors import PermissionProblem
 
 
