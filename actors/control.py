@@ -31,7 +31,8 @@ from actors.registry import KINDS, actor_name, lookup
 from actors.supervisor import Supervisor
 from moltbot import paths
 from moltbot.config.schema import Config
-from moltbot.errors import MoltbotError, NotRunning, SupervisionError
+from moltbot.errors import MoltbotError, NotRunning, SupervisionError, VaultError
+from moltbot.security.vault import PASSPHRASE_ENV
 from moltbot.supervision.tree import (
     ACCOUNT_PREFIX,
     HEAD,
@@ -136,9 +137,17 @@ def ensure_token() -> Path | None:
     return path
 
 
-def start_head(cfg: Config, home: Path) -> Head:
+def worker_env(**extra: str) -> dict[str, str]:
+    """The environment of our ``ray start`` processes and so of every Ray worker: ours, without
+    the vault passphrase (actors ask the vault agent), plus Ray's settings and ``extra``."""
+    env = {k: v for k, v in os.environ.items() if k != PASSPHRASE_ENV}
+    return {**env, **RAY_ENV, **RAY_START_ENV, **extra}
+
+
+def start_head(cfg: Config, home: Path, *, vault_passphrase: str | None = None) -> Head:
     """``ray start --head`` on ``cluster.head_ip`` (loopback by default) in its own process
-    group; wait until it answers."""
+    group; wait until it answers. ``vault_passphrase``: the checked passphrase of a passphrase
+    vault, handed to a vault agent for the tree's actors (never to Ray's environment)."""
     run = paths.run_dir(home)
     run.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     tag = hashlib.sha256(str(home.resolve()).encode()).hexdigest()[:10]
@@ -160,7 +169,7 @@ def start_head(cfg: Config, home: Path) -> Head:
         dport = _free_port(cfg.cluster.dashboard_port, cfg.cluster.dashboard_host)
         argv += [f"--dashboard-host={cfg.cluster.dashboard_host}", f"--dashboard-port={dport}"]
         dashboard = f"http://{cfg.cluster.dashboard_host}:{dport}"
-    env = {**os.environ, **RAY_ENV, **RAY_START_ENV, "MOLTBOT_HOME": str(home)}
+    env = worker_env(MOLTBOT_HOME=str(home))
     if not is_loopback(ip):  # a home-lab head other machines can join
         env["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "1"
     log_path = run / "ray-head.log"
@@ -177,6 +186,12 @@ def start_head(cfg: Config, home: Path) -> Head:
         dashboard=dashboard,
     )
     _head_file(home).write_bytes(msgspec.json.encode(head))
+    if vault_passphrase is not None:
+        try:
+            start_vault_agent(home, vault_passphrase, tag=temp_dir, watch=proc.pid)
+        except BaseException:
+            stop_head(head, home)
+            raise
     deadline = time.monotonic() + 90
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -188,6 +203,35 @@ def start_head(cfg: Config, home: Path) -> Head:
         time.sleep(0.2)
     stop_head(head, home)
     raise SupervisionError(f"the Ray head did not come up in 90 s; see {log_path}")
+
+
+def start_vault_agent(home: Path, passphrase: str, *, tag: str, watch: int) -> None:
+    """Start the vault agent (``moltbot.security.vault_agent``) with the passphrase on its stdin
+    and wait for its ``ready``. Its command line names ``tag`` (the head's temp dir), so the
+    head's stop ends it too."""
+    argv = [sys.executable, "-m", "moltbot.security.vault_agent", "--home", str(home),
+            "--tag", tag, "--watch", str(watch)]  # fmt: skip
+    env = {k: v for k, v in os.environ.items() if k != PASSPHRASE_ENV}
+    proc = subprocess.Popen(
+        argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+        env=env, start_new_session=True, text=True,
+    )  # fmt: skip
+    assert proc.stdin is not None and proc.stdout is not None
+    proc.stdin.write(passphrase + "\n")
+    proc.stdin.close()
+    line = proc.stdout.readline().strip()
+    proc.stdout.close()
+    if line != "ready":
+        proc.kill()
+        proc.wait(5)
+        try:
+            problem = json.loads(line)
+        except ValueError:
+            problem = {}
+        raise VaultError(
+            str(problem.get("message") or "the vault agent did not start"),
+            hint=str(problem.get("fix") or "see `moltbot doctor`"),
+        )
 
 
 def connect(head: Head) -> None:
@@ -399,7 +443,7 @@ def join_node(
     ]  # fmt: skip
     if labels:
         argv.append("--labels=" + ",".join(f"{k}={v}" for k, v in labels.items()))
-    env = {**os.environ, **RAY_ENV, **RAY_START_ENV}
+    env = worker_env()
     if token:
         env["RAY_AUTH_TOKEN"] = token
     if not is_loopback(node_ip):

@@ -10,11 +10,10 @@ ours and real, whatever its mode (Ray opens it to 0777; the private parent keeps
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
 from moltbot import paths
-from moltbot.security.fsmodes import owned_private_dir
+from moltbot.security.fsmodes import owned_private_dir, short_private_base
 
 RAY_TEMP_MAX = 40  # characters: Ray's socket paths below it must stay within 107 bytes
 
@@ -28,7 +27,7 @@ def ray_temp_dir(home: Path, tag: str) -> str:
     # the folder itself: ours and real; Ray opens its modes, the private parent keeps others out
     if len(str(here)) <= RAY_TEMP_MAX:
         return str(owned_private_dir(here, any_mode=True))
-    short = owned_private_dir(_short_base() / tag, any_mode=True)
+    short = owned_private_dir(short_private_base() / tag, any_mode=True)
     if here.is_symlink() and os.readlink(here) != str(short):
         here.unlink()
     if not here.exists() and not here.is_symlink():
@@ -36,10 +35,6 @@ def ray_temp_dir(home: Path, tag: str) -> str:
     return str(short)
 
 
-def _short_base() -> Path:
-    return owned_private_dir(Path(tempfile.gettempdir()) / f"moltbot-{os.geteuid()}")
-
-
 def node_temp_dir(tag: str) -> str:
     """The temp dir of a node this machine joins to a cluster (``moltbot node join``)."""
-    return str(owned_private_dir(_short_base() / f"node-{tag}", any_mode=True))
+    return str(owned_private_dir(short_private_base() / f"node-{tag}", any_mode=True))

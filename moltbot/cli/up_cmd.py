@@ -7,16 +7,20 @@ imports Ray.
 from __future__ import annotations
 
 import argparse
+import getpass
 import json
+import os
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 from moltbot import paths
 from moltbot.cli.render import nodes_table, table
 from moltbot.config.loader import load_config
 from moltbot.config.schema import Config
-from moltbot.errors import NotRunning
+from moltbot.errors import NotRunning, VaultKeyError
+from moltbot.security.vault import PASSPHRASE_ENV, Vault, needs_passphrase
 
 
 def _config(args: argparse.Namespace) -> Config:
@@ -34,6 +38,23 @@ def _provider_note(cfg: Config) -> str:
     return f"provider: anthropic, models {', '.join(cfg.agent.models)}"
 
 
+def _vault_passphrase(home: Path) -> str | None:
+    """A passphrase vault's passphrase, checked (``MOLTBOT_VAULT_PASSPHRASE``, else asked for
+    on a terminal), for the vault agent; None for a key-file vault or no vault."""
+    if not Vault.exists(home) or not needs_passphrase(home):
+        return None
+    passphrase = os.environ.get(PASSPHRASE_ENV, "")
+    if not passphrase and sys.stdin.isatty():
+        passphrase = getpass.getpass("vault passphrase: ")
+    if not passphrase or "\n" in passphrase:
+        raise VaultKeyError(
+            "the vault is locked with a passphrase and none was given",
+            hint=f"set {PASSPHRASE_ENV} for `moltbot up`, or run it in a terminal to be asked",
+        )
+    Vault.open(home, passphrase)  # a wrong one is refused here, before Ray starts
+    return passphrase
+
+
 def cmd_up(args: argparse.Namespace) -> int:
     from actors import control
     from moltbot.cli.config_cmd import check_gateway_secrets
@@ -49,8 +70,9 @@ def cmd_up(args: argparse.Namespace) -> int:
             raise NotRunning(
                 "moltbot is already running here", hint="see `moltbot status`, or `moltbot down`"
             )
+        passphrase = _vault_passphrase(home)
         print(f"starting Ray (head on {cfg.cluster.head_ip}) ...", flush=True)
-        head = control.start_head(cfg, home)
+        head = control.start_head(cfg, home, vault_passphrase=passphrase)
     started = time.monotonic()
     try:
         control.connect(head)

@@ -75,6 +75,12 @@ def owned_private_dir(path: Path, *, any_mode: bool = False) -> Path:
     return path
 
 
+def short_private_base() -> Path:
+    """``/tmp/moltbot-<uid>``: a short private folder of ours (0700, refused if planted), for
+    Unix sockets whose home is too deep for a socket path."""
+    return owned_private_dir(Path(tempfile.gettempdir()) / f"moltbot-{os.geteuid()}")
+
+
 def fsync_dir(path: Path) -> None:
     """Flush a folder's entries (renames, unlinks) to disk."""
     fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))

@@ -301,12 +301,30 @@ class Vault:
 
 def lazy_get(home: Path | None = None, *, on_read: ReadHook | None = None) -> Callable[[str], str]:
     """A vault ``get`` that opens the vault (of ``home``, default ``MOLTBOT_HOME``) on first use
-    and keeps it open: for components that resolve ``secret:`` references only when configured."""
-    opened: list[Vault] = []
+    and keeps it open: for components that resolve ``secret:`` references only when configured.
+
+    A passphrase vault with no passphrase in this process's environment (a Ray worker's: ``up``
+    keeps it out) is read through the vault agent ``moltbot up`` started, when it runs."""
+    opened: list[Vault | Any] = []
 
     def get(name: str) -> str:
         if not opened:
-            opened.append(Vault.open(home, on_read=on_read))
-        return opened[0].get(name)
+            opened.append(_open_here(home if home is not None else paths.home(), on_read))
+        return str(opened[0].get(name))
 
     return get
+
+
+def needs_passphrase(home: Path | None = None) -> bool:
+    """True for a vault locked with a passphrase (not a key file)."""
+    return (paths.credentials_dir(home) / SALT_FILE).is_file()
+
+
+def _open_here(home: Path, on_read: ReadHook | None) -> Any:
+    if needs_passphrase(home) and not os.environ.get(PASSPHRASE_ENV):
+        from moltbot.security.vault_agent import AgentVault, socket_path
+
+        path = socket_path(home)
+        if path.is_socket():
+            return AgentVault(path, on_read=on_read)
+    return Vault.open(home, on_read=on_read)
