@@ -26,12 +26,14 @@ import msgspec
 import psutil
 import ray
 
-from actors.ray_temp import node_temp_dir, ray_temp_dir
+from actors.ray_temp import ray_temp_dir
 from actors.registry import KINDS, actor_name, lookup
 from actors.supervisor import Supervisor
 from moltbot import paths
 from moltbot.config.schema import Config
 from moltbot.errors import MoltbotError, NotRunning, SupervisionError, VaultError
+from moltbot.security import cluster_tls
+from moltbot.security.cluster_tls import TlsFiles
 from moltbot.security.vault import PASSPHRASE_ENV
 from moltbot.supervision.tree import (
     ACCOUNT_PREFIX,
@@ -60,6 +62,7 @@ class Head(msgspec.Struct, frozen=True, kw_only=True):
     pgid: int = 0  # 0: joined someone else's cluster; we never stop it
     dashboard: str = ""
     node_ip: str = ""  # a joined node: this machine's address in the cluster
+    tls: TlsFiles | None = None  # a home-lab cluster: Ray's mutual TLS (cluster_tls)
 
 
 def _head_file(home: Path) -> Path:
@@ -170,8 +173,11 @@ def start_head(cfg: Config, home: Path, *, vault_passphrase: str | None = None) 
         argv += [f"--dashboard-host={cfg.cluster.dashboard_host}", f"--dashboard-port={dport}"]
         dashboard = f"http://{cfg.cluster.dashboard_host}:{dport}"
     env = worker_env(MOLTBOT_HOME=str(home))
-    if not is_loopback(ip):  # a home-lab head other machines can join
+    tls = None
+    if not is_loopback(ip):  # a home-lab head other machines can join: mutual TLS between nodes
         env["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "1"
+        tls = cluster_tls.head_files(home, ip)
+        env.update(cluster_tls.env(tls))
     log_path = run / "ray-head.log"
     with open(log_path, "ab") as logf:
         offset = logf.tell()
@@ -184,6 +190,7 @@ def start_head(cfg: Config, home: Path, *, vault_passphrase: str | None = None) 
         temp_dir=temp_dir,
         pgid=proc.pid,
         dashboard=dashboard,
+        tls=tls,
     )
     _head_file(home).write_bytes(msgspec.json.encode(head))
     if vault_passphrase is not None:
@@ -236,6 +243,8 @@ def start_vault_agent(home: Path, passphrase: str, *, tag: str, watch: int) -> N
 
 def connect(head: Head) -> None:
     os.environ.update(RAY_ENV)
+    if head.tls is not None:
+        os.environ.update(cluster_tls.env(head.tls))
     if not ray.is_initialized():
         ray.init(
             address=head.address,
@@ -408,91 +417,6 @@ def stop_head(head: Head, home: Path | None = None) -> int:
         with contextlib.suppress(FileNotFoundError):
             _head_file(home).unlink()
     return len(head_processes(head)) if head.pgid else 0
-
-
-def join_node(
-    home: Path,
-    address: str,
-    *,
-    resources: dict[str, float],
-    labels: dict[str, str],
-    token: str | None,
-    node_ip: str | None = None,
-) -> Head:
-    """``ray start --address`` this machine into a cluster, as a daemon we can stop later.
-
-    ``address`` is the head's ``cluster.head_ip`` and Ray port (``moltbot up`` prints it; it is
-    in the head's ``run/ray.json``). ``token``: the head's Ray token (else this machine's own
-    ``~/.ray/auth_token`` or ``RAY_AUTH_TOKEN``). ``node_ip``: the address the head reaches this
-    machine at; by default the one this machine sends from towards the head.
-    """
-    if not token and not has_token():
-        raise SupervisionError(
-            f"no Ray token to join {address} with (looked in $RAY_AUTH_TOKEN and {token_path()})",
-            hint="copy the head's ~/.ray/auth_token here and pass --token-file FILE",
-        )
-    node_ip = node_ip or local_ip_towards(address)
-    nodes_dir = paths.run_dir(home) / "nodes"
-    nodes_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-    tag = hashlib.sha256(f"{home.resolve()}:{address}:{time.time()}".encode()).hexdigest()[:10]
-    temp_dir = node_temp_dir(tag)
-    argv = [
-        _ray_bin(), "start", f"--address={address}", "--block", f"--temp-dir={temp_dir}",
-        f"--node-ip-address={node_ip}", "--disable-usage-stats",
-        f"--resources={json.dumps(resources)}",
-    ]  # fmt: skip
-    if labels:
-        argv.append("--labels=" + ",".join(f"{k}={v}" for k, v in labels.items()))
-    env = worker_env()
-    if token:
-        env["RAY_AUTH_TOKEN"] = token
-    if not is_loopback(node_ip):
-        env["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "1"
-    log_path = nodes_dir / f"{tag}.log"
-    with open(log_path, "ab") as logf:
-        proc = subprocess.Popen(
-            argv, stdout=logf, stderr=subprocess.STDOUT, env=env, start_new_session=True
-        )
-    node = Head(address=address, namespace="", temp_dir=temp_dir, pgid=proc.pid, node_ip=node_ip)
-    (nodes_dir / f"{tag}.json").write_bytes(msgspec.json.encode(node))
-    deadline = time.monotonic() + 90
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SupervisionError(f"the node could not join {address}; see {log_path}")
-        if b"Ray runtime started" in log_path.read_bytes():
-            return node
-        time.sleep(0.2)
-    stop_head(node)
-    raise SupervisionError(f"the node did not join {address} in 90 s; see {log_path}")
-
-
-def local_ip_towards(address: str) -> str:
-    """This machine's source address for traffic to ``address`` (``HOST:PORT``): the one the
-    head sees. No packet is sent (a UDP socket only picks its route)."""
-    host = address.rsplit(":", 1)[0].strip("[]")
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    try:
-        with socket.socket(family, socket.SOCK_DGRAM) as s:
-            s.connect((host, 9))
-            return str(s.getsockname()[0])
-    except OSError:
-        raise SupervisionError(
-            f"no route from here to {host}", hint="check the address, or pass --node-ip"
-        ) from None
-
-
-def leave_nodes(home: Path) -> int:
-    """Stop every node this home joined. Returns how many were stopped."""
-    count = 0
-    for record in sorted((paths.run_dir(home) / "nodes").glob("*.json")):
-        try:
-            node = msgspec.json.decode(record.read_bytes(), type=Head)
-        except (OSError, msgspec.DecodeError, msgspec.ValidationError):
-            continue
-        stop_head(node)
-        record.unlink(missing_ok=True)
-        count += 1
-    return count
 
 
 def accounts_held() -> dict[str, dict[str, float]]:

@@ -12,8 +12,9 @@ import importlib
 import sys
 from collections.abc import Sequence
 
-from moltbot import __version__
+from moltbot import __version__, paths
 from moltbot.errors import MoltbotError
+from moltbot.security import cluster_tls
 
 COMMAND_MODULES = (
     "moltbot.cli.init_cmd",
@@ -46,6 +47,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
+        cluster_tls.use_running(paths.home())  # before any command imports Ray
         return int(func(args) or 0)
     except MoltbotError as exc:
         print(f"moltbot: {exc.user_message}", file=sys.stderr)

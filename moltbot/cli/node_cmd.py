@@ -1,23 +1,31 @@
-"""``moltbot node join | leave``: add this machine to a home-lab moltbot cluster (Ray).
+"""``moltbot node invite | join | leave``: add a machine to a home-lab moltbot cluster (Ray).
 
-On the head: set ``cluster.head_ip`` to its LAN address and `moltbot up`; it prints the Ray
-address (``HEAD_IP:PORT``, also in ``run/ray.json``) and the token file to copy
-(``~/.ray/auth_token``). On each other machine::
+On the head: set ``cluster.head_ip`` to its LAN address and `moltbot up` (it makes the cluster's
+TLS CA). For each machine to add, on the head::
 
-    moltbot node join HEAD_IP:PORT --token-file auth_token --resources '{"signal_box": 1}'
+    moltbot node invite 192.168.1.20 --out node.invite     # that machine's address
 
-``moltbot node leave`` stops what ``join`` started here.
+copy ``node.invite`` (0600: it holds the Ray token and a key) to that machine, and there::
+
+    moltbot node join --invite node.invite --resources '{"signal_box": 1}'
+
+``moltbot node leave`` stops what ``join`` started here. A head not started by moltbot (no TLS)
+is joined with ``moltbot node join HEAD_IP:PORT --token-file FILE``.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
+import os
 from pathlib import Path
 from typing import Any
 
 from moltbot import paths
 from moltbot.errors import ConfigError
+from moltbot.security import cluster_tls
+from moltbot.security.fsmodes import atomic_write
 
 TOKEN_FIX = "copy the head's ~/.ray/auth_token to this machine and pass its path"  # noqa: S105
 
@@ -73,20 +81,45 @@ def _token(path: str | None) -> str | None:
     return token
 
 
-def cmd_join(args: argparse.Namespace) -> int:
-    address = _address(args.address)
-    resources = _resources(args.resources)
-    labels = _labels(args.labels or [])
-    token = _token(args.token_file)
+def cmd_invite(args: argparse.Namespace) -> int:
     from actors import control
 
-    node = control.join_node(
-        paths.home(),
-        address,
-        resources=resources,
-        labels=labels,
-        token=token,
-        node_ip=args.node_ip,
+    home = paths.home()
+    head = control.read_head(home)
+    if head is None or head.tls is None:
+        raise ConfigError("cluster.head_ip", "no home-lab head runs here",
+                          fix="set cluster.head_ip to this machine's LAN address and `moltbot up`"
+                          )  # fmt: skip
+    token = os.environ.get("RAY_AUTH_TOKEN", "").strip() or _token(str(control.token_path()))
+    assert token is not None
+    data = cluster_tls.make_invite(home, head.address, args.node_ip, token)
+    out = Path(args.out or f"moltbot-node-{args.node_ip}.invite")
+    atomic_write(out, data)
+    print(f"wrote {out} (0600: it holds the cluster token and a key for {args.node_ip})")
+    print("copy it to that machine and run there: moltbot node join --invite FILE")
+    return 0
+
+
+def cmd_join(args: argparse.Namespace) -> int:
+    resources = _resources(args.resources)
+    labels = _labels(args.labels or [])
+    from actors import nodes
+
+    home = paths.home()
+    node_ip: str | None = args.node_ip
+    tls: cluster_tls.TlsFiles | None = None
+    token: str | None
+    if args.invite:
+        invite = cluster_tls.read_invite(Path(args.invite))
+        address, token, node_ip = invite.address, invite.token, node_ip or invite.node_ip
+        tag = hashlib.sha256(invite.cert.encode()).hexdigest()[:10]
+        tls = cluster_tls.store_invite(cluster_tls.tls_dir(home) / f"node-{tag}", invite)
+    elif args.address:
+        address, token = _address(args.address), _token(args.token_file)
+    else:
+        raise ConfigError("--invite", "no head to join", fix=cluster_tls.INVITE_FIX)
+    node = nodes.join_node(
+        home, address, resources=resources, labels=labels, token=token, node_ip=node_ip, tls=tls
     )
     print(f"joined {address} as {node.node_ip} (Ray files: {node.temp_dir})")
     print("`moltbot status` on the head lists this node; `moltbot node leave` here stops it")
@@ -94,17 +127,22 @@ def cmd_join(args: argparse.Namespace) -> int:
 
 
 def cmd_leave(args: argparse.Namespace) -> int:
-    from actors import control
+    from actors import nodes
 
-    print(f"left: {control.leave_nodes(paths.home())} node(s) stopped")
+    print(f"left: {nodes.leave_nodes(paths.home())} node(s) stopped")
     return 0
 
 
 def register(sub: Any) -> None:
     p = sub.add_parser("node", help="join this machine to a home-lab cluster, or leave it")
     nsub = p.add_subparsers(dest="node_command", metavar="ACTION")
+    i = nsub.add_parser("invite", help="on the head: an invite file for a machine to join")
+    i.add_argument("node_ip", help="that machine's address, as the head reaches it")
+    i.add_argument("--out", help="where to write it (default moltbot-node-NODE_IP.invite)")
+    i.set_defaults(func=cmd_invite)
     j = nsub.add_parser("join", help="ray start --address ADDRESS, as a managed daemon")
-    j.add_argument("address", help="the head's Ray HOST:PORT, as `moltbot up` prints it")
+    j.add_argument("address", nargs="?", help="a head without TLS: its Ray HOST:PORT")
+    j.add_argument("--invite", help="the invite file `moltbot node invite` made on the head")
     j.add_argument("--resources", default="{}", help="custom resources, e.g. '{\"signal_box\": 1}'")
     j.add_argument("--labels", nargs="*", help="node labels KEY=VALUE")
     j.add_argument("--token-file", help="a copy of the head's ~/.ray/auth_token")

@@ -17,9 +17,10 @@ from typing import Any
 
 from moltbot import paths
 from moltbot.cli.render import nodes_table, table
-from moltbot.config.loader import load_config
+from moltbot.config.loader import is_loopback, load_config
 from moltbot.config.schema import Config
 from moltbot.errors import NotRunning, VaultKeyError
+from moltbot.security import cluster_tls
 from moltbot.security.vault import PASSPHRASE_ENV, Vault, needs_passphrase
 
 
@@ -56,12 +57,16 @@ def _vault_passphrase(home: Path) -> str | None:
 
 
 def cmd_up(args: argparse.Namespace) -> int:
-    from actors import control
     from moltbot.cli.config_cmd import check_gateway_secrets
 
     cfg = _config(args)
     check_gateway_secrets(cfg)  # no gateway without a strong token: refused before Ray starts
     home = paths.home()
+    if not cfg.cluster.address and not is_loopback(cfg.cluster.head_ip):
+        # a home-lab head: mutual TLS between nodes, set before Ray is imported (it reads once)
+        cluster_tls.use_for_ray(cluster_tls.head_files(home, cfg.cluster.head_ip))
+    from actors import control
+
     if cfg.cluster.address:
         head = control.Head(address=cfg.cluster.address, namespace=cfg.cluster.namespace)
     else:
@@ -90,8 +95,9 @@ def cmd_up(args: argparse.Namespace) -> int:
         print(f"  dashboard: {head.dashboard}")
     print(f"  {_provider_note(cfg)}")
     if head.pgid and not control.is_loopback(head.address):
-        print(f"  join:      moltbot node join {head.address} --resources '{{...}}' \\")
-        print(f"               --token-file <a copy of {control.token_source()}>")
+        print("  add a machine (Ray traffic between machines is mutual TLS):")
+        print("             moltbot node invite ITS_IP --out FILE      (here)")
+        print("             moltbot node join --invite FILE            (there)")
     if args.detach:
         print("running in the background: `moltbot status`, `moltbot down`")
         return 0
@@ -111,7 +117,7 @@ def cmd_up(args: argparse.Namespace) -> int:
 
 
 def cmd_down(args: argparse.Namespace) -> int:
-    from actors import control
+    from actors import control, nodes
 
     home = paths.home()
     head = control.read_head(home)
@@ -126,7 +132,7 @@ def cmd_down(args: argparse.Namespace) -> int:
             print("tree stopped")
     except Exception as exc:  # the head may be half dead: still clean up its processes
         print(f"could not stop the tree cleanly ({type(exc).__name__}); ending processes")
-    joined = control.leave_nodes(home)
+    joined = nodes.leave_nodes(home)
     if joined:
         print(f"stopped {joined} joined node(s)")
     left = control.stop_head(head, home)

@@ -49,7 +49,7 @@ def test_join_without_a_token_says_to_copy_the_heads(
 
 
 def test_the_default_node_ip_is_the_address_facing_the_head() -> None:
-    from actors.control import local_ip_towards
+    from actors.nodes import local_ip_towards
 
     assert local_ip_towards("127.0.0.1:6379") == "127.0.0.1"
 

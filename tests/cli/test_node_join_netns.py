@@ -3,10 +3,14 @@ veth pair (head 10.77.0.1, worker 10.77.0.2, each with its own HOME and MOLTBOT_
 everything goes through the real ``moltbot`` command run with ``ip netns exec``:
 
 head: init, config with ``cluster.head_ip`` and ``tools/*`` pinned to ``sandbox_box``, up
---detach (a fresh HOME: it creates the Ray token) → the sandbox is ``waiting``; worker: ``node
-join`` with a copy of the head's token file → the sandbox runs on the worker's node (its process
-is in the worker's namespace), the rest untouched on the head → ``node leave`` → nothing is left
-on the worker and the sandbox waits again; head: ``down`` → no process of either host is left.
+--detach (a fresh HOME: it creates the Ray token and the cluster's TLS CA) → the sandbox is
+``waiting``; worker: a join with only the token is refused (the head wants a certificate of its
+cluster); head: ``node invite`` → worker: ``node join --invite`` → the sandbox runs on the
+worker's node (its process is in the worker's namespace), the rest untouched on the head; from
+the worker's namespace the head's Ray port refuses plaintext gRPC, TLS without a client
+certificate and a certificate of another CA, and serves the invite's → ``node leave`` → nothing
+is left on the worker and the sandbox waits again; head: ``down`` → no process of either host
+is left.
 
 Needs root and iproute2 (``.ci/run`` installs it).
 """
@@ -74,6 +78,12 @@ class Host:
             text=True,
             timeout=timeout,
         )
+
+    def python(self, *args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [IP, "netns", "exec", self.ns, sys.executable, *args],
+            env=self.env(), cwd=ROOT, capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
 
     def pids(self) -> list[int]:
         """Every process in this host's network namespace."""
@@ -239,8 +249,11 @@ def test_node_join_runs_the_pinned_actor_on_the_worker_and_leave_makes_it_wait(l
     address = record["address"]
     assert address.split(":")[0] == HEAD_IP
     token = head.home / ".ray" / "auth_token"
-    assert f"moltbot node join {address}" in up.stdout and str(token) in up.stdout, up.stdout
+    assert "moltbot node invite" in up.stdout, up.stdout
     assert stat.S_IMODE(token.stat().st_mode) == 0o600
+    tls = head.mb / "credentials" / "ray-tls"
+    assert stat.S_IMODE((tls / "ca.key").stat().st_mode) == 0o600
+    assert stat.S_IMODE(tls.stat().st_mode) == 0o700
 
     before = status(head)
     assert before.actors[SANDBOX]["state"] == "waiting"  # no node has sandbox_box yet
@@ -248,19 +261,41 @@ def test_node_join_runs_the_pinned_actor_on_the_worker_and_leave_makes_it_wait(l
     assert head_node["head"] and [n["address"] for n in before.nodes] == [HEAD_IP]
     assert all(before.actors[a]["node"] == head_node["node"] for a in ON_HEAD)
 
-    # the worker has no token of its own (test_node_cmd.py: refused without one); it joins with
-    # a copy of the head's token file, as the README says
+    # the attack: a machine with the token alone (no certificate of this cluster) is refused
     assert not (worker.home / ".ray").exists()
     copy = worker.root / "auth_token"
     shutil.copy(token, copy)
+    refused = worker.run("node", "join", address, "--token-file", str(copy), "--node-ip", WORKER_IP)
+    assert refused.returncode == 1, refused.stdout + refused.stderr
+    assert "certificate" in refused.stderr and "moltbot node invite" in refused.stderr
+    assert worker.pids() == []
+
+    # the head invites the worker; the invite (token + a certificate for its address) is 0600
+    invite = head.root / "worker.invite"
+    made = head.run("node", "invite", WORKER_IP, "--out", str(invite))
+    assert made.returncode == 0, made.stdout + made.stderr
+    assert stat.S_IMODE(invite.stat().st_mode) == 0o600
+    shutil.copy(invite, worker.root / "worker.invite")
     joined = worker.run(
-        *("node", "join", address, "--token-file", str(copy)),
-        *("--resources", json.dumps({PIN: 1}), "--node-ip", WORKER_IP, "--labels", "room=attic"),
+        *("node", "join", "--invite", str(worker.root / "worker.invite")),
+        *("--resources", json.dumps({PIN: 1}), "--labels", "room=attic"),
     )
     for rec in (worker.mb / "run" / "nodes").glob("*.json"):
         lab.temp_dirs.add(json.loads(rec.read_text())["temp_dir"])
     assert joined.returncode == 0, joined.stdout + joined.stderr + lab.logs()
     assert f"joined {address} as {WORKER_IP}" in joined.stdout
+
+    # from the worker's "machine": the head's Ray port serves members only, over TLS
+    [mine] = (worker.mb / "credentials" / "ray-tls").glob("node-*")
+    probe = worker.python(
+        "-m", "tests.cli.tls_probe", address, str(mine / "ca.crt"),
+        str(mine / "node.crt"), str(mine / "node.key"),
+    )  # fmt: skip
+    assert probe.returncode == 0, probe.stderr
+    tried = json.loads(probe.stdout)
+    assert tried == {
+        "plaintext": "refused", "no_cert": "refused", "other_ca": "refused", "member": "h2"
+    }, tried  # fmt: skip
 
     placed = wait_status(head, lambda s: s.actors[SANDBOX]["state"] == "running")
     sandbox = placed.actors[SANDBOX]
