@@ -6,7 +6,9 @@ The attack: a member of an allowed group (allowed to talk, but not an owner) ans
 approval request of a command with ``/approve``. Nothing runs. The owner approves from another
 channel (a Slack DM) and the waiting turn goes on by itself: the command runs once and the
 group gets the result. The request itself is a system message from the channel, quoting the
-whole command exactly (characters that mean something to Telegram's HTML included)."""
+whole command exactly (characters that mean something to Telegram's HTML, and newlines,
+included). And per-sender folders through chat messages: a member cannot read the owner's file
+by name, by a relative path or by its absolute path."""
 
 from __future__ import annotations
 
@@ -172,3 +174,51 @@ def test_the_request_quotes_the_exact_command_and_deny_tells_the_model(lab: Lab)
     wait_for(lambda: any("the user denied this" in t for t in lab.tg_texts(GROUP)[before:]), 30,
              "the model told of the denial")  # fmt: skip
     assert any(t.startswith(f"Denied {aid}") for t in lab.tg_texts(OWNER_TG))
+
+
+def test_a_multi_line_command_is_quoted_whole_and_runs_as_approved(lab: Lab) -> None:
+    command = "echo first-line\necho second-line > two-lines.txt"
+    before = len(lab.tg_texts(GROUP))
+    lab.group("!tool bash " + msgspec.json.encode({"command": command}).decode())
+    aid = approval_request(lab, command, before)  # both lines, in the one system message
+    lab.loop.call(lab.tg.inject_message, chat_id=OWNER_TG, user_id=OWNER_TG,
+                  text=f"/approve {aid}")  # fmt: skip
+    wait_for(lambda: any("tool bash returned" in t and "first-line" in t
+                         for t in lab.tg_texts(GROUP)[before:]), 30, "the result")  # fmt: skip
+    made = lab.workspace / relative_folder(f"telegram:main:{MEMBER}") / "two-lines.txt"
+    assert made.read_text() == "second-line\n"
+
+
+def test_a_sender_cannot_read_another_senders_files_by_chat(lab: Lab) -> None:
+    """The owner keeps a file in their folder; an allowed member asks for it by name, by a
+    relative path out of their own folder and by its absolute path: refused each time."""
+
+    def dm(user: int, call: str, args: dict[str, str]) -> None:
+        text = f"!tool {call} " + msgspec.json.encode(args).decode()
+        lab.loop.call(lab.tg.inject_message, chat_id=user, user_id=user, text=text)
+
+    def answered(user: int, count: int) -> list[str]:
+        wait_for(lambda: len([t for t in lab.tg_texts(user) if "returned" in t]) >= count, 30,
+                 f"answer {count} to {user}")  # fmt: skip
+        return [t for t in lab.tg_texts(user) if "returned" in t]
+
+    dm(OWNER_TG, "write_file", {"path": "diary.txt", "content": "owner-only-words"})
+    answered(OWNER_TG, 1)
+    owner_file = lab.workspace / relative_folder(f"telegram:main:{OWNER_TG}") / "diary.txt"
+    assert owner_file.read_text() == "owner-only-words"
+    dm(OWNER_TG, "read_file", {"path": "diary.txt"})  # the control: the owner reads it back
+    read = '<untrusted-content source="read_file"'  # (the offline model quotes only the start)
+    assert read in answered(OWNER_TG, 2)[-1]
+
+    mine = lab.workspace / relative_folder(f"telegram:main:{MEMBER}")
+    up = Path(*[".."] * len(mine.relative_to(lab.workspace).parts))
+    tries = [("diary.txt", "no such file"),  # their own folder has none
+             (str(Path("..") / owner_file.parent.name / "diary.txt"), "is not allowed"),
+             (str(up / owner_file.relative_to(lab.workspace)), "is not allowed"),
+             (str(owner_file), "outside the workspace")]  # fmt: skip
+    for n, (path, refusal) in enumerate(tries, start=1):
+        dm(MEMBER, "read_file", {"path": path})
+        answer = answered(MEMBER, n)[-1]
+        assert "owner-only-words" not in answer and read not in answer, (path, answer)
+        assert refusal in answer, (path, answer)
+    assert not any("owner-only-words" in t for t in lab.tg_texts(MEMBER))
