@@ -9,10 +9,10 @@ any outage. With polling, live receive and catch-up are the same query from the 
 Durability: the cursor (creation time of the last message the sink accepted, and the ids
 accepted just before it) is saved to a :class:`CursorStore` after the sink returned. On start
 and after every outage the adapter asks for what was created since (at most ``catch_up_max``
-messages, the newest, handed over oldest first); ids already accepted are skipped (``SeenIds``
-in this process, the cursor's ``recent`` across processes), and the journal de-duplicates on
-``imessage:<account>:<message guid>`` besides. With no saved cursor the adapter starts at the
-newest message the server has: history is not answered.
+messages, the newest, handed over oldest first); ids already accepted are skipped (the cursor's
+``recent``: what ``SeenIds`` does for a live stream, but saved, so it holds across restarts),
+and the journal de-duplicates on ``imessage:<account>:<message guid>`` besides. With no saved
+cursor the adapter starts at the newest message the server has: history is not answered.
 
 The server password travels as the ``password`` query parameter (BlueBubbles' only scheme); it
 is added by the transport, so httpx's request log and our errors never show it.
@@ -21,6 +21,7 @@ is added by the transport, so httpx's request log and our errors never show it.
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
 import random
 import re
@@ -31,7 +32,7 @@ from urllib.parse import quote
 import httpx
 import msgspec
 
-from moltbot.channels.base import RECEIVE_BATCH, InboundSink, SeenIds, sink_together
+from moltbot.channels.base import RECEIVE_BATCH, InboundSink, sink_together
 from moltbot.channels.cursor import Cursor, CursorStore, MemoryCursorStore
 from moltbot.channels.formatting import render
 from moltbot.channels.retry import (
@@ -71,6 +72,17 @@ def map_error(exc: BaseException) -> MoltbotError:
     if isinstance(exc, ValueError | msgspec.ValidationError):
         return PlatformUnavailable("the BlueBubbles server sent an answer we cannot read")
     return PlatformRejected("BlueBubbles request failed")
+
+
+def _cleartext(api_base: str) -> bool:
+    """True when ``api_base`` sends the password unencrypted off this machine."""
+    url = httpx.URL(api_base)
+    if url.scheme != "http" or url.host == "localhost":
+        return False
+    try:
+        return not ipaddress.ip_address(url.host).is_loopback
+    except ValueError:
+        return True  # a host name: assume it is another machine
 
 
 class _PasswordTransport(httpx.AsyncBaseTransport):
@@ -146,8 +158,10 @@ class IMessageAdapter:
         self._retry, self._clock, self._sleep, self._rng = retry, clock, sleep, rng
         self._http: httpx.AsyncClient | None = None
         self._info: dict[str, Any] | None = None
-        self._seen = SeenIds()
         self._cursor: Cursor | None = None
+        if _cleartext(self._api_base):
+            log.warning("imessage %s: api_base is plain http to another machine: the BlueBubbles "
+                        "password crosses the network unencrypted (use https or a VPN)", account)
 
     def __repr__(self) -> str:  # never show the password
         return f"IMessageAdapter(account={self.account!r})"
@@ -230,7 +244,7 @@ class IMessageAdapter:
             log.warning("imessage %s: more than %d messages since the last one seen; older "
                         "ones are skipped (channels.imessage catch_up_max)", self.account, limit)
         return [m for m in reversed(got)
-                if not cursor.seen(m.guid) and m.guid not in self._seen
+                if not cursor.seen(m.guid)
                 and m.date_created >= cursor.after()]
 
     async def _deliver(self, items: list[_Message], sink: InboundSink, cursor: Cursor) -> None:
@@ -247,7 +261,6 @@ class IMessageAdapter:
                     failed = failed or problem
                     continue
                 cursor.accept(item.guid, item.date_created, advance=failed is None)
-                self._seen.add(item.guid)
             await self._store.put(self._key, cursor.encode())
             if failed is not None:
                 raise failed

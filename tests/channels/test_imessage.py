@@ -118,6 +118,19 @@ async def test_password_never_reaches_logs_or_errors(
     assert fake.password not in logged  # ...not the password
 
 
+@pytest.mark.parametrize(("api_base", "warned"), [
+    ("http://192.168.1.20:1234", True), ("http://mac.local:1234", True),
+    ("https://mac.example.net", False), ("http://127.0.0.1:1234", False),
+    ("http://localhost:1234", False), ("http://[::1]:1234", False),
+])
+def test_cleartext_password_to_another_machine_is_warned(
+    api_base: str, warned: bool, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="moltbot.channels.imessage")
+    IMessageAdapter(account=ACCOUNT, api_base=api_base, password="pw")
+    assert any("unencrypted" in r.getMessage() for r in caplog.records) is warned
+
+
 # --- receiving -------------------------------------------------------------------------------
 async def test_dm_reaches_sink_and_history_is_not_answered(fake: FakeBlueBubbles) -> None:
     fake.inject_message("old history, before moltbot ever ran")
