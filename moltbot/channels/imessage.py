@@ -1,10 +1,11 @@
 """iMessage through a BlueBubbles server (its REST API over httpx).
 
 Receiving polls ``POST /api/v1/message/query`` rather than taking BlueBubbles' webhooks or its
-socket.io stream: a webhook needs moltbot to listen on a port the Mac can reach, and BlueBubbles
-neither signs webhooks nor re-sends one that failed, so a catch-up query is needed anyway after
-any outage. With polling, live receive and catch-up are the same query from the same cursor
-(``moltbot.channels.cursor``): one code path, nothing listening, no socket.io client.
+socket.io stream: a webhook needs moltbot to listen on a port the Mac can reach, its documented
+webhooks carry no signature to check and are not queued again when delivery fails, so a catch-up
+query is needed anyway after any outage. With polling, live receive and catch-up are the same
+query from the same cursor (``moltbot.channels.cursor``): one code path, nothing listening, no
+socket.io client. The price: up to ``poll_interval_s`` of latency.
 
 Durability: the cursor (creation time of the last message the sink accepted, and the ids
 accepted just before it) is saved to a :class:`CursorStore` after the sink returned. On start
@@ -14,8 +15,8 @@ messages, the newest, handed over oldest first); ids already accepted are skippe
 and the journal de-duplicates on ``imessage:<account>:<message guid>`` besides. With no saved
 cursor the adapter starts at the newest message the server has: history is not answered.
 
-The server password travels as the ``password`` query parameter (BlueBubbles' only scheme); it
-is added by the transport, so httpx's request log and our errors never show it.
+The server password travels as the ``password`` query parameter (the scheme BlueBubbles
+documents); it is added by the transport, so httpx's request log and our errors never show it.
 """
 
 from __future__ import annotations
