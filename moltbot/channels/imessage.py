@@ -51,6 +51,7 @@ from moltbot.messages import InboundMessage, OutboundMessage
 log = logging.getLogger(__name__)
 
 IMESSAGE_LIMIT = 3000  # chosen: iMessage has no small hard limit; long bubbles read badly
+QUERY_MAX = 1000  # messages one query asks for at most (BlueBubbles caps its pages too)
 GROUP_STYLE = 43  # BlueBubbles' chat style of a group chat (45: one-to-one)
 SendMethod = Literal["auto", "apple-script", "private-api"]
 REFUSED_HINT = ("check channels.imessage password: it must be the BlueBubbles server "
@@ -237,16 +238,20 @@ class IMessageAdapter:
         return Cursor.starting_at(newest[0].date_created, newest[0].guid) if newest else Cursor()
 
     async def _fetch(self, cursor: Cursor) -> list[_Message]:
-        """What was created since the cursor and is not accepted yet, oldest first."""
-        limit = self._catch_up_max + len(cursor.recent)
-        got = await self._query(limit=limit, sort="DESC", after=cursor.after())
-        if len(got) >= limit:  # the older rest is given up for good: the floor moves up
-            cursor.floor = max(cursor.floor, got[-1].date_created)
-            log.warning("imessage %s: more than %d messages since the last one seen; older "
-                        "ones are skipped (channels.imessage catch_up_max)", self.account, limit)
-        return [m for m in reversed(got)
-                if not cursor.seen(m.guid)
-                and m.date_created >= cursor.after()]
+        """What was created since the cursor and is not accepted yet, oldest first: at most
+        ``catch_up_max``, the newest; the older rest is given up for good (the floor moves)."""
+        after = cursor.after()
+        limit = min(QUERY_MAX, self._catch_up_max + len(cursor.recent))
+        got = await self._query(limit=limit, sort="DESC", after=after)
+        fresh = [m for m in reversed(got) if not cursor.seen(m.guid) and m.date_created >= after]
+        cut = len(got) >= limit and not cursor.seen(got[-1].guid)  # older ones did not fit
+        if fresh and (cut or len(fresh) > self._catch_up_max):
+            fresh = fresh[-self._catch_up_max:]
+            cursor.floor = max(cursor.floor, fresh[0].date_created)
+            log.warning("imessage %s: more than %d new messages since the last one seen; older "
+                        "ones are skipped (channels.imessage catch_up_max)", self.account,
+                        self._catch_up_max)
+        return fresh
 
     async def _deliver(self, items: list[_Message], sink: InboundSink, cursor: Cursor) -> None:
         """Sink in batches; the cursor moves past what the sink took, and is saved, before any

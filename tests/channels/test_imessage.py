@@ -12,7 +12,7 @@ import pytest
 
 from moltbot.channels.accounts import make_adapter
 from moltbot.channels.cursor import LOOKBACK_MS, Cursor, MemoryCursorStore
-from moltbot.channels.imessage import IMESSAGE_LIMIT, IMessageAdapter
+from moltbot.channels.imessage import IMESSAGE_LIMIT, QUERY_MAX, IMessageAdapter
 from moltbot.clock import FakeClock
 from moltbot.config.loader import load_config_text
 from moltbot.errors import ConfigError, PlatformRejected, PlatformUnavailable
@@ -237,10 +237,15 @@ async def test_restart_with_the_same_cursor_catches_up_exactly(fake: FakeBlueBub
                                                  "live again"]
 
 
-async def test_catch_up_is_bounded_to_the_newest(fake: FakeBlueBubbles) -> None:
+async def test_catch_up_is_bounded_to_the_newest(
+    fake: FakeBlueBubbles, caplog: pytest.LogCaptureFixture
+) -> None:
     store = MemoryCursorStore()
-    async with running(make(fake, cursor_store=store), Collector()):
+    first = Collector()
+    async with running(make(fake, cursor_store=store), first):
         await started(fake)
+        fake.inject_message("seen")
+        await first.wait(1)
     for i in range(6):
         fake.inject_message(f"backlog {i}")
     sink = Collector()
@@ -248,6 +253,29 @@ async def test_catch_up_is_bounded_to_the_newest(fake: FakeBlueBubbles) -> None:
         await sink.wait(3)
         await settle(fake)
     assert [m.text for m in sink.messages] == ["backlog 3", "backlog 4", "backlog 5"]
+    assert any("catch_up_max" in r.getMessage() for r in caplog.records)
+
+
+async def test_a_full_window_of_seen_messages_skips_nothing(
+    fake: FakeBlueBubbles, caplog: pytest.LogCaptureFixture
+) -> None:
+    """More accepted messages in the lookback window than one query returns: the newest still
+    come, and nothing is reported skipped."""
+    store = MemoryCursorStore()
+    async with running(make(fake, cursor_store=store), Collector()):
+        await started(fake)
+    for i in range(QUERY_MAX + 5):
+        fake.inject_message(f"burst {i}")
+    sink = Collector()
+    async with running(make(fake, cursor_store=store, catch_up_max=QUERY_MAX), sink):
+        await sink.wait(QUERY_MAX, timeout=20)
+        caplog.clear()
+        fake.inject_message("one more")
+        await sink.wait(QUERY_MAX + 1)
+        await settle(fake)
+    assert [m.text for m in sink.messages] == [
+        *(f"burst {i}" for i in range(5, QUERY_MAX + 5)), "one more"]
+    assert not any("skipped" in r.getMessage() for r in caplog.records)
 
 
 async def test_a_late_message_with_an_older_timestamp_still_arrives(
