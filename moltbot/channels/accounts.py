@@ -10,11 +10,13 @@ from typing import Any
 import msgspec
 
 from moltbot.channels.base import ChannelAdapter
+from moltbot.channels.cursor import CursorStore
 from moltbot.clock import SYSTEM_CLOCK, Clock
 from moltbot.config.schema import (
     AccountConfig,
     ChannelPolicy,
     GroupEntry,
+    IMessageAccount,
     SignalAccount,
     SlackAccount,
     TelegramAccount,
@@ -51,9 +53,11 @@ def load_pairing(data: bytes | None, policy: AccessPolicy, *, clock: Clock = SYS
     return Pairing(policy, clock=clock)
 
 
-def make_adapter(channel: str, index: int, acct: AccountConfig, secret: SecretResolver
-                 ) -> ChannelAdapter:
-    """The adapter of one configured account; ``index`` only names the JSON path in errors."""
+def make_adapter(channel: str, index: int, acct: AccountConfig, secret: SecretResolver,
+                 *, cursor_store: CursorStore | None = None) -> ChannelAdapter:
+    """The adapter of one configured account; ``index`` only names the JSON path in errors.
+    ``cursor_store``: where a catch-up cursor is kept (iMessage; none: in memory only, so a
+    restart starts at the newest message and what came while it was down is not fetched)."""
     at = f"$.channels.{channel}[{index}]"
     if channel == "telegram" and isinstance(acct, TelegramAccount):
         from moltbot.channels.telegram import TelegramAdapter
@@ -72,6 +76,14 @@ def make_adapter(channel: str, index: int, acct: AccountConfig, secret: SecretRe
 
         return SignalAdapter(account=acct.number, api_base=acct.api_base,
                              receive_mode=acct.receive_mode)
+    if channel == "imessage" and isinstance(acct, IMessageAccount):
+        from moltbot.channels.imessage import IMessageAdapter
+
+        return IMessageAdapter(account=acct.account, api_base=acct.api_base,
+                               password=secret(acct.password, f"{at}.password"),
+                               cursor_store=cursor_store, mention_names=acct.mention_names,
+                               catch_up_max=acct.catch_up_max,
+                               poll_interval_s=acct.poll_interval_s, send_method=acct.send_method)
     raise ValueError(f"unknown channel type {channel!r}")
 
 

@@ -174,10 +174,26 @@ class SignalAccount(AccountConfig, frozen=True, kw_only=True, forbid_unknown_fie
     api_base: str = "http://127.0.0.1:8080"
 
 
+class IMessageAccount(AccountConfig, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """iMessage through a BlueBubbles server on a Mac. ``api_base``: its address, e.g.
+    ``http://127.0.0.1:1234``; ``password``: the server password. iMessage groups have no
+    mentions: a group message counts as one when it names the bot by a word of
+    ``mention_names``. ``catch_up_max``: messages fetched at most after an outage."""
+
+    api_base: Annotated[str, Meta(pattern=r"^https?://[^\s/?#]+(/[^\s?#]*)?$")]
+    password: SecretRef
+    mention_names: list[Annotated[str, Meta(min_length=1)]] = msgspec.field(
+        default_factory=lambda: ["moltbot"])
+    catch_up_max: Annotated[int, Meta(ge=1, le=1000)] = 200
+    poll_interval_s: Annotated[float, Meta(ge=0.2, le=60)] = 2.0
+    send_method: Literal["auto", "apple-script", "private-api"] = "auto"
+
+
 class ChannelsConfig(_Section, frozen=True, kw_only=True, forbid_unknown_fields=True):
     telegram: list[TelegramAccount] = []
     slack: list[SlackAccount] = []
     signal: list[SignalAccount] = []
+    imessage: list[IMessageAccount] = []
 
 
 # --- tools ---------------------------------------------------------------------------------
