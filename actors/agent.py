@@ -47,7 +47,7 @@ from moltbot.agent.service import (
 from moltbot.agent.sessions import SessionGate
 from moltbot.agent.transcript_cache import CachedTranscripts
 from moltbot.batching import GroupCommit
-from moltbot.config.schema import Config
+from moltbot.config.schema import CHANNEL_KINDS, Config
 from moltbot.errors import (
     MoltbotError,
     NotFound,
@@ -183,7 +183,7 @@ class TurnApprover:
         text = request_text(approval, time.time())
         out = OutboundMessage(channel=msg.channel, account=msg.account, chat_id=msg.chat_id,
                               text=text, thread_id=msg.thread_id, plain=True)  # fmt: skip
-        builtin = msg.channel in ("telegram", "slack", "signal")
+        builtin = msg.channel in CHANNEL_KINDS
         path = f"channels/{msg.channel}:{msg.account}" if builtin else routing.plugin_path(
             msg.account
         )

@@ -20,7 +20,7 @@ import ray
 from actors import metrics
 from actors.audit import AuditForwarder
 from actors.base import CHILD_OPTIONS, ChildBase
-from actors.channel_ports import STORE, STORE_DEADLINE_S, call, channel_ports
+from actors.channel_ports import STORE, STORE_DEADLINE_S, StoreCursors, call, channel_ports
 from moltbot.channels.accounts import (
     find_account,
     load_pairing,
@@ -30,14 +30,14 @@ from moltbot.channels.accounts import (
 )
 from moltbot.channels.service import ChannelService, ServiceOptions
 from moltbot.config.refs import resolve_secret
-from moltbot.config.schema import Config
+from moltbot.config.schema import CHANNEL_KINDS, Config
 from moltbot.errors import PlatformUnavailable, RateLimited, Unavailable
 from moltbot.messages import OutboundMessage
 from moltbot.security.vault import lazy_get
 
 log = logging.getLogger("moltbot.channel")
 
-CHANNEL_TYPES = ("telegram", "slack", "signal")
+CHANNEL_TYPES = CHANNEL_KINDS
 SETUP_DEADLINE_S = 20.0  # below the supervisor's ready timeout, so the cause is the one shown
 CONNECT_TIMEOUT_S = 15.0
 METRICS_EVERY_S = 5.0
@@ -71,7 +71,8 @@ class ChannelActor(ChildBase):
         if self.channel not in CHANNEL_TYPES:
             raise ValueError(f"unknown channel type {self.channel!r}")
         index, acct = find_account(getattr(self.config.channels, self.channel), self.account)
-        adapter = make_adapter(self.channel, index, acct, self._secret)
+        adapter = make_adapter(self.channel, index, acct, self._secret,
+                               cursor_store=StoreCursors(self.namespace, self.path))
         try:
             try:  # PlatformRejected (a bad token) fails the start: the supervisor shows it
                 await asyncio.wait_for(adapter.connect(), CONNECT_TIMEOUT_S)

@@ -48,6 +48,21 @@ async def call(
         raise Unavailable(f"{path} could not handle the request") from None
 
 
+class StoreCursors:
+    """An adapter's catch-up cursors (``moltbot.channels.cursor.CursorStore``) in the store's
+    key/value space: ``put`` returns once the store has it on disk."""
+
+    def __init__(self, namespace: str, owner: str) -> None:
+        self._namespace, self._owner = namespace, owner
+
+    async def get(self, key: str) -> bytes | None:
+        value = await call(self._namespace, self._owner, STORE, "kv_get", key)
+        return bytes(value) if value is not None else None
+
+    async def put(self, key: str, value: bytes) -> None:
+        await call(self._namespace, self._owner, STORE, "kv_put", key, value)
+
+
 def channel_ports(
     namespace: str, owner: str, adapter: ChannelAdapter, *, pairing_key: str, agent_workers: int
 ) -> Ports:

@@ -196,6 +196,10 @@ class ChannelsConfig(_Section, frozen=True, kw_only=True, forbid_unknown_fields=
     imessage: list[IMessageAccount] = []
 
 
+# the built-in channel types: each a list of accounts under "channels"
+CHANNEL_KINDS = ("telegram", "slack", "signal", "imessage")
+
+
 # --- tools ---------------------------------------------------------------------------------
 class BashConfig(_Section, frozen=True, kw_only=True, forbid_unknown_fields=True):
     enabled: bool = True

@@ -18,7 +18,7 @@ from typing import Any
 
 import msgspec
 
-from moltbot.config.schema import Config, SupervisorConfig
+from moltbot.config.schema import CHANNEL_KINDS, Config, SupervisorConfig
 from moltbot.supervision.spec import (
     Backoff,
     ChildSpec,
@@ -153,7 +153,7 @@ class _Builder:
 def channel_ids(cfg: Config) -> list[tuple[str, str, Any]]:
     """(child id, channel type, account config) of every enabled account, in config order."""
     out: list[tuple[str, str, Any]] = []
-    for kind in ("telegram", "slack", "signal"):
+    for kind in CHANNEL_KINDS:
         for acct in getattr(cfg.channels, kind):
             if acct.enabled:
                 out.append((f"{kind}:{acct.account}", kind, acct))
