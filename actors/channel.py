@@ -1,12 +1,18 @@
 """The channel actor: one per configured account (``channels/<type>:<account>``).
 
 Thin: it builds the adapter from the config (secrets resolved from the vault or the
-environment), checks the credentials (a refused token fails the start, so the supervisor shows
-it), loads the pairing book from the store and runs ``moltbot.channels.service.ChannelService``
+environment), checks the credentials, loads the pairing book from the store and runs
+``moltbot.channels.service.ChannelService``
 with the store and the agents reached by stable name (``actors.routing``: calls ride through
 their restarts). All the per-message logic lives in that module. Each secret it reads from the
 vault (``secret_read``) and each pairing request and decision (``pairing``) is sent to the
 store's audit log by ``actors.audit.AuditForwarder``.
+
+An account that cannot start never fails the tree's start: a platform out of reach is retried
+with backoff by the receive loop (``retrying``); credentials the platform refuses, or a secret
+missing from the vault, park the account (``rejected``, with the reason and the fix) until the
+vault changes, and then it tries again by itself. ``status`` and ``figures`` carry the truth
+(``moltbot.channels.link``).
 """
 
 from __future__ import annotations
@@ -28,11 +34,21 @@ from moltbot.channels.accounts import (
     pairing_key,
     policy_for,
 )
+from moltbot.channels.link import Link
 from moltbot.channels.service import ChannelService, ServiceOptions
 from moltbot.config.refs import resolve_secret
 from moltbot.config.schema import CHANNEL_KINDS, Config
-from moltbot.errors import PlatformUnavailable, RateLimited, Unavailable
+from moltbot.errors import (
+    ConfigError,
+    MoltbotError,
+    PlatformRejected,
+    PlatformUnavailable,
+    RateLimited,
+    Unavailable,
+    VaultError,
+)
 from moltbot.messages import OutboundMessage
+from moltbot.security.vault import fingerprint as vault_fingerprint
 from moltbot.security.vault import lazy_get
 
 log = logging.getLogger("moltbot.channel")
@@ -41,6 +57,15 @@ CHANNEL_TYPES = CHANNEL_KINDS
 SETUP_DEADLINE_S = 20.0  # below the supervisor's ready timeout, so the cause is the one shown
 CONNECT_TIMEOUT_S = 15.0
 METRICS_EVERY_S = 5.0
+PARKED_POLL_S = 2.0  # a parked account looks at the vault this often
+
+
+async def _vault_changes(seen: tuple[Any, ...]) -> None:
+    """Returns once the vault's files differ from ``seen`` (a secret set, replaced, removed)."""
+    while True:
+        await asyncio.sleep(PARKED_POLL_S)
+        if vault_fingerprint() != seen:
+            return
 
 
 @ray.remote(**CHILD_OPTIONS)
@@ -61,6 +86,7 @@ class ChannelActor(ChildBase):
         self._audit = AuditForwarder(self.namespace, path)
         self._vault_get = lazy_get(on_read=self._audit.secret_reader())  # opened at first use
         self._service: ChannelService | None = None
+        self.link = Link()
         self._reported = (0, 0)  # (accepted, sent) already counted in the Ray metrics
 
     # --- life ------------------------------------------------------------------------------
@@ -70,16 +96,30 @@ class ChannelActor(ChildBase):
     async def setup(self) -> None:
         if self.channel not in CHANNEL_TYPES:
             raise ValueError(f"unknown channel type {self.channel!r}")
+        await self._build()
+
+    async def _build(self) -> None:
+        """The adapter, connected if the platform answers, and the service around it; or the
+        account parked (``link`` rejected) when it cannot work until its secrets change."""
         index, acct = find_account(getattr(self.config.channels, self.channel), self.account)
-        adapter = make_adapter(self.channel, index, acct, self._secret,
-                               cursor_store=StoreCursors(self.namespace, self.path))
         try:
-            try:  # PlatformRejected (a bad token) fails the start: the supervisor shows it
+            adapter = make_adapter(self.channel, index, acct, self._secret,
+                                   cursor_store=StoreCursors(self.namespace, self.path))
+        except (ConfigError, VaultError) as exc:  # e.g. its secret is not in the vault
+            self._park(exc)
+            return
+        try:
+            try:
                 await asyncio.wait_for(adapter.connect(), CONNECT_TIMEOUT_S)
+                self.link.connected()
             except (PlatformUnavailable, RateLimited, TimeoutError) as exc:
-                # not fatal: run() connects with backoff (and `problem` reports if it never does)
+                # not fatal: run() connects with backoff, and the link says it is retrying
                 log.warning("%s: not connected yet: %s", self.path,
                             getattr(exc, "code", "timeout"))
+            except PlatformRejected as exc:
+                await adapter.close()
+                self._park(exc)
+                return
             key = pairing_key(self.channel, self.account)
             saved = await self._call(STORE, "kv_get", key, deadline_s=SETUP_DEADLINE_S)
         except BaseException:
@@ -94,10 +134,22 @@ class ChannelActor(ChildBase):
             ports,
             ServiceOptions(stuck_after_s=acct.stuck_after_s),
             audit=self._audit.record,
+            link=self.link,
         )
 
+    def _park(self, exc: MoltbotError) -> None:
+        log.error("%s: parked: %s", self.path, exc.user_message)
+        self.link.rejected(exc)
+        self._audit.record("channel", {"event": "parked", "reason": exc.user_message,
+                                       "fix": exc.hint})
+
     async def main(self) -> None:
-        service = self._need()
+        while self._service is None:  # parked: try again once the vault changes
+            await _vault_changes(vault_fingerprint())
+            log.info("%s: the vault changed; trying again", self.path)
+            self.link = Link()
+            await self._build()
+        service = self._service
         reporter = asyncio.create_task(self._report_metrics(service), name="metrics")
         try:
             await service.run()
@@ -140,14 +192,16 @@ class ChannelActor(ChildBase):
     # --- for the gateway and the CLI ---------------------------------------------------------
     async def status(self) -> dict[str, Any]:
         if self._service is None:
-            return {"channel": self.channel, "account": self.account, "connected": False}
+            return {"channel": self.channel, "account": self.account, "connected": False,
+                    "link": self.link.snapshot()}  # fmt: skip
         return self._service.status()
 
     async def figures(self) -> dict[str, Any]:
         if self._service is None:
-            return {}
+            return {"link": self.link.snapshot()}
         st = self._service
-        return {"in": st.counts["accepted"], "out": st.counts["sent"], "queue": st.queue_depth()}
+        return {"in": st.counts["accepted"], "out": st.counts["sent"], "queue": st.queue_depth(),
+                "link": self.link.snapshot()}  # fmt: skip
 
     async def pairing_list(self) -> dict[str, list[dict[str, Any]]]:
         await self._ready.wait()

@@ -16,6 +16,7 @@ from typing import TypeVar
 
 import msgspec
 
+from moltbot.channels.link import current_link
 from moltbot.clock import SYSTEM_CLOCK, Clock
 from moltbot.errors import MoltbotError, PlatformRejected, PlatformUnavailable, RateLimited
 
@@ -125,9 +126,12 @@ class ReceiveBackoff:
         self._base, self._cap, self._sleep, self._rng = base, cap, sleep, rng
         self._platform = platform
         self.attempt = 0
+        self._link = current_link.get()  # the running service's connection state, if any
 
     def ok(self) -> None:
         self.attempt = 0
+        if self._link is not None:
+            self._link.connected()
 
     async def call(self, fn: Callable[[], Awaitable[T]]) -> T:
         """``fn()`` retried (no deadline) until it succeeds or fails for good."""
@@ -146,6 +150,8 @@ class ReceiveBackoff:
         else:
             delay = backoff(self.attempt, base=self._base, cap=self._cap, rng=self._rng)
         self.attempt += 1
+        if self._link is not None:
+            self._link.retrying(err, self.attempt, delay)
         log.warning("%s receive: %s, retry %d in %.2fs",
                     self._platform, err.code, self.attempt, delay)
         await self._sleep(delay)

@@ -38,7 +38,7 @@ import contextlib
 import logging
 import random
 from collections import Counter
-from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -47,6 +47,8 @@ import msgspec
 from moltbot.batching import GroupCommit
 from moltbot.channels.base import ChannelAdapter, SeenIds, drain
 from moltbot.channels.dispatch import FairQueue, is_control
+from moltbot.channels.link import Link, current_link
+from moltbot.channels.ports import Ports, ServiceOptions
 from moltbot.channels.retry import backoff
 from moltbot.clock import SYSTEM_CLOCK, Clock
 from moltbot.errors import (
@@ -80,35 +82,6 @@ CODE_PREFIX = 2  # characters of a pairing code kept in the audit log (enough to
 
 
 @dataclass(frozen=True, slots=True)
-class Ports:
-    """What the pipeline needs from the rest of the system (the actor wires them to Ray).
-
-    Errors the callables raise should be moltbot errors: ``TRANSIENT`` ones are retried.
-    """
-
-    # journal a batch (one fsync), per message False for a duplicate; the service batches what
-    # arrives while one call is in flight (``GroupCommit``)
-    accept_many: Callable[[list[InboundMessage]], Awaitable[Sequence[bool]]]
-    mark_done_many: Callable[[list[str]], Awaitable[Sequence[object]]]
-    pending: Callable[[], Awaitable[list[InboundMessage]]]  # this account's unfinished ones
-    answer: Callable[[InboundMessage], Awaitable[str]]  # idempotent per message id
-    save_pairing: Callable[[bytes], Awaitable[object]]
-
-
-class ServiceOptions(msgspec.Struct, frozen=True, kw_only=True):
-    workers: int = 16  # dispatch workers (a session has one job out at a time: its order kept)
-    queue_size: int = 16  # jobs waiting per worker; a full queue back-pressures the receive
-    stuck_after_s: float = 600.0
-    retry_base_s: float = 1.0  # backoff of a send/answer retried later
-    retry_cap_s: float = 60.0
-    answer_attempts: int = 3  # for errors that are not transient; then SORRY is sent
-    finish_grace_s: float = 3.0  # a cancelled worker still finishes send + mark_done this long
-    typing_after_s: float = 0.5  # a turn answered sooner shows no typing indicator
-    typing_max_s: float = 2.0  # the typing indicator is given up after this (best effort)
-    done_ids: int = 4096  # ids finished here, remembered against a late replay
-
-
-@dataclass(frozen=True, slots=True)
 class Job:
     msg: InboundMessage
     notice: str | None = None  # a fixed reply (pairing code): not journaled, no agent turn
@@ -126,8 +99,10 @@ class ChannelService:
         sleep: Sleep = asyncio.sleep,
         rng: random.Random | None = None,
         audit: AuditSink | None = None,
+        link: Link | None = None,
     ) -> None:
         self.adapter = adapter
+        self.link = link or Link(clock=clock)
         self._audit = audit
         self._refusals = RefusalAudit(audit, clock=clock)
         self.pairing = pairing
@@ -176,6 +151,7 @@ class ChannelService:
 
     async def _receive(self) -> None:
         self.receiving = True
+        current_link.set(self.link)  # this task's context: the adapter's ReceiveBackoff reports
         try:
             await self.adapter.run(self.sink)
         finally:
@@ -222,6 +198,7 @@ class ChannelService:
                     await self._enqueue_answer(msg)
                 return
             self.counts["accepted"] += 1
+            self.link.received()
             await self._enqueue_answer(msg)
 
     async def _lost_accept(self, msg: InboundMessage) -> bool:
@@ -333,6 +310,7 @@ class ChannelService:
                       account=self._acct):
                 await self.adapter.send(out)
             self.counts["sent"] += 1
+            self.link.sent()
         if self._marking:  # the marker writes it (with the others waiting): the worker goes on
             self._done.add(msg_id)
             await self._marks.put(msg_id)
@@ -472,9 +450,10 @@ class ChannelService:
         return max(0.0, self._clock.monotonic() - self.adapter.last_activity)
 
     def problem(self) -> str | None:
-        """Stuck: the receive loop has not heard from the platform for ``stuck_after_s``."""
+        """Stuck: connected, yet the receive loop has not heard from the platform for
+        ``stuck_after_s`` (a loop that is retrying says so itself and is not stuck)."""
         age = self.idle_for()
-        if age > self.opt.stuck_after_s:
+        if age > self.opt.stuck_after_s and self.link.state in ("connecting", "connected"):
             return f"no receive for {age:.0f}s"
         return None
 
@@ -492,4 +471,5 @@ class ChannelService:
             "in": self.counts["accepted"],
             "out": self.counts["sent"],
             "counts": dict(self.counts),
+            "link": self.link.snapshot(),
         }

@@ -141,8 +141,10 @@ class SignalAdapter:
         about = (await self._request("GET", "/v1/about")).json()
         accounts = (await self._request("GET", "/v1/accounts")).json()
         if self.account not in accounts:
-            raise PlatformRejected("this Signal number is not registered with signal-cli",
-                                   hint="register or link it in signal-cli-rest-api first")
+            raise PlatformRejected(
+                f"Signal number {self.account} is not registered with signal-cli",
+                hint=f"register or link it first (signal-cli-rest-api at {self._api_base}: "
+                "POST /v1/register/NUMBER, or GET /v1/qrcodelink to link a phone)")
         mode = str(about.get("mode", ""))
         if self._mode == "auto":
             self._mode = "websocket" if mode == "json-rpc" else "poll"

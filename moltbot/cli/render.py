@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from moltbot.channels.link import describe
+
 
 def _uptime(seconds: float) -> str:
     if seconds <= 0:
@@ -23,6 +25,8 @@ def figures_text(figures: dict[str, Any] | None) -> str:
     """A compact line of an actor's figures: ``in 12 out 12 q 0``, ``turns 5 p50 80ms``."""
     parts = []
     for key, value in (figures or {}).items():
+        if key == "link":  # a channel's connection: its own column (see ``rows``)
+            continue
         label = FIGURE_LABELS.get(key, key)
         if key.endswith("_ms") and isinstance(value, int | float):
             parts.append(f"{label} {value:.0f}ms")
@@ -41,10 +45,15 @@ def rows(status: dict[str, Any], depth: int = 0) -> list[list[str]]:
             note = (note + "; " if note else "") + f"last exit: {c['last_exit']}"
         if c.get("standby"):
             note = (note + "; " if note else "") + f"standby {c['standby']}"
+        state = c["state"]
+        link = (c.get("figures") or {}).get("link")
+        if isinstance(link, dict) and state == "running":
+            state = "failed" if link.get("state") == "rejected" else state
+            note = describe(link) + ("; " + note if note else "")
         out.append(
             [
                 "  " * depth + c["name"],
-                c["state"],
+                state,
                 str(c["restarts"]),
                 (c.get("node") or "")[:8],
                 str(c.get("pid") or "-"),

@@ -67,6 +67,7 @@ KINDS = frozenset(
         "pairing",
         "supervision",
         "plugin_denied",
+        "channel",
     }
 )
 _KEYS = frozenset({"seq", "ts", "kind", "fields", "prev", "hash"})  # a legacy record

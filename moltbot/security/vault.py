@@ -315,6 +315,19 @@ def lazy_get(home: Path | None = None, *, on_read: ReadHook | None = None) -> Ca
     return get
 
 
+def fingerprint(home: Path | None = None) -> tuple[tuple[str, int, int], ...]:
+    """The vault's files as (name, size, mtime): it changes when a secret is set or removed."""
+    found = []
+    try:
+        for entry in os.scandir(paths.credentials_dir(home)):
+            if entry.name.endswith(SUFFIX) and entry.is_file():
+                st = entry.stat()
+                found.append((entry.name, st.st_size, st.st_mtime_ns))
+    except OSError:
+        return ()
+    return tuple(sorted(found))
+
+
 def needs_passphrase(home: Path | None = None) -> bool:
     """True for a vault locked with a passphrase (not a key file)."""
     return (paths.credentials_dir(home) / SALT_FILE).is_file()

@@ -26,7 +26,7 @@ import ray
 from actors.channel import ChannelActor
 from actors.supervisor import Supervisor
 from moltbot.config.schema import Config
-from moltbot.errors import NotFound, PlatformRejected
+from moltbot.errors import NotFound
 from moltbot.security.audit import tail, verify
 from moltbot.security.vault import Vault
 from moltbot.supervision.tree import build_tree, root_flags
@@ -290,33 +290,46 @@ def test_crash_while_messages_arrive_every_message_answered_exactly_once(
     assert pid_of(rig.ns, "channels/signal:phone") == signal_pid
 
 
-def test_bad_token_fails_the_start_without_showing_the_token(rig: Rig) -> None:
+def test_a_refused_token_parks_the_account_until_the_secret_is_fixed(rig: Rig) -> None:
+    """A bad token does not fail the start (it would hold up the whole tree): the account comes
+    up parked, says why and how to fix it (never the token), and once the secret is replaced in
+    the vault it connects by itself, with no restart."""
+    vault = Vault.open(rig.home)
+    vault.set("slack_bad_token", "xoxb-WRONG-secret-value")
     cfg = msgspec.structs.replace(
         config(rig.tg, rig.slack),
         channels=msgspec.convert(
-            {
-                "slack": [
-                    {
-                        "account": "bad",
-                        "bot_token": "env:MB_TEST_BAD",
-                        "app_token": "env:MB_TEST_APP",
-                        "api_base": rig.slack.api_base,
-                    }
-                ]
-            },
+            {"slack": [{"account": "bad", "bot_token": "secret:slack_bad_token",
+                        "app_token": "env:MB_TEST_APP", "api_base": rig.slack.api_base}]},
             type=type(Config().channels),
         ),
-    )
-    env = {**RAY_ENV, "MB_TEST_BAD": "xoxb-WRONG-secret-value", "MB_TEST_APP": APP_TOKEN}
+    )  # fmt: skip
+    env = {**RAY_ENV, "MOLTBOT_HOME": str(rig.home), "MB_TEST_APP": APP_TOKEN}
     actor = ChannelActor.options(  # type: ignore[attr-defined]
         namespace=rig.ns, num_cpus=0, max_restarts=0, runtime_env={"env_vars": env}
     ).remote(
         path="channels/slack:bad", config=cfg, channel="slack", account="bad", namespace=rig.ns
     )
     try:
-        with pytest.raises(PlatformRejected) as info:
-            ray.get(actor.run.remote(), timeout=60)
-        assert "WRONG-secret-value" not in str(info.value)
-        assert "token" in str(info.value)
+        running = actor.run.remote()
+        ray.get(actor.ready.remote(), timeout=60)  # started: nothing waits on this account
+        link = ray.get(actor.figures.remote(), timeout=10)["link"]
+        assert link["state"] == "rejected", link
+        assert "token" in link["reason"] and "slack" in link["fix"], link
+        assert "WRONG-secret-value" not in str(ray.get(actor.status.remote(), timeout=10))
+        assert ray.get(actor.ping.remote(), timeout=10)["ok"]  # parked is not stuck
+
+        def parked() -> list[dict[str, Any]]:
+            return [r["fields"] for r in tail(rig.home / "audit" / "audit.jsonl", 500)
+                    if r["kind"] == "channel" and r["fields"].get("event") == "parked"]
+
+        wait_for(lambda: bool(parked()), 10, "the audit record")
+        assert "token" in parked()[-1]["reason"]
+
+        vault.set("slack_bad_token", BOT_TOKEN)  # the owner fixes it: `moltbot secrets set`
+        wait_for(lambda: ray.get(actor.figures.remote(), timeout=10)["link"]["state"]
+                 == "connected", 30, "the account connects")  # fmt: skip
+        ready, _ = ray.wait([running], timeout=0)
+        assert ready == []  # still the same life: no restart was needed
     finally:
         ray.kill(actor)

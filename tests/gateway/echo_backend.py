@@ -12,6 +12,7 @@ from moltbot.messages import ChatDelta, ChatEvent, ChatFinal, ChatTool
 XSS_REPLY = 'look: <img src=x onerror="window.__xss=1"> done'
 SECRET_IN_CONFIG = "s3cret-value-never-shown"
 
+REJECTED_REASON = "Signal number +15557770000 is not registered with signal-cli"
 
 class EchoBackend:
     def __init__(self) -> None:
@@ -43,6 +44,13 @@ class EchoBackend:
                     {"name": "store", "state": "running", "children": []},
                     {"name": "gateway", "state": "running", "children": []},
                     {"name": "agents", "state": "restarting", "restarts": 2, "children": []},
+                    {"name": "channels", "state": "running", "children": [
+                        {"name": "signal:phone", "state": "running", "children": [],
+                         "figures": {"in": 0, "out": 0, "queue": 0, "link": {
+                             "state": "rejected", "since": 0, "last_in": None,
+                             "last_out": None, "reason": REJECTED_REASON,
+                             "fix": "register or link it first"}}},
+                    ]},
                 ],
             }
         }

@@ -10,7 +10,7 @@ import pytest
 from playwright.async_api import Browser, ConsoleMessage, Page, async_playwright
 
 from .conftest import TOKEN, MakeGateway
-from .echo_backend import EchoBackend
+from .echo_backend import REJECTED_REASON, EchoBackend
 
 CHROMIUM_ARGS = [
     "--no-sandbox",
@@ -93,7 +93,12 @@ async def test_web_chat_login_stream_xss_tree_approvals(
     # The supervision tree from `status`, and the pending approvals with their buttons.
     await page.wait_for_selector("#tree .node-name")
     names = await page.locator("#tree .node-name").all_text_contents()
-    assert names == ["moltbot", "store", "gateway", "agents"]
+    assert names == ["moltbot", "store", "gateway", "agents", "channels", "signal:phone"]
+    # a channel account that cannot work shows as failed, with the platform's reason and fix
+    account = page.locator("#tree li", has=page.locator(".node-name", has_text="signal:phone"))
+    assert await account.locator(".node-state").last.text_content() == "failed"
+    link = await account.locator(".node-link").text_content() or ""
+    assert REJECTED_REASON in link and "fix: register or link it first" in link
     item = page.locator("#approvals li[data-id='a1']")
     await item.wait_for()
     assert "rm -rf /tmp/x <b>" in (await item.text_content() or "")

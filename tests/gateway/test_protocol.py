@@ -35,7 +35,7 @@ async def test_every_method_reaches_the_backend(make_gateway: MakeGateway) -> No
 
     assert (await c.call("health"))["payload"]["status"] == "ok"
     tree = (await c.call("status"))["payload"]["tree"]
-    assert [n["name"] for n in tree["children"]] == ["store", "gateway", "agents"]
+    assert [n["name"] for n in tree["children"]] == ["store", "gateway", "agents", "channels"]
     history = (await c.call("chat.history", {"session": "main", "limit": 1}))["payload"]
     assert history == {"session": "main", "messages": [{"role": "user", "text": "hi"}]}
     assert (await c.call("sessions.list"))["payload"]["sessions"][0]["key"] == "web:main"

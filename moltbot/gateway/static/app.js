@@ -249,17 +249,31 @@
     p99_ms: "p99", tokens_in: "tok in", tokens_out: "tok out" };
   function figuresText(figures) {
     if (!figures || typeof figures !== "object") return "";
-    return Object.entries(figures).map(([key, value]) => {
+    return Object.entries(figures).filter(([key]) => key !== "link").map(([key, value]) => {
       const label = FIGURE_LABELS[key] || key;
       if (key.endsWith("_ms") && typeof value === "number") return `${label} ${Math.round(value)}ms`;
       return `${label} ${value}`;
     }).join(" ");
   }
 
+  // a channel's connection, as `moltbot status` says it (moltbot/channels/link.py describe)
+  function linkText(link) {
+    if (link.state === "retrying") {
+      const text = `retrying ${link.attempt}, next in ${link.next_in_s}s`;
+      return link.reason ? `${text}: ${link.reason}` : text;
+    }
+    if (link.state === "rejected") {
+      return `rejected: ${link.reason}` + (link.fix ? ` (fix: ${link.fix})` : "");
+    }
+    return String(link.state || "");
+  }
+
   function renderNode(node) {
     const li = el("li");
     li.appendChild(el("span", "node-name", node.name || node.id || "?"));
-    const state = String(node.state || node.status || "");
+    const link = node.figures && typeof node.figures.link === "object" ? node.figures.link : null;
+    let state = String(node.state || node.status || "");
+    if (link && state === "running" && link.state === "rejected") state = "failed";
     if (state) {
       const cls = state.toLowerCase().replace(/[^a-z_-]/g, "");
       li.appendChild(el("span", `node-state ${cls}`, state));
@@ -267,6 +281,7 @@
     if (node.restarts) li.appendChild(el("span", "muted", ` ↻${node.restarts}`));
     const figures = figuresText(node.figures);
     if (figures) li.appendChild(el("span", "muted node-figures", ` ${figures}`));
+    if (link) li.appendChild(el("span", `node-link ${link.state}`, ` ${linkText(link)}`));
     if (Array.isArray(node.children) && node.children.length) {
       const ul = el("ul");
       for (const child of node.children) ul.appendChild(renderNode(child));
