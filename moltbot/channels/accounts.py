@@ -9,11 +9,12 @@ from typing import Any
 
 import msgspec
 
-from moltbot.channels.base import ChannelAdapter
+from moltbot.channels.base import ChannelAdapter, CursorStore, MemoryCursors
 from moltbot.clock import SYSTEM_CLOCK, Clock
 from moltbot.config.schema import (
     AccountConfig,
     ChannelPolicy,
+    DiscordAccount,
     GroupEntry,
     SignalAccount,
     SlackAccount,
@@ -51,9 +52,11 @@ def load_pairing(data: bytes | None, policy: AccessPolicy, *, clock: Clock = SYS
     return Pairing(policy, clock=clock)
 
 
-def make_adapter(channel: str, index: int, acct: AccountConfig, secret: SecretResolver
-                 ) -> ChannelAdapter:
-    """The adapter of one configured account; ``index`` only names the JSON path in errors."""
+def make_adapter(channel: str, index: int, acct: AccountConfig, secret: SecretResolver,
+                 *, cursors: CursorStore | None = None) -> ChannelAdapter:
+    """The adapter of one configured account; ``index`` only names the JSON path in errors.
+    ``cursors``: where an adapter without platform re-delivery (Discord) keeps its read
+    positions (the store's kv); without one they last only as long as the process."""
     at = f"$.channels.{channel}[{index}]"
     if channel == "telegram" and isinstance(acct, TelegramAccount):
         from moltbot.channels.telegram import TelegramAdapter
@@ -72,6 +75,15 @@ def make_adapter(channel: str, index: int, acct: AccountConfig, secret: SecretRe
 
         return SignalAdapter(account=acct.number, api_base=acct.api_base,
                              receive_mode=acct.receive_mode)
+    if channel == "discord" and isinstance(acct, DiscordAccount):
+        from moltbot.channels.discord import DiscordAdapter
+
+        if cursors is None:
+            log.warning("discord %s: no durable cursor store; messages sent while it is down "
+                        "are not caught up after a restart", acct.account)
+        return DiscordAdapter(account=acct.account, token=secret(acct.token, f"{at}.token"),
+                              cursors=cursors or MemoryCursors(), api_base=acct.api_base,
+                              catch_up_max=acct.catch_up_max)
     raise ValueError(f"unknown channel type {channel!r}")
 
 

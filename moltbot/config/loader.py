@@ -100,7 +100,7 @@ def check_config(cfg: Config) -> None:
             'set "api_key": "secret:anthropic_api_key" and run '
             "`moltbot secrets set anthropic_api_key`",
         )
-    for kind in ("telegram", "slack", "signal"):
+    for kind in ("telegram", "slack", "signal", "discord"):
         accounts: list[AccountConfig] = list(getattr(cfg.channels, kind))
         _unique(
             f"$.channels.{kind}",

@@ -85,7 +85,7 @@ def iter_secret_refs(cfg: Config, *, in_use_only: bool = False) -> Iterator[tupl
     if in_use_only:
         if cfg.agent.provider != "anthropic":
             unused.add("$.agent.api_key")
-        for kind in ("telegram", "slack", "signal"):
+        for kind in ("telegram", "slack", "signal", "discord"):
             for i, account in enumerate(getattr(cfg.channels, kind)):
                 if not account.enabled:
                     unused.add(f"$.channels.{kind}[{i}].")

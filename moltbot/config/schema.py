@@ -174,10 +174,20 @@ class SignalAccount(AccountConfig, frozen=True, kw_only=True, forbid_unknown_fie
     api_base: str = "http://127.0.0.1:8080"
 
 
+class DiscordAccount(AccountConfig, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """A Discord bot. ``catch_up_max``: after a reconnect, at most this many missed messages
+    per channel are read back from the channel's history (Discord does not re-deliver)."""
+
+    token: SecretRef
+    api_base: str = "https://discord.com/api/v10"
+    catch_up_max: Annotated[int, Meta(ge=0, le=10000)] = 200
+
+
 class ChannelsConfig(_Section, frozen=True, kw_only=True, forbid_unknown_fields=True):
     telegram: list[TelegramAccount] = []
     slack: list[SlackAccount] = []
     signal: list[SignalAccount] = []
+    discord: list[DiscordAccount] = []
 
 
 # --- tools ---------------------------------------------------------------------------------

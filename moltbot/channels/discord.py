@@ -1,0 +1,477 @@
+"""Discord through discord.py: its gateway client receives, its HTTP client sends.
+
+Durability: Discord's gateway has no ack and nothing is re-delivered to a new session. So the
+adapter keeps, per channel, the id of the last message the sink accepted (a :class:`CursorBook`
+in the injected :class:`CursorStore`), and on every READY (first connect, and every reconnect
+that could not RESUME) reads each known channel's REST history after that id, oldest first,
+through the same sink; ``SeenIds`` and the cursors drop what the live stream also brings. A
+RESUME replays missed events itself. Live events reach us as raw gateway payloads (the same
+shape REST history returns) through a bounded queue; when it is full, the channel is marked
+and its messages are read from history instead, so a slow sink loses nothing.
+
+Limits: a DM channel the bot never heard from before has no cursor, so a first DM sent while
+the adapter was down is not caught up; a catch-up reads at most ``catch_up_max`` messages per
+channel (the oldest after the cursor; the rest are skipped, with a warning).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import re
+from collections.abc import Awaitable
+from typing import Any, TypeVar
+
+import aiohttp
+import discord
+import msgspec
+import yarl
+from discord.gateway import DiscordWebSocket
+from discord.http import HTTPClient, MultipartParameters, Route
+
+from moltbot.channels.base import (
+    RECEIVE_BATCH,
+    CursorStore,
+    InboundSink,
+    SeenIds,
+    sink_together,
+)
+from moltbot.channels.cursors import Cursor, CursorBook
+from moltbot.channels.formatting import DISCORD_LIMIT, render
+from moltbot.channels.retry import DEFAULT_RETRY, ReceiveBackoff, RetryPolicy, Sleep, retrying
+from moltbot.clock import SYSTEM_CLOCK, Clock
+from moltbot.errors import MoltbotError, PlatformRejected, PlatformUnavailable, RateLimited
+from moltbot.messages import InboundMessage, OutboundMessage
+
+T = TypeVar("T")
+log = logging.getLogger(__name__)
+
+DEFAULT_API = "https://discord.com/api/v10"
+INTENTS = discord.Intents(guilds=True, guild_messages=True, dm_messages=True,
+                          message_content=True)
+_TEXT_TYPES = {0, 19}  # DEFAULT, REPLY
+_TOKEN_HINT = "check channels.discord token (Developer Portal > your app > Bot > Reset Token)"  # noqa: S105
+_INTENT_HINT = ("enable MESSAGE CONTENT INTENT under Bot > Privileged Gateway Intents in the "
+                "Discord Developer Portal for the bot of channels.discord")
+_FATAL_CLOSE = {4010: "invalid shard", 4011: "sharding required", 4012: "invalid API version",
+                4013: "invalid intents"}
+
+
+def map_error(exc: BaseException) -> MoltbotError:
+    """The one place discord.py / aiohttp errors become moltbot errors (no token, no body)."""
+    if isinstance(exc, discord.LoginFailure):
+        return PlatformRejected("Discord refused the bot token", hint=_TOKEN_HINT)
+    if isinstance(exc, discord.PrivilegedIntentsRequired):
+        return PlatformRejected("Discord refused the message content intent", hint=_INTENT_HINT)
+    if isinstance(exc, discord.ConnectionClosed):
+        if exc.code == 4004:
+            return PlatformRejected("Discord refused the bot token", hint=_TOKEN_HINT)
+        if exc.code == 4014:
+            return PlatformRejected("Discord refused the message content intent",
+                                    hint=_INTENT_HINT)
+        if exc.code in _FATAL_CLOSE:
+            return PlatformRejected(f"Discord closed the gateway ({_FATAL_CLOSE[exc.code]})")
+        return PlatformUnavailable(f"Discord closed the gateway (code {exc.code})")
+    if isinstance(exc, discord.RateLimited):
+        return RateLimited("Discord is rate limiting us", retry_after=float(exc.retry_after))
+    if isinstance(exc, discord.GatewayNotFound):
+        cause = exc.__cause__
+        if isinstance(cause, discord.HTTPException):
+            return map_error(cause)
+        return PlatformUnavailable("Discord's gateway could not be found")
+    if isinstance(exc, discord.HTTPException):
+        return _map_status(exc)
+    if isinstance(exc, aiohttp.ClientError | TimeoutError | OSError):
+        return PlatformUnavailable("Discord could not be reached")
+    return PlatformRejected("Discord request failed")
+
+
+def _map_status(exc: discord.HTTPException) -> MoltbotError:
+    status = exc.status
+    if status == 429:
+        after = exc.response.headers.get("Retry-After") if exc.response is not None else None
+        try:
+            delay = max(0.0, float(after)) if after else 1.0
+        except ValueError:
+            delay = 1.0
+        return RateLimited("Discord is rate limiting us", retry_after=delay)
+    if status >= 500:
+        return PlatformUnavailable(f"Discord is unavailable right now (HTTP {status})")
+    if status == 401:
+        return PlatformRejected("Discord refused the bot token", hint=_TOKEN_HINT)
+    if status == 403:
+        return PlatformRejected(
+            "Discord refused access to that channel (HTTP 403)",
+            hint="give the bot View Channel, Send Messages and Read Message History there")
+    if status == 404:
+        return PlatformRejected("Discord does not know that channel or message (HTTP 404)")
+    return PlatformRejected(f"Discord rejected the request (HTTP {status}, code {exc.code})")
+
+
+class _Http(HTTPClient):
+    """discord.py's HTTP client pointed at ``api_base`` and at the gateway GET /gateway/bot
+    named (discord.py keeps both in class attributes; this keeps them per adapter)."""
+
+    def __init__(self, loop: Any, *, api_base: str, **options: Any) -> None:
+        super().__init__(loop, **options)
+        self.api_base = api_base.rstrip("/")
+        self.gateway: yarl.URL | None = None
+
+    async def request(self, route: Route, **kwargs: Any) -> Any:
+        if self.api_base != Route.BASE and route.url.startswith(Route.BASE):
+            route.url = self.api_base + route.url[len(Route.BASE):]
+        return await super().request(route, **kwargs)
+
+    async def ws_connect(self, url: str, *, compress: int = 0) -> aiohttp.ClientWebSocketResponse:
+        wanted = yarl.URL(url)
+        if self.gateway is not None and wanted.host == DiscordWebSocket.DEFAULT_GATEWAY.host:
+            url = str(self.gateway.with_query(wanted.query))
+        return await super().ws_connect(url, compress=compress)
+
+
+class _Frame(msgspec.Struct):
+    t: str | None = None
+    d: Any = None
+
+
+class _Client(discord.Client):
+    """discord.py's client, handing raw MESSAGE_CREATE payloads and READY to the adapter."""
+
+    def __init__(self, adapter: DiscordAdapter, api_base: str, identify_delay: float) -> None:
+        super().__init__(intents=INTENTS, max_messages=None, chunk_guilds_at_startup=False,
+                         member_cache_flags=discord.MemberCacheFlags.none(),
+                         enable_debug_events=True, max_ratelimit_timeout=30.0)
+        self.api = _Http(self.loop, api_base=api_base, max_ratelimit_timeout=30.0)
+        self.http = self._connection.http = self.api
+        self._adapter, self._identify_delay = adapter, identify_delay
+
+    def dispatch(self, event: str, /, *args: Any, **kwargs: Any) -> None:
+        if event == "socket_raw_receive":
+            self._adapter._on_raw(args[0])
+            return
+        if event == "socket_raw_send":
+            return
+        if event == "connect":  # READY: a new session, nothing of the gap will be replayed
+            self._adapter._on_ready()
+        super().dispatch(event, *args, **kwargs)
+
+    async def before_identify_hook(self, shard_id: int | None, *, initial: bool = False) -> None:
+        if not initial:  # Discord allows one IDENTIFY per 5 s
+            await asyncio.sleep(self._identify_delay)
+
+
+class DiscordAdapter:
+    channel = "discord"
+
+    def __init__(
+        self,
+        *,
+        account: str,
+        token: str,
+        cursors: CursorStore,
+        api_base: str = DEFAULT_API,
+        catch_up_max: int = 200,
+        queue_size: int = 256,
+        identify_delay: float = 5.0,
+        retry: RetryPolicy = DEFAULT_RETRY,
+        clock: Clock = SYSTEM_CLOCK,
+        sleep: Sleep = asyncio.sleep,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.account = account
+        self.last_activity = clock.monotonic()
+        self._token, self._api_base, self._identify_delay = token, api_base, identify_delay
+        self._book = CursorBook(cursors, f"cursor.discord.{account}")
+        self._catch_up_max, self._queue_size = catch_up_max, queue_size
+        self._retry, self._clock, self._sleep, self._rng = retry, clock, sleep, rng
+        self._client: _Client | None = None
+        self._used = False  # the client's gateway ran once: a new run() logs in afresh
+        self._me: dict[str, str] = {}
+        self._seen = SeenIds()
+        self._queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(queue_size)
+        self._gaps: dict[str, Cursor] = {}  # channel -> (first dropped id - 1, guild)
+        self._ready = False
+        self._wake = asyncio.Event()
+        self._fatal: MoltbotError | None = None
+
+    def __repr__(self) -> str:  # never show the token
+        return f"DiscordAdapter(account={self.account!r})"
+
+    async def _call(self, aw: Awaitable[T]) -> T:
+        try:
+            return await aw
+        except (discord.DiscordException, aiohttp.ClientError, TimeoutError, OSError) as e:
+            log.debug("discord %s: %s", self.account, type(e).__name__)
+            raise map_error(e) from None
+
+    async def connect(self) -> dict[str, Any]:
+        """Log in (GET /users/@me) and learn the gateway URL (GET /gateway/bot)."""
+        old, self._client = self._client, None
+        if old is not None:
+            await old.close()
+        client = _Client(self, self._api_base, self._identify_delay)
+        try:
+            await self._call(client.login(self._token))
+            _shards, url, _limit = await self._call(client.api.get_bot_gateway())
+        except BaseException:
+            await client.close()
+            raise
+        client.api.gateway = yarl.URL(url)
+        self._client, self._used = client, False
+        user = client.user
+        if user is None:
+            raise PlatformUnavailable("Discord did not say who the bot is")
+        self._me = {"id": str(user.id), "username": user.name,
+                    "name": user.global_name or user.name}
+        self.last_activity = self._clock.monotonic()
+        return dict(self._me)
+
+    async def _http(self) -> _Http:
+        if self._client is None or self._client.is_closed():
+            await self.connect()
+        assert self._client is not None
+        return self._client.api
+
+    # --- receiving -------------------------------------------------------------------------
+    async def run(self, sink: InboundSink) -> None:
+        backoff = self._backoff()
+        if self._client is None or self._used or self._client.is_closed():
+            await backoff.call(self.connect)
+        client = self._client
+        assert client is not None
+        self._used, self._fatal, self._ready = True, None, False
+        self._queue = asyncio.Queue(self._queue_size)
+        problem: Exception | None = None
+        async with asyncio.TaskGroup() as tg:
+            gateway = tg.create_task(self._gateway(client))
+            try:
+                await self._receive(sink)
+            except Exception as e:  # raised after the gateway task is stopped
+                problem = e
+            gateway.cancel()
+        if problem is not None:
+            raise problem
+
+    async def _gateway(self, client: _Client) -> None:
+        try:
+            await client.connect(reconnect=True)
+            self._fatal = PlatformUnavailable("Discord's gateway connection ended")
+        except (discord.DiscordException, aiohttp.ClientError, TimeoutError, OSError) as e:
+            log.warning("discord %s: gateway stopped: %s", self.account, type(e).__name__)
+            self._fatal = map_error(e)
+        finally:
+            self._wake.set()
+
+    async def _receive(self, sink: InboundSink) -> None:
+        await self._book.load()
+        while True:
+            if self._fatal is not None:
+                raise self._fatal
+            if self._ready or self._gaps:
+                await self._catch_up(sink)
+                continue
+            if self._queue.empty():
+                self._wake.clear()
+                await self._wake.wait()
+                continue
+            batch: list[dict[str, Any]] = []
+            while len(batch) < RECEIVE_BATCH and not self._queue.empty():
+                batch.append(self._queue.get_nowait())
+            await self._deliver(batch, sink)
+
+    def _on_raw(self, raw: str | bytes) -> None:
+        """Every gateway payload (discord.py's reading loop): keep the MESSAGE_CREATEs."""
+        self.last_activity = self._clock.monotonic()
+        text = raw if isinstance(raw, str) else raw.decode("utf-8", "replace")
+        if '"MESSAGE_CREATE"' not in text:
+            return
+        try:
+            frame = msgspec.json.decode(text, type=_Frame)
+        except msgspec.DecodeError:
+            return
+        data = frame.d
+        if frame.t != "MESSAGE_CREATE" or not isinstance(data, dict):
+            return
+        channel = str(data.get("channel_id") or "")
+        if not channel.isdigit() or not str(data.get("id") or "").isdigit():
+            return
+        if channel in self._gaps:
+            return  # read from history when its catch-up runs
+        try:
+            self._queue.put_nowait(data)
+        except asyncio.QueueFull:
+            log.warning("discord %s: receive queue full; channel %s read from history instead",
+                        self.account, channel)
+            self._gaps[channel] = Cursor(int(data["id"]) - 1, str(data.get("guild_id") or ""))
+        self._wake.set()
+
+    def _on_ready(self) -> None:
+        self._ready = True
+        self._wake.set()
+
+    async def _catch_up(self, sink: InboundSink) -> None:
+        """Every known channel's messages after its cursor (and every overflowed channel's
+        after its first dropped message), oldest first, through the sink."""
+        gaps, self._gaps, self._ready = self._gaps, {}, False
+        starts = {c: Cursor(k.last, k.guild) for c, k in self._book.channels.items()}
+        for channel, gap in gaps.items():
+            if channel not in starts or gap.last < starts[channel].last:
+                starts[channel] = gap
+        for channel, start in starts.items():
+            await self._catch_up_channel(channel, start, sink)
+
+    async def _catch_up_channel(self, channel: str, start: Cursor, sink: InboundSink) -> None:
+        after, fetched, backoff = start.last, 0, self._backoff()
+        while fetched < self._catch_up_max:
+            limit = min(100, self._catch_up_max - fetched)
+
+            async def page(after: int = after, limit: int = limit) -> list[dict[str, Any]]:
+                http = await self._http()
+                found: list[Any] = await self._call(http.logs_from(channel, limit, after=after))
+                return found
+
+            try:
+                found = await backoff.call(page)
+            except PlatformRejected as e:  # channel gone or no longer readable
+                log.warning("discord %s: channel %s not caught up: %s", self.account, channel,
+                            e.code)
+                self._book.forget(channel)
+                return
+            found = sorted(found, key=lambda m: int(m["id"]))
+            fetched += len(found)
+            if found:
+                after = int(found[-1]["id"])
+                await self._deliver([{**m, "guild_id": start.guild} if start.guild else m
+                                     for m in found], sink)
+            if len(found) < limit:
+                return
+        log.warning("discord %s: more than %d messages missed in channel %s; the rest are "
+                    "skipped (channels.discord catch_up_max)", self.account, fetched, channel)
+
+    async def _deliver(self, batch: list[dict[str, Any]], sink: InboundSink) -> None:
+        """Sink the batch's new messages together; move each channel's cursor up to (not past)
+        its first refused message; then raise that refusal."""
+        pairs: list[tuple[dict[str, Any], InboundMessage | None]] = []
+        taken: set[str] = set()
+        for data in batch:
+            msg = self.to_inbound(data)
+            if msg is not None and (msg.id in self._seen or msg.id in taken
+                                    or int(data["id"]) <= self._book.last(msg.chat_id)):
+                msg = None
+            if msg is not None:
+                taken.add(msg.id)
+            pairs.append((data, msg))
+        outcomes = iter(await sink_together(sink, [m for _, m in pairs if m is not None]))
+        moves: dict[str, Cursor] = {}
+        blocked: set[str] = set()
+        first: Exception | None = None
+        for data, msg in pairs:
+            channel = str(data["channel_id"])
+            problem = next(outcomes) if msg is not None else None
+            if problem is not None:
+                first = first or problem
+                blocked.add(channel)
+            if channel in blocked:
+                continue
+            if msg is not None:
+                self._seen.add(msg.id)
+            if msg is not None or channel in self._book.channels:
+                moves[channel] = Cursor(int(data["id"]), str(data.get("guild_id") or ""))
+        if self._book.advanced(moves):
+            await self._book.save()
+        if first is not None:
+            raise first
+
+    def to_inbound(self, data: dict[str, Any]) -> InboundMessage | None:
+        """A message payload (gateway MESSAGE_CREATE or REST history) as an InboundMessage."""
+        author = data.get("author") or {}
+        content, channel, mid = data.get("content"), data.get("channel_id"), data.get("id")
+        if author.get("bot") or author.get("system") or data.get("webhook_id"):
+            return None  # other bots, webhooks and the bot itself
+        if not author.get("id") or str(author["id"]) == self._me.get("id"):
+            return None
+        if data.get("type", 0) not in _TEXT_TYPES or not isinstance(content, str):
+            return None
+        if not content.strip() or not channel or not mid:
+            return None
+        is_group = bool(data.get("guild_id"))
+        mentioned = is_group and self._mentions_me(data, content)
+        text = content
+        if mentioned:
+            text = re.sub(rf"<@!?{self._me.get('id', '')}>", "", content).strip() or content
+        member = data.get("member") or {}
+        name = member.get("nick") or author.get("global_name") or author.get("username") or ""
+        return InboundMessage(
+            id=f"discord:{self.account}:{channel}:{mid}",
+            channel="discord",
+            account=self.account,
+            chat_id=str(channel),
+            sender_id=str(author["id"]),
+            sender_name=str(name),
+            text=text,
+            is_group=is_group,
+            mentioned=mentioned,
+            received_at=self._clock.time(),
+        )
+
+    def _mentions_me(self, data: dict[str, Any], content: str) -> bool:
+        me = self._me.get("id", "")
+        if not me:
+            return False
+        if any(str(u.get("id")) == me for u in data.get("mentions") or []):
+            return True
+        replied = (data.get("referenced_message") or {}).get("author") or {}
+        return str(replied.get("id")) == me or bool(re.search(rf"<@!?{me}>", content))
+
+    # --- sending ---------------------------------------------------------------------------
+    async def send(self, out: OutboundMessage) -> list[str]:
+        if not out.chat_id.isdigit():
+            raise PlatformRejected("not a Discord channel id",
+                                   hint="a Discord chat id is the channel's number")
+        reply_to = _message_id(out.in_reply_to, out.chat_id)
+        ids: list[str] = []
+        for i, piece in enumerate(render(out.text, "discord", DISCORD_LIMIT, plain=out.plain)):
+            payload: dict[str, Any] = {"content": piece, "allowed_mentions": {"parse": []}}
+            if reply_to is not None and i == 0:
+                payload["message_reference"] = {"message_id": reply_to, "channel_id": out.chat_id,
+                                                "fail_if_not_exists": False}
+
+            async def once(payload: dict[str, Any] = payload) -> str:
+                http = await self._http()
+                params = MultipartParameters(payload=payload, multipart=None, files=None)
+                sent = await self._call(http.send_message(out.chat_id, params=params))
+                return str(sent["id"])
+
+            ids.append(await retrying(once, deadline=self._retry.deadline, sleep=self._sleep,
+                                      clock=self._clock, rng=self._rng, base=self._retry.base,
+                                      cap=self._retry.cap, platform="Discord"))
+        return ids
+
+    async def typing(self, chat_id: str) -> None:
+        if not chat_id.isdigit():
+            raise PlatformRejected("not a Discord channel id")
+        http = await self._http()
+        await self._call(http.send_typing(chat_id))
+
+    async def close(self) -> None:
+        client, self._client = self._client, None
+        if client is not None:
+            try:
+                await client.close()
+            except (discord.DiscordException, aiohttp.ClientError, OSError) as e:
+                log.debug("discord %s: close: %s", self.account, type(e).__name__)
+
+    def _backoff(self) -> ReceiveBackoff:
+        return ReceiveBackoff(base=self._retry.base, cap=self._retry.cap, sleep=self._sleep,
+                              rng=self._rng, platform="discord")
+
+
+def _message_id(inbound_id: str | None, chat_id: str) -> str | None:
+    """The Discord message id of ``inbound_id`` when it was sent in ``chat_id``."""
+    if not inbound_id or not inbound_id.startswith("discord:"):
+        return None
+    parts = inbound_id.split(":")
+    if len(parts) != 4 or parts[2] != chat_id or not parts[3].isdigit():
+        return None
+    return parts[3]
