@@ -20,6 +20,7 @@ import asyncio
 import logging
 import random
 import re
+from collections import deque
 from collections.abc import Awaitable
 from typing import Any, TypeVar
 
@@ -189,9 +190,10 @@ class DiscordAdapter:
         self._used = False  # the client's gateway ran once: a new run() logs in afresh
         self._me: dict[str, str] = {}
         self._seen = SeenIds()
-        self._queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(queue_size)
+        # gateway messages, and None where a new session began (READY)
+        self._inbox: deque[dict[str, Any] | None] = deque()
+        self._overflow = False  # the inbox was full: read the history when it is empty
         self._gaps: dict[str, Cursor] = {}  # channel -> (first dropped id - 1, guild)
-        self._ready = False
         self._wake = asyncio.Event()
         self._fatal: MoltbotError | None = None
 
@@ -240,8 +242,8 @@ class DiscordAdapter:
             await backoff.call(self.connect)
         client = self._client
         assert client is not None
-        self._used, self._fatal, self._ready = True, None, False
-        self._queue = asyncio.Queue(self._queue_size)
+        self._used, self._fatal = True, None
+        self._inbox.clear()
         problem: Exception | None = None
         async with asyncio.TaskGroup() as tg:
             gateway = tg.create_task(self._gateway(client))
@@ -264,24 +266,41 @@ class DiscordAdapter:
             self._wake.set()
 
     async def _receive(self, sink: InboundSink) -> None:
+        """The gateway's messages and READY marks, in order: a READY reads each known channel's
+        history first; after an overflow, the queue is emptied, then the history is read."""
         await self._book.load()
         while True:
             if self._fatal is not None:
                 raise self._fatal
-            if self._ready or self._gaps:
-                await self._catch_up(sink)
-                continue
-            if self._queue.empty():
+            if not self._inbox:
+                if self._overflow:
+                    await self._catch_up(sink)
+                    continue
                 self._wake.clear()
                 await self._wake.wait()
                 continue
-            batch: list[dict[str, Any]] = []
-            while len(batch) < RECEIVE_BATCH and not self._queue.empty():
-                batch.append(self._queue.get_nowait())
+            first = self._inbox.popleft()
+            if first is None:
+                await self._catch_up(sink)
+                continue
+            batch = [first]
+            while len(batch) < RECEIVE_BATCH and self._inbox:
+                nxt = self._inbox[0]
+                if nxt is None:
+                    break
+                batch.append(nxt)
+                self._inbox.popleft()
             await self._deliver(batch, sink)
 
+    def _push(self, item: dict[str, Any] | None) -> bool:
+        if self._overflow or len(self._inbox) >= self._queue_size:
+            self._overflow = True
+            return False
+        self._inbox.append(item)
+        return True
+
     def _on_raw(self, raw: str | bytes) -> None:
-        """Every gateway payload (discord.py's reading loop): keep the MESSAGE_CREATEs."""
+        """Every gateway payload (from discord.py's reading loop): keep the MESSAGE_CREATEs."""
         self.last_activity = self._clock.monotonic()
         text = raw if isinstance(raw, str) else raw.decode("utf-8", "replace")
         if '"MESSAGE_CREATE"' not in text:
@@ -296,28 +315,25 @@ class DiscordAdapter:
         channel = str(data.get("channel_id") or "")
         if not channel.isdigit() or not str(data.get("id") or "").isdigit():
             return
-        if channel in self._gaps:
-            return  # read from history when its catch-up runs
-        try:
-            self._queue.put_nowait(data)
-        except asyncio.QueueFull:
-            log.warning("discord %s: receive queue full; channel %s read from history instead",
-                        self.account, channel)
-            self._gaps[channel] = Cursor(int(data["id"]) - 1, str(data.get("guild_id") or ""))
+        if not self._push(data):  # read from history once the queue is empty
+            if channel not in self._gaps:
+                log.warning("discord %s: receive queue full; channel %s is read from history",
+                            self.account, channel)
+                self._gaps[channel] = Cursor(int(data["id"]) - 1,
+                                             str(data.get("guild_id") or ""))
         self._wake.set()
 
     def _on_ready(self) -> None:
-        self._ready = True
+        """A new session: what was sent since the last one is only in the history."""
+        self._push(None)  # when the queue is full, the overflow's catch-up covers it
         self._wake.set()
 
     async def _catch_up(self, sink: InboundSink) -> None:
         """Every known channel's messages after its cursor (and every overflowed channel's
-        after its first dropped message), oldest first, through the sink."""
-        gaps, self._gaps, self._ready = self._gaps, {}, False
-        starts = {c: Cursor(k.last, k.guild) for c, k in self._book.channels.items()}
-        for channel, gap in gaps.items():
-            if channel not in starts or gap.last < starts[channel].last:
-                starts[channel] = gap
+        from its first dropped message), oldest first, through the sink."""
+        gaps, self._gaps, self._overflow = self._gaps, {}, False
+        starts = dict(gaps)
+        starts.update(self._book.channels)
         for channel, start in starts.items():
             await self._catch_up_channel(channel, start, sink)
 

@@ -41,7 +41,7 @@ from moltbot.tools.registry import Tool, ToolRegistry
 TOOL_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 METHOD_NAME = re.compile(r"^[a-z][A-Za-z0-9_.]{0,63}$")
 KV_KEY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,47}$")
-BUILTIN_CHANNELS = frozenset({"telegram", "slack", "signal", "web", "cli"})
+BUILTIN_CHANNELS = frozenset({"telegram", "slack", "signal", "discord", "web", "cli"})
 # errors a method handler may raise that reach the caller as they are (plain, picklable types)
 PASSED_ERRORS = (AccessDenied, BadRequest, CapabilityDenied, NotFound, PluginError, Unavailable)
 
