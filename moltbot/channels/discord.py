@@ -28,8 +28,7 @@ import aiohttp
 import discord
 import msgspec
 import yarl
-from discord.gateway import DiscordWebSocket
-from discord.http import HTTPClient, MultipartParameters, Route
+from discord.http import MultipartParameters
 
 from moltbot.channels.base import (
     RECEIVE_BATCH,
@@ -39,127 +38,17 @@ from moltbot.channels.base import (
     sink_together,
 )
 from moltbot.channels.cursors import Cursor, CursorBook
+from moltbot.channels.discord_client import DEFAULT_API, Client, Frame, Http, map_error
 from moltbot.channels.formatting import DISCORD_LIMIT, render
 from moltbot.channels.retry import DEFAULT_RETRY, ReceiveBackoff, RetryPolicy, Sleep, retrying
 from moltbot.clock import SYSTEM_CLOCK, Clock
-from moltbot.errors import MoltbotError, PlatformRejected, PlatformUnavailable, RateLimited
+from moltbot.errors import MoltbotError, PlatformRejected, PlatformUnavailable
 from moltbot.messages import InboundMessage, OutboundMessage
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
 
-DEFAULT_API = "https://discord.com/api/v10"
-INTENTS = discord.Intents(guilds=True, guild_messages=True, dm_messages=True,
-                          message_content=True)
 _TEXT_TYPES = {0, 19}  # DEFAULT, REPLY
-_TOKEN_HINT = "check channels.discord token (Developer Portal > your app > Bot > Reset Token)"  # noqa: S105
-_INTENT_HINT = ("enable MESSAGE CONTENT INTENT under Bot > Privileged Gateway Intents in the "
-                "Discord Developer Portal for the bot of channels.discord")
-_FATAL_CLOSE = {4010: "invalid shard", 4011: "sharding required", 4012: "invalid API version",
-                4013: "invalid intents"}
-
-
-def map_error(exc: BaseException) -> MoltbotError:
-    """The one place discord.py / aiohttp errors become moltbot errors (no token, no body)."""
-    if isinstance(exc, discord.LoginFailure):
-        return PlatformRejected("Discord refused the bot token", hint=_TOKEN_HINT)
-    if isinstance(exc, discord.PrivilegedIntentsRequired):
-        return PlatformRejected("Discord refused the message content intent", hint=_INTENT_HINT)
-    if isinstance(exc, discord.ConnectionClosed):
-        if exc.code == 4004:
-            return PlatformRejected("Discord refused the bot token", hint=_TOKEN_HINT)
-        if exc.code == 4014:
-            return PlatformRejected("Discord refused the message content intent",
-                                    hint=_INTENT_HINT)
-        if exc.code in _FATAL_CLOSE:
-            return PlatformRejected(f"Discord closed the gateway ({_FATAL_CLOSE[exc.code]})")
-        return PlatformUnavailable(f"Discord closed the gateway (code {exc.code})")
-    if isinstance(exc, discord.RateLimited):
-        return RateLimited("Discord is rate limiting us", retry_after=float(exc.retry_after))
-    if isinstance(exc, discord.GatewayNotFound):
-        cause = exc.__cause__
-        if isinstance(cause, discord.HTTPException):
-            return map_error(cause)
-        return PlatformUnavailable("Discord's gateway could not be found")
-    if isinstance(exc, discord.HTTPException):
-        return _map_status(exc)
-    if isinstance(exc, aiohttp.ClientError | TimeoutError | OSError):
-        return PlatformUnavailable("Discord could not be reached")
-    return PlatformRejected("Discord request failed")
-
-
-def _map_status(exc: discord.HTTPException) -> MoltbotError:
-    status = exc.status
-    if status == 429:
-        after = exc.response.headers.get("Retry-After") if exc.response is not None else None
-        try:
-            delay = max(0.0, float(after)) if after else 1.0
-        except ValueError:
-            delay = 1.0
-        return RateLimited("Discord is rate limiting us", retry_after=delay)
-    if status >= 500:
-        return PlatformUnavailable(f"Discord is unavailable right now (HTTP {status})")
-    if status == 401:
-        return PlatformRejected("Discord refused the bot token", hint=_TOKEN_HINT)
-    if status == 403:
-        return PlatformRejected(
-            "Discord refused access to that channel (HTTP 403)",
-            hint="give the bot View Channel, Send Messages and Read Message History there")
-    if status == 404:
-        return PlatformRejected("Discord does not know that channel or message (HTTP 404)")
-    return PlatformRejected(f"Discord rejected the request (HTTP {status}, code {exc.code})")
-
-
-class _Http(HTTPClient):
-    """discord.py's HTTP client pointed at ``api_base`` and at the gateway GET /gateway/bot
-    named (discord.py keeps both in class attributes; this keeps them per adapter)."""
-
-    def __init__(self, loop: Any, *, api_base: str, **options: Any) -> None:
-        super().__init__(loop, **options)
-        self.api_base = api_base.rstrip("/")
-        self.gateway: yarl.URL | None = None
-
-    async def request(self, route: Route, **kwargs: Any) -> Any:
-        if self.api_base != Route.BASE and route.url.startswith(Route.BASE):
-            route.url = self.api_base + route.url[len(Route.BASE):]
-        return await super().request(route, **kwargs)
-
-    async def ws_connect(self, url: str, *, compress: int = 0) -> aiohttp.ClientWebSocketResponse:
-        wanted = yarl.URL(url)
-        if self.gateway is not None and wanted.host == DiscordWebSocket.DEFAULT_GATEWAY.host:
-            url = str(self.gateway.with_query(wanted.query))
-        return await super().ws_connect(url, compress=compress)
-
-
-class _Frame(msgspec.Struct):
-    t: str | None = None
-    d: Any = None
-
-
-class _Client(discord.Client):
-    """discord.py's client, handing raw MESSAGE_CREATE payloads and READY to the adapter."""
-
-    def __init__(self, adapter: DiscordAdapter, api_base: str, identify_delay: float) -> None:
-        super().__init__(intents=INTENTS, max_messages=None, chunk_guilds_at_startup=False,
-                         member_cache_flags=discord.MemberCacheFlags.none(),
-                         enable_debug_events=True, max_ratelimit_timeout=30.0)
-        self.api = _Http(self.loop, api_base=api_base, max_ratelimit_timeout=30.0)
-        self.http = self._connection.http = self.api
-        self._adapter, self._identify_delay = adapter, identify_delay
-
-    def dispatch(self, event: str, /, *args: Any, **kwargs: Any) -> None:
-        if event == "socket_raw_receive":
-            self._adapter._on_raw(args[0])
-            return
-        if event == "socket_raw_send":
-            return
-        if event == "connect":  # READY: a new session, nothing of the gap will be replayed
-            self._adapter._on_ready()
-        super().dispatch(event, *args, **kwargs)
-
-    async def before_identify_hook(self, shard_id: int | None, *, initial: bool = False) -> None:
-        if not initial:  # Discord allows one IDENTIFY per 5 s
-            await asyncio.sleep(self._identify_delay)
 
 
 class DiscordAdapter:
@@ -186,7 +75,7 @@ class DiscordAdapter:
         self._book = CursorBook(cursors, f"cursor.discord.{account}")
         self._catch_up_max, self._queue_size = catch_up_max, queue_size
         self._retry, self._clock, self._sleep, self._rng = retry, clock, sleep, rng
-        self._client: _Client | None = None
+        self._client: Client | None = None
         self._used = False  # the client's gateway ran once: a new run() logs in afresh
         self._me: dict[str, str] = {}
         self._seen = SeenIds()
@@ -196,6 +85,8 @@ class DiscordAdapter:
         self._gaps: dict[str, Cursor] = {}  # channel -> (first dropped id - 1, guild)
         self._wake = asyncio.Event()
         self._fatal: MoltbotError | None = None
+        self._my_roles: set[str] = set()  # ids of the roles Discord made for this bot
+        self._login = asyncio.Lock()  # run() and send() may both want a client
 
     def __repr__(self) -> str:  # never show the token
         return f"DiscordAdapter(account={self.account!r})"
@@ -209,10 +100,15 @@ class DiscordAdapter:
 
     async def connect(self) -> dict[str, Any]:
         """Log in (GET /users/@me) and learn the gateway URL (GET /gateway/bot)."""
+        async with self._login:
+            return await self._connect()
+
+    async def _connect(self) -> dict[str, Any]:
         old, self._client = self._client, None
         if old is not None:
             await old.close()
-        client = _Client(self, self._api_base, self._identify_delay)
+        client = Client(on_raw=self._on_raw, on_ready=self._on_ready, api_base=self._api_base,
+                        identify_delay=self._identify_delay)
         try:
             await self._call(client.login(self._token))
             _shards, url, _limit = await self._call(client.api.get_bot_gateway())
@@ -229,11 +125,12 @@ class DiscordAdapter:
         self.last_activity = self._clock.monotonic()
         return dict(self._me)
 
-    async def _http(self) -> _Http:
-        if self._client is None or self._client.is_closed():
-            await self.connect()
-        assert self._client is not None
-        return self._client.api
+    async def _http(self) -> Http:
+        async with self._login:
+            if self._client is None or self._client.is_closed():
+                await self._connect()
+            assert self._client is not None
+            return self._client.api
 
     # --- receiving -------------------------------------------------------------------------
     async def run(self, sink: InboundSink) -> None:
@@ -255,7 +152,7 @@ class DiscordAdapter:
         if problem is not None:
             raise problem
 
-    async def _gateway(self, client: _Client) -> None:
+    async def _gateway(self, client: Client) -> None:
         try:
             await client.connect(reconnect=True)
             self._fatal = PlatformUnavailable("Discord's gateway connection ended")
@@ -303,14 +200,19 @@ class DiscordAdapter:
         """Every gateway payload (from discord.py's reading loop): keep the MESSAGE_CREATEs."""
         self.last_activity = self._clock.monotonic()
         text = raw if isinstance(raw, str) else raw.decode("utf-8", "replace")
-        if '"MESSAGE_CREATE"' not in text:
+        if '"MESSAGE_CREATE"' not in text and '"GUILD_CREATE"' not in text:
             return
         try:
-            frame = msgspec.json.decode(text, type=_Frame)
+            frame = msgspec.json.decode(text, type=Frame)
         except msgspec.DecodeError:
             return
         data = frame.d
-        if frame.t != "MESSAGE_CREATE" or not isinstance(data, dict):
+        if not isinstance(data, dict):
+            return
+        if frame.t == "GUILD_CREATE":
+            self._note_my_role(data)
+            return
+        if frame.t != "MESSAGE_CREATE":
             return
         channel = str(data.get("channel_id") or "")
         if not channel.isdigit() or not str(data.get("id") or "").isdigit():
@@ -322,6 +224,13 @@ class DiscordAdapter:
                 self._gaps[channel] = Cursor(int(data["id"]) - 1,
                                              str(data.get("guild_id") or ""))
         self._wake.set()
+
+    def _note_my_role(self, guild: dict[str, Any]) -> None:
+        """The bot's own role in a guild: typing @bot there may mention it instead of us."""
+        for role in guild.get("roles") or []:
+            tags = role.get("tags") if isinstance(role, dict) else None
+            if isinstance(tags, dict) and str(tags.get("bot_id")) == self._me.get("id"):
+                self._my_roles.add(str(role.get("id")))
 
     def _on_ready(self) -> None:
         """A new session: what was sent since the last one is only in the history."""
@@ -415,7 +324,7 @@ class DiscordAdapter:
         mentioned = is_group and self._mentions_me(data, content)
         text = content
         if mentioned:
-            text = re.sub(rf"<@!?{self._me.get('id', '')}>", "", content).strip() or content
+            text = self._me_tag().sub("", content).strip() or content
         member = data.get("member") or {}
         name = member.get("nick") or author.get("global_name") or author.get("username") or ""
         return InboundMessage(
@@ -437,8 +346,15 @@ class DiscordAdapter:
             return False
         if any(str(u.get("id")) == me for u in data.get("mentions") or []):
             return True
+        if any(str(r) in self._my_roles for r in data.get("mention_roles") or []):
+            return True
         replied = (data.get("referenced_message") or {}).get("author") or {}
-        return str(replied.get("id")) == me or bool(re.search(rf"<@!?{me}>", content))
+        return str(replied.get("id")) == me or bool(self._me_tag().search(content))
+
+    def _me_tag(self) -> re.Pattern[str]:
+        """``<@id>``, ``<@!id>`` (nickname form) and ``<@&role>`` of the bot's own roles."""
+        tags = [rf"<@!?{self._me.get('id', '')}>", *(f"<@&{r}>" for r in self._my_roles)]
+        return re.compile("|".join(tags))
 
     # --- sending ---------------------------------------------------------------------------
     async def send(self, out: OutboundMessage) -> list[str]:

@@ -111,16 +111,18 @@ async def test_guild_mentions_and_ignored_authors(fake: FakeDiscord) -> None:
             {"content": f"hey <@!{BOT_ID}> and you?"},
             {"content": "beep", "bot": True, "author_id": "500000000000000001"},
             {"content": "my own echo", "author_id": BOT_ID},
+            {"content": "via the bot's role", "mention_role": fake.bot_role()},
+            {"content": "via another role", "mention_role": "777"},
             {"content": "last"},
         ):
             args: dict[str, object] = {"channel_id": GUILD_CHANNEL_ID, "author_id": ALICE,
                                        "guild_id": GUILD_ID, **kw}
             fake.inject_message(**args)  # type: ignore[arg-type]
-        msgs = await sink.wait(4)
+        msgs = await sink.wait(6)
         await asyncio.sleep(0.1)
     assert [(m.text, m.mentioned) for m in sink.messages] == [
         ("lunch anyone?", False), ("what time is it?", True), ("hey  and you?", True),
-        ("last", False)]
+        ("via the bot's role", True), ("<@&777> via another role", False), ("last", False)]
     assert all(m.is_group for m in msgs)
     assert msgs[0].session_key == f"discord:main:group:{GUILD_CHANNEL_ID}"
 
@@ -476,3 +478,23 @@ async def test_unreadable_cursor_value_starts_empty(caplog: pytest.LogCaptureFix
     await store.put("cursor.discord.main", b"{not json")
     book = CursorBook(store, "cursor.discord.main")
     assert await book.load() == {} and "unreadable" in caplog.text
+
+
+async def test_platform_down_and_back_resumes(fake: FakeDiscord) -> None:
+    """The whole platform goes away (connections refused) and comes back on the same address:
+    discord.py retries with its backoff and RESUMEs; what happened meanwhile arrives once."""
+    sink = Collector()
+    async with running(make(fake), sink):
+        await connected(fake)
+        fake.inject_message(channel_id=DM, author_id=ALICE, content="before")
+        await sink.wait(1)
+        await fake.stop()
+        fake.inject_message(channel_id=DM, author_id=ALICE, content="while down")
+        await asyncio.sleep(0.3)
+        await fake.start()
+        await sink.wait(2, timeout=15)
+        fake.inject_message(channel_id=DM, author_id=ALICE, content="after")
+        await sink.wait(3)
+        await asyncio.sleep(0.2)
+    assert [m.text for m in sink.messages] == ["before", "while down", "after"]
+    assert fake.resumes >= 1 and fake.identifies == 1

@@ -142,6 +142,10 @@ class FakeDiscord(FakeServer):
     def snowflake(self) -> str:
         return str(next(self._snowflakes))
 
+    def bot_role(self, guild_id: str = GUILD_ID) -> str:
+        """The id of the role Discord manages for the bot in ``guild_id``."""
+        return str(int(guild_id) + 1)
+
     def add_guild_channel(self, channel_id: str, guild_id: str = GUILD_ID) -> None:
         self.guilds.setdefault(guild_id, {})[channel_id] = f"channel-{channel_id[-4:]}"
         self.channels[channel_id] = {"id": channel_id, "type": 0, "guild_id": guild_id,
@@ -157,6 +161,7 @@ class FakeDiscord(FakeServer):
         username: str = "alice",
         guild_id: str | None = None,
         mention_bot: bool = False,
+        mention_role: str | None = None,
         bot: bool = False,
         reply_to: str | None = None,
     ) -> dict[str, Any]:
@@ -169,8 +174,12 @@ class FakeDiscord(FakeServer):
         author = self._user(author_id, username, bot=bot)
         if mention_bot:
             content = f"<@{BOT_ID}> {content}"
+        if mention_role is not None:
+            content = f"<@&{mention_role}> {content}"
         msg = self._message(channel_id, author, content,
                             mentions=[self.bot] if mention_bot else [], reply_to=reply_to)
+        if mention_role is not None:
+            msg["mention_roles"] = [mention_role]
         self._record(msg, guild_id, member={"nick": None, "roles": [], "joined_at": _iso()})
         return msg
 
@@ -217,7 +226,7 @@ class FakeDiscord(FakeServer):
             "content": content, "timestamp": _iso(), "edited_timestamp": None, "tts": False,
             "mention_everyone": False, "mentions": mentions, "mention_roles": [],
             "attachments": [], "embeds": [], "pinned": False, "type": 0, "flags": 0}
-        if reply_to is not None:
+        if reply_to is not None:  # a reply: Discord mentions the replied-to author by default
             ref = next((m for m in self.history.get(channel_id, []) if m["id"] == reply_to), None)
             msg["type"] = 19
             msg["message_reference"] = {"message_id": reply_to, "channel_id": channel_id}
@@ -239,7 +248,10 @@ class FakeDiscord(FakeServer):
             "id": guild_id, "name": f"guild {guild_id[-4:]}", "icon": None, "owner_id": "1",
             "unavailable": False, "member_count": 2, "large": False, "features": [],
             "roles": [{"id": guild_id, "name": "@everyone", "permissions": "1024", "position": 0,
-                       "color": 0, "hoist": False, "managed": False, "mentionable": False}],
+                       "color": 0, "hoist": False, "managed": False, "mentionable": False},
+                      {"id": self.bot_role(guild_id), "name": "moltbot", "permissions": "3072",
+                       "position": 1, "color": 0, "hoist": False, "managed": True,
+                       "mentionable": False, "tags": {"bot_id": BOT_ID}}],
             "emojis": [], "stickers": [], "members": [], "voice_states": [], "presences": [],
             "threads": [], "stage_instances": [], "guild_scheduled_events": [],
             "channels": [self.channels[c] for c in self.guilds[guild_id]],
