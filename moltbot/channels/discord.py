@@ -49,6 +49,7 @@ T = TypeVar("T")
 log = logging.getLogger(__name__)
 
 _TEXT_TYPES = {0, 19}  # DEFAULT, REPLY
+_SDK_ERRORS = (discord.DiscordException, aiohttp.ClientError, TimeoutError, OSError)
 
 
 class DiscordAdapter:
@@ -94,7 +95,7 @@ class DiscordAdapter:
     async def _call(self, aw: Awaitable[T]) -> T:
         try:
             return await aw
-        except (discord.DiscordException, aiohttp.ClientError, TimeoutError, OSError) as e:
+        except _SDK_ERRORS as e:
             log.debug("discord %s: %s", self.account, type(e).__name__)
             raise map_error(e) from None
 
@@ -156,7 +157,7 @@ class DiscordAdapter:
         try:
             await client.connect(reconnect=True)
             self._fatal = PlatformUnavailable("Discord's gateway connection ended")
-        except (discord.DiscordException, aiohttp.ClientError, TimeoutError, OSError) as e:
+        except _SDK_ERRORS as e:
             log.warning("discord %s: gateway stopped: %s", self.account, type(e).__name__)
             self._fatal = map_error(e)
         finally:
@@ -187,7 +188,23 @@ class DiscordAdapter:
                     break
                 batch.append(nxt)
                 self._inbox.popleft()
+            await self._mark_new_channels(batch)
             await self._deliver(batch, sink)
+
+    async def _mark_new_channels(self, batch: list[dict[str, Any]]) -> None:
+        """A cursor just before the first message of every channel that has none yet (this
+        batch and what waits behind it): if the sink refuses it, or we stop before it is
+        sunk, the next catch-up starts there instead of never knowing the channel."""
+        fresh: dict[str, Cursor] = {}
+        for data in [*batch, *(d for d in self._inbox if d is not None)]:
+            channel = str(data["channel_id"])
+            if channel in self._book.channels or self.to_inbound(data) is None:
+                continue
+            before = int(data["id"]) - 1
+            if channel not in fresh or before < fresh[channel].last:
+                fresh[channel] = Cursor(before, str(data.get("guild_id") or ""))
+        if fresh and self._book.advanced(fresh):
+            await self._book.save()
 
     def _push(self, item: dict[str, Any] | None) -> bool:
         if self._overflow or len(self._inbox) >= self._queue_size:
@@ -251,19 +268,23 @@ class DiscordAdapter:
         while fetched < self._catch_up_max:
             limit = min(100, self._catch_up_max - fetched)
 
-            async def page(after: int = after, limit: int = limit) -> list[dict[str, Any]]:
+            async def page(after: int = after, limit: int = limit) -> list[Any] | None:
                 http = await self._http()
-                found: list[Any] = await self._call(http.logs_from(channel, limit, after=after))
-                return found
+                try:
+                    return await http.logs_from(channel, limit, after=after)
+                except (discord.NotFound, discord.Forbidden):
+                    return None
+                except _SDK_ERRORS as e:
+                    raise map_error(e) from None
 
-            try:
-                found = await backoff.call(page)
-            except PlatformRejected as e:  # channel gone or no longer readable
-                log.warning("discord %s: channel %s not caught up: %s", self.account, channel,
-                            e.code)
+            got = await backoff.call(page)
+            if got is None:  # deleted, or the bot lost access: nothing more will come
+                log.warning("discord %s: channel %s is gone; its cursor is dropped",
+                            self.account, channel)
                 self._book.forget(channel)
+                await self._book.save()
                 return
-            found = sorted(found, key=lambda m: int(m["id"]))
+            found = sorted(got, key=lambda m: int(m["id"]))
             fetched += len(found)
             if found:
                 after = int(found[-1]["id"])

@@ -13,11 +13,12 @@ Gateway at ``/gateway?v=10&encoding=json[&compress=zlib-stream]``: HELLO (op 10)
 invalidated session gets INVALID_SESSION (op 9, false). A bad token closes with 4004; asking for
 the MESSAGE_CONTENT intent when ``message_content_allowed`` is False closes with 4014.
 
-Test API: ``inject_message``, ``sent``, ``typing``, ``calls``, ``fail(route, count, status,
-retry_after)``, ``drop()`` (close every gateway socket; the session stays resumable),
-``hold()`` / ``release()`` (new gateway sockets wait before HELLO), ``invalidate_sessions()``,
-``stop()`` / ``start()``. Standalone: ``python -m tests.fakes.discord_api --port 8083`` with
-``POST /_fake/inject`` (JSON kwargs of inject_message), ``GET /_fake/sent``, ``POST /_fake/fail``.
+Test API: ``inject_message``, ``add_guild_channel``, ``delete_channel``, ``sent``, ``typing``,
+``calls``, ``fail(route, count, status, retry_after)``, ``drop()`` (close every gateway
+socket; the session stays resumable), ``hold()`` / ``release()`` (new gateway sockets wait
+before HELLO), ``invalidate_sessions()``, ``stop()`` / ``start()``.
+Standalone: ``python -m tests.fakes.discord_api --port 8083`` with ``POST /_fake/inject``
+(JSON kwargs of inject_message), ``GET /_fake/sent``, ``POST /_fake/fail``.
 """
 
 from __future__ import annotations
@@ -151,6 +152,12 @@ class FakeDiscord(FakeServer):
         self.channels[channel_id] = {"id": channel_id, "type": 0, "guild_id": guild_id,
                                      "name": f"channel-{channel_id[-4:]}", "position": 0,
                                      "permission_overwrites": []}
+
+    def delete_channel(self, channel_id: str) -> None:
+        self.channels.pop(channel_id, None)
+        self.history.pop(channel_id, None)
+        for channels in self.guilds.values():
+            channels.pop(channel_id, None)
 
     def inject_message(
         self,
