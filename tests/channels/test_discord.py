@@ -336,3 +336,14 @@ async def test_token_revoked_during_catch_up_keeps_the_cursors(fake: FakeDiscord
     await a.close()
     assert "channels.discord token" in str(info.value)
     assert cursors.values["cursor.discord.main"] == saved
+
+
+async def test_gateway_refusing_the_token_stops_the_run(fake: FakeDiscord) -> None:
+    """REST took the token but the gateway closes with 4004 (revoked meanwhile): no loop."""
+    a = make(fake)
+    await a.connect()
+    fake.token = "another-token"
+    with pytest.raises(PlatformRejected) as info:
+        await asyncio.wait_for(a.run(Collector()), 10)
+    await a.close()
+    assert "channels.discord token" in str(info.value) and fake.identifies == 1

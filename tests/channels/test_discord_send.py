@@ -215,3 +215,17 @@ async def test_unreadable_cursor_value_starts_empty(caplog: pytest.LogCaptureFix
     await store.put("cursor.discord.main", b"{not json")
     book = CursorBook(store, "cursor.discord.main")
     assert await book.load() == {} and "unreadable" in caplog.text
+
+
+async def test_500_is_first_retried_by_discord_py(fake: FakeDiscord, sleeps: Sleeps) -> None:
+    """discord.py itself retries a 500 (after 1 s) before our retry sees anything."""
+    fake.inject_message(channel_id=DM, author_id=ALICE, content="hi")
+    fake.fail("create_message", 1, status=500)
+    a = make(fake, sleep=sleeps)
+    try:
+        ids = await a.send(out("hello"))
+    finally:
+        await a.close()
+    first, second = fake.call_times["create_message"]
+    assert len(ids) == 1 and len(fake.sent) == 1 and sleeps.delays == []
+    assert second - first >= 1.0
