@@ -12,6 +12,7 @@ from moltbot.channels.accounts import make_adapter
 from moltbot.channels.base import MemoryCursors
 from moltbot.channels.cursors import Cursor, CursorBook
 from moltbot.channels.discord import DiscordAdapter
+from moltbot.channels.formatting import DISCORD_LIMIT, render
 from moltbot.clock import FakeClock
 from moltbot.config import load_config_text
 from moltbot.errors import ConfigError, PlatformRejected, PlatformUnavailable
@@ -229,3 +230,12 @@ async def test_500_is_first_retried_by_discord_py(fake: FakeDiscord, sleeps: Sle
     first, second = fake.call_times["create_message"]
     assert len(ids) == 1 and len(fake.sent) == 1 and sleeps.delays == []
     assert second - first >= 1.0
+
+
+def test_discord_flavour_keeps_markdown_and_fences_across_chunks() -> None:
+    text = "#### Deep title\n## Kept\n~~old~~ **new**\n```py\n" + "x = 1\n" * 500 + "```"
+    pieces = render(text, "discord", DISCORD_LIMIT)
+    assert len(pieces) > 1 and all(len(p) <= DISCORD_LIMIT for p in pieces)
+    assert pieces[0].startswith("**Deep title**\n## Kept\n~~old~~ **new**\n")
+    assert all(p.count("```") % 2 == 0 for p in pieces)  # every piece's code block is closed
+    assert render("a *b* <@1>", "discord", DISCORD_LIMIT, plain=True) == [r"a \*b\* \<@1\>"]
