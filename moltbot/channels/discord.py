@@ -6,8 +6,10 @@ in the injected :class:`CursorStore`), and on every READY (first connect, and ev
 that could not RESUME) reads each known channel's REST history after that id, oldest first,
 through the same sink; ``SeenIds`` and the cursors drop what the live stream also brings. A
 RESUME replays missed events itself. Live events reach us as raw gateway payloads (the same
-shape REST history returns) through a bounded queue; when it is full, the channel is marked
-and its messages are read from history instead, so a slow sink loses nothing.
+shape REST history returns) in a bounded inbox, READY marks in order between them; when the
+inbox is full, later messages are noted per channel and read from history once it is empty,
+so a slow sink loses nothing. A channel's first message gets a cursor just before it before it
+is sunk, so a refusal (or a stop) there is caught up too.
 
 Limits: a DM channel the bot never heard from before has no cursor, so a first DM sent while
 the adapter was down is not caught up; a catch-up reads at most ``catch_up_max`` messages per
