@@ -9,12 +9,12 @@ from typing import Any
 
 import msgspec
 
-from moltbot.channels.base import ChannelAdapter
-from moltbot.channels.cursor import CursorStore
+from moltbot.channels.base import ChannelAdapter, CursorStore, MemoryCursors
 from moltbot.clock import SYSTEM_CLOCK, Clock
 from moltbot.config.schema import (
     AccountConfig,
     ChannelPolicy,
+    DiscordAccount,
     GroupEntry,
     IMessageAccount,
     SignalAccount,
@@ -56,8 +56,9 @@ def load_pairing(data: bytes | None, policy: AccessPolicy, *, clock: Clock = SYS
 def make_adapter(channel: str, index: int, acct: AccountConfig, secret: SecretResolver,
                  *, cursor_store: CursorStore | None = None) -> ChannelAdapter:
     """The adapter of one configured account; ``index`` only names the JSON path in errors.
-    ``cursor_store``: where a catch-up cursor is kept (iMessage; none: in memory only, so a
-    restart starts at the newest message and what came while it was down is not fetched)."""
+    ``cursor_store``: where an adapter without platform re-delivery (iMessage, Discord) keeps
+    its read positions (the store's kv); without one they last only as long as the process,
+    so what came while it was down is not fetched after a restart."""
     at = f"$.channels.{channel}[{index}]"
     if channel == "telegram" and isinstance(acct, TelegramAccount):
         from moltbot.channels.telegram import TelegramAdapter
@@ -84,6 +85,15 @@ def make_adapter(channel: str, index: int, acct: AccountConfig, secret: SecretRe
                                cursor_store=cursor_store, mention_names=acct.mention_names,
                                catch_up_max=acct.catch_up_max,
                                poll_interval_s=acct.poll_interval_s, send_method=acct.send_method)
+    if channel == "discord" and isinstance(acct, DiscordAccount):
+        from moltbot.channels.discord import DiscordAdapter
+
+        if cursor_store is None:
+            log.warning("discord %s: no durable cursor store; messages sent while it is down "
+                        "are not caught up after a restart", acct.account)
+        return DiscordAdapter(account=acct.account, token=secret(acct.token, f"{at}.token"),
+                              cursors=cursor_store or MemoryCursors(), api_base=acct.api_base,
+                              catch_up_max=acct.catch_up_max)
     raise ValueError(f"unknown channel type {channel!r}")
 
 

@@ -8,6 +8,9 @@ platform re-delivers the message to the next adapter instance (the supervisor re
 * Telegram: the offset of ``getUpdates`` is advanced only past updates the sink accepted.
 * Slack: a Socket Mode envelope is acked only after the sink accepted it; unacked envelopes
   are re-delivered by Slack on reconnect.
+* Discord: the gateway has no ack and Discord does not re-deliver. The adapter keeps, per
+  channel, the id of the last message the sink accepted in a :class:`CursorStore` and, after
+  every (re)connect, reads what came after it from the channel's REST history.
 * Signal: signal-cli-rest-api has no ack. ``GET /v1/receive`` deletes what it returns and the
   json-rpc websocket pushes without ack, so a crash between the platform handing a message over
   and the sink returning loses that message. The adapter narrows the window (small polling
@@ -90,6 +93,28 @@ class ChannelAdapter(Protocol):
     async def typing(self, chat_id: str) -> None: ...
 
     async def close(self) -> None: ...
+
+
+class CursorStore(Protocol):
+    """Small durable values an adapter keeps between runs (the store's ``kv_get`` / ``kv_put``).
+    ``key`` is a plain name (``cursor.discord.main``); a missing key reads as None."""
+
+    async def get(self, key: str) -> bytes | None: ...
+
+    async def put(self, key: str, value: bytes) -> None: ...
+
+
+class MemoryCursors:
+    """A :class:`CursorStore` in memory (tests; a run without a store)."""
+
+    def __init__(self) -> None:
+        self.values: dict[str, bytes] = {}
+
+    async def get(self, key: str) -> bytes | None:
+        return self.values.get(key)
+
+    async def put(self, key: str, value: bytes) -> None:
+        self.values[key] = bytes(value)
 
 
 class SeenIds:

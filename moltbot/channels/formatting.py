@@ -1,9 +1,10 @@
 """Chunking and markdown conversion for the platforms' message formats.
 
 The agent writes (a small subset of) markdown. Each channel converts it once, here:
-Telegram HTML, Slack mrkdwn, Signal plain text. ``render`` chunks first and converts each chunk,
-so fenced code blocks split across messages are closed and re-opened and every converted chunk
-stays within the platform limit (escaping can only make a chunk longer, so it is re-split).
+Telegram HTML, Slack mrkdwn, Signal plain text, Discord its own markdown. ``render`` chunks
+first and converts each chunk, so fenced code blocks split across messages are closed and
+re-opened and every converted chunk stays within the platform limit (escaping can only make a
+chunk longer, so it is re-split).
 """
 
 from __future__ import annotations
@@ -16,14 +17,17 @@ from typing import Literal
 TELEGRAM_LIMIT = 4096
 SLACK_LIMIT = 3900  # Slack truncates at 4000; keep a margin
 SIGNAL_LIMIT = 2000  # chosen: long Signal messages become attachments
+DISCORD_LIMIT = 2000  # Discord refuses longer message content
 
-Format = Literal["telegram", "slack", "signal"]
+Format = Literal["telegram", "slack", "signal", "discord"]
 
 _FENCE = re.compile(r"^```[^\n`]*$", re.MULTILINE)
 _INLINE_CODE = re.compile(r"`([^`\n]+)`")
 _BOLD = re.compile(r"\*\*(?=\S)(.+?)(?<=\S)\*\*", re.DOTALL)
 _STRIKE = re.compile(r"~~(?=\S)(.+?)(?<=\S)~~")
 _HEADING = re.compile(r"^#{1,6}[ \t]+(.+?)[ \t]*#*[ \t]*$", re.MULTILINE)
+_DEEP_HEADING = re.compile(r"^#{4,6}[ \t]+(.+?)[ \t]*#*[ \t]*$", re.MULTILINE)
+_DISCORD_MARKUP = re.compile(r"([\\*_~`|>#\[\]()<:-])")
 _CLOSE = "\n```"
 
 
@@ -187,10 +191,32 @@ def to_signal_text(text: str) -> str:
     return "".join(out)
 
 
+def to_discord_markdown(text: str) -> str:
+    """Markdown subset -> Discord markdown: the same, but headings deeper than ``###`` (which
+    Discord shows as text) become bold. Pings are switched off when sending, not here."""
+
+    def styled(s: str) -> str:
+        return _DEEP_HEADING.sub(r"**\1**", s)
+
+    out: list[str] = []
+    for is_code, lang, body in _segments(text):
+        if is_code:
+            out.append(f"```{lang}\n{body}\n```")
+        else:
+            out.append(_inline(body, lambda c: f"`{c}`", styled))
+    return "".join(out)
+
+
+def discord_escape(text: str) -> str:
+    """Every markdown character backslash-escaped: Discord shows the text exactly as it is."""
+    return _DISCORD_MARKUP.sub(r"\\\1", text)
+
+
 CONVERTERS: dict[Format, Callable[[str], str]] = {
     "telegram": to_telegram_html,
     "slack": to_slack_mrkdwn,
     "signal": to_signal_text,
+    "discord": to_discord_markdown,
 }
 
 
@@ -198,6 +224,7 @@ PLAIN: dict[Format, Callable[[str], str]] = {
     "telegram": _esc,  # parse_mode HTML: escaped, every character shows as it is
     "slack": _esc,  # sent with mrkdwn off; &<> are still escaped (Slack's own rule)
     "signal": lambda s: s,
+    "discord": discord_escape,
 }
 
 

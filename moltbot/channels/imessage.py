@@ -4,7 +4,7 @@ Receiving polls ``POST /api/v1/message/query`` rather than taking BlueBubbles' w
 socket.io stream: a webhook needs moltbot to listen on a port the Mac can reach, its documented
 webhooks carry no signature to check and are not queued again when delivery fails, so a catch-up
 query is needed anyway after any outage. With polling, live receive and catch-up are the same
-query from the same cursor (``moltbot.channels.cursor``): one code path, nothing listening, no
+query from the same cursor (``moltbot.channels.time_cursor``): one code path, nothing listening, no
 socket.io client. The price: up to ``poll_interval_s`` of latency.
 
 Durability: the cursor (creation time of the last message the sink accepted, and the ids
@@ -33,8 +33,13 @@ from urllib.parse import quote
 import httpx
 import msgspec
 
-from moltbot.channels.base import RECEIVE_BATCH, InboundSink, sink_together
-from moltbot.channels.cursor import Cursor, CursorStore, MemoryCursorStore
+from moltbot.channels.base import (
+    RECEIVE_BATCH,
+    CursorStore,
+    InboundSink,
+    MemoryCursors,
+    sink_together,
+)
 from moltbot.channels.formatting import render
 from moltbot.channels.retry import (
     DEFAULT_RETRY,
@@ -44,6 +49,7 @@ from moltbot.channels.retry import (
     classify_status,
     retrying,
 )
+from moltbot.channels.time_cursor import Cursor
 from moltbot.clock import SYSTEM_CLOCK, Clock
 from moltbot.errors import MoltbotError, PlatformRejected, PlatformUnavailable, RateLimited
 from moltbot.messages import InboundMessage, OutboundMessage
@@ -150,7 +156,7 @@ class IMessageAdapter:
         self.account = account
         self.last_activity = clock.monotonic()
         self._api_base, self._password = api_base.rstrip("/"), password
-        self._store = cursor_store if cursor_store is not None else MemoryCursorStore()
+        self._store = cursor_store if cursor_store is not None else MemoryCursors()
         self._key = f"cursor.imessage.{account}"
         names = [re.escape(n.strip()) for n in mention_names if n.strip()]
         self._mention = re.compile(rf"(?<!\w)@?(?:{'|'.join(names)})(?!\w)",

@@ -20,6 +20,7 @@ import msgspec
 from moltbot import paths
 from moltbot.config.schema import (
     ACCOUNT_ID_PATTERN,
+    CHANNEL_KINDS,
     E164_PATTERN,
     SECRET_REF_PATTERN,
     AccountConfig,
@@ -100,7 +101,7 @@ def check_config(cfg: Config) -> None:
             'set "api_key": "secret:anthropic_api_key" and run '
             "`moltbot secrets set anthropic_api_key`",
         )
-    for kind in ("telegram", "slack", "signal", "imessage"):
+    for kind in CHANNEL_KINDS:
         accounts: list[AccountConfig] = list(getattr(cfg.channels, kind))
         _unique(
             f"$.channels.{kind}",

@@ -14,7 +14,7 @@ from typing import Literal
 
 import msgspec
 
-from moltbot.config.schema import SECRET_REF_PATTERN, Config, is_secret_ref_type
+from moltbot.config.schema import CHANNEL_KINDS, SECRET_REF_PATTERN, Config, is_secret_ref_type
 from moltbot.errors import NotFound, SecretRefError
 
 RefKind = Literal["secret", "env"]
@@ -85,7 +85,7 @@ def iter_secret_refs(cfg: Config, *, in_use_only: bool = False) -> Iterator[tupl
     if in_use_only:
         if cfg.agent.provider != "anthropic":
             unused.add("$.agent.api_key")
-        for kind in ("telegram", "slack", "signal", "imessage"):
+        for kind in CHANNEL_KINDS:
             for i, account in enumerate(getattr(cfg.channels, kind)):
                 if not account.enabled:
                     unused.add(f"$.channels.{kind}[{i}].")

@@ -187,6 +187,13 @@ class IMessageAccount(AccountConfig, frozen=True, kw_only=True, forbid_unknown_f
     catch_up_max: Annotated[int, Meta(ge=1, le=1000)] = 200
     poll_interval_s: Annotated[float, Meta(ge=0.2, le=60)] = 2.0
     send_method: Literal["auto", "apple-script", "private-api"] = "auto"
+class DiscordAccount(AccountConfig, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """A Discord bot. ``catch_up_max``: after a reconnect, at most this many missed messages
+    per channel are read back from the channel's history (Discord does not re-deliver)."""
+
+    token: SecretRef
+    api_base: str = "https://discord.com/api/v10"
+    catch_up_max: Annotated[int, Meta(ge=0, le=10000)] = 200
 
 
 class ChannelsConfig(_Section, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -194,10 +201,11 @@ class ChannelsConfig(_Section, frozen=True, kw_only=True, forbid_unknown_fields=
     slack: list[SlackAccount] = []
     signal: list[SignalAccount] = []
     imessage: list[IMessageAccount] = []
+    discord: list[DiscordAccount] = []
 
 
 # the built-in channel types: each a list of accounts under "channels"
-CHANNEL_KINDS = ("telegram", "slack", "signal", "imessage")
+CHANNEL_KINDS = ("telegram", "slack", "signal", "imessage", "discord")
 
 
 # --- tools ---------------------------------------------------------------------------------

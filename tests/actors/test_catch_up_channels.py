@@ -1,5 +1,6 @@
-"""Channels whose platforms do not redeliver (iMessage through BlueBubbles): on a real local
-Ray tree (store, agent, channel actors; offline provider) against the fake BlueBubbles server.
+"""Channels whose platforms do not redeliver (iMessage through BlueBubbles, Discord): on a real
+local Ray tree (store, agent, channel actors; offline provider) against the fake BlueBubbles
+and Discord servers (the real discord.py client: REST and the gateway WebSocket).
 The channel actor is killed; messages that arrive while it is down are caught up from the
 platform's history by its replacement (its cursor is in the store), each answered exactly once,
 and nothing answered before the crash is answered again."""
@@ -22,6 +23,10 @@ from moltbot.supervision.tree import build_tree, root_flags
 from tests.actors.helpers import child, node, pid_of, tree, wait_for
 from tests.actors.test_channel_actor import ECHO, RAY_ENV, LoopThread
 from tests.fakes.bluebubbles_api import DM_ADDRESS, PASSWORD, FakeBlueBubbles
+from tests.fakes.discord_api import BOT_TOKEN, GUILD_CHANNEL_ID, GUILD_ID, FakeDiscord
+
+DISCORD_DM = "300000000000000001"
+ALICE = "400000000000000001"
 
 pytestmark = [pytest.mark.usefixtures("ray_cluster"), pytest.mark.timeout(300)]
 
@@ -29,6 +34,7 @@ pytestmark = [pytest.mark.usefixtures("ray_cluster"), pytest.mark.timeout(300)]
 class Rig(msgspec.Struct, kw_only=True):
     loop: Any
     bb: Any
+    dc: Any
     ns: str
     root: Any
 
@@ -38,12 +44,21 @@ class Rig(msgspec.Struct, kw_only=True):
     def dm(self, text: str) -> None:
         self.loop.call(self.bb.inject_message, text, sender=DM_ADDRESS)
 
+    def discord_replies(self) -> Counter[str]:
+        return Counter(str(m.get("content")) for m in list(self.dc.sent))
+
+    def discord(self, text: str, *, guild: bool = False) -> None:
+        where = {"channel_id": GUILD_CHANNEL_ID, "guild_id": GUILD_ID, "mention_bot": True} \
+            if guild else {"channel_id": DISCORD_DM}  # fmt: skip
+        self.loop.call(self.dc.inject_message, author_id=ALICE, content=text, **where)
+
 
 @pytest.fixture(scope="module")
 def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rig]:
     loop = LoopThread()
-    bb = FakeBlueBubbles()
+    bb, dc = FakeBlueBubbles(), FakeDiscord()
     loop.run(bb.start())
+    loop.run(dc.start())
     home = tmp_path_factory.mktemp("catch-up-home")
     fast = {"intensity": 20, "period": 60, "backoff": {"base_s": 0.05, "max_s": 0.5}}
     cfg = msgspec.convert({
@@ -51,13 +66,17 @@ def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rig]:
         "channels": {"imessage": [
             {"account": "home", "api_base": bb.api_base, "password": "env:MB_TEST_BB",
              "dm_policy": "open", "poll_interval_s": 0.3},
+        ], "discord": [
+            {"account": "main", "token": "env:MB_TEST_DC", "api_base": dc.api_base,
+             "dm_policy": "allowlist", "allow_from": [ALICE],
+             "groups": {"allow": [GUILD_CHANNEL_ID]}},
         ]},
         "supervision": {"root": fast, "agents": fast, "channels": fast, "ping_interval_s": 0.5,
                         "ping_timeout_s": 5.0, "shutdown_s": 3.0, "ready_timeout_s": 120.0},
     }, type=Config)  # fmt: skip
     kinds = frozenset({"store", "agent", "channel"})
     kids = [c for c in build_tree(cfg, kinds) if c.id in ("store", "agents", "channels")]
-    env = {**RAY_ENV, "MOLTBOT_HOME": str(home), "MB_TEST_BB": PASSWORD}
+    env = {**RAY_ENV, "MOLTBOT_HOME": str(home), "MB_TEST_BB": PASSWORD, "MB_TEST_DC": BOT_TOKEN}
     ns = f"t-{uuid.uuid4().hex[:8]}"
     root = Supervisor.options(  # type: ignore[attr-defined]
         name="moltbot", namespace=ns, num_cpus=0, runtime_env={"env_vars": env}
@@ -65,13 +84,14 @@ def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rig]:
     try:
         ray.get(root.start_detached.remote())
         ray.get(root.ready.remote(), timeout=240)
-        yield Rig(loop=loop, bb=bb, ns=ns, root=root)
+        yield Rig(loop=loop, bb=bb, dc=dc, ns=ns, root=root)
     finally:
         try:
             ray.get(root.stop.remote(), timeout=60)
         finally:
             ray.kill(root)
             loop.run(bb.stop())
+            loop.run(dc.stop())
             loop.close()
 
 
@@ -102,3 +122,27 @@ def test_imessages_sent_while_the_channel_is_down_are_answered_once(rig: Rig) ->
     )
     saved = ray.get(child(rig.ns, "store").kv_get.remote("cursor.imessage.home"), timeout=10)
     assert saved and b"ts" in saved  # the cursor the replacement started from
+
+
+def test_discord_messages_sent_while_the_channel_is_down_are_answered_once(rig: Rig) -> None:
+    path = "channels/discord:main"
+    rig.discord("dm before")
+    rig.discord("guild before", guild=True)
+    for text in ("dm before", "guild before"):
+        wait_for(lambda t=text: rig.discord_replies()[ECHO + t] == 1, 60, f"answer to {text}")
+    restarts = channel_node(rig, "discord:main")["restarts"]
+
+    ray.kill(child(rig.ns, path), no_restart=True)
+    later = ["dm while down 0", "dm while down 1"]
+    for text in later:  # Discord keeps them in the channels' history; nothing redelivers them
+        rig.discord(text)
+    rig.discord("guild while down", guild=True)
+    wait_for(lambda: channel_node(rig, "discord:main")["restarts"] > restarts
+             and channel_node(rig, "discord:main")["state"] == "running", 120,
+             "the restart")  # fmt: skip
+    texts = [*later, "guild while down"]
+    wait_for(lambda: all(rig.discord_replies()[ECHO + t] >= 1 for t in texts), 60, "caught up")
+    time.sleep(1.5)
+    replies = rig.discord_replies()
+    every = [*texts, "dm before", "guild before"]
+    assert {t: replies[ECHO + t] for t in every} == dict.fromkeys(every, 1)

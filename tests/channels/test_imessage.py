@@ -11,8 +11,9 @@ import msgspec
 import pytest
 
 from moltbot.channels.accounts import make_adapter
-from moltbot.channels.cursor import LOOKBACK_MS, Cursor, MemoryCursorStore
+from moltbot.channels.base import MemoryCursors
 from moltbot.channels.imessage import IMESSAGE_LIMIT, QUERY_MAX, IMessageAdapter
+from moltbot.channels.time_cursor import LOOKBACK_MS, Cursor
 from moltbot.clock import FakeClock
 from moltbot.config.loader import load_config_text
 from moltbot.errors import ConfigError, PlatformRejected, PlatformUnavailable
@@ -174,7 +175,7 @@ async def test_a_dm_naming_the_bot_is_not_a_group_mention(fake: FakeBlueBubbles)
 
 
 async def test_own_messages_tapbacks_and_events_are_ignored(fake: FakeBlueBubbles) -> None:
-    store = MemoryCursorStore()
+    store = MemoryCursors()
     sink = Collector()
     async with running(make(fake, cursor_store=store), sink):
         await started(fake)
@@ -185,7 +186,7 @@ async def test_own_messages_tapbacks_and_events_are_ignored(fake: FakeBlueBubble
         await sink.wait(1)
         await settle(fake)
     assert [m.text for m in sink.messages] == ["a real one"]
-    cursor = Cursor.decode(store.data[KEY])
+    cursor = Cursor.decode(store.values[KEY])
     assert cursor is not None and cursor.ts == last["dateCreated"]
     assert cursor.seen(liked["guid"])  # skipped ones are passed too, not fetched forever
 
@@ -217,7 +218,7 @@ async def test_outage_then_back_every_message_exactly_once(fake: FakeBlueBubbles
 
 
 async def test_restart_with_the_same_cursor_catches_up_exactly(fake: FakeBlueBubbles) -> None:
-    store = MemoryCursorStore()
+    store = MemoryCursors()
     first = Collector()
     async with running(make(fake, cursor_store=store), first):
         await started(fake)
@@ -240,7 +241,7 @@ async def test_restart_with_the_same_cursor_catches_up_exactly(fake: FakeBlueBub
 async def test_catch_up_is_bounded_to_the_newest(
     fake: FakeBlueBubbles, caplog: pytest.LogCaptureFixture
 ) -> None:
-    store = MemoryCursorStore()
+    store = MemoryCursors()
     first = Collector()
     async with running(make(fake, cursor_store=store), first):
         await started(fake)
@@ -261,7 +262,7 @@ async def test_a_full_window_of_seen_messages_skips_nothing(
 ) -> None:
     """More accepted messages in the lookback window than one query returns: the newest still
     come, and nothing is reported skipped."""
-    store = MemoryCursorStore()
+    store = MemoryCursors()
     async with running(make(fake, cursor_store=store), Collector()):
         await started(fake)
     for i in range(QUERY_MAX + 5):
@@ -296,7 +297,7 @@ async def test_a_late_message_with_an_older_timestamp_still_arrives(
 async def test_refused_message_is_delivered_again_by_the_next_adapter(
     fake: FakeBlueBubbles,
 ) -> None:
-    store = MemoryCursorStore()
+    store = MemoryCursors()
     async with running(make(fake, cursor_store=store), Collector()):
         await started(fake)
     one = fake.inject_message("one")
@@ -308,7 +309,7 @@ async def test_refused_message_is_delivered_again_by_the_next_adapter(
         await asyncio.wait_for(a.run(failing), 5)
     await a.close()
     assert sorted(m.text for m in failing.messages) == ["one", "three"]
-    cursor = Cursor.decode(store.data[KEY])
+    cursor = Cursor.decode(store.values[KEY])
     assert cursor is not None and cursor.ts == one["dateCreated"]  # not past "two"
     again = Collector()
     async with running(make(fake, cursor_store=store), again):
@@ -318,8 +319,8 @@ async def test_refused_message_is_delivered_again_by_the_next_adapter(
 
 
 async def test_unreadable_cursor_starts_at_the_newest(fake: FakeBlueBubbles) -> None:
-    store = MemoryCursorStore()
-    store.data[KEY] = b"{not json"
+    store = MemoryCursors()
+    store.values[KEY] = b"{not json"
     fake.inject_message("old")
     sink = Collector()
     async with running(make(fake, cursor_store=store), sink):
@@ -328,7 +329,7 @@ async def test_unreadable_cursor_starts_at_the_newest(fake: FakeBlueBubbles) -> 
         await sink.wait(1)
         await settle(fake)
     assert [m.text for m in sink.messages] == ["new"]
-    assert Cursor.decode(store.data[KEY]) is not None
+    assert Cursor.decode(store.values[KEY]) is not None
 
 
 # --- sending ---------------------------------------------------------------------------------
@@ -436,7 +437,7 @@ def test_config_builds_the_adapter() -> None:
         asked.append((ref, path))
         return "pw"
 
-    adapter = make_adapter("imessage", 0, acct, secret, cursor_store=MemoryCursorStore())
+    adapter = make_adapter("imessage", 0, acct, secret, cursor_store=MemoryCursors())
     assert isinstance(adapter, IMessageAdapter) and adapter.channel == "imessage"
     assert asked == [("env:BB_PASSWORD", "$.channels.imessage[0].password")]
 

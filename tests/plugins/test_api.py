@@ -186,7 +186,7 @@ def test_channels_are_recorded_and_builtin_names_refused() -> None:
     api = api_with("channel")
     api.register_channel("matrix", _send, "Matrix rooms")
     assert api.registered.channels["matrix"].description == "Matrix rooms"
-    for taken in ["telegram", "web", "matrix"]:
+    for taken in ["telegram", "discord", "web", "matrix"]:
         with pytest.raises(PluginError):
             api.register_channel(taken, _send)
 

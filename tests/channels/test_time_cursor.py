@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
-from moltbot.channels.cursor import LOOKBACK_MS, RECENT_MAX, Cursor, MemoryCursorStore
+from moltbot.channels.base import MemoryCursors
+from moltbot.channels.time_cursor import LOOKBACK_MS, RECENT_MAX, Cursor
 
 
 def test_a_first_start_never_looks_behind_the_newest_message() -> None:
@@ -33,11 +34,11 @@ def test_ids_older_than_the_lookback_are_forgotten_and_the_count_is_capped() -> 
 
 
 def test_round_trip_through_a_store_and_unreadable_bytes() -> None:
-    store = MemoryCursorStore()
+    store = MemoryCursors()
     c = Cursor.starting_at(5, "G")
     c.accept("H", 9)
     asyncio.run(store.put("k", c.encode()))
     back = Cursor.decode(asyncio.run(store.get("k")))
-    assert back == c and store.puts == 1
+    assert back == c and list(store.values) == ["k"]
     assert Cursor.decode(b"[1, 2") is None and Cursor.decode(None) is None
     assert Cursor.decode(b'{"ts": "soon"}') is None

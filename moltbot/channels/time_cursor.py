@@ -2,7 +2,7 @@
 
 The adapter asks the platform for everything created since its cursor, hands it to the sink
 oldest first and moves the cursor only past messages the sink accepted; the cursor is kept in a
-:class:`CursorStore` (the store actor's key/value space in production), so the next adapter
+``CursorStore`` (the store actor's key/value space in production), so the next adapter
 instance, after a crash, an outage or a restart, starts where the last one stopped.
 
 Creation timestamps are not a perfect order: a message can reach the platform's database a
@@ -14,7 +14,6 @@ again there is skipped, a late one is delivered.
 from __future__ import annotations
 
 import logging
-from typing import Protocol
 
 import msgspec
 
@@ -22,29 +21,6 @@ log = logging.getLogger(__name__)
 
 LOOKBACK_MS = 15_000
 RECENT_MAX = 1024  # ids remembered at most (the oldest go first)
-
-
-class CursorStore(Protocol):
-    """Durable bytes by key; ``put`` returns once the value is safe (the store's fsync)."""
-
-    async def get(self, key: str) -> bytes | None: ...
-
-    async def put(self, key: str, value: bytes) -> None: ...
-
-
-class MemoryCursorStore:
-    """A :class:`CursorStore` in a dict (tests; a single process that may lose its place)."""
-
-    def __init__(self) -> None:
-        self.data: dict[str, bytes] = {}
-        self.puts = 0
-
-    async def get(self, key: str) -> bytes | None:
-        return self.data.get(key)
-
-    async def put(self, key: str, value: bytes) -> None:
-        self.data[key] = value
-        self.puts += 1
 
 
 class Cursor(msgspec.Struct, kw_only=True):
