@@ -29,7 +29,7 @@ from moltbot.config.schema import Config
 from moltbot.errors import ConfigError, MoltbotError
 from moltbot.sandbox import INSTALL_HINT, find_bwrap
 from moltbot.security.fsmodes import check_private
-from moltbot.security.vault import Vault
+from moltbot.security.vault import Vault, lazy_get
 
 Status = Literal["ok", "WARN", "FAIL"]
 
@@ -278,8 +278,19 @@ def check_port(bind: str, port: int, *, moltbot_running: bool = False) -> Check:
 
 
 # --- the command ---------------------------------------------------------------------------
+def check_accounts(cfg: Config) -> list[Check]:
+    """Each channel account probed live (``moltbot.cli.doctor_channels``)."""
+    from moltbot.cli.doctor_channels import probe_accounts
+    from moltbot.cli.trail import reads_by
+
+    found = probe_accounts(cfg, lazy_get(on_read=reads_by("cli:doctor")))
+    return [Check(name=name, status=status, detail=detail, fix=fix)  # type: ignore[arg-type]
+            for status, name, detail, fix in found]  # fmt: skip
+
+
 def run_checks(
-    home: Path, config_file: Path, *, bwrap: str = "bwrap", min_free: int = MIN_FREE_BYTES
+    home: Path, config_file: Path, *, bwrap: str = "bwrap", min_free: int = MIN_FREE_BYTES,
+    probe: bool = True,
 ) -> list[Check]:
     checks = [check_python(), check_packages()]
     home_check = check_home(home)
@@ -292,6 +303,8 @@ def run_checks(
     checks.append(vault_check)
     if cfg is not None:
         checks.extend(check_secret_refs(cfg, names))
+        if probe:
+            checks.extend(check_accounts(cfg))
     checks.append(check_bwrap(bwrap, required=cfg is None or cfg.tools.bash.enabled))
     address, alive = running_head(home)
     if cfg is not None:
@@ -309,7 +322,7 @@ def format_check(check: Check) -> str:
 def cmd_doctor(args: argparse.Namespace) -> int:
     from moltbot.cli.config_cmd import config_path
 
-    checks = run_checks(paths.home(), config_path(args))
+    checks = run_checks(paths.home(), config_path(args), probe=not args.offline)
     failed = sum(c.status == "FAIL" for c in checks)
     if args.json:
         doc = {"ok": not failed, "checks": checks}
@@ -327,4 +340,6 @@ def register(sub: Any) -> None:
         "doctor", help="check the install, home folder, config, secrets and sandbox; say the fix"
     )
     parser.add_argument("--json", action="store_true", help="print the checks as JSON")
+    parser.add_argument("--offline", action="store_true",
+                        help="do not probe the channel accounts' platforms")
     parser.set_defaults(func=cmd_doctor)

@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -215,3 +216,54 @@ def test_doctor_does_not_import_ray_for_the_checks(initialized):
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "False"
+
+
+def test_every_channel_account_is_probed_live_with_the_fix(initialized, capsys):
+    """Real fakes of each platform on 127.0.0.1, driven by the adapters' own SDKs: a good
+    Telegram and Discord bot, a refused Slack token, a Signal number signal-cli does not know,
+    a wrong BlueBubbles password. Each gets one line; the refused ones say what to do."""
+    from tests.actors.test_channel_actor import LoopThread
+    from tests.fakes.bluebubbles_api import FakeBlueBubbles
+    from tests.fakes.discord_api import BOT_TOKEN as DISCORD_TOKEN
+    from tests.fakes.discord_api import FakeDiscord
+    from tests.fakes.signal_api import FakeSignal
+    from tests.fakes.slack_api import APP_TOKEN, FakeSlack
+    from tests.fakes.telegram_api import DEFAULT_TOKEN, FakeTelegram
+
+    loop = LoopThread()
+    fakes = [FakeTelegram(), FakeSlack(), FakeSignal(), FakeDiscord(), FakeBlueBubbles()]
+    for fake in fakes:
+        loop.run(fake.start())
+    tg, slack, sig, dc, bb = fakes
+    vault = Vault.open(initialized)
+    for name, value in (("tg", DEFAULT_TOKEN), ("slack_bot", "xoxb-not-the-right-one"),
+                        ("slack_app", APP_TOKEN), ("dc", DISCORD_TOKEN), ("bb", "wrong")):
+        vault.set(name, value)
+    cfg = {"channels": {
+        "telegram": [{"account": "main", "token": "secret:tg", "api_base": tg.api_base}],
+        "slack": [{"account": "work", "bot_token": "secret:slack_bot",
+                   "app_token": "secret:slack_app", "api_base": slack.api_base}],
+        "signal": [{"account": "phone", "number": "+15557770000", "api_base": sig.api_base}],
+        "discord": [{"account": "main", "token": "secret:dc", "api_base": dc.api_base}],
+        "imessage": [{"account": "home", "password": "secret:bb", "api_base": bb.api_base}],
+    }}
+    (initialized / "config.json").write_text(json.dumps(cfg))
+    try:
+        code, out, _ = doctor_run(capsys)
+    finally:
+        for fake in fakes:
+            loop.run(fake.stop())
+        loop.close()
+    lines = {m.group(1): ln for ln in out.splitlines()
+             if (m := re.search(r"  (channel \w+:\w+): ", ln))}
+    assert code == 1
+    assert lines["channel telegram:main"].startswith("ok") and "connected as" in lines[
+        "channel telegram:main"]
+    assert lines["channel discord:main"].startswith("ok")
+    assert lines["channel slack:work"].startswith("FAIL") and "fix:" in lines["channel slack:work"]
+    signal = lines["channel signal:phone"]
+    assert signal.startswith("FAIL") and "+15557770000 is not registered with signal-cli" in signal
+    assert "fix: register or link it first" in signal
+    imsg = lines["channel imessage:home"]
+    assert imsg.startswith("FAIL") and "password" in imsg and "fix:" in imsg
+    assert "xoxb-not-the-right-one" not in out and DEFAULT_TOKEN not in out
