@@ -19,6 +19,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -274,8 +275,15 @@ def _offers_accounts(cfg: Config) -> bool:
     return bool(wanted) and all(offered.get(name, 0) >= units for name, units in wanted.items())
 
 
-def boot(cfg: Config, home: Path, *, ready_timeout: float = 180.0) -> Any:
-    """Create the detached, named root and wait until the whole tree is ready."""
+def boot(
+    cfg: Config,
+    home: Path,
+    *,
+    ready_timeout: float = 180.0,
+    progress: Callable[[dict[str, Any]], None] | None = None,
+) -> Any:
+    """Create the detached, named root and wait until the whole tree is ready; ``progress``
+    hears the tree's status (as ``status`` shows it) about twice a second meanwhile."""
     ns = cfg.cluster.namespace
     if root_handle(ns) is not None:
         raise SupervisionError("a moltbot tree is already running in this Ray cluster")
@@ -295,7 +303,19 @@ def boot(cfg: Config, home: Path, *, ready_timeout: float = 180.0) -> Any:
     )
     ray.get(root.start_detached.remote())
     try:
-        ray.get(root.ready.remote(), timeout=ready_timeout)
+        ready = root.ready.remote()
+        deadline = time.monotonic() + ready_timeout
+        while not ray.wait([ready], timeout=0.5)[0]:
+            if time.monotonic() > deadline:
+                raise SupervisionError(f"the tree was not ready in {ready_timeout:.0f}s",
+                                       hint="see `moltbot status` and run/ray logs")
+            if progress is not None:
+                with contextlib.suppress(Exception):  # a status that is slow: next time
+                    progress(ray.get(root.status.remote(), timeout=2))
+        ray.get(ready)
+        if progress is not None:  # what came up since the last look
+            with contextlib.suppress(Exception):
+                progress(ray.get(root.status.remote(), timeout=5))
     except Exception:
         ray.kill(root)
         raise

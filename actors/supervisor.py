@@ -20,6 +20,7 @@ from ray.exceptions import GetTimeoutError, RayActorError, RayTaskError
 
 from actors import metrics, routing
 from actors.base import CHILD_OPTIONS, ChildBase
+from actors.exits import hint_of, reason_of, start_error_of
 from actors.registry import actor_class, actor_name, clear_alias, set_alias, standby_name
 from actors.standby import Standby, wanted
 from moltbot.errors import ChildStartError, EscalationError
@@ -53,6 +54,7 @@ class Record:
         self.last_exit = ""
         self.name = ""  # the Ray name of the running incarnation (a promoted standby's own)
         self.standby: Standby | None = None
+        self.launching: Any = None  # the handle of a child still starting (status looks in)
 
 
 @ray.remote(**CHILD_OPTIONS)
@@ -182,6 +184,13 @@ class Supervisor(ChildBase):
         await self._launch(rec, await self._create(rec))
 
     async def _launch(self, rec: Record, handle: Any) -> None:
+        rec.launching = handle
+        try:
+            await self._launch_and_wait(rec, handle)
+        finally:
+            rec.launching = None
+
+    async def _launch_and_wait(self, rec: Record, handle: Any) -> None:
         run_ref = handle.run.remote(incarnation=rec.gen)
         ready = asyncio.ensure_future(handle.ready.remote())
         ran = asyncio.ensure_future(run_ref)
@@ -200,8 +209,13 @@ class Supervisor(ChildBase):
             if ready in done and ready.exception() is None:
                 rec.info = ready.result()
             else:
-                why = _reason(ran.exception() if ran.done() else None) if done else "ready timeout"
-                raise ChildStartError(f"{self._child_path(rec)} did not start: {why}")
+                failed = ran.exception() if ran.done() else None
+                deeper = start_error_of(failed)
+                if deeper is not None:  # a supervisor whose child did not start: name that one
+                    raise ChildStartError(deeper.user_message, hint=deeper.hint)
+                why = reason_of(failed) if done else "ready timeout"
+                raise ChildStartError(f"{self._child_path(rec)} did not start: {why}",
+                                      hint=hint_of(failed))
         except BaseException:
             ready.cancel()
             ran.cancel()
@@ -275,7 +289,8 @@ class Supervisor(ChildBase):
             self._running(rec, ran)
             return
         exc = ran.exception() if ran.done() and not ran.cancelled() else None
-        await self._inbox.put((rec.spec.id, gen, Exit(kind=ExitKind.ABNORMAL, reason=_reason(exc))))
+        exit = Exit(kind=ExitKind.ABNORMAL, reason=reason_of(exc))
+        await self._inbox.put((rec.spec.id, gen, exit))
 
     async def _watch(self, rec: Record, gen: int, ran: asyncio.Future[Any]) -> None:
         pinger = asyncio.ensure_future(self._ping_until_stuck(rec, gen))
@@ -289,7 +304,7 @@ class Supervisor(ChildBase):
                 kind = ExitKind.SHUTDOWN if ran.result() == "shutdown" else ExitKind.NORMAL
                 exit = Exit(kind=kind)
             else:
-                exit = Exit(kind=ExitKind.ABNORMAL, reason=_reason(exc))
+                exit = Exit(kind=ExitKind.ABNORMAL, reason=reason_of(exc))
         else:
             ran.cancel()
             exit = pinger.result()
@@ -362,7 +377,7 @@ class Supervisor(ChildBase):
                 self._event("restarted", rec, backoff=round(wait, 3))
             except Exception as exc:  # a failed start counts as another abnormal exit
                 await self._inbox.put(
-                    (rec.spec.id, rec.gen, Exit(kind=ExitKind.ABNORMAL, reason=_reason(exc)))
+                    (rec.spec.id, rec.gen, Exit(kind=ExitKind.ABNORMAL, reason=reason_of(exc)))
                 )
                 return
 
@@ -449,11 +464,10 @@ class Supervisor(ChildBase):
             if rec.standby is not None:
                 entry["standby"] = rec.standby.state()
                 entry["standby_name"] = rec.standby.name
-            if rec.spec.child_type == ChildType.SUPERVISOR and rec.handle is not None:
+            handle = rec.handle if rec.handle is not None else rec.launching
+            if rec.spec.child_type == ChildType.SUPERVISOR and handle is not None:
                 try:
-                    sub = await asyncio.wait_for(
-                        asyncio.ensure_future(rec.handle.status.remote()), 5.0
-                    )
+                    sub = await asyncio.wait_for(asyncio.ensure_future(handle.status.remote()), 5.0)
                     entry["children"] = sub["children"]
                     entry["strategy"] = sub["strategy"]
                 except Exception:
@@ -482,17 +496,3 @@ class Supervisor(ChildBase):
 
     async def spec_of(self) -> list[dict[str, Any]]:
         return [msgspec.to_builtins(r.spec) for r in self.records]
-
-
-def _reason(exc: BaseException | None) -> str:
-    """A short, safe description of why a child ended (type names, never messages)."""
-    if exc is None:
-        return "exited"
-    if isinstance(exc, RayTaskError):
-        cause = exc.cause if getattr(exc, "cause", None) is not None else exc
-        return f"raised {type(cause).__name__}"
-    if isinstance(exc, RayActorError):
-        return "process died"
-    if isinstance(exc, ChildStartError):
-        return "start failed"
-    return type(exc).__name__

@@ -6,6 +6,8 @@ exception, never a secret. SDK errors are mapped to these once, in each adapter.
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class MoltbotError(Exception):
     """Base of every moltbot error. ``code`` is stable and machine-readable."""
@@ -19,6 +21,18 @@ class MoltbotError(Exception):
 
     def __str__(self) -> str:
         return f"{self.user_message} ({self.hint})" if self.hint else self.user_message
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # subclasses take other arguments (ConfigError: path, problem, fix): rebuild any of them
+        # from their fields, so an error raised in one actor reaches another (and `up`) whole
+        return (_rebuild, (type(self), dict(self.__dict__)))
+
+
+def _rebuild(cls: type[MoltbotError], state: dict[str, Any]) -> MoltbotError:
+    err = cls.__new__(cls)
+    Exception.__init__(err, state.get("user_message", ""))
+    err.__dict__.update(state)
+    return err
 
 
 # --- configuration -------------------------------------------------------------------------

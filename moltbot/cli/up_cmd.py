@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from moltbot import paths
+from moltbot.cli.progress import StartProgress
 from moltbot.cli.render import nodes_table, table
 from moltbot.config.loader import is_loopback, load_config
 from moltbot.config.schema import Config
@@ -79,13 +80,16 @@ def cmd_up(args: argparse.Namespace) -> int:
         print(f"starting Ray (head on {cfg.cluster.head_ip}) ...", flush=True)
         head = control.start_head(cfg, home, vault_passphrase=passphrase)
     started = time.monotonic()
+    progress = StartProgress()
     try:
         control.connect(head)
-        root = control.boot(cfg, home)
+        root = control.boot(cfg, home, progress=progress)
     except BaseException:
+        progress.done()
         if head.pgid:
             control.stop_head(head, home)
         raise
+    progress.done()
     gw = cfg.gateway
     scheme = "https" if gw.tls else "http"
     print(f"moltbot is up in {time.monotonic() - started:.1f}s (Ray at {head.address})")

@@ -15,6 +15,7 @@ drained by one task, so no connection waits for the audit log.
 from __future__ import annotations
 
 import asyncio
+import errno
 import http
 import ipaddress
 import logging
@@ -206,17 +207,27 @@ class GatewayServer:
         check_secrets(self.settings.token, self.settings.password)
         check_bind(self.settings, self._ssl)
         s = self.settings
-        self._server = await serve(
-            self._handle,
-            s.host,
-            s.port,
-            process_request=self._process_request,
-            process_response=self._process_response,
-            server_header=None,
-            compression=None,
-            max_size=s.max_frame_bytes,
-            ssl=self._ssl,
-        )
+        try:
+            self._server = await serve(
+                self._handle,
+                s.host,
+                s.port,
+                process_request=self._process_request,
+                process_response=self._process_response,
+                server_header=None,
+                compression=None,
+                max_size=s.max_frame_bytes,
+                ssl=self._ssl,
+            )
+        except OSError as exc:  # mapped here, once: the user sees the address and the fix
+            in_use = exc.errno == errno.EADDRINUSE
+            raise ConfigError(
+                "$.gateway.port" if in_use else "$.gateway.bind",
+                f"{s.host}:{s.port} is already in use by another program" if in_use
+                else f"cannot listen on {s.host}:{s.port} ({exc.strerror})",
+                fix="stop that program, or choose another gateway.port" if in_use
+                else "bind an address of this machine (127.0.0.1 by default)",
+            ) from None
         self.port = self._server.sockets[0].getsockname()[1]
         self._front = HttpFront(OriginPolicy(s.host, self.port, s.allowed_origins), self._backend)
         log.info("gateway listening on %s", self.url)

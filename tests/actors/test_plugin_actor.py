@@ -67,10 +67,9 @@ PLUGINS = [
     {"name": "hanger", "module": f"{FIXTURES}.hangs", "capabilities": ["storage"]},
 ]
 HOSTILE = f"{FIXTURES}.hostile_plugin"
-# the plugin's process raised in run, exited, or blocked its loop: the broker's end is a crash
-CRASHERS = {
-    cid: "raised Unavailable" for cid in ("plugin:raiser", "plugin:exiter", "plugin:hanger")
-}
+# the plugin's process raised in run, exited, or blocked its loop: the broker's end is a crash,
+# whose reason (the broker's Unavailable, written for users) names the plugin
+CRASHERS = {f"plugin:{name}": f"plugin '{name}'" for name in ("raiser", "exiter", "hanger")}
 
 
 @dataclass

@@ -536,3 +536,27 @@ async def test_a_hanging_typing_indicator_does_not_hold_the_reply(fake: FakeTele
     async with running(rig):
         await asyncio.wait_for(fake.wait_sent(1), 3)
     assert rig.replies() == {"[offline] you said: hello": 1}
+
+
+async def test_the_link_says_connected_retrying_with_the_reason_then_connected_again(
+    fake: FakeTelegram,
+) -> None:
+    """Telegram answers 502 for a while: the account's link says it is retrying (attempt,
+    when next, why), is not called stuck meanwhile, and is connected again once it answers;
+    messages in and out are timed."""
+    rig = Rig(fake, OPEN)
+    async with running(rig):
+        await until(lambda: rig.service.link.state == "connected")
+        fake.fail("getUpdates", 4, 502)
+        await until(lambda: rig.service.link.state == "retrying")
+        link = rig.service.link.snapshot()
+        assert link["attempt"] >= 1 and link["next_in_s"] >= 0
+        assert link["reason"] == "Telegram is unavailable right now"
+        rig.adapter.last_activity -= OPTS.stuck_after_s + 1  # long silent, but retrying
+        assert rig.service.problem() is None
+        await until(lambda: rig.service.link.state == "connected", 30)
+        assert rig.service.link.last_in is None
+        fake.inject_message(chat_id=42, user_id=42, text="back?")
+        await until(lambda: rig.replies()["[offline] you said: back?"] == 1)
+        await until(lambda: rig.service.link.last_out is not None)
+        assert rig.service.status()["link"]["last_in"] is not None

@@ -1,7 +1,8 @@
 """A channel account that cannot work never holds up the tree, end to end through ``moltbot up``:
 a Signal number signal-cli does not know (the fake signal-cli-rest-api serves another one)
 beside a working Telegram account. ``up`` succeeds, the Telegram account answers, and ``status``
-shows the Signal account ``failed`` with the platform's reason and the fix."""
+shows the Signal account ``failed`` with the platform's reason and the fix. And a start that
+does fail (the gateway's port is taken) names the child, the reason and the fix."""
 
 from __future__ import annotations
 
@@ -57,6 +58,11 @@ def test_an_account_that_cannot_connect_does_not_hold_up_the_tree(
     (Path(home["MOLTBOT_HOME"]) / "config.json").write_text(json.dumps(cfg))
     up = run(home, "up", "--detach")
     assert up.returncode == 0, up.stdout + up.stderr
+    # its progress: each child as it came up, and the account that cannot work, with the fix
+    assert "  ✓ store  (" in up.stdout and "  ✓ channels/telegram:main  (" in up.stdout
+    [parked] = [ln for ln in up.stdout.splitlines() if "channels/signal:phone" in ln]
+    assert parked.startswith("  ✗ ") and "is not registered with signal-cli" in parked
+    assert "fix: register or link it first" in parked
 
     table = run(home, "status")
     assert table.returncode == 0, table.stderr
@@ -79,3 +85,21 @@ def test_an_account_that_cannot_connect_does_not_hold_up_the_tree(
     assert any("you said: still here?" in t for t in texts), texts
     down = run(home, "down")
     assert down.returncode == 0, down.stdout + down.stderr
+
+
+def test_a_start_that_fails_names_the_child_the_reason_and_the_fix(home: dict[str, str]) -> None:
+    assert run(home, "init").returncode == 0
+    with socket.socket() as taken:  # another program holds the gateway's port
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        cfg = {"gateway": {"port": port}, "agent": {"workers": 1}, "cluster": {"dashboard": False}}
+        (Path(home["MOLTBOT_HOME"]) / "config.json").write_text(json.dumps(cfg))
+        up = run(home, "up", "--detach")
+    assert up.returncode == 1, up.stdout + up.stderr
+    assert "  ✓ store  (" in up.stdout  # the progress up to the failure
+    assert f"gateway did not start: config error at $.gateway.port: 127.0.0.1:{port} is " \
+        "already in use" in up.stderr, up.stderr  # fmt: skip
+    assert "fix: stop that program, or choose another gateway.port" in up.stderr
+    assert "Traceback" not in up.stderr
+    assert not (Path(home["MOLTBOT_HOME"]) / "run" / "ray.json").exists()  # nothing left up
