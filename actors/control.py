@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import ipaddress
 import json
 import os
 import secrets
@@ -33,6 +32,7 @@ from actors.supervisor import Supervisor
 from moltbot import paths
 from moltbot.config.schema import Config
 from moltbot.errors import MoltbotError, NotRunning, SupervisionError, VaultError
+from moltbot.netaddr import is_loopback
 from moltbot.security import cluster_tls
 from moltbot.security.cluster_tls import TlsFiles
 from moltbot.security.vault import PASSPHRASE_ENV
@@ -114,16 +114,6 @@ def has_token() -> bool:
 def token_source() -> str:
     """What another machine needs a copy of to join: the token file (or the variable)."""
     return "$RAY_AUTH_TOKEN" if os.environ.get("RAY_AUTH_TOKEN") else str(token_path())
-
-
-def is_loopback(address: str) -> bool:
-    """``address``: an IP or ``HOST:PORT``; True for loopback (this machine only)."""
-    one_colon = address.count(":") == 1 or address.startswith("[")
-    host = (address.rsplit(":", 1)[0] if one_colon else address).strip("[]")
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return host == "localhost"
 
 
 def ensure_token() -> Path | None:

@@ -18,7 +18,6 @@ from actors.control import (
     Head,
     _ray_bin,
     has_token,
-    is_loopback,
     stop_head,
     token_path,
     worker_env,
@@ -26,6 +25,7 @@ from actors.control import (
 from actors.ray_temp import node_temp_dir
 from moltbot import paths
 from moltbot.errors import SupervisionError
+from moltbot.netaddr import is_loopback
 from moltbot.security import cluster_tls
 from moltbot.security.cluster_tls import TlsFiles
 

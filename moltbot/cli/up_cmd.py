@@ -18,9 +18,10 @@ from typing import Any
 from moltbot import paths
 from moltbot.cli.progress import StartProgress
 from moltbot.cli.render import nodes_table, table
-from moltbot.config.loader import is_loopback, load_config
+from moltbot.config.loader import load_config
 from moltbot.config.schema import Config
 from moltbot.errors import NotRunning, VaultKeyError
+from moltbot.netaddr import is_loopback
 from moltbot.security import cluster_tls
 from moltbot.security.vault import PASSPHRASE_ENV, Vault, needs_passphrase
 
@@ -98,7 +99,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     if head.dashboard:
         print(f"  dashboard: {head.dashboard}")
     print(f"  {_provider_note(cfg)}")
-    if head.pgid and not control.is_loopback(head.address):
+    if head.pgid and not is_loopback(head.address):
         print("  add a machine (Ray traffic between machines is mutual TLS):")
         print("             moltbot node invite ITS_IP --out FILE      (here)")
         print("             moltbot node join --invite FILE            (there)")

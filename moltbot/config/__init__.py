@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from moltbot.config.defaults import default_config_text, render_config
-from moltbot.config.loader import check_config, is_loopback, load_config, load_config_text
+from moltbot.config.loader import check_config, load_config, load_config_text
 from moltbot.config.refs import is_secret_ref, iter_secret_refs, parse_ref, resolve_secret
 from moltbot.config.schema import (
     AccountConfig,
@@ -39,7 +39,6 @@ __all__ = [
     "ToolsConfig",
     "check_config",
     "default_config_text",
-    "is_loopback",
     "is_secret_ref",
     "iter_secret_refs",
     "load_config",

@@ -8,7 +8,6 @@ from the file, which could be a secret pasted in the wrong place.
 from __future__ import annotations
 
 import difflib
-import ipaddress
 import re
 import types
 from collections.abc import Callable, Iterator
@@ -28,6 +27,7 @@ from moltbot.config.schema import (
     is_secret_ref_type,
 )
 from moltbot.errors import ConfigError
+from moltbot.netaddr import is_loopback
 
 _AT = re.compile(r"^(?P<msg>.*?)(?: - at `(?P<path>[^`]*)`)?$", re.DOTALL)
 _SEGMENT = re.compile(
@@ -80,15 +80,6 @@ def strip_comments(data: bytes) -> bytes:
     for line in data.split(b"\n"):
         out.append(b" " * len(line) if line.lstrip().startswith(b"//") else line)
     return b"\n".join(out)
-
-
-def is_loopback(host: str) -> bool:
-    if host.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
 
 
 def check_config(cfg: Config) -> None:

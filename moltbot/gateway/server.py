@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import errno
 import http
-import ipaddress
 import logging
 import ssl
 from collections.abc import Awaitable, Callable, Sequence
@@ -43,6 +42,7 @@ from moltbot.gateway.auth import Authenticator, Login, WebSessions, check_secret
 from moltbot.gateway.backend import Backend
 from moltbot.gateway.http import HttpFront, response, secure_headers
 from moltbot.gateway.methods import CallContext, Dispatcher
+from moltbot.netaddr import is_loopback
 from moltbot.security.origin import WILDCARD_HOSTS, OriginPolicy
 from moltbot.security.ratelimit import Admission, Lockout, TokenBucket, client_key
 
@@ -79,15 +79,6 @@ class GatewaySettings(msgspec.Struct, frozen=True, kw_only=True):
     unauth_per_client: int = 8  # ... and from one address (IPv6: one /64)
     client_queue: int = 256  # outgoing frames buffered per client before it is dropped
     max_in_flight: int = 8  # concurrent requests per connection
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
 
 
 def check_bind(settings: GatewaySettings, ssl_context: ssl.SSLContext | None) -> None:
