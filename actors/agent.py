@@ -196,7 +196,7 @@ class TurnApprover:
 class PluginTools:
     """The plugin actors as the agent sees them: their tool specs, and tool calls (sent once).
 
-    Neither raises: a plugin that is missing, restarting, refused or a placeholder has no specs
+    Neither raises: a plugin that is missing, restarting or refused has no specs
     (None) and its calls return an error ``ToolResult`` the model can read.
     """
 

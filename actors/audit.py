@@ -74,7 +74,7 @@ class AuditForwarder:
                     fields,
                     deadline_s=self.deadline_s,
                 )
-            except Exception as exc:  # no store, a placeholder, a damaged log: log and go on
+            except Exception as exc:  # no store, a damaged log: log and go on
                 log.warning("%s: %s record not audited (%s)", self.source, kind, type(exc).__name__)
             finally:
                 self._queue.task_done()

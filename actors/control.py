@@ -27,7 +27,7 @@ import psutil
 import ray
 
 from actors.ray_temp import ray_temp_dir
-from actors.registry import KINDS, actor_name, lookup
+from actors.registry import actor_name, lookup
 from actors.supervisor import Supervisor
 from moltbot import paths
 from moltbot.config.schema import Config
@@ -50,7 +50,6 @@ RAY_ENV = {
     "RAY_USAGE_STATS_ENABLED": "0",
     "RAY_AUTH_MODE": os.environ["RAY_AUTH_MODE"],
 }
-GENERIC_KINDS = {"supervisor", "placeholder", "worker"}
 # for our `ray start` processes: on SIGTERM Ray 2.60 first drains the node for up to 30 s (for
 # Ray Serve), and times out on a GCS that is already stopping; we stop the tree ourselves first
 RAY_START_ENV = {"RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S": "0"}
@@ -253,10 +252,6 @@ def root_handle(namespace: str) -> Any | None:
         return None
 
 
-def implemented_kinds() -> frozenset[str]:
-    return frozenset(k for k in KINDS if k not in GENERIC_KINDS)
-
-
 def _offers_accounts(cfg: Config) -> bool:
     """Whether this cluster offers the account resources (a head ``moltbot up`` started does;
     one started otherwise may not, and then the accounts run without them)."""
@@ -288,7 +283,7 @@ def boot(
     ).remote(
         path="",
         flags=root_flags(cfg),
-        children=build_tree(cfg, implemented_kinds(), singletons=_offers_accounts(cfg)),
+        children=build_tree(cfg, singletons=_offers_accounts(cfg)),
         namespace=ns,
     )
     ray.get(root.start_detached.remote())

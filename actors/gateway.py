@@ -41,10 +41,7 @@ class RayBackend(BaseBackend):
         self.ns = namespace
 
     async def _call(self, path: str, method: str, *args: Any, **kw: Any) -> Any:
-        try:
-            return await routing.call(self.ns, path, method, *args, deadline_s=10.0, **kw)
-        except AttributeError:  # the child there is still a placeholder
-            raise Unavailable(f"{path} is not available yet") from None
+        return await routing.call(self.ns, path, method, *args, deadline_s=10.0, **kw)
 
     async def ready(self) -> bool:
         return True
@@ -165,8 +162,6 @@ class RayBackend(BaseBackend):
         try:
             target = await routing.live(self.ns, path, PLUGIN_DEADLINE_S)
             result: JSON = await target.call_method.remote(method, params)
-        except AttributeError:  # the child there is still a placeholder
-            raise Unavailable(f"plugin '{plugin}' is not available yet") from None
         except RayActorError:
             routing.forget(self.ns, path)
             raise Unavailable(
@@ -231,12 +226,9 @@ class GatewayActor(ChildBase):
 
     async def _audit(self, kind: str, fields: dict[str, Any]) -> str:
         """Append to the store's audit log (the server queues these; it never waits on them)."""
-        try:
-            digest: str = await routing.call(
-                self.namespace, "store", "audit_append", kind, fields, deadline_s=AUDIT_DEADLINE_S
-            )
-        except AttributeError:  # the store there is still a placeholder
-            raise Unavailable("the audit log is not available yet") from None
+        digest: str = await routing.call(
+            self.namespace, "store", "audit_append", kind, fields, deadline_s=AUDIT_DEADLINE_S
+        )
         return digest
 
     async def url(self) -> str:

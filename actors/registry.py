@@ -11,8 +11,7 @@ from ray.experimental import internal_kv
 
 KINDS: dict[str, tuple[str, str]] = {
     "supervisor": ("actors.supervisor", "Supervisor"),
-    "placeholder": ("actors.placeholder", "Placeholder"),
-    "worker": ("actors.placeholder", "Worker"),
+    "worker": ("actors.worker", "Worker"),
     "store": ("actors.store", "StoreActor"),
     "agent": ("actors.agent", "AgentActor"),
     "sandbox": ("actors.tools", "SandboxActor"),

@@ -22,12 +22,11 @@ from moltbot.supervision.tree import is_placement
 
 
 def wanted(flags: SupervisorFlags, spec: ChildSpec) -> bool:
-    """Whether a child gets a spare: standby is on, it is a real worker, not placed on a node
+    """Whether a child gets a spare: standby is on, it is a worker, not placed on a node
     by custom resources (that node may come and go)."""
     return (
         flags.standby
         and spec.child_type == ChildType.WORKER
-        and not spec.placeholder
         and not any(is_placement(name) for name in spec.resources)
     )
 

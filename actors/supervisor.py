@@ -436,7 +436,7 @@ class Supervisor(ChildBase):
                     fields,
                     deadline_s=AUDIT_DEADLINE_S,
                 )
-            except Exception as exc:  # no store, a placeholder, a damaged log: log and go on
+            except Exception as exc:  # no store, a damaged log: log and go on
                 log.debug("supervision event %s not audited: %s", fields["seq"], exc)
 
     # --- introspection -----------------------------------------------------------------------
@@ -455,7 +455,6 @@ class Supervisor(ChildBase):
                 "pid": rec.info.get("pid", 0),
                 "uptime": round(now - rec.started_at, 1) if rec.state == "running" else 0.0,
                 "last_exit": rec.last_exit,
-                "placeholder": rec.spec.placeholder,
             }
             if figs:
                 entry["figures"] = figs

@@ -585,12 +585,11 @@ class RayTree:
     def start(self, timeout: float = 180.0) -> RayTree:
         import ray
 
-        from actors.control import implemented_kinds
         from actors.supervisor import Supervisor
         from moltbot.supervision.tree import build_tree, root_flags
 
         ray_init()
-        kids = build_tree(self.cfg, implemented_kinds())
+        kids = build_tree(self.cfg)
         if self.only:
             kids = [k for k in kids if k.id in self.only]
         env = {**RAY_ENV, **SECRET_ENV, "MOLTBOT_HOME": str(self.home)}

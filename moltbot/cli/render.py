@@ -38,9 +38,7 @@ def figures_text(figures: dict[str, Any] | None) -> str:
 def rows(status: dict[str, Any], depth: int = 0) -> list[list[str]]:
     out: list[list[str]] = []
     for c in status.get("children", []):
-        note = f"placeholder: {c['placeholder']}" if c.get("placeholder") else ""
-        if c.get("strategy"):
-            note = c["strategy"]
+        note = c.get("strategy") or ""
         if c.get("last_exit") and c.get("restarts"):
             note = (note + "; " if note else "") + f"last exit: {c['last_exit']}"
         if c.get("standby"):

@@ -86,4 +86,3 @@ class ChildSpec(msgspec.Struct, frozen=True, kw_only=True):
     ready_timeout: float = 30.0
     resources: dict[str, float] = {}  # Ray custom resources (placement)
     num_cpus: float = 0.0
-    placeholder: str = ""  # non-empty: a stand-in until a later subsystem lands (shown in status)

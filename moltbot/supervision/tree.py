@@ -6,7 +6,6 @@ root (one_for_one)
 ├── channels → telegram:<account>, slack:<account>, signal:<account>
 └── plugins → plugin:<name>
 ```
-Kinds that a later subsystem fills are started as ``placeholder`` children and say so.
 """
 
 from __future__ import annotations
@@ -29,16 +28,6 @@ from moltbot.supervision.spec import (
 )
 
 SUPERVISOR_SHUTDOWN_S = 60.0
-
-# kind -> what fills it; a kind listed here is started as a labelled placeholder for now
-PLACEHOLDERS: dict[str, str] = {
-    "store": "durable store lands with the agent runtime issue",
-    "gateway": "gateway lands with the gateway issue",
-    "agent": "agent runtime lands with its issue",
-    "sandbox": "sandboxed tool worker lands with the agent runtime issue",
-    "channel": "channel adapters land with the channels issue",
-    "plugin": "plugins land with the plugins issue",
-}
 
 
 def flags_from(
@@ -108,27 +97,20 @@ def placement_for(cfg: Config, path: str) -> dict[str, float]:
 
 
 class _Builder:
-    def __init__(self, cfg: Config, implemented: frozenset[str]) -> None:
+    def __init__(self, cfg: Config) -> None:
         self.cfg = cfg
-        self.implemented = implemented
 
     def worker(self, path: str, kind: str, args: dict[str, Any] | None = None) -> ChildSpec:
         cid = path.rsplit("/", 1)[-1]
         sup = self.cfg.supervision
-        args = {**(args or {}), "config": self.cfg}
-        if kind in self.implemented:
-            real_kind, note = kind, ""
-        else:
-            real_kind, note = "placeholder", PLACEHOLDERS.get(kind, "not implemented yet")
         return ChildSpec(
             id=cid,
-            kind=real_kind,
-            args={**args, "note": note} if note else args,
+            kind=kind,
+            args={**(args or {}), "config": self.cfg},
             restart=Restart.PERMANENT,
             shutdown=sup.shutdown_s,
             ready_timeout=sup.ready_timeout_s,
             resources=resources_for(self.cfg, path),
-            placeholder=note,
         )
 
     def supervisor(self, cid: str, section: SupervisorConfig, kids: list[ChildSpec]) -> ChildSpec:
@@ -165,13 +147,11 @@ def channel_plugins(cfg: Config) -> list[str]:
     return [p.name for p in cfg.plugins if p.enabled and "channel" in p.capabilities]
 
 
-def build_tree(
-    cfg: Config, implemented: frozenset[str] = frozenset(), *, singletons: bool = False
-) -> list[ChildSpec]:
-    """The root's children, in start order. ``implemented``: kinds with a real actor.
-    ``singletons``: the head offers ``singleton_resources`` (``moltbot up`` does): each channel
-    account's actor then holds its own."""
-    b = _Builder(cfg, implemented)
+def build_tree(cfg: Config, *, singletons: bool = False) -> list[ChildSpec]:
+    """The root's children, in start order. ``singletons``: the head offers
+    ``singleton_resources`` (``moltbot up`` does): each channel account's actor then holds its
+    own."""
+    b = _Builder(cfg)
     owned = singleton_resources(cfg) if singletons else {}
     sup = cfg.supervision
     agents = [

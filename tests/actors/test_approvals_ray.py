@@ -99,8 +99,7 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
     workspace.mkdir()
     Vault.create(home).set("slack_bot_token", BOT_TOKEN)
     cfg = config(tg, slack, workspace)
-    kinds = frozenset({"store", "agent", "channel", "sandbox"})
-    kids = [c for c in build_tree(cfg, kinds) if c.id in ("store", "tools", "agents", "channels")]
+    kids = [c for c in build_tree(cfg) if c.id in ("store", "tools", "agents", "channels")]
     env = {**RAY_ENV, "MOLTBOT_HOME": str(home), "MB_TEST_TG": DEFAULT_TOKEN,
            "MB_TEST_SLACK_APP": APP_TOKEN}  # fmt: skip
     ns = f"t-{uuid.uuid4().hex[:8]}"

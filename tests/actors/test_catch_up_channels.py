@@ -74,8 +74,7 @@ def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rig]:
         "supervision": {"root": fast, "agents": fast, "channels": fast, "ping_interval_s": 0.5,
                         "ping_timeout_s": 5.0, "shutdown_s": 3.0, "ready_timeout_s": 120.0},
     }, type=Config)  # fmt: skip
-    kinds = frozenset({"store", "agent", "channel"})
-    kids = [c for c in build_tree(cfg, kinds) if c.id in ("store", "agents", "channels")]
+    kids = [c for c in build_tree(cfg) if c.id in ("store", "agents", "channels")]
     env = {**RAY_ENV, "MOLTBOT_HOME": str(home), "MB_TEST_BB": PASSWORD, "MB_TEST_DC": BOT_TOKEN}
     ns = f"t-{uuid.uuid4().hex[:8]}"
     root = Supervisor.options(  # type: ignore[attr-defined]

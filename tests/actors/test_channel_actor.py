@@ -130,7 +130,7 @@ def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rig]:
     cfg = config(tg, slack, signal)
     kids = [
         c
-        for c in build_tree(cfg, frozenset({"store", "agent", "channel"}))
+        for c in build_tree(cfg)
         if c.id in ("store", "agents", "channels")
     ]
     env = {

@@ -7,7 +7,15 @@ import ray
 
 from moltbot.cli.render import flatten, table
 from moltbot.supervision.spec import Backoff, ChildSpec, SupervisorFlags
-from tests.actors.helpers import child, node, start_root, stop_root, tree, wait_for
+from tests.actors.helpers import (
+    child,
+    node,
+    start_root,
+    stop_root,
+    supervisor,
+    tree,
+    wait_for,
+)
 
 pytestmark = [pytest.mark.usefixtures("ray_cluster"), pytest.mark.timeout(120)]
 
@@ -17,7 +25,7 @@ FLAGS = SupervisorFlags(backoff=Backoff(base_s=0.05, max_s=0.2, jitter=0.1))
 def test_status_includes_figures_of_children_that_have_them() -> None:
     specs = [
         ChildSpec(id="w", kind="worker", shutdown=2.0),
-        ChildSpec(id="p", kind="placeholder", shutdown=2.0, placeholder="later"),
+        supervisor("p", []),
     ]
     root, ns = start_root(FLAGS, specs)
     try:

@@ -115,7 +115,7 @@ def config(targets: dict[str, Any]) -> Config:
 
 def children(cfg: Config) -> list[ChildSpec]:
     """The real tree's store and plugins subtree; a plain worker in place of the gateway."""
-    specs = {c.id: c for c in build_tree(cfg, frozenset({"store", "plugin"}))}
+    specs = {c.id: c for c in build_tree(cfg)}
     gateway = ChildSpec(id="gateway", kind="worker", shutdown=2.0)
     return [specs["store"], gateway, specs["plugins"]]
 

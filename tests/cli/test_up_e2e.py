@@ -34,7 +34,7 @@ def free_port() -> int:
 @pytest.fixture
 def home(tmp_path: Path) -> Iterator[dict[str, str]]:
     env = {**os.environ, "MOLTBOT_HOME": str(tmp_path / "home"), "PYTHONPATH": str(ROOT)}
-    # a fake Telegram Bot API for the channel child (real actor or placeholder alike)
+    # a fake Telegram Bot API for the channel child
     port = free_port()
     fake = subprocess.Popen(
         [sys.executable, "-m", "tests.fakes.telegram_api", "--port", str(port)],

@@ -55,12 +55,14 @@ def test_a_pool_whose_children_depend_on_each_other_starts_them_in_order() -> No
     assert by_id["tools"].args["flags"].concurrent_start
 
 
-def test_unimplemented_kinds_are_labelled_placeholders() -> None:
-    tree = build_tree(load_config_text("{}"), implemented=frozenset({"store"}))
-    by_id = {c.id: c for c in tree}
-    assert by_id["store"].kind == "store" and by_id["store"].placeholder == ""
-    assert by_id["gateway"].kind == "placeholder"
-    assert "gateway" in by_id["gateway"].placeholder
+def test_every_child_names_the_actor_kind_that_runs_it() -> None:
+    by_id = {c.id: c for c in build_tree(load_config_text(CONFIG))}
+    assert by_id["store"].kind == "store" and by_id["gateway"].kind == "gateway"
+    pools = ("agents", "tools", "channels")
+    kids = {c.id: c.kind for sup in pools for c in by_id[sup].args["children"]}
+    assert kids["agent-0"] == "agent" and kids["sandbox-0"] == "sandbox"
+    assert kids["telegram:main"] == kids["signal:phone"] == "channel"
+    assert all(by_id[sup].kind == "supervisor" for sup in pools)
 
 
 def test_placement_pins_by_glob() -> None:

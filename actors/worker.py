@@ -1,4 +1,4 @@
-"""A stand-in child for a subsystem that lands in a later issue (marked in ``moltbot status``)."""
+"""A plain child of no subsystem: tests and benchmarks build trees of it."""
 
 from __future__ import annotations
 
@@ -11,15 +11,8 @@ from actors.base import CHILD_OPTIONS, ChildBase
 
 
 @ray.remote(**CHILD_OPTIONS)
-class Placeholder(ChildBase):
-    def __init__(self, *, path: str = "", note: str = "", **kw: Any) -> None:
-        super().__init__(path=path, **kw)
-        self.note = note
-
-
-@ray.remote(**CHILD_OPTIONS)
 class Worker(ChildBase):
-    """A plain worker that only lives and answers: used by tests and as a generic child."""
+    """A worker that only lives and answers (``echo``); it can end, or fail its setup, on cue."""
 
     def __init__(
         self,
