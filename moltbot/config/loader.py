@@ -8,6 +8,7 @@ from the file, which could be a secret pasted in the wrong place.
 from __future__ import annotations
 
 import difflib
+import enum
 import re
 import types
 from collections.abc import Callable, Iterator
@@ -306,6 +307,8 @@ def _struct_keys(tp: Any) -> list[str]:
 
 def _literal_values(tp: Any) -> tuple[Any, ...]:
     tp = _unwrap(tp)
+    if isinstance(tp, type) and issubclass(tp, enum.Enum):
+        return tuple(member.value for member in tp)
     return get_args(tp) if get_origin(tp) is Literal else ()
 
 

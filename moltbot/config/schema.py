@@ -7,6 +7,7 @@ Cross-field rules (bind + TLS, unique account ids) live in :mod:`moltbot.config.
 
 from __future__ import annotations
 
+import enum
 import types
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
@@ -33,7 +34,16 @@ Fraction = Annotated[float, Meta(ge=0, le=1)]
 
 DmPolicy = Literal["pairing", "allowlist", "open"]
 ExecPolicy = Literal["deny", "allowlist", "ask"]
-Strategy = Literal["one_for_one", "one_for_all", "rest_for_one"]
+
+
+class Strategy(enum.StrEnum):
+    """Which children a supervisor restarts when one exits (see moltbot.supervision.spec)."""
+
+    ONE_FOR_ONE = "one_for_one"
+    ONE_FOR_ALL = "one_for_all"
+    REST_FOR_ONE = "rest_for_one"
+
+
 Provider = Literal["offline", "anthropic"]
 
 DEFAULT_SYSTEM_PROMPT = (
@@ -255,7 +265,7 @@ class BackoffConfig(_Section, frozen=True, kw_only=True, forbid_unknown_fields=T
 
 
 class SupervisorConfig(_Section, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    strategy: Strategy = "one_for_one"
+    strategy: Strategy = Strategy.ONE_FOR_ONE
     intensity: NonNegInt = 3  # restarts allowed ...
     period: PosFloat = 5.0  # ... within this many seconds
     backoff: BackoffConfig = msgspec.field(default_factory=BackoffConfig)

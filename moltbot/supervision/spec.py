@@ -10,6 +10,9 @@
   its children and itself, and its parent decides (escalation).
 - ``shutdown``: seconds a child gets to stop after being asked; then it is killed. ``0`` is
   OTP's ``brutal_kill``.
+
+Each default is the config's (``moltbot.config.schema``): a supervisor's flags are its config
+section plus the tree-wide liveness ping, and a child's timeouts default to ``supervision.*``.
 """
 
 from __future__ import annotations
@@ -19,11 +22,10 @@ from typing import Any
 
 import msgspec
 
+from moltbot.config.schema import BackoffConfig, SupervisionConfig, SupervisorConfig
+from moltbot.config.schema import Strategy as Strategy  # the config's: one_for_one ...
 
-class Strategy(enum.StrEnum):
-    ONE_FOR_ONE = "one_for_one"
-    ONE_FOR_ALL = "one_for_all"
-    REST_FOR_ONE = "rest_for_one"
+_CONFIG = SupervisionConfig()  # the defaults, stated once in the schema
 
 
 class Restart(enum.StrEnum):
@@ -52,26 +54,20 @@ class Exit(msgspec.Struct, frozen=True, kw_only=True):
         return self.kind == ExitKind.ABNORMAL
 
 
-class Backoff(msgspec.Struct, frozen=True, kw_only=True):
-    base_s: float = 0.2
-    max_s: float = 10.0
-    jitter: float = 0.2  # +/- fraction of the delay
+Backoff = BackoffConfig  # between restarts: base_s doubling to max_s, +/- jitter (a fraction)
 
 
-class SupervisorFlags(msgspec.Struct, frozen=True, kw_only=True):
-    strategy: Strategy = Strategy.ONE_FOR_ONE
-    intensity: int = 3
-    period: float = 5.0
-    backoff: Backoff = Backoff()
-    ping_interval_s: float = 2.0
-    ping_timeout_s: float = 5.0
+class SupervisorFlags(SupervisorConfig, frozen=True, kw_only=True):
+    """How one supervisor runs: its config section (strategy, intensity, period, backoff,
+    standby: a warm spare per unplaced worker child, see actors.standby), the tree's liveness
+    ping, and how it starts its children."""
+
+    ping_interval_s: float = _CONFIG.ping_interval_s
+    ping_timeout_s: float = _CONFIG.ping_timeout_s
     # Start the children together rather than one after another (each still answers its ready
     # handshake; the supervisor is started when all are). Only for pools of independent
     # workers (channels, agents, sandboxes, plugins): siblings that use each other start in order.
     concurrent_start: bool = False
-    # Keep a warm standby incarnation of each (unplaced) worker child: a process that has
-    # done its imports but not started; a restart promotes it (see actors.standby).
-    standby: bool = False
 
 
 class ChildSpec(msgspec.Struct, frozen=True, kw_only=True):
@@ -81,8 +77,8 @@ class ChildSpec(msgspec.Struct, frozen=True, kw_only=True):
     kind: str
     args: dict[str, Any] = {}
     restart: Restart = Restart.PERMANENT
-    shutdown: float = 5.0
+    shutdown: float = _CONFIG.shutdown_s
     child_type: ChildType = ChildType.WORKER
-    ready_timeout: float = 30.0
+    ready_timeout: float = _CONFIG.ready_timeout_s
     resources: dict[str, float] = {}  # Ray custom resources (placement)
     num_cpus: float = 0.0

@@ -19,7 +19,6 @@ import msgspec
 
 from moltbot.config.schema import CHANNEL_KINDS, Config, SupervisorConfig
 from moltbot.supervision.spec import (
-    Backoff,
     ChildSpec,
     ChildType,
     Restart,
@@ -35,18 +34,10 @@ def flags_from(
 ) -> SupervisorFlags:
     sup = cfg.supervision
     return SupervisorFlags(
-        strategy=Strategy(section.strategy),
-        intensity=section.intensity,
-        period=section.period,
-        backoff=Backoff(
-            base_s=section.backoff.base_s,
-            max_s=section.backoff.max_s,
-            jitter=section.backoff.jitter,
-        ),
+        **msgspec.structs.asdict(section),
         ping_interval_s=sup.ping_interval_s,
         ping_timeout_s=sup.ping_timeout_s,
         concurrent_start=concurrent_start,
-        standby=section.standby,
     )
 
 
@@ -122,7 +113,7 @@ class _Builder:
             # rest_for_one or one_for_all the user said they depend on each other: in order
             args={
                 "flags": flags_from(
-                    self.cfg, section, concurrent_start=section.strategy == "one_for_one"
+                    self.cfg, section, concurrent_start=section.strategy == Strategy.ONE_FOR_ONE
                 ),
                 "children": kids,
             },

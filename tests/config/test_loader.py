@@ -23,6 +23,12 @@ def test_typo_names_the_path_and_suggests_the_key():
     assert "$.gateway.prot" in str(err)
 
 
+def test_a_wrong_strategy_lists_the_three():
+    err = _error('{"supervision": {"channels": {"strategy": "one_for_some"}}}')
+    assert err.path == "$.supervision.channels.strategy"
+    assert err.fix == "use one of: 'one_for_one', 'one_for_all', 'rest_for_one'"
+
+
 def test_typo_at_top_level():
     err = _error('{"gatway": {}}')
     assert err.path == "$.gatway"

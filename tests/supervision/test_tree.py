@@ -1,7 +1,8 @@
 from __future__ import annotations
 
 from moltbot.config.loader import load_config_text
-from moltbot.supervision.spec import ChildType, Strategy
+from moltbot.config.schema import SupervisionConfig
+from moltbot.supervision.spec import ChildSpec, ChildType, Strategy, SupervisorFlags
 from moltbot.supervision.tree import (
     account_resource,
     build_tree,
@@ -63,6 +64,19 @@ def test_every_child_names_the_actor_kind_that_runs_it() -> None:
     assert kids["agent-0"] == "agent" and kids["sandbox-0"] == "sandbox"
     assert kids["telegram:main"] == kids["signal:phone"] == "channel"
     assert all(by_id[sup].kind == "supervisor" for sup in pools)
+
+
+def test_flags_and_child_timeouts_default_to_the_configs() -> None:
+    cfg = load_config_text("{}")
+    assert root_flags(cfg) == SupervisorFlags()
+    defaults = SupervisionConfig()
+    spec = ChildSpec(id="w", kind="worker")
+    assert spec.ready_timeout == defaults.ready_timeout_s == 120.0
+    assert spec.shutdown == defaults.shutdown_s
+    store = build_tree(cfg)[0]
+    assert (store.ready_timeout, store.shutdown) == (spec.ready_timeout, spec.shutdown)
+    custom = load_config_text('{"supervision": {"root": {"intensity": 9}, "ping_timeout_s": 7}}')
+    assert root_flags(custom) == SupervisorFlags(intensity=9, ping_timeout_s=7.0)
 
 
 def test_placement_pins_by_glob() -> None:
