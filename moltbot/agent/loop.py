@@ -1,10 +1,15 @@
 """One turn of a session: model call → tool calls → tool results → ... → final answer.
 
 ``TurnRunner.run_turn`` is an async generator of ``ChatEvent``s: a ``ChatDelta`` per streamed
-piece of text, a ``ChatTool`` when a tool call starts and ends, and one ``ChatFinal``. Every
-message (the user's, the assistant's, the tool results) is appended to the transcript as it is
-complete, so a crash mid-turn leaves a transcript that ``context.normalize`` can repair.
-Provider errors (``ProviderError``) propagate to the caller, which shows their user message.
+piece of text, a ``ChatTool`` per tool call as it starts (``started``), while it waits for a
+person's approval (``approval_pending``) and when it ends (``done`` or ``error``), and last one
+``ChatFinal`` with the whole text and the token usage. Each record (the user's message, each
+assistant message, one user record with a step's tool results) goes to the ``TranscriptLog``
+as soon as it is complete; ``context.normalize`` repairs a transcript a crash cut short.
+A tool that fails gives the model an error result; it never ends the turn. After
+``max_turns`` model calls the turn stops with a note saying so. A ``ProviderError``
+propagates to the caller (which shows its user message), after the text the user already saw
+of that step is recorded.
 """
 
 from __future__ import annotations
@@ -30,7 +35,8 @@ SUMMARY_CHARS = 120
 
 
 class ToolRunner(Protocol):
-    """Runs tools for the agent (``moltbot.tools.registry.ToolRegistry`` implements it)."""
+    """Runs tools for the agent: ``moltbot.tools.registry.ToolRegistry`` itself, or (in the
+    agent actor) ``plugin_tools.MergedTools`` over the sandbox's and the plugins' tools."""
 
     def specs(self) -> list[dict[str, Any]]: ...
 
@@ -55,7 +61,8 @@ UNDECIDED = {
 
 
 class TranscriptLog(Protocol):
-    """Where turns are persisted: the store actor, or ``store.transcripts.AsyncTranscripts``."""
+    """Where a turn's records go: ``service.TurnLog`` (tags them with the message id and writes
+    them to the store in batches), or ``store.transcripts.AsyncTranscripts`` directly."""
 
     async def load(self, session: str) -> list[dict[str, Any]]: ...
 
@@ -70,6 +77,9 @@ def tool_summary(name: str, tool_input: dict[str, Any]) -> str:
 
 
 class TurnRunner:
+    """Runs turns with one provider, tool runner and transcript log. ``max_turns``: model calls
+    per turn; ``history_tokens``: the budget of past messages sent (older turns summarized)."""
+
     def __init__(
         self,
         provider: Provider,
