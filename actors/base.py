@@ -68,6 +68,18 @@ class ChildBase:
         """Returns once ``run`` starts: the supervisor's way to notice a spare that died."""
         await self._started.wait()
 
+    async def _until(self, event: asyncio.Event) -> asyncio.Task[Any]:
+        """Waits until ``event`` is set or ``run`` has ended, whichever is first (once ``run``
+        was called: by the parent, or a root's own start); returns run's task."""
+        await self._started.wait()
+        assert self._run_task is not None
+        waiter = asyncio.ensure_future(event.wait())
+        try:
+            await asyncio.wait({waiter, self._run_task}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            waiter.cancel()
+        return self._run_task
+
     async def run(self, incarnation: int | None = None) -> str:
         """The child's life. ``incarnation``: given when a standby is promoted (it was
         created before anyone knew which incarnation it would be)."""

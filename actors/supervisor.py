@@ -23,7 +23,7 @@ from actors.base import CHILD_OPTIONS, ChildBase
 from actors.exits import hint_of, reason_of, start_error_of
 from actors.registry import actor_class, actor_name, clear_alias, set_alias, standby_name
 from actors.standby import Standby, wanted
-from moltbot.errors import ChildStartError, EscalationError
+from moltbot.errors import ChildStartError, EscalationError, SupervisionError
 from moltbot.supervision.backoff import delay as backoff_delay
 from moltbot.supervision.policy import Action, consecutive_restarts, decide
 from moltbot.supervision.spec import ChildSpec, ChildType, Exit, ExitKind, SupervisorFlags
@@ -79,6 +79,7 @@ class Supervisor(ChildBase):
         self._tg: asyncio.TaskGroup | None = None
         self._main_task: asyncio.Task[str] | None = None
         self._standby_seq = 0
+        self._up = asyncio.Event()  # every child started
 
     # --- life --------------------------------------------------------------------------------
     async def main(self) -> None:
@@ -92,17 +93,16 @@ class Supervisor(ChildBase):
             else:
                 for rec in self.records:
                     await self._start(rec)
-            self._ready_children = True
+            self._up.set()
             while True:
                 child_id, gen, exit = await self._inbox.get()
                 await self._handle(child_id, gen, exit)
 
     async def ready(self) -> dict[str, Any]:
-        # ready only once every child has started (children start inside main()).
-        while not getattr(self, "_ready_children", False):
-            if self._run_task is not None and self._run_task.done():
-                self._run_task.result()
-            await asyncio.sleep(0.02)
+        """Once every child has started (``main`` starts them); a run that ended first raises."""
+        run = await self._until(self._up)
+        if not self._up.is_set():  # the run ended first: its failure, or it was stopped
+            raise run.exception() or SupervisionError(f"{actor_name(self.path)} stopped")
         return self.info()
 
     async def start_detached(self) -> bool:
@@ -210,6 +210,8 @@ class Supervisor(ChildBase):
                 rec.info = ready.result()
             else:
                 failed = ran.exception() if ran.done() else None
+                if failed is None and ready in done:  # a supervisor's ready raises its failure
+                    failed = ready.exception()
                 deeper = start_error_of(failed)
                 if deeper is not None:  # a supervisor whose child did not start: name that one
                     raise ChildStartError(deeper.user_message, hint=deeper.hint)
