@@ -31,10 +31,10 @@ from actors.ray_temp import ray_temp_dir
 from actors.registry import KINDS, actor_name, lookup
 from actors.supervisor import Supervisor
 from moltbot import paths
+from moltbot.cluster.head import Head, head_file, read_head
 from moltbot.config.schema import Config
 from moltbot.errors import MoltbotError, NotRunning, SupervisionError, VaultError
 from moltbot.security import cluster_tls
-from moltbot.security.cluster_tls import TlsFiles
 from moltbot.security.vault import PASSPHRASE_ENV
 from moltbot.supervision.tree import (
     ACCOUNT_PREFIX,
@@ -56,25 +56,7 @@ GENERIC_KINDS = {"supervisor", "placeholder", "worker"}
 RAY_START_ENV = {"RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S": "0"}
 
 
-class Head(msgspec.Struct, frozen=True, kw_only=True):
-    address: str
-    namespace: str
-    temp_dir: str = ""
-    pgid: int = 0  # 0: joined someone else's cluster; we never stop it
-    dashboard: str = ""
-    node_ip: str = ""  # a joined node: this machine's address in the cluster
-    tls: TlsFiles | None = None  # a home-lab cluster: Ray's mutual TLS (cluster_tls)
-
-
-def _head_file(home: Path) -> Path:
-    return paths.run_dir(home) / "ray.json"
-
-
-def read_head(home: Path) -> Head | None:
-    try:
-        return msgspec.json.decode(_head_file(home).read_bytes(), type=Head)
-    except (OSError, msgspec.DecodeError, msgspec.ValidationError):
-        return None
+_head_file = head_file
 
 
 def _free_port(preferred: int, host: str = "127.0.0.1") -> int:

@@ -18,6 +18,8 @@ from typing import Any
 from moltbot import paths
 from moltbot.cli.progress import StartProgress
 from moltbot.cli.render import nodes_table, table
+from moltbot.cluster.control import tree_control
+from moltbot.cluster.head import Head
 from moltbot.config.loader import is_loopback, load_config
 from moltbot.config.schema import Config
 from moltbot.errors import NotRunning, VaultKeyError
@@ -66,13 +68,13 @@ def cmd_up(args: argparse.Namespace) -> int:
     if not cfg.cluster.address and not is_loopback(cfg.cluster.head_ip):
         # a home-lab head: mutual TLS between nodes, set before Ray is imported (it reads once)
         cluster_tls.use_for_ray(cluster_tls.head_files(home, cfg.cluster.head_ip))
-    from actors import control
+    control = tree_control()
 
     if cfg.cluster.address:
-        head = control.Head(address=cfg.cluster.address, namespace=cfg.cluster.namespace)
+        head = Head(address=cfg.cluster.address, namespace=cfg.cluster.namespace)
     else:
         running = control.read_head(home)
-        if running is not None and control.head_processes(running):
+        if running is not None and control.head_alive(running):
             raise NotRunning(
                 "moltbot is already running here", hint="see `moltbot status`, or `moltbot down`"
             )
@@ -98,7 +100,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     if head.dashboard:
         print(f"  dashboard: {head.dashboard}")
     print(f"  {_provider_note(cfg)}")
-    if head.pgid and not control.is_loopback(head.address):
+    if head.pgid and not is_loopback(head.address.rsplit(":", 1)[0].strip("[]")):
         print("  add a machine (Ray traffic between machines is mutual TLS):")
         print("             moltbot node invite ITS_IP --out FILE      (here)")
         print("             moltbot node join --invite FILE            (there)")
@@ -121,7 +123,7 @@ def cmd_up(args: argparse.Namespace) -> int:
 
 
 def cmd_down(args: argparse.Namespace) -> int:
-    from actors import control, nodes
+    control = tree_control()
 
     home = paths.home()
     head = control.read_head(home)
@@ -136,7 +138,7 @@ def cmd_down(args: argparse.Namespace) -> int:
             print("tree stopped")
     except Exception as exc:  # the head may be half dead: still clean up its processes
         print(f"could not stop the tree cleanly ({type(exc).__name__}); ending processes")
-    joined = nodes.leave_nodes(home)
+    joined = control.leave_nodes(home)
     if joined:
         print(f"stopped {joined} joined node(s)")
     left = control.stop_head(head, home)
@@ -152,7 +154,7 @@ Accounts = dict[str, dict[str, float]]
 
 
 def _status(args: argparse.Namespace) -> tuple[Any, dict[str, Any], tuple[Nodes, Accounts]]:
-    from actors import control
+    control = tree_control()
 
     head, root = control.attach(paths.home())
     return head, control.tree_status(root), (control.nodes(), control.accounts_held())
@@ -180,7 +182,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_kill(args: argparse.Namespace) -> int:
-    from actors import control
+    control = tree_control()
 
     head, _root = control.attach(paths.home())
     full = control.kill(head.namespace, args.name, args.how)
