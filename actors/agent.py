@@ -24,7 +24,6 @@ from typing import Any, TypeVar
 
 import msgspec
 import ray
-from ray.exceptions import RayActorError
 
 from actors import metrics, routing
 from actors.audit import AuditForwarder
@@ -143,7 +142,7 @@ class SandboxTools:
         target = await routing.live(self._ns, path, self._deadline)
         try:
             result: ToolResult = await target.call.remote(name, input, session, ctx)
-        except RayActorError:
+        except routing.ActorDied:
             return ToolResult(text=TOOL_LOST, is_error=True)
         return result
 
@@ -217,7 +216,7 @@ class PluginTools:
         try:
             asked = routing.call(self._ns, path, "tools", deadline_s=wait)
             got = await asyncio.wait_for(asked, wait)
-        except (TimeoutError, Unavailable, AttributeError, RayActorError):
+        except (TimeoutError, Unavailable, AttributeError, routing.ActorDied):
             routing.forget(self._ns, path)
             return None
         return got if isinstance(got, list) else None
@@ -232,7 +231,7 @@ class PluginTools:
             result: ToolResult = await target.call_tool.remote(name, input, session)
         except (Unavailable, AttributeError):
             return ToolResult(text=down, is_error=True, code=Unavailable.code)
-        except RayActorError:
+        except routing.ActorDied:
             routing.forget(self._ns, path)
             lost = f"plugin '{plugin}' stopped during this call, so it may or may not have run"
             return ToolResult(text=lost, is_error=True, code=Unavailable.code)

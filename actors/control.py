@@ -27,13 +27,14 @@ import msgspec
 import psutil
 import ray
 
+from actors import routing
 from actors.ray_temp import ray_temp_dir
 from actors.registry import KINDS, actor_name, lookup
 from actors.supervisor import Supervisor
 from moltbot import paths
 from moltbot.cluster.head import Head, head_file, read_head
 from moltbot.config.schema import Config
-from moltbot.errors import MoltbotError, NotRunning, SupervisionError, VaultError
+from moltbot.errors import NotRunning, SupervisionError, VaultError
 from moltbot.security import cluster_tls
 from moltbot.security.vault import PASSPHRASE_ENV
 from moltbot.supervision.tree import (
@@ -371,11 +372,8 @@ def actor_call(namespace: str, path: str, method: str, *args: Any) -> Any:
         raise NotRunning(f"{path} is not running", hint="see `moltbot status`") from None
     try:
         return ray.get(getattr(handle, method).remote(*args), timeout=30)
-    except ray.exceptions.RayTaskError as exc:
-        cause = getattr(exc, "cause", None)
-        if isinstance(cause, MoltbotError):
-            raise cause from None
-        raise
+    except routing.RemoteFailed as exc:
+        routing.raise_remote(exc)
 
 
 def stop_tree(root: Any, timeout: float = 120.0) -> None:

@@ -8,7 +8,6 @@ from typing import Any
 
 import msgspec
 import ray
-from ray.exceptions import RayActorError
 
 from actors import routing
 from actors.audit import AuditForwarder
@@ -167,7 +166,7 @@ class RayBackend(BaseBackend):
             result: JSON = await target.call_method.remote(method, params)
         except AttributeError:  # the child there is still a placeholder
             raise Unavailable(f"plugin '{plugin}' is not available yet") from None
-        except RayActorError:
+        except routing.ActorDied:
             routing.forget(self.ns, path)
             raise Unavailable(
                 f"plugin '{plugin}' stopped during the call; it may or may not have run"

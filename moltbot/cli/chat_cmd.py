@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import random
 import ssl
 import sys
 from collections.abc import Callable
@@ -21,6 +20,7 @@ import msgspec
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 
+from moltbot.backoff import delay as backoff_delay
 from moltbot.errors import (
     BadRequest,
     Forbidden,
@@ -42,13 +42,12 @@ _decoder = msgspec.json.Decoder(Response | Event)
 @dataclass(frozen=True, slots=True)
 class Backoff:
     initial: float = 0.2
-    factor: float = 2.0
     maximum: float = 5.0
     give_up_after: float = 120.0  # seconds of failed attempts before Unavailable
 
     def delay(self, attempt: int) -> float:
-        base = min(self.maximum, self.initial * self.factor**attempt)
-        return base * random.uniform(0.75, 1.0)
+        """``moltbot.backoff`` doubling from ``initial`` to ``maximum``, up to 25% shorter."""
+        return backoff_delay(attempt, base=self.initial, cap=self.maximum, jitter=0.25)
 
 
 class _Retry(Exception):

@@ -19,7 +19,7 @@ from moltbot.security.vault import PASSPHRASE_ENV, Vault
 from .conftest import TOKEN, MakeGateway
 from .echo_backend import EchoBackend
 
-FAST = Backoff(initial=0.05, factor=2.0, maximum=0.2, give_up_after=10.0)
+FAST = Backoff(initial=0.05, maximum=0.2, give_up_after=10.0)
 
 
 def run_cli(argv: list[str]) -> int:
