@@ -10,8 +10,8 @@ import pytest
 
 from moltbot import paths
 from moltbot.cli import chat_cmd
-from moltbot.cli.chat_cmd import Backoff, GatewayClient
 from moltbot.errors import Unauthorized, Unavailable
+from moltbot.gateway.client import Backoff, GatewayClient
 from moltbot.gateway.server import GatewayServer
 from moltbot.security.audit import tail, verify
 from moltbot.security.vault import PASSPHRASE_ENV, Vault
