@@ -19,51 +19,38 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncIterator
 from typing import Any, TypeVar
 
 import msgspec
 import ray
-from ray.exceptions import RayActorError
 
 from actors import metrics, routing
 from actors.audit import AuditForwarder
 from actors.base import CHILD_OPTIONS, ChildBase
+from moltbot.agent.agent_service import AgentPorts, AgentService
 from moltbot.agent.plugin_tools import MergedTools, PluginToolCache
-from moltbot.agent.providers.base import Provider
 from moltbot.agent.service import (
-    HELP_TEXT,
-    Command,
     approval_book,
-    approval_reply,
     build_provider,
-    chat_records,
-    idempotent_turn,
-    parse_command,
-    status_text,
     tool_registry,
     user_text,
 )
-from moltbot.agent.sessions import SessionGate
 from moltbot.agent.transcript_cache import CachedTranscripts
 from moltbot.batching import GroupCommit
 from moltbot.config.schema import CHANNEL_KINDS, Config
 from moltbot.errors import (
-    MoltbotError,
     NotFound,
     ProviderAuthError,
     Unavailable,
 )
 from moltbot.messages import (
     ChatEvent,
-    ChatFinal,
     InboundMessage,
     OutboundMessage,
     ToolContext,
     ToolResult,
 )
-from moltbot.observability import Counters, span
-from moltbot.security import owners
 from moltbot.security.audit import AuditSink
 from moltbot.security.vault import lazy_get
 from moltbot.tools.approvals import Approval, request_text
@@ -73,7 +60,6 @@ log = logging.getLogger("moltbot.agent")
 T = TypeVar("T")
 
 STORE = "store"
-FAILED = "Sorry, something went wrong while answering; please try again."
 TOOL_LOST = (
     "the tool worker stopped during this call, so it may or may not have run; "
     "check before trying again"
@@ -143,7 +129,7 @@ class SandboxTools:
         target = await routing.live(self._ns, path, self._deadline)
         try:
             result: ToolResult = await target.call.remote(name, input, session, ctx)
-        except RayActorError:
+        except routing.ActorDied:
             return ToolResult(text=TOOL_LOST, is_error=True)
         return result
 
@@ -217,7 +203,7 @@ class PluginTools:
         try:
             asked = routing.call(self._ns, path, "tools", deadline_s=wait)
             got = await asyncio.wait_for(asked, wait)
-        except (TimeoutError, Unavailable, AttributeError, RayActorError):
+        except (TimeoutError, Unavailable, AttributeError, routing.ActorDied):
             routing.forget(self._ns, path)
             return None
         return got if isinstance(got, list) else None
@@ -232,7 +218,7 @@ class PluginTools:
             result: ToolResult = await target.call_tool.remote(name, input, session)
         except (Unavailable, AttributeError):
             return ToolResult(text=down, is_error=True, code=Unavailable.code)
-        except RayActorError:
+        except routing.ActorDied:
             routing.forget(self._ns, path)
             lost = f"plugin '{plugin}' stopped during this call, so it may or may not have run"
             return ToolResult(text=lost, is_error=True, code=Unavailable.code)
@@ -247,16 +233,9 @@ class AgentActor(ChildBase):
         super().__init__(path=path, **kw)
         self.config = config or Config()
         self.index = index
-        self._provider: Provider | None = None
-        self._store: CachedTranscripts | None = None
+        self._service: AgentService | None = None
         self._writes: StoreTranscripts | None = None
-        self._tools: SandboxTools | None = None
-        self._plugins: PluginTools | None = None
-        self._tool_table: PluginToolCache | None = None
         self._audit = AuditForwarder(self.namespace, path)
-        self._gate = SessionGate(self.config.agent.queue_size)
-        self._ns = ""
-        self._figures = Counters()
 
     def preload_modules(self) -> tuple[str, ...]:
         if self.config.agent.provider == "anthropic":  # the SDK: seconds of imports
@@ -264,192 +243,92 @@ class AgentActor(ChildBase):
         return ()
 
     async def setup(self) -> None:
-        cfg = self.config
-        self._ns = self.namespace  # the tree's namespace, given by the supervisor
+        cfg, ns = self.config, self.namespace  # the tree's namespace, given by the supervisor
         try:  # the API key read from the vault (if it is there) is audited
-            self._provider = build_provider(
-                cfg, vault_get=lazy_get(on_read=self._audit.secret_reader())
-            )
+            provider = build_provider(cfg, vault_get=lazy_get(on_read=self._audit.secret_reader()))
         except ProviderAuthError as exc:
             log.error("%s cannot start: %s", self.path, user_text(exc))
             raise
         specs = tool_registry(cfg, approval_book(cfg)).specs()
-        self._writes = StoreTranscripts(self._ns)
-        self._store = CachedTranscripts(self._writes)
-        self._tools = SandboxTools(self._ns, cfg.tools.workers, specs)
-        self._plugins = PluginTools(self._ns)
-        enabled = [p.name for p in cfg.plugins if p.enabled]
-        self._tool_table = PluginToolCache(specs, enabled, self._plugins.specs)
+        self._writes = StoreTranscripts(ns)
+        sandboxes = SandboxTools(ns, cfg.tools.workers, specs)
+        plugins = PluginTools(ns)
+        table = PluginToolCache(specs, [p.name for p in cfg.plugins if p.enabled], plugins.specs)
+
+        async def tools() -> MergedTools:
+            return MergedTools(sandboxes, plugins, await table.table(), audit=self._audit.record)
+
+        def approver(msg: InboundMessage | None) -> TurnApprover:
+            t = cfg.tools
+            return TurnApprover(ns, t.workers, t.bash.approval_ttl_s, msg, self._audit.record)
+
+        ports = AgentPorts(
+            transcripts=CachedTranscripts(self._writes), tools=tools, approver=approver,
+            resolve_approval=self._resolve_approval, audit=self._audit.record,
+            on_turn=_turn_metrics,
+        )  # fmt: skip
+        self._service = AgentService(cfg, provider, ports, name=self.path or "agent")
 
     async def main(self) -> None:
+        service = self._need(self._service)
         try:
             await self._need(self._writes).writes.run()  # group-commits writes until stopped
         finally:
             await self._audit.aclose()
-            close = getattr(self._provider, "aclose", None)
+            close = getattr(service.provider, "aclose", None)
             if close is not None:
                 with contextlib.suppress(Exception):
                     await close()
 
-    # --- turns -------------------------------------------------------------------------------
+    # --- turns (moltbot.agent.agent_service) -------------------------------------------------
     @ray.method(num_returns="streaming")
     async def chat(self, session: str, text: str, msg_id: str = "") -> AsyncIterator[ChatEvent]:
         """Stream one turn: ``ChatDelta``/``ChatTool`` events, then one ``ChatFinal``.
 
         Raises our errors (``ProviderError``, ``RateLimited``, ``Unavailable``) with safe texts.
         """
-        async with contextlib.aclosing(self._turn(session, text, msg_id)) as events:
-            async for event in events:
+        await self._ready.wait()
+        async with contextlib.aclosing(self._need(self._service).turn(session, text, msg_id)) as ev:
+            async for event in ev:
                 yield event
 
     async def answer(self, msg: InboundMessage) -> str:
-        """The final reply to ``msg`` (idempotent per ``msg.id``).
-
-        Errors a person should see (the model is overloaded, too many messages waiting) come
-        back as the reply text. Only ``Unavailable`` is raised: the store or sandbox could not
-        be reached, so the message should stay pending and be retried.
-        """
-        final = ""
-        try:
-            with span("moltbot.turn", msg.trace or None, channel=msg.channel, agent=self.path):
-                sender = f"{msg.channel}:{msg.account}:{msg.sender_id}"
-                turn = self._turn(msg.session_key, msg.text, msg.id, sender, msg)
-                async with contextlib.aclosing(turn) as events:
-                    async for event in events:
-                        if isinstance(event, ChatFinal):
-                            final = event.text
-        except Unavailable:
-            raise
-        except MoltbotError as exc:
-            return user_text(exc)
-        except Exception:
-            log.exception("%s: the turn for a message failed", self.path)
-            return FAILED
-        return final
-
-    async def _turn(
-        self, session: str, text: str, msg_id: str, sender: str = "",
-        msg: InboundMessage | None = None,
-    ) -> AsyncGenerator[ChatEvent, None]:  # fmt: skip
+        """The final reply to ``msg`` (idempotent per ``msg.id``); see ``AgentService.answer``."""
         await self._ready.wait()
-        command = parse_command(text)
-        if command is not None and command.name != "reset":
-            # answered at once, even while a turn of this session runs (it may await approval)
-            yield ChatFinal(session=session, text=await self._command(command, session, sender))
-            return
-        async with self._gate.hold(session):
-            if command is not None:
-                yield ChatFinal(session=session, text=await self._command(command, session, sender))
-                return
-            started = time.monotonic()
-
-            def finished(final: ChatFinal) -> None:
-                self._record_turn(time.monotonic() - started, final.usage)
-
-            async def tools() -> MergedTools:
-                return MergedTools(
-                    self._need(self._tools),
-                    self._need(self._plugins),
-                    await self._need(self._tool_table).table(),
-                    audit=self._audit.record,
-                )
-
-            turn = idempotent_turn(
-                self._need(self._store),
-                self._need(self._provider),
-                tools,
-                self.config,
-                session,
-                text,
-                msg_id,
-                sender=sender,
-                approver=self._approver(msg),
-                on_final=finished,
-            )
-            async with contextlib.aclosing(turn) as events:
-                async for event in events:
-                    yield event
-
-    def _approver(self, msg: InboundMessage | None) -> TurnApprover:
-        tools = self.config.tools
-        return TurnApprover(
-            self._ns, tools.workers, tools.bash.approval_ttl_s, msg, self._audit.record
-        )
-
-    def _record_turn(self, seconds: float, usage: dict[str, int]) -> None:
-        """One finished model turn in ``figures()`` and the Ray metrics."""
-        tokens_in, tokens_out = usage.get("input_tokens", 0), usage.get("output_tokens", 0)
-        self._figures.inc("turns")
-        self._figures.inc("tokens_in", tokens_in)
-        self._figures.inc("tokens_out", tokens_out)
-        self._figures.observe_ms(seconds * 1000)
-        metrics.turn_latency(seconds)
-        metrics.tokens("input", tokens_in)
-        metrics.tokens("output", tokens_out)
+        return await self._need(self._service).answer(msg)
 
     async def figures(self) -> dict[str, Any]:
-        f = self._figures
-        return {
-            "turns": int(f.get("turns")),
-            "p50_ms": f.percentile_ms(50),
-            "p99_ms": f.percentile_ms(99),
-            "tokens_in": int(f.get("tokens_in")),
-            "tokens_out": int(f.get("tokens_out")),
-        }
+        return self._service.figures() if self._service is not None else {}
 
     async def sessions_reset(self, session: str) -> bool:
         """Archive a session's transcript (the gateway's ``sessions.reset``): through the agent
         that owns the session, after its running turn, so its cache stays true."""
         await self._ready.wait()
-        async with self._gate.hold(session):
-            return bool(await self._need(self._store).reset(session))
+        return await self._need(self._service).reset(session)
 
-    # --- commands ----------------------------------------------------------------------------
-    async def _command(self, command: Command, session: str, sender: str = "") -> str:
-        if command.problem:
-            return command.problem
-        if command.name == "reset":
-            had = bool(await self._need(self._store).reset(session))
-            if had:
-                return "Started a new conversation."
-            return "Nothing to reset: this is a new conversation."
-        if command.name == "status":
-            history = await self._need(self._store).load(session)
-            return status_text(
-                agent=self.path or "agent",
-                provider=self._need(self._provider).name,
-                models=list(self.config.agent.models),
-                messages=len(chat_records(history, len(history))),
-                waiting=self._gate.waiting(session),
-            )
-        if command.name in ("approve", "deny"):
-            return await self._answer_approval(command.arg, command.name == "approve", sender)
-        return HELP_TEXT
-
-    async def _answer_approval(self, approval_id: str, approve: bool, sender: str) -> str:
-        """``/approve ID`` or ``/deny ID`` from ``sender``: only an owner (of the account they
-        write from) answers, any pending approval of the tree (it may wait in any sandbox)."""
-        who = owners.approver(self.config, sender)
-        fields = {"id": approval_id, "by": sender or "gateway", "decision":
-                  "approve" if approve else "deny"}  # fmt: skip
-        if who is None:
-            self._audit.record("approval", {**fields, "action": "refused"})
-            return ("Only an owner of this assistant can answer approvals (the `owners` of a "
-                    "channel account, or the web page). Nothing was run.")  # fmt: skip
+    async def _resolve_approval(self, approval_id: str, approve: bool, who: str
+                                ) -> dict[str, Any] | None:
+        """Answer a pending approval in whichever sandbox it waits."""
         for i in range(self.config.tools.workers):
             try:
-                approval = await routing.call(
-                    self._ns, f"tools/sandbox-{i}", "approvals_resolve", approval_id, approve,
-                    who, deadline_s=15.0,
+                approval: dict[str, Any] = await routing.call(
+                    self.namespace, f"tools/sandbox-{i}", "approvals_resolve", approval_id,
+                    approve, who, deadline_s=15.0,
                 )  # fmt: skip
             except NotFound:
                 continue
-            self._audit.record("approval", {**fields, "action": "resolved"})
-            return approval_reply(approval, approve)
-        return f"There is no pending approval with id {approval_id} (it may have expired)."
+            return approval
+        return None
 
     @staticmethod
     def _need(value: T | None) -> T:
         if value is None:
             raise Unavailable("the agent is still starting")
         return value
+
+
+def _turn_metrics(seconds: float, usage: dict[str, int]) -> None:
+    """One finished model turn in the Ray metrics."""
+    metrics.turn_latency(seconds)
+    metrics.tokens("input", usage.get("input_tokens", 0))
+    metrics.tokens("output", usage.get("output_tokens", 0))

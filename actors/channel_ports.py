@@ -13,8 +13,6 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from ray.exceptions import RayTaskError
-
 from actors import routing
 from moltbot.channels.base import ChannelAdapter
 from moltbot.channels.service import Ports
@@ -40,12 +38,11 @@ async def call(
     ``owner`` (the caller's path) only names it in the log."""
     try:
         return await routing.call(namespace, path, method, *args, deadline_s=deadline_s)
-    except RayTaskError as exc:
-        cause = getattr(exc, "cause", None)
-        if isinstance(cause, MoltbotError):
-            raise cause from None
-        log.error("%s: %s.%s failed: %s", owner, path, method, type(cause).__name__)
-        raise Unavailable(f"{path} could not handle the request") from None
+    except routing.RemoteFailed as exc:
+        cause = routing.cause_of(exc)
+        if not isinstance(cause, MoltbotError):
+            log.error("%s: %s.%s failed: %s", owner, path, method, type(cause).__name__)
+        routing.raise_remote(exc, Unavailable(f"{path} could not handle the request"))
 
 
 class StoreCursors:

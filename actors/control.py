@@ -26,15 +26,16 @@ import msgspec
 import psutil
 import ray
 
+from actors import routing
 from actors.ray_temp import ray_temp_dir
 from actors.registry import actor_name, lookup
 from actors.supervisor import Supervisor
 from moltbot import paths
+from moltbot.cluster.head import Head, head_file, read_head
 from moltbot.config.schema import Config
-from moltbot.errors import MoltbotError, NotRunning, SupervisionError, VaultError
+from moltbot.errors import NotRunning, SupervisionError, VaultError
 from moltbot.netaddr import is_loopback
 from moltbot.security import cluster_tls
-from moltbot.security.cluster_tls import TlsFiles
 from moltbot.security.vault import PASSPHRASE_ENV
 from moltbot.supervision.tree import (
     ACCOUNT_PREFIX,
@@ -55,25 +56,7 @@ RAY_ENV = {
 RAY_START_ENV = {"RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S": "0"}
 
 
-class Head(msgspec.Struct, frozen=True, kw_only=True):
-    address: str
-    namespace: str
-    temp_dir: str = ""
-    pgid: int = 0  # 0: joined someone else's cluster; we never stop it
-    dashboard: str = ""
-    node_ip: str = ""  # a joined node: this machine's address in the cluster
-    tls: TlsFiles | None = None  # a home-lab cluster: Ray's mutual TLS (cluster_tls)
-
-
-def _head_file(home: Path) -> Path:
-    return paths.run_dir(home) / "ray.json"
-
-
-def read_head(home: Path) -> Head | None:
-    try:
-        return msgspec.json.decode(_head_file(home).read_bytes(), type=Head)
-    except (OSError, msgspec.DecodeError, msgspec.ValidationError):
-        return None
+_head_file = head_file
 
 
 def _free_port(preferred: int, host: str = "127.0.0.1") -> int:
@@ -374,11 +357,8 @@ def actor_call(namespace: str, path: str, method: str, *args: Any) -> Any:
         raise NotRunning(f"{path} is not running", hint="see `moltbot status`") from None
     try:
         return ray.get(getattr(handle, method).remote(*args), timeout=30)
-    except ray.exceptions.RayTaskError as exc:
-        cause = getattr(exc, "cause", None)
-        if isinstance(cause, MoltbotError):
-            raise cause from None
-        raise
+    except routing.RemoteFailed as exc:
+        routing.raise_remote(exc)
 
 
 def stop_tree(root: Any, timeout: float = 120.0) -> None:

@@ -3,26 +3,19 @@ error's own message and fix (written for users), otherwise type names only."""
 
 from __future__ import annotations
 
-from ray.exceptions import RayActorError, RayTaskError
-
+from actors.routing import ActorDied, RemoteFailed, cause_of
 from moltbot.errors import ChildStartError, MoltbotError
-
-
-def _cause(exc: BaseException | None) -> BaseException | None:
-    if isinstance(exc, RayTaskError):
-        return exc.cause if getattr(exc, "cause", None) is not None else exc
-    return exc
 
 
 def start_error_of(exc: BaseException | None) -> ChildStartError | None:
     """The start error of a grandchild, carried up through a supervisor that did not start."""
-    cause = _cause(exc)
+    cause = cause_of(exc)
     return cause if isinstance(cause, ChildStartError) else None
 
 
 def hint_of(exc: BaseException | None) -> str:
     """The fix a moltbot error carries (written for users), else none."""
-    cause = _cause(exc)
+    cause = cause_of(exc)
     return cause.hint if isinstance(cause, MoltbotError) else ""
 
 
@@ -31,12 +24,12 @@ def reason_of(exc: BaseException | None) -> str:
     for users, never a secret), else type names only."""
     if exc is None:
         return "exited"
-    if isinstance(exc, RayTaskError):
-        cause = exc.cause if getattr(exc, "cause", None) is not None else exc
+    if isinstance(exc, RemoteFailed):
+        cause = cause_of(exc)
         if isinstance(cause, MoltbotError):
             return cause.user_message
         return f"raised {type(cause).__name__}"
-    if isinstance(exc, RayActorError):
+    if isinstance(exc, ActorDied):
         return "process died"
     if isinstance(exc, ChildStartError):
         return "start failed"

@@ -8,7 +8,6 @@ from typing import Any
 
 import msgspec
 import ray
-from ray.exceptions import RayActorError
 
 from actors import routing
 from actors.audit import AuditForwarder
@@ -162,7 +161,7 @@ class RayBackend(BaseBackend):
         try:
             target = await routing.live(self.ns, path, PLUGIN_DEADLINE_S)
             result: JSON = await target.call_method.remote(method, params)
-        except RayActorError:
+        except routing.ActorDied:
             routing.forget(self.ns, path)
             raise Unavailable(
                 f"plugin '{plugin}' stopped during the call; it may or may not have run"

@@ -4,22 +4,53 @@ Handles are looked up by name on each use (a restarted actor is a new process wi
 name), and ``call`` rides through a restart: it retries while the target is dead or not yet
 back, with backoff, until a deadline. Only use ``call`` for idempotent requests (the store's
 journal dedups by message id; an agent turn is keyed by message id).
+
+It is also the one place Ray's errors are read: ``ActorDied`` (the actor's process is gone),
+``RemoteFailed`` (the remote method raised; ``cause_of`` gives what it raised),
+``TimedOut``, and ``raise_remote`` to re-raise a failed call in moltbot's terms.
 """
 
 from __future__ import annotations
 
 import asyncio
-import random
 import time
-from typing import Any
+from typing import Any, NoReturn
 
-from ray.exceptions import ActorDiedError, ActorUnavailableError, RayActorError
+from ray.exceptions import (
+    ActorDiedError,
+    ActorUnavailableError,
+    GetTimeoutError,
+    RayActorError,
+    RayTaskError,
+)
 
 from actors.registry import lookup
 from moltbot.agent.sessions import shard_for
-from moltbot.errors import Unavailable
+from moltbot.backoff import delay as backoff_delay
+from moltbot.errors import MoltbotError, Unavailable
 
 RETRYABLE = (RayActorError, ActorDiedError, ActorUnavailableError, ValueError)
+ActorDied = RayActorError  # the actor's process died (before or during the call)
+RemoteFailed = RayTaskError  # the remote method raised; ``cause_of`` gives what
+TimedOut = (TimeoutError, GetTimeoutError)  # no answer in time (asyncio or ``ray.get``)
+
+
+def cause_of(exc: BaseException | None) -> BaseException | None:
+    """What the remote method raised, out of Ray's ``RayTaskError`` wrapper; else ``exc``."""
+    if isinstance(exc, RayTaskError) and getattr(exc, "cause", None) is not None:
+        return exc.cause
+    return exc
+
+
+def raise_remote(exc: BaseException, fallback: MoltbotError | None = None) -> NoReturn:
+    """Re-raise a failed remote call in moltbot's terms: a moltbot error the remote method
+    raised as itself (it pickles whole), anything else as ``fallback`` (or unchanged)."""
+    cause = cause_of(exc)
+    if isinstance(cause, MoltbotError):
+        raise cause from None
+    if fallback is not None:
+        raise fallback from None
+    raise exc
 
 
 _HANDLES: dict[tuple[str, str], Any] = {}  # bounded by the tree's size
@@ -74,7 +105,9 @@ async def call(
             attempt += 1
             if time.monotonic() >= end:
                 raise Unavailable(f"{path} is not available right now") from None
-            await asyncio.sleep(min(2.0, 0.05 * 2**attempt) * (0.5 + random.random()))
+            await asyncio.sleep(
+                backoff_delay(attempt - 1, base=0.1, cap=2.0, jitter=0.5, kind="around")
+            )
 
 
 async def live(namespace: str, path: str, deadline_s: float = 60.0) -> Any:

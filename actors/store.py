@@ -11,7 +11,6 @@ store sees everything an earlier incarnation acknowledged.
 from __future__ import annotations
 
 import asyncio
-import os
 from pathlib import Path
 from typing import Any
 
@@ -20,14 +19,10 @@ import ray
 
 from actors.base import CHILD_OPTIONS, ChildBase
 from moltbot import paths
-from moltbot.agent.service import chat_records, valid_kv_key
-from moltbot.errors import BadRequest
+from moltbot.agent.service import chat_records
 from moltbot.messages import InboundMessage
 from moltbot.security.audit import AuditLog
-from moltbot.store import InboundJournal, TranscriptStore
-from moltbot.store.transcripts import fsync_dir, write_all
-
-KV_MAX_BYTES = 1024 * 1024
+from moltbot.store import InboundJournal, KeyValueStore, TranscriptStore
 
 
 @ray.remote(**CHILD_OPTIONS)
@@ -37,18 +32,17 @@ class StoreActor(ChildBase):
         self._home = Path(home) if home else None
         self._journal: InboundJournal | None = None
         self._transcripts: TranscriptStore | None = None
-        self._kv_dir = Path()
+        self._kv: KeyValueStore | None = None
         self._audit: AuditLog | None = None
         self._audit_path = Path()
 
     async def setup(self) -> None:
         base = self._home or paths.home()
         state = paths.state_dir(base)
-        self._kv_dir = state / "kv"
         self._audit_path = paths.audit_file(base)
         self._journal = await asyncio.to_thread(InboundJournal, state)
         self._transcripts = await asyncio.to_thread(TranscriptStore, paths.sessions_dir(base))
-        await asyncio.to_thread(self._kv_dir.mkdir, parents=True, exist_ok=True, mode=0o700)
+        self._kv = await asyncio.to_thread(KeyValueStore, state / "kv")
 
     @property
     def journal(self) -> InboundJournal:
@@ -113,33 +107,19 @@ class StoreActor(ChildBase):
         return await asyncio.to_thread(self.transcripts.reset, session) is not None
 
     # --- small durable values ------------------------------------------------------------------
-    def _kv_path(self, key: str) -> Path:
-        if not valid_kv_key(key):
-            raise BadRequest(
-                "a store key is 1-128 characters of letters, digits, '_', '.', ':' or '-', "
-                "starting with a letter or digit, without '..'"
-            )
-        return self._kv_dir / key
+    @property
+    def kv(self) -> KeyValueStore:
+        assert self._kv is not None, "store not set up"
+        return self._kv
 
     async def kv_get(self, key: str) -> bytes | None:
         await self._ready.wait()
-        target = self._kv_path(key)
-
-        def read() -> bytes | None:
-            try:
-                return target.read_bytes()
-            except FileNotFoundError:
-                return None
-
-        return await asyncio.to_thread(read)
+        return await asyncio.to_thread(self.kv.get, key)
 
     async def kv_put(self, key: str, value: bytes) -> None:
-        """Replace the value of ``key`` atomically (temp file, fsync, rename, fsync folder)."""
+        """Replace the value of ``key`` atomically (see ``moltbot.store.kv``)."""
         await self._ready.wait()
-        target = self._kv_path(key)
-        if not isinstance(value, bytes) or len(value) > KV_MAX_BYTES:
-            raise BadRequest(f"a stored value is bytes of at most {KV_MAX_BYTES} bytes")
-        await asyncio.to_thread(_atomic_write, target, value)
+        await asyncio.to_thread(self.kv.put, key, value)
 
     # --- audit log -------------------------------------------------------------------------------
     async def audit_append(self, kind: str, fields: dict[str, Any]) -> str:
@@ -159,15 +139,3 @@ class StoreActor(ChildBase):
         if self._journal is not None:
             data["journal"] = self._journal.stats()
         return data
-
-
-def _atomic_write(target: Path, data: bytes) -> None:
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        write_all(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, target)
-    fsync_dir(target.parent)

@@ -16,9 +16,9 @@ from typing import Any
 
 import msgspec
 import ray
-from ray.exceptions import GetTimeoutError, RayActorError, RayTaskError
 
 from actors import metrics, routing
+from actors.audit import AuditForwarder
 from actors.base import CHILD_OPTIONS, ChildBase
 from actors.exits import hint_of, reason_of, start_error_of
 from actors.registry import actor_class, actor_name, clear_alias, set_alias, standby_name
@@ -32,8 +32,6 @@ from moltbot.supervision.tree import is_placement
 log = logging.getLogger("moltbot.supervisor")
 NAME_RETRY_S = 10.0
 EVENTS_KEPT = 200
-AUDIT_QUEUE = 256  # supervision events waiting for the store; beyond that they are dropped
-AUDIT_DEADLINE_S = 5.0
 FIGURES_TIMEOUT_S = 0.5
 STANDBY_DELAY_S = 1.0  # at least this long after its child started (its backlog first)
 
@@ -75,7 +73,7 @@ class Supervisor(ChildBase):
         self.events: deque[dict[str, Any]] = deque(maxlen=EVENTS_KEPT)
         self.seq = 0
         self._inbox: asyncio.Queue[tuple[str, int, Exit]] = asyncio.Queue(maxsize=1024)
-        self._audit_q: asyncio.Queue[dict[str, Any]] = asyncio.Queue(maxsize=AUDIT_QUEUE)
+        self._audit = AuditForwarder(namespace, path)  # supervision events, never waited for
         self._tg: asyncio.TaskGroup | None = None
         self._main_task: asyncio.Task[str] | None = None
         self._standby_seq = 0
@@ -83,20 +81,22 @@ class Supervisor(ChildBase):
 
     # --- life --------------------------------------------------------------------------------
     async def main(self) -> None:
-        async with asyncio.TaskGroup() as tg:
-            self._tg = tg
-            tg.create_task(self._forward_audit())
-            if self.flags.concurrent_start:
-                async with asyncio.TaskGroup() as starting:  # one failure cancels the rest
+        try:
+            async with asyncio.TaskGroup() as tg:
+                self._tg = tg
+                if self.flags.concurrent_start:
+                    async with asyncio.TaskGroup() as starting:  # one failure cancels the rest
+                        for rec in self.records:
+                            starting.create_task(self._start(rec))
+                else:
                     for rec in self.records:
-                        starting.create_task(self._start(rec))
-            else:
-                for rec in self.records:
-                    await self._start(rec)
-            self._up.set()
-            while True:
-                child_id, gen, exit = await self._inbox.get()
-                await self._handle(child_id, gen, exit)
+                        await self._start(rec)
+                self._up.set()
+                while True:
+                    child_id, gen, exit = await self._inbox.get()
+                    await self._handle(child_id, gen, exit)
+        finally:  # what is still queued goes with this incarnation, as it always did
+            await self._audit.aclose(grace_s=0)
 
     async def ready(self) -> dict[str, Any]:
         """Once every child has started (``main`` starts them); a run that ended first raises."""
@@ -321,9 +321,9 @@ class Supervisor(ChildBase):
                 answer = await asyncio.wait_for(
                     asyncio.ensure_future(rec.handle.ping.remote()), self.flags.ping_timeout_s
                 )
-            except (TimeoutError, GetTimeoutError):
+            except routing.TimedOut:
                 return Exit(kind=ExitKind.ABNORMAL, reason="no answer to ping")
-            except (RayActorError, RayTaskError):
+            except (routing.ActorDied, routing.RemoteFailed):
                 continue  # the run ref reports the death itself
             if not answer.get("ok", False):
                 return Exit(kind=ExitKind.ABNORMAL, reason=f"stuck: {answer.get('problem')}")
@@ -420,26 +420,8 @@ class Supervisor(ChildBase):
         ev.update(extra)
         self.events.append(ev)
         log.info("supervision %s %s %s", what, ev["child"], extra or "")
-        try:  # to the audit log, in order, by _forward_audit; supervision never waits for it
-            self._audit_q.put_nowait({"supervisor": actor_name(self.path), **ev})
-        except asyncio.QueueFull:
-            log.warning("audit queue full: supervision event %s dropped", ev["seq"])
-
-    async def _forward_audit(self) -> None:
-        """Send queued events to the store's audit log (each within a short deadline)."""
-        while True:
-            fields = await self._audit_q.get()
-            try:
-                await routing.call(
-                    self.namespace,
-                    "store",
-                    "audit_append",
-                    "supervision",
-                    fields,
-                    deadline_s=AUDIT_DEADLINE_S,
-                )
-            except Exception as exc:  # no store, a damaged log: log and go on
-                log.debug("supervision event %s not audited: %s", fields["seq"], exc)
+        # to the audit log, in order; supervision never waits for it (a full queue drops)
+        self._audit.record("supervision", {"supervisor": actor_name(self.path), **ev})
 
     # --- introspection -----------------------------------------------------------------------
     async def status(self) -> dict[str, Any]:

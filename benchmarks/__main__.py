@@ -16,7 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from benchmarks import crash, memory, recovery, routing, streaming, throughput
+from benchmarks import crash, memory, recovery, routing, streaming, throughput, trees
 from benchmarks import harness as h
 
 MODULES = {m.NAME: m for m in (routing, throughput, crash, recovery, memory, streaming)}
@@ -57,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unknown benchmark(s) {unknown}; known: {', '.join(MODULES)}")
     names = args.names or list(MODULES)
     if args.disk:
-        h.STATE_ROOT = None
+        trees.STATE_ROOT = None  # temp_home reads it there
     started = time.monotonic()
     ctx = h.Ctx(args.quick, args.out)
     errors: dict[str, str] = {}

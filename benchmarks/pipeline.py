@@ -2,8 +2,8 @@
 
 The same channel adapters and ``ChannelService`` (access check → journal with fsync → agent →
 send → mark done), the same ``InboundJournal`` and ``TranscriptStore`` (file I/O in threads,
-fsynced, as in the store actor) and the same turn code as ``actors.agent.AgentActor``
-(``SessionGate``, idempotent ``TurnLog``, ``TurnRunner``, the configured provider). Only the
+fsynced, as in the store actor) and the same ``AgentService`` as ``actors.agent.AgentActor``
+(commands, ``SessionGate``, idempotent turns, the configured provider). Only the
 Ray hops (channel → store, channel → agent → store) are plain awaits here. ``--gateway`` also
 serves the gateway's WebSocket/web page with a backend that runs turns in this process.
 
@@ -18,29 +18,23 @@ import asyncio
 import contextlib
 import os
 import signal
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import msgspec
 
 from moltbot import paths
-from moltbot.agent.service import (
-    approval_book,
-    build_provider,
-    idempotent_turn,
-    tool_registry,
-    user_text,
-)
-from moltbot.agent.sessions import SessionGate
+from moltbot.agent.agent_service import AgentPorts, AgentService
+from moltbot.agent.service import approval_book, build_provider, tool_registry
 from moltbot.agent.transcript_cache import CachedTranscripts
 from moltbot.channels.accounts import find_account, load_pairing, make_adapter, policy_for
 from moltbot.channels.service import ChannelService, Ports, ServiceOptions
 from moltbot.config.refs import resolve_secret
 from moltbot.config.schema import Config
-from moltbot.errors import MoltbotError, Unavailable
+from moltbot.errors import Unavailable
 from moltbot.gateway.backend import BaseBackend
-from moltbot.messages import ChatEvent, ChatFinal, InboundMessage
+from moltbot.messages import ChatEvent, InboundMessage
 from moltbot.store import InboundJournal
 from moltbot.store.transcripts import AsyncTranscripts, TranscriptStore
 from moltbot.supervision.tree import channel_ids
@@ -51,46 +45,23 @@ def _no_vault(name: str) -> str:
     raise Unavailable(f"the benchmark baseline has no vault (asked for {name})")
 
 
-class InProcAgent:
-    """``AgentActor``'s turn logic with in-process transcripts (no commands, no sandbox calls)."""
+def in_proc_agent(cfg: Config, home: Path) -> AgentService:
+    """``AgentService`` as ``actors.agent.AgentActor`` runs it, with in-process transcripts and
+    the tools' registry in this process (no sandbox, plugin or approval round trips)."""
+    registry = tool_registry(cfg, approval_book(cfg))
 
-    def __init__(self, cfg: Config, home: Path) -> None:
-        self.cfg = cfg
-        self.provider = build_provider(cfg, vault_get=_no_vault)
-        self.store = CachedTranscripts(AsyncTranscripts(TranscriptStore(paths.sessions_dir(home))))
-        self.tools = tool_registry(cfg, approval_book(cfg))
-        self.gate = SessionGate(cfg.agent.queue_size)
+    async def tools() -> ToolRegistry:
+        return registry
 
-    async def turn(self, session: str, text: str, msg_id: str) -> AsyncGenerator[ChatEvent, None]:
-        async def tools() -> ToolRegistry:
-            return self.tools
-
-        async with self.gate.hold(session):
-            turn = idempotent_turn(
-                self.store, self.provider, tools, self.cfg, session, text, msg_id
-            )
-            async with contextlib.aclosing(turn) as events:
-                async for event in events:
-                    yield event
-
-    async def answer(self, msg: InboundMessage) -> str:
-        final = ""
-        try:
-            async with contextlib.aclosing(self.turn(msg.session_key, msg.text, msg.id)) as ev:
-                async for event in ev:
-                    if isinstance(event, ChatFinal):
-                        final = event.text
-        except Unavailable:
-            raise
-        except MoltbotError as exc:
-            return user_text(exc)
-        return final
+    transcripts = CachedTranscripts(AsyncTranscripts(TranscriptStore(paths.sessions_dir(home))))
+    ports = AgentPorts(transcripts=transcripts, tools=tools)
+    return AgentService(cfg, build_provider(cfg, vault_get=_no_vault), ports, name="baseline")
 
 
 class InProcBackend(BaseBackend):
     """The gateway backend of the baseline: chat turns run in this process."""
 
-    def __init__(self, agent: InProcAgent) -> None:
+    def __init__(self, agent: AgentService) -> None:
         self.agent = agent
 
     async def ready(self) -> bool:
@@ -112,7 +83,7 @@ class InProcBackend(BaseBackend):
 
 
 async def amain(cfg: Config, home: Path, gateway: bool) -> None:
-    agent = InProcAgent(cfg, home)
+    agent = in_proc_agent(cfg, home)
     journal = await asyncio.to_thread(InboundJournal, paths.state_dir(home))
 
     def secret(ref: str, at: str) -> str:

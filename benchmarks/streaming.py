@@ -101,7 +101,7 @@ def _config(ctx: h.Ctx, api: TimedAnthropic) -> dict[str, Any]:
 
 
 async def _cli(url: str, n: int, api: TimedAnthropic, session: str) -> list[float]:
-    from moltbot.cli.chat_cmd import GatewayClient
+    from moltbot.gateway.client import GatewayClient
 
     out = []
     async with GatewayClient(url, h.GATEWAY_TOKEN, session=session) as client:

@@ -13,8 +13,9 @@ def python_files(package):
     return sorted((ROOT / package).rglob("*.py"))
 
 
-def ray_imports(path):
-    """(line, statement) of every ``import ray[.x]`` / ``from ray[.x] import`` in the file."""
+def ray_imports(path, package="ray"):
+    """(line, statement) of every ``import ray[.x]`` / ``from ray[.x] import`` in the file
+    (or of ``package`` instead of ray), at module level or inside a function alike."""
     found = []
     for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), filename=str(path))):
         if isinstance(node, ast.Import):
@@ -23,7 +24,7 @@ def ray_imports(path):
             names = [node.module or ""]
         else:
             continue
-        if any(name == "ray" or name.startswith("ray.") for name in names):
+        if any(name == package or name.startswith(package + ".") for name in names):
             found.append((node.lineno, ast.unparse(node)))
     return found
 
@@ -51,6 +52,24 @@ def test_no_module_under_moltbot_has_a_ray_import_statement():
     assert not offenders, "moltbot/ must not import ray (move it to actors/):\n" + "\n".join(
         offenders
     )
+
+
+def test_nothing_under_moltbot_imports_actors_lazily_or_not():
+    """The CLI reaches the tree through ``moltbot.cluster.control.TreeControl``; its Ray
+    implementation is found by entry point, never imported from ``moltbot/``."""
+    offenders = [
+        f"{path.relative_to(ROOT)}:{line}: {stmt}"
+        for path in python_files("moltbot")
+        for line, stmt in ray_imports(path, "actors")
+    ]
+    assert not offenders, "moltbot/ must not import actors:\n" + "\n".join(offenders)
+
+
+def test_the_tree_control_is_found_by_its_entry_point():
+    from moltbot.cluster.control import tree_control
+
+    control = tree_control()
+    assert type(control).__module__ == "actors.tree_control"
 
 
 IMPORT_ALL = """
@@ -81,7 +100,7 @@ def test_importing_every_moltbot_module_does_not_load_ray():
 
 def test_every_module_is_at_most_500_lines():
     too_long = []
-    for package in ("moltbot", "actors"):
+    for package in ("moltbot", "actors", "benchmarks"):
         for path in python_files(package):
             lines = len(path.read_text(encoding="utf-8").splitlines())
             if lines > MAX_LINES:

@@ -55,7 +55,6 @@ _ALIASES: dict[str, CommandName] = {
 }
 _COMMAND = re.compile(r"^/([A-Za-z]+)(?:@[A-Za-z0-9_]+)?(?:\s+(.*))?$", re.DOTALL)
 _APPROVAL_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
-_KV_KEY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")
 
 HELP_TEXT = (
     "Commands: /reset (start a new conversation), /status (what is running), "
@@ -257,11 +256,6 @@ async def idempotent_turn(
 
 
 # --- durable small values ----------------------------------------------------------------------
-def valid_kv_key(key: object) -> bool:
-    """A key of the store's small blobs: a plain name (``pairing.telegram.main``), no paths."""
-    return isinstance(key, str) and bool(_KV_KEY.match(key)) and ".." not in key
-
-
 # --- tools -------------------------------------------------------------------------------------
 def sandbox_policy(cfg: Config, workspace: Path) -> SandboxPolicy:
     bash = cfg.tools.bash

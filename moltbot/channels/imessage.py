@@ -22,7 +22,6 @@ documents); it is added by the transport, so httpx's request log and our errors 
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import logging
 import random
 import re
@@ -53,6 +52,7 @@ from moltbot.channels.time_cursor import Cursor
 from moltbot.clock import SYSTEM_CLOCK, Clock
 from moltbot.errors import MoltbotError, PlatformRejected, PlatformUnavailable, RateLimited
 from moltbot.messages import InboundMessage, OutboundMessage
+from moltbot.netaddr import is_loopback
 
 log = logging.getLogger(__name__)
 
@@ -85,12 +85,7 @@ def map_error(exc: BaseException) -> MoltbotError:
 def _cleartext(api_base: str) -> bool:
     """True when ``api_base`` sends the password unencrypted off this machine."""
     url = httpx.URL(api_base)
-    if url.scheme != "http" or url.host == "localhost":
-        return False
-    try:
-        return not ipaddress.ip_address(url.host).is_loopback
-    except ValueError:
-        return True  # a host name: assume it is another machine
+    return url.scheme == "http" and not is_loopback(url.host)  # a host name: another machine
 
 
 class _PasswordTransport(httpx.AsyncBaseTransport):

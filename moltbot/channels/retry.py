@@ -16,6 +16,7 @@ from typing import TypeVar
 
 import msgspec
 
+from moltbot.backoff import delay as backoff_delay
 from moltbot.channels.link import current_link
 from moltbot.clock import SYSTEM_CLOCK, Clock
 from moltbot.errors import MoltbotError, PlatformRejected, PlatformUnavailable, RateLimited
@@ -41,11 +42,9 @@ DEFAULT_RETRY = RetryPolicy()
 
 
 def backoff(attempt: int, *, base: float, cap: float, rng: random.Random | None = None) -> float:
-    """Exponential backoff with equal jitter: in ``[d/2, d]`` with ``d = min(cap, base*2**n)``."""
-    if attempt < 0:
-        raise ValueError("attempt must be >= 0")
-    d = min(cap, base * (2.0 ** min(attempt, 62)))
-    return d / 2 + (rng or _RNG).random() * d / 2
+    """The wait after ``attempt + 1`` transient failures: ``moltbot.backoff`` with equal jitter
+    (in ``[d/2, d]`` with ``d = min(cap, base*2**attempt)``)."""
+    return backoff_delay(attempt, base=base, cap=cap, jitter=0.5, rand=(rng or _RNG).random())
 
 
 def classify_status(

@@ -23,6 +23,8 @@ from typing import Any, Literal
 import msgspec
 
 from moltbot import paths
+from moltbot.cluster.control import tree_control
+from moltbot.cluster.head import read_head
 from moltbot.config.loader import load_config
 from moltbot.config.refs import iter_secret_refs, parse_ref
 from moltbot.config.schema import Config
@@ -221,14 +223,14 @@ def check_secret_refs(
 # --- the running tree ----------------------------------------------------------------------
 def running_head(home: Path) -> tuple[str | None, bool]:
     """(recorded Ray address or None, whether its processes are alive). Imports Ray: lazily."""
-    try:
-        from actors import control
-    except ImportError:
-        return None, False
-    head = control.read_head(home)
+    head = read_head(home)
     if head is None:
         return None, False
-    return head.address, bool(control.head_processes(head))
+    try:
+        control = tree_control()
+    except MoltbotError:
+        return head.address, False
+    return head.address, control.head_alive(head)
 
 
 def check_ray(address: str | None, alive: bool) -> Check:

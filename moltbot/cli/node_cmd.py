@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from moltbot import paths
+from moltbot.cluster.control import tree_control
 from moltbot.errors import ConfigError
 from moltbot.security import cluster_tls
 from moltbot.security.fsmodes import atomic_write
@@ -82,7 +83,7 @@ def _token(path: str | None) -> str | None:
 
 
 def cmd_invite(args: argparse.Namespace) -> int:
-    from actors import control
+    control = tree_control()
 
     home = paths.home()
     head = control.read_head(home)
@@ -103,7 +104,7 @@ def cmd_invite(args: argparse.Namespace) -> int:
 def cmd_join(args: argparse.Namespace) -> int:
     resources = _resources(args.resources)
     labels = _labels(args.labels or [])
-    from actors import nodes
+    control = tree_control()
 
     home = paths.home()
     node_ip: str | None = args.node_ip
@@ -118,7 +119,7 @@ def cmd_join(args: argparse.Namespace) -> int:
         address, token = _address(args.address), _token(args.token_file)
     else:
         raise ConfigError("--invite", "no head to join", fix=cluster_tls.INVITE_FIX)
-    node = nodes.join_node(
+    node = control.join_node(
         home, address, resources=resources, labels=labels, token=token, node_ip=node_ip, tls=tls
     )
     print(f"joined {address} as {node.node_ip} (Ray files: {node.temp_dir})")
@@ -127,9 +128,9 @@ def cmd_join(args: argparse.Namespace) -> int:
 
 
 def cmd_leave(args: argparse.Namespace) -> int:
-    from actors import nodes
+    control = tree_control()
 
-    print(f"left: {nodes.leave_nodes(paths.home())} node(s) stopped")
+    print(f"left: {control.leave_nodes(paths.home())} node(s) stopped")
     return 0
 
 

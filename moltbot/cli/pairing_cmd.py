@@ -13,6 +13,7 @@ from typing import Any, NamedTuple
 
 from moltbot import paths
 from moltbot.cli.config_cmd import config_path
+from moltbot.cluster.control import tree_control
 from moltbot.config.loader import load_config
 from moltbot.errors import NotFound, NotRunning
 from moltbot.supervision.tree import channel_ids, channel_plugins
@@ -28,7 +29,7 @@ class Target(NamedTuple):
 
 
 def _targets(args: argparse.Namespace, namespace: str) -> list[Target]:
-    from actors import control
+    control = tree_control()
 
     cfg = load_config(config_path(args))
     out = [Target(cid, f"channels/{cid}") for cid, _kind, _acct in channel_ids(cfg)]
@@ -57,7 +58,7 @@ def _resolve(targets: list[Target], name: str) -> Target:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    from actors import control
+    control = tree_control()
 
     head, _root = control.attach(paths.home())
     rows: list[dict[str, Any]] = []
@@ -75,7 +76,7 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def _decide(args: argparse.Namespace, method: str) -> int:
-    from actors import control
+    control = tree_control()
 
     head, _root = control.attach(paths.home())
     t = _resolve(_targets(args, head.namespace), args.channel)

@@ -18,6 +18,8 @@ from typing import Any
 from moltbot import paths
 from moltbot.cli.progress import StartProgress
 from moltbot.cli.render import nodes_table, table
+from moltbot.cluster.control import tree_control
+from moltbot.cluster.head import Head
 from moltbot.config.loader import load_config
 from moltbot.config.schema import Config
 from moltbot.errors import NotRunning, VaultKeyError
@@ -67,13 +69,13 @@ def cmd_up(args: argparse.Namespace) -> int:
     if not cfg.cluster.address and not is_loopback(cfg.cluster.head_ip):
         # a home-lab head: mutual TLS between nodes, set before Ray is imported (it reads once)
         cluster_tls.use_for_ray(cluster_tls.head_files(home, cfg.cluster.head_ip))
-    from actors import control
+    control = tree_control()
 
     if cfg.cluster.address:
-        head = control.Head(address=cfg.cluster.address, namespace=cfg.cluster.namespace)
+        head = Head(address=cfg.cluster.address, namespace=cfg.cluster.namespace)
     else:
         running = control.read_head(home)
-        if running is not None and control.head_processes(running):
+        if running is not None and control.head_alive(running):
             raise NotRunning(
                 "moltbot is already running here", hint="see `moltbot status`, or `moltbot down`"
             )
@@ -122,7 +124,7 @@ def cmd_up(args: argparse.Namespace) -> int:
 
 
 def cmd_down(args: argparse.Namespace) -> int:
-    from actors import control, nodes
+    control = tree_control()
 
     home = paths.home()
     head = control.read_head(home)
@@ -137,7 +139,7 @@ def cmd_down(args: argparse.Namespace) -> int:
             print("tree stopped")
     except Exception as exc:  # the head may be half dead: still clean up its processes
         print(f"could not stop the tree cleanly ({type(exc).__name__}); ending processes")
-    joined = nodes.leave_nodes(home)
+    joined = control.leave_nodes(home)
     if joined:
         print(f"stopped {joined} joined node(s)")
     left = control.stop_head(head, home)
@@ -153,7 +155,7 @@ Accounts = dict[str, dict[str, float]]
 
 
 def _status(args: argparse.Namespace) -> tuple[Any, dict[str, Any], tuple[Nodes, Accounts]]:
-    from actors import control
+    control = tree_control()
 
     head, root = control.attach(paths.home())
     return head, control.tree_status(root), (control.nodes(), control.accounts_held())
@@ -181,7 +183,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_kill(args: argparse.Namespace) -> int:
-    from actors import control
+    control = tree_control()
 
     head, _root = control.attach(paths.home())
     full = control.kill(head.namespace, args.name, args.how)

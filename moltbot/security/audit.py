@@ -46,7 +46,7 @@ import msgspec
 from moltbot.clock import SYSTEM_CLOCK, Clock
 from moltbot.errors import BadRequest, MoltbotError
 from moltbot.security import audit_seal as seal
-from moltbot.security.fsmodes import ensure_private_dir
+from moltbot.security.fsmodes import ensure_private_dir, write_all
 
 log = logging.getLogger(__name__)
 
@@ -202,12 +202,6 @@ def tail(path: Path, n: int) -> list[dict[str, Any]]:
 
 
 # --- writing ----------------------------------------------------------------------------------
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view) :]
-
-
 class AuditLog:
     """Appends sealed records to the hash chain at ``path`` (thread-safe; process-safe via
     flock). The key and the anchor default to ``<home>/credentials`` beside ``<home>/audit``;
@@ -297,7 +291,7 @@ class AuditLog:
             digest = record_hash(rec)
             rec["hash"] = digest
             rec["mac"] = seal.record_mac(self._key, digest)
-            _write_all(fd, canonical(rec) + b"\n")
+            write_all(fd, canonical(rec) + b"\n")
             os.fsync(fd)
             seal.write_anchor(self._anchor_file, self._key, seq + 1, digest)
         return digest

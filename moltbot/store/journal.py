@@ -24,7 +24,6 @@ next append first ends it with a newline.
 from __future__ import annotations
 
 import logging
-import os
 import threading
 from collections import OrderedDict
 from pathlib import Path
@@ -33,7 +32,8 @@ from typing import Any
 import msgspec
 
 from moltbot.messages import InboundMessage
-from moltbot.store.transcripts import append_lines, fsync_dir, write_all
+from moltbot.security.fsmodes import atomic_write
+from moltbot.store.transcripts import append_lines
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +81,8 @@ class InboundJournal:
 
     # --- reading -------------------------------------------------------------------------
     def _load(self) -> None:
-        self.path.with_suffix(".tmp").unlink(missing_ok=True)
+        for stale in self.folder.glob(f".{self.path.name}.*.tmp"):  # a compaction cut short
+            stale.unlink(missing_ok=True)
         try:
             raw = self.path.read_bytes()
         except FileNotFoundError:
@@ -175,17 +176,9 @@ class InboundJournal:
             return {"pending": len(self._pending), "done_ids": len(self._done), "bytes": self._size}
 
     def _compact(self) -> None:
-        tmp = self.path.with_suffix(".tmp")
         lines = [_encoder.encode(_In(msg=m)) for m in self._pending.values()]
         lines.append(_encoder.encode(_Seen(ids=list(self._done))))
         data = b"\n".join(lines) + b"\n"
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        try:
-            write_all(fd, data)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, self.path)
-        fsync_dir(self.folder)
+        atomic_write(self.path, data)
         self._size = self._compacted_size = len(data)
         log.info("inbound journal compacted to %d bytes", len(data))

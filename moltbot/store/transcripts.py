@@ -22,6 +22,7 @@ from typing import Any
 import msgspec
 
 from moltbot.clock import SYSTEM_CLOCK, Clock
+from moltbot.security.fsmodes import atomic_write, fsync_dir, write_all
 
 log = logging.getLogger(__name__)
 
@@ -40,20 +41,6 @@ def file_stem(session: str) -> str:
     slug = _UNSAFE.sub("_", session).strip("_")[:48] or "session"
     digest = hashlib.sha256(session.encode("utf-8")).hexdigest()[:20]
     return f"{slug}-{digest}"
-
-
-def fsync_dir(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view) :]
 
 
 def append_line(path: Path, line: bytes) -> None:
@@ -111,15 +98,7 @@ class TranscriptStore:
 
     def _create(self, path: Path, session: str) -> None:
         header = {"type": HEADER, "key": session, "created": self._clock.time()}
-        tmp = path.with_suffix(".tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        try:
-            write_all(fd, msgspec.json.encode(header) + b"\n")
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, path)
-        fsync_dir(self.folder)
+        atomic_write(path, msgspec.json.encode(header) + b"\n")
 
     def append(self, session: str, record: dict[str, Any]) -> None:
         self.append_many(session, [record])

@@ -1,7 +1,8 @@
-"""Exponential backoff with jitter between restarts of one child (pure; randomness injected)."""
+"""Backoff between restarts of one child: the spec's numbers fed to ``moltbot.backoff``."""
 
 from __future__ import annotations
 
+from moltbot import backoff as _backoff
 from moltbot.supervision.spec import Backoff
 
 
@@ -13,6 +14,11 @@ def delay(backoff: Backoff, consecutive: int, rand: float) -> float:
     """
     if consecutive <= 0:
         return 0.0
-    raw = min(backoff.max_s, backoff.base_s * (2 ** min(consecutive - 1, 30)))
-    spread = raw * backoff.jitter * (2.0 * rand - 1.0)
-    return max(0.0, min(backoff.max_s, raw + spread))
+    return _backoff.delay(
+        consecutive - 1,
+        base=backoff.base_s,
+        cap=backoff.max_s,
+        jitter=backoff.jitter,
+        kind="around",
+        rand=rand,
+    )

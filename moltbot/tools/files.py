@@ -28,6 +28,7 @@ import msgspec
 from moltbot.errors import PathEscape, ToolError
 from moltbot.messages import ToolResult
 from moltbot.sandbox import SANDBOX_WORKSPACE
+from moltbot.security.fsmodes import write_all
 from moltbot.tools import scope
 from moltbot.tools.registry import Tool
 
@@ -210,7 +211,7 @@ def write_text(ws: Workspace, path: str, content: str) -> str:
         raise ToolError(f"content is {len(data)} bytes; the limit is {MAX_WRITE_BYTES}")
     with ws.file(path, os.O_WRONLY, create=True) as fd:
         os.ftruncate(fd, 0)
-        _write_all(fd, data)
+        write_all(fd, data)
     return f"wrote {len(data)} bytes to {'/'.join(ws.parts(path))}"
 
 
@@ -236,7 +237,7 @@ def edit_text(ws: Workspace, path: str, old: str, new: str) -> str:
             )
         data = text.replace(old, new, 1).encode("utf-8")
         os.lseek(fd, 0, os.SEEK_SET)
-        _write_all(fd, data)
+        write_all(fd, data)
         os.ftruncate(fd, len(data))
     return f"edited {path}"
 
@@ -265,13 +266,6 @@ def _read_all(fd: int, size: int) -> bytes:
     while chunk := os.read(fd, max(size, 65536)):
         chunks.append(chunk)
     return b"".join(chunks)
-
-
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        written = os.write(fd, view)
-        view = view[written:]
 
 
 # --- tool definitions ----------------------------------------------------------------------

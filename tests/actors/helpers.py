@@ -62,8 +62,17 @@ def supervisor(cid: str, kids: list[ChildSpec], flags: SupervisorFlags = FAST) -
     )
 
 
-def child(ns: str, path: str) -> Any:
-    return ray.get_actor("moltbot." + path.replace("/", "."), namespace=ns)
+def child(ns: str, path: str, wait_s: float = 10.0) -> Any:
+    """The actor at ``path``; while its supervisor is (re)creating it, the name can be missing
+    for a moment (on a busy machine a restart takes a while): look again for ``wait_s``."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            return ray.get_actor("moltbot." + path.replace("/", "."), namespace=ns)
+        except ValueError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
 
 
 def pid_of(ns: str, path: str) -> int:

@@ -17,10 +17,10 @@ import ray
 from websockets.asyncio.client import connect
 
 from moltbot import paths
-from moltbot.cli.chat_cmd import Backoff as ClientBackoff
-from moltbot.cli.chat_cmd import GatewayClient
 from moltbot.cli.main import main as cli
 from moltbot.config.loader import load_config_text
+from moltbot.gateway.client import Backoff as ClientBackoff
+from moltbot.gateway.client import GatewayClient
 from moltbot.security import audit
 from moltbot.security.vault import Vault
 from moltbot.supervision.spec import Backoff, ChildSpec, ChildType, SupervisorFlags

@@ -30,7 +30,6 @@ from moltbot.agent.service import (
     done_marker,
     parse_command,
     turn_state,
-    valid_kv_key,
     without_turn,
 )
 from moltbot.config.schema import Config
@@ -370,9 +369,3 @@ def test_build_provider_resolves_the_key_or_fails_clearly(tmp_path: Path) -> Non
         build_provider(vaulted, vault_get=missing)
     assert "not in the vault" in info.value.user_message
     assert "moltbot secrets set anthropic_api_key" in info.value.hint
-
-
-def test_kv_keys_are_plain_names() -> None:
-    assert valid_kv_key("pairing.telegram.main") and valid_kv_key("pairing:slack:team-1")
-    for bad in ("", "../x", "a/b", ".hidden", "a..b", "x" * 129, 3, "a b"):
-        assert not valid_kv_key(bad), bad

@@ -10,8 +10,8 @@ import pytest
 
 from moltbot import paths
 from moltbot.cli import chat_cmd
-from moltbot.cli.chat_cmd import Backoff, GatewayClient
 from moltbot.errors import Unauthorized, Unavailable
+from moltbot.gateway.client import Backoff, GatewayClient
 from moltbot.gateway.server import GatewayServer
 from moltbot.security.audit import tail, verify
 from moltbot.security.vault import PASSPHRASE_ENV, Vault
@@ -19,7 +19,7 @@ from moltbot.security.vault import PASSPHRASE_ENV, Vault
 from .conftest import TOKEN, MakeGateway
 from .echo_backend import EchoBackend
 
-FAST = Backoff(initial=0.05, factor=2.0, maximum=0.2, give_up_after=10.0)
+FAST = Backoff(initial=0.05, maximum=0.2, give_up_after=10.0)
 
 
 def run_cli(argv: list[str]) -> int:

@@ -12,6 +12,8 @@ from typing import Any, Protocol
 
 import msgspec
 
+from moltbot import backoff
+
 
 class TextDelta(msgspec.Struct, frozen=True, kw_only=True, tag="text"):
     """A piece of assistant text, in stream order."""
@@ -65,15 +67,14 @@ def backoff_delay(
 ) -> float:
     """Seconds to wait before retry number ``attempt`` (1-based).
 
-    Exponential with "equal jitter" (half fixed, half random) capped at ``max_s``. A server's
-    ``retry-after`` wins when it asks for longer, and is itself capped at ``max(max_s, 60)``
-    so a hostile or broken header cannot park a turn for hours.
+    ``moltbot.backoff`` with "equal jitter" (half fixed, half random) capped at ``max_s``. A
+    server's ``retry-after`` wins when it asks for longer, and is itself capped at
+    ``max(max_s, 60)`` so a hostile or broken header cannot park a turn for hours.
     """
     if attempt < 1:
         raise ValueError("attempt is 1-based")
-    ceiling = min(max_s, base_s * (2 ** (attempt - 1)))
     r = (rng or random).random()
-    delay = ceiling / 2 + r * ceiling / 2
+    delay = backoff.delay(attempt - 1, base=base_s, cap=max_s, jitter=0.5, rand=r)
     if retry_after is not None and retry_after > delay:
         delay = min(retry_after, max(max_s, 60.0))
     return max(0.0, delay)

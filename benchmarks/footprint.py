@@ -1,0 +1,101 @@
+"""Memory and CPU of the processes measured (USS per kind, CPU per message)."""
+
+from __future__ import annotations
+
+import contextlib
+from collections import Counter
+from collections.abc import Callable
+
+import psutil
+
+import actors  # noqa: F401  - Ray's environment before any ray import
+
+
+# --- memory ----------------------------------------------------------------------------------
+def uss(proc: psutil.Process) -> int:
+    try:
+        return int(proc.memory_full_info().uss)
+    except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+        return 0
+
+
+def descendants(exclude: Callable[[psutil.Process], bool] | None = None) -> list[psutil.Process]:
+    """Every process under this driver (the local Ray: gcs, raylet, workers, ...)."""
+    out = []
+    for p in psutil.Process().children(recursive=True):
+        with contextlib.suppress(psutil.Error):
+            if exclude is not None and exclude(p):
+                continue
+            out.append(p)
+    return out
+
+
+def is_browser_or_pipeline(p: psutil.Process) -> bool:
+    try:
+        cmd = " ".join(p.cmdline())
+    except psutil.Error:
+        return True
+    return "benchmarks.pipeline" in cmd or "chrom" in p.name().lower() or "playwright" in cmd
+
+
+def tree_uss() -> tuple[int, Counter[str]]:
+    """Total USS of the Ray processes under this driver, and USS by process kind."""
+    by_kind: Counter[str] = Counter()
+    total = 0
+    for p in descendants(is_browser_or_pipeline):
+        u = uss(p)
+        total += u
+        try:
+            name = p.name()
+            if name.startswith("ray::"):
+                kind = "actor " + name.removeprefix("ray::").split(".")[0]
+            elif "default_worker" in " ".join(p.cmdline()):
+                kind = "idle worker"
+            else:
+                kind = name
+        except psutil.Error:
+            kind = "?"
+        by_kind[kind] += u
+    return total, by_kind
+
+
+def _kind(p: psutil.Process) -> str:
+    name = p.name()
+    if name.startswith("ray::"):
+        return "actor " + name.removeprefix("ray::").split(".")[0]
+    cmd = " ".join(p.cmdline())
+    if "benchmarks.pipeline" in cmd:
+        return "baseline pipeline"
+    if "default_worker" in cmd:
+        return "idle worker"
+    return name
+
+
+def cpu_snapshot() -> dict[int, tuple[str, float]]:
+    """CPU seconds (user + system) so far of this driver (the fakes run in it) and every
+    process under it (Ray's processes or the baseline pipeline), by pid, with its kind."""
+    out: dict[int, tuple[str, float]] = {}
+    me = psutil.Process()
+    for p in [me, *descendants(lambda q: "chrom" in q.name().lower())]:
+        with contextlib.suppress(psutil.Error):
+            t = p.cpu_times()
+            kind = "driver + fakes" if p.pid == me.pid else _kind(p)
+            out[p.pid] = (kind, t.user + t.system)
+    return out
+
+
+def cpu_per_message(
+    before: dict[int, tuple[str, float]], after: dict[int, tuple[str, float]], messages: int
+) -> dict[str, float]:
+    """CPU ms per message by process kind between two snapshots, and the ``total``."""
+    by_kind: Counter[str] = Counter()
+    for pid, (kind, secs) in after.items():
+        by_kind[kind] += secs - before.get(pid, (kind, 0.0))[1]
+    n = max(messages, 1)
+    out = {k: round(v * 1000 / n, 2) for k, v in by_kind.most_common() if v * 1000 / n >= 0.05}
+    out["total"] = round(sum(by_kind.values()) * 1000 / n, 2)
+    return out
+
+
+def mb(n: float) -> float:
+    return round(n / 2**20, 1)

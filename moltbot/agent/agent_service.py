@@ -1,0 +1,178 @@
+"""The agent as a pure service with ports, as ``ChannelService`` is for a channel: what the
+agent actor (``actors.agent``) and the benchmark baseline (``benchmarks.pipeline``) both run.
+
+A turn: chat commands first (``/status``, ``/approve ID``... answered at once, even while a
+turn of the session runs; ``/reset`` waits for it), then one turn per session at a time
+(``SessionGate``), idempotent per message id (``idempotent_turn``). What the service needs from
+the rest of the system comes in ``AgentPorts``: the session transcripts, the tools of a turn,
+who decides approvals for a message, how an approval is answered tree-wide, the audit sink and a
+hook per finished turn (metrics)."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from collections.abc import AsyncGenerator, Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from moltbot.agent.loop import Approver, ToolRunner
+from moltbot.agent.providers.base import Provider
+from moltbot.agent.service import (
+    HELP_TEXT,
+    BatchLog,
+    Command,
+    approval_reply,
+    chat_records,
+    idempotent_turn,
+    parse_command,
+    status_text,
+    user_text,
+)
+from moltbot.agent.sessions import SessionGate
+from moltbot.config.schema import Config
+from moltbot.errors import MoltbotError, Unavailable
+from moltbot.messages import ChatEvent, ChatFinal, InboundMessage
+from moltbot.observability import Counters, span
+from moltbot.security import owners
+from moltbot.security.audit import AuditSink
+
+log = logging.getLogger("moltbot.agent")
+
+FAILED = "Sorry, something went wrong while answering; please try again."
+NOT_OWNER = ("Only an owner of this assistant can answer approvals (the `owners` of a channel "
+             "account, or the web page). Nothing was run.")  # fmt: skip
+
+
+class Transcripts(BatchLog, Protocol):
+    async def reset(self, session: str) -> bool | Any: ...
+
+
+@dataclass(frozen=True, slots=True)
+class AgentPorts:
+    transcripts: Transcripts
+    tools: Callable[[], Awaitable[ToolRunner]]  # asked only when a turn really runs
+    # who decides an approval raised by this message's turn (None: the tool's own policy)
+    approver: Callable[[InboundMessage | None], Approver | None] = lambda _msg: None
+    # answer a pending approval wherever it waits: (id, approve, by) -> the approval, or None
+    resolve_approval: Callable[[str, bool, str], Awaitable[dict[str, Any] | None]] | None = None
+    audit: AuditSink | None = None
+    on_turn: Callable[[float, dict[str, int]], None] | None = None  # seconds, usage
+
+
+class AgentService:
+    def __init__(
+        self, cfg: Config, provider: Provider, ports: AgentPorts, *, name: str = "agent"
+    ) -> None:
+        self.cfg, self.provider, self.ports, self.name = cfg, provider, ports, name
+        self.gate = SessionGate(cfg.agent.queue_size)
+        self.counts = Counters()
+
+    # --- turns -------------------------------------------------------------------------------
+    async def turn(
+        self, session: str, text: str, msg_id: str = "", sender: str = "",
+        msg: InboundMessage | None = None,
+    ) -> AsyncGenerator[ChatEvent, None]:  # fmt: skip
+        """Stream one turn: ``ChatDelta``/``ChatTool`` events, then one ``ChatFinal``."""
+        command = parse_command(text)
+        if command is not None and command.name != "reset":
+            # answered at once, even while a turn of this session runs (it may await approval)
+            yield ChatFinal(session=session, text=await self.command(command, session, sender))
+            return
+        async with self.gate.hold(session):
+            if command is not None:
+                yield ChatFinal(session=session, text=await self.command(command, session, sender))
+                return
+            started = time.monotonic()
+
+            def finished(final: ChatFinal) -> None:
+                self._record_turn(time.monotonic() - started, final.usage)
+
+            turn = idempotent_turn(
+                self.ports.transcripts, self.provider, self.ports.tools, self.cfg, session,
+                text, msg_id, sender=sender, approver=self.ports.approver(msg),
+                on_final=finished,
+            )  # fmt: skip
+            async with contextlib.aclosing(turn) as events:
+                async for event in events:
+                    yield event
+
+    async def answer(self, msg: InboundMessage) -> str:
+        """The final reply to ``msg`` (idempotent per ``msg.id``). Errors a person should see
+        come back as the reply text; only ``Unavailable`` is raised (keep it pending)."""
+        final = ""
+        try:
+            with span("moltbot.turn", msg.trace or None, channel=msg.channel, agent=self.name):
+                sender = f"{msg.channel}:{msg.account}:{msg.sender_id}"
+                turn = self.turn(msg.session_key, msg.text, msg.id, sender, msg)
+                async with contextlib.aclosing(turn) as events:
+                    async for event in events:
+                        if isinstance(event, ChatFinal):
+                            final = event.text
+        except Unavailable:
+            raise
+        except MoltbotError as exc:
+            return user_text(exc)
+        except Exception:
+            log.exception("%s: the turn for a message failed", self.name)
+            return FAILED
+        return final
+
+    async def reset(self, session: str) -> bool:
+        """Archive a session's transcript, after its running turn."""
+        async with self.gate.hold(session):
+            return bool(await self.ports.transcripts.reset(session))
+
+    def _record_turn(self, seconds: float, usage: dict[str, int]) -> None:
+        self.counts.inc("turns")
+        self.counts.inc("tokens_in", usage.get("input_tokens", 0))
+        self.counts.inc("tokens_out", usage.get("output_tokens", 0))
+        self.counts.observe_ms(seconds * 1000)
+        if self.ports.on_turn is not None:
+            self.ports.on_turn(seconds, usage)
+
+    def figures(self) -> dict[str, Any]:
+        f = self.counts
+        return {"turns": int(f.get("turns")), "p50_ms": f.percentile_ms(50),
+                "p99_ms": f.percentile_ms(99), "tokens_in": int(f.get("tokens_in")),
+                "tokens_out": int(f.get("tokens_out"))}  # fmt: skip
+
+    # --- commands ----------------------------------------------------------------------------
+    async def command(self, command: Command, session: str, sender: str = "") -> str:
+        if command.problem:
+            return command.problem
+        transcripts = self.ports.transcripts
+        if command.name == "reset":
+            if await transcripts.reset(session):
+                return "Started a new conversation."
+            return "Nothing to reset: this is a new conversation."
+        if command.name == "status":
+            history = await transcripts.load(session)
+            return status_text(agent=self.name, provider=self.provider.name,
+                               models=list(self.cfg.agent.models),
+                               messages=len(chat_records(history, len(history))),
+                               waiting=self.gate.waiting(session))  # fmt: skip
+        if command.name in ("approve", "deny"):
+            return await self.answer_approval(command.arg, command.name == "approve", sender)
+        return HELP_TEXT
+
+    async def answer_approval(self, approval_id: str, approve: bool, sender: str) -> str:
+        """``/approve ID`` or ``/deny ID`` from ``sender``: only an owner (of the account they
+        write from) answers, any pending approval of the tree."""
+        who = owners.approver(self.cfg, sender)
+        fields = {"id": approval_id, "by": sender or "gateway",
+                  "decision": "approve" if approve else "deny"}  # fmt: skip
+        if who is None:
+            self._audit("approval", {**fields, "action": "refused"})
+            return NOT_OWNER
+        resolve = self.ports.resolve_approval
+        approval = await resolve(approval_id, approve, who) if resolve is not None else None
+        if approval is None:
+            return f"There is no pending approval with id {approval_id} (it may have expired)."
+        self._audit("approval", {**fields, "action": "resolved"})
+        return approval_reply(approval, approve)
+
+    def _audit(self, kind: str, fields: dict[str, Any]) -> None:
+        if self.ports.audit is not None:
+            self.ports.audit(kind, fields)

@@ -1,0 +1,1 @@
+"""Schedules: cron jobs, one-shot reminders and the heartbeat (pure; ``jobs``)."""
