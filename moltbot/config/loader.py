@@ -101,6 +101,14 @@ def check_config(cfg: Config) -> None:
             'set "api_key": "secret:anthropic_api_key" and run '
             "`moltbot secrets set anthropic_api_key`",
         )
+    memory = cfg.agent.memory
+    if memory.embeddings_url and not memory.embeddings_model:
+        raise ConfigError(
+            "$.agent.memory.embeddings_model",
+            "embeddings_url is set but no embeddings model is named",
+            'name the model the endpoint serves, e.g. "embeddings_model": "nomic-embed-text", '
+            'or set "embeddings_url": null',
+        )
     for kind in CHANNEL_KINDS:
         accounts: list[AccountConfig] = list(getattr(cfg.channels, kind))
         _unique(
