@@ -1,7 +1,8 @@
 """The memory folder's files, reached without trusting its path.
 
-The default memory folder lies in the tools' workspace, which sandboxed commands may change:
-one could swap ``memory-profiles`` for a symbolic link to another folder, and the gateway
+The default memory folder lies in the tools' workspace. Sandboxed commands and the file tools
+reach only a sender's own folder of it (``tools.scope``), never ``memory-profiles``; but were
+anything able to swap ``memory-profiles`` for a symbolic link to another folder, the gateway
 would then write (and chmod) there. So the folder is walked from an ``anchor`` (the workspace,
 or the parent of ``agent.memory.dir``) one component at a time with ``O_NOFOLLOW``: a symbolic
 link, or a folder owned by another user, is refused (``PermissionProblem``). Every read and

@@ -39,6 +39,7 @@ from moltbot.config.schema import Config
 from moltbot.errors import MoltbotError, ProviderAuthError, SecretRefError, VaultError
 from moltbot.messages import ChatEvent, ChatFinal
 from moltbot.sandbox import SandboxPolicy
+from moltbot.security import owners
 from moltbot.security.vault import Vault
 from moltbot.tools import ApprovalBook, ExecPolicy, ToolRegistry, WebFetcher, default_registry
 from moltbot.tools.memory import memory_tools
@@ -221,9 +222,9 @@ async def idempotent_turn(
     """One turn of ``session`` answering ``msg_id`` (if given) exactly once: a done turn gives
     its recorded reply again, an interrupted one is re-run without writing its user message
     twice; the reply and its done mark are written together. ``tools`` is asked only when the
-    turn really runs. With ``memory``, turns the window would cut are summarised into the
-    day's notes first, and what memory recalls for ``text`` joins the system prompt. The
-    caller holds the session's gate."""
+    turn really runs. With ``memory``, in a turn for an owner (``owners.approver``), turns
+    the window would cut are summarised into the day's notes first, and what memory recalls
+    for ``text`` joins the system prompt. The caller holds the session's gate."""
     history = await store.load(session)
     state = turn_state(history, msg_id) if msg_id else TurnState(status="new")
     if state.status == "done":
@@ -233,7 +234,7 @@ async def idempotent_turn(
     turn_log = TurnLog(store, past, msg_id=msg_id, skip_user=state.status == "interrupted")
     agent = cfg.agent
     system_prompt = agent.system_prompt
-    if memory is not None:
+    if memory is not None and owners.approver(cfg, sender) is not None:  # the owner's memory
         await summarise_cut(
             store,
             provider,
@@ -318,7 +319,8 @@ def tool_registry(
         enable_web=web.enabled,
     )
     if cfg.agent.memory.enabled:
-        for tool in memory_tools(memory_store(cfg, ws)):
+        store = memory_store(cfg, ws)
+        for tool in memory_tools(store, lambda sender: owners.approver(cfg, sender) is not None):
             registry.register(tool)
     return registry
 

@@ -1,14 +1,24 @@
-"""memory_write and memory_search: the agent's tools over its profile's ``MemoryStore``."""
+"""memory_write and memory_search: the agent's tools over its profile's ``MemoryStore``.
+
+The memory is the owner's: a call made in a turn for anyone else (``scope.current().sender``
+not an owner, as ``may_use`` says) is refused, so a stranger in a group cannot read what the
+owner told, nor plant notes in it.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Annotated, Literal
 
 import msgspec
 
 from moltbot.agent.memory import MAX_ENTRY_CHARS, MemoryStore
+from moltbot.errors import AccessDenied
 from moltbot.messages import ToolResult
+from moltbot.tools import scope
 from moltbot.tools.registry import Tool
+
+NOT_OWNER = "the memory belongs to the owner of this assistant: only their turns may use it"
 
 WRITE_DESCRIPTION = (
     'Save something to your long-term memory, kept across conversations. kind: "fact" for a '
@@ -32,12 +42,20 @@ class MemorySearchInput(msgspec.Struct, frozen=True, kw_only=True, forbid_unknow
     limit: Annotated[int, msgspec.Meta(ge=1, le=20)] = 5
 
 
-def memory_tools(store: MemoryStore) -> list[Tool]:
+def memory_tools(store: MemoryStore, may_use: Callable[[str], bool]) -> list[Tool]:
+    """``may_use(sender)``: whether a turn for ``sender`` may use the memory."""
+
+    def check() -> None:
+        if not may_use(scope.current().sender):
+            raise AccessDenied(NOT_OWNER)
+
     async def write(args: MemoryWriteInput, session: str) -> ToolResult:
+        check()
         name = store.remember(args.text, args.kind)
         return ToolResult(text=f"saved to {name}")
 
     async def search(args: MemorySearchInput, session: str) -> ToolResult:
+        check()
         hits = await store.search(args.query, args.limit)
         if not hits:
             return ToolResult(text=f"nothing in memory matches {args.query!r}")
