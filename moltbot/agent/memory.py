@@ -17,6 +17,7 @@ USER.md, then MEMORY.md, then the best hits for the turn's text, within a token 
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 import time
@@ -167,7 +168,7 @@ class MemoryStore:
         """The best ``limit`` lines for ``query``: by embeddings when configured and working,
         else by keywords."""
         if self.embedder is not None and query.strip() and limit > 0:
-            found = list(self.lines())
+            found = await asyncio.to_thread(lambda: list(self.lines()))
             if not found:
                 return []
             try:
@@ -179,7 +180,7 @@ class MemoryStore:
                 ranked = sorted(zip(scores, found, strict=True), key=lambda p: -p[0])[:limit]
                 return [Hit(file=n, line=i, snippet=_snippet(t), score=round(s, 4))
                         for s, (n, i, t) in ranked]  # fmt: skip
-        return self.keyword_search(query, limit)
+        return await asyncio.to_thread(self.keyword_search, query, limit)
 
     # --- recall --------------------------------------------------------------------------
     async def recall(self, query: str, max_tokens: int, *, hits: int = 8) -> str:

@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import time
@@ -116,7 +117,7 @@ async def summarise_cut(
         if not summary:
             return 0
         heading = f"summary of turns {done + 1}-{upto} of {session}"
-        memory.remember(summary, "note", heading=heading)
+        await asyncio.to_thread(memory.remember, summary, "note", heading=heading)
         mark = {"role": "meta", "type": SUMMARY_TYPE, "turns": upto, "ts": time.time()}
         await transcripts.append(session, mark)
     except (MoltbotError, OSError):

@@ -7,6 +7,7 @@ owner told, nor plant notes in it.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from typing import Annotated, Literal
 
@@ -51,7 +52,7 @@ def memory_tools(store: MemoryStore, may_use: Callable[[str], bool]) -> list[Too
 
     async def write(args: MemoryWriteInput, session: str) -> ToolResult:
         check()
-        name = store.remember(args.text, args.kind)
+        name = await asyncio.to_thread(store.remember, args.text, args.kind)
         return ToolResult(text=f"saved to {name}")
 
     async def search(args: MemorySearchInput, session: str) -> ToolResult:

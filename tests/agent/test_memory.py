@@ -5,7 +5,6 @@ summarised into the day's notes once, and embeddings search against a real HTTP 
 from __future__ import annotations
 
 import itertools
-import os
 import re
 import stat
 from collections.abc import AsyncIterator
@@ -373,6 +372,18 @@ async def test_a_failing_endpoint_falls_back_to_keywords(
     assert hits[0].score == 22.0  # a keyword score: two terms found (10 each), twice in all
 
 
+async def test_an_unresolvable_embeddings_key_falls_back_to_keywords_and_names_the_key(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with FakeEmbeddings() as endpoint:
+        store = embedding_store(tmp_path, endpoint.url, monkeypatch)
+        monkeypatch.delenv("EMB_KEY")
+        hits = await store.search("garage", 3)
+    assert endpoint.inputs == []  # nothing sent without its key
+    assert [h.snippet for h in hits] == ["Drove the car to the garage for a new engine"]
+    assert "$.agent.memory.embeddings_api_key" in caplog.text and "EMB_KEY" in caplog.text
+
+
 # --- config --------------------------------------------------------------------------------------
 @pytest.mark.parametrize(
     ("memory", "path"),
@@ -399,4 +410,4 @@ def test_memory_dir_config_key_sets_the_folder(tmp_path: Path) -> None:
     store.remember("kept elsewhere", "fact")
     assert (tmp_path / "elsewhere" / "me" / "MEMORY.md").is_file()
     assert not (tmp_path / "ws" / "memory-profiles").exists()
-    assert os.stat(tmp_path / "elsewhere" / "me").st_uid == os.geteuid()
+    assert mode(tmp_path / "elsewhere" / "me") == 0o700
