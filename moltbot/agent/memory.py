@@ -137,7 +137,9 @@ class MemoryStore:
             name = self.notes_name()
             stamp = time.strftime("%H:%M", time.localtime(self.clock.time()))
             title = f"{stamp} {heading}".strip()
-            self._append(name, f"# Notes of {self.today()}\n", f"\n## {title}\n{text}\n")
+            # a line of the note may not pose as a heading (headings are ours, never searched)
+            body = re.sub(r"(?m)^(\s*)#", r"\1\\#", text)
+            self._append(name, f"# Notes of {self.today()}\n", f"\n## {title}\n{body}\n")
             return name
         name = USER_FILE if kind == "user" else FACTS_FILE
         self._append(name, _HEADS[name], "- " + " ".join(text.split()) + "\n")
@@ -204,7 +206,8 @@ class MemoryStore:
             if body and add(f"## {title} ({name})"):
                 for line in body:
                     add(line)
-        notes = [h for h in await self.search(query, hits) if h.file.startswith(NOTES_DIR)]
+        found = await self.search(query, hits * 2)  # facts are in already: keep notes
+        notes = [h for h in found if h.file.startswith(NOTES_DIR)][:hits]
         if notes and add("## Notes that may be related"):
             for hit in notes:
                 add(f"- [{hit.file}:{hit.line}] {hit.snippet.lstrip('- ')}")

@@ -81,6 +81,10 @@ async def test_write_search_and_recall_bounded_by_tokens(tmp_path: Path) -> None
     assert "Ada and lives in Lyon" in small and "Paris" not in small
     assert await store.recall("train", 0) == ""
 
+    # a note's line may not pose as one of our headings (those are never searched)
+    store.remember("plans\n## TODO buy milk", "note")
+    assert [h.snippet for h in store.keyword_search("milk", 5)] == ["\\## TODO buy milk"]
+
 
 def test_empty_and_oversized_entries_are_refused_and_nothing_is_written(tmp_path: Path) -> None:
     store = MemoryStore(tmp_path / "profile", FakeClock())
