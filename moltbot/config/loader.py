@@ -109,6 +109,12 @@ def check_config(cfg: Config) -> None:
             'name the model the endpoint serves, e.g. "embeddings_model": "nomic-embed-text", '
             'or set "embeddings_url": null',
         )
+    if memory.dir is not None and (not memory.dir.strip("/") or ".." in Path(memory.dir).parts):
+        raise ConfigError(
+            "$.agent.memory.dir",
+            "the memory folder must be a folder of its own, without `..`",
+            'write a plain path such as "~/moltbot-memory", or null for the default',
+        )
     for kind in CHANNEL_KINDS:
         accounts: list[AccountConfig] = list(getattr(cfg.channels, kind))
         _unique(

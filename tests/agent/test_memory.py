@@ -399,6 +399,8 @@ async def test_an_unresolvable_embeddings_key_falls_back_to_keywords_and_names_t
         ('{"recall_tokens": -1}', "$.agent.memory.recall_tokens"),
         ('{"embeddings_api_key": "sk-live-123"}', "$.agent.memory.embeddings_api_key"),
         ('{"enable": true}', "$.agent.memory.enable"),
+        ('{"dir": "/srv/mem/../etc"}', "$.agent.memory.dir"),
+        ('{"dir": "/"}', "$.agent.memory.dir"),
     ],
 )  # fmt: skip
 def test_memory_config_errors_name_the_json_path(memory: str, path: str) -> None:
