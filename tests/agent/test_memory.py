@@ -20,6 +20,7 @@ from moltbot.agent.loop import TurnRunner
 from moltbot.agent.memory import MemoryStore, memory_store, text_tokens
 from moltbot.agent.memory_turn import SUMMARY_TYPE
 from moltbot.agent.providers.anthropic import AnthropicProvider
+from moltbot.agent.providers.base import SUMMARISE_MARK
 from moltbot.agent.providers.offline import OfflineProvider
 from moltbot.agent.service import approval_book, tool_registry
 from moltbot.clock import FakeClock
@@ -259,6 +260,27 @@ async def test_older_turns_are_summarised_into_todays_notes_once(tmp_path: Path)
     before = notes.read_text()
     await say(service, "again", msg_id="m1")
     assert notes.read_text() == before
+
+
+async def test_the_summary_is_one_extra_call_to_the_real_api(
+    api: FakeAnthropicAPI, tmp_path: Path
+) -> None:
+    cfg = config(tmp_path, history_tokens=60)
+    provider = AnthropicProvider(api.api_key, ["claude-test"], base_url=api.base_url)
+    service = agent(cfg, tmp_path, provider)
+    try:
+        for n in range(6):
+            await say(service, f"errand{n} needs doing soon")
+    finally:
+        await provider.aclose()
+    asks = [r for r in api.requests if str(r.system).startswith(SUMMARISE_MARK)]
+    history = await service.ports.transcripts.load(SESSION)
+    marks = [r["turns"] for r in history if r.get("type") == SUMMARY_TYPE]
+    assert len(asks) == len(marks) >= 1 and len(api.requests) == 6 + len(asks)
+    assert asks[0].tools == [] and "user: errand0 needs doing soon" in str(asks[0].messages)
+    assert service.memory is not None
+    notes = service.memory.read(service.memory.notes_name())
+    assert "echo: user: errand0 needs doing soon" in notes  # what the model answered
 
 
 async def test_a_stranger_gets_no_memory_and_cannot_use_the_memory_tools(tmp_path: Path) -> None:
