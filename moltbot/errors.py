@@ -163,6 +163,12 @@ class ProviderOverloaded(ProviderError):
     code = "provider_overloaded"
 
 
+class EmbeddingsUnavailable(MoltbotError):
+    """The embeddings endpoint of ``agent.memory`` failed; memory search uses keywords."""
+
+    code = "embeddings_unavailable"
+
+
 class ProviderAuthError(ProviderError):
     code = "provider_auth"
 

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from moltbot.agent.loop import Approver, ToolRunner
+from moltbot.agent.memory import memory_store
 from moltbot.agent.providers.base import Provider
 from moltbot.agent.service import (
     HELP_TEXT,
@@ -67,6 +68,8 @@ class AgentService:
     ) -> None:
         self.cfg, self.provider, self.ports, self.name = cfg, provider, ports, name
         self.gate = SessionGate(cfg.agent.queue_size)
+        # the default profile's memory (profiles will each have their own MemoryStore)
+        self.memory = memory_store(cfg) if cfg.agent.memory.enabled else None
         self.counts = Counters()
 
     # --- turns -------------------------------------------------------------------------------
@@ -92,7 +95,7 @@ class AgentService:
             turn = idempotent_turn(
                 self.ports.transcripts, self.provider, self.ports.tools, self.cfg, session,
                 text, msg_id, sender=sender, approver=self.ports.approver(msg),
-                on_final=finished,
+                on_final=finished, memory=self.memory,
             )  # fmt: skip
             async with contextlib.aclosing(turn) as events:
                 async for event in events:

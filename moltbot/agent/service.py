@@ -30,6 +30,8 @@ from typing import Any, Literal, Protocol
 import msgspec
 
 from moltbot.agent.loop import Approver, ToolRunner, TranscriptLog, TurnRunner
+from moltbot.agent.memory import MemoryStore, memory_store
+from moltbot.agent.memory_turn import summarise_cut, with_memory
 from moltbot.agent.providers.base import Provider
 from moltbot.agent.providers.offline import OfflineProvider
 from moltbot.config.refs import resolve_secret
@@ -37,8 +39,10 @@ from moltbot.config.schema import Config
 from moltbot.errors import MoltbotError, ProviderAuthError, SecretRefError, VaultError
 from moltbot.messages import ChatEvent, ChatFinal
 from moltbot.sandbox import SandboxPolicy
+from moltbot.security import owners
 from moltbot.security.vault import Vault
 from moltbot.tools import ApprovalBook, ExecPolicy, ToolRegistry, WebFetcher, default_registry
+from moltbot.tools.memory import memory_tools
 
 META_ROLE = "meta"
 TURN_DONE = "turn_done"
@@ -213,30 +217,42 @@ async def idempotent_turn(
     sender: str = "",
     approver: Approver | None = None,
     on_final: Callable[[ChatFinal], None] | None = None,
+    memory: MemoryStore | None = None,
 ) -> AsyncGenerator[ChatEvent, None]:
     """One turn of ``session`` answering ``msg_id`` (if given) exactly once: a done turn gives
     its recorded reply again, an interrupted one is re-run without writing its user message
     twice; the reply and its done mark are written together. ``tools`` is asked only when the
-    turn really runs. The caller holds the session's gate."""
+    turn really runs. With ``memory``, in a turn for an owner (``owners.approver``), turns
+    the window would cut are summarised into the day's notes first, and what memory recalls
+    for ``text`` joins the system prompt. The caller holds the session's gate."""
     history = await store.load(session)
     state = turn_state(history, msg_id) if msg_id else TurnState(status="new")
     if state.status == "done":
         yield ChatFinal(session=session, text=state.final_text)
         return
-    turn_log = TurnLog(
-        store,
-        without_turn(history, msg_id) if msg_id else history,
-        msg_id=msg_id,
-        skip_user=state.status == "interrupted",
-    )
+    past = without_turn(history, msg_id) if msg_id else history
+    turn_log = TurnLog(store, past, msg_id=msg_id, skip_user=state.status == "interrupted")
     agent = cfg.agent
+    system_prompt = agent.system_prompt
+    if memory is not None and owners.approver(cfg, sender) is not None:  # the owner's memory
+        await summarise_cut(
+            store,
+            provider,
+            memory,
+            session,
+            past,
+            text,
+            history_tokens=agent.history_tokens,
+            max_tokens=agent.max_tokens,
+        )
+        system_prompt = await with_memory(memory, system_prompt, text, agent.memory.recall_tokens)
     runner = TurnRunner(
         provider,
         await tools(),
         turn_log,
         max_turns=agent.max_turns,
         max_tokens=agent.max_tokens,
-        system_prompt=agent.system_prompt,
+        system_prompt=system_prompt,
         history_tokens=agent.history_tokens,
         approver=approver,
     )
@@ -283,10 +299,11 @@ def approval_book(cfg: Config) -> ApprovalBook:
 def tool_registry(
     cfg: Config, approvals: ApprovalBook, workspace: Path | None = None
 ) -> ToolRegistry:
-    """bash / files / web_fetch as the config enables them, over the configured workspace."""
+    """bash / files / web_fetch / memory as the config enables them, over the configured
+    workspace."""
     ws = (workspace or cfg.tools.workspace_path()).resolve()
     web = cfg.tools.web_fetch
-    return default_registry(
+    registry = default_registry(
         ws,
         approvals=approvals,
         bash_policy=sandbox_policy(cfg, ws),
@@ -301,6 +318,11 @@ def tool_registry(
         enable_files=cfg.tools.files.enabled,
         enable_web=web.enabled,
     )
+    if cfg.agent.memory.enabled:
+        store = memory_store(cfg, ws)
+        for tool in memory_tools(store, lambda sender: owners.approver(cfg, sender) is not None):
+            registry.register(tool)
+    return registry
 
 
 def approval_dict(approval: Any) -> dict[str, Any]:

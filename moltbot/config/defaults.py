@@ -28,6 +28,11 @@ COMMENTS: dict[str, tuple[str, ...]] = {
         "with api_key below (`moltbot secrets set anthropic_api_key`).",
     ),
     "$.agent.models": ("Tried in order: the next one is used when one is overloaded.",),
+    "$.agent.memory": (
+        "USER.md, MEMORY.md and daily notes memory/YYYY-MM-DD.md in dir (null:",
+        "<tools.workspace>/memory-profiles/default); up to recall_tokens of it go into",
+        "each turn. embeddings_url: an OpenAI-compatible /v1/embeddings URL (null: keywords).",
+    ),
     "$.agent.workers": ("Agent actors; sessions are spread over them.",),
     "$.channels": (
         "Chat accounts, none by default. Example:",

@@ -93,6 +93,20 @@ def check_config(cfg: Config) -> None:
             'set "api_key": "secret:anthropic_api_key" and run '
             "`moltbot secrets set anthropic_api_key`",
         )
+    memory = cfg.agent.memory
+    if memory.embeddings_url and not memory.embeddings_model:
+        raise ConfigError(
+            "$.agent.memory.embeddings_model",
+            "embeddings_url is set but no embeddings model is named",
+            'name the model the endpoint serves, e.g. "embeddings_model": "nomic-embed-text", '
+            'or set "embeddings_url": null',
+        )
+    if memory.dir is not None and (not memory.dir.strip("/") or ".." in Path(memory.dir).parts):
+        raise ConfigError(
+            "$.agent.memory.dir",
+            "the memory folder must be a folder of its own, without `..`",
+            'write a plain path such as "~/moltbot-memory", or null for the default',
+        )
     for kind in CHANNEL_KINDS:
         accounts: list[AccountConfig] = list(getattr(cfg.channels, kind))
         _unique(

@@ -117,6 +117,19 @@ class RetryConfig(_Section, frozen=True, kw_only=True, forbid_unknown_fields=Tru
     max_s: PosFloat = 20.0
 
 
+class MemoryConfig(_Section, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """The agent's memory (``moltbot.agent.memory``). ``dir`` None: the profile's folder
+    ``<tools.workspace>/memory-profiles/default``. Embeddings search when ``embeddings_url``
+    (an OpenAI-compatible ``/v1/embeddings`` URL) and ``embeddings_model`` are set."""
+
+    enabled: bool = True
+    dir: str | None = None
+    recall_tokens: NonNegInt = 800
+    embeddings_url: Annotated[str, Meta(pattern=r"^https?://[^\s/?#]+(/[^\s#]*)?$")] | None = None
+    embeddings_model: Annotated[str, Meta(min_length=1)] | None = None
+    embeddings_api_key: SecretRef | None = None
+
+
 class AgentConfig(_Section, frozen=True, kw_only=True, forbid_unknown_fields=True):
     provider: Provider = "offline"
     api_key: SecretRef | None = "secret:anthropic_api_key"  # only used by "anthropic"
@@ -131,6 +144,7 @@ class AgentConfig(_Section, frozen=True, kw_only=True, forbid_unknown_fields=Tru
     workers: PosInt = 2
     queue_size: PosInt = 16
     retries: RetryConfig = msgspec.field(default_factory=RetryConfig)
+    memory: MemoryConfig = msgspec.field(default_factory=MemoryConfig)
 
 
 # --- channels ------------------------------------------------------------------------------

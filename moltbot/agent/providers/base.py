@@ -38,6 +38,10 @@ class Done(msgspec.Struct, frozen=True, kw_only=True, tag="done"):
 
 ProviderEvent = TextDelta | ToolUse | Done
 
+# a system prompt starting with this asks for a summary of the conversation in the message
+# (``moltbot.agent.memory_turn``); the offline provider answers it deterministically
+SUMMARISE_MARK = "[moltbot:summarise]"
+
 
 class ModelRequest(msgspec.Struct, frozen=True, kw_only=True):
     """One model call. ``messages`` and ``tools`` are in the Anthropic Messages format."""

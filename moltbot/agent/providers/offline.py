@@ -7,6 +7,8 @@ Every reply starts with ``[offline]`` so nobody mistakes it for Claude.
   ``_`` or ``-``; the JSON object runs to the end of that line, ``{}`` if omitted) it asks for a
   call of tool NAME with that input, e.g. ``!tool bash {"command": "ls"}``.
 - After a tool result: replies ``[offline] tool NAME returned: <first 200 chars of the result>``.
+- A summary request (system prompt starting with ``SUMMARISE_MARK``): replies
+  ``[offline] summary: <the first 60 characters of each "user: " line, joined by " | ">``.
 """
 
 from __future__ import annotations
@@ -17,10 +19,18 @@ import re
 from collections.abc import AsyncGenerator
 from typing import Any
 
-from moltbot.agent.providers.base import Done, ModelRequest, ProviderEvent, TextDelta, ToolUse
+from moltbot.agent.providers.base import (
+    SUMMARISE_MARK,
+    Done,
+    ModelRequest,
+    ProviderEvent,
+    TextDelta,
+    ToolUse,
+)
 
 TOOL_SYNTAX = re.compile(r"!tool\s+([A-Za-z0-9_\-]+)[ \t]*(\{.*\})?[ \t]*$", re.MULTILINE)
 RESULT_PREVIEW = 200
+SUMMARY_LINE = 60
 
 
 def _last_text(content: Any) -> str:
@@ -67,7 +77,11 @@ class OfflineProvider:
             if isinstance(b, dict) and b.get("type") == "tool_result"
         ]
         in_tokens = max(1, len(json.dumps(request.messages)) // 4)
-        if results:
+        if request.system.startswith(SUMMARISE_MARK):
+            said = [ln[6:].strip()[:SUMMARY_LINE] for ln in _last_text(content).splitlines()
+                    if ln.startswith("user: ")]  # fmt: skip
+            reply = "[offline] summary: " + " | ".join(said)
+        elif results:
             names = _tool_names(request.messages)
             reply = "\n".join(
                 f"[offline] tool {names.get(str(b.get('tool_use_id')), '?')} returned: "
