@@ -3,11 +3,13 @@ HTTP (the real ``openai`` SDK, no mocks), and through the real TurnRunner."""
 
 from __future__ import annotations
 
+import json
 import socket
 from collections.abc import AsyncGenerator, AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import openai
 import pytest
 
 from moltbot.agent.loop import TurnRunner
@@ -21,10 +23,11 @@ from moltbot.agent.providers.base import (
 )
 from moltbot.agent.providers.failover import FailoverProvider
 from moltbot.agent.providers.openai_compat import OpenAICompatProvider
+from moltbot.agent.providers.openai_format import to_messages
 from moltbot.errors import ProviderAuthError, ProviderError, ProviderRateLimited
 from moltbot.messages import ChatEvent, ChatFinal, ChatTool, ToolResult
 from moltbot.store.transcripts import AsyncTranscripts, TranscriptStore
-from tests.fakes.openai_api import FakeOpenAIAPI, http_error, text, tool_call
+from tests.fakes.openai_api import Call, FakeOpenAIAPI, Reply, http_error, text, tool_call
 
 SESSION = "cli:local:dm:me"
 REQUEST = ModelRequest(
@@ -314,3 +317,100 @@ async def test_every_provider_down_raises_the_first_ones_error(
     await failover.aclose()
     assert "HTTP 502" in info.value.user_message
     assert len(api.requests) == 1 and len(backup.requests) == 1
+
+
+async def test_error_mid_stream_is_retried_only_before_any_text(api: FakeOpenAIAPI) -> None:
+    api.script(Reply(chunks=("lost",), fail_after=0), text("x", "y"))
+    provider = make(api)
+    assert texts(await collect(provider)) == ["x", "y"]  # nothing was shown: retried
+    assert len(api.requests) == 2
+
+    api.script(Reply(chunks=("a", "b", "c"), fail_after=2), text("a", "b", "c"))
+    seen: list[str] = []
+    with pytest.raises(ProviderError) as info:
+        async for event in provider.stream(REQUEST):
+            if isinstance(event, TextDelta):
+                seen.append(event.text)
+    await provider.aclose()
+    assert seen == ["a", "b"] and len(api.requests) == 3  # not asked again: no duplicate text
+    assert "failed mid-answer" in info.value.user_message
+    assert "crashed" not in str(info.value)
+
+
+async def test_the_fake_also_answers_without_streaming_and_lists_models(
+    backup: FakeOpenAIAPI,
+) -> None:
+    client = openai.AsyncOpenAI(api_key="anything", base_url=backup.base_url, max_retries=0)
+    backup.script(tool_call("upper", {"text": "x"}, "on it", id="call_9"))
+    reply = await client.chat.completions.create(
+        model="llama-backup", messages=[{"role": "user", "content": "hi"}]
+    )
+    models = await client.models.list()
+    await client.close()
+    message = reply.choices[0].message
+    assert message.content == "on it" and reply.choices[0].finish_reason == "tool_calls"
+    assert message.tool_calls is not None
+    call = message.tool_calls[0]
+    assert call.id == "call_9" and call.type == "function"
+    assert json.loads(call.function.arguments) == {"text": "x"}
+    assert reply.usage is not None and reply.usage.prompt_tokens > 0
+    assert [m.id for m in models.data] == ["llama-backup"]
+
+
+def test_history_with_errors_and_mixed_blocks_translates_in_the_order_openai_wants() -> None:
+    request = ModelRequest(
+        system="",
+        messages=[
+            {"role": "user", "content": [{"type": "text", "text": "run two"}]},
+            {
+                "role": "assistant",
+                "content": [
+                    {"type": "tool_use", "id": "c1", "name": "a", "input": {}},
+                    {"type": "tool_use", "id": "c2", "name": "b", "input": {"q": "é"}},
+                ],
+            },
+            {
+                "role": "user",
+                "content": [
+                    {"type": "text", "text": "and hurry"},
+                    {"type": "tool_result", "tool_use_id": "c1", "content": "fine"},
+                    {
+                        "type": "tool_result",
+                        "tool_use_id": "c2",
+                        "content": [{"type": "text", "text": "no such thing"}],
+                        "is_error": True,
+                    },
+                ],
+            },
+        ],
+    )
+    assert to_messages(request) == [
+        {"role": "user", "content": "run two"},
+        {
+            "role": "assistant",
+            "content": None,
+            "tool_calls": [
+                {"id": "c1", "type": "function", "function": {"name": "a", "arguments": "{}"}},
+                {
+                    "id": "c2",
+                    "type": "function",
+                    "function": {"name": "b", "arguments": '{"q": "é"}'},
+                },
+            ],
+        },
+        {"role": "tool", "tool_call_id": "c1", "content": "fine"},
+        {"role": "tool", "tool_call_id": "c2", "content": "[error] no such thing"},
+        {"role": "user", "content": "and hurry"},
+    ]
+
+
+async def test_arguments_that_are_not_json_become_an_empty_input(api: FakeOpenAIAPI) -> None:
+    api.script(tool_call("upper", {"text": "x"}, id="call_1"))
+    broken = Reply(calls=(Call("upper", {}, "call_2", raw='{"text": "x"'),))
+    provider = make(api)
+    good = [e for e in await collect(provider) if isinstance(e, ToolUse)]
+    api.script(broken)
+    bad = [e for e in await collect(provider) if isinstance(e, ToolUse)]
+    await provider.aclose()
+    assert good == [ToolUse(id="call_1", name="upper", input={"text": "x"})]
+    assert bad == [ToolUse(id="call_2", name="upper", input={})]

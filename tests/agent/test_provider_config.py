@@ -18,7 +18,7 @@ from moltbot.config.loader import load_config_text
 from moltbot.config.refs import iter_secret_refs
 from moltbot.config.schema import Config
 from moltbot.errors import ConfigError, ProviderAuthError
-from tests.fakes.anthropic_api import FakeAnthropicAPI, overloaded
+from tests.fakes.anthropic_api import FakeAnthropicAPI, HttpError, overloaded
 from tests.fakes.openai_api import FakeOpenAIAPI
 
 CLAUDE_KEY = "sk-ant-very-secret-claude-key"
@@ -122,9 +122,20 @@ def test_a_missing_key_fails_the_start_naming_the_fix() -> None:
     assert "moltbot secrets set local_llm_key" in info.value.hint
 
 
-async def test_claude_down_the_local_model_answers_and_never_sees_the_claude_key() -> None:
+@pytest.mark.parametrize(
+    "down",
+    [
+        overloaded(),
+        # what Anthropic answers when the account's credit is spent
+        HttpError(400, "invalid_request_error", "Your credit balance is too low"),
+    ],
+    ids=["overloaded", "budget-spent"],
+)
+async def test_claude_down_the_local_model_answers_and_never_sees_the_claude_key(
+    down: HttpError,
+) -> None:
     async with FakeAnthropicAPI(api_key=CLAUDE_KEY) as claude, FakeOpenAIAPI() as local:
-        claude.always("claude-a", overloaded())
+        claude.always("claude-a", down)
         cfg = load(
             {"kind": "anthropic", "models": ["claude-a"], "api_key": "env:CLAUDE",
              "base_url": claude.base_url},

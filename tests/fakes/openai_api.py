@@ -41,19 +41,28 @@ from tests.fakes.scripted import Scripted
 
 @dataclass(frozen=True)
 class Call:
-    """A tool call the fake model makes; ``pieces`` is how many chunks its arguments take."""
+    """A tool call the fake model makes; ``pieces`` is how many chunks its arguments take;
+    ``raw``, if set, is sent as the arguments instead (e.g. broken JSON from a small model)."""
 
     name: str
     arguments: dict[str, Any]
     id: str = ""
     pieces: int = 3
+    raw: str | None = None
+
+    def text(self) -> str:
+        return json.dumps(self.arguments) if self.raw is None else self.raw
 
 
 @dataclass(frozen=True)
 class Reply:
+    """A successful answer. ``fail_after``: send an ``error`` chunk after that many text chunks
+    (what a server does when the model crashes mid-answer) and end the stream."""
+
     chunks: tuple[str, ...] = ()
     calls: tuple[Call, ...] = ()
     finish_reason: str = ""
+    fail_after: int | None = None
 
 
 @dataclass(frozen=True)
@@ -173,7 +182,7 @@ class FakeOpenAIAPI(FakeServer, Scripted[Response, RecordedRequest]):
             {
                 "id": cid,
                 "type": "function",
-                "function": {"name": c.name, "arguments": json.dumps(c.arguments)},
+                "function": {"name": c.name, "arguments": c.text()},
             }
             for cid, c in zip(self._call_ids(reply), reply.calls, strict=True)
         ]
@@ -204,10 +213,15 @@ class FakeOpenAIAPI(FakeServer, Scripted[Response, RecordedRequest]):
             await resp.write(f"data: {json.dumps(chunk)}\n\n".encode())
 
         await send({"role": "assistant", "content": ""})
-        for piece in reply.chunks:
+        for n, piece in enumerate(reply.chunks):
+            if n == reply.fail_after:
+                error = {"message": "the model crashed", "type": "server_error", "code": None}
+                await resp.write(f"data: {json.dumps({'error': error})}\n\n".encode())
+                await resp.write_eof()
+                return resp
             await send({"content": piece})
         for index, (cid, call) in enumerate(zip(self._call_ids(reply), reply.calls, strict=True)):
-            raw = json.dumps(call.arguments)
+            raw = call.text()
             step = max(1, -(-len(raw) // max(1, call.pieces)))
             first = {"id": cid, "type": "function", "function": {"name": call.name}}
             await send({"tool_calls": [{"index": index, **first}]})
