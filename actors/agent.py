@@ -225,6 +225,9 @@ class PluginTools:
         return result
 
 
+_SDKS = (("anthropic", "anthropic"), ("openai", "openai_compat"))
+
+
 @ray.remote(**CHILD_OPTIONS)
 class AgentActor(ChildBase):
     def __init__(
@@ -238,9 +241,9 @@ class AgentActor(ChildBase):
         self._audit = AuditForwarder(self.namespace, path)
 
     def preload_modules(self) -> tuple[str, ...]:
-        if self.config.agent.provider == "anthropic":  # the SDK: seconds of imports
-            return ("moltbot.agent.providers.anthropic",)
-        return ()
+        agent = self.config.agent  # the SDKs: seconds of imports
+        kinds = {p.kind for p in agent.providers} if agent.providers else {agent.provider}
+        return tuple(f"moltbot.agent.providers.{m}" for k, m in _SDKS if k in kinds)
 
     async def setup(self) -> None:
         cfg, ns = self.config, self.namespace  # the tree's namespace, given by the supervisor

@@ -169,6 +169,18 @@ class EmbeddingsUnavailable(MoltbotError):
     code = "embeddings_unavailable"
 
 
+class ProviderRateLimited(ProviderOverloaded):
+    """429 from the model provider after our retries; ``retry_after`` seconds if it said."""
+
+    code = "provider_rate_limited"
+
+    def __init__(
+        self, user_message: str, *, retry_after: float | None = None, hint: str = ""
+    ) -> None:
+        super().__init__(user_message, hint=hint)
+        self.retry_after = retry_after
+
+
 class ProviderAuthError(ProviderError):
     code = "provider_auth"
 

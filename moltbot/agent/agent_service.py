@@ -153,7 +153,7 @@ class AgentService:
         if command.name == "status":
             history = await transcripts.load(session)
             return status_text(agent=self.name, provider=self.provider.name,
-                               models=list(self.cfg.agent.models),
+                               models=list(getattr(self.provider, "models", [])),
                                messages=len(chat_records(history, len(history))),
                                waiting=self.gate.waiting(session))  # fmt: skip
         if command.name in ("approve", "deny"):

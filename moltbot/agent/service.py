@@ -23,7 +23,7 @@ from __future__ import annotations
 import contextlib
 import re
 import time
-from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
@@ -33,14 +33,12 @@ from moltbot.agent.loop import Approver, ToolRunner, TranscriptLog, TurnRunner
 from moltbot.agent.memory import MemoryStore, memory_store
 from moltbot.agent.memory_turn import summarise_cut, with_memory
 from moltbot.agent.providers.base import Provider
-from moltbot.agent.providers.offline import OfflineProvider
-from moltbot.config.refs import resolve_secret
+from moltbot.agent.providers.build import build_provider as build_provider  # re-exported
 from moltbot.config.schema import Config
-from moltbot.errors import MoltbotError, ProviderAuthError, SecretRefError, VaultError
+from moltbot.errors import MoltbotError
 from moltbot.messages import ChatEvent, ChatFinal
 from moltbot.sandbox import SandboxPolicy
 from moltbot.security import owners
-from moltbot.security.vault import Vault
 from moltbot.tools import ApprovalBook, ExecPolicy, ToolRegistry, WebFetcher, default_registry
 from moltbot.tools.memory import memory_tools
 
@@ -331,55 +329,7 @@ def approval_dict(approval: Any) -> dict[str, Any]:
     return data
 
 
-# --- providers and errors ----------------------------------------------------------------------
-def build_provider(
-    cfg: Config,
-    *,
-    vault_get: Callable[[str], str] | None = None,
-    environ: Mapping[str, str] | None = None,
-) -> Provider:
-    """The configured model provider. For ``anthropic`` the key is resolved now, so a missing
-    key fails the agent's start with a clear ``ProviderAuthError`` (never the key itself).
-
-    ``vault_get`` defaults to opening the vault of ``MOLTBOT_HOME`` (only for ``secret:`` refs).
-    """
-    agent = cfg.agent
-    if agent.provider == "offline":
-        return OfflineProvider()
-    # imported here: the SDK loads only in processes that talk to Claude
-    from moltbot.agent.providers.anthropic import KEY_HINT, AnthropicProvider
-
-    if agent.api_key is None:
-        raise ProviderAuthError("no Anthropic API key is configured", hint=KEY_HINT)
-    try:
-        key = resolve_secret(
-            agent.api_key, vault_get or _vault_get, environ=environ, at="$.agent.api_key"
-        )
-    except SecretRefError as exc:
-        # SecretRefError does not survive pickling across actors; this one does.
-        raise ProviderAuthError(
-            f"the Anthropic API key is not available: {exc.problem}", hint=exc.fix or KEY_HINT
-        ) from None
-    except VaultError as exc:
-        raise ProviderAuthError(
-            f"the Anthropic API key is not available: {exc.user_message}",
-            hint=exc.hint or KEY_HINT,
-        ) from None
-    retries = agent.retries
-    return AnthropicProvider(
-        key,
-        agent.models,
-        base_url=agent.base_url,
-        max_attempts=retries.max_attempts,
-        base_s=retries.base_s,
-        max_s=retries.max_s,
-    )
-
-
-def _vault_get(name: str) -> str:
-    return Vault.open().get(name)
-
-
+# --- errors ------------------------------------------------------------------------------------
 def user_text(exc: MoltbotError) -> str:
     """The safe text a person sees for one of our errors (its message and hint)."""
     return f"{exc.user_message} ({exc.hint})" if exc.hint else exc.user_message

@@ -35,6 +35,10 @@ def _config(args: argparse.Namespace) -> Config:
 
 
 def _provider_note(cfg: Config) -> str:
+    if cfg.agent.providers:
+        return "providers, tried in order: " + "; ".join(
+            f"{p.name or p.kind} ({', '.join(p.models) or 'echo'})" for p in cfg.agent.providers
+        )
     if cfg.agent.provider == "offline":
         return (
             "provider: offline (echo, no API key needed). To talk to Claude: "

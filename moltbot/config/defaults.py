@@ -33,6 +33,13 @@ COMMENTS: dict[str, tuple[str, ...]] = {
         "<tools.workspace>/memory-profiles/default); up to recall_tokens of it go into",
         "each turn. embeddings_url: an OpenAI-compatible /v1/embeddings URL (null: keywords).",
     ),
+    "$.agent.providers": (
+        "Not empty: these providers, tried in order, replace provider/api_key/models. E.g.",
+        '[{"kind": "anthropic", "models": ["claude-sonnet-4-5"],',
+        '  "api_key": "secret:anthropic_api_key"},',
+        ' {"kind": "openai", "base_url": "http://127.0.0.1:11434/v1", "models": ["llama3.1"]}]',
+        '"openai" is any OpenAI-compatible server (Ollama, vLLM, llama.cpp, LM Studio).',
+    ),
     "$.agent.workers": ("Agent actors; sessions are spread over them.",),
     "$.channels": (
         "Chat accounts, none by default. Example:",

@@ -14,6 +14,7 @@ import types
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
+from urllib.parse import urlsplit
 
 import msgspec
 
@@ -86,13 +87,7 @@ def strip_comments(data: bytes) -> bytes:
 def check_config(cfg: Config) -> None:
     """Rules that span fields (msgspec checks each field alone). Raises the first ConfigError."""
     _check_gateway(cfg)
-    if cfg.agent.provider == "anthropic" and cfg.agent.api_key is None:
-        raise ConfigError(
-            "$.agent.api_key",
-            "the anthropic provider needs an API key",
-            'set "api_key": "secret:anthropic_api_key" and run '
-            "`moltbot secrets set anthropic_api_key`",
-        )
+    _check_agent(cfg)
     memory = cfg.agent.memory
     if memory.embeddings_url and not memory.embeddings_model:
         raise ConfigError(
@@ -166,6 +161,62 @@ def _check_gateway(cfg: Config) -> None:
             f"binding {gw.bind!r} exposes the gateway to the network without {lacking}",
             'bind "127.0.0.1", or set gateway.auth.token ("secret:gateway_token") '
             'and gateway.tls ({"self_signed": true} or cert and key)',
+        )
+
+
+def _check_agent(cfg: Config) -> None:
+    agent = cfg.agent
+    if not agent.providers and agent.provider == "anthropic" and agent.api_key is None:
+        raise ConfigError(
+            "$.agent.api_key",
+            "the anthropic provider needs an API key",
+            'set "api_key": "secret:anthropic_api_key" and run '
+            "`moltbot secrets set anthropic_api_key`",
+        )
+    for i, entry in enumerate(agent.providers):
+        at = f"$.agent.providers[{i}]"
+        if entry.kind != "offline" and not entry.models:
+            raise ConfigError(
+                f"{at}.models", f"the {entry.kind} provider needs a model", _MODEL_FIX[entry.kind]
+            )
+        if entry.kind == "anthropic" and entry.api_key is None:
+            raise ConfigError(
+                f"{at}.api_key",
+                "the anthropic provider needs an API key",
+                'set "api_key": "secret:anthropic_api_key" and run '
+                "`moltbot secrets set anthropic_api_key`",
+            )
+        if entry.kind == "openai" and entry.base_url is None:
+            raise ConfigError(
+                f"{at}.base_url",
+                "an openai provider needs the server's URL",
+                'set "base_url", e.g. "http://127.0.0.1:11434/v1" for Ollama',
+            )
+        if entry.base_url is not None:
+            _check_base_url(f"{at}.base_url", entry.base_url, has_key=entry.api_key is not None)
+
+
+_MODEL_FIX = {
+    "anthropic": 'set "models": ["claude-sonnet-4-5"]',
+    "openai": 'set "models" to the name the server knows, e.g. ["llama3.1"] (see `ollama list`)',
+}
+
+
+def _check_base_url(path: str, url: str, *, has_key: bool) -> None:
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError(path, "is not an http(s) URL", 'use e.g. "http://127.0.0.1:11434/v1"')
+    if parts.username is not None or parts.password is not None:
+        raise ConfigError(
+            path,
+            "holds credentials; the config never holds a secret",
+            'drop them from the URL and set "api_key": "secret:NAME" (`moltbot secrets set NAME`)',
+        )
+    if has_key and parts.scheme == "http" and not is_loopback(parts.hostname):
+        raise ConfigError(
+            path,
+            "would send the API key unencrypted over the network",
+            "use https://, or a server on this machine, or drop api_key if it needs none",
         )
 
 

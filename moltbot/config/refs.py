@@ -83,8 +83,13 @@ def iter_secret_refs(cfg: Config, *, in_use_only: bool = False) -> Iterator[tupl
     """
     unused: set[str] = set()
     if in_use_only:
-        if cfg.agent.provider != "anthropic":
+        if cfg.agent.provider != "anthropic" or cfg.agent.providers:
             unused.add("$.agent.api_key")
+        unused.update(
+            f"$.agent.providers[{i}].api_key"
+            for i, p in enumerate(cfg.agent.providers)
+            if p.kind == "offline"
+        )
         for kind in CHANNEL_KINDS:
             for i, account in enumerate(getattr(cfg.channels, kind)):
                 if not account.enabled:

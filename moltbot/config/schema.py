@@ -45,6 +45,7 @@ class Strategy(enum.StrEnum):
 
 
 Provider = Literal["offline", "anthropic"]
+ProviderKind = Literal["offline", "anthropic", "openai"]
 
 DEFAULT_SYSTEM_PROMPT = (
     "You are moltbot, a helpful personal assistant. Answer concisely. Use tools only when they "
@@ -130,6 +131,18 @@ class MemoryConfig(_Section, frozen=True, kw_only=True, forbid_unknown_fields=Tr
     embeddings_api_key: SecretRef | None = None
 
 
+class ProviderEntry(_Section, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """One provider in ``agent.providers`` (tried in order). ``openai``: any OpenAI-compatible
+    server at ``base_url`` (Ollama, vLLM, llama.cpp, LM Studio); ``api_key`` null: it needs none.
+    ``anthropic``: Claude, ``api_key`` required. ``offline``: the echo, as a last resort."""
+
+    kind: ProviderKind
+    models: list[str] = []
+    base_url: str | None = None
+    api_key: SecretRef | None = None
+    name: str = ""  # how logs and /status call it; default: the kind
+
+
 class AgentConfig(_Section, frozen=True, kw_only=True, forbid_unknown_fields=True):
     provider: Provider = "offline"
     api_key: SecretRef | None = "secret:anthropic_api_key"  # only used by "anthropic"
@@ -145,6 +158,8 @@ class AgentConfig(_Section, frozen=True, kw_only=True, forbid_unknown_fields=Tru
     queue_size: PosInt = 16
     retries: RetryConfig = msgspec.field(default_factory=RetryConfig)
     memory: MemoryConfig = msgspec.field(default_factory=MemoryConfig)
+    # not empty: these providers, in order, replace provider/api_key/base_url/models above
+    providers: list[ProviderEntry] = []
 
 
 # --- channels ------------------------------------------------------------------------------
@@ -207,10 +222,13 @@ class IMessageAccount(AccountConfig, frozen=True, kw_only=True, forbid_unknown_f
     api_base: Annotated[str, Meta(pattern=r"^https?://[^\s/?#]+(/[^\s?#]*)?$")]
     password: SecretRef
     mention_names: list[Annotated[str, Meta(min_length=1)]] = msgspec.field(
-        default_factory=lambda: ["moltbot"])
+        default_factory=lambda: ["moltbot"]
+    )
     catch_up_max: Annotated[int, Meta(ge=1, le=1000)] = 200
     poll_interval_s: Annotated[float, Meta(ge=0.2, le=60)] = 2.0
     send_method: Literal["auto", "apple-script", "private-api"] = "auto"
+
+
 class DiscordAccount(AccountConfig, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """A Discord bot. ``catch_up_max``: after a reconnect, at most this many missed messages
     per channel are read back from the channel's history (Discord does not re-deliver)."""

@@ -26,11 +26,12 @@ import itertools
 import json
 import signal
 import socket
-from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
+
+from tests.fakes.scripted import Scripted
 
 
 @dataclass(frozen=True)
@@ -104,30 +105,18 @@ class RecordedRequest:
     headers: dict[str, str]
 
 
-@dataclass
-class FakeAnthropicAPI:
-    api_key: str = "sk-ant-test-key"
-    chunk_delay_s: float = 0.0
-    host: str = "127.0.0.1"
-    port: int = 0
-    # bounded, so a long benchmark run does not grow without limit
-    requests: deque[RecordedRequest] = field(default_factory=lambda: deque(maxlen=10_000))
-    _queue: deque[Response] = field(default_factory=deque)
-    _per_model: dict[str, deque[Response]] = field(default_factory=dict)
-    _always: dict[str, Response] = field(default_factory=dict)
-    _runner: web.AppRunner | None = None
-    _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
-
-    # --- scripting -------------------------------------------------------------------------
-    def script(self, *responses: Response, model: str | None = None) -> None:
-        target = self._queue if model is None else self._per_model.setdefault(model, deque())
-        target.extend(responses)
-
-    def always(self, model: str, response: Response) -> None:
-        self._always[model] = response
-
-    def requests_for(self, model: str) -> list[RecordedRequest]:
-        return [r for r in self.requests if r.model == model]
+class FakeAnthropicAPI(Scripted[Response, RecordedRequest]):
+    def __init__(
+        self,
+        api_key: str = "sk-ant-test-key",
+        chunk_delay_s: float = 0.0,
+        host: str = "127.0.0.1",
+        port: int = 0,
+    ) -> None:
+        super().__init__()
+        self.api_key, self.chunk_delay_s, self.host, self.port = api_key, chunk_delay_s, host, port
+        self._runner: web.AppRunner | None = None
+        self._ids = itertools.count(1)
 
     @property
     def base_url(self) -> str:
@@ -158,16 +147,6 @@ class FakeAnthropicAPI:
         await self.stop()
 
     # --- HTTP ------------------------------------------------------------------------------
-    def _pick(self, model: str) -> Response | None:
-        if model in self._always:
-            return self._always[model]
-        queue = self._per_model.get(model)
-        if queue:
-            return queue.popleft()
-        if self._queue:
-            return self._queue.popleft()
-        return None
-
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         try:
             body = await request.json()
@@ -190,7 +169,7 @@ class FakeAnthropicAPI:
         )
         if not self._authorized(request):
             return _error(unauthorized())
-        picked = self._pick(body["model"]) or _echo(body["messages"])
+        picked = self.pick(body["model"]) or _echo(body["messages"])
         if isinstance(picked, HttpError):
             return _error(picked)
         in_tokens = max(1, len(json.dumps(body["messages"])) // 4)

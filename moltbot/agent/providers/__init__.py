@@ -1,4 +1,6 @@
-"""Model providers: one protocol (``base``), Claude (``anthropic``), the offline echo."""
+"""Model providers: one protocol (``base``), Claude (``anthropic``), any OpenAI-compatible
+server (``openai_compat``), the offline echo, and failover across them (``failover``), built
+from the config by ``build``."""
 
 from moltbot.agent.providers.base import (
     Done,

@@ -1,6 +1,6 @@
 """What every model provider speaks: one request in, a stream of small events out.
 
-A provider adapter (Anthropic, the offline echo, later OpenAI-compatible local models) maps its
+A provider adapter (Anthropic, OpenAI-compatible servers, the offline echo) maps its
 SDK's stream and errors to these types once, so the turn loop never sees a foreign type.
 """
 
