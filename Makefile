@@ -28,6 +28,7 @@ bench: $(BIN)/python
 	$(BIN)/python -m benchmarks
 
 lint: install-dev
+	$(BIN)/ruff format --check moltbot actors tests benchmarks
 	$(BIN)/ruff check moltbot actors tests benchmarks
 	$(BIN)/mypy
 

@@ -152,8 +152,15 @@ class TurnApprover:
         try:
             raw = await routing.call(self._ns, path, "approvals_get", approval_id, deadline_s=15)
             approval = msgspec.convert(raw, Approval)
-            self._audit("approval", {"action": "requested", "id": approval_id,
-                                     "session": session, "command": approval.command[:500]})
+            self._audit(
+                "approval",
+                {
+                    "action": "requested",
+                    "id": approval_id,
+                    "session": session,
+                    "command": approval.command[:500],
+                },
+            )
             await self._notify(approval)
             final = await routing.call(self._ns, path, "approvals_wait", approval_id, self._wait,
                                        deadline_s=self._wait + 30)  # fmt: skip
@@ -170,8 +177,8 @@ class TurnApprover:
         out = OutboundMessage(channel=msg.channel, account=msg.account, chat_id=msg.chat_id,
                               text=text, thread_id=msg.thread_id, plain=True)  # fmt: skip
         builtin = msg.channel in CHANNEL_KINDS
-        path = f"channels/{msg.channel}:{msg.account}" if builtin else routing.plugin_path(
-            msg.account
+        path = (
+            f"channels/{msg.channel}:{msg.account}" if builtin else routing.plugin_path(msg.account)
         )
         try:
             await routing.call(self._ns, path, "notify", out, deadline_s=30)
@@ -309,8 +316,9 @@ class AgentActor(ChildBase):
         await self._ready.wait()
         return await self._need(self._service).reset(session)
 
-    async def _resolve_approval(self, approval_id: str, approve: bool, who: str
-                                ) -> dict[str, Any] | None:
+    async def _resolve_approval(
+        self, approval_id: str, approve: bool, who: str
+    ) -> dict[str, Any] | None:
         """Answer a pending approval in whichever sandbox it waits."""
         for i in range(self.config.tools.workers):
             try:

@@ -103,8 +103,13 @@ class ChannelActor(ChildBase):
         account parked (``link`` rejected) when it cannot work until its secrets change."""
         index, acct = find_account(getattr(self.config.channels, self.channel), self.account)
         try:
-            adapter = make_adapter(self.channel, index, acct, self._secret,
-                                   cursor_store=StoreCursors(self.namespace, self.path))
+            adapter = make_adapter(
+                self.channel,
+                index,
+                acct,
+                self._secret,
+                cursor_store=StoreCursors(self.namespace, self.path),
+            )
         except (ConfigError, VaultError) as exc:  # e.g. its secret is not in the vault
             self._park(exc)
             return
@@ -114,8 +119,7 @@ class ChannelActor(ChildBase):
                 self.link.connected()
             except (PlatformUnavailable, RateLimited, TimeoutError) as exc:
                 # not fatal: run() connects with backoff, and the link says it is retrying
-                log.warning("%s: not connected yet: %s", self.path,
-                            getattr(exc, "code", "timeout"))
+                log.warning("%s: not connected yet: %s", self.path, getattr(exc, "code", "timeout"))
             except PlatformRejected as exc:
                 await adapter.close()
                 self._park(exc)
@@ -126,8 +130,9 @@ class ChannelActor(ChildBase):
             await adapter.close()
             raise
         workers = self.config.agent.workers
-        ports = channel_ports(self.namespace, self.path, adapter, pairing_key=key,
-                              agent_workers=workers)
+        ports = channel_ports(
+            self.namespace, self.path, adapter, pairing_key=key, agent_workers=workers
+        )
         self._service = ChannelService(
             adapter,
             load_pairing(saved, policy_for(acct)),
@@ -140,8 +145,9 @@ class ChannelActor(ChildBase):
     def _park(self, exc: MoltbotError) -> None:
         log.error("%s: parked: %s", self.path, exc.user_message)
         self.link.rejected(exc)
-        self._audit.record("channel", {"event": "parked", "reason": exc.user_message,
-                                       "fix": exc.hint})
+        self._audit.record(
+            "channel", {"event": "parked", "reason": exc.user_message, "fix": exc.hint}
+        )
 
     async def main(self) -> None:
         while self._service is None:  # parked: try again once the vault changes
@@ -177,8 +183,9 @@ class ChannelActor(ChildBase):
         return self._service.problem() if self._service is not None else None
 
     # --- the store by stable name (the service's ports: actors.channel_ports) ----------------
-    async def _call(self, path: str, method: str, *args: Any, deadline_s: float = STORE_DEADLINE_S
-                    ) -> Any:
+    async def _call(
+        self, path: str, method: str, *args: Any, deadline_s: float = STORE_DEADLINE_S
+    ) -> Any:
         return await call(self.namespace, self.path, path, method, *args, deadline_s=deadline_s)
 
     def _secret(self, ref: str, at: str) -> str:

@@ -275,8 +275,10 @@ def boot(
         deadline = time.monotonic() + ready_timeout
         while not ray.wait([ready], timeout=0.5)[0]:
             if time.monotonic() > deadline:
-                raise SupervisionError(f"the tree was not ready in {ready_timeout:.0f}s",
-                                       hint="see `moltbot status` and run/ray logs")
+                raise SupervisionError(
+                    f"the tree was not ready in {ready_timeout:.0f}s",
+                    hint="see `moltbot status` and run/ray logs",
+                )
             if progress is not None:
                 with contextlib.suppress(Exception):  # a status that is slow: next time
                     progress(ray.get(root.status.remote(), timeout=2))

@@ -69,9 +69,7 @@ class RayBackend(BaseBackend):
             raise Unavailable("the assistant restarted; please send again") from None
 
     async def chat_history(self, session: str, limit: int) -> list[JSON]:
-        result: list[JSON] = await self._call(
-            "store", "history", web_session(session), limit
-        )
+        result: list[JSON] = await self._call("store", "history", web_session(session), limit)
         return result
 
     async def sessions_list(self) -> list[JSON]:

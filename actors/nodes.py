@@ -141,5 +141,3 @@ def leave_nodes(home: Path) -> int:
         record.unlink(missing_ok=True)
         count += 1
     return count
-
-

@@ -216,8 +216,9 @@ class Supervisor(ChildBase):
                 if deeper is not None:  # a supervisor whose child did not start: name that one
                     raise ChildStartError(deeper.user_message, hint=deeper.hint)
                 why = reason_of(failed) if done else "ready timeout"
-                raise ChildStartError(f"{self._child_path(rec)} did not start: {why}",
-                                      hint=hint_of(failed))
+                raise ChildStartError(
+                    f"{self._child_path(rec)} did not start: {why}", hint=hint_of(failed)
+                )
         except BaseException:
             ready.cancel()
             ran.cancel()

@@ -32,8 +32,9 @@ class RayTreeControl:
     def connect(self, head: Head) -> None:
         control.connect(head)
 
-    def boot(self, cfg: Config, home: Path, *,
-             progress: Callable[[dict[str, Any]], None] | None = None) -> Any:
+    def boot(
+        self, cfg: Config, home: Path, *, progress: Callable[[dict[str, Any]], None] | None = None
+    ) -> Any:
         return control.boot(cfg, home, progress=progress)
 
     def attach(self, home: Path) -> tuple[Head, Any]:
@@ -63,11 +64,20 @@ class RayTreeControl:
     def actor_call(self, namespace: str, path: str, method: str, *args: Any) -> Any:
         return control.actor_call(namespace, path, method, *args)
 
-    def join_node(self, home: Path, address: str, *, resources: dict[str, float],
-                  labels: dict[str, str], token: str | None, node_ip: str | None = None,
-                  tls: TlsFiles | None = None) -> Head:
-        return nodes.join_node(home, address, resources=resources, labels=labels, token=token,
-                               node_ip=node_ip, tls=tls)
+    def join_node(
+        self,
+        home: Path,
+        address: str,
+        *,
+        resources: dict[str, float],
+        labels: dict[str, str],
+        token: str | None,
+        node_ip: str | None = None,
+        tls: TlsFiles | None = None,
+    ) -> Head:
+        return nodes.join_node(
+            home, address, resources=resources, labels=labels, token=token, node_ip=node_ip, tls=tls
+        )
 
     def leave_nodes(self, home: Path) -> int:
         return nodes.leave_nodes(home)

@@ -28,6 +28,7 @@ from moltbot.errors import Unavailable
 T = TypeVar("T")
 R = TypeVar("R")
 
+
 class GroupCommit(Generic[T, R]):
     def __init__(
         self,

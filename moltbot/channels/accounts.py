@@ -36,14 +36,18 @@ def policy_for(acct: AccountConfig | ChannelPolicy) -> AccessPolicy:
     """The access rules of a channel account or of a plugin's channels."""
     groups = [g if isinstance(g, GroupEntry) else GroupEntry(id=g) for g in acct.groups.allow]
     allowed = [*acct.allow_from, *(o for o in acct.owners if o not in acct.allow_from)]
-    return AccessPolicy(dm_policy=acct.dm_policy, allow_from=allowed,  # owners always pass
-                        require_mention=acct.groups.require_mention,
-                        group_allow=[g.id for g in groups],
-                        group_any_member=[g.id for g in groups if g.members == "any"])
+    return AccessPolicy(
+        dm_policy=acct.dm_policy,
+        allow_from=allowed,  # owners always pass
+        require_mention=acct.groups.require_mention,
+        group_allow=[g.id for g in groups],
+        group_any_member=[g.id for g in groups if g.members == "any"],
+    )
 
 
-def load_pairing(data: bytes | None, policy: AccessPolicy, *, clock: Clock = SYSTEM_CLOCK
-                 ) -> Pairing:
+def load_pairing(
+    data: bytes | None, policy: AccessPolicy, *, clock: Clock = SYSTEM_CLOCK
+) -> Pairing:
     """The pairing book from its persisted JSON; a fresh one when there is none or it is bad."""
     if data:
         try:
@@ -53,8 +57,14 @@ def load_pairing(data: bytes | None, policy: AccessPolicy, *, clock: Clock = SYS
     return Pairing(policy, clock=clock)
 
 
-def make_adapter(channel: str, index: int, acct: AccountConfig, secret: SecretResolver,
-                 *, cursor_store: CursorStore | None = None) -> ChannelAdapter:
+def make_adapter(
+    channel: str,
+    index: int,
+    acct: AccountConfig,
+    secret: SecretResolver,
+    *,
+    cursor_store: CursorStore | None = None,
+) -> ChannelAdapter:
     """The adapter of one configured account; ``index`` only names the JSON path in errors.
     ``cursor_store``: where an adapter without platform re-delivery (iMessage, Discord) keeps
     its read positions (the store's kv); without one they last only as long as the process,
@@ -63,37 +73,56 @@ def make_adapter(channel: str, index: int, acct: AccountConfig, secret: SecretRe
     if channel == "telegram" and isinstance(acct, TelegramAccount):
         from moltbot.channels.telegram import TelegramAdapter
 
-        return TelegramAdapter(account=acct.account, token=secret(acct.token, f"{at}.token"),
-                               api_base=acct.api_base, poll_timeout=acct.poll_timeout_s)
+        return TelegramAdapter(
+            account=acct.account,
+            token=secret(acct.token, f"{at}.token"),
+            api_base=acct.api_base,
+            poll_timeout=acct.poll_timeout_s,
+        )
     if channel == "slack" and isinstance(acct, SlackAccount):
         from moltbot.channels.slack import SlackAdapter
 
-        return SlackAdapter(account=acct.account,
-                            bot_token=secret(acct.bot_token, f"{at}.bot_token"),
-                            app_token=secret(acct.app_token, f"{at}.app_token"),
-                            api_base=acct.api_base)
+        return SlackAdapter(
+            account=acct.account,
+            bot_token=secret(acct.bot_token, f"{at}.bot_token"),
+            app_token=secret(acct.app_token, f"{at}.app_token"),
+            api_base=acct.api_base,
+        )
     if channel == "signal" and isinstance(acct, SignalAccount):
         from moltbot.channels.signal import SignalAdapter
 
-        return SignalAdapter(account=acct.number, api_base=acct.api_base,
-                             receive_mode=acct.receive_mode)
+        return SignalAdapter(
+            account=acct.number, api_base=acct.api_base, receive_mode=acct.receive_mode
+        )
     if channel == "imessage" and isinstance(acct, IMessageAccount):
         from moltbot.channels.imessage import IMessageAdapter
 
-        return IMessageAdapter(account=acct.account, api_base=acct.api_base,
-                               password=secret(acct.password, f"{at}.password"),
-                               cursor_store=cursor_store, mention_names=acct.mention_names,
-                               catch_up_max=acct.catch_up_max,
-                               poll_interval_s=acct.poll_interval_s, send_method=acct.send_method)
+        return IMessageAdapter(
+            account=acct.account,
+            api_base=acct.api_base,
+            password=secret(acct.password, f"{at}.password"),
+            cursor_store=cursor_store,
+            mention_names=acct.mention_names,
+            catch_up_max=acct.catch_up_max,
+            poll_interval_s=acct.poll_interval_s,
+            send_method=acct.send_method,
+        )
     if channel == "discord" and isinstance(acct, DiscordAccount):
         from moltbot.channels.discord import DiscordAdapter
 
         if cursor_store is None:
-            log.warning("discord %s: no durable cursor store; messages sent while it is down "
-                        "are not caught up after a restart", acct.account)
-        return DiscordAdapter(account=acct.account, token=secret(acct.token, f"{at}.token"),
-                              cursors=cursor_store or MemoryCursors(), api_base=acct.api_base,
-                              catch_up_max=acct.catch_up_max)
+            log.warning(
+                "discord %s: no durable cursor store; messages sent while it is down "
+                "are not caught up after a restart",
+                acct.account,
+            )
+        return DiscordAdapter(
+            account=acct.account,
+            token=secret(acct.token, f"{at}.token"),
+            cursors=cursor_store or MemoryCursors(),
+            api_base=acct.api_base,
+            catch_up_max=acct.catch_up_max,
+        )
     raise ValueError(f"unknown channel type {channel!r}")
 
 

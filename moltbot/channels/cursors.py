@@ -55,11 +55,12 @@ class CursorBook:
         for channel, cursor in moves.items():
             old = self.channels.get(channel)
             if old is None or cursor.last > old.last:
-                self.channels[channel] = Cursor(cursor.last, cursor.guild or
-                                                (old.guild if old else ""))
+                self.channels[channel] = Cursor(
+                    cursor.last, cursor.guild or (old.guild if old else "")
+                )
                 changed = True
         if len(self.channels) > self._max:
-            keep = sorted(self.channels.items(), key=lambda kv: kv[1].last)[-self._max:]
+            keep = sorted(self.channels.items(), key=lambda kv: kv[1].last)[-self._max :]
             self.channels = dict(keep)
         return changed
 

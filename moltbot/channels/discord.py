@@ -110,8 +110,12 @@ class DiscordAdapter:
         old, self._client = self._client, None
         if old is not None:
             await old.close()
-        client = Client(on_raw=self._on_raw, on_ready=self._on_ready, api_base=self._api_base,
-                        identify_delay=self._identify_delay)
+        client = Client(
+            on_raw=self._on_raw,
+            on_ready=self._on_ready,
+            api_base=self._api_base,
+            identify_delay=self._identify_delay,
+        )
         try:
             await self._call(client.login(self._token))
             _shards, url, _limit = await self._call(client.api.get_bot_gateway())
@@ -123,8 +127,11 @@ class DiscordAdapter:
         user = client.user
         if user is None:
             raise PlatformUnavailable("Discord did not say who the bot is")
-        self._me = {"id": str(user.id), "username": user.name,
-                    "name": user.global_name or user.name}
+        self._me = {
+            "id": str(user.id),
+            "username": user.name,
+            "name": user.global_name or user.name,
+        }
         self.last_activity = self._clock.monotonic()
         return dict(self._me)
 
@@ -238,10 +245,12 @@ class DiscordAdapter:
             return
         if not self._push(data):  # read from history once the queue is empty
             if channel not in self._gaps:
-                log.warning("discord %s: receive queue full; channel %s is read from history",
-                            self.account, channel)
-                self._gaps[channel] = Cursor(int(data["id"]) - 1,
-                                             str(data.get("guild_id") or ""))
+                log.warning(
+                    "discord %s: receive queue full; channel %s is read from history",
+                    self.account,
+                    channel,
+                )
+                self._gaps[channel] = Cursor(int(data["id"]) - 1, str(data.get("guild_id") or ""))
         self._wake.set()
 
     def _note_my_role(self, guild: dict[str, Any]) -> None:
@@ -281,8 +290,9 @@ class DiscordAdapter:
 
             got = await backoff.call(page)
             if got is None:  # deleted, or the bot lost access: nothing more will come
-                log.warning("discord %s: channel %s is gone; its cursor is dropped",
-                            self.account, channel)
+                log.warning(
+                    "discord %s: channel %s is gone; its cursor is dropped", self.account, channel
+                )
                 self._book.forget(channel)
                 await self._book.save()
                 return
@@ -290,12 +300,18 @@ class DiscordAdapter:
             fetched += len(found)
             if found:
                 after = int(found[-1]["id"])
-                await self._deliver([{**m, "guild_id": start.guild} if start.guild else m
-                                     for m in found], sink)
+                await self._deliver(
+                    [{**m, "guild_id": start.guild} if start.guild else m for m in found], sink
+                )
             if len(found) < limit:
                 return
-        log.warning("discord %s: more than %d messages missed in channel %s; the rest are "
-                    "skipped (channels.discord catch_up_max)", self.account, fetched, channel)
+        log.warning(
+            "discord %s: more than %d messages missed in channel %s; the rest are "
+            "skipped (channels.discord catch_up_max)",
+            self.account,
+            fetched,
+            channel,
+        )
 
     async def _deliver(self, batch: list[dict[str, Any]], sink: InboundSink) -> None:
         """Sink the batch's new messages together; move each channel's cursor up to (not past)
@@ -304,8 +320,11 @@ class DiscordAdapter:
         taken: set[str] = set()
         for data in batch:
             msg = self.to_inbound(data)
-            if msg is not None and (msg.id in self._seen or msg.id in taken
-                                    or int(data["id"]) <= self._book.last(msg.chat_id)):
+            if msg is not None and (
+                msg.id in self._seen
+                or msg.id in taken
+                or int(data["id"]) <= self._book.last(msg.chat_id)
+            ):
                 msg = None
             if msg is not None:
                 taken.add(msg.id)
@@ -382,15 +401,19 @@ class DiscordAdapter:
     # --- sending ---------------------------------------------------------------------------
     async def send(self, out: OutboundMessage) -> list[str]:
         if not out.chat_id.isdigit():
-            raise PlatformRejected("not a Discord channel id",
-                                   hint="a Discord chat id is the channel's number")
+            raise PlatformRejected(
+                "not a Discord channel id", hint="a Discord chat id is the channel's number"
+            )
         reply_to = _message_id(out.in_reply_to, out.chat_id)
         ids: list[str] = []
         for i, piece in enumerate(render(out.text, "discord", DISCORD_LIMIT, plain=out.plain)):
             payload: dict[str, Any] = {"content": piece, "allowed_mentions": {"parse": []}}
             if reply_to is not None and i == 0:
-                payload["message_reference"] = {"message_id": reply_to, "channel_id": out.chat_id,
-                                                "fail_if_not_exists": False}
+                payload["message_reference"] = {
+                    "message_id": reply_to,
+                    "channel_id": out.chat_id,
+                    "fail_if_not_exists": False,
+                }
 
             async def once(payload: dict[str, Any] = payload) -> str:
                 http = await self._http()
@@ -398,9 +421,18 @@ class DiscordAdapter:
                 sent = await self._call(http.send_message(out.chat_id, params=params))
                 return str(sent["id"])
 
-            ids.append(await retrying(once, deadline=self._retry.deadline, sleep=self._sleep,
-                                      clock=self._clock, rng=self._rng, base=self._retry.base,
-                                      cap=self._retry.cap, platform="Discord"))
+            ids.append(
+                await retrying(
+                    once,
+                    deadline=self._retry.deadline,
+                    sleep=self._sleep,
+                    clock=self._clock,
+                    rng=self._rng,
+                    base=self._retry.base,
+                    cap=self._retry.cap,
+                    platform="Discord",
+                )
+            )
         return ids
 
     async def typing(self, chat_id: str) -> None:
@@ -418,8 +450,13 @@ class DiscordAdapter:
                 log.debug("discord %s: close: %s", self.account, type(e).__name__)
 
     def _backoff(self) -> ReceiveBackoff:
-        return ReceiveBackoff(base=self._retry.base, cap=self._retry.cap, sleep=self._sleep,
-                              rng=self._rng, platform="discord")
+        return ReceiveBackoff(
+            base=self._retry.base,
+            cap=self._retry.cap,
+            sleep=self._sleep,
+            rng=self._rng,
+            platform="discord",
+        )
 
 
 def _message_id(inbound_id: str | None, chat_id: str) -> str | None:

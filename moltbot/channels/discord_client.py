@@ -17,13 +17,18 @@ from discord.http import HTTPClient, Route
 from moltbot.errors import MoltbotError, PlatformRejected, PlatformUnavailable, RateLimited
 
 DEFAULT_API = "https://discord.com/api/v10"
-INTENTS = discord.Intents(guilds=True, guild_messages=True, dm_messages=True,
-                          message_content=True)
+INTENTS = discord.Intents(guilds=True, guild_messages=True, dm_messages=True, message_content=True)
 _TOKEN_HINT = "check channels.discord token (Developer Portal > your app > Bot > Reset Token)"  # noqa: S105
-_INTENT_HINT = ("enable MESSAGE CONTENT INTENT under Bot > Privileged Gateway Intents in the "
-                "Discord Developer Portal for the bot of channels.discord")
-_FATAL_CLOSE = {4010: "invalid shard", 4011: "sharding required", 4012: "invalid API version",
-                4013: "invalid intents"}
+_INTENT_HINT = (
+    "enable MESSAGE CONTENT INTENT under Bot > Privileged Gateway Intents in the "
+    "Discord Developer Portal for the bot of channels.discord"
+)
+_FATAL_CLOSE = {
+    4010: "invalid shard",
+    4011: "sharding required",
+    4012: "invalid API version",
+    4013: "invalid intents",
+}
 
 
 def map_error(exc: BaseException) -> MoltbotError:
@@ -36,8 +41,7 @@ def map_error(exc: BaseException) -> MoltbotError:
         if exc.code == 4004:
             return PlatformRejected("Discord refused the bot token", hint=_TOKEN_HINT)
         if exc.code == 4014:
-            return PlatformRejected("Discord refused the message content intent",
-                                    hint=_INTENT_HINT)
+            return PlatformRejected("Discord refused the message content intent", hint=_INTENT_HINT)
         if exc.code in _FATAL_CLOSE:
             return PlatformRejected(f"Discord closed the gateway ({_FATAL_CLOSE[exc.code]})")
         return PlatformUnavailable(f"Discord closed the gateway (code {exc.code})")
@@ -71,7 +75,8 @@ def _map_status(exc: discord.HTTPException) -> MoltbotError:
     if status == 403:
         return PlatformRejected(
             "Discord refused access to that channel (HTTP 403)",
-            hint="give the bot View Channel, Send Messages and Read Message History there")
+            hint="give the bot View Channel, Send Messages and Read Message History there",
+        )
     if status == 404:
         return PlatformRejected("Discord does not know that channel or message (HTTP 404)")
     return PlatformRejected(f"Discord rejected the request (HTTP {status}, code {exc.code})")
@@ -88,7 +93,7 @@ class Http(HTTPClient):
 
     async def request(self, route: Route, **kwargs: Any) -> Any:
         if self.api_base != Route.BASE and route.url.startswith(Route.BASE):
-            route.url = self.api_base + route.url[len(Route.BASE):]
+            route.url = self.api_base + route.url[len(Route.BASE) :]
         return await super().request(route, **kwargs)
 
     async def ws_connect(self, url: str, *, compress: int = 0) -> aiohttp.ClientWebSocketResponse:
@@ -109,11 +114,22 @@ class Client(discord.Client):
     """discord.py's client, handing every raw gateway payload to ``on_raw`` (in its reading
     loop, in order) and calling ``on_ready`` at each READY (a new session began)."""
 
-    def __init__(self, *, on_raw: Callable[[str | bytes], None], on_ready: Callable[[], None],
-                 api_base: str, identify_delay: float) -> None:
-        super().__init__(intents=INTENTS, max_messages=None, chunk_guilds_at_startup=False,
-                         member_cache_flags=discord.MemberCacheFlags.none(),
-                         enable_debug_events=True, max_ratelimit_timeout=30.0)
+    def __init__(
+        self,
+        *,
+        on_raw: Callable[[str | bytes], None],
+        on_ready: Callable[[], None],
+        api_base: str,
+        identify_delay: float,
+    ) -> None:
+        super().__init__(
+            intents=INTENTS,
+            max_messages=None,
+            chunk_guilds_at_startup=False,
+            member_cache_flags=discord.MemberCacheFlags.none(),
+            enable_debug_events=True,
+            max_ratelimit_timeout=30.0,
+        )
         self.api = Http(self.loop, api_base=api_base, max_ratelimit_timeout=30.0)
         self.http = self._connection.http = self.api
         self._on_raw, self._on_ready, self._identify_delay = on_raw, on_ready, identify_delay

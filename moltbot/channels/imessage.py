@@ -60,9 +60,11 @@ IMESSAGE_LIMIT = 3000  # chosen: iMessage has no small hard limit; long bubbles 
 QUERY_MAX = 1000  # messages one query asks for at most (BlueBubbles caps its pages too)
 GROUP_STYLE = 43  # BlueBubbles' chat style of a group chat (45: one-to-one)
 SendMethod = Literal["auto", "apple-script", "private-api"]
-REFUSED_HINT = ("check channels.imessage password: it must be the BlueBubbles server "
-                 "password (BlueBubbles > Settings), e.g. \"secret:bluebubbles_password\" "
-                 "set with `moltbot secrets set bluebubbles_password`")
+REFUSED_HINT = (
+    "check channels.imessage password: it must be the BlueBubbles server "
+    'password (BlueBubbles > Settings), e.g. "secret:bluebubbles_password" '
+    "set with `moltbot secrets set bluebubbles_password`"
+)
 
 
 def map_error(exc: BaseException) -> MoltbotError:
@@ -70,13 +72,16 @@ def map_error(exc: BaseException) -> MoltbotError:
     if isinstance(exc, httpx.HTTPStatusError):
         status = exc.response.status_code
         if status in (401, 403):
-            return PlatformRejected("the BlueBubbles server refused the password",
-                                    hint=REFUSED_HINT)
+            return PlatformRejected(
+                "the BlueBubbles server refused the password", hint=REFUSED_HINT
+            )
         err = classify_status(status, platform="BlueBubbles")
         return err or PlatformRejected(f"BlueBubbles answered HTTP {status}")
     if isinstance(exc, httpx.TransportError | TimeoutError | OSError):
-        return PlatformUnavailable("the BlueBubbles server could not be reached",
-                                   hint="is BlueBubbles running, and is api_base its address?")
+        return PlatformUnavailable(
+            "the BlueBubbles server could not be reached",
+            hint="is BlueBubbles running, and is api_base its address?",
+        )
     if isinstance(exc, ValueError | msgspec.ValidationError):
         return PlatformUnavailable("the BlueBubbles server sent an answer we cannot read")
     return PlatformRejected("BlueBubbles request failed")
@@ -95,9 +100,13 @@ class _PasswordTransport(httpx.AsyncBaseTransport):
         self._password, self._inner = password, inner
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        sent = httpx.Request(request.method, request.url.copy_merge_params(
-            {"password": self._password}), headers=request.headers, stream=request.stream,
-            extensions=request.extensions)
+        sent = httpx.Request(
+            request.method,
+            request.url.copy_merge_params({"password": self._password}),
+            headers=request.headers,
+            stream=request.stream,
+            extensions=request.extensions,
+        )
         return await self._inner.handle_async_request(sent)
 
     async def aclose(self) -> None:
@@ -154,8 +163,9 @@ class IMessageAdapter:
         self._store = cursor_store if cursor_store is not None else MemoryCursors()
         self._key = f"cursor.imessage.{account}"
         names = [re.escape(n.strip()) for n in mention_names if n.strip()]
-        self._mention = re.compile(rf"(?<!\w)@?(?:{'|'.join(names)})(?!\w)",
-                                   re.IGNORECASE) if names else None
+        self._mention = (
+            re.compile(rf"(?<!\w)@?(?:{'|'.join(names)})(?!\w)", re.IGNORECASE) if names else None
+        )
         self._catch_up_max, self._interval = catch_up_max, poll_interval_s
         self._method: SendMethod = send_method
         self._retry, self._clock, self._sleep, self._rng = retry, clock, sleep, rng
@@ -163,8 +173,11 @@ class IMessageAdapter:
         self._info: dict[str, Any] | None = None
         self._cursor: Cursor | None = None
         if _cleartext(self._api_base):
-            log.warning("imessage %s: api_base is plain http to another machine: the BlueBubbles "
-                        "password crosses the network unencrypted (use https or a VPN)", account)
+            log.warning(
+                "imessage %s: api_base is plain http to another machine: the BlueBubbles "
+                "password crosses the network unencrypted (use https or a VPN)",
+                account,
+            )
 
     def __repr__(self) -> str:  # never show the password
         return f"IMessageAdapter(account={self.account!r})"
@@ -172,8 +185,11 @@ class IMessageAdapter:
     def _client(self) -> httpx.AsyncClient:
         if self._http is None:
             inner = httpx.AsyncHTTPTransport(limits=httpx.Limits(max_connections=8))
-            self._http = httpx.AsyncClient(base_url=self._api_base, timeout=30.0,
-                                           transport=_PasswordTransport(self._password, inner))
+            self._http = httpx.AsyncClient(
+                base_url=self._api_base,
+                timeout=30.0,
+                transport=_PasswordTransport(self._password, inner),
+            )
         return self._http
 
     async def _request(self, method: str, path: str, **kw: Any) -> httpx.Response:
@@ -193,9 +209,11 @@ class IMessageAdapter:
             raise map_error(ValueError()) from None
         self._info = info if isinstance(info, dict) else {}
         self.last_activity = self._clock.monotonic()
-        return {"id": str(self._info.get("detected_imessage") or self.account),
-                "server_version": str(self._info.get("server_version", "")),
-                "private_api": self._private_api()}
+        return {
+            "id": str(self._info.get("detected_imessage") or self.account),
+            "server_version": str(self._info.get("server_version", "")),
+            "private_api": self._private_api(),
+        }
 
     def _private_api(self) -> bool:
         info = self._info or {}
@@ -203,8 +221,13 @@ class IMessageAdapter:
 
     # --- receiving -------------------------------------------------------------------------
     async def run(self, sink: InboundSink) -> None:
-        backoff = ReceiveBackoff(base=self._retry.base, cap=self._retry.cap, sleep=self._sleep,
-                                 rng=self._rng, platform="imessage")
+        backoff = ReceiveBackoff(
+            base=self._retry.base,
+            cap=self._retry.cap,
+            sleep=self._sleep,
+            rng=self._rng,
+            platform="imessage",
+        )
         if self._info is None:
             await backoff.call(self.connect)
         if self._cursor is None:
@@ -226,8 +249,9 @@ class IMessageAdapter:
                 await asyncio.sleep(self._interval)  # a plain wait between polls
 
     async def _query(self, **body: Any) -> list[_Message]:
-        resp = await self._request("POST", "/api/v1/message/query",
-                                   json={"with": ["chat", "handle"], "offset": 0, **body})
+        resp = await self._request(
+            "POST", "/api/v1/message/query", json={"with": ["chat", "handle"], "offset": 0, **body}
+        )
         try:
             return msgspec.json.decode(resp.content, type=_Answer).data
         except (msgspec.DecodeError, msgspec.ValidationError) as e:
@@ -247,11 +271,14 @@ class IMessageAdapter:
         fresh = [m for m in reversed(got) if not cursor.seen(m.guid) and m.date_created >= after]
         cut = len(got) >= limit and not cursor.seen(got[-1].guid)  # older ones did not fit
         if fresh and (cut or len(fresh) > self._catch_up_max):
-            fresh = fresh[-self._catch_up_max:]
+            fresh = fresh[-self._catch_up_max :]
             cursor.floor = max(cursor.floor, fresh[0].date_created)
-            log.warning("imessage %s: more than %d new messages since the last one seen; older "
-                        "ones are skipped (channels.imessage catch_up_max)", self.account,
-                        self._catch_up_max)
+            log.warning(
+                "imessage %s: more than %d new messages since the last one seen; older "
+                "ones are skipped (channels.imessage catch_up_max)",
+                self.account,
+                self._catch_up_max,
+            )
         return fresh
 
     async def _deliver(self, items: list[_Message], sink: InboundSink, cursor: Cursor) -> None:
@@ -259,7 +286,7 @@ class IMessageAdapter:
         refusal is raised (the refused message and those after it come again)."""
         failed: Exception | None = None
         for start in range(0, len(items), RECEIVE_BATCH):
-            batch = items[start:start + RECEIVE_BATCH]
+            batch = items[start : start + RECEIVE_BATCH]
             pairs = [(item, self.to_inbound(item)) for item in batch]
             outcomes = iter(await sink_together(sink, [m for _, m in pairs if m is not None]))
             for item, msg in pairs:
@@ -274,8 +301,15 @@ class IMessageAdapter:
 
     def to_inbound(self, item: _Message) -> InboundMessage | None:
         text = (item.text or "").replace("\ufffc", "").strip()
-        if (item.is_from_me or not text or item.item_type != 0 or item.associated_message_guid
-                or item.handle is None or not item.handle.address or not item.chats):
+        if (
+            item.is_from_me
+            or not text
+            or item.item_type != 0
+            or item.associated_message_guid
+            or item.handle is None
+            or not item.handle.address
+            or not item.chats
+        ):
             return None  # our own, attachments only, tapbacks, group events
         chat = item.chats[0]
         is_group = chat.style == GROUP_STYLE or ";+;" in chat.guid
@@ -300,8 +334,12 @@ class IMessageAdapter:
             method = "private-api" if self._private_api() else "apple-script"
         ids: list[str] = []
         for piece in render(out.text, "signal", IMESSAGE_LIMIT, plain=out.plain):
-            body = {"chatGuid": out.chat_id, "tempGuid": f"moltbot-{uuid.uuid4()}",
-                    "message": piece, "method": method}
+            body = {
+                "chatGuid": out.chat_id,
+                "tempGuid": f"moltbot-{uuid.uuid4()}",
+                "message": piece,
+                "method": method,
+            }
 
             async def once(body: dict[str, Any] = body) -> str:
                 resp = await self._request("POST", "/api/v1/message/text", json=body)
@@ -310,9 +348,18 @@ class IMessageAdapter:
                 except (ValueError, AttributeError):
                     return ""  # sent; the server's answer is just unreadable
 
-            ids.append(await retrying(once, deadline=self._retry.deadline, sleep=self._sleep,
-                                      clock=self._clock, rng=self._rng, base=self._retry.base,
-                                      cap=self._retry.cap, platform="BlueBubbles"))
+            ids.append(
+                await retrying(
+                    once,
+                    deadline=self._retry.deadline,
+                    sleep=self._sleep,
+                    clock=self._clock,
+                    rng=self._rng,
+                    base=self._retry.base,
+                    cap=self._retry.cap,
+                    platform="BlueBubbles",
+                )
+            )
         return ids
 
     async def typing(self, chat_id: str) -> None:

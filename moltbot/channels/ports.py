@@ -38,3 +38,11 @@ class ServiceOptions(msgspec.Struct, frozen=True, kw_only=True):
     typing_after_s: float = 0.5  # a turn answered sooner shows no typing indicator
     typing_max_s: float = 2.0  # the typing indicator is given up after this (best effort)
     done_ids: int = 4096  # ids finished here, remembered against a late replay
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    """One piece of a worker's work: answer ``msg``, or send it a fixed ``notice``."""
+
+    msg: InboundMessage
+    notice: str | None = None  # a fixed reply (pairing code): not journaled, no agent turn

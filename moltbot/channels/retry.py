@@ -151,6 +151,7 @@ class ReceiveBackoff:
         self.attempt += 1
         if self._link is not None:
             self._link.retrying(err, self.attempt, delay)
-        log.warning("%s receive: %s, retry %d in %.2fs",
-                    self._platform, err.code, self.attempt, delay)
+        log.warning(
+            "%s receive: %s, retry %d in %.2fs", self._platform, err.code, self.attempt, delay
+        )
         await self._sleep(delay)

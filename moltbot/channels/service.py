@@ -39,7 +39,6 @@ import logging
 import random
 from collections import Counter
 from collections.abc import Awaitable, Callable, Coroutine
-from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import msgspec
@@ -48,7 +47,7 @@ from moltbot.batching import GroupCommit
 from moltbot.channels.base import ChannelAdapter, SeenIds, drain
 from moltbot.channels.dispatch import FairQueue, is_control
 from moltbot.channels.link import Link, current_link
-from moltbot.channels.ports import Ports, ServiceOptions
+from moltbot.channels.ports import Job, Ports, ServiceOptions
 from moltbot.channels.retry import backoff
 from moltbot.clock import SYSTEM_CLOCK, Clock
 from moltbot.errors import (
@@ -79,12 +78,6 @@ CONNECTED_WITHIN_S = 90.0  # longer than any adapter's quiet receive (Telegram's
 SORRY = "Sorry, I could not answer that message. Please try again in a moment."
 MARKS_BATCH = 256  # done marks written together at most
 CODE_PREFIX = 2  # characters of a pairing code kept in the audit log (enough to tell codes apart)
-
-
-@dataclass(frozen=True, slots=True)
-class Job:
-    msg: InboundMessage
-    notice: str | None = None  # a fixed reply (pairing code): not journaled, no agent turn
 
 
 class ChannelService:
@@ -118,9 +111,11 @@ class ChannelService:
         self._marks: asyncio.Queue[str] = asyncio.Queue(self.opt.workers * self.opt.queue_size)
         # what arrives while one journal call is in flight goes together in the next one
         self._accepts = GroupCommit[InboundMessage, bool](
-            lambda msgs: self.ports.accept_many(msgs), name="journal")
+            lambda msgs: self.ports.accept_many(msgs), name="journal"
+        )
         self._dones = GroupCommit[str, object](
-            lambda ids: self.ports.mark_done_many(ids), name="done marks")
+            lambda ids: self.ports.mark_done_many(ids), name="done marks"
+        )
         self._marking = False  # the marker runs: done marks are written behind the workers
         self.receiving = False
 
@@ -260,8 +255,12 @@ class ChannelService:
             async with asyncio.timeout(self.opt.typing_max_s):  # a slow one holds no reply
                 await self.adapter.typing(msg.chat_id)
         except Exception as e:  # best effort: never fails the turn beside it
-            log.debug("%s %s: typing failed: %s", self._chan, self._acct,
-                      getattr(e, "code", type(e).__name__))
+            log.debug(
+                "%s %s: typing failed: %s",
+                self._chan,
+                self._acct,
+                getattr(e, "code", type(e).__name__),
+            )
 
     async def _answer(self, msg: InboundMessage) -> str:
         attempt = failures = 0
@@ -272,8 +271,13 @@ class ChannelService:
                 await self._backoff("answer", e, attempt)
             except Exception as e:  # a bug or a refusal: a few tries, then a safe apology
                 failures += 1
-                log.error("%s %s: answering %s failed: %s", self._chan, self._acct, msg.id,
-                          getattr(e, "code", type(e).__name__))
+                log.error(
+                    "%s %s: answering %s failed: %s",
+                    self._chan,
+                    self._acct,
+                    msg.id,
+                    getattr(e, "code", type(e).__name__),
+                )
                 if failures >= self.opt.answer_attempts:
                     self.counts["answer_failed"] += 1
                     return SORRY
@@ -281,9 +285,15 @@ class ChannelService:
             attempt += 1
 
     def _outbound(self, msg: InboundMessage, text: str) -> OutboundMessage:
-        return OutboundMessage(channel=msg.channel, account=msg.account, chat_id=msg.chat_id,
-                               text=text, in_reply_to=msg.id, thread_id=msg.thread_id,
-                               trace=msg.trace)
+        return OutboundMessage(
+            channel=msg.channel,
+            account=msg.account,
+            chat_id=msg.chat_id,
+            text=text,
+            in_reply_to=msg.id,
+            thread_id=msg.thread_id,
+            trace=msg.trace,
+        )
 
     async def _deliver(self, msg: InboundMessage, reply: str) -> None:
         """Send until the platform takes it (never dropped), then mark the turn done."""
@@ -299,15 +309,17 @@ class ChannelService:
                 attempt += 1
             except PlatformRejected as e:  # the platform will never take it: do not loop
                 self.counts["send_rejected"] += 1
-                log.warning("%s %s: reply to %s refused: %s", self._chan, self._acct, msg.id,
-                            e.user_message)
+                log.warning(
+                    "%s %s: reply to %s refused: %s", self._chan, self._acct, msg.id, e.user_message
+                )
                 await self._mark_done(msg.id)
                 return
 
     async def _send_and_mark(self, out: OutboundMessage | None, msg_id: str) -> None:
         if out is not None:
-            with span("moltbot.outbound", out.trace or None, channel=self._chan,
-                      account=self._acct):
+            with span(
+                "moltbot.outbound", out.trace or None, channel=self._chan, account=self._acct
+            ):
                 await self.adapter.send(out)
             self.counts["sent"] += 1
             self.link.sent()
@@ -390,10 +402,17 @@ class ChannelService:
         if isinstance(err, RateLimited):
             delay = err.retry_after
         else:
-            delay = backoff(attempt, base=self.opt.retry_base_s, cap=self.opt.retry_cap_s,
-                            rng=self._rng)
-        log.info("%s %s: %s: %s, retry in %.2fs", self._chan, self._acct, what,
-                 getattr(err, "code", type(err).__name__), delay)
+            delay = backoff(
+                attempt, base=self.opt.retry_base_s, cap=self.opt.retry_cap_s, rng=self._rng
+            )
+        log.info(
+            "%s %s: %s: %s, retry in %.2fs",
+            self._chan,
+            self._acct,
+            what,
+            getattr(err, "code", type(err).__name__),
+            delay,
+        )
         await self._sleep(delay)
 
     # --- pairing ---------------------------------------------------------------------------

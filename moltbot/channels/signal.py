@@ -122,10 +122,11 @@ class SignalAdapter:
         if self._http is None:
             # a small pool kept alive: httpcore scans every pooled connection per request
             # (measured: most of this adapter's CPU with 100), and churn costs new sockets
-            self._http = httpx.AsyncClient(base_url=self._api_base,
-                                           timeout=httpx.Timeout(self._poll_timeout + 15.0),
-                                           limits=httpx.Limits(max_connections=POOL_SIZE,
-                                                               max_keepalive_connections=POOL_SIZE))
+            self._http = httpx.AsyncClient(
+                base_url=self._api_base,
+                timeout=httpx.Timeout(self._poll_timeout + 15.0),
+                limits=httpx.Limits(max_connections=POOL_SIZE, max_keepalive_connections=POOL_SIZE),
+            )
         return self._http
 
     async def _request(self, method: str, path: str, **kw: Any) -> httpx.Response:
@@ -144,7 +145,8 @@ class SignalAdapter:
             raise PlatformRejected(
                 f"Signal number {self.account} is not registered with signal-cli",
                 hint=f"register or link it first (signal-cli-rest-api at {self._api_base}: "
-                "POST /v1/register/NUMBER, or GET /v1/qrcodelink to link a phone)")
+                "POST /v1/register/NUMBER, or GET /v1/qrcodelink to link a phone)",
+            )
         mode = str(about.get("mode", ""))
         if self._mode == "auto":
             self._mode = "websocket" if mode == "json-rpc" else "poll"
@@ -153,8 +155,13 @@ class SignalAdapter:
 
     # --- receiving -------------------------------------------------------------------------
     async def run(self, sink: InboundSink) -> None:
-        backoff = ReceiveBackoff(base=self._retry.base, cap=self._retry.cap, sleep=self._sleep,
-                                 rng=self._rng, platform="signal")
+        backoff = ReceiveBackoff(
+            base=self._retry.base,
+            cap=self._retry.cap,
+            sleep=self._sleep,
+            rng=self._rng,
+            platform="signal",
+        )
         if self._mode == "auto":
             await backoff.call(self.connect)
         receive = self._receive_ws if self._mode == "websocket" else self._receive_poll
@@ -167,8 +174,10 @@ class SignalAdapter:
     async def _receive_poll(self, sink: InboundSink, backoff: ReceiveBackoff) -> None:
         while True:
             resp = await self._request(
-                "GET", f"/v1/receive/{self._path_number}",
-                params={"timeout": self._poll_timeout, "max_messages": self._max_messages})
+                "GET",
+                f"/v1/receive/{self._path_number}",
+                params={"timeout": self._poll_timeout, "max_messages": self._max_messages},
+            )
             backoff.ok()
             self.last_activity = self._clock.monotonic()
             try:
@@ -202,7 +211,8 @@ class SignalAdapter:
                     except Exception as exc:
                         failed = exc
                     failed = failed or next(
-                        (i for i in waiting if isinstance(i, MoltbotError)), None)
+                        (i for i in waiting if isinstance(i, MoltbotError)), None
+                    )
                 reader.cancel()
             raise failed
 
@@ -248,7 +258,8 @@ class SignalAdapter:
             chat_id = env.source_number or sender
         mentioned = is_group and (
             any(m.number == self.account for m in data.mentions)
-            or (data.quote is not None and data.quote.author_number == self.account))
+            or (data.quote is not None and data.quote.author_number == self.account)
+        )
         text = data.message or ""
         if mentioned:
             text = text.replace("\ufffc", "").strip() or text
@@ -276,14 +287,24 @@ class SignalAdapter:
                 resp = await self._request("POST", "/v2/send", json=body)
                 return str(resp.json().get("timestamp", ""))
 
-            ids.append(await retrying(once, deadline=self._retry.deadline, sleep=self._sleep,
-                                      clock=self._clock, rng=self._rng, base=self._retry.base,
-                                      cap=self._retry.cap, platform="Signal"))
+            ids.append(
+                await retrying(
+                    once,
+                    deadline=self._retry.deadline,
+                    sleep=self._sleep,
+                    clock=self._clock,
+                    rng=self._rng,
+                    base=self._retry.base,
+                    cap=self._retry.cap,
+                    platform="Signal",
+                )
+            )
         return ids
 
     async def typing(self, chat_id: str) -> None:
-        await self._request("PUT", f"/v1/typing-indicator/{self._path_number}",
-                            json={"recipient": chat_id})
+        await self._request(
+            "PUT", f"/v1/typing-indicator/{self._path_number}", json={"recipient": chat_id}
+        )
 
     async def close(self) -> None:
         http, self._http = self._http, None

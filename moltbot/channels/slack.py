@@ -40,8 +40,16 @@ T = TypeVar("T")
 log = logging.getLogger(__name__)
 _sdk_log = logging.getLogger(__name__ + ".sdk")
 
-_AUTH_ERRORS = {"invalid_auth", "not_authed", "account_inactive", "token_revoked",
-                "token_expired", "no_permission", "missing_scope", "not_allowed_token_type"}
+_AUTH_ERRORS = {
+    "invalid_auth",
+    "not_authed",
+    "account_inactive",
+    "token_revoked",
+    "token_expired",
+    "no_permission",
+    "missing_scope",
+    "not_allowed_token_type",
+}
 _TRANSIENT = {"internal_error", "fatal_error", "service_unavailable", "request_timeout"}
 _TEXT_SUBTYPES = {None, "file_share", "thread_broadcast"}
 
@@ -59,8 +67,10 @@ def map_error(exc: BaseException) -> MoltbotError:
         if resp.status_code >= 500 or error in _TRANSIENT:
             return PlatformUnavailable(f"Slack is unavailable right now ({code})")
         if error in _AUTH_ERRORS or resp.status_code in (401, 403):
-            return PlatformRejected(f"Slack refused our token ({code})",
-                                    hint="check channels.slack bot_token / app_token")
+            return PlatformRejected(
+                f"Slack refused our token ({code})",
+                hint="check channels.slack bot_token / app_token",
+            )
         return PlatformRejected(f"Slack rejected the request ({code})")
     if isinstance(exc, aiohttp.ClientError | TimeoutError | OSError):
         return PlatformUnavailable("Slack could not be reached")
@@ -111,8 +121,13 @@ class SlackAdapter:
     def _client(self) -> AsyncWebClient:
         if self._web is None:
             self._session = aiohttp.ClientSession()
-            self._web = AsyncWebClient(token=self._bot_token, base_url=self._api_base,
-                                       session=self._session, retry_handlers=[], logger=_sdk_log)
+            self._web = AsyncWebClient(
+                token=self._bot_token,
+                base_url=self._api_base,
+                session=self._session,
+                retry_handlers=[],
+                logger=_sdk_log,
+            )
         return self._web
 
     async def _call(self, aw: Awaitable[T]) -> T:
@@ -127,16 +142,25 @@ class SlackAdapter:
         auth = await self._call(web.auth_test())
         opened = await self._call(web.apps_connections_open(app_token=self._app_token))
         self._wss_url = str(opened["url"])
-        self._me = {"id": str(auth["user_id"]), "bot_id": str(auth.get("bot_id") or ""),
-                    "team": str(auth.get("team_id") or ""), "name": str(auth.get("user") or "")}
+        self._me = {
+            "id": str(auth["user_id"]),
+            "bot_id": str(auth.get("bot_id") or ""),
+            "team": str(auth.get("team_id") or ""),
+            "name": str(auth.get("user") or ""),
+        }
         self.last_activity = self._clock.monotonic()
         return dict(self._me)
 
     # --- receiving -------------------------------------------------------------------------
     async def run(self, sink: InboundSink) -> None:
         await self._close_socket()  # a second run() on the same instance starts clean
-        backoff = ReceiveBackoff(base=self._retry.base, cap=self._retry.cap, sleep=self._sleep,
-                                 rng=self._rng, platform="slack")
+        backoff = ReceiveBackoff(
+            base=self._retry.base,
+            cap=self._retry.cap,
+            sleep=self._sleep,
+            rng=self._rng,
+            platform="slack",
+        )
         if self._me is None or self._wss_url is None:
             await backoff.call(self.connect)
         queue: asyncio.Queue[str] = asyncio.Queue(self._queue_size)
@@ -145,9 +169,13 @@ class SlackAdapter:
             self.last_activity = self._clock.monotonic()
             await queue.put(m.data)  # runs in the SDK's receive loop: a full queue waits
 
-        socket = SocketModeClient(self._app_token, web_client=self._client(), logger=_sdk_log,
-                                  ping_interval=self._ping_interval,
-                                  on_message_listeners=[on_message])
+        socket = SocketModeClient(
+            self._app_token,
+            web_client=self._client(),
+            logger=_sdk_log,
+            ping_interval=self._ping_interval,
+            on_message_listeners=[on_message],
+        )
         self._socket = socket
         socket.wss_uri, self._wss_url = self._wss_url, None
         await socket.connect()
@@ -233,13 +261,28 @@ class SlackAdapter:
         for piece in render(out.text, "slack", SLACK_LIMIT, plain=out.plain):
 
             async def once(piece: str = piece) -> str:
-                resp = await self._call(web.chat_postMessage(
-                    channel=out.chat_id, text=piece, thread_ts=out.thread_id, mrkdwn=not out.plain))
+                resp = await self._call(
+                    web.chat_postMessage(
+                        channel=out.chat_id,
+                        text=piece,
+                        thread_ts=out.thread_id,
+                        mrkdwn=not out.plain,
+                    )
+                )
                 return str(resp["ts"])
 
-            ids.append(await retrying(once, deadline=self._retry.deadline, sleep=self._sleep,
-                                      clock=self._clock, rng=self._rng, base=self._retry.base,
-                                      cap=self._retry.cap, platform="Slack"))
+            ids.append(
+                await retrying(
+                    once,
+                    deadline=self._retry.deadline,
+                    sleep=self._sleep,
+                    clock=self._clock,
+                    rng=self._rng,
+                    base=self._retry.base,
+                    cap=self._retry.cap,
+                    platform="Slack",
+                )
+            )
         return ids
 
     async def typing(self, chat_id: str) -> None:

@@ -46,8 +46,9 @@ def map_error(exc: BaseException) -> MoltbotError:
     if isinstance(exc, TelegramRetryAfter):
         return RateLimited("Telegram is rate limiting us", retry_after=float(exc.retry_after))
     if isinstance(exc, TelegramUnauthorizedError | TokenValidationError):
-        return PlatformRejected("Telegram refused the bot token",
-                                hint="check channels.telegram token (from @BotFather)")
+        return PlatformRejected(
+            "Telegram refused the bot token", hint="check channels.telegram token (from @BotFather)"
+        )
     if isinstance(exc, TelegramServerError | TelegramNetworkError | ClientDecodeError):
         return PlatformUnavailable("Telegram is unavailable right now")
     if isinstance(exc, TelegramConflictError):  # an old poller (a restart overlap): it will go
@@ -119,8 +120,13 @@ class TelegramAdapter:
 
     # --- receiving -------------------------------------------------------------------------
     async def run(self, sink: InboundSink) -> None:
-        backoff = ReceiveBackoff(base=self._retry.base, cap=self._retry.cap, sleep=self._sleep,
-                                 rng=self._rng, platform="telegram")
+        backoff = ReceiveBackoff(
+            base=self._retry.base,
+            cap=self._retry.cap,
+            sleep=self._sleep,
+            rng=self._rng,
+            platform="telegram",
+        )
         if self._me is None:
             await backoff.call(self.connect)
         while True:
@@ -142,9 +148,14 @@ class TelegramAdapter:
                 self._offset = update.update_id + 1
 
     async def _poll(self, offset: int | None) -> list[Update]:
-        return await self._call(lambda b: b.get_updates(
-            offset=offset, timeout=self._poll_timeout, allowed_updates=["message"],
-            request_timeout=self._poll_timeout + 15))
+        return await self._call(
+            lambda b: b.get_updates(
+                offset=offset,
+                timeout=self._poll_timeout,
+                allowed_updates=["message"],
+                request_timeout=self._poll_timeout + 15,
+            )
+        )
 
     def to_inbound(self, update: Update) -> InboundMessage | None:
         m = update.message
@@ -179,7 +190,7 @@ class TelegramAdapter:
         if reply is not None and reply.from_user is not None and reply.from_user.id == me.id:
             return True
         name = f"@{(me.username or '').lower()}"
-        for e in (m.entities or m.caption_entities or []):
+        for e in m.entities or m.caption_entities or []:
             if e.type == "text_mention" and e.user is not None and e.user.id == me.id:
                 return True
             if e.type in ("mention", "bot_command") and me.username:
@@ -195,17 +206,33 @@ class TelegramAdapter:
         reply_to = _message_id(out.in_reply_to) if out.chat_id.startswith("-") else None
         ids: list[str] = []
         for i, piece in enumerate(render(out.text, "telegram", TELEGRAM_LIMIT, plain=out.plain)):
-            params = (ReplyParameters(message_id=reply_to, allow_sending_without_reply=True)
-                      if reply_to is not None and i == 0 else None)
+            params = (
+                ReplyParameters(message_id=reply_to, allow_sending_without_reply=True)
+                if reply_to is not None and i == 0
+                else None
+            )
 
             async def once(piece: str = piece, params: ReplyParameters | None = params) -> Message:
-                return await self._call(lambda b: b.send_message(
-                    chat, piece, parse_mode="HTML", message_thread_id=thread,
-                    reply_parameters=params))
+                return await self._call(
+                    lambda b: b.send_message(
+                        chat,
+                        piece,
+                        parse_mode="HTML",
+                        message_thread_id=thread,
+                        reply_parameters=params,
+                    )
+                )
 
-            sent = await retrying(once, deadline=self._retry.deadline, sleep=self._sleep,
-                                  clock=self._clock, rng=self._rng, base=self._retry.base,
-                                  cap=self._retry.cap, platform="Telegram")
+            sent = await retrying(
+                once,
+                deadline=self._retry.deadline,
+                sleep=self._sleep,
+                clock=self._clock,
+                rng=self._rng,
+                base=self._retry.base,
+                cap=self._retry.cap,
+                platform="Telegram",
+            )
             ids.append(str(sent.message_id))
         return ids
 

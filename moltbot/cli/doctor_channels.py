@@ -18,8 +18,9 @@ from moltbot.errors import ConfigError, MoltbotError, PlatformRejected, VaultErr
 PROBE_TIMEOUT_S = 15.0
 
 
-async def _probe(kind: str, index: int, acct: Any, secret: Callable[[str, str], str]
-                 ) -> tuple[str, str, str, str] | None:
+async def _probe(
+    kind: str, index: int, acct: Any, secret: Callable[[str, str], str]
+) -> tuple[str, str, str, str] | None:
     """(status, name, detail, fix) for one account; None when its secrets do not resolve."""
     name = f"channel {kind}:{acct.account}"
     try:
@@ -32,26 +33,37 @@ async def _probe(kind: str, index: int, acct: Any, secret: Callable[[str, str], 
         return "FAIL", name, exc.user_message, exc.hint
     except MoltbotError as exc:
         where = getattr(acct, "api_base", "") or "the platform"
-        return "FAIL", name, f"cannot reach {where}: {exc.user_message}", \
-            "check the network and that the service runs; moltbot retries it with backoff"
+        return (
+            "FAIL",
+            name,
+            f"cannot reach {where}: {exc.user_message}",
+            "check the network and that the service runs; moltbot retries it with backoff",
+        )
     except TimeoutError:
-        return "FAIL", name, f"no answer within {PROBE_TIMEOUT_S:.0f}s", \
-            "check the network and the account's api_base"
+        return (
+            "FAIL",
+            name,
+            f"no answer within {PROBE_TIMEOUT_S:.0f}s",
+            "check the network and the account's api_base",
+        )
     finally:
         await adapter.close()
     who = me.get("username") or me.get("name") or me.get("id") or "ok"
     return "ok", name, f"connected as {who}", ""
 
 
-def probe_accounts(cfg: Config, vault_get: Callable[[str], str]
-                   ) -> list[tuple[str, str, str, str]]:
+def probe_accounts(cfg: Config, vault_get: Callable[[str], str]) -> list[tuple[str, str, str, str]]:
     """Every enabled account's probe, all at once."""
 
     def secret(ref: str, at: str) -> str:
         return resolve_secret(ref, vault_get, at=at)
 
-    jobs = [(kind, i, acct) for kind in CHANNEL_KINDS
-            for i, acct in enumerate(getattr(cfg.channels, kind)) if acct.enabled]
+    jobs = [
+        (kind, i, acct)
+        for kind in CHANNEL_KINDS
+        for i, acct in enumerate(getattr(cfg.channels, kind))
+        if acct.enabled
+    ]
 
     async def all_of() -> list[tuple[str, str, str, str] | None]:
         return list(await asyncio.gather(*(_probe(k, i, a, secret) for k, i, a in jobs)))

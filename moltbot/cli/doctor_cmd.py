@@ -291,7 +291,11 @@ def check_accounts(cfg: Config) -> list[Check]:
 
 
 def run_checks(
-    home: Path, config_file: Path, *, bwrap: str = "bwrap", min_free: int = MIN_FREE_BYTES,
+    home: Path,
+    config_file: Path,
+    *,
+    bwrap: str = "bwrap",
+    min_free: int = MIN_FREE_BYTES,
     probe: bool = True,
 ) -> list[Check]:
     checks = [check_python(), check_packages()]
@@ -342,6 +346,7 @@ def register(sub: Any) -> None:
         "doctor", help="check the install, home folder, config, secrets and sandbox; say the fix"
     )
     parser.add_argument("--json", action="store_true", help="print the checks as JSON")
-    parser.add_argument("--offline", action="store_true",
-                        help="do not probe the channel accounts' platforms")
+    parser.add_argument(
+        "--offline", action="store_true", help="do not probe the channel accounts' platforms"
+    )
     parser.set_defaults(func=cmd_doctor)

@@ -17,8 +17,16 @@ def _uptime(seconds: float) -> str:
     return f"{seconds / 3600:.1f}h"
 
 
-FIGURE_LABELS = {"in": "in", "out": "out", "queue": "q", "turns": "turns", "p50_ms": "p50",
-                 "p99_ms": "p99", "tokens_in": "tok in", "tokens_out": "tok out"}
+FIGURE_LABELS = {
+    "in": "in",
+    "out": "out",
+    "queue": "q",
+    "turns": "turns",
+    "p50_ms": "p50",
+    "p99_ms": "p99",
+    "tokens_in": "tok in",
+    "tokens_out": "tok out",
+}
 
 
 def figures_text(figures: dict[str, Any] | None) -> str:

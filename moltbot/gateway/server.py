@@ -214,9 +214,11 @@ class GatewayServer:
             in_use = exc.errno == errno.EADDRINUSE
             raise ConfigError(
                 "$.gateway.port" if in_use else "$.gateway.bind",
-                f"{s.host}:{s.port} is already in use by another program" if in_use
+                f"{s.host}:{s.port} is already in use by another program"
+                if in_use
                 else f"cannot listen on {s.host}:{s.port} ({exc.strerror})",
-                fix="stop that program, or choose another gateway.port" if in_use
+                fix="stop that program, or choose another gateway.port"
+                if in_use
                 else "bind an address of this machine (127.0.0.1 by default)",
             ) from None
         self.port = self._server.sockets[0].getsockname()[1]

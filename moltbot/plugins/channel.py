@@ -104,8 +104,7 @@ class PluginChannelAdapter:
         except (PlatformRejected, PlatformUnavailable):
             raise
         except Exception as exc:  # the plugin's error text may hold anything: its type only
-            log.warning("%s (%s): send failed: %s", self.channel, self.account,
-                        type(exc).__name__)
+            log.warning("%s (%s): send failed: %s", self.channel, self.account, type(exc).__name__)
             raise PlatformUnavailable(
                 f"channel {self.channel} of plugin '{self.account}' did not take the reply"
             ) from None

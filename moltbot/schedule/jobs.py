@@ -75,8 +75,17 @@ def parse_time(text: str, tz: str = "UTC") -> float:
     return when.timestamp()
 
 
-def make_job(kind: Kind, spec: str, text: str, *, now: float, job_id: str = "",
-             deliver_to: str = "", catch_up: CatchUp = "skip", tz: str = "UTC") -> Job:
+def make_job(
+    kind: Kind,
+    spec: str,
+    text: str,
+    *,
+    now: float,
+    job_id: str = "",
+    deliver_to: str = "",
+    catch_up: CatchUp = "skip",
+    tz: str = "UTC",
+) -> Job:
     """A checked new job with its first fire after ``now`` (``BadRequest`` says what is wrong)."""
     job_id = job_id or f"{kind}-{secrets.token_hex(3)}"
     if not JOB_ID.fullmatch(job_id):

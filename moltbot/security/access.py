@@ -94,15 +94,20 @@ def _normalise_code(code: str) -> str:
 class Pairing:
     """The access check plus the pairing book of one channel account (or several)."""
 
-    def __init__(self, policy: AccessPolicy, *, clock: Clock = SYSTEM_CLOCK,
-                 state: PairingState | None = None) -> None:
+    def __init__(
+        self,
+        policy: AccessPolicy,
+        *,
+        clock: Clock = SYSTEM_CLOCK,
+        state: PairingState | None = None,
+    ) -> None:
         self.policy = policy
         self._clock = clock
         self._pending: dict[str, PendingPairing] = {}
         self._approved: dict[tuple[str, str, str], ApprovedSender] = {}
-        for p in (state.pending if state else []):
+        for p in state.pending if state else []:
             self._pending[p.code] = p
-        for a in (state.approved if state else []):
+        for a in state.approved if state else []:
             self._approved[(a.channel, a.account, a.sender_id)] = a
 
     # --- the check -------------------------------------------------------------------------
@@ -142,25 +147,40 @@ class Pairing:
         for p in self._pending.values():
             if (p.channel, p.account, p.sender_id) == (msg.channel, msg.account, msg.sender_id):
                 return Decision("pair", p.code, self._code_text(p), reason="pairing_pending")
-        waiting = [p for p in self._pending.values()
-                   if (p.channel, p.account) == (msg.channel, msg.account)]
+        waiting = [
+            p
+            for p in self._pending.values()
+            if (p.channel, p.account) == (msg.channel, msg.account)
+        ]
         if len(waiting) >= MAX_PENDING:
-            return Decision("pair", None, "Hi! I can't take new pairing requests right now. "
-                            "Please try again later.", reason="pairing_full")
+            return Decision(
+                "pair",
+                None,
+                "Hi! I can't take new pairing requests right now. Please try again later.",
+                reason="pairing_full",
+            )
         code = new_code()
         while code in self._pending:
             code = new_code()
         now = self._clock.time()
-        p = PendingPairing(code=code, channel=msg.channel, account=msg.account,
-                           sender_id=msg.sender_id, sender_name=msg.sender_name,
-                           created_at=now, expires_at=now + CODE_TTL)
+        p = PendingPairing(
+            code=code,
+            channel=msg.channel,
+            account=msg.account,
+            sender_id=msg.sender_id,
+            sender_name=msg.sender_name,
+            created_at=now,
+            expires_at=now + CODE_TTL,
+        )
         self._pending[code] = p
         return Decision("pair", code, self._code_text(p), reason="pairing_new")
 
     @staticmethod
     def _code_text(p: PendingPairing) -> str:
-        return (f"Hi! I don't know you yet. Your pairing code is {p.code} (valid for 1 hour). "
-                f"Ask my owner to run: moltbot pairing approve {p.channel} {p.code}")
+        return (
+            f"Hi! I don't know you yet. Your pairing code is {p.code} (valid for 1 hour). "
+            f"Ask my owner to run: moltbot pairing approve {p.channel} {p.code}"
+        )
 
     # --- the book --------------------------------------------------------------------------
     def purge_expired(self) -> list[PendingPairing]:
@@ -181,8 +201,11 @@ class Pairing:
         """Approve a pending code; the sender may talk from now on. Returns the sender id."""
         p = self._take(code)
         self._approved[(p.channel, p.account, p.sender_id)] = ApprovedSender(
-            channel=p.channel, account=p.account, sender_id=p.sender_id,
-            approved_at=self._clock.time())
+            channel=p.channel,
+            account=p.account,
+            sender_id=p.sender_id,
+            approved_at=self._clock.time(),
+        )
         return p.sender_id
 
     def deny(self, code: str) -> str:
@@ -207,8 +230,9 @@ class Pairing:
         return msgspec.json.encode(self.state())
 
     @classmethod
-    def from_json(cls, data: bytes | str, policy: AccessPolicy, *,
-                  clock: Clock = SYSTEM_CLOCK) -> Pairing:
+    def from_json(
+        cls, data: bytes | str, policy: AccessPolicy, *, clock: Clock = SYSTEM_CLOCK
+    ) -> Pairing:
         book = cls(policy, clock=clock, state=msgspec.json.decode(data, type=PairingState))
         book.purge_expired()
         return book
@@ -219,8 +243,14 @@ class RefusalAudit:
     one record per (chat, sender, reason) per ``window_s``; the next one says how many were
     dropped meanwhile. The table is bounded (oldest entries go first)."""
 
-    def __init__(self, sink: Callable[[str, dict[str, Any]], None] | None, *,
-                 clock: Clock = SYSTEM_CLOCK, window_s: float = 60.0, max_keys: int = 1024) -> None:
+    def __init__(
+        self,
+        sink: Callable[[str, dict[str, Any]], None] | None,
+        *,
+        clock: Clock = SYSTEM_CLOCK,
+        window_s: float = 60.0,
+        max_keys: int = 1024,
+    ) -> None:
         self._sink = sink
         self._clock = clock
         self._window = window_s
@@ -242,8 +272,12 @@ class RefusalAudit:
             self._last.pop(next(iter(self._last)))
         self._last[key] = (now, 0)
         fields: dict[str, Any] = {
-            "channel": msg.channel, "account": msg.account, "chat_id": msg.chat_id,
-            "sender_id": msg.sender_id, "group": msg.is_group, "reason": decision.reason,
+            "channel": msg.channel,
+            "account": msg.account,
+            "chat_id": msg.chat_id,
+            "sender_id": msg.sender_id,
+            "group": msg.is_group,
+            "reason": decision.reason,
         }
         if last is not None and last[1]:
             fields["suppressed"] = last[1]

@@ -347,9 +347,11 @@ def _check(raw: bytes, lineno: int, seq: int, prev: str) -> str:
 def _seal_problem(rec: dict[str, Any], key: bytes | None, sealed: bool, key_file: Path) -> str:
     """Why a chain-valid record fails the seal ('' when it passes)."""
     if "mac" not in rec:
-        return "has no MAC after sealed records (inserted or rewritten without the key)" if (
-            sealed
-        ) else ""
+        return (
+            "has no MAC after sealed records (inserted or rewritten without the key)"
+            if (sealed)
+            else ""
+        )
     if key is None:
         return f"is sealed, but the audit key {key_file} is missing or damaged"
     if not seal.same(rec["mac"], seal.record_mac(key, rec["hash"])):
@@ -408,8 +410,10 @@ def verify(
                 hashes[count] = prev
     if count == legacy and anchor is None:  # nothing sealed yet: the chain is all there is
         return VerifyResult(ok=True, records=count, legacy=legacy)
-    why = seal.anchor_problem(anchor, key or b"", count, hashes) if key else (
-        f"the audit key {key_file} is missing or damaged"
+    why = (
+        seal.anchor_problem(anchor, key or b"", count, hashes)
+        if key
+        else (f"the audit key {key_file} is missing or damaged")
     )
     if why:
         return VerifyResult(ok=False, records=count, legacy=legacy, problem=why)

@@ -188,8 +188,15 @@ def make_invite(home: Path, address: str, node_ip: str, token: str) -> bytes:
                           fix="set cluster.head_ip to this machine's LAN address and `moltbot up`"
                           )  # fmt: skip
     cert, key = issue(directory, [str(ip), "127.0.0.1"])
-    invite = Invite(v=1, address=address, node_ip=str(ip), token=token,
-                    ca=(directory / "ca.crt").read_text(), cert=cert.decode(), key=key.decode())
+    invite = Invite(
+        v=1,
+        address=address,
+        node_ip=str(ip),
+        token=token,
+        ca=(directory / "ca.crt").read_text(),
+        cert=cert.decode(),
+        key=key.decode(),
+    )
     return msgspec.json.encode(invite)  # fmt: skip
 
 

@@ -23,6 +23,7 @@ _METADATA = frozenset(
 )
 _NAT64 = ipaddress.ip_network("64:ff9b::/96")
 
+
 def address_allowed(ip: IPAddress) -> bool:
     """True only for globally routable unicast addresses (and no v6 wrapper of a bad v4 one)."""
     if isinstance(ip, ipaddress.IPv6Address):
@@ -43,7 +44,6 @@ def address_allowed(ip: IPAddress) -> bool:
         or ip in _METADATA
     )
     return ip.is_global and not bad
-
 
 
 async def system_resolver(host: str, port: int) -> list[str]:
@@ -78,5 +78,3 @@ def _is_ip(host: str) -> bool:
     except ValueError:
         return False
     return True
-
-

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 
-def record_restart(
-    history: tuple[float, ...], now: float, period: float
-) -> tuple[float, ...]:
+def record_restart(history: tuple[float, ...], now: float, period: float) -> tuple[float, ...]:
     """The restart times still inside the window, with ``now`` added (pure)."""
     return (*(t for t in history if now - t < period), now)
 

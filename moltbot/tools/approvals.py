@@ -144,9 +144,7 @@ class ApprovalBook:
             state, expires = ApprovalState.APPROVED, wall + self._approval_ttl
         else:
             state, expires = ApprovalState.DENIED, wall
-        updated = msgspec.structs.replace(
-            current, state=state, expires=expires, resolved_by=by
-        )
+        updated = msgspec.structs.replace(current, state=state, expires=expires, resolved_by=by)
         self._items[approval_id] = updated
         self._notify(approval_id)
         return updated

@@ -80,9 +80,7 @@ def main() -> None:
     ]
     root = Supervisor.options(
         name="moltbot", namespace=ns, num_cpus=0, resources=dict(HEAD)
-    ).remote(
-        path="", flags=flags, children=children, namespace=ns
-    )
+    ).remote(path="", flags=flags, children=children, namespace=ns)
     ray.get(root.start_detached.remote())
     ray.get(root.ready.remote(), timeout=120)
 

@@ -36,9 +36,7 @@ def start_root(
     opts: dict[str, Any] = {"name": "moltbot", "namespace": ns, "num_cpus": 0}
     if env:
         opts["runtime_env"] = {"env_vars": env}
-    root = Supervisor.options(**opts).remote(
-        path="", flags=flags, children=children, namespace=ns
-    )
+    root = Supervisor.options(**opts).remote(path="", flags=flags, children=children, namespace=ns)
     ray.get(root.start_detached.remote())
     ray.get(root.ready.remote(), timeout=ready_timeout)
     return root, ns

@@ -128,11 +128,7 @@ def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rig]:
     home = tmp_path_factory.mktemp("home")
     Vault.create(home).set("slack_bot_token", BOT_TOKEN)
     cfg = config(tg, slack, signal)
-    kids = [
-        c
-        for c in build_tree(cfg)
-        if c.id in ("store", "agents", "channels")
-    ]
+    kids = [c for c in build_tree(cfg) if c.id in ("store", "agents", "channels")]
     env = {
         **RAY_ENV,
         "MOLTBOT_HOME": str(home),
@@ -320,8 +316,11 @@ def test_a_refused_token_parks_the_account_until_the_secret_is_fixed(rig: Rig) -
         assert ray.get(actor.ping.remote(), timeout=10)["ok"]  # parked is not stuck
 
         def parked() -> list[dict[str, Any]]:
-            return [r["fields"] for r in tail(rig.home / "audit" / "audit.jsonl", 500)
-                    if r["kind"] == "channel" and r["fields"].get("event") == "parked"]
+            return [
+                r["fields"]
+                for r in tail(rig.home / "audit" / "audit.jsonl", 500)
+                if r["kind"] == "channel" and r["fields"].get("event") == "parked"
+            ]
 
         wait_for(lambda: bool(parked()), 10, "the audit record")
         assert "token" in parked()[-1]["reason"]

@@ -20,11 +20,20 @@ from moltbot.tools import ToolRegistry
 OWNER = "42"
 
 
-def service(tmp_path: Path, resolved: list[tuple[str, bool, str]],
-            audit: list[tuple[str, dict[str, Any]]], turns: list[float]) -> AgentService:
-    cfg = msgspec.convert({"agent": {"provider": "offline"}, "tools": {"workspace": str(tmp_path)},
-                           "channels": {"telegram": [{"account": "main", "token": "env:X",
-                                                      "owners": [OWNER]}]}}, type=Config)
+def service(
+    tmp_path: Path,
+    resolved: list[tuple[str, bool, str]],
+    audit: list[tuple[str, dict[str, Any]]],
+    turns: list[float],
+) -> AgentService:
+    cfg = msgspec.convert(
+        {
+            "agent": {"provider": "offline"},
+            "tools": {"workspace": str(tmp_path)},
+            "channels": {"telegram": [{"account": "main", "token": "env:X", "owners": [OWNER]}]},
+        },
+        type=Config,
+    )
     registry = tool_registry(cfg, approval_book(cfg))
 
     async def tools() -> ToolRegistry:
@@ -35,15 +44,25 @@ def service(tmp_path: Path, resolved: list[tuple[str, bool, str]],
         return {"id": aid, "tool": "bash", "summary": "ls"} if aid == "abcd1234" else None
 
     transcripts = CachedTranscripts(AsyncTranscripts(TranscriptStore(tmp_path / "sessions")))
-    ports = AgentPorts(transcripts=transcripts, tools=tools, resolve_approval=resolve,
-                       audit=lambda kind, fields: audit.append((kind, fields)),
-                       on_turn=lambda seconds, usage: turns.append(seconds))
+    ports = AgentPorts(
+        transcripts=transcripts,
+        tools=tools,
+        resolve_approval=resolve,
+        audit=lambda kind, fields: audit.append((kind, fields)),
+        on_turn=lambda seconds, usage: turns.append(seconds),
+    )
     return AgentService(cfg, build_provider(cfg, vault_get=lambda n: ""), ports, name="a0")
 
 
 def msg(text: str, mid: str, sender: str = "7") -> InboundMessage:
-    return InboundMessage(id=f"telegram:main:{sender}:{mid}", channel="telegram", account="main",
-                          chat_id=sender, sender_id=sender, text=text)
+    return InboundMessage(
+        id=f"telegram:main:{sender}:{mid}",
+        channel="telegram",
+        account="main",
+        chat_id=sender,
+        sender_id=sender,
+        text=text,
+    )
 
 
 async def test_answers_once_per_message_commands_and_owner_only_approvals(tmp_path: Path) -> None:

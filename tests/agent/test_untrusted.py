@@ -67,8 +67,12 @@ def registry(ws: Path, book: ApprovalBook, port: int, *, ask_new_hosts: bool = T
              ) -> ToolRegistry:  # fmt: skip
     web = WebFetcher(allow_loopback_port_for_tests=port,
                      approvals=book if ask_new_hosts else None)  # fmt: skip
-    return default_registry(ws, approvals=book, web=web,
-                            exec_policy=ExecPolicy(mode="allowlist", allowlist=("ln", "cat")))
+    return default_registry(
+        ws,
+        approvals=book,
+        web=web,
+        exec_policy=ExecPolicy(mode="allowlist", allowlist=("ln", "cat")),
+    )
 
 
 def runner(api: FakeAnthropicAPI, tools: ToolRegistry, path: Path) -> TurnRunner:
@@ -139,8 +143,12 @@ async def test_a_clean_session_and_the_switch_off_need_no_approval(
     r = runner(api, registry(tmp_path / "ws", book, page.port, ask_new_hosts=False),
                tmp_path / "sessions")  # fmt: skip
     url = f"http://127.0.0.1:{page.port}/"
-    api.script(tool_reply("web_fetch", {"url": url}), text_reply("a"),
-               tool_reply("web_fetch", {"url": "http://evil.example/"}), text_reply("b"))
+    api.script(
+        tool_reply("web_fetch", {"url": url}),
+        text_reply("a"),
+        tool_reply("web_fetch", {"url": "http://evil.example/"}),
+        text_reply("b"),
+    )
     await run(r, "first")
     await run(r, "second")
     assert book.list_pending() == []  # the switch is off: no approval asked

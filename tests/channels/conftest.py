@@ -70,8 +70,9 @@ class Gauge(Collector):
     """A sink that takes ``hold`` seconds per message and records how many it held at once
     (``peak``) and the order messages came in (``entered``)."""
 
-    def __init__(self, hold: float = 0.05, fail_on: Callable[[InboundMessage], bool] | None = None
-                 ) -> None:
+    def __init__(
+        self, hold: float = 0.05, fail_on: Callable[[InboundMessage], bool] | None = None
+    ) -> None:
         super().__init__(fail_on)
         self.hold = hold
         self.inside = 0

@@ -14,11 +14,15 @@ DM = "300000000000000001"
 ALICE = "400000000000000001"
 
 
-def make(fake: FakeDiscord, cursors: MemoryCursors | None = None, **kw: object
-         ) -> DiscordAdapter:
-    args: dict[str, object] = {"account": "main", "token": BOT_TOKEN, "api_base": fake.api_base,
-                               "cursors": cursors if cursors is not None else MemoryCursors(),
-                               "identify_delay": 0.0, "retry": FAST}
+def make(fake: FakeDiscord, cursors: MemoryCursors | None = None, **kw: object) -> DiscordAdapter:
+    args: dict[str, object] = {
+        "account": "main",
+        "token": BOT_TOKEN,
+        "api_base": fake.api_base,
+        "cursors": cursors if cursors is not None else MemoryCursors(),
+        "identify_delay": 0.0,
+        "retry": FAST,
+    }
     args.update(kw)
     return DiscordAdapter(**args)  # type: ignore[arg-type]
 
@@ -34,5 +38,8 @@ def cursor_of(cursors: MemoryCursors, channel: str) -> int:
 
 async def connected(fake: FakeDiscord, n: int = 1) -> None:
     """Wait until the n-th session is READY (identified) and has an attached socket."""
-    await fake.wait_for(lambda: fake.identifies >= n and fake.session is not None
-                        and fake.session.socket is not None)
+    await fake.wait_for(
+        lambda: (
+            fake.identifies >= n and fake.session is not None and fake.session.socket is not None
+        )
+    )

@@ -60,8 +60,7 @@ async def test_dm_reaches_sink_over_compressed_gateway(fake: FakeDiscord) -> Non
         [msg] = await sink.wait(1)
         await fake.wait_for(lambda: fake.heartbeats >= 2)
     assert msg.id == f"discord:main:{DM}:{sent['id']}"
-    assert (msg.channel, msg.account, msg.chat_id, msg.sender_id) == ("discord", "main", DM,
-                                                                      ALICE)
+    assert (msg.channel, msg.account, msg.chat_id, msg.sender_id) == ("discord", "main", DM, ALICE)
     assert msg.text == "hello <b>" and msg.sender_name == "Alice"
     assert not msg.is_group and not msg.mentioned
     assert msg.session_key == f"discord:main:dm:{ALICE}"
@@ -84,14 +83,23 @@ async def test_guild_mentions_and_ignored_authors(fake: FakeDiscord) -> None:
             {"content": "via another role", "mention_role": "777"},
             {"content": "last"},
         ):
-            args: dict[str, object] = {"channel_id": GUILD_CHANNEL_ID, "author_id": ALICE,
-                                       "guild_id": GUILD_ID, **kw}
+            args: dict[str, object] = {
+                "channel_id": GUILD_CHANNEL_ID,
+                "author_id": ALICE,
+                "guild_id": GUILD_ID,
+                **kw,
+            }
             fake.inject_message(**args)  # type: ignore[arg-type]
         msgs = await sink.wait(6)
         await asyncio.sleep(0.1)
     assert [(m.text, m.mentioned) for m in sink.messages] == [
-        ("lunch anyone?", False), ("what time is it?", True), ("hey  and you?", True),
-        ("via the bot's role", True), ("<@&777> via another role", False), ("last", False)]
+        ("lunch anyone?", False),
+        ("what time is it?", True),
+        ("hey  and you?", True),
+        ("via the bot's role", True),
+        ("<@&777> via another role", False),
+        ("last", False),
+    ]
     assert all(m.is_group for m in msgs)
     assert msgs[0].session_key == f"discord:main:group:{GUILD_CHANNEL_ID}"
 
@@ -145,14 +153,21 @@ async def test_restart_catches_up_exactly_the_missed(fake: FakeDiscord) -> None:
     async with running(make(fake, cursors), sink):
         await connected(fake)
         fake.inject_message(channel_id=DM, author_id=ALICE, content="dm 1")
-        fake.inject_message(channel_id=GUILD_CHANNEL_ID, author_id=ALICE, guild_id=GUILD_ID,
-                            content="guild 1", mention_bot=True)
+        fake.inject_message(
+            channel_id=GUILD_CHANNEL_ID,
+            author_id=ALICE,
+            guild_id=GUILD_ID,
+            content="guild 1",
+            mention_bot=True,
+        )
         await sink.wait(2)
     # down: nobody is connected, so nothing is dispatched to us; only history keeps these
-    missed = [fake.inject_message(channel_id=DM, author_id=ALICE, content=f"dm {i}")
-              for i in (2, 3)]
-    fake.inject_message(channel_id=GUILD_CHANNEL_ID, author_id=ALICE, guild_id=GUILD_ID,
-                        content="guild 2")
+    missed = [
+        fake.inject_message(channel_id=DM, author_id=ALICE, content=f"dm {i}") for i in (2, 3)
+    ]
+    fake.inject_message(
+        channel_id=GUILD_CHANNEL_ID, author_id=ALICE, guild_id=GUILD_ID, content="guild 2"
+    )
     later = Collector()
     async with running(make(fake, cursors), later):
         await later.wait(3)
@@ -316,8 +331,11 @@ async def test_gone_channel_drops_its_cursor_but_not_the_others(fake: FakeDiscor
     later = Collector()
     async with running(make(fake, cursors), later):
         [msg] = await later.wait(1)
-        await fake.wait_for(lambda: gone not in msgspec.json.decode(
-            cursors.values["cursor.discord.main"])["channels"])
+        await fake.wait_for(
+            lambda: (
+                gone not in msgspec.json.decode(cursors.values["cursor.discord.main"])["channels"]
+            )
+        )
     assert msg.text == "missed" and cursor_of(cursors, DM) > 0
 
 

@@ -77,12 +77,24 @@ async def fake() -> AsyncIterator[FakeDiscord]:
 
 
 @asynccontextmanager
-async def serving(fake: FakeDiscord, store: MemoryStore, agent: EchoAgent
-                  ) -> AsyncIterator[ChannelService]:
-    adapter = DiscordAdapter(account="main", token=BOT_TOKEN, api_base=fake.api_base,
-                             cursors=KvCursors(store), identify_delay=0.0, retry=QUICK_SEND)
-    ports = Ports(accept_many=store.accept_many, mark_done_many=store.mark_done_many,
-                  pending=store.pending, answer=agent.answer, save_pairing=_ignore)
+async def serving(
+    fake: FakeDiscord, store: MemoryStore, agent: EchoAgent
+) -> AsyncIterator[ChannelService]:
+    adapter = DiscordAdapter(
+        account="main",
+        token=BOT_TOKEN,
+        api_base=fake.api_base,
+        cursors=KvCursors(store),
+        identify_delay=0.0,
+        retry=QUICK_SEND,
+    )
+    ports = Ports(
+        accept_many=store.accept_many,
+        mark_done_many=store.mark_done_many,
+        pending=store.pending,
+        answer=agent.answer,
+        save_pairing=_ignore,
+    )
     service = ChannelService(adapter, Pairing(POLICY), ports, OPTS)
     try:
         async with asyncio.TaskGroup() as tg:
@@ -112,10 +124,19 @@ async def test_answers_each_message_once_across_a_restart(fake: FakeDiscord) -> 
     async with serving(fake, store, agent):
         await connected(fake)
         asked = fake.inject_message(channel_id=DM, author_id=ALICE, content="hello")
-        fake.inject_message(channel_id=GUILD_CHANNEL_ID, author_id=ALICE, guild_id=GUILD_ID,
-                            content="not for the bot")
-        fake.inject_message(channel_id=GUILD_CHANNEL_ID, author_id=ALICE, guild_id=GUILD_ID,
-                            content="ping", mention_bot=True)
+        fake.inject_message(
+            channel_id=GUILD_CHANNEL_ID,
+            author_id=ALICE,
+            guild_id=GUILD_ID,
+            content="not for the bot",
+        )
+        fake.inject_message(
+            channel_id=GUILD_CHANNEL_ID,
+            author_id=ALICE,
+            guild_id=GUILD_ID,
+            content="ping",
+            mention_bot=True,
+        )
         await fake.wait_sent(2)
         await until(lambda: len(store.done) == 2)
     assert replies() == {"[offline] you said: hello": 1, "[offline] you said: ping": 1}
@@ -124,15 +145,28 @@ async def test_answers_each_message_once_across_a_restart(fake: FakeDiscord) -> 
 
     # down: these are only in the channels' history now
     fake.inject_message(channel_id=DM, author_id=ALICE, content="while away")
-    fake.inject_message(channel_id=GUILD_CHANNEL_ID, author_id=ALICE, guild_id=GUILD_ID,
-                        content="and here", mention_bot=True)
+    fake.inject_message(
+        channel_id=GUILD_CHANNEL_ID,
+        author_id=ALICE,
+        guild_id=GUILD_ID,
+        content="and here",
+        mention_bot=True,
+    )
     async with serving(fake, store, agent):
         await fake.wait_sent(4)
         await asyncio.sleep(0.3)  # anything answered twice would show up now
-    assert replies() == {"[offline] you said: hello": 1, "[offline] you said: ping": 1,
-                         "[offline] you said: while away": 1, "[offline] you said: and here": 1}
+    assert replies() == {
+        "[offline] you said: hello": 1,
+        "[offline] you said: ping": 1,
+        "[offline] you said: while away": 1,
+        "[offline] you said: and here": 1,
+    }
     assert all(n == 1 for n in agent.turns.values()) and len(agent.turns) == 4
     # the unmentioned group message was refused by the access check, never journaled
-    assert sorted(m.text for m in store.journal.values()) == ["and here", "hello", "ping",
-                                                              "while away"]
+    assert sorted(m.text for m in store.journal.values()) == [
+        "and here",
+        "hello",
+        "ping",
+        "while away",
+    ]
     assert await store.pending() == []

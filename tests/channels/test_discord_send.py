@@ -95,8 +95,9 @@ async def test_429_short_retry_after_is_waited(fake: FakeDiscord) -> None:
     assert len(ids) == 1 and len(fake.sent) == 1 and second - first >= 0.4
 
 
-async def test_429_long_retry_after_is_honoured_by_our_retry(fake: FakeDiscord,
-                                                             sleeps: Sleeps) -> None:
+async def test_429_long_retry_after_is_honoured_by_our_retry(
+    fake: FakeDiscord, sleeps: Sleeps
+) -> None:
     fake.inject_message(channel_id=DM, author_id=ALICE, content="hi")
     fake.fail("create_message", 1, status=429, retry_after=45)
     a = make(fake, sleep=sleeps, retry=FAST.__class__(base=0.01, cap=0.05, deadline=120))
@@ -119,12 +120,14 @@ async def test_403_is_rejected_without_retry(fake: FakeDiscord) -> None:
 
 async def test_reply_cannot_ping_everyone_or_users(fake: FakeDiscord) -> None:
     """The model's text tries mass and user pings: every message goes out with pings off."""
-    fake.inject_message(channel_id=GUILD_CHANNEL_ID, author_id=ALICE, guild_id=GUILD_ID,
-                        content="hi")
+    fake.inject_message(
+        channel_id=GUILD_CHANNEL_ID, author_id=ALICE, guild_id=GUILD_ID, content="hi"
+    )
     a = make(fake)
     try:
-        await a.send(out(f"@everyone @here <@{ALICE}> <@&{GUILD_ID}> look",
-                         chat_id=GUILD_CHANNEL_ID))
+        await a.send(
+            out(f"@everyone @here <@{ALICE}> <@&{GUILD_ID}> look", chat_id=GUILD_CHANNEL_ID)
+        )
     finally:
         await a.close()
     [sent] = fake.sent
@@ -133,14 +136,26 @@ async def test_reply_cannot_ping_everyone_or_users(fake: FakeDiscord) -> None:
 
 
 async def test_reply_references_the_message_and_plain_text_is_escaped(fake: FakeDiscord) -> None:
-    asked = fake.inject_message(channel_id=GUILD_CHANNEL_ID, author_id=ALICE, guild_id=GUILD_ID,
-                                content="approve?")
+    asked = fake.inject_message(
+        channel_id=GUILD_CHANNEL_ID, author_id=ALICE, guild_id=GUILD_ID, content="approve?"
+    )
     a = make(fake)
     try:
-        await a.send(out("run `rm -rf *_tmp` **now**", chat_id=GUILD_CHANNEL_ID, plain=True,
-                         in_reply_to=f"discord:main:{GUILD_CHANNEL_ID}:{asked['id']}"))
-        await a.send(out("**bold** and `code`", chat_id=GUILD_CHANNEL_ID,
-                         in_reply_to=f"discord:main:{DM}:{asked['id']}"))  # other chat: no ref
+        await a.send(
+            out(
+                "run `rm -rf *_tmp` **now**",
+                chat_id=GUILD_CHANNEL_ID,
+                plain=True,
+                in_reply_to=f"discord:main:{GUILD_CHANNEL_ID}:{asked['id']}",
+            )
+        )
+        await a.send(
+            out(
+                "**bold** and `code`",
+                chat_id=GUILD_CHANNEL_ID,
+                in_reply_to=f"discord:main:{DM}:{asked['id']}",
+            )
+        )  # other chat: no ref
     finally:
         await a.close()
     plain, md = fake.sent
@@ -163,7 +178,8 @@ async def test_bad_chat_id_is_rejected(fake: FakeDiscord) -> None:
 async def test_config_builds_an_adapter_that_connects(fake: FakeDiscord) -> None:
     cfg = load_config_text(
         '{"channels": {"discord": [{"account": "main", "token": "env:DISCORD_TOKEN",'
-        f' "api_base": "{fake.api_base}/", "catch_up_max": 50, "owners": ["{ALICE}"]}}]}}}}')
+        f' "api_base": "{fake.api_base}/", "catch_up_max": 50, "owners": ["{ALICE}"]}}]}}}}'
+    )
     [acct] = cfg.channels.discord
     assert (acct.catch_up_max, acct.dm_policy) == (50, "pairing")
     resolved: list[tuple[str, str]] = []
@@ -187,12 +203,15 @@ def test_config_errors_name_the_discord_key() -> None:
         load_config_text('{"channels": {"discord": [{"account": "main", "token": "abc.def"}]}}')
     assert info.value.path == "$.channels.discord[0].token" and "abc.def" not in str(info.value)
     with pytest.raises(ConfigError) as info:
-        load_config_text('{"channels": {"discord": [{"account": "m", "token": "secret:t",'
-                         ' "catch_up_max": -1}]}}')
+        load_config_text(
+            '{"channels": {"discord": [{"account": "m", "token": "secret:t", "catch_up_max": -1}]}}'
+        )
     assert info.value.path == "$.channels.discord[0].catch_up_max"
     with pytest.raises(ConfigError) as info:
-        load_config_text('{"channels": {"discord": [{"account": "m", "token": "secret:t"},'
-                         ' {"account": "m", "token": "secret:u"}]}}')
+        load_config_text(
+            '{"channels": {"discord": [{"account": "m", "token": "secret:t"},'
+            ' {"account": "m", "token": "secret:u"}]}}'
+        )
     assert info.value.path.startswith("$.channels.discord")
 
 

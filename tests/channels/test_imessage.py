@@ -44,8 +44,13 @@ class RealSleeps:
 
 
 def make(fake: FakeBlueBubbles, **kw: Any) -> IMessageAdapter:
-    args: dict[str, Any] = {"account": ACCOUNT, "api_base": fake.api_base,
-                            "password": fake.password, "poll_interval_s": 0.02, "retry": FAST}
+    args: dict[str, Any] = {
+        "account": ACCOUNT,
+        "api_base": fake.api_base,
+        "password": fake.password,
+        "poll_interval_s": 0.02,
+        "retry": FAST,
+    }
     args.update(kw)
     return IMessageAdapter(**args)
 
@@ -119,11 +124,17 @@ async def test_password_never_reaches_logs_or_errors(
     assert fake.password not in logged  # ...not the password
 
 
-@pytest.mark.parametrize(("api_base", "warned"), [
-    ("http://192.168.1.20:1234", True), ("http://mac.local:1234", True),
-    ("https://mac.example.net", False), ("http://127.0.0.1:1234", False),
-    ("http://localhost:1234", False), ("http://[::1]:1234", False),
-])
+@pytest.mark.parametrize(
+    ("api_base", "warned"),
+    [
+        ("http://192.168.1.20:1234", True),
+        ("http://mac.local:1234", True),
+        ("https://mac.example.net", False),
+        ("http://127.0.0.1:1234", False),
+        ("http://localhost:1234", False),
+        ("http://[::1]:1234", False),
+    ],
+)
 def test_cleartext_password_to_another_machine_is_warned(
     api_base: str, warned: bool, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -144,7 +155,12 @@ async def test_dm_reaches_sink_and_history_is_not_answered(fake: FakeBlueBubbles
     assert len(sink.messages) == 1
     assert msg.id == f"imessage:{ACCOUNT}:{sent['guid']}"
     assert (msg.channel, msg.account, msg.chat_id, msg.sender_id, msg.text) == (
-        "imessage", ACCOUNT, DM_CHAT, DM_ADDRESS, "hi bot")
+        "imessage",
+        ACCOUNT,
+        DM_CHAT,
+        DM_ADDRESS,
+        "hi bot",
+    )
     assert not msg.is_group and not msg.mentioned
     assert msg.session_key == f"imessage:{ACCOUNT}:dm:{DM_ADDRESS}"
 
@@ -153,15 +169,24 @@ async def test_group_mentioned_only_by_a_mention_name(fake: FakeBlueBubbles) -> 
     sink = Collector()
     async with running(make(fake, mention_names=["moltbot", "Jarvis"]), sink):
         await started(fake)
-        for text in ("just chatting", "hey Moltbot, weather?", "moltbots are cool",
-                     "@jarvis do it", "ask moltbot."):
+        for text in (
+            "just chatting",
+            "hey Moltbot, weather?",
+            "moltbots are cool",
+            "@jarvis do it",
+            "ask moltbot.",
+        ):
             fake.inject_message(text, sender="+15557654321", chat=GROUP_CHAT)
         msgs = await sink.wait(5)
     assert all(m.is_group and m.chat_id == GROUP_CHAT for m in msgs)
     assert all(m.sender_id == "+15557654321" for m in msgs)
     assert [(m.text, m.mentioned) for m in msgs] == [
-        ("just chatting", False), ("hey Moltbot, weather?", True), ("moltbots are cool", False),
-        ("@jarvis do it", True), ("ask moltbot.", True)]
+        ("just chatting", False),
+        ("hey Moltbot, weather?", True),
+        ("moltbots are cool", False),
+        ("@jarvis do it", True),
+        ("ask moltbot.", True),
+    ]
     assert msgs[0].session_key == f"imessage:{ACCOUNT}:group:{GROUP_CHAT}"
 
 
@@ -192,8 +217,7 @@ async def test_own_messages_tapbacks_and_events_are_ignored(fake: FakeBlueBubble
 
 
 @pytest.mark.parametrize("how", ["503", "refuse"])
-async def test_outage_then_back_every_message_exactly_once(fake: FakeBlueBubbles, how: str
-                                                           ) -> None:
+async def test_outage_then_back_every_message_exactly_once(fake: FakeBlueBubbles, how: str) -> None:
     sink, sleeps = Collector(), RealSleeps()
     async with running(make(fake, sleep=sleeps), sink):
         await started(fake)
@@ -210,8 +234,7 @@ async def test_outage_then_back_every_message_exactly_once(fake: FakeBlueBubbles
         fake.inject_message("after")
         await sink.wait(4)
         await settle(fake)
-    assert [m.text for m in sink.messages] == [
-        "before", "while down 1", "while down 2", "after"]
+    assert [m.text for m in sink.messages] == ["before", "while down 1", "while down 2", "after"]
     assert len({m.id for m in sink.messages}) == 4
     if how == "503":
         assert fake.refused_while_down >= 3
@@ -234,8 +257,7 @@ async def test_restart_with_the_same_cursor_catches_up_exactly(fake: FakeBlueBub
         await second.wait(3)
         await settle(fake)
     assert [m.text for m in first.messages] == ["seen by the first adapter"]
-    assert [m.text for m in second.messages] == ["while stopped 1", "while stopped 2",
-                                                 "live again"]
+    assert [m.text for m in second.messages] == ["while stopped 1", "while stopped 2", "live again"]
 
 
 async def test_catch_up_is_bounded_to_the_newest(
@@ -275,7 +297,9 @@ async def test_a_full_window_of_seen_messages_skips_nothing(
         await sink.wait(QUERY_MAX + 1)
         await settle(fake)
     assert [m.text for m in sink.messages] == [
-        *(f"burst {i}" for i in range(5, QUERY_MAX + 5)), "one more"]
+        *(f"burst {i}" for i in range(5, QUERY_MAX + 5)),
+        "one more",
+    ]
     assert not any("skipped" in r.getMessage() for r in caplog.records)
 
 
@@ -359,8 +383,7 @@ async def test_markdown_becomes_plain_text_with_apple_script(fake: FakeBlueBubbl
         await a.send(out("**bold** and `code`"))
     finally:
         await a.close()
-    assert [(s["message"], s["method"]) for s in fake.sent] == [
-        ("bold and code", "apple-script")]
+    assert [(s["message"], s["method"]) for s in fake.sent] == [("bold and code", "apple-script")]
 
 
 async def test_typing_reaches_the_fake_with_the_private_api(fake: FakeBlueBubbles) -> None:
@@ -426,9 +449,22 @@ async def test_send_to_an_unknown_group_is_rejected_without_retry(
 
 # --- config ----------------------------------------------------------------------------------
 def test_config_builds_the_adapter() -> None:
-    cfg = load_config_text(msgspec.json.encode({"channels": {"imessage": [{
-        "account": "home", "api_base": "http://127.0.0.1:1234",
-        "password": "env:BB_PASSWORD", "mention_names": ["molty"]}]}}).decode())
+    cfg = load_config_text(
+        msgspec.json.encode(
+            {
+                "channels": {
+                    "imessage": [
+                        {
+                            "account": "home",
+                            "api_base": "http://127.0.0.1:1234",
+                            "password": "env:BB_PASSWORD",
+                            "mention_names": ["molty"],
+                        }
+                    ]
+                }
+            }
+        ).decode()
+    )
     (acct,) = cfg.channels.imessage
     assert (acct.catch_up_max, acct.poll_interval_s, acct.send_method) == (200, 2.0, "auto")
     asked: list[tuple[str, str]] = []
@@ -442,12 +478,17 @@ def test_config_builds_the_adapter() -> None:
     assert asked == [("env:BB_PASSWORD", "$.channels.imessage[0].password")]
 
 
-@pytest.mark.parametrize(("account", "where"), [
-    ({"account": "home", "password": "env:X"}, "api_base"),
-    ({"account": "home", "api_base": "127.0.0.1:1234", "password": "env:X"}, "api_base"),
-    ({"account": "home", "api_base": "http://127.0.0.1:1234", "password": "hunter2"},
-     "password"),
-])
+@pytest.mark.parametrize(
+    ("account", "where"),
+    [
+        ({"account": "home", "password": "env:X"}, "api_base"),
+        ({"account": "home", "api_base": "127.0.0.1:1234", "password": "env:X"}, "api_base"),
+        (
+            {"account": "home", "api_base": "http://127.0.0.1:1234", "password": "hunter2"},
+            "password",
+        ),
+    ],
+)
 def test_bad_config_names_the_key(account: dict[str, str], where: str) -> None:
     with pytest.raises(ConfigError) as info:
         load_config_text(msgspec.json.encode({"channels": {"imessage": [account]}}).decode())

@@ -29,7 +29,8 @@ def test_backoff_grows_caps_and_jitters() -> None:
             assert d / 2 <= backoff(attempt, base=0.5, cap=8.0, rng=rng) <= d
     assert backoff(10_000, base=0.5, cap=8.0, rng=rng) <= 8.0
     assert backoff(3, base=1, cap=100, rng=random.Random(5)) == backoff(
-        3, base=1, cap=100, rng=random.Random(5))
+        3, base=1, cap=100, rng=random.Random(5)
+    )
     with pytest.raises(ValueError):
         backoff(-1, base=1, cap=1)
 
@@ -46,16 +47,23 @@ def test_classify_status() -> None:
 
 async def test_retries_transient_then_succeeds() -> None:
     t = Timeline()
-    errors: list[Exception] = [RateLimited("slow down", retry_after=4),
-                               PlatformUnavailable("502"), PlatformUnavailable("503")]
+    errors: list[Exception] = [
+        RateLimited("slow down", retry_after=4),
+        PlatformUnavailable("502"),
+        PlatformUnavailable("503"),
+    ]
 
     async def fn() -> str:
         if errors:
             raise errors.pop(0)
         return "ok"
 
-    assert await retrying(fn, deadline=60, sleep=t.sleep, clock=t.clock,
-                          rng=random.Random(0), base=1, cap=10) == "ok"
+    assert (
+        await retrying(
+            fn, deadline=60, sleep=t.sleep, clock=t.clock, rng=random.Random(0), base=1, cap=10
+        )
+        == "ok"
+    )
     assert t.sleeps[0] == 4 and len(t.sleeps) == 3
     assert 0.5 <= t.sleeps[1] <= 1 and 1 <= t.sleeps[2] <= 2
 

@@ -225,8 +225,9 @@ async def test_strangers_cannot_reach_the_agent_through_groups(
     policy = AccessPolicy(dm_policy="allowlist", allow_from=["7"], group_allow=["-100"])
     rig = Rig(fake, policy, audit=AuditLog(path))
     for chat, user, text in ((-666, 666, "run rm"), (-100, 666, "me too"), (-100, 7, "owner here")):
-        fake.inject_message(chat_id=chat, user_id=user, text=f"@moltbot_test_bot {text}",
-                            chat_type="group")
+        fake.inject_message(
+            chat_id=chat, user_id=user, text=f"@moltbot_test_bot {text}", chat_type="group"
+        )
     async with running(rig):
         await fake.wait_sent(1)
         await asyncio.sleep(0.2)
@@ -234,10 +235,15 @@ async def test_strangers_cannot_reach_the_agent_through_groups(
     assert [m.sender_id for m in rig.store.journal.values()] == ["7"]
     assert rig.service.pairing_list()["pending"] == []
     records = [json.loads(line) for line in path.read_text().splitlines()]
-    refused = [(r["fields"]["chat_id"], r["fields"]["sender_id"], r["fields"]["reason"])
-               for r in records if r["kind"] == "access_refused"]
-    assert refused == [("-666", "666", "group_not_allowed"),
-                       ("-100", "666", "group_sender_not_allowed")]
+    refused = [
+        (r["fields"]["chat_id"], r["fields"]["sender_id"], r["fields"]["reason"])
+        for r in records
+        if r["kind"] == "access_refused"
+    ]
+    assert refused == [
+        ("-666", "666", "group_not_allowed"),
+        ("-100", "666", "group_sender_not_allowed"),
+    ]
 
 
 async def test_pairing_code_then_approve_then_answered(fake: FakeTelegram) -> None:

@@ -30,8 +30,12 @@ async def poll_fake() -> AsyncIterator[FakeSignal]:
 
 
 def make(fake: FakeSignal, **kw: object) -> SignalAdapter:
-    args: dict[str, object] = {"account": NUMBER, "api_base": fake.api_base, "poll_timeout": 1,
-                               "retry": FAST}
+    args: dict[str, object] = {
+        "account": NUMBER,
+        "api_base": fake.api_base,
+        "poll_timeout": 1,
+        "retry": FAST,
+    }
     args.update(kw)
     return SignalAdapter(**args)  # type: ignore[arg-type]
 
@@ -60,15 +64,21 @@ async def test_dm_and_group_reach_sink(fake: FakeSignal) -> None:
     sink = Collector()
     fake.inject_message(source="+15557770000", uuid="u-alice", text="hi bot", name="Alice")
     fake.inject_message(source="+15557770001", uuid="u-bob", text="chatter", group_id="grp1")
-    fake.inject_message(source="+15557770001", uuid="u-bob", text="do it", group_id="grp1",
-                        mention_me=True)
-    fake.inject_message(source="+15557770002", uuid="u-carol", text="and?", group_id="grp1",
-                        quote_me=True)
+    fake.inject_message(
+        source="+15557770001", uuid="u-bob", text="do it", group_id="grp1", mention_me=True
+    )
+    fake.inject_message(
+        source="+15557770002", uuid="u-carol", text="and?", group_id="grp1", quote_me=True
+    )
     async with running(make(fake), sink):
         msgs = await sink.wait(4)
     dm, chatter, mention, reply = msgs
     assert (dm.chat_id, dm.sender_id, dm.text, dm.sender_name) == (
-        "+15557770000", "u-alice", "hi bot", "Alice")
+        "+15557770000",
+        "u-alice",
+        "hi bot",
+        "Alice",
+    )
     assert not dm.is_group and dm.session_key == f"signal:{NUMBER}:dm:u-alice"
     assert dm.id.startswith(f"signal:{NUMBER}:+15557770000:u-alice:")
     assert [m.mentioned for m in (chatter, mention, reply)] == [False, True, True]

@@ -24,8 +24,14 @@ async def fake() -> AsyncIterator[FakeSlack]:
 
 
 def make(fake: FakeSlack, **kw: object) -> SlackAdapter:
-    args: dict[str, object] = {"account": "work", "bot_token": BOT_TOKEN, "app_token": APP_TOKEN,
-                               "api_base": fake.api_base, "ping_interval": 0.2, "retry": FAST}
+    args: dict[str, object] = {
+        "account": "work",
+        "bot_token": BOT_TOKEN,
+        "app_token": APP_TOKEN,
+        "api_base": fake.api_base,
+        "ping_interval": 0.2,
+        "retry": FAST,
+    }
     args.update(kw)
     return SlackAdapter(**args)  # type: ignore[arg-type]
 
@@ -70,19 +76,29 @@ async def test_channel_mentions(fake: FakeSlack) -> None:
     sink = Collector()
     fake.inject_message(channel="C1", user="U1", text="lunch?", channel_type="channel")
     ts = "1700000000.000777"
-    fake.inject_message(channel="C1", user="U2", text="<@UBOT0001> summarise",
-                        channel_type="channel", ts=ts)
+    fake.inject_message(
+        channel="C1", user="U2", text="<@UBOT0001> summarise", channel_type="channel", ts=ts
+    )
     fake.inject_mention(channel="C1", user="U2", text="<@UBOT0001> summarise", ts=ts)
-    fake.inject_message(channel="C1", user="U3", text="thread reply", channel_type="channel",
-                        thread_ts="1700000000.000001")
+    fake.inject_message(
+        channel="C1",
+        user="U3",
+        text="thread reply",
+        channel_type="channel",
+        thread_ts="1700000000.000001",
+    )
     fake.inject_message(channel="C1", user="UBOT0001", text="my own echo", channel_type="channel")
-    fake.inject_message(channel="C1", user="U4", text="edited", channel_type="channel",
-                        subtype="message_changed")
+    fake.inject_message(
+        channel="C1", user="U4", text="edited", channel_type="channel", subtype="message_changed"
+    )
     async with running(make(fake), sink):
         await fake.wait_acked(6)
     msgs = sink.messages
     assert [(m.text, m.mentioned) for m in msgs] == [
-        ("lunch?", False), ("summarise", True), ("thread reply", False)]
+        ("lunch?", False),
+        ("summarise", True),
+        ("thread reply", False),
+    ]
     assert all(m.is_group for m in msgs)
     assert msgs[2].thread_id == "1700000000.000001"
     assert msgs[0].session_key == "slack:work:group:C1"
@@ -183,8 +199,15 @@ async def test_unreachable_is_unavailable() -> None:
     async def sleep(d: float) -> None:
         clock.advance(d)
 
-    a = SlackAdapter(account="work", bot_token=BOT_TOKEN, app_token=APP_TOKEN,
-                     api_base="http://127.0.0.1:9/api/", retry=FAST, clock=clock, sleep=sleep)
+    a = SlackAdapter(
+        account="work",
+        bot_token=BOT_TOKEN,
+        app_token=APP_TOKEN,
+        api_base="http://127.0.0.1:9/api/",
+        retry=FAST,
+        clock=clock,
+        sleep=sleep,
+    )
     with pytest.raises(PlatformUnavailable):
         await a.send(out("hello"))
     await a.close()
@@ -230,8 +253,7 @@ async def test_waiting_envelopes_are_sunk_together_and_acked_but_the_refused(
         run = asyncio.ensure_future(a.run(sink))
         fake.inject_message(channel="D100", user="U42", text="warm")
         await sink.wait(1)  # connected; the next ones queue while "warm" is held
-        late = [fake.inject_message(channel="D100", user="U42", text=t)
-                for t in ("a", "bad", "b")]
+        late = [fake.inject_message(channel="D100", user="U42", text=t) for t in ("a", "bad", "b")]
         with pytest.raises(StoreDown):
             await run
     await a.close()

@@ -24,8 +24,13 @@ async def fake() -> AsyncIterator[FakeTelegram]:
 
 
 def make(fake: FakeTelegram, **kw: object) -> TelegramAdapter:
-    args: dict[str, object] = {"account": "main", "token": DEFAULT_TOKEN,
-                               "api_base": fake.api_base, "poll_timeout": 1, "retry": FAST}
+    args: dict[str, object] = {
+        "account": "main",
+        "token": DEFAULT_TOKEN,
+        "api_base": fake.api_base,
+        "poll_timeout": 1,
+        "retry": FAST,
+    }
     args.update(kw)
     return TelegramAdapter(**args)  # type: ignore[arg-type]
 
@@ -79,10 +84,12 @@ async def test_group_mention_flags(fake: FakeTelegram) -> None:
     sink = Collector()
     a = make(fake)
     fake.inject_message(chat_id=-1001, user_id=7, text="just chatting", chat_type="supergroup")
-    fake.inject_message(chat_id=-1001, user_id=7, text="@moltbot_test_bot what time is it?",
-                        chat_type="supergroup")
-    fake.inject_message(chat_id=-1001, user_id=8, text="and you?", chat_type="group",
-                        reply_to_bot=True)
+    fake.inject_message(
+        chat_id=-1001, user_id=7, text="@moltbot_test_bot what time is it?", chat_type="supergroup"
+    )
+    fake.inject_message(
+        chat_id=-1001, user_id=8, text="and you?", chat_type="group", reply_to_bot=True
+    )
     fake.inject_message(chat_id=-1001, user_id=8, text="@someone_else hi", chat_type="group")
     async with running(a, sink):
         msgs = await sink.wait(4)
@@ -143,8 +150,9 @@ async def test_send_chunks_to_limit_as_html(fake: FakeTelegram) -> None:
 async def test_send_reply_in_group_and_thread(fake: FakeTelegram) -> None:
     a = make(fake)
     try:
-        await a.send(out("hi", chat_id="-1001", in_reply_to="telegram:main:-1001:77",
-                         thread_id="5"))
+        await a.send(
+            out("hi", chat_id="-1001", in_reply_to="telegram:main:-1001:77", thread_id="5")
+        )
     finally:
         await a.close()
     [s] = fake.sent

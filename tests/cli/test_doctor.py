@@ -236,17 +236,30 @@ def test_every_channel_account_is_probed_live_with_the_fix(initialized, capsys):
         loop.run(fake.start())
     tg, slack, sig, dc, bb = fakes
     vault = Vault.open(initialized)
-    for name, value in (("tg", DEFAULT_TOKEN), ("slack_bot", "xoxb-not-the-right-one"),
-                        ("slack_app", APP_TOKEN), ("dc", DISCORD_TOKEN), ("bb", "wrong")):
+    for name, value in (
+        ("tg", DEFAULT_TOKEN),
+        ("slack_bot", "xoxb-not-the-right-one"),
+        ("slack_app", APP_TOKEN),
+        ("dc", DISCORD_TOKEN),
+        ("bb", "wrong"),
+    ):
         vault.set(name, value)
-    cfg = {"channels": {
-        "telegram": [{"account": "main", "token": "secret:tg", "api_base": tg.api_base}],
-        "slack": [{"account": "work", "bot_token": "secret:slack_bot",
-                   "app_token": "secret:slack_app", "api_base": slack.api_base}],
-        "signal": [{"account": "phone", "number": "+15557770000", "api_base": sig.api_base}],
-        "discord": [{"account": "main", "token": "secret:dc", "api_base": dc.api_base}],
-        "imessage": [{"account": "home", "password": "secret:bb", "api_base": bb.api_base}],
-    }}
+    cfg = {
+        "channels": {
+            "telegram": [{"account": "main", "token": "secret:tg", "api_base": tg.api_base}],
+            "slack": [
+                {
+                    "account": "work",
+                    "bot_token": "secret:slack_bot",
+                    "app_token": "secret:slack_app",
+                    "api_base": slack.api_base,
+                }
+            ],
+            "signal": [{"account": "phone", "number": "+15557770000", "api_base": sig.api_base}],
+            "discord": [{"account": "main", "token": "secret:dc", "api_base": dc.api_base}],
+            "imessage": [{"account": "home", "password": "secret:bb", "api_base": bb.api_base}],
+        }
+    }
     (initialized / "config.json").write_text(json.dumps(cfg))
     try:
         code, out, _ = doctor_run(capsys)
@@ -254,11 +267,14 @@ def test_every_channel_account_is_probed_live_with_the_fix(initialized, capsys):
         for fake in fakes:
             loop.run(fake.stop())
         loop.close()
-    lines = {m.group(1): ln for ln in out.splitlines()
-             if (m := re.search(r"  (channel \w+:\w+): ", ln))}
+    lines = {
+        m.group(1): ln for ln in out.splitlines() if (m := re.search(r"  (channel \w+:\w+): ", ln))
+    }
     assert code == 1
-    assert lines["channel telegram:main"].startswith("ok") and "connected as" in lines[
-        "channel telegram:main"]
+    assert (
+        lines["channel telegram:main"].startswith("ok")
+        and "connected as" in lines["channel telegram:main"]
+    )
     assert lines["channel discord:main"].startswith("ok")
     assert lines["channel slack:work"].startswith("FAIL") and "fix:" in lines["channel slack:work"]
     signal = lines["channel signal:phone"]

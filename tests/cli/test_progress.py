@@ -16,17 +16,39 @@ def tree(*children: dict[str, Any]) -> dict[str, Any]:
 def test_each_child_once_as_it_comes_up_and_a_parked_account_with_its_fix() -> None:
     out, now = io.StringIO(), [0.0]
     show = StartProgress(out, tty=False, clock=lambda: now[0])
-    rejected = {"state": "rejected", "reason": "Slack refused the bot token",
-                "fix": "check channels.slack bot_token"}
-    show(tree({"name": "moltbot.store", "state": "running"},
-              {"name": "moltbot.channels", "state": "starting", "children": [
-                  {"name": "moltbot.channels.slack:work", "state": "starting"}]}))
+    rejected = {
+        "state": "rejected",
+        "reason": "Slack refused the bot token",
+        "fix": "check channels.slack bot_token",
+    }
+    show(
+        tree(
+            {"name": "moltbot.store", "state": "running"},
+            {
+                "name": "moltbot.channels",
+                "state": "starting",
+                "children": [{"name": "moltbot.channels.slack:work", "state": "starting"}],
+            },
+        )
+    )
     now[0] = 2.5
-    show(tree({"name": "moltbot.store", "state": "running"},
-              {"name": "moltbot.channels", "state": "running", "children": [
-                  {"name": "moltbot.channels.slack:work", "state": "running",
-                   "figures": {"link": rejected}},
-                  {"name": "moltbot.tools.sandbox-0", "state": "waiting"}]}))
+    show(
+        tree(
+            {"name": "moltbot.store", "state": "running"},
+            {
+                "name": "moltbot.channels",
+                "state": "running",
+                "children": [
+                    {
+                        "name": "moltbot.channels.slack:work",
+                        "state": "running",
+                        "figures": {"link": rejected},
+                    },
+                    {"name": "moltbot.tools.sandbox-0", "state": "waiting"},
+                ],
+            },
+        )
+    )
     assert out.getvalue().splitlines() == [
         "  ✓ store  (0.0s)",
         "  ✓ channels  (2.5s)",

@@ -23,8 +23,11 @@ def test_validate_ok(tmp_path, monkeypatch, capsys):
     ("config", "value", "path"),
     [
         ("{}", "short-but-not-32-chars", "$.gateway.auth.token"),
-        ('{"gateway": {"auth": {"token": null, "password": "secret:pw"}}}', "hunter2",
-         "$.gateway.auth.password"),
+        (
+            '{"gateway": {"auth": {"token": null, "password": "secret:pw"}}}',
+            "hunter2",
+            "$.gateway.auth.password",
+        ),
         ('{"gateway": {"auth": {"token": null}}}', "", "$.gateway.auth"),
     ],
 )

@@ -85,8 +85,16 @@ def test_example_configs_answer_no_stranger_in_a_group(name: str) -> None:
         book = Pairing(policy_for(acct))
         listed = book.policy.group_allow[:1] or ["-1"]
         for chat in ["-999", *listed]:
-            msg = InboundMessage(id="x", channel="telegram", account=acct.account, chat_id=chat,
-                                 sender_id="stranger", text="hi", is_group=True, mentioned=True)
+            msg = InboundMessage(
+                id="x",
+                channel="telegram",
+                account=acct.account,
+                chat_id=chat,
+                sender_id="stranger",
+                text="hi",
+                is_group=True,
+                mentioned=True,
+            )
             assert book.check(msg).action == "deny", (name, acct.account, chat)
 
 

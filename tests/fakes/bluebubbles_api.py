@@ -42,20 +42,27 @@ GROUP_CHAT = "iMessage;+;chat123"
 GROUP_STYLE, DM_STYLE = 43, 45
 
 
-def _envelope(data: Any, status: int = 200, message: str = "Success",
-              **extra: Any) -> web.Response:
-    return web.json_response({"status": status, "message": message, "data": data, **extra},
-                             status=status)
+def _envelope(data: Any, status: int = 200, message: str = "Success", **extra: Any) -> web.Response:
+    return web.json_response(
+        {"status": status, "message": message, "data": data, **extra}, status=status
+    )
 
 
 def _error(status: int, kind: str, text: str) -> web.Response:
-    return web.json_response({"status": status, "message": text,
-                              "error": {"type": kind, "message": text}}, status=status)
+    return web.json_response(
+        {"status": status, "message": text, "error": {"type": kind, "message": text}}, status=status
+    )
 
 
 class FakeBlueBubbles(FakeServer):
-    def __init__(self, *, password: str = PASSWORD, private_api: bool = True,
-                 host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(
+        self,
+        *,
+        password: str = PASSWORD,
+        private_api: bool = True,
+        host: str = "127.0.0.1",
+        port: int = 0,
+    ) -> None:
         self.password, self.private_api, self.host, self.port = password, private_api, host, port
         self.messages: list[dict[str, Any]] = []  # the iMessage database, in insertion order
         self.chats: dict[str, dict[str, Any]] = {}
@@ -83,16 +90,30 @@ class FakeBlueBubbles(FakeServer):
         app.router.add_post("/api/v1/chat/{guid}/typing", self._typing)
 
     # --- test API ------------------------------------------------------------------------
-    def inject_message(self, text: str, *, sender: str = DM_ADDRESS, chat: str | None = None,
-                       from_me: bool = False, item_type: int = 0,
-                       associated: str | None = None,
-                       created_ms: int | None = None) -> dict[str, Any]:
+    def inject_message(
+        self,
+        text: str,
+        *,
+        sender: str = DM_ADDRESS,
+        chat: str | None = None,
+        from_me: bool = False,
+        item_type: int = 0,
+        associated: str | None = None,
+        created_ms: int | None = None,
+    ) -> dict[str, Any]:
         """A message arriving in the Mac's database (``chat`` default: the sender's DM;
         ``created_ms``: its dateCreated, e.g. older than one already there)."""
         chat_guid = chat or f"iMessage;-;{sender}"
         self._chat(chat_guid)
-        return self._store(text, sender=sender, chat_guid=chat_guid, from_me=from_me,
-                           item_type=item_type, associated=associated, created_ms=created_ms)
+        return self._store(
+            text,
+            sender=sender,
+            chat_guid=chat_guid,
+            from_me=from_me,
+            item_type=item_type,
+            associated=associated,
+            created_ms=created_ms,
+        )
 
     def fail(self, method: str, count: int = 1, status: int = 500) -> None:
         self._failures.add(method, count, status, None)
@@ -116,17 +137,22 @@ class FakeBlueBubbles(FakeServer):
         return self.sent
 
     # --- the database --------------------------------------------------------------------
-    def _chat(self, guid: str, *, display_name: str = "",
-              participants: list[str] | None = None) -> dict[str, Any]:
+    def _chat(
+        self, guid: str, *, display_name: str = "", participants: list[str] | None = None
+    ) -> dict[str, Any]:
         if guid not in self.chats:
             group = ";+;" in guid
             ident = guid.rsplit(";", 1)[-1]
             self.chats[guid] = {
-                "originalROWID": len(self.chats) + 1, "guid": guid,
-                "style": GROUP_STYLE if group else DM_STYLE, "chatIdentifier": ident,
-                "isArchived": False, "displayName": display_name,
-                "participants": [{"address": a, "service": "iMessage"}
-                                 for a in (participants or [ident])],
+                "originalROWID": len(self.chats) + 1,
+                "guid": guid,
+                "style": GROUP_STYLE if group else DM_STYLE,
+                "chatIdentifier": ident,
+                "isArchived": False,
+                "displayName": display_name,
+                "participants": [
+                    {"address": a, "service": "iMessage"} for a in (participants or [ident])
+                ],
             }
         return self.chats[guid]
 
@@ -134,24 +160,41 @@ class FakeBlueBubbles(FakeServer):
         self._last_ms = max(int(time.time() * 1000), self._last_ms + 1)
         return self._last_ms
 
-    def _store(self, text: str, *, sender: str, chat_guid: str, from_me: bool,
-               item_type: int = 0, associated: str | None = None,
-               created_ms: int | None = None) -> dict[str, Any]:
+    def _store(
+        self,
+        text: str,
+        *,
+        sender: str,
+        chat_guid: str,
+        from_me: bool,
+        item_type: int = 0,
+        associated: str | None = None,
+        created_ms: int | None = None,
+    ) -> dict[str, Any]:
         self._rowid += 1
         msg = {
             "originalROWID": self._rowid,
             "guid": str(uuid.uuid4()).upper(),
             "text": text,
-            "handle": None if from_me else {"address": sender, "service": "iMessage",
-                                            "country": "us", "uncanonicalizedId": None},
+            "handle": None
+            if from_me
+            else {
+                "address": sender,
+                "service": "iMessage",
+                "country": "us",
+                "uncanonicalizedId": None,
+            },
             "handleId": 0 if from_me else self._rowid,
             "isFromMe": from_me,
             "dateCreated": self._now_ms() if created_ms is None else created_ms,
-            "dateRead": None, "dateDelivered": None,
+            "dateRead": None,
+            "dateDelivered": None,
             "itemType": item_type,
             "associatedMessageGuid": associated,
             "associatedMessageType": "love" if associated else None,
-            "attachments": [], "subject": None, "error": 0,
+            "attachments": [],
+            "subject": None,
+            "error": 0,
             "chat": chat_guid,
         }
         self.messages.append(msg)
@@ -174,8 +217,9 @@ class FakeBlueBubbles(FakeServer):
         given = request.query.get("password") or request.query.get("guid") or ""
         if not hmac.compare_digest(given.encode(), self.password.encode()):
             self.unauthorized += 1
-            return _error(401, "Authentication Error",
-                          "You are not authorized to access this resource")
+            return _error(
+                401, "Authentication Error", "You are not authorized to access this resource"
+            )
         self.calls[method] += 1
         failure = self._failures.take(method)
         if failure is not None:
@@ -186,11 +230,18 @@ class FakeBlueBubbles(FakeServer):
         return self._gate(request, "ping") or _envelope("pong", message="Ping received!")
 
     async def _info(self, request: web.Request) -> web.Response:
-        return self._gate(request, "info") or _envelope({
-            "computer_id": "fake-mac", "os_version": "14.5", "server_version": "1.9.9",
-            "private_api": self.private_api, "helper_connected": self.private_api,
-            "proxy_service": "lan-url", "detected_icloud": ME, "detected_imessage": ME,
-        })
+        return self._gate(request, "info") or _envelope(
+            {
+                "computer_id": "fake-mac",
+                "os_version": "14.5",
+                "server_version": "1.9.9",
+                "private_api": self.private_api,
+                "helper_connected": self.private_api,
+                "proxy_service": "lan-url",
+                "detected_icloud": ME,
+                "detected_imessage": ME,
+            }
+        )
 
     async def _query(self, request: web.Request) -> web.Response:
         err = self._gate(request, "query")
@@ -199,16 +250,23 @@ class FakeBlueBubbles(FakeServer):
         body = await request.json()
         self.queries.append(body)
         with_ = {str(w).lower() for w in body.get("with", [])}
-        found = [m for m in self.messages
-                 if (body.get("after") is None or m["dateCreated"] >= int(body["after"]))
-                 and (body.get("before") is None or m["dateCreated"] < int(body["before"]))
-                 and body.get("chatGuid") in (None, m["chat"])]
-        found.sort(key=lambda m: (m["dateCreated"], m["originalROWID"]),
-                   reverse=str(body.get("sort", "DESC")).upper() == "DESC")
+        found = [
+            m
+            for m in self.messages
+            if (body.get("after") is None or m["dateCreated"] >= int(body["after"]))
+            and (body.get("before") is None or m["dateCreated"] < int(body["before"]))
+            and body.get("chatGuid") in (None, m["chat"])
+        ]
+        found.sort(
+            key=lambda m: (m["dateCreated"], m["originalROWID"]),
+            reverse=str(body.get("sort", "DESC")).upper() == "DESC",
+        )
         offset, limit = int(body.get("offset", 0)), min(int(body.get("limit", 100)), 1000)
-        page = found[offset:offset + limit]
-        return _envelope([self._public(m, with_) for m in page],
-                         metadata={"offset": offset, "limit": limit, "total": len(found)})
+        page = found[offset : offset + limit]
+        return _envelope(
+            [self._public(m, with_) for m in page],
+            metadata={"offset": offset, "limit": limit, "total": len(found)},
+        )
 
     async def _send(self, request: web.Request) -> web.Response:
         err = self._gate(request, "send")

@@ -93,12 +93,25 @@ class FakeDiscord(FakeServer):
         self.token, self.host, self.port = token, host, port
         self.heartbeat_interval_ms = heartbeat_interval_ms
         self.message_content_allowed = message_content_allowed
-        self.bot = {"id": BOT_ID, "username": "moltbot", "discriminator": "0",
-                    "global_name": "Moltbot", "avatar": None, "bot": True}
+        self.bot = {
+            "id": BOT_ID,
+            "username": "moltbot",
+            "discriminator": "0",
+            "global_name": "Moltbot",
+            "avatar": None,
+            "bot": True,
+        }
         self.guilds: dict[str, dict[str, str]] = {GUILD_ID: {GUILD_CHANNEL_ID: "general"}}
         self.channels: dict[str, dict[str, Any]] = {
-            GUILD_CHANNEL_ID: {"id": GUILD_CHANNEL_ID, "type": 0, "guild_id": GUILD_ID,
-                               "name": "general", "position": 0, "permission_overwrites": []}}
+            GUILD_CHANNEL_ID: {
+                "id": GUILD_CHANNEL_ID,
+                "type": 0,
+                "guild_id": GUILD_ID,
+                "name": "general",
+                "position": 0,
+                "permission_overwrites": [],
+            }
+        }
         self.history: dict[str, list[dict[str, Any]]] = {}
         self.sent: list[dict[str, Any]] = []  # {"channel_id", **json body}
         self.typing: list[str] = []
@@ -128,8 +141,9 @@ class FakeDiscord(FakeServer):
         app.router.add_get(f"{api}/users/@me", self._rest("users_me", self._users_me))
         app.router.add_get(f"{api}/oauth2/applications/@me", self._rest("app", self._app))
         app.router.add_get(f"{api}/gateway/bot", self._rest("gateway_bot", self._gateway_bot))
-        app.router.add_post(f"{api}/channels/{{cid}}/messages",
-                            self._rest("create_message", self._create_message))
+        app.router.add_post(
+            f"{api}/channels/{{cid}}/messages", self._rest("create_message", self._create_message)
+        )
         app.router.add_get(f"{api}/channels/{{cid}}/messages", self._rest("history", self._list))
         app.router.add_post(f"{api}/channels/{{cid}}/typing", self._rest("typing", self._typing))
         app.router.add_get(f"{api}/channels/{{cid}}", self._rest("channel", self._channel))
@@ -149,9 +163,14 @@ class FakeDiscord(FakeServer):
 
     def add_guild_channel(self, channel_id: str, guild_id: str = GUILD_ID) -> None:
         self.guilds.setdefault(guild_id, {})[channel_id] = f"channel-{channel_id[-4:]}"
-        self.channels[channel_id] = {"id": channel_id, "type": 0, "guild_id": guild_id,
-                                     "name": f"channel-{channel_id[-4:]}", "position": 0,
-                                     "permission_overwrites": []}
+        self.channels[channel_id] = {
+            "id": channel_id,
+            "type": 0,
+            "guild_id": guild_id,
+            "name": f"channel-{channel_id[-4:]}",
+            "position": 0,
+            "permission_overwrites": [],
+        }
 
     def delete_channel(self, channel_id: str) -> None:
         self.channels.pop(channel_id, None)
@@ -176,22 +195,31 @@ class FakeDiscord(FakeServer):
         ``guild_id`` None: a DM channel (created on first use)."""
         if guild_id is None and channel_id not in self.channels:
             self.channels[channel_id] = {
-                "id": channel_id, "type": 1, "last_message_id": None,
-                "recipients": [self._user(author_id, username)]}
+                "id": channel_id,
+                "type": 1,
+                "last_message_id": None,
+                "recipients": [self._user(author_id, username)],
+            }
         author = self._user(author_id, username, bot=bot)
         if mention_bot:
             content = f"<@{BOT_ID}> {content}"
         if mention_role is not None:
             content = f"<@&{mention_role}> {content}"
-        msg = self._message(channel_id, author, content,
-                            mentions=[self.bot] if mention_bot else [], reply_to=reply_to)
+        msg = self._message(
+            channel_id,
+            author,
+            content,
+            mentions=[self.bot] if mention_bot else [],
+            reply_to=reply_to,
+        )
         if mention_role is not None:
             msg["mention_roles"] = [mention_role]
         self._record(msg, guild_id, member={"nick": None, "roles": [], "joined_at": _iso()})
         return msg
 
-    def fail(self, route: str, count: int = 1, status: int = 500,
-             retry_after: float | None = None) -> None:
+    def fail(
+        self, route: str, count: int = 1, status: int = 500, retry_after: float | None = None
+    ) -> None:
         self._failures.add(route, count, status, retry_after)
 
     async def drop(self, code: int = 4000) -> None:
@@ -223,16 +251,41 @@ class FakeDiscord(FakeServer):
 
     # --- objects -------------------------------------------------------------------------
     def _user(self, user_id: str, username: str, *, bot: bool = False) -> dict[str, Any]:
-        return {"id": user_id, "username": username, "discriminator": "0",
-                "global_name": username.title(), "avatar": None, "bot": bot}
+        return {
+            "id": user_id,
+            "username": username,
+            "discriminator": "0",
+            "global_name": username.title(),
+            "avatar": None,
+            "bot": bot,
+        }
 
-    def _message(self, channel_id: str, author: dict[str, Any], content: str, *,
-                 mentions: list[dict[str, Any]], reply_to: str | None) -> dict[str, Any]:
+    def _message(
+        self,
+        channel_id: str,
+        author: dict[str, Any],
+        content: str,
+        *,
+        mentions: list[dict[str, Any]],
+        reply_to: str | None,
+    ) -> dict[str, Any]:
         msg: dict[str, Any] = {
-            "id": self.snowflake(), "channel_id": channel_id, "author": author,
-            "content": content, "timestamp": _iso(), "edited_timestamp": None, "tts": False,
-            "mention_everyone": False, "mentions": mentions, "mention_roles": [],
-            "attachments": [], "embeds": [], "pinned": False, "type": 0, "flags": 0}
+            "id": self.snowflake(),
+            "channel_id": channel_id,
+            "author": author,
+            "content": content,
+            "timestamp": _iso(),
+            "edited_timestamp": None,
+            "tts": False,
+            "mention_everyone": False,
+            "mentions": mentions,
+            "mention_roles": [],
+            "attachments": [],
+            "embeds": [],
+            "pinned": False,
+            "type": 0,
+            "flags": 0,
+        }
         if reply_to is not None:  # a reply: Discord mentions the replied-to author by default
             ref = next((m for m in self.history.get(channel_id, []) if m["id"] == reply_to), None)
             msg["type"] = 19
@@ -240,8 +293,9 @@ class FakeDiscord(FakeServer):
             msg["referenced_message"] = ref
         return msg
 
-    def _record(self, msg: dict[str, Any], guild_id: str | None,
-                member: dict[str, Any] | None = None) -> None:
+    def _record(
+        self, msg: dict[str, Any], guild_id: str | None, member: dict[str, Any] | None = None
+    ) -> None:
         self.history.setdefault(msg["channel_id"], []).append(msg)
         event = dict(msg)
         if guild_id is not None:
@@ -252,18 +306,52 @@ class FakeDiscord(FakeServer):
 
     def _guild(self, guild_id: str) -> dict[str, Any]:
         return {
-            "id": guild_id, "name": f"guild {guild_id[-4:]}", "icon": None, "owner_id": "1",
-            "unavailable": False, "member_count": 2, "large": False, "features": [],
-            "roles": [{"id": guild_id, "name": "@everyone", "permissions": "1024", "position": 0,
-                       "color": 0, "hoist": False, "managed": False, "mentionable": False},
-                      {"id": self.bot_role(guild_id), "name": "moltbot", "permissions": "3072",
-                       "position": 1, "color": 0, "hoist": False, "managed": True,
-                       "mentionable": False, "tags": {"bot_id": BOT_ID}}],
-            "emojis": [], "stickers": [], "members": [], "voice_states": [], "presences": [],
-            "threads": [], "stage_instances": [], "guild_scheduled_events": [],
+            "id": guild_id,
+            "name": f"guild {guild_id[-4:]}",
+            "icon": None,
+            "owner_id": "1",
+            "unavailable": False,
+            "member_count": 2,
+            "large": False,
+            "features": [],
+            "roles": [
+                {
+                    "id": guild_id,
+                    "name": "@everyone",
+                    "permissions": "1024",
+                    "position": 0,
+                    "color": 0,
+                    "hoist": False,
+                    "managed": False,
+                    "mentionable": False,
+                },
+                {
+                    "id": self.bot_role(guild_id),
+                    "name": "moltbot",
+                    "permissions": "3072",
+                    "position": 1,
+                    "color": 0,
+                    "hoist": False,
+                    "managed": True,
+                    "mentionable": False,
+                    "tags": {"bot_id": BOT_ID},
+                },
+            ],
+            "emojis": [],
+            "stickers": [],
+            "members": [],
+            "voice_states": [],
+            "presences": [],
+            "threads": [],
+            "stage_instances": [],
+            "guild_scheduled_events": [],
             "channels": [self.channels[c] for c in self.guilds[guild_id]],
-            "joined_at": _iso(), "verification_level": 0, "premium_tier": 0,
-            "preferred_locale": "en-US", "system_channel_flags": 0, "nsfw_level": 0,
+            "joined_at": _iso(),
+            "verification_level": 0,
+            "premium_tier": 0,
+            "preferred_locale": "en-US",
+            "system_channel_flags": 0,
+            "nsfw_level": 0,
         }
 
     # --- REST ------------------------------------------------------------------------------
@@ -285,16 +373,35 @@ class FakeDiscord(FakeServer):
         return _json({**self.bot, "verified": True, "flags": 0, "mfa_enabled": False})
 
     async def _app(self, request: web.Request) -> web.Response:
-        return _json({
-            "id": BOT_ID, "name": "moltbot", "icon": None, "description": "", "bot_public": False,
-            "bot_require_code_grant": False, "owner": self._user("1", "owner"),
-            "verify_key": "00" * 32, "flags": 0, "team": None, "summary": ""})
+        return _json(
+            {
+                "id": BOT_ID,
+                "name": "moltbot",
+                "icon": None,
+                "description": "",
+                "bot_public": False,
+                "bot_require_code_grant": False,
+                "owner": self._user("1", "owner"),
+                "verify_key": "00" * 32,
+                "flags": 0,
+                "team": None,
+                "summary": "",
+            }
+        )
 
     async def _gateway_bot(self, request: web.Request) -> web.Response:
-        return _json({
-            "url": self.gateway_url, "shards": 1,
-            "session_start_limit": {"total": 1000, "remaining": 999, "reset_after": 0,
-                                    "max_concurrency": 1}})
+        return _json(
+            {
+                "url": self.gateway_url,
+                "shards": 1,
+                "session_start_limit": {
+                    "total": 1000,
+                    "remaining": 999,
+                    "reset_after": 0,
+                    "max_concurrency": 1,
+                },
+            }
+        )
 
     async def _create_message(self, request: web.Request) -> web.Response:
         cid = request.match_info["cid"]
@@ -304,10 +411,19 @@ class FakeDiscord(FakeServer):
         content = body.get("content") or ""
         if not content.strip() or len(content) > LIMIT:
             return _json(
-                {"message": "Invalid Form Body", "code": 50035,
-                 "errors": {"content": {"_errors": [{"code": "BASE_TYPE_MAX_LENGTH",
-                                                     "message": "Must be 2000 or fewer"}]}}},
-                status=400)
+                {
+                    "message": "Invalid Form Body",
+                    "code": 50035,
+                    "errors": {
+                        "content": {
+                            "_errors": [
+                                {"code": "BASE_TYPE_MAX_LENGTH", "message": "Must be 2000 or fewer"}
+                            ]
+                        }
+                    },
+                },
+                status=400,
+            )
         self.sent.append({"channel_id": cid, **body})
         msg = self._message(cid, self.bot, content, mentions=[], reply_to=None)
         self._record(msg, self.channels[cid].get("guild_id"))  # the bot sees its own, as on Discord
@@ -362,8 +478,11 @@ class FakeDiscord(FakeServer):
     async def _gateway(self, request: web.Request) -> web.StreamResponse:
         query = dict(request.query)
         compress = query.get("compress")
-        if query.get("v") != "10" or query.get("encoding") != "json" or compress not in (
-                None, "zlib-stream"):
+        if (
+            query.get("v") != "10"
+            or query.get("encoding") != "json"
+            or compress not in (None, "zlib-stream")
+        ):
             return _json({"message": "unsupported gateway query"}, status=400)
         ws = web.WebSocketResponse(autoping=True, max_msg_size=4096 * 1024)
         await ws.prepare(request)
@@ -374,8 +493,14 @@ class FakeDiscord(FakeServer):
             async with asyncio.TaskGroup() as tg:
                 writer = tg.create_task(conn.writer())
                 await self._open.wait()
-                conn.send({"op": 10, "s": None, "t": None,
-                           "d": {"heartbeat_interval": self.heartbeat_interval_ms}})
+                conn.send(
+                    {
+                        "op": 10,
+                        "s": None,
+                        "t": None,
+                        "d": {"heartbeat_interval": self.heartbeat_interval_ms},
+                    }
+                )
                 async for frame in ws:
                     if frame.type == WSMsgType.TEXT:
                         await self._on_frame(conn, json.loads(frame.data))
@@ -409,19 +534,35 @@ class FakeDiscord(FakeServer):
             await self.session.socket.ws.close(code=4000)
         self.session = session = Session(id=uuid.uuid4().hex, socket=conn)
         session.seq = 1
-        conn.send({"op": 0, "t": "READY", "s": 1, "d": {
-            "v": 10, "user": self.bot, "session_id": session.id,
-            "resume_gateway_url": self.gateway_url, "private_channels": [],
-            "guilds": [{"id": g, "unavailable": True} for g in self.guilds],
-            "application": {"id": BOT_ID, "flags": 0}, "shard": [0, 1]}})
+        conn.send(
+            {
+                "op": 0,
+                "t": "READY",
+                "s": 1,
+                "d": {
+                    "v": 10,
+                    "user": self.bot,
+                    "session_id": session.id,
+                    "resume_gateway_url": self.gateway_url,
+                    "private_channels": [],
+                    "guilds": [{"id": g, "unavailable": True} for g in self.guilds],
+                    "application": {"id": BOT_ID, "flags": 0},
+                    "shard": [0, 1],
+                },
+            }
+        )
         for guild_id in self.guilds:
             self._dispatch_event("GUILD_CREATE", self._guild(guild_id))
 
     async def _resume(self, conn: Connection, data: dict[str, Any]) -> None:
         self.resumes += 1
         session = self.session
-        if (data.get("token") != self.token or session is None or not session.valid
-                or data.get("session_id") != session.id):
+        if (
+            data.get("token") != self.token
+            or session is None
+            or not session.valid
+            or data.get("session_id") != session.id
+        ):
             conn.send({"op": 9, "s": None, "t": None, "d": False})
             return
         session.socket = conn
@@ -447,8 +588,11 @@ class FakeDiscord(FakeServer):
 
 def _json(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
     """JSON with Discord's exact content type (discord.py parses only ``application/json``)."""
-    return web.Response(body=json.dumps(data).encode(), status=status,
-                        headers={**(headers or {}), "Content-Type": "application/json"})
+    return web.Response(
+        body=json.dumps(data).encode(),
+        status=status,
+        headers={**(headers or {}), "Content-Type": "application/json"},
+    )
 
 
 def _failure(status: int, retry_after: float | None) -> web.Response:
@@ -456,8 +600,9 @@ def _failure(status: int, retry_after: float | None) -> web.Response:
         after = retry_after if retry_after is not None else 1.0
         return _json(
             {"message": "You are being rate limited.", "retry_after": after, "global": False},
-            status=429, headers={"Retry-After": str(after), "Via": "1.1 google",
-                                 "X-RateLimit-Scope": "user"})
+            status=429,
+            headers={"Retry-After": str(after), "Via": "1.1 google", "X-RateLimit-Scope": "user"},
+        )
     if status >= 500:
         return web.Response(status=status, text="upstream error", content_type="text/plain")
     return _json({"message": "Missing Access", "code": 50001}, status=status)

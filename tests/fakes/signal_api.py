@@ -36,8 +36,14 @@ def group_chat_id(group_id: str) -> str:
 
 
 class FakeSignal(FakeServer):
-    def __init__(self, number: str = NUMBER, *, mode: str = "json-rpc", host: str = "127.0.0.1",
-                 port: int = 0) -> None:
+    def __init__(
+        self,
+        number: str = NUMBER,
+        *,
+        mode: str = "json-rpc",
+        host: str = "127.0.0.1",
+        port: int = 0,
+    ) -> None:
         self.number, self.mode, self.host, self.port = number, mode, host, port
         self.queued: list[dict[str, Any]] = []
         self.sent: list[dict[str, Any]] = []
@@ -78,27 +84,52 @@ class FakeSignal(FakeServer):
         quote_me: bool = False,
     ) -> dict[str, Any]:
         self._ts += 1
-        data: dict[str, Any] = {"timestamp": self._ts, "message": text, "expiresInSeconds": 0,
-                                "viewOnce": False}
+        data: dict[str, Any] = {
+            "timestamp": self._ts,
+            "message": text,
+            "expiresInSeconds": 0,
+            "viewOnce": False,
+        }
         if group_id is not None:
             data["groupInfo"] = {"groupId": group_id, "type": "DELIVER"}
         if mention_me:
             data["message"] = "\ufffc " + text
-            data["mentions"] = [{"name": self.number, "number": self.number, "uuid": BOT_UUID,
-                                 "start": 0, "length": 1}]
+            data["mentions"] = [
+                {
+                    "name": self.number,
+                    "number": self.number,
+                    "uuid": BOT_UUID,
+                    "start": 0,
+                    "length": 1,
+                }
+            ]
         if quote_me:
-            data["quote"] = {"id": self._ts - 100, "author": self.number,
-                             "authorNumber": self.number, "authorUuid": BOT_UUID, "text": "earlier"}
-        item = {"envelope": {
-            "source": source, "sourceNumber": source, "sourceUuid": uuid or f"uuid-{source}",
-            "sourceName": name, "sourceDevice": 1, "timestamp": self._ts, "dataMessage": data,
-        }, "account": self.number}
+            data["quote"] = {
+                "id": self._ts - 100,
+                "author": self.number,
+                "authorNumber": self.number,
+                "authorUuid": BOT_UUID,
+                "text": "earlier",
+            }
+        item = {
+            "envelope": {
+                "source": source,
+                "sourceNumber": source,
+                "sourceUuid": uuid or f"uuid-{source}",
+                "sourceName": name,
+                "sourceDevice": 1,
+                "timestamp": self._ts,
+                "dataMessage": data,
+            },
+            "account": self.number,
+        }
         self.queued.append(item)
         self._wake()
         return item
 
-    def fail(self, method: str, count: int = 1, status: int = 500,
-             retry_after: float | None = None) -> None:
+    def fail(
+        self, method: str, count: int = 1, status: int = 500, retry_after: float | None = None
+    ) -> None:
         self._failures.add(method, count, status, retry_after)
 
     async def wait_sent(self, n: int, timeout: float = 5.0) -> list[dict[str, Any]]:
@@ -127,9 +158,15 @@ class FakeSignal(FakeServer):
         return web.json_response({"error": f"User {number} is not registered."}, status=400)
 
     async def _about(self, request: web.Request) -> web.Response:
-        return self._failure("about") or web.json_response({
-            "versions": ["v1", "v2"], "build": 2, "mode": self.mode, "version": "0.92",
-            "capabilities": {"v2/send": ["quotes", "mentions"]}})
+        return self._failure("about") or web.json_response(
+            {
+                "versions": ["v1", "v2"],
+                "build": 2,
+                "mode": self.mode,
+                "version": "0.92",
+                "capabilities": {"v2/send": ["quotes", "mentions"]},
+            }
+        )
 
     async def _accounts(self, request: web.Request) -> web.Response:
         return self._failure("accounts") or web.json_response([self.number])
@@ -144,7 +181,8 @@ class FakeSignal(FakeServer):
         if self.mode == "json-rpc":
             return web.json_response(
                 {"error": "receive via HTTP is not supported in json-rpc mode, use websocket"},
-                status=400)
+                status=400,
+            )
         timeout = float(request.query.get("timeout", "1"))
         limit = int(request.query.get("max_messages", "0")) or len(self.queued) or 1
         loop = asyncio.get_running_loop()

@@ -83,8 +83,12 @@ class FakeSlack(FakeServer):
             "retry_attempt": 0,
             "retry_reason": "",
             "payload": {
-                "token": "verification", "team_id": self.team_id, "api_app_id": "A0001",
-                "event": event, "type": "event_callback", "event_id": f"Ev{uuid.uuid4().hex[:10]}",
+                "token": "verification",
+                "team_id": self.team_id,
+                "api_app_id": "A0001",
+                "event": event,
+                "type": "event_callback",
+                "event_id": f"Ev{uuid.uuid4().hex[:10]}",
                 "event_time": int(time.time()),
             },
         }
@@ -108,8 +112,13 @@ class FakeSlack(FakeServer):
         subtype: str | None = None,
     ) -> str:
         event: dict[str, Any] = {
-            "type": "message", "channel": channel, "user": user, "text": text,
-            "ts": ts or self._next_ts(), "channel_type": channel_type, "team": self.team_id,
+            "type": "message",
+            "channel": channel,
+            "user": user,
+            "text": text,
+            "ts": ts or self._next_ts(),
+            "channel_type": channel_type,
+            "team": self.team_id,
         }
         event["event_ts"] = event["ts"]
         for key, value in (("thread_ts", thread_ts), ("bot_id", bot_id), ("subtype", subtype)):
@@ -119,11 +128,21 @@ class FakeSlack(FakeServer):
 
     def inject_mention(self, *, channel: str, user: str, text: str, ts: str | None = None) -> str:
         ts = ts or self._next_ts()
-        return self.inject_event({"type": "app_mention", "channel": channel, "user": user,
-                                  "text": text, "ts": ts, "event_ts": ts, "team": self.team_id})
+        return self.inject_event(
+            {
+                "type": "app_mention",
+                "channel": channel,
+                "user": user,
+                "text": text,
+                "ts": ts,
+                "event_ts": ts,
+                "team": self.team_id,
+            }
+        )
 
-    def fail(self, method: str, count: int = 1, status: int = 500,
-             retry_after: float | None = None) -> None:
+    def fail(
+        self, method: str, count: int = 1, status: int = 500, retry_after: float | None = None
+    ) -> None:
         self._failures.add(method, count, status, retry_after)
 
     async def disconnect(self) -> None:
@@ -151,11 +170,14 @@ class FakeSlack(FakeServer):
             status, retry_after = failure
             if status == 429:
                 return web.json_response(
-                    {"ok": False, "error": "ratelimited"}, status=429,
-                    headers={"Retry-After": str(retry_after if retry_after is not None else 1)})
+                    {"ok": False, "error": "ratelimited"},
+                    status=429,
+                    headers={"Retry-After": str(retry_after if retry_after is not None else 1)},
+                )
             if status >= 500:
-                return web.Response(status=status, text="<html>upstream error</html>",
-                                    content_type="text/html")
+                return web.Response(
+                    status=status, text="<html>upstream error</html>", content_type="text/html"
+                )
             return web.json_response({"ok": False, "error": "invalid_auth"}, status=status)
         token = request.headers.get("Authorization", "").removeprefix("Bearer ")
         body: dict[str, Any] = dict(request.query)
@@ -168,14 +190,23 @@ class FakeSlack(FakeServer):
         if token != wanted:
             return web.json_response({"ok": False, "error": "invalid_auth"})
         if method == "auth.test":
-            return web.json_response({
-                "ok": True, "url": "https://fake.slack.com/", "team": "Fake Team",
-                "user": "moltbot", "team_id": self.team_id, "user_id": self.bot_user_id,
-                "bot_id": self.bot_id, "is_enterprise_install": False})
+            return web.json_response(
+                {
+                    "ok": True,
+                    "url": "https://fake.slack.com/",
+                    "team": "Fake Team",
+                    "user": "moltbot",
+                    "team_id": self.team_id,
+                    "user_id": self.bot_user_id,
+                    "bot_id": self.bot_id,
+                    "is_enterprise_install": False,
+                }
+            )
         if method == "apps.connections.open":
             ticket = uuid.uuid4().hex
             return web.json_response(
-                {"ok": True, "url": f"ws://{self.host}:{self.port}/socket?ticket={ticket}"})
+                {"ok": True, "url": f"ws://{self.host}:{self.port}/socket?ticket={ticket}"}
+            )
         if method == "chat.postMessage":
             return self._post_message(body)
         return web.json_response({"ok": False, "error": "unknown_method"}, status=404)
@@ -190,9 +221,20 @@ class FakeSlack(FakeServer):
             return web.json_response({"ok": False, "error": "msg_too_long"})
         ts = self._next_ts()
         self.sent.append({**body, "ts": ts})
-        return web.json_response({"ok": True, "channel": body["channel"], "ts": ts,
-                                  "message": {"type": "message", "text": text, "ts": ts,
-                                              "bot_id": self.bot_id, "user": self.bot_user_id}})
+        return web.json_response(
+            {
+                "ok": True,
+                "channel": body["channel"],
+                "ts": ts,
+                "message": {
+                    "type": "message",
+                    "text": text,
+                    "ts": ts,
+                    "bot_id": self.bot_id,
+                    "user": self.bot_user_id,
+                },
+            }
+        )
 
     # --- Socket Mode ---------------------------------------------------------------------
     async def _push(self, ws: web.WebSocketResponse, envelope: dict[str, Any]) -> None:
@@ -208,10 +250,16 @@ class FakeSlack(FakeServer):
         self.connections += 1
         self._sockets.append(ws)
         try:
-            await ws.send_str(json.dumps({
-                "type": "hello", "num_connections": len(self._sockets),
-                "debug_info": {"host": "fake", "approximate_connection_time": 3600},
-                "connection_info": {"app_id": "A0001"}}))
+            await ws.send_str(
+                json.dumps(
+                    {
+                        "type": "hello",
+                        "num_connections": len(self._sockets),
+                        "debug_info": {"host": "fake", "approximate_connection_time": 3600},
+                        "connection_info": {"app_id": "A0001"},
+                    }
+                )
+            )
             for envelope in list(self.pending.values()):
                 await ws.send_str(json.dumps(envelope))
             async for msg in ws:
@@ -240,8 +288,16 @@ class FakeSlack(FakeServer):
 
 async def _serve(port: int) -> None:
     async with FakeSlack(port=port) as fake:
-        print(json.dumps({"api_base": fake.api_base, "bot_token": fake.bot_token,
-                          "app_token": fake.app_token}), flush=True)
+        print(
+            json.dumps(
+                {
+                    "api_base": fake.api_base,
+                    "bot_token": fake.bot_token,
+                    "app_token": fake.app_token,
+                }
+            ),
+            flush=True,
+        )
         await asyncio.Event().wait()
 
 

@@ -27,8 +27,23 @@ from aiohttp import web
 from tests.fakes.base import Failures, FakeServer
 
 DEFAULT_TOKEN = "123456:TEST-fake-token"
-_ALLOWED_TAGS = {"b", "strong", "i", "em", "u", "ins", "s", "strike", "del", "code", "pre", "a",
-                 "span", "tg-spoiler", "blockquote"}
+_ALLOWED_TAGS = {
+    "b",
+    "strong",
+    "i",
+    "em",
+    "u",
+    "ins",
+    "s",
+    "strike",
+    "del",
+    "code",
+    "pre",
+    "a",
+    "span",
+    "tg-spoiler",
+    "blockquote",
+}
 
 
 class _HtmlCheck(HTMLParser):
@@ -42,12 +57,12 @@ class _HtmlCheck(HTMLParser):
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         if tag not in _ALLOWED_TAGS:
-            self.error = self.error or f"unsupported start tag \"{tag}\""
+            self.error = self.error or f'unsupported start tag "{tag}"'
         self.stack.append(tag)
 
     def handle_endtag(self, tag: str) -> None:
         if not self.stack or self.stack.pop() != tag:
-            self.error = self.error or f"unmatched end tag \"{tag}\""
+            self.error = self.error or f'unmatched end tag "{tag}"'
 
     def handle_data(self, data: str) -> None:
         self.text.append(data)
@@ -61,7 +76,7 @@ def parse_html(text: str) -> tuple[str, str]:
     p.feed(text)
     p.close()
     if p.stack and not p.error:
-        p.error = f"unclosed tag \"{p.stack[-1]}\""
+        p.error = f'unclosed tag "{p.stack[-1]}"'
     return "".join(p.text), p.error
 
 
@@ -137,7 +152,10 @@ class FakeTelegram(FakeServer):
             msg["entities"] = entities
         if reply_to_bot:
             msg["reply_to_message"] = {
-                "message_id": 1, "date": int(time.time()), "chat": chat, "from": self.bot,
+                "message_id": 1,
+                "date": int(time.time()),
+                "chat": chat,
+                "from": self.bot,
                 "text": "earlier answer",
             }
         if thread_id is not None:
@@ -149,8 +167,9 @@ class FakeTelegram(FakeServer):
         self._wake()
         return update_id
 
-    def fail(self, method: str, count: int = 1, status: int = 500,
-             retry_after: float | None = None) -> None:
+    def fail(
+        self, method: str, count: int = 1, status: int = 500, retry_after: float | None = None
+    ) -> None:
         self._failures.add(method, count, status, retry_after)
 
     async def wait_sent(self, n: int, timeout: float = 5.0) -> list[dict[str, Any]]:
@@ -192,13 +211,18 @@ class FakeTelegram(FakeServer):
         if failure is not None:
             status, retry_after = failure
             if status == 429:
-                return self._error(429, f"Too Many Requests: retry after {retry_after}",
-                                   retry_after if retry_after is not None else 1)
+                return self._error(
+                    429,
+                    f"Too Many Requests: retry after {retry_after}",
+                    retry_after if retry_after is not None else 1,
+                )
             return self._error(status, "Internal Server Error" if status >= 500 else "Bad Request")
         params = await self._params(request)
         handler = {
-            "getMe": self._get_me, "getUpdates": self._get_updates,
-            "sendMessage": self._send_message, "sendChatAction": self._send_chat_action,
+            "getMe": self._get_me,
+            "getUpdates": self._get_updates,
+            "sendMessage": self._send_message,
+            "sendChatAction": self._send_chat_action,
             "deleteWebhook": self._delete_webhook,
         }.get(method)
         if handler is None:
@@ -251,11 +275,15 @@ class FakeTelegram(FakeServer):
         record = {"message_id": self._next_message, **params, "plain": plain}
         self.sent.append(record)
         chat_id = int(params["chat_id"])
-        return self._ok({
-            "message_id": self._next_message, "date": int(time.time()),
-            "chat": {"id": chat_id, "type": "private" if chat_id > 0 else "group"},
-            "from": self.bot, "text": plain,
-        })
+        return self._ok(
+            {
+                "message_id": self._next_message,
+                "date": int(time.time()),
+                "chat": {"id": chat_id, "type": "private" if chat_id > 0 else "group"},
+                "from": self.bot,
+                "text": plain,
+            }
+        )
 
     async def _send_chat_action(self, params: dict[str, Any]) -> web.Response:
         self.actions.append(params)

@@ -14,6 +14,7 @@ SECRET_IN_CONFIG = "s3cret-value-never-shown"
 
 REJECTED_REASON = "Signal number +15557770000 is not registered with signal-cli"
 
+
 class EchoBackend:
     def __init__(self) -> None:
         self.is_ready = True
@@ -44,13 +45,30 @@ class EchoBackend:
                     {"name": "store", "state": "running", "children": []},
                     {"name": "gateway", "state": "running", "children": []},
                     {"name": "agents", "state": "restarting", "restarts": 2, "children": []},
-                    {"name": "channels", "state": "running", "children": [
-                        {"name": "signal:phone", "state": "running", "children": [],
-                         "figures": {"in": 0, "out": 0, "queue": 0, "link": {
-                             "state": "rejected", "since": 0, "last_in": None,
-                             "last_out": None, "reason": REJECTED_REASON,
-                             "fix": "register or link it first"}}},
-                    ]},
+                    {
+                        "name": "channels",
+                        "state": "running",
+                        "children": [
+                            {
+                                "name": "signal:phone",
+                                "state": "running",
+                                "children": [],
+                                "figures": {
+                                    "in": 0,
+                                    "out": 0,
+                                    "queue": 0,
+                                    "link": {
+                                        "state": "rejected",
+                                        "since": 0,
+                                        "last_in": None,
+                                        "last_out": None,
+                                        "reason": REJECTED_REASON,
+                                        "fix": "register or link it first",
+                                    },
+                                },
+                            },
+                        ],
+                    },
                 ],
             }
         }

@@ -104,8 +104,8 @@ async def test_the_global_failure_budget_locks_every_login(make_gateway: MakeGat
 
 
 def test_ipv6_is_counted_per_64_and_mapped_ipv4_as_ipv4() -> None:
-    assert client_key("2001:db8:1:2::1") == client_key("2001:db8:1:2:ffff::7") == (
-        "2001:db8:1:2::/64"
+    assert (
+        client_key("2001:db8:1:2::1") == client_key("2001:db8:1:2:ffff::7") == ("2001:db8:1:2::/64")
     )
     assert client_key("2001:db8:1:3::1") != client_key("2001:db8:1:2::1")
     assert client_key("::ffff:192.0.2.7") == "192.0.2.7"

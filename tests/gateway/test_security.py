@@ -237,8 +237,11 @@ async def test_server_refuses_to_start_on_non_loopback_without_tls() -> None:
 
 @pytest.mark.parametrize(
     ("token", "password", "path"),
-    [(None, None, "$.gateway.auth"), ("x" * 31, None, "$.gateway.auth.token"),
-     (None, "pw", "$.gateway.auth.password")],
+    [
+        (None, None, "$.gateway.auth"),
+        ("x" * 31, None, "$.gateway.auth.token"),
+        (None, "pw", "$.gateway.auth.password"),
+    ],
 )
 async def test_the_gateway_never_starts_without_a_strong_secret(
     token: str | None, password: str | None, path: str

@@ -177,8 +177,13 @@ async def test_the_channel_pipeline_answers_a_delivered_message_through_send() -
     async def save(data: bytes) -> None:
         saved.append(data)
 
-    ports = Ports(accept_many=store.accept_many, mark_done_many=store.mark_done_many,
-                  pending=store.pending, answer=agent.answer, save_pairing=save)
+    ports = Ports(
+        accept_many=store.accept_many,
+        mark_done_many=store.mark_done_many,
+        pending=store.pending,
+        answer=agent.answer,
+        save_pairing=save,
+    )
     policy = policy_for(ChannelPolicy(dm_policy="pairing", allow_from=["u1"]))
     service = ChannelService(adapter, Pairing(policy), ports, OPTS)
     async with running(service.run()):

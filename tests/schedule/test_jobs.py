@@ -28,7 +28,9 @@ def test_cron_once_and_heartbeat_fire_when_due_and_move_on() -> None:
     assert s.due(NOW + 60) == []
     assert s.due(NOW + 1800) == [Fire(job="beat", at=NOW + 1800)]
     assert s.due(ts("2026-12-04T09:00:30")) == [
-        Fire(job="beat", at=NOW + 3600), Fire(job="brief", at=ts("2026-12-04T09:00:00"))]
+        Fire(job="beat", at=NOW + 3600),
+        Fire(job="brief", at=ts("2026-12-04T09:00:00")),
+    ]
     assert s.jobs["brief"].next_at == ts("2026-12-05T09:00:00")
     [dentist] = [f for f in s.due(ts("2026-12-04T09:30:10")) if f.job == "dentist"]
     assert dentist.id == f"cron:dentist:{int(ts('2026-12-04T09:30:00'))}"  # stable: journaled
@@ -47,8 +49,17 @@ def test_after_downtime_skip_owes_nothing_and_once_owes_one_fire() -> None:
 
 def test_a_schedule_survives_encoding() -> None:
     s = Schedule()
-    s.add(make_job("cron", "15 7 * * 1-5", "weekday", now=NOW, job_id="wk", tz="Europe/Berlin",
-                   deliver_to="telegram:main:42"))
+    s.add(
+        make_job(
+            "cron",
+            "15 7 * * 1-5",
+            "weekday",
+            now=NOW,
+            job_id="wk",
+            tz="Europe/Berlin",
+            deliver_to="telegram:main:42",
+        )
+    )
     back = Schedule.decode(s.encode())
     assert back.listed() == s.listed() and Schedule.decode(None).listed() == []
     job = back.jobs["wk"]
@@ -56,12 +67,15 @@ def test_a_schedule_survives_encoding() -> None:
     assert next_after(job, NOW) == ts("2026-12-07T06:15:00")
 
 
-@pytest.mark.parametrize(("kind", "spec", "hint"), [
-    ("cron", "every day", "cron expression"),
-    ("once", "tomorrow-ish", "not a time"),
-    ("once", "2020-01-01T00:00", "in the past"),
-    ("heartbeat", "0", "1 to 10080 minutes"),
-])
+@pytest.mark.parametrize(
+    ("kind", "spec", "hint"),
+    [
+        ("cron", "every day", "cron expression"),
+        ("once", "tomorrow-ish", "not a time"),
+        ("once", "2020-01-01T00:00", "in the past"),
+        ("heartbeat", "0", "1 to 10080 minutes"),
+    ],
+)
 def test_bad_jobs_are_refused_saying_what_is_wrong(kind: str, spec: str, hint: str) -> None:
     with pytest.raises(BadRequest) as bad:
         make_job(kind, spec, "x", now=NOW)  # type: ignore[arg-type]

@@ -13,14 +13,28 @@ from moltbot.security.access import CODE_ALPHABET, AccessPolicy, Pairing, Refusa
 
 
 def dm(sender: str, *, channel: str = "telegram", account: str = "main") -> InboundMessage:
-    return InboundMessage(id=f"{channel}:{account}:{sender}:1", channel=channel, account=account,
-                          chat_id=sender, sender_id=sender, text="hi", sender_name="Someone")
+    return InboundMessage(
+        id=f"{channel}:{account}:{sender}:1",
+        channel=channel,
+        account=account,
+        chat_id=sender,
+        sender_id=sender,
+        text="hi",
+        sender_name="Someone",
+    )
 
 
 def group(chat: str, *, mentioned: bool, sender: str = "7") -> InboundMessage:
-    return InboundMessage(id=f"telegram:main:{chat}:1", channel="telegram", account="main",
-                          chat_id=chat, sender_id=sender, text="hi", is_group=True,
-                          mentioned=mentioned)
+    return InboundMessage(
+        id=f"telegram:main:{chat}:1",
+        channel="telegram",
+        account="main",
+        chat_id=chat,
+        sender_id=sender,
+        text="hi",
+        is_group=True,
+        mentioned=mentioned,
+    )
 
 
 @pytest.fixture
@@ -121,8 +135,19 @@ def test_allowlist_is_exact(clock: FakeClock) -> None:
     book = Pairing(AccessPolicy(dm_policy="allowlist", allow_from=["12345", "U0ABC"]), clock=clock)
     assert book.check(dm("12345")).action == "allow"
     assert book.check(dm("U0ABC", channel="slack")).action == "allow"
-    for trick in ("1234", "123456", " 12345", "12345 ", "u0abc", "U0AB", "U0ABCD", "", "*",
-                  "12345\n", "\uff11\uff12\uff13\uff14\uff15"):
+    for trick in (
+        "1234",
+        "123456",
+        " 12345",
+        "12345 ",
+        "u0abc",
+        "U0AB",
+        "U0ABCD",
+        "",
+        "*",
+        "12345\n",
+        "\uff11\uff12\uff13\uff14\uff15",
+    ):
         d = book.check(dm(trick))
         assert d.action == "deny" and d.code is None and d.reply_text is None, trick
     assert book.list_pending() == []
@@ -174,8 +199,9 @@ def test_group_allowlist(clock: FakeClock) -> None:
 def test_group_sender_must_pass_the_policy(clock: FakeClock) -> None:
     """An allowed group does not open the bot to its other members: under ``allowlist`` only
     allowlisted senders, under ``pairing`` only paired ones, and no code in the group."""
-    strict = Pairing(AccessPolicy(dm_policy="allowlist", allow_from=["7"], group_allow=["-100"]),
-                     clock=clock)
+    strict = Pairing(
+        AccessPolicy(dm_policy="allowlist", allow_from=["7"], group_allow=["-100"]), clock=clock
+    )
     assert strict.check(group("-100", mentioned=True, sender="7")).action == "allow"
     d = strict.check(group("-100", mentioned=True, sender="666"))
     assert (d.action, d.reason, d.reply_text) == ("deny", "group_sender_not_allowed", None)
@@ -191,8 +217,9 @@ def test_group_sender_must_pass_the_policy(clock: FakeClock) -> None:
 
 
 def test_group_with_any_member(clock: FakeClock) -> None:
-    policy = AccessPolicy(dm_policy="allowlist", group_allow=["-100", "-200"],
-                          group_any_member=["-100"])
+    policy = AccessPolicy(
+        dm_policy="allowlist", group_allow=["-100", "-200"], group_any_member=["-100"]
+    )
     book = Pairing(policy, clock=clock)
     assert book.check(group("-100", mentioned=True, sender="666")).action == "allow"
     assert book.check(group("-200", mentioned=True, sender="666")).action == "deny"
@@ -201,8 +228,9 @@ def test_group_with_any_member(clock: FakeClock) -> None:
 
 def test_refusals_are_audited_and_throttled(clock: FakeClock) -> None:
     records: list[tuple[str, dict[str, object]]] = []
-    audit = RefusalAudit(lambda kind, fields: records.append((kind, fields)), clock=clock,
-                         window_s=60)
+    audit = RefusalAudit(
+        lambda kind, fields: records.append((kind, fields)), clock=clock, window_s=60
+    )
     book = Pairing(AccessPolicy(dm_policy="allowlist"), clock=clock)
     chatter = group("-1", mentioned=False)
     assert not audit.refused(chatter, book.check(chatter))  # not addressed to the bot

@@ -38,9 +38,7 @@ def start_agent(home: Path, passphrase: str, watch: int = 0) -> subprocess.Popen
     argv = [sys.executable, "-m", "moltbot.security.vault_agent", "--home", str(home)]
     if watch:
         argv += ["--watch", str(watch)]
-    proc = subprocess.Popen(
-        argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env
-    )
+    proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
     assert proc.stdin is not None
     proc.stdin.write(passphrase + "\n")
     proc.stdin.close()

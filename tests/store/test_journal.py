@@ -105,9 +105,7 @@ def test_accept_many_is_one_fsync_and_dedups_within_and_across_batches(
     assert [m.id for m in InboundJournal(tmp_path).pending()] == [msg(n).id for n in (1, 2, 3)]
 
 
-def test_mark_done_many_is_one_fsync_and_survives_reopen(
-    tmp_path: Path, fsyncs: list[str]
-) -> None:
+def test_mark_done_many_is_one_fsync_and_survives_reopen(tmp_path: Path, fsyncs: list[str]) -> None:
     j = InboundJournal(tmp_path)
     j.accept_many([msg(n) for n in range(4)])
     synced = fsyncs

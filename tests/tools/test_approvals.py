@@ -83,6 +83,7 @@ def test_request_text_shows_the_whole_command_as_it_is() -> None:
     text = request_text(a, clock.time())
     assert f"\n\n{command}\n\n" in text and a.id in text and "5 min" in text
 
+
 def test_denial_and_double_answer() -> None:
     book = ApprovalBook(FakeClock())
     a = book.request(ALICE, "ls")
