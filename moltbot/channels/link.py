@@ -82,3 +82,18 @@ def describe(link: dict[str, Any]) -> str:
         fix = f" (fix: {link['fix']})" if link.get("fix") else ""
         return f"rejected: {link.get('reason')}{fix}"
     return state
+
+
+def _ago(seconds: float) -> str:
+    if seconds < 120:
+        return f"{max(0, round(seconds))}s ago"
+    if seconds < 7200:
+        return f"{round(seconds / 60)}m ago"
+    return f"{seconds / 3600:.1f}h ago"
+
+
+def traffic(link: dict[str, Any], now: float) -> str:
+    """When the last message came in and the last reply went out: ``in 12s ago, out 3s ago``."""
+    times = (("in", link.get("last_in")), ("out", link.get("last_out")))
+    parts = [f"{label} {_ago(now - float(at))}" for label, at in times if at]
+    return ", ".join(parts) if parts else "nothing in or out yet"

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
-from moltbot.channels.link import describe
+from moltbot.channels.link import describe, traffic
 
 
 def _uptime(seconds: float) -> str:
@@ -55,7 +56,8 @@ def rows(status: dict[str, Any], depth: int = 0) -> list[list[str]]:
         link = (c.get("figures") or {}).get("link")
         if isinstance(link, dict) and state == "running":
             state = "failed" if link.get("state") == "rejected" else state
-            note = describe(link) + ("; " + note if note else "")
+            line = f"{describe(link)}; {traffic(link, time.time())}"
+            note = line + ("; " + note if note else "")
         out.append(
             [
                 "  " * depth + c["name"],

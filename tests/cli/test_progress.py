@@ -66,3 +66,32 @@ def test_a_terminal_gets_a_spinner_line_that_is_cleared_before_each_line() -> No
     show(tree({"name": "moltbot.agents", "state": "running"}))
     show.done()
     assert out.getvalue().endswith("\r\x1b[K  ✓ agents  (0.0s)\n")
+
+
+def test_status_table_says_each_accounts_connection_and_traffic() -> None:
+    import time
+
+    from moltbot.cli.render import table
+
+    now = time.time()
+    link = {"state": "connected", "since": now - 600, "last_in": now - 12, "last_out": now - 3}
+    retry = {
+        "state": "retrying",
+        "attempt": 3,
+        "next_in_s": 4.0,
+        "since": now,
+        "reason": "Telegram is unavailable right now",
+        "last_in": None,
+        "last_out": None,
+    }
+    status = {"name": "moltbot", "children": [
+        {"name": "moltbot.channels.telegram:main", "state": "running", "restarts": 0,
+         "figures": {"in": 5, "out": 5, "queue": 0, "link": link}},
+        {"name": "moltbot.channels.slack:work", "state": "running", "restarts": 0,
+         "figures": {"in": 0, "out": 0, "queue": 2, "link": retry}}]}  # fmt: skip
+    text = table(status)
+    [tg] = [ln for ln in text.splitlines() if "telegram:main" in ln]
+    [sl] = [ln for ln in text.splitlines() if "slack:work" in ln]
+    assert "in 5 out 5 q 0" in tg and "connected; in 12s ago, out 3s ago" in tg
+    assert "q 2" in sl and "retrying 3, next in 4.0s: Telegram is unavailable right now" in sl
+    assert "nothing in or out yet" in sl and "link" not in tg.split("connected")[0]

@@ -99,6 +99,7 @@ async def test_web_chat_login_stream_xss_tree_approvals(
     assert await account.locator(".node-state").last.text_content() == "failed"
     link = await account.locator(".node-link").text_content() or ""
     assert REJECTED_REASON in link and "fix: register or link it first" in link
+    assert await account.locator(".node-traffic").text_content() == "; nothing in or out yet"
     item = page.locator("#approvals li[data-id='a1']")
     await item.wait_for()
     assert "rm -rf /tmp/x <b>" in (await item.text_content() or "")

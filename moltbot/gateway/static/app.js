@@ -268,6 +268,19 @@
     return String(link.state || "");
   }
 
+  // when the last message came in and the last reply went out (link.py traffic)
+  function trafficText(link) {
+    const ago = (at) => {
+      const s = Date.now() / 1000 - at;
+      if (s < 120) return `${Math.max(0, Math.round(s))}s ago`;
+      if (s < 7200) return `${Math.round(s / 60)}m ago`;
+      return `${(s / 3600).toFixed(1)}h ago`;
+    };
+    const parts = [["in", link.last_in], ["out", link.last_out]]
+      .filter(([, at]) => at).map(([label, at]) => `${label} ${ago(at)}`);
+    return parts.length ? parts.join(", ") : "nothing in or out yet";
+  }
+
   function renderNode(node) {
     const li = el("li");
     li.appendChild(el("span", "node-name", node.name || node.id || "?"));
@@ -281,7 +294,10 @@
     if (node.restarts) li.appendChild(el("span", "muted", ` ↻${node.restarts}`));
     const figures = figuresText(node.figures);
     if (figures) li.appendChild(el("span", "muted node-figures", ` ${figures}`));
-    if (link) li.appendChild(el("span", `node-link ${link.state}`, ` ${linkText(link)}`));
+    if (link) {
+      li.appendChild(el("span", `node-link ${link.state}`, ` ${linkText(link)}`));
+      li.appendChild(el("span", "muted node-traffic", `; ${trafficText(link)}`));
+    }
     if (Array.isArray(node.children) && node.children.length) {
       const ul = el("ul");
       for (const child of node.children) ul.appendChild(renderNode(child));
