@@ -138,6 +138,8 @@ class Broker:
             except TimeoutError:
                 self._fail(PluginError(f"plugin '{self.pc.name}': stuck, its loop is blocked"))
                 return
+            except Unavailable:  # it stopped: _fail already said why
+                return
 
     def _fail(self, exc: PluginError) -> None:
         if not self._failed.done():
@@ -150,8 +152,12 @@ class Broker:
     # --- to the host ------------------------------------------------------------------------
     async def _send(self, frame: Frame) -> None:
         async with self._write_lock:
-            self._writer.write(encode(frame))
-            await self._writer.drain()
+            try:
+                self._writer.write(encode(frame))
+                await self._writer.drain()
+            except OSError:  # the host process is gone (reset, broken pipe): a stop, not a bug
+                self._fail(PluginError(f"plugin '{self.pc.name}': its process went away"))
+                raise Unavailable(f"plugin '{self.pc.name}' stopped") from None
 
     async def call(self, op: str, args: dict[str, Any]) -> Any:
         if self._failed.done():
