@@ -331,8 +331,10 @@ def kill(root_ns: str, name: str, how: str) -> str:
     return full
 
 
-def wait_for_stop_request(root: Any) -> str | None:
-    """Block until Ctrl-C/SIGTERM (returns None) or until the tree ends (returns how)."""
+def wait_for_stop_request(root: Any, on_waiting: Callable[[], None] | None = None) -> str | None:
+    """Block until Ctrl-C/SIGTERM (returns None) or until the tree ends (returns how).
+    ``on_waiting`` runs once the signals are caught (say "Ctrl-C stops it" there: a Ctrl-C
+    right after it is then a stop request, not an interrupted start)."""
     asked: list[int] = []
 
     def on_signal(signum: int, _frame: Any) -> None:
@@ -340,6 +342,8 @@ def wait_for_stop_request(root: Any) -> str | None:
 
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
+        if on_waiting is not None:
+            on_waiting()
         done = root.wait.remote()
         while not asked:
             ready, _ = ray.wait([done], timeout=0.5)

@@ -43,8 +43,10 @@ class RayTreeControl:
     def root_handle(self, namespace: str) -> Any | None:
         return control.root_handle(namespace)
 
-    def wait_for_stop_request(self, root: Any) -> str | None:
-        return control.wait_for_stop_request(root)
+    def wait_for_stop_request(
+        self, root: Any, on_waiting: Callable[[], None] | None = None
+    ) -> str | None:
+        return control.wait_for_stop_request(root, on_waiting)
 
     def stop_tree(self, root: Any) -> None:
         control.stop_tree(root)

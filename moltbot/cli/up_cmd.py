@@ -112,8 +112,9 @@ def cmd_up(args: argparse.Namespace) -> int:
     if args.detach:
         print("running in the background: `moltbot status`, `moltbot down`")
         return 0
-    print("Ctrl-C stops it.", flush=True)
-    outcome = control.wait_for_stop_request(root)
+    outcome = control.wait_for_stop_request(
+        root, on_waiting=lambda: print("Ctrl-C stops it.", flush=True)
+    )
     if outcome is None:
         print("\nstopping (reverse order) ...", flush=True)
         control.stop_tree(root)
