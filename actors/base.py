@@ -17,6 +17,7 @@ import ray
 
 from actors.startup import STANDBY_NICE, preload
 from actors.telemetry import configure_tracing
+from moltbot.supervision.memory import measure_mb
 
 HEARTBEAT_S = 0.25
 
@@ -140,12 +141,16 @@ class ChildBase:
         return {}
 
     @ray.method(concurrency_group="ping")
-    async def ping(self) -> dict[str, Any]:
+    async def ping(self, max_memory_mb: int = 0) -> dict[str, Any]:
+        """Alive and well? With a memory ceiling, also this process tree's size (``mem_mb``)."""
         age = time.monotonic() - self._heartbeat
         problem = self.problem()
         if problem is None and self._ready.is_set() and age > 10 * HEARTBEAT_S + 1.0:
             problem = f"event loop blocked for {age:.1f}s"
-        return {"ok": problem is None, "problem": problem or ""}
+        answer: dict[str, Any] = {"ok": problem is None, "problem": problem or ""}
+        if max_memory_mb > 0:
+            answer["mem_mb"] = measure_mb(os.getpid(), max_memory_mb)
+        return answer
 
     async def stop(self) -> None:
         self._stopping = True

@@ -25,6 +25,7 @@ from actors.registry import actor_class, actor_name, clear_alias, set_alias, sta
 from actors.standby import Standby, wanted
 from moltbot.errors import ChildStartError, EscalationError, SupervisionError
 from moltbot.supervision.backoff import delay as backoff_delay
+from moltbot.supervision.memory import memory_exit
 from moltbot.supervision.policy import Action, consecutive_restarts, decide
 from moltbot.supervision.spec import ChildSpec, ChildType, Exit, ExitKind, SupervisorFlags
 from moltbot.supervision.tree import is_placement
@@ -50,6 +51,7 @@ class Record:
         self.started_at = 0.0
         self.info: dict[str, Any] = {}
         self.last_exit = ""
+        self.mem_mb = 0.0  # its process tree's size at the last ping (with a ceiling)
         self.name = ""  # the Ray name of the running incarnation (a promoted standby's own)
         self.standby: Standby | None = None
         self.launching: Any = None  # the handle of a child still starting (status looks in)
@@ -169,6 +171,7 @@ class Supervisor(ChildBase):
     async def _start(self, rec: Record) -> None:
         rec.state = "starting"
         rec.started_at = time.time()  # a start that fails counts as no uptime (backoff grows)
+        rec.mem_mb = 0.0
         rec.gen += 1
         spare = self._take_standby(rec)
         if spare is not None:
@@ -318,9 +321,11 @@ class Supervisor(ChildBase):
             await asyncio.sleep(self.flags.ping_interval_s)
             if rec.gen != gen:
                 await asyncio.Event().wait()  # superseded; the run ref will settle it
+            ceiling = rec.spec.max_memory_mb
             try:
                 answer = await asyncio.wait_for(
-                    asyncio.ensure_future(rec.handle.ping.remote()), self.flags.ping_timeout_s
+                    asyncio.ensure_future(rec.handle.ping.remote(ceiling)),
+                    self.flags.ping_timeout_s,
                 )
             except routing.TimedOut:
                 return Exit(kind=ExitKind.ABNORMAL, reason="no answer to ping")
@@ -328,6 +333,10 @@ class Supervisor(ChildBase):
                 continue  # the run ref reports the death itself
             if not answer.get("ok", False):
                 return Exit(kind=ExitKind.ABNORMAL, reason=f"stuck: {answer.get('problem')}")
+            rec.mem_mb = float(answer.get("mem_mb", 0.0))
+            over = memory_exit(ceiling, rec.mem_mb)
+            if over is not None:
+                return over
 
     async def _handle(self, child_id: str, gen: int, exit: Exit) -> None:
         rec = self._find(child_id)
@@ -441,6 +450,8 @@ class Supervisor(ChildBase):
                 "uptime": round(now - rec.started_at, 1) if rec.state == "running" else 0.0,
                 "last_exit": rec.last_exit,
             }
+            if rec.spec.max_memory_mb and rec.mem_mb and rec.state == "running":
+                entry["memory"] = {"mb": round(rec.mem_mb, 1), "max_mb": rec.spec.max_memory_mb}
             if figs:
                 entry["figures"] = figs
             if rec.name and rec.name != entry["name"]:

@@ -56,7 +56,12 @@ def target(name: str, value: float | None, op: str, limit: float, unit: str = ""
     met = (
         None
         if value is None
-        else (value < limit if op == "<" else value <= limit if op == "<=" else value == limit)
+        else {
+            "<": value < limit,
+            "<=": value <= limit,
+            ">=": value >= limit,
+            "==": value == limit,
+        }[op]
     )
     return {"name": name, "value": value, "target": f"{op} {limit}{unit}", "met": met}
 

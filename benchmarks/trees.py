@@ -49,10 +49,18 @@ def ray_shutdown() -> None:
 class RayTree:
     """The supervision tree (everything ``build_tree`` makes) on the local Ray of this driver."""
 
-    def __init__(self, cfg_data: dict[str, Any], home: Path, *, only: Sequence[str] = ()) -> None:
+    def __init__(
+        self,
+        cfg_data: dict[str, Any],
+        home: Path,
+        *,
+        only: Sequence[str] = (),
+        env: dict[str, str] | None = None,
+    ) -> None:
         self.cfg = to_config(cfg_data)
         self.home = home
         self.only = set(only)
+        self.env = dict(env or {})
         self.ns = f"bench-{uuid.uuid4().hex[:8]}"
         self.root: Any = None
         self.ready_s = math.nan
@@ -67,7 +75,7 @@ class RayTree:
         kids = build_tree(self.cfg)
         if self.only:
             kids = [k for k in kids if k.id in self.only]
-        env = {**RAY_ENV, **SECRET_ENV, "MOLTBOT_HOME": str(self.home)}
+        env = {**RAY_ENV, **SECRET_ENV, "MOLTBOT_HOME": str(self.home), **self.env}
         t0 = time.perf_counter()
         self.root = Supervisor.options(  # type: ignore[attr-defined]
             name="moltbot",

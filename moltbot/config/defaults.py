@@ -59,7 +59,8 @@ COMMENTS: dict[str, tuple[str, ...]] = {
         "OTP-style supervisors: at most `intensity` restarts within `period` seconds,",
         "then the supervisor gives up and its parent decides. standby: true keeps a warm",
         "spare process per child (imports done); a restart promotes it (channels: under 1 s",
-        "instead of 2.5-10 s), for one more idle process per child.",
+        "instead of 2.5-10 s), for one more idle process per child. max_memory_mb: a child",
+        "whose process tree grows past it is restarted (0: no ceiling).",
     ),
     "$.cluster": (
         'Ray: address null starts a local Ray; "auto" or "host:port" joins a cluster.',

@@ -305,16 +305,25 @@ class SupervisorConfig(_Section, frozen=True, kw_only=True, forbid_unknown_field
     # promotes it instead of starting a new process (channels: under 1 s instead of 2.5-10 s),
     # at the cost of one more idle process per child
     standby: bool = False
+    # OTP's max_heap_size for each child of this supervisor, in MB of its process tree (the
+    # actor and what it started); above it the child is restarted (audited, counted against
+    # intensity). 0: no ceiling
+    max_memory_mb: NonNegInt = 1024
 
 
 def _sup() -> SupervisorConfig:
     return SupervisorConfig()
 
 
+def _tools_sup() -> SupervisorConfig:
+    # a sandbox worker's tree holds the commands it runs (each capped by tools.bash.memory_mb)
+    return SupervisorConfig(max_memory_mb=4096)
+
+
 class SupervisionConfig(_Section, frozen=True, kw_only=True, forbid_unknown_fields=True):
     root: SupervisorConfig = msgspec.field(default_factory=_sup)
     agents: SupervisorConfig = msgspec.field(default_factory=_sup)
-    tools: SupervisorConfig = msgspec.field(default_factory=_sup)
+    tools: SupervisorConfig = msgspec.field(default_factory=_tools_sup)
     channels: SupervisorConfig = msgspec.field(default_factory=_sup)
     plugins: SupervisorConfig = msgspec.field(default_factory=_sup)
     ping_interval_s: PosFloat = 2.0

@@ -82,3 +82,4 @@ class ChildSpec(msgspec.Struct, frozen=True, kw_only=True):
     ready_timeout: float = _CONFIG.ready_timeout_s
     resources: dict[str, float] = {}  # Ray custom resources (placement)
     num_cpus: float = 0.0
+    max_memory_mb: int = 0  # restarted above this many MB (its process tree); 0: no ceiling

@@ -91,6 +91,11 @@ class _Builder:
     def __init__(self, cfg: Config) -> None:
         self.cfg = cfg
 
+    def section_of(self, path: str) -> SupervisorConfig:
+        """The supervisor section over the actor at ``path`` (``agents/agent-0``: agents)."""
+        pool = path.rsplit("/", 1)[0] if "/" in path else "root"
+        return getattr(self.cfg.supervision, pool)
+
     def worker(self, path: str, kind: str, args: dict[str, Any] | None = None) -> ChildSpec:
         cid = path.rsplit("/", 1)[-1]
         sup = self.cfg.supervision
@@ -102,6 +107,7 @@ class _Builder:
             shutdown=sup.shutdown_s,
             ready_timeout=sup.ready_timeout_s,
             resources=resources_for(self.cfg, path),
+            max_memory_mb=self.section_of(path).max_memory_mb,
         )
 
     def supervisor(self, cid: str, section: SupervisorConfig, kids: list[ChildSpec]) -> ChildSpec:
@@ -120,6 +126,7 @@ class _Builder:
             shutdown=SUPERVISOR_SHUTDOWN_S,
             ready_timeout=self.cfg.supervision.ready_timeout_s * 2,
             resources=dict(HEAD),  # supervisors are small: keep them where the root is
+            max_memory_mb=self.cfg.supervision.root.max_memory_mb,
         )
 
 

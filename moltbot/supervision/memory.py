@@ -1,0 +1,57 @@
+"""A child's memory ceiling: OTP's ``max_heap_size``, for a whole process tree.
+
+An actor that keeps growing (a leak in a plugin, a cache without a bound) is restarted by its
+supervisor like any other abnormal exit: audited, counted against the supervisor's intensity,
+and its messages kept (they are journaled). The child measures itself when pinged (its own
+process and everything it started: a plugin's sandboxed host, a tool's command), cheaply: the
+resident size first, the unshared size (USS, what a restart gives back) only when the resident
+size is over the ceiling. The decision is pure.
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+import psutil
+
+from moltbot.supervision.spec import Exit, ExitKind
+
+MB = 1024 * 1024
+
+
+def memory_exit(max_memory_mb: int, used_mb: float) -> Exit | None:
+    """The exit of a child using ``used_mb`` under a ceiling of ``max_memory_mb`` (0: none)."""
+    if max_memory_mb <= 0 or used_mb <= max_memory_mb:
+        return None
+    return Exit(
+        kind=ExitKind.ABNORMAL,
+        reason=f"memory {used_mb:.0f} MB over its ceiling of {max_memory_mb} MB (max_memory_mb)",
+    )
+
+
+def _tree(pid: int) -> list[psutil.Process]:
+    try:
+        top = psutil.Process(pid)
+        return [top, *top.children(recursive=True)]
+    except psutil.Error:
+        return []
+
+
+def _sum(procs: list[psutil.Process], uss: bool) -> int:
+    total = 0
+    for p in procs:
+        with contextlib.suppress(psutil.Error):
+            total += int(p.memory_full_info().uss if uss else p.memory_info().rss)
+    return total
+
+
+def measure_mb(pid: int, ceiling_mb: int) -> float:
+    """Memory of the process ``pid`` and its descendants, in MB: the resident size while it is
+    under ``ceiling_mb`` (reading it costs microseconds), else the unshared size (USS, which
+    reads every mapping: only paid when the ceiling may be crossed). Shared libraries count in
+    the resident size, so a tree under its ceiling by RSS is under it by USS too."""
+    procs = _tree(pid)
+    rss = _sum(procs, uss=False) / MB
+    if ceiling_mb <= 0 or rss <= ceiling_mb:
+        return rss
+    return _sum(procs, uss=True) / MB

@@ -1,0 +1,54 @@
+"""The memory ceiling's decision (pure) and the measure of a process tree (a real child)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+
+from moltbot.supervision.memory import measure_mb, memory_exit
+from moltbot.supervision.spec import ExitKind
+
+
+def test_no_ceiling_or_under_it_is_no_exit() -> None:
+    assert memory_exit(0, 10_000.0) is None
+    assert memory_exit(512, 511.9) is None
+    assert memory_exit(512, 512.0) is None
+
+
+def test_over_the_ceiling_is_an_abnormal_exit_naming_the_figures_and_the_key() -> None:
+    exit = memory_exit(512, 600.4)
+    assert exit is not None and exit.kind == ExitKind.ABNORMAL
+    assert exit.reason == "memory 600 MB over its ceiling of 512 MB (max_memory_mb)"
+
+
+def test_a_childs_memory_counts_in_its_parents_tree() -> None:
+    alone = measure_mb(os.getpid(), 0)
+    hog = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys,time; b=b'x'*(120*2**20); print(1,flush=True); time.sleep(60)",
+        ],
+        stdout=subprocess.PIPE,
+    )
+    try:
+        assert hog.stdout is not None and hog.stdout.readline().strip() == b"1"
+        with_hog = measure_mb(os.getpid(), 0)  # resident sizes
+        assert with_hog - alone > 110
+        # over a low ceiling the unshared size is read instead: the hog's 120 MB are its own
+        uss = measure_mb(os.getpid(), 1)
+        assert uss > 120 and uss <= with_hog + 1
+        assert measure_mb(hog.pid, 1) > 118
+    finally:
+        hog.kill()
+        hog.wait()
+    time.sleep(0.05)
+    assert measure_mb(os.getpid(), 0) < with_hog - 100
+
+
+def test_a_process_that_is_gone_measures_nothing() -> None:
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    assert measure_mb(gone.pid, 1) == 0.0
