@@ -10,3 +10,7 @@ os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 # Ray 2.60 turns token auth on for a head; a driver joining it must say so to send the token.
 os.environ.setdefault("RAY_AUTH_MODE", "token")
+# Ray keeps the last 100k task attempts in the GCS for the dashboard's task list (~500 bytes
+# each: the GCS grows by tens of MB over the first hours of a gateway's life, measured by the
+# soak benchmark); the last 10k are plenty to look at and keep it small.
+os.environ.setdefault("RAY_task_events_max_num_task_in_gcs", "10000")

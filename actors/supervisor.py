@@ -394,10 +394,14 @@ class Supervisor(ChildBase):
                 return
 
     async def _stop_all(self, ids: list[str]) -> None:
-        for child_id in ids:
-            rec = self._find(child_id)
-            if rec is not None:
-                await self._stop_child(rec)
+        recs = [r for r in map(self._find, ids) if r is not None]
+        if self.flags.concurrent_start:
+            # a pool of independent workers stops them together, as OTP's simple_one_for_one
+            # does (no order among them): a stop then takes one shutdown, not one per child
+            await asyncio.gather(*(self._stop_child(r) for r in recs))
+            return
+        for rec in recs:
+            await self._stop_child(rec)
 
     async def _stop_child(self, rec: Record) -> None:
         if rec.handle is None:

@@ -38,24 +38,29 @@ def is_browser_or_pipeline(p: psutil.Process) -> bool:
     return "benchmarks.pipeline" in cmd or "chrom" in p.name().lower() or "playwright" in cmd
 
 
-def tree_uss() -> tuple[int, Counter[str]]:
-    """Total USS of the Ray processes under this driver, and USS by process kind."""
+def kind_of(p: psutil.Process) -> str:
+    """``actor ChannelActor``, ``idle worker``, ``raylet``, ``gcs_server`` ..."""
+    try:
+        name = p.name()
+        if name.startswith("ray::"):
+            return "actor " + name.removeprefix("ray::").split(".")[0]
+        if "default_worker" in " ".join(p.cmdline()):
+            return "idle worker"
+        return name
+    except psutil.Error:
+        return "?"
+
+
+def tree_uss(skip: Callable[[psutil.Process], bool] | None = None) -> tuple[int, Counter[str]]:
+    """Total USS of the Ray processes under this driver (but ``skip``'s), and USS by kind."""
     by_kind: Counter[str] = Counter()
     total = 0
     for p in descendants(is_browser_or_pipeline):
+        if skip is not None and skip(p):
+            continue
         u = uss(p)
         total += u
-        try:
-            name = p.name()
-            if name.startswith("ray::"):
-                kind = "actor " + name.removeprefix("ray::").split(".")[0]
-            elif "default_worker" in " ".join(p.cmdline()):
-                kind = "idle worker"
-            else:
-                kind = name
-        except psutil.Error:
-            kind = "?"
-        by_kind[kind] += u
+        by_kind[kind_of(p)] += u
     return total, by_kind
 
 

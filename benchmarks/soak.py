@@ -15,7 +15,6 @@ for the issue's full soak), with the leak fast enough to cross the ceiling every
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import time
 from typing import Any
@@ -24,7 +23,7 @@ import psutil
 
 from benchmarks import harness as h
 from benchmarks.common import ROOT_DIR
-from benchmarks.footprint import descendants, is_browser_or_pipeline, uss
+from benchmarks.footprint import uss
 
 NAME = "soak"
 CEILING_MB = 400
@@ -56,19 +55,28 @@ def config(ctx: h.Ctx) -> dict[str, Any]:
     return cfg
 
 
-def sample(tree: h.RayTree) -> tuple[float, float]:
-    """(USS of the leaking child's process tree, USS of every other Ray process), in MB."""
-    leaky: set[int] = set()
-    with contextlib.suppress(Exception):
+def sample(tree: h.RayTree) -> dict[str, Any] | None:
+    """USS of the leaking child's process tree and of every other Ray process (by kind), in
+    MB; None while the child is being restarted (its processes cannot be told apart then)."""
+    try:
         top = psutil.Process(tree.pid(LEAKY))
         leaky = {top.pid, *(c.pid for c in top.children(recursive=True))}
-    mine = rest = 0
-    for p in descendants(is_browser_or_pipeline):
-        if p.pid in leaky:
-            mine += uss(p)
-        else:
-            rest += uss(p)
-    return h.mb(mine), h.mb(rest)
+    except Exception:
+        return None
+    mine = sum(uss(psutil.Process(pid)) for pid in leaky if psutil.pid_exists(pid))
+    rest, kinds = h.tree_uss(skip=lambda p: p.pid in leaky)
+    return {
+        "leaky_mb": h.mb(mine),
+        "rest_mb": h.mb(rest),
+        "kinds": {k: h.mb(v) for k, v in kinds.items()},
+    }
+
+
+def growth(first: dict[str, float], last: dict[str, float]) -> dict[str, float]:
+    """MB gained by each process kind between two samples, largest first."""
+    keys = set(first) | set(last)
+    grown = {k: round(last.get(k, 0.0) - first.get(k, 0.0), 1) for k in keys}
+    return dict(sorted(grown.items(), key=lambda kv: -abs(kv[1])))
 
 
 def slope_per_min(points: list[tuple[float, float]]) -> float | None:
@@ -97,13 +105,12 @@ def post(ctx: h.Ctx) -> None:
             p.open_loop(RATE, duration, h.convs(30, start=910_000), drain_s=30.0), p.lt.loop
         )
         t0 = time.monotonic()
-        samples: list[dict[str, float]] = []
+        samples: list[dict[str, Any]] = []
         while time.monotonic() - t0 < duration:
             time.sleep(SAMPLE_S)
-            mine, rest = sample(tree)
-            samples.append(
-                {"t_s": round(time.monotonic() - t0, 1), "leaky_mb": mine, "rest_mb": rest}
-            )
+            got = sample(tree)
+            if got is not None:
+                samples.append({"t_s": round(time.monotonic() - t0, 1), **got})
         res = fut.result(duration + 180)
         status = tree.status()
     h.ray_shutdown()  # the next phase (recovery) runs moltbot up: its own Ray head
@@ -111,7 +118,8 @@ def post(ctx: h.Ctx) -> None:
     from moltbot.cli.render import flatten
 
     leaky = flatten(status).get(actor_name(LEAKY), {})
-    late = [(s["t_s"], s["rest_mb"]) for s in samples if s["t_s"] >= WARMUP_S]
+    after = [s for s in samples if s["t_s"] >= WARMUP_S]
+    late = [(s["t_s"], s["rest_mb"]) for s in after]
     d.update(
         {
             "duration_s": duration,
@@ -125,7 +133,10 @@ def post(ctx: h.Ctx) -> None:
             "rest_slope_mb_per_min": slope_per_min(late),
             "rest_first_mb": late[0][1] if late else None,
             "rest_last_mb": late[-1][1] if late else None,
-            "samples": samples,
+            "rest_growth_by_kind_mb": growth(after[0]["kinds"], after[-1]["kinds"])
+            if len(after) > 1
+            else {},
+            "samples": [{k: v for k, v in s.items() if k != "kinds"} for s in samples],
         }
     )
     h.log(
@@ -175,6 +186,7 @@ def report(ctx: h.Ctx) -> dict[str, Any]:
             "leaky = tests/plugins/fixtures/leaks.py: keeps memory in its sandboxed host",
             f"samples every {SAMPLE_S:g}s: {d.get('samples')}",
             f"slope over the samples after {WARMUP_S:g}s",
+            f"growth of the rest by process kind over that span: {d.get('rest_growth_by_kind_mb')}",
         ],
     )
     return {"path": str(path), "targets": targets}
