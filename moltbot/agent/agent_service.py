@@ -101,6 +101,16 @@ class AgentService:
     def provider_of(self, profile: Profile) -> Provider:
         return profile.provider or self.provider
 
+    async def aclose(self) -> None:
+        """Close every profile's provider (their HTTP clients); never raises."""
+        seen = {id(p): p for p in (self.provider, *(q.provider for q in self.profiles.values()))
+                if p is not None}  # fmt: skip
+        for provider in seen.values():
+            close = getattr(provider, "aclose", None)
+            if close is not None:
+                with contextlib.suppress(Exception):
+                    await close()
+
     # --- turns -------------------------------------------------------------------------------
     async def turn(
         self, session: str, text: str, msg_id: str = "", sender: str = "",
@@ -191,8 +201,9 @@ class AgentService:
         if command.name == "status":
             history = await transcripts.load(session)
             profile = self.profile_for(msg)
-            agent = self.name if profile.name == profiles.DEFAULT_PROFILE else (
-                f"{self.name} (profile {profile.name})")
+            agent = self.name
+            if profile.name != profiles.DEFAULT_PROFILE:
+                agent = f"{self.name} (profile {profile.name})"
             provider = self.provider_of(profile)
             return status_text(agent=agent, provider=provider.name,
                                models=list(getattr(provider, "models", [])),

@@ -157,3 +157,19 @@ def agent_path(cfg: Config, session_key: str, name: str) -> str:
 def agent_path_for(cfg: Config, session_key: str, msg: InboundMessage | None) -> str:
     """The agent actor that answers ``msg`` (None: a web/CLI chat of ``session_key``)."""
     return agent_path(cfg, session_key, resolve(cfg, route_of(msg)))
+
+
+def route_of_session(session_key: str) -> Route:
+    """The route of a session key (``channel:account:dm:sender`` or ``...:group:chat``), for
+    calls that have only the key (the gateway's ``sessions.reset``). A DM's chat id is not in
+    its key: a binding on ``chat`` is matched against the sender id there."""
+    channel, _, rest = session_key.partition(":")
+    account, _, rest = rest.partition(":")
+    kind, _, who = rest.partition(":")
+    if kind == "group":
+        return Route(channel=channel, account=account, chat=who)
+    return Route(channel=channel, account=account, chat=who, sender=who)
+
+
+def agent_path_for_session(cfg: Config, session_key: str) -> str:
+    return agent_path(cfg, session_key, resolve(cfg, route_of_session(session_key)))

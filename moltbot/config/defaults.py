@@ -41,7 +41,7 @@ COMMENTS: dict[str, tuple[str, ...]] = {
         '"openai" is any OpenAI-compatible server (Ollama, vLLM, llama.cpp, LM Studio).',
     ),
     "$.agent.profiles": (
-        'More assistants, each its own prompt, models, tools, workspace, memory, skills. E.g.',
+        "More assistants, each its own prompt, models, tools, workspace, memory, skills. E.g.",
         '{"work": {"system_prompt": "You help with work.", "tools": ["read_file", "skill"]}}',
         "Skills: <workspace>/skills/<name>/SKILL.md (front matter: name, description).",
     ),
