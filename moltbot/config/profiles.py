@@ -9,6 +9,7 @@ it matches the registry, so a new tool is added here too).
 from __future__ import annotations
 
 import difflib
+import re
 from pathlib import Path
 
 from moltbot.config.schema import Config
@@ -28,6 +29,7 @@ BUILTIN_TOOLS = (
     SKILL_TOOL,
 )
 PLUGIN_TOOLS = "plugin:"
+PROFILE_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
 
 
 def profile_names(cfg: Config) -> list[str]:
@@ -50,6 +52,13 @@ def check_profiles(cfg: Config) -> None:
                 f"$.agent.bindings[{i}].profile",
                 f"names no profile{_did_you_mean(binding.profile, names)}",
                 f"use one of: {', '.join(names)}, or add it under agent.profiles",
+            )
+    for name in agent.profiles:
+        if not PROFILE_NAME.match(name):
+            raise ConfigError(
+                f"$.agent.profiles[{name[:40]!r}]".replace("'", '"'),
+                "is not a profile name",
+                "name it with lower-case letters, digits, '-' or '_', starting with a letter",
             )
     for name, profile in agent.profiles.items():
         at = f"$.agent.profiles.{name}"

@@ -143,10 +143,6 @@ class ProviderEntry(_Section, frozen=True, kw_only=True, forbid_unknown_fields=T
     name: str = ""  # how logs and /status call it; default: the kind
 
 
-PROFILE_NAME_PATTERN = r"^[a-z][a-z0-9_-]{0,31}$"
-ProfileName = Annotated[str, Meta(pattern=PROFILE_NAME_PATTERN)]
-
-
 class ProfileConfig(_Section, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """One agent profile (``agent.profiles.<name>``, see ``moltbot.agent.profiles``); a key
     left out falls back to ``agent``'s own. ``tools`` None: every tool; else only these
@@ -197,7 +193,7 @@ class AgentConfig(_Section, frozen=True, kw_only=True, forbid_unknown_fields=Tru
     providers: list[ProviderEntry] = []
     # more agent profiles, and which messages they answer (none matches: "default", which is
     # the settings above, overlaid by profiles["default"] when given)
-    profiles: dict[ProfileName, ProfileConfig] = {}
+    profiles: dict[str, ProfileConfig] = {}  # by name (moltbot.config.profiles checks it)
     bindings: list[Binding] = []
 
 
