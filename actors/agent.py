@@ -28,8 +28,7 @@ import ray
 from actors import metrics, routing
 from actors.audit import AuditForwarder
 from actors.base import CHILD_OPTIONS, ChildBase
-from moltbot.agent import profiles
-from moltbot.agent.agent_service import AgentPorts, AgentService
+from moltbot.agent.agent_service import AgentPorts, AgentService, profile_providers
 from moltbot.agent.plugin_tools import MergedTools, PluginToolCache
 from moltbot.agent.service import (
     approval_book,
@@ -259,11 +258,7 @@ class AgentActor(ChildBase):
         vault_get = lazy_get(on_read=self._audit.secret_reader())
         try:  # the API key read from the vault (if it is there) is audited
             provider = build_provider(cfg, vault_get=vault_get)
-            own = {  # the profiles with models or providers of their own
-                name: build_provider(profiles.profile_config(cfg, name), vault_get=vault_get)
-                for name in profiles.profile_names(cfg)
-                if profiles.has_own_provider(cfg, name)
-            }
+            own = profile_providers(cfg, lambda view: build_provider(view, vault_get=vault_get))
         except ProviderAuthError as exc:
             log.error("%s cannot start: %s", self.path, user_text(exc))
             raise

@@ -234,6 +234,16 @@ class AgentService:
             self.ports.audit(kind, fields)
 
 
+def profile_providers(cfg: Config, build: Callable[[Config], Provider]) -> dict[str, Provider]:
+    """The providers of the profiles with models or providers of their own, by name, each
+    built by ``build`` from the profile's config (``build_provider`` with the vault)."""
+    return {
+        name: build(profiles.profile_config(cfg, name))
+        for name in profiles.profile_names(cfg)
+        if profiles.has_own_provider(cfg, name)
+    }
+
+
 def _profile(cfg: Config, name: str, provider: Provider | None, clock: Clock) -> Profile:
     view = profiles.profile_config(cfg, name)
     memory = memory_store(view, clock=clock, profile=name) if view.agent.memory.enabled else None
