@@ -19,6 +19,7 @@ from moltbot.agent.loop import ToolRunner
 from moltbot.agent.profiles import allows, profile_config, profile_names
 from moltbot.agent.service import tool_registry
 from moltbot.agent.skills import SkillBook, SkillProblem
+from moltbot.clock import SYSTEM_CLOCK, Clock
 from moltbot.config.profiles import DEFAULT_PROFILE, SKILL_TOOL
 from moltbot.config.schema import Config
 from moltbot.messages import ToolContext, ToolResult
@@ -90,15 +91,19 @@ class ProfileTools:
 class ProfileRegistries:
     """The sandbox's tools, one registry per profile, made on first use."""
 
-    def __init__(self, cfg: Config, approvals: ApprovalBook) -> None:
-        self._cfg, self._approvals = cfg, approvals
+    def __init__(
+        self, cfg: Config, approvals: ApprovalBook, *, clock: Clock = SYSTEM_CLOCK
+    ) -> None:
+        self._cfg, self._approvals, self._clock = cfg, approvals, clock
         self._built: dict[str, ToolRegistry] = {}
 
     def registry(self, profile: str = DEFAULT_PROFILE) -> ToolRegistry:
         found = self._built.get(profile)
         if found is None:
             view = profile_config(self._cfg, profile)
-            found = self._built[profile] = tool_registry(view, self._approvals, profile=profile)
+            found = self._built[profile] = tool_registry(
+                view, self._approvals, profile=profile, clock=self._clock
+            )
         return found
 
     def specs(self, profile: str = DEFAULT_PROFILE) -> list[dict[str, Any]]:
