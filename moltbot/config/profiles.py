@@ -12,7 +12,7 @@ import difflib
 import re
 from pathlib import Path
 
-from moltbot.config.schema import Config
+from moltbot.config.schema import CHANNEL_KINDS, Config
 from moltbot.errors import ConfigError
 
 DEFAULT_PROFILE = "default"
@@ -53,6 +53,14 @@ def check_profiles(cfg: Config) -> None:
                 f"names no profile{_did_you_mean(binding.profile, names)}",
                 f"use one of: {', '.join(names)}, or add it under agent.profiles",
             )
+        if binding.channel in CHANNEL_KINDS and binding.account is not None:
+            accounts = [a.account for a in getattr(cfg.channels, binding.channel)]
+            if binding.account not in accounts:
+                raise ConfigError(
+                    f"$.agent.bindings[{i}].account",
+                    f"names no {binding.channel} account{_did_you_mean(binding.account, accounts)}",
+                    f"use one of: {', '.join(accounts) or 'none configured'}, or drop the key",
+                )
     for name in agent.profiles:
         if not PROFILE_NAME.match(name):
             raise ConfigError(

@@ -23,8 +23,11 @@ from moltbot.supervision.tree import build_tree
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 
 
+SLACK_WORK = {"slack": [{"account": "work", "bot_token": "env:B", "app_token": "env:A"}]}
+
+
 def cfg_of(agent: dict[str, Any], tmp_path: Path | None = None, **extra: Any) -> Config:
-    raw: dict[str, Any] = {"agent": agent, **extra}
+    raw: dict[str, Any] = {"agent": agent, "channels": SLACK_WORK, **extra}
     if tmp_path is not None:
         raw["tools"] = {"workspace": str(tmp_path / "ws")}
     return load_config_text(json.dumps(raw))
@@ -130,6 +133,30 @@ def test_bad_profiles_and_bindings_name_the_json_path_and_the_fix(
         cfg_of(agent, plugins=plugins)
     assert info.value.path.startswith(path)
     assert fix in info.value.fix
+
+
+def test_a_binding_to_an_account_that_does_not_exist_is_an_error() -> None:
+    bad = {"profiles": {"w": {}}, "bindings": [{"channel": "slack", "account": "wrk",
+                                                "profile": "w"}]}  # fmt: skip
+    with pytest.raises(ConfigError) as info:
+        cfg_of(bad)
+    assert info.value.path == "$.agent.bindings[0].account"
+    assert "did you mean 'work'" in info.value.problem and "use one of: work" in info.value.fix
+
+
+def test_a_profiles_memory_is_its_own_even_when_the_default_has_a_memory_dir(
+    tmp_path: Path,
+) -> None:
+    from moltbot.agent.memory import memory_store
+
+    agent = {"memory": {"dir": str(tmp_path / "home-memory")}, "profiles": {"w": {}}}
+    cfg = cfg_of(agent, tmp_path)
+    home = memory_store(profiles.profile_config(cfg, "default"))
+    work = memory_store(profiles.profile_config(cfg, "w"), profile="w")
+    assert home.folder == tmp_path / "home-memory"
+    assert work.folder == tmp_path / "ws" / "profiles" / "w" / "memory-profiles" / "w"
+    own = cfg_of({"profiles": {"w": {"memory_dir": str(tmp_path / "w-mem")}}}, tmp_path)
+    assert memory_store(profiles.profile_config(own, "w"), profile="w").folder == tmp_path / "w-mem"
 
 
 def test_a_did_you_mean_for_a_misspelt_profile_or_tool() -> None:
