@@ -10,6 +10,7 @@ hook per finished turn (metrics)."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import time
@@ -135,8 +136,9 @@ class AgentService:
                 self._record_turn(time.monotonic() - started, final.usage)
 
             async def tools() -> ToolRunner:
-                return ProfileTools(await self.ports.tools(), self.cfg, profile.name,
-                                    profile.skills)  # fmt: skip
+                inner = await self.ports.tools()  # the skills are listed off the event loop
+                return await asyncio.to_thread(ProfileTools, inner, self.cfg, profile.name,
+                                               profile.skills)  # fmt: skip
 
             turn = idempotent_turn(
                 self.ports.transcripts, self.provider_of(profile), tools, profile.cfg, session,

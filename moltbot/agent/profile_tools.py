@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import msgspec
@@ -69,7 +70,7 @@ class ProfileTools:
         self, name: str, input: dict[str, Any], session: str, ctx: ToolContext | None = None
     ) -> ToolResult:
         if name == SKILL_TOOL and self._skills is not None:
-            return self._load_skill(input)
+            return await asyncio.to_thread(self._load_skill, input)
         if name == SKILL_TOOL or not self._allowed(name):
             return not_allowed(name)
         stamped = msgspec.structs.replace(ctx or ToolContext(), profile=self.profile)
