@@ -137,8 +137,10 @@ class AgentService:
 
             async def tools() -> ToolRunner:
                 inner = await self.ports.tools()  # the skills are listed off the event loop
-                return await asyncio.to_thread(ProfileTools, inner, self.cfg, profile.name,
-                                               profile.skills)  # fmt: skip
+                audit = self.ports.audit
+                return await asyncio.to_thread(
+                    lambda: ProfileTools(inner, self.cfg, profile.name, profile.skills, audit=audit)
+                )
 
             turn = idempotent_turn(
                 self.ports.transcripts, self.provider_of(profile), tools, profile.cfg, session,

@@ -17,6 +17,7 @@ from typing import Any
 import msgspec
 
 from moltbot.agent.loop import ToolRunner
+from moltbot.agent.plugin_tools import Outcome, tool_call_fields
 from moltbot.agent.profiles import allows, profile_config, profile_names
 from moltbot.agent.service import tool_registry
 from moltbot.agent.skills import SkillBook, SkillProblem
@@ -24,6 +25,7 @@ from moltbot.clock import SYSTEM_CLOCK, Clock
 from moltbot.config.profiles import DEFAULT_PROFILE, SKILL_TOOL
 from moltbot.config.schema import Config
 from moltbot.messages import ToolContext, ToolResult
+from moltbot.security.audit import AuditSink
 from moltbot.tools import ApprovalBook, ToolRegistry
 from moltbot.tools.registry import input_schema
 
@@ -46,9 +48,10 @@ class ProfileTools:
     """``inner`` (the agent's ``MergedTools``, or a registry) as profile ``profile`` sees it."""
 
     def __init__(
-        self, inner: ToolRunner, cfg: Config, profile: str, skills: SkillBook | None = None
-    ) -> None:
-        self._inner, self._cfg, self.profile = inner, cfg, profile
+        self, inner: ToolRunner, cfg: Config, profile: str, skills: SkillBook | None = None,
+        *, audit: AuditSink | None = None,
+    ) -> None:  # fmt: skip
+        self._inner, self._cfg, self.profile, self._audit = inner, cfg, profile, audit
         self._skills = skills if skills is not None and self._allowed(SKILL_TOOL) else None
         self._listing = self._skills.listing() if self._skills is not None else []
 
@@ -70,11 +73,25 @@ class ProfileTools:
         self, name: str, input: dict[str, Any], session: str, ctx: ToolContext | None = None
     ) -> ToolResult:
         if name == SKILL_TOOL and self._skills is not None:
-            return await asyncio.to_thread(self._load_skill, input)
+            result = await asyncio.to_thread(self._load_skill, input)
+            self._record(session, name, "error" if result.is_error else "ok", input)
+            return result
         if name == SKILL_TOOL or not self._allowed(name):
+            self._record(session, name, "denied", {})
             return not_allowed(name)
         stamped = msgspec.structs.replace(ctx or ToolContext(), profile=self.profile)
         return await self._inner.call(name, input, session, stamped)
+
+    def _record(self, session: str, name: str, outcome: Outcome, input: dict[str, Any]) -> None:
+        """A ``tool_call`` audit record of what this layer answers itself (the other calls
+        are audited by ``MergedTools``)."""
+        if self._audit is None:
+            return
+        fields = tool_call_fields(session=session, tool=name, plugin=None, outcome=outcome,
+                                  duration_ms=0.0, input={})  # fmt: skip
+        skill = input.get("name") if name == SKILL_TOOL else None
+        extra = {"skill": skill[:64]} if isinstance(skill, str) else {}
+        self._audit("tool_call", {**fields, "profile": self.profile, **extra})
 
     def _load_skill(self, input: dict[str, Any]) -> ToolResult:
         name = input.get("name") if isinstance(input, dict) else None

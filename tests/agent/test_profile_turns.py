@@ -76,8 +76,14 @@ class Rig:
             return self.sandbox
 
         transcripts = AsyncTranscripts(TranscriptStore(tmp_path / "sessions"))
+        self.audit: list[tuple[str, dict[str, Any]]] = []
+        ports = AgentPorts(
+            transcripts=transcripts,
+            tools=tools,
+            audit=lambda kind, fields: self.audit.append((kind, fields)),
+        )
         self.agent = AgentService(
-            cfg, build(cfg), AgentPorts(transcripts=transcripts, tools=tools),
+            cfg, build(cfg), ports,
             providers=profile_providers(cfg, build),
         )  # fmt: skip
 
@@ -143,6 +149,9 @@ async def test_a_tool_the_profile_does_not_allow_is_refused_on_both_sides(
     api.script(tool_reply("bash", {"command": "cat /etc/hostname"}), text_reply("done"))
     assert await rig.agent.answer(slack("run something")) == "done"
     assert "not available to this assistant profile" in tool_result(api.requests[-1])
+    [(kind, record)] = rig.audit
+    assert kind == "tool_call"
+    assert (record["tool"], record["outcome"], record["profile"]) == ("bash", "denied", "work")
     # a call reaching the sandbox with the profile in its context is refused there too
     ctx = ToolContext(sender="slack:work:U42", profile="work")
     refused = await rig.sandbox.call("bash", {"command": "id"}, "s", ctx)
@@ -212,6 +221,8 @@ async def test_skills_are_listed_by_name_and_loaded_only_when_asked(
     assert "STEP-ONE" not in json.dumps(first.tools) and "STEP-ONE" not in str(first.system)
     assert "a skill name is" in tool_result(refused)
     assert "STEP-ONE: list what shipped." in tool_result(loaded)
+    skills_used = [(f["skill"], f["outcome"]) for _k, f in rig.audit if f["tool"] == "skill"]
+    assert skills_used == [("../../../memory-profiles/default", "error"), ("weekly-report", "ok")]
     api.script(text_reply("hi"))
     await rig.agent.answer(telegram("hello"))  # the default profile has no skills folder
     assert "skill" not in tool_names(api.requests[-1])
