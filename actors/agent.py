@@ -258,7 +258,9 @@ class AgentActor(ChildBase):
         vault_get = lazy_get(on_read=self._audit.secret_reader())
         try:  # the API key read from the vault (if it is there) is audited
             provider = build_provider(cfg, vault_get=vault_get)
-            own = profile_providers(cfg, lambda view: build_provider(view, vault_get=vault_get))
+            own = profile_providers(
+                cfg, lambda view, at: build_provider(view, vault_get=vault_get, providers_at=at)
+            )
         except ProviderAuthError as exc:
             log.error("%s cannot start: %s", self.path, user_text(exc))
             raise

@@ -238,11 +238,12 @@ class AgentService:
             self.ports.audit(kind, fields)
 
 
-def profile_providers(cfg: Config, build: Callable[[Config], Provider]) -> dict[str, Provider]:
+def profile_providers(cfg: Config, build: Callable[[Config, str], Provider]) -> dict[str, Provider]:
     """The providers of the profiles with models or providers of their own, by name, each
-    built by ``build`` from the profile's config (``build_provider`` with the vault)."""
+    built by ``build(profile's config, config path of its providers list)`` (the actor:
+    ``build_provider`` with the vault)."""
     return {
-        name: build(profiles.profile_config(cfg, name))
+        name: build(profiles.profile_config(cfg, name), f"$.agent.profiles.{name}.providers")
         for name in profiles.profile_names(cfg)
         if profiles.has_own_provider(cfg, name)
     }

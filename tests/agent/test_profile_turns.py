@@ -67,8 +67,8 @@ class Rig:
         self.cfg = cfg = config(tmp_path, api.base_url)
         env = {KEY_VAR: api.api_key}
 
-        def build(view: Config) -> Any:
-            return build_provider(view, vault_get=lambda _n: "", environ=env)
+        def build(view: Config, at: str = "$.agent.providers") -> Any:
+            return build_provider(view, vault_get=lambda _n: "", environ=env, providers_at=at)
 
         self.sandbox = ProfileRegistries(cfg, approval_book(cfg))
 

@@ -87,8 +87,8 @@ class Journal:
 def agent_service(cfg: Config, api: FakeAnthropicAPI, tmp_path: Path, clock: FakeClock) -> Any:
     env = {KEY_VAR: api.api_key}
 
-    def build(view: Config) -> Any:
-        return build_provider(view, vault_get=lambda _n: "", environ=env)
+    def build(view: Config, at: str = "$.agent.providers") -> Any:
+        return build_provider(view, vault_get=lambda _n: "", environ=env, providers_at=at)
 
     sandbox = ProfileRegistries(cfg, approval_book(cfg), clock=clock)
 
