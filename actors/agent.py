@@ -28,7 +28,7 @@ import ray
 from actors import metrics, routing
 from actors.audit import AuditForwarder
 from actors.base import CHILD_OPTIONS, ChildBase
-from moltbot.agent.agent_service import AgentPorts, AgentService
+from moltbot.agent.agent_service import AgentPorts, AgentService, profile_providers
 from moltbot.agent.plugin_tools import MergedTools, PluginToolCache
 from moltbot.agent.service import (
     approval_book,
@@ -250,12 +250,17 @@ class AgentActor(ChildBase):
     def preload_modules(self) -> tuple[str, ...]:
         agent = self.config.agent  # the SDKs: seconds of imports
         kinds = {p.kind for p in agent.providers} if agent.providers else {agent.provider}
+        kinds |= {p.kind for own in agent.profiles.values() for p in own.providers}
         return tuple(f"moltbot.agent.providers.{m}" for k, m in _SDKS if k in kinds)
 
     async def setup(self) -> None:
         cfg, ns = self.config, self.namespace  # the tree's namespace, given by the supervisor
+        vault_get = lazy_get(on_read=self._audit.secret_reader())
         try:  # the API key read from the vault (if it is there) is audited
-            provider = build_provider(cfg, vault_get=lazy_get(on_read=self._audit.secret_reader()))
+            provider = build_provider(cfg, vault_get=vault_get)
+            own = profile_providers(
+                cfg, lambda view, at: build_provider(view, vault_get=vault_get, providers_at=at)
+            )
         except ProviderAuthError as exc:
             log.error("%s cannot start: %s", self.path, user_text(exc))
             raise
@@ -277,7 +282,7 @@ class AgentActor(ChildBase):
             resolve_approval=self._resolve_approval, audit=self._audit.record,
             on_turn=_turn_metrics,
         )  # fmt: skip
-        self._service = AgentService(cfg, provider, ports, name=self.path or "agent")
+        self._service = AgentService(cfg, provider, ports, name=self.path or "agent", providers=own)
 
     async def main(self) -> None:
         service = self._need(self._service)
@@ -285,10 +290,7 @@ class AgentActor(ChildBase):
             await self._need(self._writes).writes.run()  # group-commits writes until stopped
         finally:
             await self._audit.aclose()
-            close = getattr(service.provider, "aclose", None)
-            if close is not None:
-                with contextlib.suppress(Exception):
-                    await close()
+            await service.aclose()
 
     # --- turns (moltbot.agent.agent_service) -------------------------------------------------
     @ray.method(num_returns="streaming")

@@ -129,9 +129,8 @@ class ChannelActor(ChildBase):
         except BaseException:
             await adapter.close()
             raise
-        workers = self.config.agent.workers
         ports = channel_ports(
-            self.namespace, self.path, adapter, pairing_key=key, agent_workers=workers
+            self.namespace, self.path, adapter, pairing_key=key, config=self.config
         )
         self._service = ChannelService(
             adapter,

@@ -14,8 +14,10 @@ import logging
 from typing import Any
 
 from actors import routing
+from moltbot.agent import profiles
 from moltbot.channels.base import ChannelAdapter
 from moltbot.channels.service import Ports
+from moltbot.config.schema import Config
 from moltbot.errors import MoltbotError, Unavailable
 from moltbot.messages import InboundMessage
 
@@ -61,7 +63,7 @@ class StoreCursors:
 
 
 def channel_ports(
-    namespace: str, owner: str, adapter: ChannelAdapter, *, pairing_key: str, agent_workers: int
+    namespace: str, owner: str, adapter: ChannelAdapter, *, pairing_key: str, config: Config
 ) -> Ports:
     """The ports of the service driving ``adapter``: ``pending`` filters on the adapter's own
     channel and account (the ids its messages carry); ``pairing_key`` is where its book is kept."""
@@ -80,7 +82,7 @@ def channel_ports(
         return found
 
     async def answer(msg: InboundMessage) -> str:
-        path = routing.agent_path(msg.session_key, agent_workers)
+        path = profiles.agent_path_for(config, msg.session_key, msg)  # its profile's pool
         return str(await call(namespace, owner, path, "answer", msg, deadline_s=AGENT_DEADLINE_S))
 
     async def save_pairing(data: bytes) -> None:

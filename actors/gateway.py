@@ -12,6 +12,7 @@ import ray
 from actors import routing
 from actors.audit import AuditForwarder
 from actors.base import CHILD_OPTIONS, ChildBase
+from moltbot.agent import profiles
 from moltbot.config.schema import Config
 from moltbot.errors import NotFound, Unavailable
 from moltbot.gateway.backend import JSON, BaseBackend
@@ -54,7 +55,7 @@ class RayBackend(BaseBackend):
 
     async def chat_send(self, session: str, text: str) -> AsyncIterator[ChatEvent]:
         key = web_session(session)
-        path = routing.agent_path(key, self.cfg.agent.workers)
+        path = profiles.agent_path_for(self.cfg, key, None)
         try:
             agent = routing.handle(self.ns, path)
             stream = agent.chat.remote(key, text)
@@ -78,7 +79,7 @@ class RayBackend(BaseBackend):
 
     async def sessions_reset(self, session: str) -> None:
         key = web_session(session)  # the agent owning the session resets it (and its cache)
-        await self._call(routing.agent_path(key, self.cfg.agent.workers), "sessions_reset", key)
+        await self._call(profiles.agent_path_for_session(self.cfg, key), "sessions_reset", key)
 
     async def channels_status(self) -> list[JSON]:
         out: list[JSON] = []

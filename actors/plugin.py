@@ -146,12 +146,11 @@ class PluginActor(ChildBase):
 
     async def _start_channels(self, tg: asyncio.TaskGroup) -> None:
         policy = policy_for(plugin_config(self.cfg, self.plugin).channel_policy)
-        workers = self.cfg.agent.workers
         for name, adapter in self.adapters.items():
             key = pairing_key(name, self.plugin)
             saved = await call(self.namespace, self.path, STORE, "kv_get", key)
             ports = channel_ports(
-                self.namespace, self.path, adapter, pairing_key=key, agent_workers=workers
+                self.namespace, self.path, adapter, pairing_key=key, config=self.cfg
             )
             service = ChannelService(
                 adapter, load_pairing(saved, policy), ports, audit=self._audit.record

@@ -1,6 +1,7 @@
 """The sandbox actor: runs the agent's tool calls (bash in bubblewrap, files, web_fetch).
 
-Each ``tools/sandbox-<i>`` holds a tool registry over the configured workspace and the book of
+Each ``tools/sandbox-<i>`` holds a tool registry per agent profile, each over the profile's
+workspace (``moltbot.agent.profile_tools.ProfileRegistries``), and the book of
 exec approvals of the sessions that shard to it (``routing.sandbox_path``). Approvals are in
 memory: a restart forgets pending ones (the waiting turn is told the request expired).
 """
@@ -12,11 +13,12 @@ from typing import Any
 import ray
 
 from actors.base import CHILD_OPTIONS, ChildBase
-from moltbot.agent.service import approval_book, approval_dict, tool_registry
+from moltbot.agent.profile_tools import ProfileRegistries
+from moltbot.agent.service import approval_book, approval_dict
 from moltbot.config.schema import Config
 from moltbot.errors import NotFound
 from moltbot.messages import ToolContext, ToolResult
-from moltbot.tools import ApprovalBook, ToolRegistry
+from moltbot.tools import ApprovalBook
 
 
 @ray.remote(**CHILD_OPTIONS)
@@ -28,14 +30,15 @@ class SandboxActor(ChildBase):
         self.config = config or Config()
         self.index = index
         self._approvals: ApprovalBook | None = None
-        self._registry: ToolRegistry | None = None
+        self._registry: ProfileRegistries | None = None
 
     async def setup(self) -> None:
         self._approvals = approval_book(self.config)
-        self._registry = tool_registry(self.config, self._approvals)
+        self._registry = ProfileRegistries(self.config, self._approvals)
+        self._registry.registry()  # the default profile's, now: a bad workspace fails the start
 
     @property
-    def registry(self) -> ToolRegistry:
+    def registry(self) -> ProfileRegistries:
         assert self._registry is not None, "sandbox not set up"
         return self._registry
 

@@ -91,8 +91,10 @@ class ToolContext(msgspec.Struct, frozen=True, kw_only=True):
     ``sender``: ``channel:account:sender_id`` of the message being answered ('' for the
     gateway's operator), whose own workspace folder the tools use. ``untrusted``: the session
     already holds untrusted content; ``seen_hosts``: the hosts web_fetch already fetched in it.
+    ``profile``: whose tools, workspace and memory the call uses (``moltbot.agent.profiles``).
     """
 
     sender: str = ""
     untrusted: bool = False
     seen_hosts: tuple[str, ...] = ()
+    profile: str = ""  # the agent profile of the turn ('' = default), set by the agent

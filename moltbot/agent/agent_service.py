@@ -10,6 +10,7 @@ hook per finished turn (metrics)."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import time
@@ -17,8 +18,10 @@ from collections.abc import AsyncGenerator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from moltbot.agent import profiles
 from moltbot.agent.loop import Approver, ToolRunner
-from moltbot.agent.memory import memory_store
+from moltbot.agent.memory import MemoryStore, memory_store
+from moltbot.agent.profile_tools import ProfileTools
 from moltbot.agent.providers.base import Provider
 from moltbot.agent.service import (
     HELP_TEXT,
@@ -32,6 +35,8 @@ from moltbot.agent.service import (
     user_text,
 )
 from moltbot.agent.sessions import SessionGate
+from moltbot.agent.skills import SkillBook
+from moltbot.clock import SYSTEM_CLOCK, Clock
 from moltbot.config.schema import Config
 from moltbot.errors import MoltbotError, Unavailable
 from moltbot.messages import ChatEvent, ChatFinal, InboundMessage
@@ -62,15 +67,50 @@ class AgentPorts:
     on_turn: Callable[[float, dict[str, int]], None] | None = None  # seconds, usage
 
 
+@dataclass(frozen=True, slots=True)
+class Profile:
+    """One agent profile as a turn runs it (``moltbot.agent.profiles``)."""
+
+    name: str
+    cfg: Config  # ``profiles.profile_config``: its prompt, models, workspace, memory folder
+    provider: Provider | None  # None: the service's ``provider`` (the default profile's)
+    memory: MemoryStore | None
+    skills: SkillBook
+
+
 class AgentService:
+    """``provider``: the default profile's; ``providers``: those of the profiles with their own
+    models or providers (``profiles.has_own_provider``), by name; the others use ``provider``."""
+
     def __init__(
-        self, cfg: Config, provider: Provider, ports: AgentPorts, *, name: str = "agent"
-    ) -> None:
+        self, cfg: Config, provider: Provider, ports: AgentPorts, *, name: str = "agent",
+        providers: dict[str, Provider] | None = None, clock: Clock = SYSTEM_CLOCK,
+    ) -> None:  # fmt: skip
         self.cfg, self.provider, self.ports, self.name = cfg, provider, ports, name
         self.gate = SessionGate(cfg.agent.queue_size)
-        # the default profile's memory (profiles will each have their own MemoryStore)
-        self.memory = memory_store(cfg) if cfg.agent.memory.enabled else None
+        self.profiles = {
+            n: _profile(cfg, n, (providers or {}).get(n), clock)
+            for n in profiles.profile_names(cfg)
+        }
+        self.memory = self.profiles[profiles.DEFAULT_PROFILE].memory
         self.counts = Counters()
+
+    def profile_for(self, msg: InboundMessage | None) -> Profile:
+        """The profile that answers ``msg`` (None: a chat from the web page or the CLI)."""
+        return self.profiles[profiles.resolve(self.cfg, profiles.route_of(msg))]
+
+    def provider_of(self, profile: Profile) -> Provider:
+        return profile.provider or self.provider
+
+    async def aclose(self) -> None:
+        """Close every profile's provider (their HTTP clients); never raises."""
+        seen = {id(p): p for p in (self.provider, *(q.provider for q in self.profiles.values()))
+                if p is not None}  # fmt: skip
+        for provider in seen.values():
+            close = getattr(provider, "aclose", None)
+            if close is not None:
+                with contextlib.suppress(Exception):
+                    await close()
 
     # --- turns -------------------------------------------------------------------------------
     async def turn(
@@ -81,21 +121,31 @@ class AgentService:
         command = parse_command(text)
         if command is not None and command.name != "reset":
             # answered at once, even while a turn of this session runs (it may await approval)
-            yield ChatFinal(session=session, text=await self.command(command, session, sender))
+            answer = await self.command(command, session, sender, msg)
+            yield ChatFinal(session=session, text=answer)
             return
         async with self.gate.hold(session):
             if command is not None:
-                yield ChatFinal(session=session, text=await self.command(command, session, sender))
+                answer = await self.command(command, session, sender, msg)
+                yield ChatFinal(session=session, text=answer)
                 return
             started = time.monotonic()
+            profile = self.profile_for(msg)
 
             def finished(final: ChatFinal) -> None:
                 self._record_turn(time.monotonic() - started, final.usage)
 
+            async def tools() -> ToolRunner:
+                inner = await self.ports.tools()  # the skills are listed off the event loop
+                audit = self.ports.audit
+                return await asyncio.to_thread(
+                    lambda: ProfileTools(inner, self.cfg, profile.name, profile.skills, audit=audit)
+                )
+
             turn = idempotent_turn(
-                self.ports.transcripts, self.provider, self.ports.tools, self.cfg, session,
+                self.ports.transcripts, self.provider_of(profile), tools, profile.cfg, session,
                 text, msg_id, sender=sender, approver=self.ports.approver(msg),
-                on_final=finished, memory=self.memory,
+                on_final=finished, memory=profile.memory,
             )  # fmt: skip
             async with contextlib.aclosing(turn) as events:
                 async for event in events:
@@ -142,7 +192,9 @@ class AgentService:
                 "tokens_out": int(f.get("tokens_out"))}  # fmt: skip
 
     # --- commands ----------------------------------------------------------------------------
-    async def command(self, command: Command, session: str, sender: str = "") -> str:
+    async def command(
+        self, command: Command, session: str, sender: str = "", msg: InboundMessage | None = None
+    ) -> str:
         if command.problem:
             return command.problem
         transcripts = self.ports.transcripts
@@ -152,8 +204,13 @@ class AgentService:
             return "Nothing to reset: this is a new conversation."
         if command.name == "status":
             history = await transcripts.load(session)
-            return status_text(agent=self.name, provider=self.provider.name,
-                               models=list(getattr(self.provider, "models", [])),
+            profile = self.profile_for(msg)
+            agent = self.name
+            if profile.name != profiles.DEFAULT_PROFILE:
+                agent = f"{self.name} (profile {profile.name})"
+            provider = self.provider_of(profile)
+            return status_text(agent=agent, provider=provider.name,
+                               models=list(getattr(provider, "models", [])),
                                messages=len(chat_records(history, len(history))),
                                waiting=self.gate.waiting(session))  # fmt: skip
         if command.name in ("approve", "deny"):
@@ -179,3 +236,21 @@ class AgentService:
     def _audit(self, kind: str, fields: dict[str, Any]) -> None:
         if self.ports.audit is not None:
             self.ports.audit(kind, fields)
+
+
+def profile_providers(cfg: Config, build: Callable[[Config, str], Provider]) -> dict[str, Provider]:
+    """The providers of the profiles with models or providers of their own, by name, each
+    built by ``build(profile's config, config path of its providers list)`` (the actor:
+    ``build_provider`` with the vault)."""
+    return {
+        name: build(profiles.profile_config(cfg, name), f"$.agent.profiles.{name}.providers")
+        for name in profiles.profile_names(cfg)
+        if profiles.has_own_provider(cfg, name)
+    }
+
+
+def _profile(cfg: Config, name: str, provider: Provider | None, clock: Clock) -> Profile:
+    view = profiles.profile_config(cfg, name)
+    memory = memory_store(view, clock=clock, profile=name) if view.agent.memory.enabled else None
+    skills = SkillBook(profiles.skills_folder(cfg, name))
+    return Profile(name=name, cfg=view, provider=provider, memory=memory, skills=skills)

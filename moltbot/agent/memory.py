@@ -230,11 +230,13 @@ def memory_store(
     *,
     vault_get: Callable[[str], str] | None = None,
     clock: Clock = SYSTEM_CLOCK,
+    profile: str = DEFAULT_PROFILE,
 ) -> MemoryStore:
-    """The default profile's store, with an embedder when ``agent.memory`` names one. The
-    embeddings key is resolved when first needed (``vault_get`` defaults to the vault)."""
+    """A profile's store (``cfg``: that profile's config, ``profiles.profile_config``), with an
+    embedder when ``agent.memory`` names one. The embeddings key is resolved when first needed
+    (``vault_get`` defaults to the vault)."""
     mem = cfg.agent.memory
-    folder = memory_folder(cfg, workspace)
+    folder = memory_folder(cfg, workspace, profile)
     anchor = None if mem.dir else (workspace or cfg.tools.workspace_path())
     store = MemoryStore(folder, clock, anchor=anchor)
     if mem.embeddings_url and mem.embeddings_model:

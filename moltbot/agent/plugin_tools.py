@@ -211,6 +211,10 @@ class MergedTools:
     def specs(self) -> list[dict[str, Any]]:
         return list(self._table.specs)
 
+    def owner(self, name: str) -> str | None:
+        """The plugin whose tool ``name`` is (None: a built-in tool)."""
+        return self._table.owners.get(name)
+
     async def call(
         self, name: str, input: dict[str, Any], session: str, ctx: ToolContext | None = None
     ) -> ToolResult:

@@ -30,10 +30,11 @@ from typing import Any, Literal, Protocol
 import msgspec
 
 from moltbot.agent.loop import Approver, ToolRunner, TranscriptLog, TurnRunner
-from moltbot.agent.memory import MemoryStore, memory_store
+from moltbot.agent.memory import DEFAULT_PROFILE, MemoryStore, memory_store
 from moltbot.agent.memory_turn import summarise_cut, with_memory
 from moltbot.agent.providers.base import Provider
 from moltbot.agent.providers.build import build_provider as build_provider  # re-exported
+from moltbot.clock import SYSTEM_CLOCK, Clock
 from moltbot.config.schema import Config
 from moltbot.errors import MoltbotError
 from moltbot.messages import ChatEvent, ChatFinal
@@ -295,10 +296,15 @@ def approval_book(cfg: Config) -> ApprovalBook:
 
 
 def tool_registry(
-    cfg: Config, approvals: ApprovalBook, workspace: Path | None = None
+    cfg: Config,
+    approvals: ApprovalBook,
+    workspace: Path | None = None,
+    *,
+    profile: str = "",
+    clock: Clock = SYSTEM_CLOCK,
 ) -> ToolRegistry:
     """bash / files / web_fetch / memory as the config enables them, over the configured
-    workspace."""
+    workspace (``cfg``: the profile's config, ``profiles.profile_config``)."""
     ws = (workspace or cfg.tools.workspace_path()).resolve()
     web = cfg.tools.web_fetch
     registry = default_registry(
@@ -317,7 +323,7 @@ def tool_registry(
         enable_web=web.enabled,
     )
     if cfg.agent.memory.enabled:
-        store = memory_store(cfg, ws)
+        store = memory_store(cfg, ws, profile=profile or DEFAULT_PROFILE, clock=clock)
         for tool in memory_tools(store, lambda sender: owners.approver(cfg, sender) is not None):
             registry.register(tool)
     return registry

@@ -40,6 +40,15 @@ COMMENTS: dict[str, tuple[str, ...]] = {
         ' {"kind": "openai", "base_url": "http://127.0.0.1:11434/v1", "models": ["llama3.1"]}]',
         '"openai" is any OpenAI-compatible server (Ollama, vLLM, llama.cpp, LM Studio).',
     ),
+    "$.agent.profiles": (
+        "More assistants, each its own prompt, models, tools, workspace, memory, skills. E.g.",
+        '{"work": {"system_prompt": "You help with work.", "tools": ["read_file", "skill"]}}',
+        "Skills: <workspace>/skills/<name>/SKILL.md (front matter: name, description).",
+    ),
+    "$.agent.bindings": (
+        "Which profile answers: the first rule whose keys all match, else the default. E.g.",
+        '[{"channel": "slack", "account": "work", "profile": "work"}]',
+    ),
     "$.agent.workers": ("Agent actors; sessions are spread over them.",),
     "$.channels": (
         "Chat accounts, none by default. Example:",

@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 import msgspec
 
 from moltbot import paths
+from moltbot.config.profiles import check_profiles
 from moltbot.config.schema import (
     ACCOUNT_ID_PATTERN,
     CHANNEL_KINDS,
@@ -26,6 +27,7 @@ from moltbot.config.schema import (
     SECRET_REF_PATTERN,
     AccountConfig,
     Config,
+    ProviderEntry,
     is_secret_ref_type,
 )
 from moltbot.errors import ConfigError
@@ -173,8 +175,16 @@ def _check_agent(cfg: Config) -> None:
             'set "api_key": "secret:anthropic_api_key" and run '
             "`moltbot secrets set anthropic_api_key`",
         )
-    for i, entry in enumerate(agent.providers):
-        at = f"$.agent.providers[{i}]"
+    check_providers(agent.providers, "$.agent.providers")
+    for name, profile in agent.profiles.items():
+        check_providers(profile.providers, f"$.agent.profiles.{name}.providers")
+    check_profiles(cfg)
+
+
+def check_providers(entries: list[ProviderEntry], base: str) -> None:
+    """The rules of one providers list (``agent.providers`` or a profile's)."""
+    for i, entry in enumerate(entries):
+        at = f"{base}[{i}]"
         if entry.kind != "offline" and not entry.models:
             raise ConfigError(
                 f"{at}.models", f"the {entry.kind} provider needs a model", _MODEL_FIX[entry.kind]

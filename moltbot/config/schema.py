@@ -143,6 +143,37 @@ class ProviderEntry(_Section, frozen=True, kw_only=True, forbid_unknown_fields=T
     name: str = ""  # how logs and /status call it; default: the kind
 
 
+class ProfileConfig(_Section, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """One agent profile (``agent.profiles.<name>``, see ``moltbot.agent.profiles``); a key
+    left out falls back to ``agent``'s own. ``tools`` None: every tool; else only these
+    built-in names and ``"plugin:<name>"`` (all tools of that plugin). ``workspace`` None:
+    ``<tools.workspace>/profiles/<name>``; its memory is in ``memory-profiles/<name>`` there
+    unless ``memory_dir`` is set; its skills in ``skills_dir`` (None: ``<workspace>/skills``).
+    ``placement``: Ray resources its own agent pool (``workers`` actors) asks for, e.g. the
+    node that serves its local model; empty: the shared ``agents`` pool runs its turns."""
+
+    system_prompt: str | None = None
+    models: list[str] = []
+    providers: list[ProviderEntry] = []
+    tools: list[str] | None = None
+    workspace: str | None = None
+    memory_dir: str | None = None
+    skills_dir: str | None = None
+    placement: dict[str, NonNegFloat] = {}
+    workers: PosInt = 1
+
+
+class Binding(_Section, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """A rule of ``agent.bindings``: a message whose channel type, account, chat id and sender
+    id match every key given is answered by ``profile`` (the first matching rule wins)."""
+
+    profile: str
+    channel: str | None = None
+    account: str | None = None
+    chat: str | None = None
+    sender: str | None = None
+
+
 class AgentConfig(_Section, frozen=True, kw_only=True, forbid_unknown_fields=True):
     provider: Provider = "offline"
     api_key: SecretRef | None = "secret:anthropic_api_key"  # only used by "anthropic"
@@ -160,6 +191,10 @@ class AgentConfig(_Section, frozen=True, kw_only=True, forbid_unknown_fields=Tru
     memory: MemoryConfig = msgspec.field(default_factory=MemoryConfig)
     # not empty: these providers, in order, replace provider/api_key/base_url/models above
     providers: list[ProviderEntry] = []
+    # more agent profiles, and which messages they answer (none matches: "default", which is
+    # the settings above, overlaid by profiles["default"] when given)
+    profiles: dict[str, ProfileConfig] = {}  # by name (moltbot.config.profiles checks it)
+    bindings: list[Binding] = []
 
 
 # --- channels ------------------------------------------------------------------------------

@@ -2,7 +2,7 @@
 
 ```
 root (one_for_one)
-├── store      ├── gateway      ├── agents → agent-0..N      ├── tools → sandbox-0..M
+├── store      ├── gateway      ├── agents → agent-0..N, profile:<name>-0..K   ├── tools → …
 ├── channels → telegram:<account>, slack:<account>, signal:<account>
 └── plugins → plugin:<name>
 ```
@@ -17,6 +17,7 @@ from typing import Any
 
 import msgspec
 
+from moltbot.agent import profiles
 from moltbot.config.schema import CHANNEL_KINDS, Config, SupervisorConfig
 from moltbot.supervision.spec import (
     ChildSpec,
@@ -155,6 +156,12 @@ def build_tree(cfg: Config, *, singletons: bool = False) -> list[ChildSpec]:
     agents = [
         b.worker(f"agents/agent-{i}", "agent", {"index": i}) for i in range(cfg.agent.workers)
     ]
+    for name in profiles.placed(cfg):  # a profile's own pool, on the node its placement names
+        prefix, workers = profiles.pool(cfg, name)
+        wanted = cfg.agent.profiles[name].placement
+        for i in range(workers):
+            spec = b.worker(f"{prefix}{i}", "agent", {"index": i})
+            agents.append(msgspec.structs.replace(spec, resources={**spec.resources, **wanted}))
     sandboxes = [
         b.worker(f"tools/sandbox-{i}", "sandbox", {"index": i}) for i in range(cfg.tools.workers)
     ]

@@ -16,15 +16,17 @@ from ray.cluster_utils import Cluster
 from actors.supervisor import Supervisor
 from moltbot.config.loader import load_config_text
 from moltbot.supervision.spec import Backoff, ChildSpec, ChildType, SupervisorFlags
-from moltbot.supervision.tree import HEAD, resources_for
+from moltbot.supervision.tree import HEAD, build_tree, resources_for
 
 CONFIG = {
+    # an agent profile on the local model of the GPU box: its own pool, placed there
+    "agent": {"profiles": {"local": {"placement": {"gpu_box": 0.01}}}},
     "cluster": {
         "placement": {
             "channels/signal:*": {"resources": {"signal_box": 0.01}},
             "tools/*": {"resources": {"sandbox_box": 0.01}},
         }
-    }
+    },
 }
 
 
@@ -52,6 +54,9 @@ def main() -> None:
     sandbox_node = cluster.add_node(
         num_cpus=1, resources={"sandbox_box": 1}, object_store_memory=80 * 1024 * 1024
     )
+    gpu_node = cluster.add_node(
+        num_cpus=1, resources={"gpu_box": 1}, object_store_memory=80 * 1024 * 1024
+    )
     ray.init(address=cluster.address, log_to_driver=False)
     ns = f"c-{uuid.uuid4().hex[:6]}"
     flags = SupervisorFlags(
@@ -73,8 +78,15 @@ def main() -> None:
             args={"flags": flags, "children": kids},
         )
 
+    [agents] = [c for c in build_tree(cfg) if c.id == "agents"]
+    pool = [  # the built tree's specs of the profile's pool, as plain workers
+        ChildSpec(id=c.id, kind="worker", resources=c.resources, shutdown=2)
+        for c in agents.args["children"]
+        if c.id.startswith("profile:")
+    ]
     children = [
         worker("store"),
+        sup("agents", pool),
         sup("tools", [worker("tools/sandbox-0")]),
         sup("channels", [worker("channels/telegram:main"), worker("channels/signal:phone")]),
     ]
@@ -96,13 +108,15 @@ def main() -> None:
         return out
 
     sig, sbx = "moltbot.channels.signal:phone", "moltbot.tools.sandbox-0"
-    wait(lambda: flat()[sig]["state"] == "running" and flat()[sbx]["state"] == "running")
+    gpu = "moltbot.agents.profile:local-0"
+    wait(lambda: all(flat()[n]["state"] == "running" for n in (sig, sbx, gpu)))
     first = flat()
     result: dict[str, Any] = {
         "nodes": {
             "head": cluster.head_node.node_id,
             "signal": signal_node.node_id,
             "sandbox": sandbox_node.node_id,
+            "gpu": gpu_node.node_id,
         },
         "placed": {name: first[name]["node"] for name in first},
         "states": {name: first[name]["state"] for name in first},

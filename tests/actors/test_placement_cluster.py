@@ -1,5 +1,6 @@
 """Home-lab placement on a real multi-node Ray (several nodes on this machine): actors land on
-the node whose custom resource they need; when that node leaves they wait (shown as
+the node whose custom resource they need (an agent profile's pool on the node serving its
+local model, from the profile's ``placement``); when that node leaves they wait (shown as
 ``waiting``) and come back when a node with the resource joins; nothing else is touched."""
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ def test_placement_waiting_and_rejoin() -> None:
     nodes, placed = r["nodes"], r["placed"]
     assert placed["moltbot.channels.signal:phone"] == nodes["signal"]
     assert placed["moltbot.tools.sandbox-0"] == nodes["sandbox"]
+    assert placed["moltbot.agents.profile:local-0"] == nodes["gpu"]  # beside its local model
     assert placed["moltbot.store"] == nodes["head"]  # durable state stays on the head
     assert all(state == "running" for state in r["states"].values())
     assert r["after_removal"]["signal"] == "waiting" and r["after_removal"]["restarts"] >= 1

@@ -56,9 +56,11 @@ def build_provider(
     *,
     vault_get: VaultGet | None = None,
     environ: Mapping[str, str] | None = None,
+    providers_at: str = "$.agent.providers",
 ) -> Provider:
     """The provider ``cfg`` asks for; ``vault_get`` defaults to the vault of ``MOLTBOT_HOME``
-    (opened only for ``secret:`` refs)."""
+    (opened only for ``secret:`` refs). ``providers_at``: the config path of the providers
+    list that errors name (a profile's: ``$.agent.profiles.<name>.providers``)."""
     agent = cfg.agent
     get = vault_get or _vault_get
     if not agent.providers:
@@ -70,7 +72,7 @@ def build_provider(
         )
         return _one(cfg, single, "$.agent", get, environ)
     built = [
-        _one(cfg, entry, f"$.agent.providers[{i}]", get, environ)
+        _one(cfg, entry, f"{providers_at}[{i}]", get, environ)
         for i, entry in enumerate(agent.providers)
     ]
     return built[0] if len(built) == 1 else FailoverProvider(built)
