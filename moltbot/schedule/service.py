@@ -123,7 +123,10 @@ class SchedulerService:
             now = self.clock.time()
             msgs: list[InboundMessage] = []
             before = dict(self.schedule.jobs)  # ``due`` drops a one-shot once it fires
-            for fire in self.schedule.due(now):
+            fires = self.schedule.due(now)
+            if self.schedule.jobs == before:
+                return []  # nothing due: nothing to write
+            for fire in fires:
                 job = before[fire.job]
                 try:
                     msgs.append(fire_message(self.cfg, job, fire, now))
