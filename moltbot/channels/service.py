@@ -51,7 +51,6 @@ from moltbot.channels.ports import Job, Ports, ServiceOptions
 from moltbot.channels.retry import backoff
 from moltbot.clock import SYSTEM_CLOCK, Clock
 from moltbot.errors import (
-    BadRequest,
     MoltbotError,
     PlatformRejected,
     PlatformUnavailable,
@@ -198,13 +197,10 @@ class ChannelService:
             await self._enqueue_answer(msg)
 
     async def take(self, msg: InboundMessage) -> bool:
-        """Answer a message someone else journaled (a scheduled fire), once: only while the
-        journal holds it unfinished and nobody here has it in hand. True when queued."""
-        if msg.channel != self._chan or msg.account != self._acct:
-            raise BadRequest(f"{msg.id} is not for {self._chan}:{self._acct}")
-        if await self._lost_accept(msg):
-            return await self._enqueue_answer(msg)
-        return False
+        """Answer a message journaled by another actor (a scheduled fire) if it is this
+        account's, pending and not in hand here: once. True when queued."""
+        mine = (msg.channel, msg.account) == (self._chan, self._acct)
+        return mine and await self._lost_accept(msg) and await self._enqueue_answer(msg)
 
     async def _lost_accept(self, msg: InboundMessage) -> bool:
         """A duplicate that is pending but handled by nobody: an earlier ``accept`` journaled it
