@@ -23,7 +23,8 @@ from actors.supervisor import Supervisor
 from moltbot.cli import cron_cmd
 from moltbot.cluster.control import tree_control
 from moltbot.config.schema import Config
-from moltbot.schedule.jobs import Schedule
+from moltbot.schedule.fires import fire_message
+from moltbot.schedule.jobs import Fire, Schedule, make_job
 from moltbot.schedule.service import KV_KEY
 from moltbot.schedule.tools import NOT_OWNER
 from moltbot.supervision.tree import build_tree, root_flags
@@ -43,6 +44,7 @@ class Rig(msgspec.Struct, kw_only=True):
     tg: Any
     ns: str
     root: Any
+    cfg: Config
 
     def to(self, chat: int) -> list[str]:
         return [str(s["plain"]) for s in list(self.tg.sent) if int(s["chat_id"]) == chat]
@@ -98,7 +100,7 @@ def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rig]:
     try:
         ray.get(root.start_detached.remote())
         ray.get(root.ready.remote(), timeout=240)
-        yield Rig(loop=loop, tg=tg, ns=ns, root=root)
+        yield Rig(loop=loop, tg=tg, ns=ns, root=root, cfg=cfg)
     finally:
         try:
             ray.get(root.stop.remote(), timeout=60)
@@ -160,6 +162,22 @@ def test_a_reminder_killed_just_after_its_fire_was_journaled_is_not_repeated(rig
     assert rig.count(OWNER, text) == 1
     figures = ray.get(child(rig.ns, "scheduler").figures.remote(), timeout=10)
     assert figures["duplicates"] == 1 and figures["fired"] == 0  # the journal refused it
+
+
+def test_a_fire_journaled_but_never_handed_over_is_answered_after_a_restart(rig: Rig) -> None:
+    # the scheduler journaled the fire and saved its schedule, then died before the channel
+    # had it: the replacement offers the journal's pending fires to their channels
+    text = f"renew the passport {uuid.uuid4().hex[:6]}"
+    now = time.time()
+    job = make_job("cron", "0 4 * * *", text, now=now - 86400, job_id="orphan")
+    msg = fire_message(rig.cfg, job, Fire(job="orphan", at=job.next_at), now)
+    assert rig.store("accept_many", [msg]) == [True]
+    rig.kill_scheduler()
+    wait_for(lambda: rig.count(OWNER, text) == 1, 60, "the orphaned fire's answer")
+    wait_for(lambda: msg.id not in [m.id for m in rig.store("pending")], 30, "marked done")
+    rig.kill_scheduler()  # done now: a second replacement offers nothing again
+    time.sleep(3)
+    assert rig.count(OWNER, text) == 1
 
 
 def test_the_heartbeat_reaches_the_owner_and_jobs_outlive_the_scheduler(
