@@ -34,6 +34,7 @@ from moltbot.schedule.jobs import CatchUp, Job, Kind, Schedule, make_job
 log = logging.getLogger("moltbot.schedule")
 
 KV_KEY = "schedule.jobs"
+BROKEN_KEY = "schedule.jobs.unreadable"
 RETRY_S = 2.0
 MAX_NAP_S = 30.0  # look again at least this often (a clock that jumped, a suspended laptop)
 
@@ -82,7 +83,13 @@ class SchedulerService:
     async def load(self) -> None:
         """The saved schedule, with the heartbeat as the config says now."""
         async with self._lock:
-            self.schedule = Schedule.decode(await self.ports.kv_get(KV_KEY))
+            raw = await self.ports.kv_get(KV_KEY)
+            try:
+                self.schedule = Schedule.decode(raw)
+            except (msgspec.DecodeError, msgspec.ValidationError):  # kept aside, not lost
+                log.error("scheduler: the saved schedule is unreadable; kept as %s", BROKEN_KEY)
+                await self.ports.kv_put(BROKEN_KEY, raw or b"")
+                self.schedule = Schedule()
             self._sync_heartbeat(self.clock.time())
             await self._save()
 
@@ -172,8 +179,11 @@ class SchedulerService:
                 "the heartbeat is set in the config, not as a job",
                 hint="schedule.heartbeat_minutes",
             )
-        job = make_job(req.kind, req.spec, req.text, now=self.clock.time(), job_id=req.id,
-                       deliver_to=req.deliver_to, catch_up=req.catch_up, tz=req.tz)  # fmt: skip
+        try:
+            job = make_job(req.kind, req.spec, req.text, now=self.clock.time(), job_id=req.id,
+                           deliver_to=req.deliver_to, catch_up=req.catch_up, tz=req.tz)  # fmt: skip
+        except ValueError:  # croniter's own errors (a date that never comes: 31 February)
+            raise BadRequest(f"{req.spec!r} never fires", hint="check the day and month") from None
         target_of(self.cfg, job)  # somewhere to go, or the error saying what to set
         async with self._lock:
             self.schedule.add(job)

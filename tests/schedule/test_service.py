@@ -18,7 +18,7 @@ from moltbot.config.schema import Config
 from moltbot.errors import BadRequest, ConfigError, NotFound, Unavailable
 from moltbot.messages import InboundMessage
 from moltbot.schedule.fires import HEARTBEAT_OK, quiet
-from moltbot.schedule.service import KV_KEY, JobRequest, SchedulePorts, SchedulerService
+from moltbot.schedule.service import BROKEN_KEY, KV_KEY, JobRequest, SchedulePorts, SchedulerService
 from moltbot.store.journal import InboundJournal
 from moltbot.store.kv import KeyValueStore
 
@@ -195,6 +195,8 @@ def test_a_job_with_nowhere_to_go_is_refused_naming_the_key(tmp_path: Path) -> N
     assert err.value.path == "$.schedule.deliver_to"
     with pytest.raises(BadRequest, match="no enabled telegram account 'other'"):
         reminder(svc, "2026-12-04T09:00", deliver_to="telegram:other:1")
+    with pytest.raises(BadRequest, match="never fires"):  # not croniter's ValueError (Ray
+        asyncio.run(svc.add(JobRequest(spec="0 9 31 2 *", text="x")))  # would retry that)
     reminder(svc, "2026-12-04T09:00", deliver_to="telegram:main:42")  # named: fine
     with pytest.raises(NotFound):
         asyncio.run(svc.remove("nope"))
@@ -213,3 +215,11 @@ def test_the_config_refuses_a_heartbeat_without_a_chat_or_owner() -> None:
     assert err.value.path == "$.channels.telegram[0].owners"
     with pytest.raises(ConfigError, match=r"schedule\.deliver_to"):
         load_config_text('{"schedule": {"deliver_to": "telegram:nope:1"}}')
+
+
+def test_an_unreadable_schedule_is_kept_aside_and_the_scheduler_starts(tmp_path: Path) -> None:
+    store = Store(tmp_path)
+    store.kv.put(KV_KEY, b'[{"id": "torn"')
+    svc = service(store, clock_at(START), config(heartbeat_minutes=30))
+    assert [j.id for j in svc.jobs()] == ["heartbeat"]
+    assert store.kv.get(BROKEN_KEY) == b'[{"id": "torn"'
