@@ -8,6 +8,7 @@ to anyone but the owner, in a DM and in a group."""
 from __future__ import annotations
 
 import argparse
+import asyncio
 import datetime
 import json
 import time
@@ -19,6 +20,7 @@ import msgspec
 import pytest
 import ray
 
+from actors.gateway import RayBackend
 from actors.supervisor import Supervisor
 from moltbot.cli import cron_cmd
 from moltbot.cluster.control import tree_control
@@ -197,6 +199,8 @@ def test_the_heartbeat_reaches_the_owner_and_jobs_outlive_the_scheduler(
     wait_for(lambda: rig.count(OWNER, "[Heartbeat:") == beats + 1, 60, "the heartbeat")
     again = {j["id"]: j for j in cli_list(rig, capsys)}
     assert again["nightly"] == listed["nightly"]  # durable across the restart
+    page = asyncio.run(RayBackend(rig.cfg, rig.ns).cron_list())  # the web page's cron.list
+    assert [j["id"] for j in page] == [j["id"] for j in cli_list(rig, capsys)]
     assert again["heartbeat"]["next_at"] > time.time() + 50 * 60  # the next beat, an hour on
     assert cron_cmd.remove_job(tree_control(), rig.ns, "nightly") == 0
     assert "removed nightly" in capsys.readouterr().out
