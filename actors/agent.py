@@ -29,6 +29,7 @@ from actors import metrics, routing
 from actors.audit import AuditForwarder
 from actors.base import CHILD_OPTIONS, ChildBase
 from moltbot.agent.agent_service import AgentPorts, AgentService, profile_providers
+from moltbot.agent.loop import ToolRunner
 from moltbot.agent.plugin_tools import MergedTools, PluginToolCache
 from moltbot.agent.service import (
     approval_book,
@@ -51,6 +52,7 @@ from moltbot.messages import (
     ToolContext,
     ToolResult,
 )
+from moltbot.schedule.tools import WithScheduleTools, schedule_tools
 from moltbot.security.audit import AuditSink
 from moltbot.security.vault import lazy_get
 from moltbot.tools.approvals import Approval, request_text
@@ -132,6 +134,30 @@ class SandboxTools:
         except routing.ActorDied:
             return ToolResult(text=TOOL_LOST, is_error=True)
         return result
+
+
+class SchedulerJobs:
+    """The scheduler actor's jobs, for the schedule tools (``moltbot.schedule.tools``)."""
+
+    def __init__(self, namespace: str, deadline_s: float = 15.0) -> None:
+        self._ns, self._deadline = namespace, deadline_s
+
+    async def _call(self, method: str, *args: Any) -> Any:
+        try:
+            return await routing.call(
+                self._ns, "scheduler", method, *args, deadline_s=self._deadline
+            )
+        except routing.RemoteFailed as exc:
+            routing.raise_remote(exc, Unavailable("the scheduler could not handle that"))
+
+    async def add(self, request: dict[str, Any]) -> dict[str, Any]:
+        return dict(await self._call("jobs_add", request))
+
+    async def list(self) -> list[dict[str, Any]]:
+        return list(await self._call("jobs_list"))
+
+    async def remove(self, job_id: str) -> dict[str, Any]:
+        return dict(await self._call("jobs_remove", job_id))
 
 
 class TurnApprover:
@@ -270,8 +296,13 @@ class AgentActor(ChildBase):
         plugins = PluginTools(ns)
         table = PluginToolCache(specs, [p.name for p in cfg.plugins if p.enabled], plugins.specs)
 
-        async def tools() -> MergedTools:
-            return MergedTools(sandboxes, plugins, await table.table(), audit=self._audit.record)
+        schedule = schedule_tools(SchedulerJobs(ns), cfg) if cfg.schedule.enabled else None
+
+        async def tools() -> ToolRunner:
+            merged = MergedTools(sandboxes, plugins, await table.table(), audit=self._audit.record)
+            if schedule is None:
+                return merged
+            return WithScheduleTools(merged, schedule, audit=self._audit.record)
 
         def approver(msg: InboundMessage | None) -> TurnApprover:
             t = cfg.tools

@@ -47,7 +47,7 @@ from moltbot.errors import (
     Unavailable,
     VaultError,
 )
-from moltbot.messages import OutboundMessage
+from moltbot.messages import InboundMessage, OutboundMessage
 from moltbot.security.vault import fingerprint as vault_fingerprint
 from moltbot.security.vault import lazy_get
 
@@ -222,6 +222,11 @@ class ChannelActor(ChildBase):
     async def pairing_deny(self, code: str, by: str = "") -> str:
         await self._ready.wait()
         return await self._need().pairing_deny(code, by)
+
+    async def take(self, msg: InboundMessage) -> bool:
+        """Answer a message the scheduler journaled for this account (``ChannelService.take``)."""
+        await self._ready.wait()
+        return await self._need().take(msg)
 
     async def notify(self, out: OutboundMessage) -> None:
         """Send a system message (an approval request) to one of this account's chats."""

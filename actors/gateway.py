@@ -147,6 +147,9 @@ class RayBackend(BaseBackend):
         result: JSON = await self._call(path, "pairing_approve", *lead, code, by or "gateway")
         return result if isinstance(result, dict) else {"sender": result}
 
+    async def cron_list(self) -> list[JSON]:
+        return list(await self._call("scheduler", "jobs_list"))
+
     async def config_get(self) -> JSON:
         data: JSON = msgspec.to_builtins(self.cfg)
         return data

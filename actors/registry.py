@@ -18,6 +18,7 @@ KINDS: dict[str, tuple[str, str]] = {
     "gateway": ("actors.gateway", "GatewayActor"),
     "channel": ("actors.channel", "ChannelActor"),
     "plugin": ("actors.plugin", "PluginActor"),
+    "scheduler": ("actors.scheduler", "SchedulerActor"),
 }
 
 

@@ -41,6 +41,7 @@ from moltbot.config.schema import Config
 from moltbot.errors import MoltbotError, Unavailable
 from moltbot.messages import ChatEvent, ChatFinal, InboundMessage
 from moltbot.observability import Counters, span
+from moltbot.schedule.fires import quiet
 from moltbot.security import owners
 from moltbot.security.audit import AuditSink
 
@@ -170,7 +171,7 @@ class AgentService:
         except Exception:
             log.exception("%s: the turn for a message failed", self.name)
             return FAILED
-        return final
+        return "" if quiet(msg.id, final) else final  # a heartbeat with nothing to say
 
     async def reset(self, session: str) -> bool:
         """Archive a session's transcript, after its running turn."""

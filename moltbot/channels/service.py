@@ -196,6 +196,12 @@ class ChannelService:
             self.link.received()
             await self._enqueue_answer(msg)
 
+    async def take(self, msg: InboundMessage) -> bool:
+        """Answer a message journaled by another actor (a scheduled fire) if it is this
+        account's, pending and not in hand here: once. True when queued."""
+        mine = (msg.channel, msg.account) == (self._chan, self._acct)
+        return mine and await self._lost_accept(msg) and await self._enqueue_answer(msg)
+
     async def _lost_accept(self, msg: InboundMessage) -> bool:
         """A duplicate that is pending but handled by nobody: an earlier ``accept`` journaled it
         and its reply was lost (the store restarted under the call, which was retried)."""

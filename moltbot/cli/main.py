@@ -24,6 +24,7 @@ COMMAND_MODULES = (
     "moltbot.cli.chat_cmd",
     "moltbot.cli.node_cmd",
     "moltbot.cli.pairing_cmd",
+    "moltbot.cli.cron_cmd",
     "moltbot.cli.doctor_cmd",
     "moltbot.cli.audit_cmd",
 )

@@ -76,6 +76,12 @@ COMMENTS: dict[str, tuple[str, ...]] = {
         'placement pins actors by path glob, e.g. "channels/signal:*":',
         '{"resources": {"signal_box": 0.01}}.',
     ),
+    "$.schedule": (
+        "Cron jobs and reminders (`moltbot cron`, or ask the assistant). deliver_to:",
+        'the chat a job answers in when it names none, e.g. "telegram:main:123456" (an',
+        "account's owner). heartbeat_minutes: every N minutes the assistant may check in",
+        "there (0: off); it sends nothing when it has nothing to say.",
+    ),
     "$.plugins": (
         'Extra actors: {"name": ..., "module": ..., "capabilities": [...], "secrets": [...]}.',
     ),

@@ -32,6 +32,7 @@ from moltbot.config.schema import (
 )
 from moltbot.errors import ConfigError
 from moltbot.netaddr import is_loopback
+from moltbot.schedule.fires import check_schedule
 
 _AT = re.compile(r"^(?P<msg>.*?)(?: - at `(?P<path>[^`]*)`)?$", re.DOTALL)
 _SEGMENT = re.compile(
@@ -119,6 +120,7 @@ def check_config(cfg: Config) -> None:
         "configure each Signal number once",
     )
     _unique("$.plugins", "name", [p.name for p in cfg.plugins], "give each plugin its own name")
+    check_schedule(cfg)
 
 
 # --- loading -------------------------------------------------------------------------------

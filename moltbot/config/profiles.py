@@ -17,6 +17,7 @@ from moltbot.errors import ConfigError
 
 DEFAULT_PROFILE = "default"
 SKILL_TOOL = "skill"
+SCHEDULE_TOOLS = ("schedule_add", "schedule_list", "schedule_remove")  # the agent actor's own
 BUILTIN_TOOLS = (
     "bash",
     "read_file",
@@ -27,6 +28,7 @@ BUILTIN_TOOLS = (
     "memory_write",
     "memory_search",
     SKILL_TOOL,
+    *SCHEDULE_TOOLS,
 )
 PLUGIN_TOOLS = "plugin:"
 PROFILE_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")

@@ -416,6 +416,17 @@ class PluginConfig(_Section, frozen=True, kw_only=True, forbid_unknown_fields=Tr
     channel_policy: ChannelPolicy = msgspec.field(default_factory=ChannelPolicy)
 
 
+# --- schedules -----------------------------------------------------------------------------
+class ScheduleConfig(_Section, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """The scheduler (``moltbot.schedule``): where a job's answer goes when the job names no
+    chat, and the heartbeat (0: off)."""
+
+    enabled: bool = True
+    deliver_to: Annotated[str, Meta(pattern=r"^$|^[a-z][a-z0-9_-]*:[^:\s]+:\S+$")] = ""
+    heartbeat_minutes: Annotated[int, Meta(ge=0, le=10080)] = 0
+    heartbeat_prompt: str = ""  # "": the built-in check-in prompt
+
+
 # --- the whole file ------------------------------------------------------------------------
 class Config(_Section, frozen=True, kw_only=True, forbid_unknown_fields=True):
     version: Annotated[int, Meta(ge=1, le=1)] = 1
@@ -426,3 +437,4 @@ class Config(_Section, frozen=True, kw_only=True, forbid_unknown_fields=True):
     supervision: SupervisionConfig = msgspec.field(default_factory=SupervisionConfig)
     cluster: ClusterConfig = msgspec.field(default_factory=ClusterConfig)
     plugins: list[PluginConfig] = []
+    schedule: ScheduleConfig = msgspec.field(default_factory=ScheduleConfig)

@@ -60,6 +60,10 @@ class Backend(Protocol):
         """The effective config with secrets redacted (the gateway redacts once more)."""
         ...
 
+    async def cron_list(self) -> list[JSON]:
+        """The scheduler's jobs (id, kind, spec, text, deliver_to, catch_up, tz, next_at)."""
+        ...
+
     async def plugin_call(self, plugin: str, method: str, params: JSON) -> JSON:
         """A plugin's gateway method (``plugin.<plugin>.<method>``): its object, or
         ``NotFound`` (no such plugin or method), or the plugin's own error (safe message)."""
@@ -125,6 +129,9 @@ class BaseBackend:
 
     async def plugin_call(self, plugin: str, method: str, params: JSON) -> JSON:
         raise self._missing("plugins")
+
+    async def cron_list(self) -> list[JSON]:
+        raise self._missing("scheduled jobs")
 
     async def events(self) -> AsyncIterator[tuple[str, JSON]]:
         raise self._missing("events")

@@ -100,6 +100,7 @@ class Dispatcher:
             "pairing.list": self._pairing_list,
             "pairing.approve": self._pairing_approve,
             "config.get": self._config_get,
+            "cron.list": self._cron_list,
         }
 
     @property
@@ -177,6 +178,10 @@ class Dispatcher:
     async def _pairing_approve(self, params: dict[str, Any], ctx: CallContext) -> Any:
         p = f.parse_params(params, f.PairingApproveParams)
         return await self._b.pairing_approve(p.channel, p.code, by=ctx.client)
+
+    async def _cron_list(self, params: dict[str, Any], ctx: CallContext) -> Any:
+        f.parse_params(params, f.NoParams)
+        return {"jobs": await self._b.cron_list()}
 
     async def _config_get(self, params: dict[str, Any], ctx: CallContext) -> Any:
         f.parse_params(params, f.NoParams)

@@ -4,7 +4,7 @@
 root (one_for_one)
 ├── store      ├── gateway      ├── agents → agent-0..N, profile:<name>-0..K   ├── tools → …
 ├── channels → telegram:<account>, slack:<account>, signal:<account>
-└── plugins → plugin:<name>
+├── scheduler (unless schedule.enabled is false)      └── plugins → plugin:<name>
 ```
 """
 
@@ -184,6 +184,7 @@ def build_tree(cfg: Config, *, singletons: bool = False) -> list[ChildSpec]:
         b.supervisor("agents", sup.agents, agents),
         b.supervisor("tools", sup.tools, sandboxes),
         b.supervisor("channels", sup.channels, channels),
+        *([b.worker("scheduler", "scheduler")] if cfg.schedule.enabled else []),
         b.supervisor("plugins", sup.plugins, plugins),
     ]
 

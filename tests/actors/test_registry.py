@@ -25,7 +25,16 @@ def kinds(specs: list[ChildSpec]) -> set[str]:
 
 def test_every_kind_in_the_tree_has_an_actor_class() -> None:
     used = kinds(build_tree(load_config_text(CONFIG)))
-    assert {"store", "gateway", "supervisor", "agent", "sandbox", "channel", "plugin"} <= used
+    assert {
+        "store",
+        "gateway",
+        "supervisor",
+        "agent",
+        "sandbox",
+        "channel",
+        "plugin",
+        "scheduler",
+    } <= used
     assert used <= set(KINDS)
     for kind in used | {"worker"}:  # each module imports and holds a Ray actor class
         assert hasattr(actor_class(kind), "remote"), kind

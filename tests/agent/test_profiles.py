@@ -14,10 +14,11 @@ from moltbot.agent import profiles
 from moltbot.agent.profiles import Route, agent_path, resolve, route_of, route_of_session
 from moltbot.agent.service import approval_book, tool_registry
 from moltbot.config.loader import load_config, load_config_text
-from moltbot.config.profiles import BUILTIN_TOOLS, SKILL_TOOL
+from moltbot.config.profiles import BUILTIN_TOOLS, SCHEDULE_TOOLS, SKILL_TOOL
 from moltbot.config.schema import Config
 from moltbot.errors import ConfigError
 from moltbot.messages import InboundMessage
+from moltbot.schedule.tools import schedule_tools
 from moltbot.supervision.tree import build_tree
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
@@ -100,9 +101,23 @@ def test_a_profile_overlays_the_agent_with_its_own_folders(tmp_path: Path) -> No
     assert profiles.allows(cfg, "family", "bash")  # no list: every tool
 
 
+class NoJobs:
+    async def add(self, request: dict[str, Any]) -> dict[str, Any]:
+        raise AssertionError("not called")
+
+    async def list(self) -> list[dict[str, Any]]:
+        return []
+
+    async def remove(self, job_id: str) -> dict[str, Any]:
+        raise AssertionError("not called")
+
+
 def test_builtin_tool_names_match_the_registry(tmp_path: Path) -> None:
     """A new built-in tool must be added to BUILTIN_TOOLS, or profiles could not allow it."""
-    names = set(tool_registry(cfg_of({}, tmp_path), approval_book(Config())).names())
+    cfg = cfg_of({}, tmp_path)
+    names = set(tool_registry(cfg, approval_book(Config())).names())
+    names |= set(schedule_tools(NoJobs(), cfg).names())
+    assert set(SCHEDULE_TOOLS) <= names
     assert names | {SKILL_TOOL} == set(BUILTIN_TOOLS)
 
 

@@ -23,6 +23,7 @@ from moltbot.supervision.tree import account_resource
 
 MOLTBOT = [sys.executable, "-m", "moltbot.cli.main"]
 ROOT = Path(__file__).resolve().parents[2]
+CRON_OWNER = "7"
 
 
 def free_port() -> int:
@@ -73,6 +74,7 @@ def write_config(env: dict[str, str], *, standby: bool = False, plugins: bool = 
                     "token": "env:TG_TEST_TOKEN",
                     "api_base": env["FAKE_TG_BASE"],
                     "poll_timeout_s": 1,
+                    "owners": [CRON_OWNER],  # who scheduled jobs run as (`moltbot cron`)
                 }
             ]
         },
@@ -229,6 +231,17 @@ def test_init_up_status_kill_status_down(home: dict[str, str]) -> None:
     approved = run(home, "pairing", "approve", "relay:relay", entry["code"])
     assert approved.returncode == 0, approved.stderr
     assert "approved: mallory on relay:relay" in approved.stdout
+    # scheduled jobs: `moltbot cron` against the running tree
+    when = time.strftime("%Y-%m-%dT%H:%M", time.gmtime(time.time() + 3 * 3600))
+    nowhere = run(home, "cron", "add", "--at", when, "stretch")  # no --to, no default
+    assert nowhere.returncode == 1 and "schedule.deliver_to" in nowhere.stderr, nowhere.stderr
+    to = f"--to=telegram:main:{CRON_OWNER}"
+    added = run(home, "cron", "add", "--at", when, "--id", "stretch", to, "stretch")
+    assert added.returncode == 0 and "added stretch" in added.stdout, added.stderr
+    jobs = json.loads(run(home, "cron", "list", "--json").stdout)
+    assert [(j["id"], j["kind"], j["spec"]) for j in jobs] == [("stretch", "once", when)]
+    assert run(home, "cron", "rm", "stretch").stdout.strip() == "removed stretch"
+    assert "no scheduled jobs" in run(home, "cron", "list").stdout
 
     down = run(home, "down")
     assert down.returncode == 0, down.stdout + down.stderr

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
 from moltbot.errors import NotFound, PluginError
 from moltbot.messages import ChatDelta, ChatEvent, ChatFinal, ChatTool
+from moltbot.schedule.jobs import make_job
+from moltbot.schedule.service import job_view
 
 XSS_REPLY = 'look: <img src=x onerror="window.__xss=1"> done'
 SECRET_IN_CONFIG = "s3cret-value-never-shown"
@@ -29,6 +32,16 @@ class EchoBackend:
         self.approvals: dict[str, dict[str, Any]] = {
             "a1": {"id": "a1", "command": "rm -rf /tmp/x <b>", "session": "web"},
         }
+        # the scheduler's listing of real jobs (``moltbot.schedule``), one with markup in it
+        briefing = make_job(
+            "cron",
+            "0 9 * * 1-5",
+            "morning <img src=x onerror=alert(1)>",
+            now=time.time(),
+            job_id="briefing",
+            deliver_to="telegram:main:42",
+        )
+        self.jobs: list[dict[str, Any]] = [job_view(briefing)]
 
     async def ready(self) -> bool:
         return self.is_ready
@@ -109,6 +122,9 @@ class EchoBackend:
         self.resolved.append((approval_id, approve, by))
         await self.events_queue.put(("approvals", {"resolved": approval_id}))
         return {"id": approval_id, "approved": approve}
+
+    async def cron_list(self) -> list[dict[str, Any]]:
+        return list(self.jobs)
 
     async def pairing_list(self) -> list[dict[str, Any]]:
         return [{"channel": "telegram", "code": "ABC123", "sender": "42"}]

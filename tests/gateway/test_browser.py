@@ -108,6 +108,14 @@ async def test_web_chat_login_stream_xss_tree_approvals(
     assert backend.resolved[0][:2] == ("a1", True)
     assert await page.is_visible("#approvals-empty")
 
+    # The scheduled jobs from `cron.list`: what fires when, the text shown as text.
+    job = page.locator("#jobs li[data-id='briefing']")
+    await job.wait_for()
+    assert await job.locator(".job-spec").text_content() == " cron 0 9 * * 1-5 "
+    assert (await job.locator(".job-next").text_content() or "").startswith("next 20")
+    assert await job.locator(".job-text").text_content() == backend.jobs[0]["text"]
+    assert await page.locator("#jobs img").count() == 0 and not await page.is_visible("#jobs-empty")
+
     # A reload resumes with the (rotated) web session, without the token.
     before = await page.evaluate("sessionStorage.getItem('moltbot.session')")
     await page.reload()

@@ -31,7 +31,15 @@ CONFIG = """
 def test_tree_shape_follows_the_design() -> None:
     cfg = load_config_text(CONFIG)
     tree = build_tree(cfg)
-    assert [c.id for c in tree] == ["store", "gateway", "agents", "tools", "channels", "plugins"]
+    assert [c.id for c in tree] == [
+        "store",
+        "gateway",
+        "agents",
+        "tools",
+        "channels",
+        "scheduler",
+        "plugins",
+    ]
     by_id = {c.id: c for c in tree}
     assert [c.id for c in by_id["agents"].args["children"]] == ["agent-0", "agent-1", "agent-2"]
     channels = by_id["channels"]

@@ -139,6 +139,7 @@
     $("logout").hidden = false;
     loadTree();
     loadApprovals();
+    loadJobs();
   }
 
   function showLogin(message) {
@@ -361,6 +362,36 @@
   }
 
   $("approvals-refresh").addEventListener("click", loadApprovals);
+
+  // --- scheduled jobs ----------------------------------------------------------------------
+  function when(ts) {
+    return ts ? new Date(ts * 1000).toISOString().replace(".000Z", "Z") : "never";
+  }
+
+  async function loadJobs() {
+    const list = $("jobs");
+    try {
+      const payload = await request("cron.list", {});
+      const items = payload.jobs || [];
+      list.replaceChildren();
+      $("jobs-error").textContent = "";
+      $("jobs-empty").hidden = items.length > 0;
+      for (const j of items) {
+        const li = el("li");
+        li.dataset.id = String(j.id);
+        li.appendChild(el("strong", "", String(j.id)));
+        li.appendChild(el("code", "job-spec", ` ${j.kind} ${j.spec} `));
+        li.appendChild(el("span", "muted job-next", `next ${when(j.next_at)}`));
+        if (j.deliver_to) li.appendChild(el("span", "muted", ` → ${j.deliver_to}`));
+        li.appendChild(el("div", "job-text", String(j.text || "")));
+        list.appendChild(li);
+      }
+    } catch (error) {
+      $("jobs-error").textContent = errorText(error);
+    }
+  }
+
+  $("jobs-refresh").addEventListener("click", loadJobs);
 
   // --- start -------------------------------------------------------------------------------
   const saved = sessionStorage.getItem(SESSION_KEY);
