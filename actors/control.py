@@ -54,6 +54,7 @@ RAY_ENV = {
 # for our `ray start` processes: on SIGTERM Ray 2.60 first drains the node for up to 30 s (for
 # Ray Serve), and times out on a GCS that is already stopping; we stop the tree ourselves first
 RAY_START_ENV = {"RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S": "0"}
+HEAD_TERM_GRACE_S = 0.5  # after SIGTERM, before the head's processes left are killed
 
 
 _head_file = head_file
@@ -399,15 +400,32 @@ def stop_head(head: Head, home: Path | None = None) -> int:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(head.pgid, signal.SIGTERM)
         procs = head_processes(head)
-        _gone, alive = psutil.wait_procs(procs, timeout=10)
+        # the tree is stopped and its state on disk: Ray's own processes hold nothing to save
+        # (the GCS is in memory), and some take seconds to end on SIGTERM (measured: 3.5 s)
+        _gone, alive = psutil.wait_procs(procs, timeout=HEAD_TERM_GRACE_S)
         for proc in alive:
             with contextlib.suppress(psutil.Error):
                 proc.kill()
-        psutil.wait_procs(alive, timeout=5)
+        _until_ended(alive, timeout=5.0)
     if home is not None:
         with contextlib.suppress(FileNotFoundError):
             _head_file(home).unlink()
-    return len(head_processes(head)) if head.pgid else 0
+    return len([p for p in head_processes(head) if _running(p)]) if head.pgid else 0
+
+
+def _running(proc: psutil.Process) -> bool:
+    """Not ended: a zombie has ended (it holds no memory, only its exit status until its new
+    parent reaps it, which here took up to 1.5 s after its own parent was killed)."""
+    try:
+        return proc.status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
+
+
+def _until_ended(procs: list[psutil.Process], timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while any(_running(p) for p in procs) and time.monotonic() < deadline:
+        time.sleep(0.02)
 
 
 def accounts_held() -> dict[str, dict[str, float]]:
