@@ -34,6 +34,7 @@ from moltbot.agent.service import (
 from moltbot.agent.sessions import SessionGate
 from moltbot.config.schema import Config
 from moltbot.errors import MoltbotError, Unavailable
+from moltbot.media.note import turn_content
 from moltbot.messages import ChatEvent, ChatFinal, InboundMessage
 from moltbot.observability import Counters, span
 from moltbot.security import owners
@@ -95,7 +96,7 @@ class AgentService:
             turn = idempotent_turn(
                 self.ports.transcripts, self.provider, self.ports.tools, self.cfg, session,
                 text, msg_id, sender=sender, approver=self.ports.approver(msg),
-                on_final=finished, memory=self.memory,
+                on_final=finished, memory=self.memory, content=self._content(msg),
             )  # fmt: skip
             async with contextlib.aclosing(turn) as events:
                 async for event in events:
@@ -121,6 +122,11 @@ class AgentService:
             log.exception("%s: the turn for a message failed", self.name)
             return FAILED
         return final
+
+    def _content(self, msg: InboundMessage | None) -> Any:
+        """The user turn's blocks when ``msg`` came with files (``moltbot.media.note``)."""
+        media = self.cfg.media
+        return turn_content(self.cfg.tools.workspace_path(), media.image_max_bytes, msg)
 
     async def reset(self, session: str) -> bool:
         """Archive a session's transcript, after its running turn."""

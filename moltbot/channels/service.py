@@ -58,6 +58,7 @@ from moltbot.errors import (
     RateLimited,
     Unavailable,
 )
+from moltbot.media.ingest import MediaIntake
 from moltbot.messages import InboundMessage, OutboundMessage
 from moltbot.observability import inject, span
 from moltbot.security.access import Pairing, RefusalAudit
@@ -76,6 +77,8 @@ TRANSIENT: tuple[type[BaseException], ...] = (
 )
 CONNECTED_WITHIN_S = 90.0  # longer than any adapter's quiet receive (Telegram's long poll)
 SORRY = "Sorry, I could not answer that message. Please try again in a moment."
+NO_MEDIA = "I cannot take files here (media is turned off: media.enabled); only your text was read."
+MEDIA_FAILED = "I could not keep the files you sent; please try again. Your text was read."
 MARKS_BATCH = 256  # done marks written together at most
 CODE_PREFIX = 2  # characters of a pairing code kept in the audit log (enough to tell codes apart)
 
@@ -93,8 +96,10 @@ class ChannelService:
         rng: random.Random | None = None,
         audit: AuditSink | None = None,
         link: Link | None = None,
+        media: MediaIntake | None = None,
     ) -> None:
         self.adapter = adapter
+        self._media = media
         self.link = link or Link(clock=clock)
         self._audit = audit
         self._refusals = RefusalAudit(audit, clock=clock)
@@ -238,12 +243,31 @@ class ChannelService:
             started: list[bool] = []
             async with asyncio.TaskGroup() as tg:  # the indicator goes out beside the turn,
                 typing = tg.create_task(self._typing(msg, started))  # and before the reply
-                reply = await self._answer(msg)
+                taken, tell = await self._take_media(msg)
+                reply = await self._answer(taken)
                 if not started:  # answered before it was due: none is shown
                     typing.cancel()
+            if tell:  # a file refused: the sender is told, in the same reply
+                reply = "\n\n".join([*tell, reply] if reply.strip() else tell)
             await self._deliver(msg, reply)
         finally:
             self._inflight.discard(msg.id)
+
+    async def _take_media(self, msg: InboundMessage) -> tuple[InboundMessage, list[str]]:
+        """The message with its files taken in (``moltbot.media.ingest``) and what the sender
+        must be told about files refused."""
+        if not msg.attachments:
+            return msg, []
+        download = getattr(self.adapter, "download", None)
+        if self._media is None or download is None:
+            kept = msgspec.structs.replace(msg, attachments=())
+            return kept, [NO_MEDIA]
+        try:
+            return await self._media.take(msg, download)
+        except Exception as e:  # e.g. the disk is full: the text still gets its answer
+            log.error("%s %s: files of %s not taken: %s", self._chan, self._acct, msg.id,
+                      getattr(e, "code", type(e).__name__))  # fmt: skip
+            return msgspec.structs.replace(msg, attachments=()), [MEDIA_FAILED]
 
     async def _typing(self, msg: InboundMessage, started: list[bool]) -> None:
         """The typing indicator, once the turn took ``typing_after_s``; a request once begun
