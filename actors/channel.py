@@ -47,6 +47,7 @@ from moltbot.errors import (
     Unavailable,
     VaultError,
 )
+from moltbot.media.build import media_intake
 from moltbot.messages import OutboundMessage
 from moltbot.security.vault import fingerprint as vault_fingerprint
 from moltbot.security.vault import lazy_get
@@ -110,6 +111,7 @@ class ChannelActor(ChildBase):
                 self._secret,
                 cursor_store=StoreCursors(self.namespace, self.path),
             )
+            media = media_intake(self.config, self._secret)  # its transcription key
         except (ConfigError, VaultError) as exc:  # e.g. its secret is not in the vault
             self._park(exc)
             return
@@ -140,6 +142,7 @@ class ChannelActor(ChildBase):
             ServiceOptions(stuck_after_s=acct.stuck_after_s),
             audit=self._audit.record,
             link=self.link,
+            media=media,
         )
 
     def _park(self, exc: MoltbotError) -> None:
