@@ -40,6 +40,7 @@ from moltbot.agent.transcript_cache import CachedTranscripts
 from moltbot.batching import GroupCommit
 from moltbot.config.schema import CHANNEL_KINDS, Config
 from moltbot.errors import (
+    MediaRefused,
     NotFound,
     ProviderAuthError,
     Unavailable,
@@ -47,6 +48,7 @@ from moltbot.errors import (
 from moltbot.messages import (
     ChatEvent,
     InboundMessage,
+    OutboundFile,
     OutboundMessage,
     ToolContext,
     ToolResult,
@@ -272,10 +274,16 @@ class AgentActor(ChildBase):
             t = cfg.tools
             return TurnApprover(ns, t.workers, t.bash.approval_ttl_s, msg, self._audit.record)
 
+        async def deliver_file(out: OutboundFile) -> object:
+            if out.channel not in CHANNEL_KINDS:  # a plugin's channel: not yet
+                raise MediaRefused(f"files cannot be sent on {out.channel} yet")
+            path = f"channels/{out.channel}:{out.account}"
+            return await routing.call(ns, path, "send_file", out, deadline_s=120)
+
         ports = AgentPorts(
             transcripts=CachedTranscripts(self._writes), tools=tools, approver=approver,
             resolve_approval=self._resolve_approval, audit=self._audit.record,
-            on_turn=_turn_metrics,
+            on_turn=_turn_metrics, deliver_file=deliver_file,
         )  # fmt: skip
         self._service = AgentService(cfg, provider, ports, name=self.path or "agent")
 

@@ -48,7 +48,7 @@ from moltbot.errors import (
     VaultError,
 )
 from moltbot.media.build import media_intake
-from moltbot.messages import OutboundMessage
+from moltbot.messages import OutboundFile, OutboundMessage
 from moltbot.security.vault import fingerprint as vault_fingerprint
 from moltbot.security.vault import lazy_get
 
@@ -231,3 +231,8 @@ class ChannelActor(ChildBase):
         """Send a system message (an approval request) to one of this account's chats."""
         await self._ready.wait()
         await self._need().notify(out)
+
+    async def send_file(self, out: OutboundFile) -> str:
+        """Send a file the agent's ``send_file`` tool read and checked to one of our chats."""
+        await self._ready.wait()
+        return await self._need().send_file(out)

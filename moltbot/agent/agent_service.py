@@ -35,7 +35,8 @@ from moltbot.agent.sessions import SessionGate
 from moltbot.config.schema import Config
 from moltbot.errors import MoltbotError, Unavailable
 from moltbot.media.note import turn_content
-from moltbot.messages import ChatEvent, ChatFinal, InboundMessage
+from moltbot.media.send_tool import with_send_file
+from moltbot.messages import ChatEvent, ChatFinal, InboundMessage, OutboundFile
 from moltbot.observability import Counters, span
 from moltbot.security import owners
 from moltbot.security.audit import AuditSink
@@ -61,6 +62,8 @@ class AgentPorts:
     resolve_approval: Callable[[str, bool, str], Awaitable[dict[str, Any] | None]] | None = None
     audit: AuditSink | None = None
     on_turn: Callable[[float, dict[str, int]], None] | None = None  # seconds, usage
+    # deliver a file to the chat a turn answers (the send_file tool; None: no such tool)
+    deliver_file: Callable[[OutboundFile], Awaitable[object]] | None = None
 
 
 class AgentService:
@@ -93,8 +96,10 @@ class AgentService:
             def finished(final: ChatFinal) -> None:
                 self._record_turn(time.monotonic() - started, final.usage)
 
+            tools = with_send_file(self.ports.tools, msg, self.cfg.tools.workspace_path(),
+                                   self.cfg.media.max_bytes, self.ports.deliver_file)  # fmt: skip
             turn = idempotent_turn(
-                self.ports.transcripts, self.provider, self.ports.tools, self.cfg, session,
+                self.ports.transcripts, self.provider, tools, self.cfg, session,
                 text, msg_id, sender=sender, approver=self.ports.approver(msg),
                 on_final=finished, memory=self.memory, content=self._content(msg),
             )  # fmt: skip

@@ -51,6 +51,7 @@ from moltbot.channels.ports import Job, Ports, ServiceOptions
 from moltbot.channels.retry import backoff
 from moltbot.clock import SYSTEM_CLOCK, Clock
 from moltbot.errors import (
+    MediaRefused,
     MoltbotError,
     PlatformRejected,
     PlatformUnavailable,
@@ -59,7 +60,7 @@ from moltbot.errors import (
     Unavailable,
 )
 from moltbot.media.ingest import MediaIntake
-from moltbot.messages import InboundMessage, OutboundMessage
+from moltbot.messages import InboundMessage, OutboundFile, OutboundMessage
 from moltbot.observability import inject, span
 from moltbot.security.access import Pairing, RefusalAudit
 from moltbot.security.audit import AuditSink
@@ -397,6 +398,17 @@ class ChannelService:
                 if attempt + 1 >= attempts:
                     raise
                 await self._backoff("notify", e, attempt)
+
+    async def send_file(self, out: OutboundFile) -> str:
+        """A file from the agent's ``send_file`` tool (the adapter retries transient errors);
+        the platform id of the message that carries it."""
+        send = getattr(self.adapter, "send_file", None)
+        if send is None:
+            raise MediaRefused(f"files cannot be sent on {self._chan} yet")
+        sent = str(await send(out))
+        self.counts["files_sent"] += 1
+        self.link.sent()
+        return sent
 
     async def _send_notice(self, msg: InboundMessage, text: str) -> None:
         try:

@@ -20,7 +20,8 @@ from moltbot.channels.base import ChannelAdapter
 from moltbot.channels.service import ChannelService, Ports, ServiceOptions
 from moltbot.config.schema import Config
 from moltbot.media.ingest import MediaIntake, Transcribes
-from moltbot.messages import InboundMessage
+from moltbot.media.send_tool import Deliver
+from moltbot.messages import InboundMessage, OutboundFile
 from moltbot.security.access import AccessPolicy, Pairing
 from moltbot.store.transcripts import AsyncTranscripts, TranscriptStore
 from moltbot.tools import ToolRegistry
@@ -52,7 +53,9 @@ def config(workspace: Path, **media: Any) -> Config:
     return msgspec.convert({"tools": {"workspace": str(workspace)}, "media": media}, type=Config)
 
 
-def agent(cfg: Config, api: FakeAnthropicAPI, sessions: Path) -> AgentService:
+def agent(
+    cfg: Config, api: FakeAnthropicAPI, sessions: Path, deliver: Deliver | None = None
+) -> AgentService:
     registry = tool_registry(cfg, approval_book(cfg))
 
     async def tools() -> ToolRegistry:
@@ -60,7 +63,8 @@ def agent(cfg: Config, api: FakeAnthropicAPI, sessions: Path) -> AgentService:
 
     transcripts = CachedTranscripts(AsyncTranscripts(TranscriptStore(sessions)))
     provider = AnthropicProvider(api.api_key, ["claude-test"], base_url=api.base_url)
-    return AgentService(cfg, provider, AgentPorts(transcripts=transcripts, tools=tools))
+    ports = AgentPorts(transcripts=transcripts, tools=tools, deliver_file=deliver)
+    return AgentService(cfg, provider, ports)
 
 
 async def _ignore(data: bytes) -> None:
@@ -76,7 +80,12 @@ async def serving(
     transcriber: Transcribes | None = None,
 ) -> AsyncIterator[ChannelService]:
     journal = MemoryJournal()
-    service_agent = agent(cfg, api, tmp_path / "sessions")
+    services: list[ChannelService] = []
+
+    async def deliver(out: OutboundFile) -> object:  # what the agent actor routes by name
+        return await services[0].send_file(out)
+
+    service_agent = agent(cfg, api, tmp_path / "sessions", deliver)
     ports = Ports(
         accept_many=journal.accept_many,
         mark_done_many=journal.mark_done_many,
@@ -88,6 +97,7 @@ async def serving(
     service = ChannelService(
         adapter, Pairing(AccessPolicy(dm_policy="open")), ports, OPTS, media=intake
     )
+    services.append(service)
     try:
         async with asyncio.TaskGroup() as tg:
             task = tg.create_task(service.run())
