@@ -35,6 +35,7 @@ from moltbot.channels.accounts import (
     policy_for,
 )
 from moltbot.channels.link import Link
+from moltbot.channels.media_step import send_file
 from moltbot.channels.service import ChannelService, ServiceOptions
 from moltbot.config.refs import resolve_secret
 from moltbot.config.schema import CHANNEL_KINDS, Config
@@ -235,4 +236,8 @@ class ChannelActor(ChildBase):
     async def send_file(self, out: OutboundFile) -> str:
         """Send a file the agent's ``send_file`` tool read and checked to one of our chats."""
         await self._ready.wait()
-        return await self._need().send_file(out)
+        service = self._need()
+        sent = await send_file(service.adapter, out)
+        service.counts["files_sent"] += 1
+        service.link.sent()
+        return sent

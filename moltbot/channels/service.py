@@ -47,11 +47,11 @@ from moltbot.batching import GroupCommit
 from moltbot.channels.base import ChannelAdapter, SeenIds, drain
 from moltbot.channels.dispatch import FairQueue, is_control
 from moltbot.channels.link import Link, current_link
+from moltbot.channels.media_step import take_media, with_notes
 from moltbot.channels.ports import Job, Ports, ServiceOptions
 from moltbot.channels.retry import backoff
 from moltbot.clock import SYSTEM_CLOCK, Clock
 from moltbot.errors import (
-    MediaRefused,
     MoltbotError,
     PlatformRejected,
     PlatformUnavailable,
@@ -60,7 +60,7 @@ from moltbot.errors import (
     Unavailable,
 )
 from moltbot.media.ingest import MediaIntake
-from moltbot.messages import InboundMessage, OutboundFile, OutboundMessage
+from moltbot.messages import InboundMessage, OutboundMessage
 from moltbot.observability import inject, span
 from moltbot.security.access import Pairing, RefusalAudit
 from moltbot.security.audit import AuditSink
@@ -78,8 +78,6 @@ TRANSIENT: tuple[type[BaseException], ...] = (
 )
 CONNECTED_WITHIN_S = 90.0  # longer than any adapter's quiet receive (Telegram's long poll)
 SORRY = "Sorry, I could not answer that message. Please try again in a moment."
-NO_MEDIA = "I cannot take files here (media is turned off: media.enabled); only your text was read."
-MEDIA_FAILED = "I could not keep the files you sent; please try again. Your text was read."
 MARKS_BATCH = 256  # done marks written together at most
 CODE_PREFIX = 2  # characters of a pairing code kept in the audit log (enough to tell codes apart)
 
@@ -244,31 +242,14 @@ class ChannelService:
             started: list[bool] = []
             async with asyncio.TaskGroup() as tg:  # the indicator goes out beside the turn,
                 typing = tg.create_task(self._typing(msg, started))  # and before the reply
-                taken, tell = await self._take_media(msg)
+                taken, tell = await take_media(self._media, self.adapter, msg)
                 reply = await self._answer(taken)
                 if not started:  # answered before it was due: none is shown
                     typing.cancel()
-            if tell:  # a file refused: the sender is told, in the same reply
-                reply = "\n\n".join([*tell, reply] if reply.strip() else tell)
+            reply = with_notes(tell, reply)  # a file refused: the sender is told in the reply
             await self._deliver(msg, reply)
         finally:
             self._inflight.discard(msg.id)
-
-    async def _take_media(self, msg: InboundMessage) -> tuple[InboundMessage, list[str]]:
-        """The message with its files taken in (``moltbot.media.ingest``) and what the sender
-        must be told about files refused."""
-        if not msg.attachments:
-            return msg, []
-        download = getattr(self.adapter, "download", None)
-        if self._media is None or download is None:
-            kept = msgspec.structs.replace(msg, attachments=())
-            return kept, [NO_MEDIA]
-        try:
-            return await self._media.take(msg, download)
-        except Exception as e:  # e.g. the disk is full: the text still gets its answer
-            log.error("%s %s: files of %s not taken: %s", self._chan, self._acct, msg.id,
-                      getattr(e, "code", type(e).__name__))  # fmt: skip
-            return msgspec.structs.replace(msg, attachments=()), [MEDIA_FAILED]
 
     async def _typing(self, msg: InboundMessage, started: list[bool]) -> None:
         """The typing indicator, once the turn took ``typing_after_s``; a request once begun
@@ -398,17 +379,6 @@ class ChannelService:
                 if attempt + 1 >= attempts:
                     raise
                 await self._backoff("notify", e, attempt)
-
-    async def send_file(self, out: OutboundFile) -> str:
-        """A file from the agent's ``send_file`` tool (the adapter retries transient errors);
-        the platform id of the message that carries it."""
-        send = getattr(self.adapter, "send_file", None)
-        if send is None:
-            raise MediaRefused(f"files cannot be sent on {self._chan} yet")
-        sent = str(await send(out))
-        self.counts["files_sent"] += 1
-        self.link.sent()
-        return sent
 
     async def _send_notice(self, msg: InboundMessage, text: str) -> None:
         try:

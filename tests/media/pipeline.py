@@ -17,6 +17,7 @@ from moltbot.agent.providers.anthropic import AnthropicProvider
 from moltbot.agent.service import approval_book, tool_registry
 from moltbot.agent.transcript_cache import CachedTranscripts
 from moltbot.channels.base import ChannelAdapter
+from moltbot.channels.media_step import send_file
 from moltbot.channels.service import ChannelService, Ports, ServiceOptions
 from moltbot.config.schema import Config
 from moltbot.media.ingest import MediaIntake, Transcribes
@@ -83,7 +84,7 @@ async def serving(
     services: list[ChannelService] = []
 
     async def deliver(out: OutboundFile) -> object:  # what the agent actor routes by name
-        return await services[0].send_file(out)
+        return await send_file(services[0].adapter, out)
 
     service_agent = agent(cfg, api, tmp_path / "sessions", deliver)
     ports = Ports(
