@@ -79,9 +79,11 @@ class AgentService:
     # --- turns -------------------------------------------------------------------------------
     async def turn(
         self, session: str, text: str, msg_id: str = "", sender: str = "",
-        msg: InboundMessage | None = None,
+        msg: InboundMessage | None = None, content: Any = None,
     ) -> AsyncGenerator[ChatEvent, None]:  # fmt: skip
-        """Stream one turn: ``ChatDelta``/``ChatTool`` events, then one ``ChatFinal``."""
+        """Stream one turn: ``ChatDelta``/``ChatTool`` events, then one ``ChatFinal``.
+        ``content``: the user message's blocks (files from the web page); by default, those
+        of ``msg``'s files."""
         command = parse_command(text)
         if command is not None and command.name != "reset":
             # answered at once, even while a turn of this session runs (it may await approval)
@@ -101,7 +103,8 @@ class AgentService:
             turn = idempotent_turn(
                 self.ports.transcripts, self.provider, tools, self.cfg, session,
                 text, msg_id, sender=sender, approver=self.ports.approver(msg),
-                on_final=finished, memory=self.memory, content=self._content(msg),
+                on_final=finished, memory=self.memory,
+                content=content if content is not None else self._content(msg),
             )  # fmt: skip
             async with contextlib.aclosing(turn) as events:
                 async for event in events:

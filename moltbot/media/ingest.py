@@ -33,6 +33,10 @@ class Transcribes(Protocol):
     async def transcribe(self, data: bytes, filename: str, mime: str) -> str: ...
 
 
+def sender_of(msg: InboundMessage) -> str:
+    return f"{msg.channel}:{msg.account}:{msg.sender_id}"
+
+
 def megabytes(n: int) -> str:
     return f"{n / (1024 * 1024):.1f} MB"
 
@@ -50,11 +54,13 @@ class MediaIntake:
         self.transcriber = transcriber
 
     async def take(
-        self, msg: InboundMessage, download: Download
+        self, msg: InboundMessage, download: Download, *, sender: str | None = None
     ) -> tuple[InboundMessage, list[str]]:
+        """``sender``: whose workspace keeps the files (default: the message's sender; '' is
+        the gateway's operator, for files sent from the web page)."""
         if not msg.attachments or all(a.taken for a in msg.attachments):
             return msg, []
-        sender = f"{msg.channel}:{msg.account}:{msg.sender_id}"
+        sender = sender_of(msg) if sender is None else sender
         taken: list[Attachment] = []
         tell: list[str] = []
         for i, att in enumerate(msg.attachments):

@@ -59,11 +59,11 @@ def describe(att: Attachment, shown: bool) -> str:
 
 
 def user_content(
-    msg: InboundMessage, workspace: Path, image_max_bytes: int
+    msg: InboundMessage, workspace: Path, image_max_bytes: int, sender: str | None = None
 ) -> list[dict[str, Any]]:
     """The user turn for ``msg`` with files: its text, an image block per image taken in, and
-    the note on every file."""
-    sender = f"{msg.channel}:{msg.account}:{msg.sender_id}"
+    the note on every file (``sender``: whose workspace holds them, as for ``take``)."""
+    sender = f"{msg.channel}:{msg.account}:{msg.sender_id}" if sender is None else sender
     images: list[dict[str, Any]] = []
     lines: list[str] = []
     for att in msg.attachments:
