@@ -126,3 +126,11 @@ def name_lies(name: str, actual: FileType) -> bool:
     extension claims nothing)."""
     claimed = _EXPECTED.get(extension(name))
     return claimed is not None and actual.mime not in claimed
+
+
+def kind_hint(declared_mime: str) -> str:
+    """The platform's word for a file (image / audio / document), from its declared type; only
+    a hint until the bytes are sniffed."""
+    if declared_mime.startswith("image/"):
+        return "image"
+    return "audio" if declared_mime.startswith("audio/") else "document"
