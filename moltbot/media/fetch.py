@@ -35,13 +35,9 @@ async def fetch_own(
                     raise PlatformUnavailable(f"{platform} could not serve the file right now")
                 if response.status_code != 200:
                     raise PlatformRejected(f"{platform} refused the file download")
-                body = bytearray()
-                async for chunk in response.aiter_bytes():
-                    body += chunk
-                    if len(body) > max_bytes:
-                        raise MediaRefused(f"larger than {max_bytes} bytes")
+                body = await read_capped(response, max_bytes)
                 ctype = response.headers.get("content-type", "").split(";", 1)[0].strip()
-                return bytes(body), ctype.lower()
+                return body, ctype.lower()
             finally:
                 await response.aclose()
     except httpx.HTTPError:
@@ -56,3 +52,13 @@ def same_origin(base: str) -> Callable[[httpx.URL], bool]:
         return (url.scheme, url.host, url.port) == (origin.scheme, origin.host, origin.port)
 
     return check
+
+
+async def read_capped(response: httpx.Response, max_bytes: int) -> bytes:
+    """A streamed body, MediaRefused as soon as it passes ``max_bytes``."""
+    body = bytearray()
+    async for chunk in response.aiter_bytes():
+        body += chunk
+        if len(body) > max_bytes:
+            raise MediaRefused(f"larger than {max_bytes} bytes")
+    return bytes(body)
