@@ -4,6 +4,7 @@ through a fake OpenAI-compatible endpoint, the note the agent gets."""
 from __future__ import annotations
 
 import io
+import json
 import os
 import stat
 from pathlib import Path
@@ -11,8 +12,9 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from moltbot.config.loader import load_config
 from moltbot.config.schema import MediaConfig
-from moltbot.errors import MediaRefused, PathEscape
+from moltbot.errors import ConfigError, MediaRefused, PathEscape
 from moltbot.media import sniff as sn
 from moltbot.media.images import fit_image
 from moltbot.media.ingest import MediaIntake
@@ -180,3 +182,34 @@ async def test_an_inbox_symlinked_out_of_the_workspace_is_not_followed(tmp_path:
     with pytest.raises(PathEscape):
         await intake.take(message(att), served({"p": PDF}))
     assert list(outside.iterdir()) == []
+
+
+async def test_a_failing_transcription_server_keeps_the_file_and_says_so(tmp_path: Path) -> None:
+    async with FakeOpenAIAPI(api_key="sk-right") as api:
+        intake = MediaIntake(MediaConfig(), tmp_path, Transcriber(api.base_url, "w", "sk-wrong"))
+        att = Attachment(kind="audio", size=len(OGG_OPUS), ref="v")
+        msg, tell = await intake.take(message(att), served({"v": OGG_OPUS}))
+    got = msg.attachments[0]
+    assert tell == [] and "transcription_failed" in got.flags and not got.transcript
+    assert (folder(tmp_path) / got.path).read_bytes() == OGG_OPUS
+    assert "transcription server failed" in user_content(msg, tmp_path, 1 << 20)[-1]["text"]
+
+
+@pytest.mark.parametrize(
+    ("media", "where"),
+    [
+        ({"max_bytes": 0}, "$.media.max_bytes"),
+        ({"transcription": {"base_url": "gpu-box:8000"}}, "$.media.transcription.base_url"),
+        ({"transcription": {"base_url": "http://x/v1", "api_key": "sk-literal"}},
+         "$.media.transcription.api_key"),
+        ({"max_byte": 5}, "max_byte"),
+    ],
+)  # fmt: skip
+def test_bad_media_config_names_the_key(
+    tmp_path: Path, media: dict[str, object], where: str
+) -> None:
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps({"media": media}))
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    assert where in str(err.value)
