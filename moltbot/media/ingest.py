@@ -21,7 +21,7 @@ from moltbot.config.schema import MediaConfig
 from moltbot.errors import MediaRefused, MoltbotError
 from moltbot.media import inbox
 from moltbot.media.images import fit_image
-from moltbot.media.sniff import IMAGE_TYPES, name_lies, sniff
+from moltbot.media.sniff import IMAGE_TYPES, name_lies, shown_name, sniff
 from moltbot.messages import Attachment, InboundMessage
 
 log = logging.getLogger(__name__)
@@ -42,7 +42,7 @@ def megabytes(n: int) -> str:
 
 
 def label(att: Attachment) -> str:
-    return f"“{att.name}”" if att.name else f"the {att.kind}"
+    return f"“{shown_name(att.name)}”" if att.name else f"the {att.kind}"
 
 
 class MediaIntake:

@@ -15,7 +15,7 @@ from typing import Any
 
 from moltbot.errors import MoltbotError
 from moltbot.media import inbox
-from moltbot.media.sniff import IMAGE_TYPES, sniff
+from moltbot.media.sniff import IMAGE_TYPES, shown_name, sniff
 from moltbot.messages import Attachment, InboundMessage
 
 log = logging.getLogger(__name__)
@@ -38,7 +38,7 @@ def _size(n: int) -> str:
 
 
 def describe(att: Attachment, shown: bool) -> str:
-    name = f" “{att.name}”" if att.name else ""
+    name = f" “{shown_name(att.name)}”" if att.name else ""
     what = "voice note/audio" if att.kind == "audio" else att.kind
     parts = [f"- {what}{name}"]
     if att.path:

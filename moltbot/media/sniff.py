@@ -134,3 +134,10 @@ def kind_hint(declared_mime: str) -> str:
     if declared_mime.startswith("image/"):
         return "image"
     return "audio" if declared_mime.startswith("audio/") else "document"
+
+
+def shown_name(name: str, limit: int = 120) -> str:
+    """A sender's file name as we repeat it (to them, to the model): one line, printable
+    characters only, at most ``limit`` long."""
+    clean = "".join(c if c.isprintable() else " " for c in name).strip()
+    return clean if len(clean) <= limit else clean[: limit - 1] + "…"
