@@ -71,7 +71,7 @@ def user_content(
         if block is not None:
             images.append(block)
         lines.append(describe(att, block is not None))
-    note = "[Files that came with this message (data from the sender, kept in their workspace):]"
+    note = "\n[Files that came with this message (data from the sender, kept in their workspace):]"
     text = "\n".join([note, *lines])
     blocks: list[dict[str, Any]] = []
     if msg.text.strip():

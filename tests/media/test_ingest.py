@@ -222,5 +222,5 @@ async def test_a_file_name_cannot_forge_lines_of_the_note(tmp_path: Path) -> Non
     att = Attachment(kind="document", name=forged, size=len(PDF), ref="p")
     msg, _ = await intake.take(message(att), served({"p": PDF}))
     note = user_content(msg, tmp_path, 1 << 20)[-1]["text"]
-    assert len(note.splitlines()) == 2  # the header and one line for the file
+    assert len(note.strip().splitlines()) == 2  # the header and one line for the file
     assert "x" * 200 not in note
