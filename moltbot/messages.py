@@ -29,8 +29,9 @@ class Attachment(msgspec.Struct, frozen=True, kw_only=True):
     taken: bool = False  # ingested (downloaded, checked, stored or refused)
 
 
-class InboundMessage(msgspec.Struct, frozen=True, kw_only=True):
-    """One message a person sent us, on any channel.
+class InboundMessage(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """One message a person sent us, on any channel (encoded without its default fields:
+    journal records stay small).
 
     ``id`` is unique per platform message (``telegram:<account>:<chat>:<message_id>``) and is
     the de-duplication key of the inbound journal.
