@@ -15,6 +15,7 @@ from moltbot.messages import InboundMessage, OutboundFile
 log = logging.getLogger(__name__)
 
 NO_MEDIA = "I cannot take files here (media is turned off: media.enabled); only your text was read."
+NO_DOWNLOAD = "I cannot take files on this channel yet; only your text was read."
 MEDIA_FAILED = "I could not keep the files you sent; please try again. Your text was read."
 
 
@@ -27,7 +28,7 @@ async def take_media(
         return msg, []
     download = getattr(adapter, "download", None)
     if media is None or download is None:
-        return msgspec.structs.replace(msg, attachments=()), [NO_MEDIA]
+        return msgspec.structs.replace(msg, attachments=()), [NO_DOWNLOAD if media else NO_MEDIA]
     try:
         return await media.take(msg, download)
     except Exception as e:  # e.g. the disk is full: the text still gets its answer
