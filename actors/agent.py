@@ -39,15 +39,21 @@ from moltbot.agent.service import (
 )
 from moltbot.agent.transcript_cache import CachedTranscripts
 from moltbot.batching import GroupCommit
+from moltbot.config.refs import resolve_secret
 from moltbot.config.schema import CHANNEL_KINDS, Config
 from moltbot.errors import (
+    MediaRefused,
     NotFound,
     ProviderAuthError,
     Unavailable,
 )
+from moltbot.media.build import media_intake
+from moltbot.media.ingest import MediaIntake
+from moltbot.media.web import Upload, told_first, web_content
 from moltbot.messages import (
     ChatEvent,
     InboundMessage,
+    OutboundFile,
     OutboundMessage,
     ToolContext,
     ToolResult,
@@ -270,6 +276,7 @@ class AgentActor(ChildBase):
         self.config = config or Config()
         self.index = index
         self._service: AgentService | None = None
+        self._intake: MediaIntake | None = None  # files sent from the web page
         self._writes: StoreTranscripts | None = None
         self._audit = AuditForwarder(self.namespace, path)
 
@@ -308,12 +315,20 @@ class AgentActor(ChildBase):
             t = cfg.tools
             return TurnApprover(ns, t.workers, t.bash.approval_ttl_s, msg, self._audit.record)
 
+        async def deliver_file(out: OutboundFile) -> object:
+            if out.channel not in CHANNEL_KINDS:  # a plugin's channel: not yet
+                raise MediaRefused(f"files cannot be sent on {out.channel} yet")
+            path = f"channels/{out.channel}:{out.account}"
+            return await routing.call(ns, path, "send_file", out, deadline_s=120)
+
         ports = AgentPorts(
             transcripts=CachedTranscripts(self._writes), tools=tools, approver=approver,
             resolve_approval=self._resolve_approval, audit=self._audit.record,
-            on_turn=_turn_metrics,
+            on_turn=_turn_metrics, deliver_file=deliver_file,
         )  # fmt: skip
         self._service = AgentService(cfg, provider, ports, name=self.path or "agent", providers=own)
+        vault = lazy_get(on_read=self._audit.secret_reader())
+        self._intake = media_intake(cfg, lambda ref, at: resolve_secret(ref, vault, at=at))
 
     async def main(self) -> None:
         service = self._need(self._service)
@@ -325,13 +340,27 @@ class AgentActor(ChildBase):
 
     # --- turns (moltbot.agent.agent_service) -------------------------------------------------
     @ray.method(num_returns="streaming")
-    async def chat(self, session: str, text: str, msg_id: str = "") -> AsyncIterator[ChatEvent]:
+    async def chat(
+        self, session: str, text: str, msg_id: str = "", files: list[Upload] | None = None
+    ) -> AsyncIterator[ChatEvent]:
         """Stream one turn: ``ChatDelta``/``ChatTool`` events, then one ``ChatFinal``.
+        ``files``: sent from the web page, taken into the operator's workspace first.
 
         Raises our errors (``ProviderError``, ``RateLimited``, ``Unavailable``) with safe texts.
         """
         await self._ready.wait()
-        async with contextlib.aclosing(self._need(self._service).turn(session, text, msg_id)) as ev:
+        service = self._need(self._service)
+        content: list[dict[str, Any]] | None = None
+        tell: list[str] = []
+        if files:
+            if self._intake is None:
+                raise MediaRefused("files are turned off (media.enabled is false)")
+            media = self.config.media
+            content, tell = await web_content(
+                self._intake, session, text, files, media.image_max_bytes
+            )
+        turn = told_first(session, tell, service.turn(session, text, msg_id, content=content))
+        async with contextlib.aclosing(turn) as ev:
             async for event in ev:
                 yield event
 

@@ -35,6 +35,7 @@ from moltbot.channels.accounts import (
     policy_for,
 )
 from moltbot.channels.link import Link
+from moltbot.channels.media_step import send_file
 from moltbot.channels.service import ChannelService, ServiceOptions
 from moltbot.config.refs import resolve_secret
 from moltbot.config.schema import CHANNEL_KINDS, Config
@@ -47,7 +48,8 @@ from moltbot.errors import (
     Unavailable,
     VaultError,
 )
-from moltbot.messages import InboundMessage, OutboundMessage
+from moltbot.media.build import media_intake
+from moltbot.messages import InboundMessage, OutboundFile, OutboundMessage
 from moltbot.security.vault import fingerprint as vault_fingerprint
 from moltbot.security.vault import lazy_get
 
@@ -110,6 +112,7 @@ class ChannelActor(ChildBase):
                 self._secret,
                 cursor_store=StoreCursors(self.namespace, self.path),
             )
+            media = media_intake(self.config, self._secret)  # its transcription key
         except (ConfigError, VaultError) as exc:  # e.g. its secret is not in the vault
             self._park(exc)
             return
@@ -139,6 +142,7 @@ class ChannelActor(ChildBase):
             ServiceOptions(stuck_after_s=acct.stuck_after_s),
             audit=self._audit.record,
             link=self.link,
+            media=media,
         )
 
     def _park(self, exc: MoltbotError) -> None:
@@ -232,3 +236,12 @@ class ChannelActor(ChildBase):
         """Send a system message (an approval request) to one of this account's chats."""
         await self._ready.wait()
         await self._need().notify(out)
+
+    async def send_file(self, out: OutboundFile) -> str:
+        """Send a file the agent's ``send_file`` tool read and checked to one of our chats."""
+        await self._ready.wait()
+        service = self._need()
+        sent = await send_file(service.adapter, out)
+        service.counts["files_sent"] += 1
+        service.link.sent()
+        return sent

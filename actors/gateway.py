@@ -18,6 +18,7 @@ from moltbot.errors import NotFound, Unavailable
 from moltbot.gateway.backend import JSON, BaseBackend
 from moltbot.gateway.from_config import settings_from_config, ssl_from_config
 from moltbot.gateway.server import GatewayServer
+from moltbot.media.web import Upload
 from moltbot.messages import ChatEvent
 from moltbot.supervision.tree import channel_ids, channel_plugins
 
@@ -53,12 +54,16 @@ class RayBackend(BaseBackend):
         tree = await routing.call(self.ns, "", "status", deadline_s=10.0)
         return {"tree": tree}
 
-    async def chat_send(self, session: str, text: str) -> AsyncIterator[ChatEvent]:
+    async def chat_send(
+        self, session: str, text: str, files: list[Upload] | None = None
+    ) -> AsyncIterator[ChatEvent]:
         key = web_session(session)
         path = profiles.agent_path_for(self.cfg, key, None)
         try:
             agent = routing.handle(self.ns, path)
-            stream = agent.chat.remote(key, text)
+            stream = (
+                agent.chat.remote(key, text, "", files) if files else agent.chat.remote(key, text)
+            )
         except (ValueError, AttributeError):
             routing.forget(self.ns, path)
             raise Unavailable("the assistant is not available right now") from None

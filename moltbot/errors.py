@@ -223,6 +223,13 @@ class FetchRefused(ToolError):
 
 
 # --- plugins -------------------------------------------------------------------------------
+# --- media ---------------------------------------------------------------------------------
+class MediaRefused(MoltbotError):
+    """A file that cannot be taken or sent: too large, unreadable, of a refused type."""
+
+    code = "media_refused"
+
+
 class PluginError(MoltbotError):
     code = "plugin_error"
 

@@ -5,8 +5,33 @@ from __future__ import annotations
 import msgspec
 
 
-class InboundMessage(msgspec.Struct, frozen=True, kw_only=True):
-    """One message a person sent us, on any channel.
+class Attachment(msgspec.Struct, frozen=True, kw_only=True):
+    """A file that came with a message (``moltbot.media``).
+
+    As the adapter reads it: ``kind`` is the platform's word (image / audio / document),
+    ``name``, ``size`` and ``declared_mime`` what the sender's side claims, ``ref`` how the
+    adapter downloads it (a file id, an URL). Once taken in (``moltbot.media.ingest``) the
+    type is decided by content: ``mime`` is sniffed from the bytes, ``kind`` follows it,
+    ``path`` is where it lies in the sender's workspace (``inbox/...``; '' if not kept),
+    ``flags`` say what was wrong (``name_mismatch``, ``too_large``, ``executable`` ...) and
+    ``transcript`` holds a voice note's text when a transcription endpoint is configured.
+    """
+
+    kind: str = "document"  # image | audio | document
+    name: str = ""
+    size: int = 0
+    declared_mime: str = ""
+    ref: str = ""
+    mime: str = ""
+    path: str = ""
+    flags: tuple[str, ...] = ()
+    transcript: str = ""
+    taken: bool = False  # ingested (downloaded, checked, stored or refused)
+
+
+class InboundMessage(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """One message a person sent us, on any channel (encoded without its default fields:
+    journal records stay small).
 
     ``id`` is unique per platform message (``telegram:<account>:<chat>:<message_id>``) and is
     the de-duplication key of the inbound journal.
@@ -24,6 +49,7 @@ class InboundMessage(msgspec.Struct, frozen=True, kw_only=True):
     thread_id: str | None = None
     received_at: float = 0.0
     trace: dict[str, str] = {}  # W3C trace context carried across actors
+    attachments: tuple[Attachment, ...] = ()
 
     @property
     def session_key(self) -> str:
@@ -44,6 +70,24 @@ class OutboundMessage(msgspec.Struct, frozen=True, kw_only=True):
     thread_id: str | None = None
     trace: dict[str, str] = {}
     plain: bool = False  # a system message: shown exactly as written, no markdown
+
+
+class OutboundFile(msgspec.Struct, frozen=True, kw_only=True):
+    """A file the agent sends to a chat (the ``send_file`` tool): already read from the
+    sender's workspace and checked (type sniffed, size capped)."""
+
+    channel: str
+    account: str
+    chat_id: str
+    name: str
+    mime: str
+    data: bytes
+    caption: str = ""
+    thread_id: str | None = None
+
+    @property
+    def is_image(self) -> bool:
+        return self.mime in ("image/png", "image/jpeg", "image/gif", "image/webp")
 
 
 class ChatDelta(msgspec.Struct, frozen=True, kw_only=True, tag="delta"):

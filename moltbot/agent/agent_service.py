@@ -39,7 +39,9 @@ from moltbot.agent.skills import SkillBook
 from moltbot.clock import SYSTEM_CLOCK, Clock
 from moltbot.config.schema import Config
 from moltbot.errors import MoltbotError, Unavailable
-from moltbot.messages import ChatEvent, ChatFinal, InboundMessage
+from moltbot.media.note import turn_content
+from moltbot.media.send_tool import with_send_file
+from moltbot.messages import ChatEvent, ChatFinal, InboundMessage, OutboundFile
 from moltbot.observability import Counters, span
 from moltbot.schedule.fires import quiet
 from moltbot.security import owners
@@ -66,6 +68,8 @@ class AgentPorts:
     resolve_approval: Callable[[str, bool, str], Awaitable[dict[str, Any] | None]] | None = None
     audit: AuditSink | None = None
     on_turn: Callable[[float, dict[str, int]], None] | None = None  # seconds, usage
+    # deliver a file to the chat a turn answers (the send_file tool; None: no such tool)
+    deliver_file: Callable[[OutboundFile], Awaitable[object]] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,9 +120,11 @@ class AgentService:
     # --- turns -------------------------------------------------------------------------------
     async def turn(
         self, session: str, text: str, msg_id: str = "", sender: str = "",
-        msg: InboundMessage | None = None,
+        msg: InboundMessage | None = None, content: Any = None,
     ) -> AsyncGenerator[ChatEvent, None]:  # fmt: skip
-        """Stream one turn: ``ChatDelta``/``ChatTool`` events, then one ``ChatFinal``."""
+        """Stream one turn: ``ChatDelta``/``ChatTool`` events, then one ``ChatFinal``.
+        ``content``: the user message's blocks (files from the web page); by default, those
+        of ``msg``'s files."""
         command = parse_command(text)
         if command is not None and command.name != "reset":
             # answered at once, even while a turn of this session runs (it may await approval)
@@ -136,8 +142,16 @@ class AgentService:
             def finished(final: ChatFinal) -> None:
                 self._record_turn(time.monotonic() - started, final.usage)
 
+            sendable = with_send_file(
+                self.ports.tools,
+                msg,
+                profile.cfg.tools.workspace_path(),  # the profile's own workspace
+                self.cfg.media.max_bytes,
+                self.ports.deliver_file,
+            )
+
             async def tools() -> ToolRunner:
-                inner = await self.ports.tools()  # the skills are listed off the event loop
+                inner = await sendable()  # the skills are listed off the event loop
                 audit = self.ports.audit
                 return await asyncio.to_thread(
                     lambda: ProfileTools(inner, self.cfg, profile.name, profile.skills, audit=audit)
@@ -147,6 +161,7 @@ class AgentService:
                 self.ports.transcripts, self.provider_of(profile), tools, profile.cfg, session,
                 text, msg_id, sender=sender, approver=self.ports.approver(msg),
                 on_final=finished, memory=profile.memory,
+                content=content if content is not None else self._content(msg),
             )  # fmt: skip
             async with contextlib.aclosing(turn) as events:
                 async for event in events:
@@ -172,6 +187,11 @@ class AgentService:
             log.exception("%s: the turn for a message failed", self.name)
             return FAILED
         return "" if quiet(msg.id, final) else final  # a heartbeat with nothing to say
+
+    def _content(self, msg: InboundMessage | None) -> Any:
+        """The user turn's blocks when ``msg`` came with files (``moltbot.media.note``)."""
+        media = self.cfg.media
+        return turn_content(self.cfg.tools.workspace_path(), media.image_max_bytes, msg)
 
     async def reset(self, session: str) -> bool:
         """Archive a session's transcript, after its running turn."""

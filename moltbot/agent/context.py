@@ -31,8 +31,17 @@ INTERRUPTED = "no result: the tool call was interrupted"
 TRUNCATED = "… [cut to fit the context window]"
 
 
+IMAGE_TOKENS = 1600  # what the provider counts for an image at most (1568 px long edge)
+
+
 def estimate_tokens(message: Message) -> int:
-    return math.ceil(len(msgspec.json.encode(message.get("content", ""))) / 4)
+    content = message.get("content", "")
+    if isinstance(content, list) and any(
+        isinstance(b, dict) and b.get("type") == "image" for b in content
+    ):  # an image's base64 is not its token cost
+        rest = [b for b in content if not (isinstance(b, dict) and b.get("type") == "image")]
+        return IMAGE_TOKENS * (len(content) - len(rest)) + estimate_tokens({"content": rest})
+    return math.ceil(len(msgspec.json.encode(content)) / 4)
 
 
 def tool_result_block(tool_use_id: str, result: ToolResult, source: str = "tool") -> Block:

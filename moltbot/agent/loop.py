@@ -113,12 +113,13 @@ class TurnRunner:
         history.append(record)
 
     async def run_turn(
-        self, session: str, user_text: str, sender: str = ""
+        self, session: str, user_text: str, sender: str = "", content: Any = None
     ) -> AsyncGenerator[ChatEvent, None]:
         """One turn answering ``user_text`` from ``sender`` (``channel:account:id``; '' for
-        the gateway's operator), whose workspace folder the tools use."""
+        the gateway's operator), whose workspace folder the tools use. ``content``: the user
+        message's blocks when it is more than its text (images, a note on files)."""
         history = await self._transcripts.load(session)
-        await self._persist(session, history, "user", user_text)
+        await self._persist(session, history, "user", user_text if content is None else content)
         specs = self._tools.specs()
         text = ""
         usage = {"input_tokens": 0, "output_tokens": 0}

@@ -217,6 +217,7 @@ async def idempotent_turn(
     approver: Approver | None = None,
     on_final: Callable[[ChatFinal], None] | None = None,
     memory: MemoryStore | None = None,
+    content: Any = None,
 ) -> AsyncGenerator[ChatEvent, None]:
     """One turn of ``session`` answering ``msg_id`` (if given) exactly once: a done turn gives
     its recorded reply again, an interrupted one is re-run without writing its user message
@@ -256,7 +257,7 @@ async def idempotent_turn(
         approver=approver,
     )
     try:
-        async with contextlib.aclosing(runner.run_turn(session, text, sender)) as events:
+        async with contextlib.aclosing(runner.run_turn(session, text, sender, content)) as events:
             async for event in events:
                 if isinstance(event, ChatFinal):
                     if on_final is not None:

@@ -41,11 +41,13 @@ from moltbot.channels.base import (
 )
 from moltbot.channels.cursors import Cursor, CursorBook
 from moltbot.channels.discord_client import DEFAULT_API, Client, Frame, Http, map_error
+from moltbot.channels.discord_media import attachments, file_message
 from moltbot.channels.formatting import DISCORD_LIMIT, render
 from moltbot.channels.retry import DEFAULT_RETRY, ReceiveBackoff, RetryPolicy, Sleep, retrying
 from moltbot.clock import SYSTEM_CLOCK, Clock
 from moltbot.errors import MoltbotError, PlatformRejected, PlatformUnavailable
-from moltbot.messages import InboundMessage, OutboundMessage
+from moltbot.messages import Attachment, InboundMessage, OutboundFile, OutboundMessage
+from moltbot.tools.web_fetch import WebFetcher
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
@@ -71,8 +73,10 @@ class DiscordAdapter:
         clock: Clock = SYSTEM_CLOCK,
         sleep: Sleep = asyncio.sleep,
         rng: random.Random | None = None,
+        fetcher: WebFetcher | None = None,
     ) -> None:
         self.account = account
+        self._fetcher = fetcher or WebFetcher()  # attachments: on a CDN, vetted like any URL
         self.last_activity = clock.monotonic()
         self._token, self._api_base, self._identify_delay = token, api_base, identify_delay
         self._book = CursorBook(cursors, f"cursor.discord.{account}")
@@ -360,7 +364,8 @@ class DiscordAdapter:
             return None
         if data.get("type", 0) not in _TEXT_TYPES or not isinstance(content, str):
             return None
-        if not content.strip() or not channel or not mid:
+        files = attachments(data)
+        if not (content.strip() or files) or not channel or not mid:
             return None
         is_group = bool(data.get("guild_id"))
         mentioned = is_group and self._mentions_me(data, content)
@@ -380,6 +385,7 @@ class DiscordAdapter:
             is_group=is_group,
             mentioned=mentioned,
             received_at=self._clock.time(),
+            attachments=files,
         )
 
     def _mentions_me(self, data: dict[str, Any], content: str) -> bool:
@@ -434,6 +440,24 @@ class DiscordAdapter:
                 )
             )
         return ids
+
+    async def download(self, att: Attachment, max_bytes: int) -> bytes:
+        return await self._fetcher.download(att.ref, max_bytes)  # the SSRF-guarded path
+
+    async def send_file(self, out: OutboundFile) -> str:
+        if not out.chat_id.isdigit():
+            raise PlatformRejected("not a Discord channel id")
+
+        async def once() -> str:
+            with file_message(out) as params:
+                sent = await self._call(
+                    (await self._http()).send_message(out.chat_id, params=params)
+                )
+            return str(sent["id"])
+
+        return await retrying(once, deadline=self._retry.deadline, sleep=self._sleep,
+                              clock=self._clock, rng=self._rng, base=self._retry.base,
+                              cap=self._retry.cap, platform="Discord")  # fmt: skip
 
     async def typing(self, chat_id: str) -> None:
         if not chat_id.isdigit():

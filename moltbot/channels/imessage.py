@@ -51,7 +51,9 @@ from moltbot.channels.retry import (
 from moltbot.channels.time_cursor import Cursor
 from moltbot.clock import SYSTEM_CLOCK, Clock
 from moltbot.errors import MoltbotError, PlatformRejected, PlatformUnavailable, RateLimited
-from moltbot.messages import InboundMessage, OutboundMessage
+from moltbot.media.fetch import read_capped
+from moltbot.media.sniff import kind_hint
+from moltbot.messages import Attachment, InboundMessage, OutboundFile, OutboundMessage
 from moltbot.netaddr import is_loopback
 
 log = logging.getLogger(__name__)
@@ -123,6 +125,13 @@ class _Chat(msgspec.Struct, rename="camel"):
     display_name: str | None = None
 
 
+class _Att(msgspec.Struct, rename="camel"):
+    guid: str = ""
+    transfer_name: str | None = None
+    mime_type: str | None = None
+    total_bytes: int | None = None
+
+
 class _Message(msgspec.Struct, rename="camel"):
     guid: str
     date_created: int = 0
@@ -132,6 +141,7 @@ class _Message(msgspec.Struct, rename="camel"):
     associated_message_guid: str | None = None
     handle: _Handle | None = None
     chats: list[_Chat] = []
+    attachments: list[_Att] = []
 
 
 class _Answer(msgspec.Struct):
@@ -250,7 +260,9 @@ class IMessageAdapter:
 
     async def _query(self, **body: Any) -> list[_Message]:
         resp = await self._request(
-            "POST", "/api/v1/message/query", json={"with": ["chat", "handle"], "offset": 0, **body}
+            "POST",
+            "/api/v1/message/query",
+            json={"with": ["chat", "handle", "attachment"], "offset": 0, **body},
         )
         try:
             return msgspec.json.decode(resp.content, type=_Answer).data
@@ -301,9 +313,15 @@ class IMessageAdapter:
 
     def to_inbound(self, item: _Message) -> InboundMessage | None:
         text = (item.text or "").replace("\ufffc", "").strip()
+        files = tuple(
+            Attachment(kind=kind_hint(a.mime_type or ""), name=a.transfer_name or "",
+                       size=a.total_bytes or 0, declared_mime=a.mime_type or "", ref=a.guid)
+            for a in item.attachments
+            if a.guid
+        )  # fmt: skip
         if (
             item.is_from_me
-            or not text
+            or not (text or files)
             or item.item_type != 0
             or item.associated_message_guid
             or item.handle is None
@@ -325,6 +343,7 @@ class IMessageAdapter:
             is_group=is_group,
             mentioned=mentioned,
             received_at=self._clock.time(),
+            attachments=files,
         )
 
     # --- sending ---------------------------------------------------------------------------
@@ -361,6 +380,37 @@ class IMessageAdapter:
                 )
             )
         return ids
+
+    # --- files -----------------------------------------------------------------------------
+    async def download(self, att: Attachment, max_bytes: int) -> bytes:
+        """``/api/v1/attachment/<guid>/download`` of the BlueBubbles server, capped."""
+        path = f"/api/v1/attachment/{quote(att.ref, safe='')}/download"
+        try:
+            async with self._client().stream("GET", path) as resp:
+                resp.raise_for_status()
+                return await read_capped(resp, max_bytes)
+        except (httpx.HTTPError, OSError) as e:
+            raise map_error(e) from None
+
+    async def send_file(self, out: OutboundFile) -> str:
+        """``/api/v1/message/attachment`` (multipart: chatGuid, tempGuid, name, the file)."""
+        method = self._method
+        if method == "auto":
+            method = "private-api" if self._private_api() else "apple-script"
+        form = {"chatGuid": out.chat_id, "tempGuid": f"moltbot-{uuid.uuid4()}",
+                "name": out.name, "method": method}  # fmt: skip
+
+        async def once() -> str:
+            files = {"attachment": (out.name, out.data, out.mime)}
+            resp = await self._request("POST", "/api/v1/message/attachment", data=form, files=files)
+            try:
+                return str((resp.json().get("data") or {}).get("guid", ""))
+            except (ValueError, AttributeError):
+                return ""
+
+        return await retrying(once, deadline=self._retry.deadline, sleep=self._sleep,
+                              clock=self._clock, rng=self._rng, base=self._retry.base,
+                              cap=self._retry.cap, platform="BlueBubbles")  # fmt: skip
 
     async def typing(self, chat_id: str) -> None:
         """Only with BlueBubbles' Private API (AppleScript cannot type); else nothing."""

@@ -47,6 +47,8 @@ from moltbot.batching import GroupCommit
 from moltbot.channels.base import ChannelAdapter, SeenIds, drain
 from moltbot.channels.dispatch import FairQueue, is_control
 from moltbot.channels.link import Link, current_link
+from moltbot.channels.media_step import take_media, with_notes
+from moltbot.channels.pairing_ops import PairingOps
 from moltbot.channels.ports import Job, Ports, ServiceOptions
 from moltbot.channels.retry import backoff
 from moltbot.clock import SYSTEM_CLOCK, Clock
@@ -58,6 +60,7 @@ from moltbot.errors import (
     RateLimited,
     Unavailable,
 )
+from moltbot.media.ingest import MediaIntake
 from moltbot.messages import InboundMessage, OutboundMessage
 from moltbot.observability import inject, span
 from moltbot.security.access import Pairing, RefusalAudit
@@ -77,10 +80,9 @@ TRANSIENT: tuple[type[BaseException], ...] = (
 CONNECTED_WITHIN_S = 90.0  # longer than any adapter's quiet receive (Telegram's long poll)
 SORRY = "Sorry, I could not answer that message. Please try again in a moment."
 MARKS_BATCH = 256  # done marks written together at most
-CODE_PREFIX = 2  # characters of a pairing code kept in the audit log (enough to tell codes apart)
 
 
-class ChannelService:
+class ChannelService(PairingOps):
     def __init__(
         self,
         adapter: ChannelAdapter,
@@ -93,8 +95,10 @@ class ChannelService:
         rng: random.Random | None = None,
         audit: AuditSink | None = None,
         link: Link | None = None,
+        media: MediaIntake | None = None,
     ) -> None:
         self.adapter = adapter
+        self._media = media
         self.link = link or Link(clock=clock)
         self._audit = audit
         self._refusals = RefusalAudit(audit, clock=clock)
@@ -244,9 +248,11 @@ class ChannelService:
             started: list[bool] = []
             async with asyncio.TaskGroup() as tg:  # the indicator goes out beside the turn,
                 typing = tg.create_task(self._typing(msg, started))  # and before the reply
-                reply = await self._answer(msg)
+                taken, tell = await take_media(self._media, self.adapter, msg)
+                reply = await self._answer(taken)
                 if not started:  # answered before it was due: none is shown
                     typing.cancel()
+            reply = with_notes(tell, reply)  # a file refused: the sender is told in the reply
             await self._deliver(msg, reply)
         finally:
             self._inflight.discard(msg.id)
@@ -420,47 +426,6 @@ class ChannelService:
             delay,
         )
         await self._sleep(delay)
-
-    # --- pairing ---------------------------------------------------------------------------
-    async def save_pairing(self) -> None:
-        await self.ports.save_pairing(self.pairing.to_json())
-
-    def pairing_list(self) -> dict[str, list[dict[str, Any]]]:
-        return {
-            "pending": [msgspec.to_builtins(p) for p in self.pairing.list_pending()],
-            "approved": [msgspec.to_builtins(a) for a in self.pairing.list_approved()],
-        }
-
-    async def pairing_approve(self, code: str, by: str = "") -> str:
-        """Approve a pending code (NotFound if unknown or expired); returns the sender id.
-        ``by`` names who decided (``cli``, ``gateway:<address>``) for the audit log."""
-        sender = self.pairing.approve(code)
-        await self.save_pairing()
-        self._audit_pairing("approved", sender, code, by)
-        return sender
-
-    async def pairing_deny(self, code: str, by: str = "") -> str:
-        sender = self.pairing.deny(code)
-        await self.save_pairing()
-        self._audit_pairing("denied", sender, code, by)
-        return sender
-
-    def _audit_pairing(self, action: str, sender_id: str, code: str, by: str = "") -> None:
-        if self._audit is None:
-            return
-        fields: dict[str, Any] = {
-            "channel": self._chan,
-            "account": self._acct,
-            "action": action,
-            "sender_id": sender_id,
-            "code_prefix": code.strip().upper()[:CODE_PREFIX],
-        }
-        if action != "requested":
-            fields["by"] = by or "unknown"
-        try:
-            self._audit("pairing", fields)
-        except Exception:  # the audit sink must not break the message path
-            log.exception("%s %s: pairing %s not audited", self._chan, self._acct, action)
 
     # --- health ----------------------------------------------------------------------------
     @property

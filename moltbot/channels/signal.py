@@ -37,7 +37,9 @@ from moltbot.channels.retry import (
 )
 from moltbot.clock import SYSTEM_CLOCK, Clock
 from moltbot.errors import MoltbotError, PlatformRejected, PlatformUnavailable, RateLimited
-from moltbot.messages import InboundMessage, OutboundMessage
+from moltbot.media.fetch import fetch_own, same_origin
+from moltbot.media.sniff import kind_hint
+from moltbot.messages import Attachment, InboundMessage, OutboundFile, OutboundMessage
 
 log = logging.getLogger(__name__)
 ReceiveMode = Literal["auto", "websocket", "poll"]
@@ -73,9 +75,17 @@ class _GroupInfo(msgspec.Struct, rename="camel"):
     group_id: str = ""
 
 
+class _Att(msgspec.Struct, rename="camel"):
+    id: str = ""
+    content_type: str = ""
+    filename: str | None = None
+    size: int | None = None
+
+
 class _Data(msgspec.Struct, rename="camel"):
     timestamp: int = 0
     message: str | None = None
+    attachments: list[_Att] = []
     group_info: _GroupInfo | None = None
     mentions: list[_Mention] = []
     quote: _Quote | None = None
@@ -245,9 +255,17 @@ class SignalAdapter:
 
     def to_inbound(self, item: _Received) -> InboundMessage | None:
         env = item.envelope
-        if env is None or env.data_message is None or not env.data_message.message:
-            return None  # receipts, typing, sync messages, reactions
+        if env is None or env.data_message is None:
+            return None  # receipts, typing, sync messages
         data = env.data_message
+        attachments = tuple(
+            Attachment(kind=kind_hint(a.content_type), name=a.filename or "", size=a.size or 0,
+                       declared_mime=a.content_type, ref=a.id)
+            for a in data.attachments
+            if a.id
+        )  # fmt: skip
+        if not data.message and not attachments:
+            return None  # reactions, empty messages
         sender = env.source_uuid or env.source_number
         if not sender or env.source_number == self.account:
             return None
@@ -275,6 +293,7 @@ class SignalAdapter:
             is_group=is_group,
             mentioned=mentioned,
             received_at=self._clock.time(),
+            attachments=attachments,
         )
 
     # --- sending ---------------------------------------------------------------------------
@@ -300,6 +319,31 @@ class SignalAdapter:
                 )
             )
         return ids
+
+    # --- files -----------------------------------------------------------------------------
+    async def download(self, att: Attachment, max_bytes: int) -> bytes:
+        """``GET /v1/attachments/<id>`` of signal-cli-rest-api, cut off past ``max_bytes``."""
+        url = f"{self._api_base}/v1/attachments/{quote(att.ref, safe='')}"
+        data, _ = await fetch_own(url, max_bytes=max_bytes, platform="Signal",
+                                  allowed=same_origin(self._api_base))  # fmt: skip
+        return data
+
+    async def send_file(self, out: OutboundFile) -> str:
+        """``/v2/send`` with the file in ``base64_attachments`` (a data URI naming it)."""
+        name = "".join(c for c in out.name if c not in ";,=") or "file"
+        encoded = base64.b64encode(out.data).decode("ascii")
+        uri = f"data:{out.mime};filename={name};base64,{encoded}"
+        body = {"message": out.caption, "number": self.account, "recipients": [out.chat_id],
+                "base64_attachments": [uri]}  # fmt: skip
+
+        async def once() -> str:
+            resp = await self._request("POST", "/v2/send", json=body)
+            return str(resp.json().get("timestamp", ""))
+
+        return await retrying(
+            once, deadline=self._retry.deadline, sleep=self._sleep, clock=self._clock,
+            rng=self._rng, base=self._retry.base, cap=self._retry.cap, platform="Signal",
+        )  # fmt: skip
 
     async def typing(self, chat_id: str) -> None:
         await self._request(

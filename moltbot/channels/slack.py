@@ -16,6 +16,7 @@ from collections.abc import Awaitable
 from typing import Any, TypeVar
 
 import aiohttp
+import httpx
 import msgspec
 from slack_sdk.errors import SlackApiError, SlackClientError
 from slack_sdk.socket_mode.aiohttp import SocketModeClient
@@ -34,7 +35,8 @@ from moltbot.channels.retry import (
 )
 from moltbot.clock import SYSTEM_CLOCK, Clock
 from moltbot.errors import MoltbotError, PlatformRejected, PlatformUnavailable, RateLimited
-from moltbot.messages import InboundMessage, OutboundMessage
+from moltbot.media.fetch import fetch_own, same_origin
+from moltbot.messages import Attachment, InboundMessage, OutboundFile, OutboundMessage
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
@@ -232,6 +234,9 @@ class SlackAdapter:
             return None
         if event.get("subtype") not in _TEXT_SUBTYPES or event.get("bot_id"):
             return None
+        attachments = _attachments(event.get("files"))
+        if not isinstance(text, str) and attachments:
+            text = ""
         if user == me.get("id") or not isinstance(text, str):
             return None
         tag = f"<@{me.get('id', '')}>"
@@ -252,6 +257,7 @@ class SlackAdapter:
             mentioned=mentioned,
             thread_id=str(event["thread_ts"]) if event.get("thread_ts") else None,
             received_at=self._clock.time(),
+            attachments=attachments,
         )
 
     # --- sending ---------------------------------------------------------------------------
@@ -285,6 +291,44 @@ class SlackAdapter:
             )
         return ids
 
+    # --- files -----------------------------------------------------------------------------
+    async def download(self, att: Attachment, max_bytes: int) -> bytes:
+        """A shared file from its ``url_private`` with the bot token, only on Slack's own hosts
+        (or the configured api_base's), never following a redirect with the token."""
+        data, ctype = await fetch_own(
+            att.ref, max_bytes=max_bytes, allowed=self._slack_host, platform="Slack",
+            headers={"Authorization": f"Bearer {self._bot_token}"},
+        )  # fmt: skip
+        if ctype == "text/html" and not att.declared_mime.startswith("text/html"):
+            raise PlatformRejected(  # Slack's sign-in page: the token may not read files
+                "Slack did not give the file", hint="the bot token needs the files:read scope"
+            )
+        return data
+
+    def _slack_host(self, url: httpx.URL) -> bool:
+        if url.scheme == "https" and (url.host == "slack.com" or url.host.endswith(".slack.com")):
+            return True
+        return same_origin(self._api_base)(url)
+
+    async def send_file(self, out: OutboundFile) -> str:
+        """The files upload v2 flow (getUploadURLExternal, the bytes, completeUploadExternal)."""
+        web = self._client()
+
+        async def once() -> str:
+            resp = await self._call(
+                web.files_upload_v2(
+                    channel=out.chat_id, file=out.data, filename=out.name, title=out.name,
+                    initial_comment=out.caption or None, thread_ts=out.thread_id,
+                )
+            )  # fmt: skip
+            files = resp.get("files") or [{}]
+            return str(files[0].get("id", ""))
+
+        return await retrying(
+            once, deadline=self._retry.deadline, sleep=self._sleep, clock=self._clock,
+            rng=self._rng, base=self._retry.base, cap=self._retry.cap, platform="Slack",
+        )  # fmt: skip
+
     async def typing(self, chat_id: str) -> None:
         """Slack offers bots no typing indicator in channels or DMs: nothing to do."""
 
@@ -301,3 +345,30 @@ class SlackAdapter:
         session, self._session, self._web = self._session, None, None
         if session is not None:
             await session.close()
+
+
+def _attachments(files: Any) -> tuple[Attachment, ...]:
+    """The files of a ``file_share`` event as references (their ``url_private``)."""
+    out: list[Attachment] = []
+    for f in files if isinstance(files, list) else []:
+        if not isinstance(f, dict) or f.get("mode") in ("tombstone", "external"):
+            continue
+        url = f.get("url_private_download") or f.get("url_private")
+        if not isinstance(url, str):
+            continue
+        mime = str(f.get("mimetype") or "")
+        kind = (
+            "image"
+            if mime.startswith("image/")
+            else "audio"
+            if mime.startswith("audio/")
+            else "document"
+        )
+        size = f.get("size")
+        out.append(
+            Attachment(
+                kind=kind, name=str(f.get("name") or ""), declared_mime=mime, ref=url,
+                size=size if isinstance(size, int) else 0,
+            )
+        )  # fmt: skip
+    return tuple(out)

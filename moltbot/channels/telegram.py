@@ -8,6 +8,7 @@ import random
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
+import aiohttp
 from aiogram import Bot
 from aiogram.client.session.aiohttp import AiohttpSession
 from aiogram.client.telegram import TelegramAPIServer
@@ -22,7 +23,7 @@ from aiogram.exceptions import (
     TelegramUnauthorizedError,
 )
 from aiogram.methods.base import Response
-from aiogram.types import Message, ReplyParameters, Update, User
+from aiogram.types import BufferedInputFile, File, Message, ReplyParameters, Update, User
 from aiogram.utils.token import TokenValidationError
 
 from moltbot.channels.base import InboundSink, sink_together
@@ -30,14 +31,16 @@ from moltbot.channels.formatting import TELEGRAM_LIMIT, render
 from moltbot.channels.retry import DEFAULT_RETRY, ReceiveBackoff, RetryPolicy, Sleep, retrying
 from moltbot.clock import SYSTEM_CLOCK, Clock
 from moltbot.errors import (
+    MediaRefused,
     MoltbotError,
     PlatformRejected,
     PlatformUnavailable,
     RateLimited,
 )
-from moltbot.messages import InboundMessage, OutboundMessage
+from moltbot.messages import Attachment, InboundMessage, OutboundFile, OutboundMessage
 
 T = TypeVar("T")
+PHOTO_MAX = 10 * 1024 * 1024  # sendPhoto's limit; larger images go as documents
 log = logging.getLogger(__name__)
 
 
@@ -63,7 +66,7 @@ def map_error(exc: BaseException) -> MoltbotError:
 # aiogram builds ``Response[<result type>]`` for every call, and pydantic keeps such classes
 # only weakly: a busy adapter rebuilt them again and again (a fifth of its CPU under load,
 # measured with py-spy). Holding the ones this adapter's calls return keeps them cached.
-_RESPONSE_TYPES = tuple(Response[t] for t in (Message, bool, list[Update], User))  # type: ignore[valid-type]
+_RESPONSE_TYPES = tuple(Response[t] for t in (Message, bool, list[Update], User, File))  # type: ignore[valid-type]
 
 
 class TelegramAdapter:
@@ -162,8 +165,10 @@ class TelegramAdapter:
         if m is None or m.from_user is None or m.chat.type == "channel":
             return None
         text = m.text if m.text is not None else m.caption
-        if text is None:
+        attachments = _attachments(m)
+        if text is None and not attachments:
             return None
+        text = text or ""
         is_group = m.chat.type in ("group", "supergroup")
         mentioned = is_group and self._mentions_me(m, text)
         if mentioned and self._me is not None and self._me.username:
@@ -180,6 +185,7 @@ class TelegramAdapter:
             mentioned=mentioned,
             thread_id=str(m.message_thread_id) if m.is_topic_message else None,
             received_at=self._clock.time(),
+            attachments=attachments,
         )
 
     def _mentions_me(self, m: Message, text: str) -> bool:
@@ -236,6 +242,51 @@ class TelegramAdapter:
             ids.append(str(sent.message_id))
         return ids
 
+    # --- files -----------------------------------------------------------------------------
+    async def download(self, att: Attachment, max_bytes: int) -> bytes:
+        """getFile, then the file from the Bot API's own file URL, cut off past ``max_bytes``
+        (MediaRefused)."""
+        tg_file = await self._call(lambda b: b.get_file(att.ref))
+        if (tg_file.file_size or 0) > max_bytes:
+            raise MediaRefused("the file is larger than the limit")
+        if not tg_file.file_path:
+            raise PlatformRejected("Telegram gave no path for the file")
+        bot = self._client()
+        url = bot.session.api.file_url(bot.token, tg_file.file_path)
+        body = bytearray()
+        try:
+            async for chunk in bot.session.stream_content(url, timeout=60):
+                body += chunk
+                if len(body) > max_bytes:
+                    raise MediaRefused("the file is larger than the limit")
+        except (aiohttp.ClientError, TimeoutError) as e:
+            log.debug("telegram %s: download failed: %s", self.account, type(e).__name__)
+            raise PlatformUnavailable("the file could not be downloaded from Telegram") from None
+        return bytes(body)
+
+    async def send_file(self, out: OutboundFile) -> str:
+        """sendPhoto for an image Telegram shows inline (up to 10 MB), else sendDocument."""
+        chat: int | str = int(out.chat_id) if out.chat_id.lstrip("-").isdigit() else out.chat_id
+        thread = int(out.thread_id) if out.thread_id and out.thread_id.isdigit() else None
+        upload = BufferedInputFile(out.data, filename=out.name)
+        caption = out.caption[:1024] or None
+        as_photo = out.is_image and out.mime != "image/gif" and len(out.data) <= PHOTO_MAX
+
+        async def once() -> Message:
+            if as_photo:
+                return await self._call(
+                    lambda b: b.send_photo(chat, upload, caption=caption, message_thread_id=thread)
+                )
+            return await self._call(
+                lambda b: b.send_document(chat, upload, caption=caption, message_thread_id=thread)
+            )
+
+        sent = await retrying(
+            once, deadline=self._retry.deadline, sleep=self._sleep, clock=self._clock,
+            rng=self._rng, base=self._retry.base, cap=self._retry.cap, platform="Telegram",
+        )  # fmt: skip
+        return str(sent.message_id)
+
     async def typing(self, chat_id: str) -> None:
         chat: int | str = int(chat_id) if chat_id.lstrip("-").isdigit() else chat_id
         await self._call(lambda b: b.send_chat_action(chat, "typing"))
@@ -252,6 +303,23 @@ class TelegramAdapter:
             log.debug("telegram %s: final offset commit failed: %s", self.account, type(e).__name__)
         finally:
             await bot.session.close()
+
+
+def _attachments(m: Message) -> tuple[Attachment, ...]:
+    """The files of a message as references (``file_id``); downloaded later, capped."""
+    out: list[Attachment] = []
+    if m.photo:
+        big = m.photo[-1]  # Telegram lists the sizes smallest first
+        out.append(Attachment(kind="image", size=big.file_size or 0, ref=big.file_id))
+    for doc, kind in ((m.document, "document"), (m.audio, "audio"), (m.voice, "audio")):
+        if doc is not None:
+            out.append(
+                Attachment(
+                    kind=kind, name=getattr(doc, "file_name", None) or "",
+                    size=doc.file_size or 0, declared_mime=doc.mime_type or "", ref=doc.file_id,
+                )
+            )  # fmt: skip
+    return tuple(out)
 
 
 def _message_id(inbound_id: str | None) -> int | None:

@@ -49,6 +49,7 @@ REQUIRED_PACKAGES: Mapping[str, str] = {
     "msgspec": "msgspec",
     "cryptography": "cryptography",
     "opentelemetry": "opentelemetry-api",
+    "PIL": "Pillow",  # pictures: checked and fitted before the model sees them
 }
 
 

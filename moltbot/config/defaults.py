@@ -58,6 +58,12 @@ COMMENTS: dict[str, tuple[str, ...]] = {
         'allow_from), "open" (anyone: not recommended). Groups need a mention by default.',
     ),
     "$.tools": ("Tools the agent may use. Each bash call runs in a bubblewrap sandbox.",),
+    "$.media": (
+        "Pictures, voice notes and files. max_bytes caps one file (larger: refused, the",
+        "sender told). Files are kept as data in the sender's workspace under inbox/.",
+        'transcription: null, or {"base_url": "http://gpu-box:8000/v1", "model": "whisper-1",',
+        ' "api_key": null} (an OpenAI-compatible /audio/transcriptions server).',
+    ),
     "$.tools.workspace": ("null: $MOLTBOT_HOME/workspace. The only folder tools may write.",),
     "$.tools.bash.policy": (
         '"deny": never run; "allowlist": only commands in allowlist; "ask": ask the owner',

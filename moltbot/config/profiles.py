@@ -17,6 +17,7 @@ from moltbot.errors import ConfigError
 
 DEFAULT_PROFILE = "default"
 SKILL_TOOL = "skill"
+SEND_FILE_TOOL = "send_file"  # the agent's own, in a turn that answers a chat
 SCHEDULE_TOOLS = ("schedule_add", "schedule_list", "schedule_remove")  # the agent actor's own
 BUILTIN_TOOLS = (
     "bash",
@@ -28,6 +29,7 @@ BUILTIN_TOOLS = (
     "memory_write",
     "memory_search",
     SKILL_TOOL,
+    SEND_FILE_TOOL,
     *SCHEDULE_TOOLS,
 )
 PLUGIN_TOOLS = "plugin:"

@@ -324,6 +324,30 @@ class ToolsConfig(_Section, frozen=True, kw_only=True, forbid_unknown_fields=Tru
         return Path(self.workspace).expanduser() if self.workspace else paths.workspace_dir()
 
 
+# --- media ---------------------------------------------------------------------------------
+class TranscriptionConfig(_Section, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """An OpenAI-compatible ``/audio/transcriptions`` endpoint (a local whisper server, or a
+    hosted one): ``base_url`` ends before ``/audio`` (e.g. ``http://gpu-box:8000/v1``)."""
+
+    base_url: Annotated[str, Meta(pattern=r"^https?://")]
+    model: str = "whisper-1"
+    api_key: SecretRef | None = None
+    timeout_s: PosFloat = 120.0
+
+
+class MediaConfig(_Section, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Pictures, voice notes and files: ``max_bytes`` caps one inbound file (larger ones are
+    refused and the sender told) and one file the agent sends; images go to the model with
+    their long edge at most ``image_max_edge`` px and at most ``image_max_bytes``."""
+
+    enabled: bool = True
+    max_bytes: PosInt = 20 * 1024 * 1024
+    image_max_edge: Annotated[int, Meta(ge=64, le=8000)] = 1568
+    image_max_bytes: PosInt = 5 * 1024 * 1024
+    image_max_pixels: PosInt = 50_000_000  # decompression-bomb guard
+    transcription: TranscriptionConfig | None = None
+
+
 # --- supervision ---------------------------------------------------------------------------
 class BackoffConfig(_Section, frozen=True, kw_only=True, forbid_unknown_fields=True):
     base_s: NonNegFloat = 0.2
@@ -434,6 +458,7 @@ class Config(_Section, frozen=True, kw_only=True, forbid_unknown_fields=True):
     agent: AgentConfig = msgspec.field(default_factory=AgentConfig)
     channels: ChannelsConfig = msgspec.field(default_factory=ChannelsConfig)
     tools: ToolsConfig = msgspec.field(default_factory=ToolsConfig)
+    media: MediaConfig = msgspec.field(default_factory=MediaConfig)
     supervision: SupervisionConfig = msgspec.field(default_factory=SupervisionConfig)
     cluster: ClusterConfig = msgspec.field(default_factory=ClusterConfig)
     plugins: list[PluginConfig] = []

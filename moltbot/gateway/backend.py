@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator
 from typing import Any, Protocol, runtime_checkable
 
 from moltbot.errors import Unavailable
+from moltbot.media.web import Upload
 from moltbot.messages import ChatEvent
 
 JSON = dict[str, Any]
@@ -32,8 +33,11 @@ class Backend(Protocol):
         """The supervision tree: ``{"name", "kind", "state", "children": [...]}`` nodes."""
         ...
 
-    def chat_send(self, session: str, text: str) -> AsyncIterator[ChatEvent]:
-        """Run one turn; yields deltas and tool notices, ending with a ``ChatFinal``."""
+    def chat_send(
+        self, session: str, text: str, files: list[Upload] | None = None
+    ) -> AsyncIterator[ChatEvent]:
+        """Run one turn; yields deltas and tool notices, ending with a ``ChatFinal``.
+        ``files``: sent from the web page (given only when there are some)."""
         ...
 
     async def chat_history(self, session: str, limit: int) -> list[JSON]: ...
@@ -96,7 +100,9 @@ class BaseBackend:
     async def status(self) -> JSON:
         raise self._missing("status")
 
-    async def chat_send(self, session: str, text: str) -> AsyncIterator[ChatEvent]:
+    async def chat_send(
+        self, session: str, text: str, files: list[Upload] | None = None
+    ) -> AsyncIterator[ChatEvent]:
         raise self._missing("chat")
         yield  # pragma: no cover - makes this an async generator
 

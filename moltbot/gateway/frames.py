@@ -68,9 +68,18 @@ class NoParams(Params, frozen=True):
     pass
 
 
+class FileParam(Params, frozen=True):
+    """A file sent from the web page: its name and its bytes in base64 (the whole frame is
+    capped by ``gateway.max_frame_bytes``)."""
+
+    name: str
+    data: str
+
+
 class ChatSendParams(Params, frozen=True):
     text: str
     session: str = "main"
+    files: list[FileParam] = []
 
 
 class ChatHistoryParams(Params, frozen=True):

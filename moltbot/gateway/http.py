@@ -25,7 +25,11 @@ from moltbot.security.origin import OriginPolicy
 
 log = logging.getLogger("moltbot.gateway")
 
-CSP = "default-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'"
+# img-src blob: lets the page show the pictures its user picked, from memory (never a page's)
+CSP = (
+    "default-src 'self'; img-src 'self' blob:; object-src 'none'; base-uri 'none'; "
+    "frame-ancestors 'none'"
+)
 SECURITY_HEADERS = (
     ("Content-Security-Policy", CSP),
     ("X-Content-Type-Options", "nosniff"),

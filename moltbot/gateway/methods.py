@@ -12,6 +12,7 @@ payload. A name of another shape is an ``unknown_method``; an unknown plugin or 
 
 from __future__ import annotations
 
+import base64
 import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -23,11 +24,30 @@ from moltbot.config.schema import PLUGIN_NAME_PATTERN
 from moltbot.errors import BadRequest, UnknownMethod
 from moltbot.gateway import frames as f
 from moltbot.gateway.backend import Backend
+from moltbot.media.web import Upload
 from moltbot.messages import ChatFinal
 from moltbot.plugins.api import METHOD_NAME
 
 Emit = Callable[[str, Any], Awaitable[None]]
 MAX_CHAT_CHARS = 100_000
+MAX_FILES = 8  # files in one chat.send
+
+
+def uploads(files: list[f.FileParam]) -> list[Upload]:
+    """The files of a ``chat.send``, decoded (BadRequest naming the file when one is not
+    base64)."""
+    if len(files) > MAX_FILES:
+        raise BadRequest(f"at most {MAX_FILES} files can be sent in one message")
+    out = []
+    for file in files:
+        try:
+            data = base64.b64decode(file.data, validate=True)
+        except (ValueError, TypeError):
+            raise BadRequest(f"the file {file.name[:80]!r} is not valid base64") from None
+        out.append(Upload(name=file.name[:255], data=data))
+    return out
+
+
 REDACTED = "***"
 _SECRET_KEY = re.compile(
     r"(^|[_\-.])(token|password|passwd|secret|secrets|api_?key|passphrase|private_?key|"
@@ -128,13 +148,19 @@ class Dispatcher:
 
     async def _chat_send(self, params: dict[str, Any], ctx: CallContext) -> Any:
         p = f.parse_params(params, f.ChatSendParams)
-        if not p.text.strip():
+        if not p.text.strip() and not p.files:
             raise BadRequest("chat.send needs a non-empty text")
         if len(p.text) > MAX_CHAT_CHARS:
             raise BadRequest(f"a message is limited to {MAX_CHAT_CHARS} characters")
         text_parts: list[str] = []
         final: ChatFinal | None = None
-        async for event in self._b.chat_send(p.session, p.text):
+        files = uploads(p.files)
+        events = (
+            self._b.chat_send(p.session, p.text, files)
+            if files
+            else self._b.chat_send(p.session, p.text)
+        )
+        async for event in events:
             await ctx.emit("chat", chat_payload(event, ctx.request_id))
             if isinstance(event, ChatFinal):
                 final = event

@@ -137,6 +137,7 @@ class InboundJournal:
                     fresh[msg.id] = msg
             self._write_many([_In(msg=m) for m in fresh.values()])
             self._pending.update(fresh)
+            self._maybe_compact()  # after the state holds what was written: it is kept
             return out
 
     def mark_done_many(self, msg_ids: list[str]) -> list[bool]:
@@ -152,6 +153,7 @@ class InboundJournal:
             for mid in done:
                 del self._pending[mid]
                 self._remember(mid)
+            self._maybe_compact()
             return out
 
     def _write_many(self, records: list[_Record]) -> None:
@@ -160,6 +162,8 @@ class InboundJournal:
         lines = [_encoder.encode(r) for r in records]
         append_lines(self.path, lines)
         self._size += sum(len(line) + 1 for line in lines)
+
+    def _maybe_compact(self) -> None:
         if self._size > self._compact_bytes and self._size > 2 * self._compacted_size:
             self._compact()
 

@@ -20,7 +20,7 @@ from typing import Annotated
 import httpx
 import msgspec
 
-from moltbot.errors import ApprovalRequired, FetchRefused, ToolError
+from moltbot.errors import ApprovalRequired, FetchRefused, MediaRefused, ToolError
 from moltbot.messages import ToolResult
 from moltbot.security.ssrf import (  # noqa: F401 - address_allowed re-exported
     Resolver,
@@ -133,20 +133,52 @@ class WebFetcher:
         port = url.port or (443 if url.scheme == "https" else 80)
         return await vet_host(url.host, port, self._resolve, test_loopback_port=self._loopback_port)
 
+    def _request(self, url: httpx.URL, ip: str) -> httpx.Request:
+        """A GET of ``url`` sent to the vetted ``ip`` (Host header and SNI keep the name)."""
+        headers = {
+            "Host": url.netloc.decode("ascii"),
+            "User-Agent": "moltbot-web-fetch/0.1",
+            "Accept": "text/html, text/plain;q=0.9, application/json;q=0.9, */*;q=0.5",
+        }
+        return httpx.Request(
+            "GET", url.copy_with(host=ip), headers=headers, extensions={"sni_hostname": url.host}
+        )
+
+    async def download(self, url: str, max_bytes: int) -> bytes:
+        """The raw body of ``url`` (a chat attachment on a CDN), through the same guard: every
+        hop's address vetted, the time capped; MediaRefused past ``max_bytes``."""
+        target = self._parse(url)
+        try:
+            async with asyncio.timeout(self.timeout_s):
+                for _ in range(self.max_redirects + 1):
+                    request = self._request(target, await self._vet(target))
+                    transport = httpx.AsyncHTTPTransport(verify=self._verify, retries=0)
+                    async with httpx.AsyncClient(transport=transport, trust_env=False) as client:
+                        response = await client.send(request, stream=True, follow_redirects=False)
+                        try:
+                            location = response.headers.get("location")
+                            if response.status_code in _REDIRECTS and location:
+                                target = self._parse(str(target.join(location)))
+                                continue
+                            if response.status_code != 200:
+                                raise ToolError(f"the download answered {response.status_code}")
+                            body = bytearray()
+                            async for chunk in response.aiter_bytes():
+                                body += chunk
+                                if len(body) > max_bytes:
+                                    raise MediaRefused(f"larger than {max_bytes} bytes")
+                            return bytes(body)
+                        finally:
+                            await response.aclose()
+        except TimeoutError as exc:
+            raise FetchRefused(f"the download took longer than {self.timeout_s:g} s") from exc
+        except httpx.HTTPError as exc:
+            raise ToolError(f"could not download: {_http_problem(exc)}") from exc
+        raise FetchRefused(f"too many redirects (more than {self.max_redirects})")
+
     async def _follow(self, url: httpx.URL) -> ToolResult:
         for _ in range(self.max_redirects + 1):
-            ip = await self._vet(url)
-            headers = {
-                "Host": url.netloc.decode("ascii"),
-                "User-Agent": "moltbot-web-fetch/0.1",
-                "Accept": "text/html, text/plain;q=0.9, application/json;q=0.9, */*;q=0.5",
-            }
-            request = httpx.Request(
-                "GET",
-                url.copy_with(host=ip),
-                headers=headers,
-                extensions={"sni_hostname": url.host},
-            )
+            request = self._request(url, await self._vet(url))
             transport = httpx.AsyncHTTPTransport(verify=self._verify, retries=0)
             async with httpx.AsyncClient(transport=transport, trust_env=False) as client:
                 response = await client.send(request, stream=True, follow_redirects=False)

@@ -11,6 +11,7 @@ except Slack's bot token: a ``secret:`` reference to the vault of the tree's ``M
 from __future__ import annotations
 
 import asyncio
+import io
 import threading
 import time
 import uuid
@@ -22,6 +23,7 @@ from typing import Any
 import msgspec
 import pytest
 import ray
+from PIL import Image
 
 from actors.channel import ChannelActor
 from actors.supervisor import Supervisor
@@ -30,6 +32,7 @@ from moltbot.errors import NotFound
 from moltbot.security.audit import tail, verify
 from moltbot.security.vault import Vault
 from moltbot.supervision.tree import build_tree, root_flags
+from moltbot.tools import scope
 from tests.actors.helpers import child, node, pid_of, tree, wait_for
 from tests.fakes.signal_api import NUMBER, FakeSignal
 from tests.fakes.slack_api import APP_TOKEN, BOT_TOKEN, FakeSlack
@@ -332,3 +335,28 @@ def test_a_refused_token_parks_the_account_until_the_secret_is_fixed(rig: Rig) -
         assert ready == []  # still the same life: no restart was needed
     finally:
         ray.kill(actor)
+
+
+def test_a_photo_is_kept_in_the_senders_inbox_and_send_file_goes_back_through_the_tree(
+    rig: Rig,
+) -> None:
+    """Media through the actors: a Telegram photo is downloaded by the channel actor into the
+    sender's inbox before the agent actor's turn; the agent's send_file (the offline provider's
+    ``!tool`` syntax) reaches the channel actor by name and the fake Bot API gets the file."""
+    folder = scope.sender_folder(rig.home / "workspace", "telegram:main:77")
+    rig.loop.call(rig.tg.inject_file, chat_id=77, user_id=77, kind="photo", data=_png())
+    wait_for(lambda: any("inbox/" in s["plain"] for s in list(rig.tg.sent)), 30, "photo answer")
+    (kept,) = (folder / "inbox").iterdir()
+    assert kept.suffix == ".jpg" and kept.stat().st_mode & 0o777 == 0o600
+    (folder / "plan.pdf").write_bytes(b"%PDF-1.7\nthe plan\n%%EOF\n")
+    rig.tg_dm('!tool send_file {"path": "plan.pdf", "caption": "here"}', user=77)
+    wait_for(lambda: len(rig.tg.sent_files) == 1, 30, "the file sent")
+    (sent,) = rig.tg.sent_files
+    assert sent["method"] == "sendDocument" and sent["chat_id"] == "77"
+    assert sent["data"] == b"%PDF-1.7\nthe plan\n%%EOF\n" and sent["caption"] == "here"
+
+
+def _png() -> bytes:
+    out = io.BytesIO()
+    Image.new("RGB", (20, 10), (0, 200, 0)).save(out, format="PNG")
+    return out.getvalue()

@@ -4,6 +4,8 @@ a real agent actor, and `moltbot chat` riding through a gateway crash and restar
 from __future__ import annotations
 
 import asyncio
+import base64
+import io
 import json
 import os
 import subprocess
@@ -14,6 +16,7 @@ from typing import Any
 import httpx
 import pytest
 import ray
+from PIL import Image
 from websockets.asyncio.client import connect
 
 from moltbot import paths
@@ -90,6 +93,15 @@ def test_gateway_actor_serves_the_tree_and_chat_survives_its_restart(
                 assert "moltbot.gateway" in names and "moltbot.agents.agent-0" in names
                 res = await request(ws, "h", "health", {})
                 assert res["ok"] and res["payload"]["ok"] is True
+                # a picture from the web page: through the agent actor into the operator's inbox
+                picture = base64.b64encode(_png()).decode()
+                files = [{"name": "dot.png", "data": picture}]
+                res = await request(ws, "f", "chat.send", {"session": "up", "text": "see",
+                                                           "files": files})  # fmt: skip
+                assert res["ok"], res
+                assert "inbox/" in res["payload"]["text"] and "image" in res["payload"]["text"]
+                inbox = home / "workspace" / "operator" / "inbox"
+                assert [p.suffix for p in inbox.iterdir()] == [".jpg"]
             async with connect(url) as ws:  # a wrong token is refused by the actor's gateway
                 res = await request(ws, "c", "connect", {"auth": {"token": "nope" * 10}})
                 assert not res["ok"] and res["error"]["code"] == "unauthorized"
@@ -196,3 +208,9 @@ def test_gateway_actor_serves_the_tree_and_chat_survives_its_restart(
         assert token not in log.read_text() and audit.verify(log).ok
     finally:
         stop_root(root)
+
+
+def _png() -> bytes:
+    out = io.BytesIO()
+    Image.new("RGB", (12, 8), (0, 0, 200)).save(out, format="PNG")
+    return out.getvalue()

@@ -414,3 +414,27 @@ async def test_arguments_that_are_not_json_become_an_empty_input(api: FakeOpenAI
     await provider.aclose()
     assert good == [ToolUse(id="call_1", name="upper", input={"text": "x"})]
     assert bad == [ToolUse(id="call_2", name="upper", input={})]
+
+
+async def test_an_image_block_goes_to_a_vision_model_as_a_data_uri(api: FakeOpenAIAPI) -> None:
+    api.script(text("a red square"))
+    provider = make(api)
+    image = {"type": "image", "source": {"type": "base64", "media_type": "image/png",
+                                         "data": "iVBORw0KGgo="}}  # fmt: skip
+    request = ModelRequest(
+        system="",
+        messages=[{"role": "user", "content": [{"type": "text", "text": "what is it?"}, image]}],
+        tools=[],
+        max_tokens=64,
+    )
+    assert texts(await collect(provider, request)) == ["a red square"]
+    await provider.aclose()
+    assert api.requests[0].messages == [
+        {
+            "role": "user",
+            "content": [
+                {"type": "text", "text": "what is it?"},
+                {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo="}},
+            ],
+        }
+    ]

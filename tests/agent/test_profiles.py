@@ -14,9 +14,10 @@ from moltbot.agent import profiles
 from moltbot.agent.profiles import Route, agent_path, resolve, route_of, route_of_session
 from moltbot.agent.service import approval_book, tool_registry
 from moltbot.config.loader import load_config, load_config_text
-from moltbot.config.profiles import BUILTIN_TOOLS, SCHEDULE_TOOLS, SKILL_TOOL
+from moltbot.config.profiles import BUILTIN_TOOLS, SCHEDULE_TOOLS, SEND_FILE_TOOL, SKILL_TOOL
 from moltbot.config.schema import Config
 from moltbot.errors import ConfigError
+from moltbot.media import send_tool
 from moltbot.messages import InboundMessage
 from moltbot.schedule.tools import schedule_tools
 from moltbot.supervision.tree import build_tree
@@ -118,6 +119,8 @@ def test_builtin_tool_names_match_the_registry(tmp_path: Path) -> None:
     names = set(tool_registry(cfg, approval_book(Config())).names())
     names |= set(schedule_tools(NoJobs(), cfg).names())
     assert set(SCHEDULE_TOOLS) <= names
+    names |= {send_tool.NAME}  # offered by the agent to a turn answering a chat (media)
+    assert send_tool.NAME == SEND_FILE_TOOL
     assert names | {SKILL_TOOL} == set(BUILTIN_TOOLS)
 
 

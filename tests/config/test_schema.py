@@ -60,6 +60,7 @@ def test_homelab_config_validates():
     assert cfg.cluster.placement["tools/*"].resources == {"sandbox_box": 0.01}
     assert [a.account for a in cfg.channels.telegram] == ["main"]
     assert cfg.channels.slack[0].bot_token.startswith("secret:")
+    assert cfg.media.transcription is not None and cfg.media.transcription.api_key is None
     assert cfg.channels.signal[0].number.startswith("+")
     assert cfg.channels.telegram[0].api_base == "https://api.telegram.org"
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import contextlib
 import hmac
 import itertools
@@ -169,6 +170,9 @@ class FakeAnthropicAPI(Scripted[Response, RecordedRequest]):
         )
         if not self._authorized(request):
             return _error(unauthorized())
+        bad_image = _image_problem(body["messages"])
+        if bad_image:
+            return _error(HttpError(400, "invalid_request_error", bad_image))
         picked = self.pick(body["model"]) or _echo(body["messages"])
         if isinstance(picked, HttpError):
             return _error(picked)
@@ -292,6 +296,30 @@ def _error(err: HttpError) -> web.Response:
         headers["retry-after"] = str(err.retry_after)
     body = {"type": "error", "error": {"type": err.error_type, "message": err.message}}
     return web.json_response(body, status=err.status, headers=headers)
+
+
+_IMAGE_TYPES = ("image/jpeg", "image/png", "image/gif", "image/webp")
+_IMAGE_MAX_BYTES = 5 * 1024 * 1024
+
+
+def _image_problem(messages: list[dict[str, Any]]) -> str:
+    """What the real API refuses in an image block (base64 source, one of four media types,
+    at most 5 MB); '' if none."""
+    for message in messages:
+        content = message.get("content")
+        for block in content if isinstance(content, list) else []:
+            if not isinstance(block, dict) or block.get("type") != "image":
+                continue
+            source = block.get("source") or {}
+            if source.get("type") != "base64" or source.get("media_type") not in _IMAGE_TYPES:
+                return "image source must be base64 with a supported media_type"
+            try:
+                data = base64.b64decode(source.get("data", ""), validate=True)
+            except (ValueError, TypeError):
+                return "image data is not valid base64"
+            if len(data) > _IMAGE_MAX_BYTES:
+                return "image exceeds 5 MB maximum"
+    return ""
 
 
 def _echo(messages: list[dict[str, Any]]) -> Reply:

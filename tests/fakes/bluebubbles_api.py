@@ -68,6 +68,9 @@ class FakeBlueBubbles(FakeServer):
         self.chats: dict[str, dict[str, Any]] = {}
         self.sent: list[dict[str, Any]] = []
         self.typing: list[str] = []
+        self.files: dict[str, bytes] = {}  # attachment guid -> content
+        self.downloads: list[str] = []
+        self.sent_files: list[dict[str, Any]] = []
         self.queries: list[dict[str, Any]] = []
         self.calls: Counter[str] = Counter()
         self.unauthorized = 0
@@ -88,6 +91,8 @@ class FakeBlueBubbles(FakeServer):
         app.router.add_post("/api/v1/message/query", self._query)
         app.router.add_post("/api/v1/message/text", self._send)
         app.router.add_post("/api/v1/chat/{guid}/typing", self._typing)
+        app.router.add_get("/api/v1/attachment/{guid}/download", self._download)
+        app.router.add_post("/api/v1/message/attachment", self._send_attachment)
 
     # --- test API ------------------------------------------------------------------------
     def inject_message(
@@ -100,12 +105,15 @@ class FakeBlueBubbles(FakeServer):
         item_type: int = 0,
         associated: str | None = None,
         created_ms: int | None = None,
+        files: list[tuple[str, str, bytes]] | None = None,
     ) -> dict[str, Any]:
         """A message arriving in the Mac's database (``chat`` default: the sender's DM;
-        ``created_ms``: its dateCreated, e.g. older than one already there)."""
+        ``created_ms``: its dateCreated, e.g. older than one already there). ``files``: (name,
+        mime type, bytes) as its ``attachments`` (listed when a query asks ``with``
+        ``attachment``; their bytes at ``/api/v1/attachment/<guid>/download``)."""
         chat_guid = chat or f"iMessage;-;{sender}"
         self._chat(chat_guid)
-        return self._store(
+        msg = self._store(
             text,
             sender=sender,
             chat_guid=chat_guid,
@@ -114,6 +122,15 @@ class FakeBlueBubbles(FakeServer):
             associated=associated,
             created_ms=created_ms,
         )
+        for name, mime, data in files or []:
+            guid = str(uuid.uuid4()).upper()
+            self.files[guid] = data
+            msg["attachments"].append(
+                {"originalROWID": self._rowid, "guid": guid, "uti": "public.data",
+                 "mimeType": mime, "transferName": name, "totalBytes": len(data),
+                 "isOutgoing": False, "hideAttachment": False}
+            )  # fmt: skip
+        return msg
 
     def fail(self, method: str, count: int = 1, status: int = 500) -> None:
         self._failures.add(method, count, status, None)
@@ -207,6 +224,8 @@ class FakeBlueBubbles(FakeServer):
             out["chats"] = [{k: v for k, v in chat.items() if k != "participants"}]
         if not ({"handle", "handles"} & with_):
             out.pop("handle")
+        if not ({"attachment", "attachments"} & with_):
+            out["attachments"] = []
         return out
 
     # --- HTTP ----------------------------------------------------------------------------
@@ -287,6 +306,33 @@ class FakeBlueBubbles(FakeServer):
         msg = self._store(text, sender=ME, chat_guid=chat, from_me=True)
         self.sent.append({**body, "guid": msg["guid"]})
         return _envelope(self._public(msg, {"chat"}), message="Message sent!")
+
+    async def _download(self, request: web.Request) -> web.Response:
+        err = self._gate(request, "download")
+        if err is not None:
+            return err
+        guid = request.match_info["guid"]
+        if guid not in self.files:
+            return _error(404, "Database Error", "Attachment does not exist")
+        self.downloads.append(guid)
+        return web.Response(body=self.files[guid], content_type="application/octet-stream")
+
+    async def _send_attachment(self, request: web.Request) -> web.Response:
+        err = self._gate(request, "send_attachment")
+        if err is not None:
+            return err
+        form = await request.post()
+        upload = form.get("attachment")
+        chat = str(form.get("chatGuid") or "")
+        if not isinstance(upload, web.FileField) or not chat or not form.get("tempGuid"):
+            return _error(400, "Validation Error", "chatGuid, tempGuid and attachment are required")
+        self._chat(chat)
+        msg = self._store("\ufffc", sender=ME, chat_guid=chat, from_me=True)
+        self.sent_files.append(
+            {"chatGuid": chat, "name": str(form.get("name") or upload.filename),
+             "data": upload.file.read(), "method": form.get("method"), "guid": msg["guid"]}
+        )  # fmt: skip
+        return _envelope(self._public(msg, {"chat"}), message="Attachment sent!")
 
     async def _typing(self, request: web.Request) -> web.Response:
         err = self._gate(request, "typing")

@@ -114,6 +114,9 @@ class FakeDiscord(FakeServer):
         }
         self.history: dict[str, list[dict[str, Any]]] = {}
         self.sent: list[dict[str, Any]] = []  # {"channel_id", **json body}
+        self.sent_files: list[dict[str, Any]] = []  # multipart posts: {"channel_id", "files"}
+        self.cdn: dict[str, bytes] = {}  # attachment id -> bytes (served at its url)
+        self.cdn_reads: list[str] = []
         self.typing: list[str] = []
         self.calls: Counter[str] = Counter()
         self.call_times: dict[str, list[float]] = {}
@@ -148,6 +151,7 @@ class FakeDiscord(FakeServer):
         app.router.add_post(f"{api}/channels/{{cid}}/typing", self._rest("typing", self._typing))
         app.router.add_get(f"{api}/channels/{{cid}}", self._rest("channel", self._channel))
         app.router.add_get("/gateway", self._gateway)
+        app.router.add_get("/attachments/{cid}/{aid}/{name}", self._attachment)
 
     async def stop(self) -> None:
         await self.drop()
@@ -190,9 +194,13 @@ class FakeDiscord(FakeServer):
         mention_role: str | None = None,
         bot: bool = False,
         reply_to: str | None = None,
+        files: list[tuple[str, str, bytes]] | None = None,
+        url_host: str | None = None,
     ) -> dict[str, Any]:
         """A user's message: kept in the channel's history and dispatched as MESSAGE_CREATE.
-        ``guild_id`` None: a DM channel (created on first use)."""
+        ``guild_id`` None: a DM channel (created on first use). ``files``: (file name, content
+        type, bytes) as ``attachments`` whose ``url`` this server answers (the CDN's part);
+        ``url_host`` puts another host in those URLs."""
         if guild_id is None and channel_id not in self.channels:
             self.channels[channel_id] = {
                 "id": channel_id,
@@ -214,6 +222,15 @@ class FakeDiscord(FakeServer):
         )
         if mention_role is not None:
             msg["mention_roles"] = [mention_role]
+        for filename, ctype, data in files or []:
+            aid = self.snowflake()
+            self.cdn[aid] = data
+            host = url_host or f"{self.host}:{self.port}"
+            url = f"http://{host}/attachments/{channel_id}/{aid}/{filename}"
+            msg["attachments"].append(
+                {"id": aid, "filename": filename, "size": len(data), "url": url,
+                 "proxy_url": url, "content_type": ctype}
+            )  # fmt: skip
         self._record(msg, guild_id, member={"nick": None, "roles": [], "joined_at": _iso()})
         return msg
 
@@ -403,12 +420,33 @@ class FakeDiscord(FakeServer):
             }
         )
 
+    async def _attachment(self, request: web.Request) -> web.Response:
+        data = self.cdn.get(request.match_info["aid"])
+        self.cdn_reads.append(request.match_info["aid"])
+        if data is None:
+            return web.Response(status=404)
+        return web.Response(body=data, content_type="application/octet-stream")
+
     async def _create_message(self, request: web.Request) -> web.Response:
         cid = request.match_info["cid"]
         if cid not in self.channels:
             return _json({"message": "Unknown Channel", "code": 10003}, status=404)
-        body = await request.json()
+        files: list[tuple[str, bytes]] = []
+        if request.content_type == "multipart/form-data":  # payload_json + files[n]
+            form = await request.post()
+            body = json.loads(str(form.get("payload_json") or "{}"))
+            for key, value in form.items():
+                if key.startswith("files[") and isinstance(value, web.FileField):
+                    files.append((value.filename, value.file.read()))
+        else:
+            body = await request.json()
         content = body.get("content") or ""
+        if files and not content.strip() and len(content) <= LIMIT:
+            self.sent_files.append({"channel_id": cid, "files": files, **body})
+            msg = self._message(cid, self.bot, content, mentions=[], reply_to=None)
+            return _json(msg)
+        if files:
+            self.sent_files.append({"channel_id": cid, "files": files, **body})
         if not content.strip() or len(content) > LIMIT:
             return _json(
                 {

@@ -107,6 +107,8 @@ class FakeOpenAIAPI(FakeServer, Scripted[Response, RecordedRequest]):
         Scripted.__init__(self)
         self.api_key, self.models, self.host, self.port = api_key, models, host, port
         self._ids = itertools.count(1)
+        self.transcripts: dict[bytes, str] = {}
+        self.transcriptions: list[dict[str, Any]] = []
 
     @property
     def base_url(self) -> str:
@@ -116,6 +118,22 @@ class FakeOpenAIAPI(FakeServer, Scripted[Response, RecordedRequest]):
     def routes(self, app: web.Application) -> None:
         app.router.add_post("/v1/chat/completions", self._completions)
         app.router.add_get("/v1/models", self._models)
+        app.router.add_post("/v1/audio/transcriptions", self._transcriptions)
+
+    async def _transcriptions(self, request: web.Request) -> web.Response:
+        """``POST /v1/audio/transcriptions`` (multipart: ``file``, ``model``): answers
+        ``{"text": ...}``, the text from ``transcripts[<file bytes>]`` (else a default);
+        each call is kept in ``transcriptions`` (model, filename, bytes)."""
+        if not self._authorized(request):
+            return _error(HttpError(401, "Incorrect API key provided"))
+        form = await request.post()
+        upload = form.get("file")
+        model = form.get("model")
+        if not isinstance(upload, web.FileField) or not isinstance(model, str):
+            return _error(HttpError(400, "file and model are required"))
+        data = upload.file.read()
+        self.transcriptions.append({"model": model, "filename": upload.filename, "data": data})
+        return web.json_response({"text": self.transcripts.get(data, "(inaudible)")})
 
     async def _ctl_inject(self, request: web.Request) -> web.Response:
         body = await request.json()

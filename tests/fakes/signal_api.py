@@ -54,6 +54,8 @@ class FakeSignal(FakeServer):
         self._changed = asyncio.Event()
         self._ts = int(time.time() * 1000)
         self._closing = False
+        self.attachments: dict[str, bytes] = {}  # attachment id -> content
+        self.attachment_reads: list[str] = []
 
     @property
     def api_base(self) -> str:
@@ -65,6 +67,7 @@ class FakeSignal(FakeServer):
         app.router.add_get("/v1/receive/{number}", self._receive)
         app.router.add_post("/v2/send", self._send)
         app.router.add_put("/v1/typing-indicator/{number}", self._typing)
+        app.router.add_get("/v1/attachments/{id}", self._attachment)
 
     async def stop(self) -> None:
         self._closing = True
@@ -82,14 +85,24 @@ class FakeSignal(FakeServer):
         group_id: str | None = None,
         mention_me: bool = False,
         quote_me: bool = False,
+        files: list[tuple[str | None, str, bytes]] | None = None,
     ) -> dict[str, Any]:
+        """``files``: (file name or None, content type, bytes), listed in ``attachments`` as
+        signal-cli-rest-api does (``id``, ``contentType``, ``filename``, ``size``); their
+        bytes are served at ``/v1/attachments/<id>``. A voice note has no file name."""
         self._ts += 1
         data: dict[str, Any] = {
             "timestamp": self._ts,
-            "message": text,
+            "message": text or None,
             "expiresInSeconds": 0,
             "viewOnce": False,
         }
+        for n, (filename, ctype, content) in enumerate(files or []):
+            att_id = f"att{self._ts}{n}.{ctype.rsplit('/', 1)[-1]}"
+            self.attachments[att_id] = content
+            data.setdefault("attachments", []).append(
+                {"contentType": ctype, "filename": filename, "id": att_id, "size": len(content)}
+            )
         if group_id is not None:
             data["groupInfo"] = {"groupId": group_id, "type": "DELIVER"}
         if mention_me:
@@ -225,11 +238,29 @@ class FakeSignal(FakeServer):
         err = self._unknown(number)
         if err is not None:
             return err
-        if not body.get("recipients") or not str(body.get("message", "")).strip():
+        files = []
+        for item in body.get("base64_attachments") or []:
+            head, _, b64 = str(item).rpartition(",")  # data:<type>;filename=<name>;base64,<data>
+            parts = dict(p.split("=", 1) for p in head.split(";") if "=" in p)
+            ctype = head.removeprefix("data:").split(";", 1)[0] if head else ""
+            try:
+                content = base64.b64decode(b64, validate=True)
+            except ValueError:
+                return web.json_response({"error": "invalid base64 attachment"}, status=400)
+            files.append((ctype, parts.get("filename", ""), content))
+        if not body.get("recipients") or not (str(body.get("message", "")).strip() or files):
             return web.json_response({"error": "recipients and message required"}, status=400)
         self._ts += 1
-        self.sent.append({**body, "timestamp": self._ts})
+        self.sent.append({**body, "timestamp": self._ts, "files": files})
         return web.json_response({"timestamp": str(self._ts)}, status=201)
+
+    async def _attachment(self, request: web.Request) -> web.Response:
+        att_id = request.match_info["id"]
+        data = self.attachments.get(att_id)
+        if data is None:
+            return web.json_response({"error": "attachment not found"}, status=404)
+        self.attachment_reads.append(att_id)
+        return web.Response(body=data, content_type="application/octet-stream")
 
     async def _typing(self, request: web.Request) -> web.Response:
         err = self._failure("typing") or self._unknown(request.match_info["number"])

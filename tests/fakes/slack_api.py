@@ -55,6 +55,10 @@ class FakeSlack(FakeServer):
         self._failures = Failures()
         self._ts = 0
         self._tasks: set[asyncio.Task[None]] = set()
+        self.files: dict[str, bytes] = {}  # file id -> content served at its url_private
+        self.file_downloads: list[tuple[str, str]] = []  # (file id, bearer token given)
+        self.uploads: dict[str, dict[str, Any]] = {}  # upload v2: file id -> filename, data
+        self.sent_files: list[dict[str, Any]] = []  # completed uploads shared to a channel
 
     # --- lifecycle -----------------------------------------------------------------------
     @property
@@ -63,7 +67,10 @@ class FakeSlack(FakeServer):
 
     def routes(self, app: web.Application) -> None:
         app.router.add_post("/api/{method}", self._handle)
+        app.router.add_get("/api/{method}", self._handle)
         app.router.add_get("/socket", self._socket)
+        app.router.add_get("/files-pri/{team}-{file_id}/{name}", self._file_private)
+        app.router.add_post("/upload/v1/{file_id}", self._upload)
 
     async def stop(self) -> None:
         await self.disconnect()
@@ -125,6 +132,82 @@ class FakeSlack(FakeServer):
             if value is not None:
                 event[key] = value
         return self.inject_event(event)
+
+    def inject_file_message(
+        self,
+        *,
+        channel: str,
+        user: str,
+        data: bytes,
+        name: str,
+        mimetype: str,
+        text: str = "",
+        declared_size: int | None = None,
+        url_host: str | None = None,
+    ) -> str:
+        """A ``file_share`` message with one file (as the Events API sends it: ``files``
+        with ``url_private`` / ``url_private_download`` that need the bot token)."""
+        file_id = f"F{uuid.uuid4().hex[:10].upper()}"
+        self.files[file_id] = data
+        host = url_host or f"{self.host}:{self.port}"
+        url = f"http://{host}/files-pri/{self.team_id}-{file_id}/{name}"
+        ts = self._next_ts()
+        event: dict[str, Any] = {
+            "type": "message", "subtype": "file_share", "channel": channel, "user": user,
+            "text": text, "ts": ts, "event_ts": ts, "channel_type": "im", "team": self.team_id,
+            "files": [{
+                "id": file_id, "name": name, "title": name, "mimetype": mimetype,
+                "filetype": name.rsplit(".", 1)[-1], "size": len(data) if declared_size is None
+                else declared_size, "url_private": url, "url_private_download": url + "?dl=1",
+                "mode": "hosted", "is_external": False,
+            }],
+        }  # fmt: skip
+        return self.inject_event(event)
+
+    async def _file_private(self, request: web.Request) -> web.Response:
+        token = request.headers.get("Authorization", "").removeprefix("Bearer ")
+        file_id = request.match_info["file_id"]
+        self.file_downloads.append((file_id, token))
+        if token != self.bot_token:  # Slack answers a login page, not the file
+            return web.Response(text="<html>sign in</html>", content_type="text/html")
+        data = self.files.get(file_id)
+        if data is None:
+            return web.Response(status=404)
+        return web.Response(body=data, content_type="application/octet-stream")
+
+    async def _upload(self, request: web.Request) -> web.Response:
+        file_id = request.match_info["file_id"]
+        if file_id not in self.uploads:
+            return web.Response(status=404, text="unknown upload")
+        data = await request.read()
+        self.uploads[file_id]["data"] = data
+        return web.Response(text=f"OK - {len(data)}")
+
+    def _get_upload_url(self, body: dict[str, Any]) -> web.Response:
+        if not body.get("filename") or not str(body.get("length", "")).isdigit():
+            return web.json_response({"ok": False, "error": "invalid_arguments"})
+        file_id = f"F{uuid.uuid4().hex[:10].upper()}"
+        self.uploads[file_id] = {"filename": body["filename"], "length": int(body["length"])}
+        url = f"http://{self.host}:{self.port}/upload/v1/{file_id}"
+        return web.json_response({"ok": True, "upload_url": url, "file_id": file_id})
+
+    def _complete_upload(self, body: dict[str, Any]) -> web.Response:
+        files = body.get("files")
+        items = json.loads(files) if isinstance(files, str) else files
+        if not isinstance(items, list) or not items:
+            return web.json_response({"ok": False, "error": "invalid_arguments"})
+        done = []
+        for item in items:
+            up = self.uploads.get(str(item.get("id")))
+            if up is None or "data" not in up or len(up["data"]) != up["length"]:
+                return web.json_response({"ok": False, "error": "file_not_found"})
+            self.sent_files.append(
+                {"channel": body.get("channel_id"), "filename": up["filename"], "data": up["data"],
+                 "title": item.get("title"), "initial_comment": body.get("initial_comment"),
+                 "thread_ts": body.get("thread_ts")}
+            )  # fmt: skip
+            done.append({"id": item["id"], "title": item.get("title") or up["filename"]})
+        return web.json_response({"ok": True, "files": done})
 
     def inject_mention(self, *, channel: str, user: str, text: str, ts: str | None = None) -> str:
         ts = ts or self._next_ts()
@@ -209,6 +292,10 @@ class FakeSlack(FakeServer):
             )
         if method == "chat.postMessage":
             return self._post_message(body)
+        if method == "files.getUploadURLExternal":
+            return self._get_upload_url(body)
+        if method == "files.completeUploadExternal":
+            return self._complete_upload(body)
         return web.json_response({"ok": False, "error": "unknown_method"}, status=404)
 
     def _post_message(self, body: dict[str, Any]) -> web.Response:

@@ -103,6 +103,9 @@ class FakeTelegram(FakeServer):
         self._changed = asyncio.Event()
         self._poll_gen = 0
         self._closing = False
+        self.files: dict[str, bytes] = {}  # file_id -> content (what getFile serves)
+        self.downloads: list[str] = []  # file paths downloaded
+        self.sent_files: list[dict[str, Any]] = []  # sendPhoto / sendDocument
 
     # --- lifecycle -----------------------------------------------------------------------
     @property
@@ -111,6 +114,7 @@ class FakeTelegram(FakeServer):
 
     def routes(self, app: web.Application) -> None:
         app.router.add_route("*", "/bot{token}/{method}", self._handle)
+        app.router.add_get("/file/bot{token}/{path:.+}", self._download)
 
     async def stop(self) -> None:
         self._closing = True
@@ -167,6 +171,49 @@ class FakeTelegram(FakeServer):
         self._wake()
         return update_id
 
+    def inject_file(
+        self,
+        *,
+        chat_id: int,
+        user_id: int,
+        kind: str,
+        data: bytes,
+        file_name: str | None = None,
+        mime_type: str | None = None,
+        caption: str | None = None,
+        declared_size: int | None = None,
+    ) -> int:
+        """Queue a message with a ``photo`` (sizes, largest last), ``document``, ``voice`` or
+        ``audio``, as Telegram sends them; the bytes are served by getFile + the file URL."""
+        self._next_message += 1
+        file_id = f"F{self._next_message}"
+        self.files[file_id] = data
+        size = len(data) if declared_size is None else declared_size
+        common = {"file_id": file_id, "file_unique_id": f"U{file_id}", "file_size": size}
+        msg: dict[str, Any] = {
+            "message_id": self._next_message,
+            "date": int(time.time()),
+            "chat": {"id": chat_id, "type": "private", "first_name": "Alice"},
+            "from": {"id": user_id, "is_bot": False, "first_name": "Alice"},
+        }
+        if kind == "photo":
+            thumb = {"file_id": f"T{file_id}", "file_unique_id": "t", "width": 90, "height": 60}
+            msg["photo"] = [thumb, {**common, "width": 800, "height": 600}]
+        elif kind == "voice":
+            msg["voice"] = {**common, "duration": 3, "mime_type": mime_type or "audio/ogg"}
+        else:
+            doc = {**common, **({"file_name": file_name} if file_name else {})}
+            if mime_type:
+                doc["mime_type"] = mime_type
+            msg[kind] = {**doc, "duration": 3} if kind == "audio" else doc
+        if caption is not None:
+            msg["caption"] = caption
+        update_id = self._next_update
+        self._next_update += 1
+        self.updates.append({"update_id": update_id, "message": msg})
+        self._wake()
+        return update_id
+
     def fail(
         self, method: str, count: int = 1, status: int = 500, retry_after: float | None = None
     ) -> None:
@@ -199,7 +246,15 @@ class FakeTelegram(FakeServer):
         if request.content_type == "application/json":
             params.update(await request.json())
         elif request.can_read_body:
-            params.update({k: v for k, v in (await request.post()).items() if isinstance(v, str)})
+            form = await request.post()
+            params.update({k: v for k, v in form.items() if isinstance(v, str)})
+            uploads = {
+                k: (v.filename, v.file.read(), v.content_type)
+                for k, v in form.items()
+                if isinstance(v, web.FileField)
+            }
+            if uploads:
+                params["_files"] = uploads
         return params
 
     async def _handle(self, request: web.Request) -> web.Response:
@@ -224,6 +279,9 @@ class FakeTelegram(FakeServer):
             "sendMessage": self._send_message,
             "sendChatAction": self._send_chat_action,
             "deleteWebhook": self._delete_webhook,
+            "getFile": self._get_file,
+            "sendPhoto": self._send_file,
+            "sendDocument": self._send_file,
         }.get(method)
         if handler is None:
             return self._error(404, "Not Found: method not found")
@@ -284,6 +342,54 @@ class FakeTelegram(FakeServer):
                 "text": plain,
             }
         )
+
+    async def _get_file(self, params: dict[str, Any]) -> web.Response:
+        file_id = str(params.get("file_id") or "")
+        data = self.files.get(file_id)
+        if data is None:
+            return self._error(400, "Bad Request: invalid file_id")
+        if len(data) > 20 * 1024 * 1024:  # the Bot API serves files up to 20 MB
+            return self._error(400, "Bad Request: file is too big")
+        path = f"documents/{file_id}"
+        return self._ok(
+            {"file_id": file_id, "file_unique_id": f"U{file_id}", "file_size": len(data),
+             "file_path": path}
+        )  # fmt: skip
+
+    async def _download(self, request: web.Request) -> web.Response:
+        if request.match_info["token"] != self.token:
+            return web.Response(status=401)
+        path = request.match_info["path"]
+        data = self.files.get(path.removeprefix("documents/"))
+        if data is None:
+            return web.Response(status=404)
+        self.downloads.append(path)
+        return web.Response(body=data, content_type="application/octet-stream")
+
+    async def _send_file(self, params: dict[str, Any]) -> web.Response:
+        files = dict(params.get("_files", {}))
+        for key in ("photo", "document"):  # a field may name its upload: "attach://<name>"
+            ref = params.get(key)
+            if isinstance(ref, str) and ref.startswith("attach://"):
+                if ref.removeprefix("attach://") in files:
+                    files[key] = files[ref.removeprefix("attach://")]
+        field = "photo" if "photo" in files else "document"
+        if field not in files or not params.get("chat_id"):
+            return self._error(400, f"Bad Request: there is no {field} in the request")
+        filename, data, _ctype = files[field]
+        if field == "photo" and len(data) > 10 * 1024 * 1024:
+            return self._error(400, "Bad Request: PHOTO_INVALID_DIMENSIONS")
+        self._next_message += 1
+        self.sent_files.append(
+            {"method": "sendPhoto" if field == "photo" else "sendDocument",
+             "chat_id": params["chat_id"], "filename": filename, "data": data,
+             "caption": params.get("caption", "")}
+        )  # fmt: skip
+        chat_id = int(params["chat_id"])
+        return self._ok(
+            {"message_id": self._next_message, "date": int(time.time()),
+             "chat": {"id": chat_id, "type": "private"}, "from": self.bot}
+        )  # fmt: skip
 
     async def _send_chat_action(self, params: dict[str, Any]) -> web.Response:
         self.actions.append(params)

@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from moltbot.errors import NotFound, PluginError
+from moltbot.media.web import Upload
 from moltbot.messages import ChatDelta, ChatEvent, ChatFinal, ChatTool
 from moltbot.schedule.jobs import make_job
 from moltbot.schedule.service import job_view
@@ -23,6 +24,7 @@ class EchoBackend:
         self.is_ready = True
         self.events_queue: asyncio.Queue[tuple[str, dict[str, Any]]] = asyncio.Queue(100)
         self.chat_calls = 0
+        self.uploads: list[Upload] = []  # files that came with chat.send
         self.hang_first_chat = False
         self.delta_delay = 0.01
         self.reset_sessions: list[str] = []
@@ -86,7 +88,12 @@ class EchoBackend:
             }
         }
 
-    async def chat_send(self, session: str, text: str) -> AsyncIterator[ChatEvent]:
+    async def chat_send(
+        self, session: str, text: str, files: list[Upload] | None = None
+    ) -> AsyncIterator[ChatEvent]:
+        self.uploads += files or []
+        if files:
+            text += " + " + ", ".join(f"{f.name} ({len(f.data)} bytes)" for f in files)
         self.chat_calls += 1
         call = self.chat_calls
         reply = XSS_REPLY if "xss" in text else f"echo: {text}"

@@ -4,10 +4,12 @@ the supervision tree and the approvals list."""
 from __future__ import annotations
 
 import asyncio
+import io
 from collections.abc import AsyncIterator
 
 import pytest
-from playwright.async_api import Browser, ConsoleMessage, Page, async_playwright
+from PIL import Image
+from playwright.async_api import Browser, ConsoleMessage, FilePayload, Page, async_playwright
 
 from .conftest import TOKEN, MakeGateway
 from .echo_backend import REJECTED_REASON, EchoBackend
@@ -152,3 +154,51 @@ async def test_a_raised_approval_shows_inline_in_the_chat_and_approve_answers_it
     await backend.events_queue.put(("approval", {**approval, "state": "answered"}))
     await page.wait_for_selector('.msg.approval.answered[data-id="ab12cd34"]')
     assert await card.eval_on_selector_all("button", "bs => bs.every(b => b.disabled)")
+
+
+async def test_web_page_uploads_a_picture_and_shows_it(
+    make_gateway: MakeGateway, browser: Browser
+) -> None:
+    """A picture picked on the page goes over the gateway in chat.send and is shown in the
+    chat; a file over the page's limit is refused on the page, with nothing sent."""
+    backend = EchoBackend()
+    gw = await make_gateway(backend)
+    page = await browser.new_page()
+    console: list[str] = []
+    page.on("console", lambda m: console.append(m.text) if m.type == "error" else None)
+    await _login(page, gw.url)
+    picture = _png(40, 30)
+    await page.set_input_files(
+        "#chat-file", files=[FilePayload(name="red.png", mimeType="image/png", buffer=picture)]
+    )
+    assert "red.png" in (await page.text_content("#chat-files") or "")
+    await page.fill("#chat-input", "what colour?")
+    await page.click("#chat-send")
+    done = page.locator(".msg.assistant.done").first
+    await done.wait_for()
+    assert await done.text_content() == f"echo: what colour? + red.png ({len(picture)} bytes)"
+    assert [(u.name, u.data) for u in backend.uploads] == [("red.png", picture)]
+    shown = page.locator(".msg.user img.upload")
+    await shown.wait_for()
+    await page.wait_for_function(
+        "document.querySelector('.msg.user img.upload').naturalWidth === 40"
+    )
+    assert await shown.is_visible()
+
+    big = b"%PDF-1.7\n" + b"0" * (800 * 1024)
+    await page.set_input_files(
+        "#chat-file", files=[FilePayload(name="big.pdf", mimeType="application/pdf", buffer=big)]
+    )
+    await page.fill("#chat-input", "and this")
+    await page.click("#chat-send")
+    await page.wait_for_function("document.getElementById('chat-error').textContent !== ''")
+    assert "limited to" in (await page.text_content("#chat-error") or "")
+    assert await page.input_value("#chat-input") == "and this"  # nothing lost
+    assert backend.chat_calls == 1
+    assert not [m for m in console if "Content Security Policy" in m], console
+
+
+def _png(width: int, height: int) -> bytes:
+    out = io.BytesIO()
+    Image.new("RGB", (width, height), (220, 20, 20)).save(out, format="PNG")
+    return out.getvalue()

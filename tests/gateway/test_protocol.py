@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 from typing import Any
 
@@ -83,6 +84,25 @@ async def test_chat_send_streams_tool_deltas_final_then_response(gateway: Gatewa
     assert all(e["payload"]["req"] == "r2" for e in chat)
     seqs = [e["seq"] for e in chat]
     assert seqs == sorted(seqs) and len(set(seqs)) == len(seqs)
+
+
+async def test_chat_send_carries_files_to_the_backend(make_gateway: MakeGateway) -> None:
+    backend = EchoBackend()
+    gw = await make_gateway(backend)
+    c = await logged_in(gw)
+    data = base64.b64encode(b"%PDF-1.7 a file").decode()
+    res = await c.call("chat.send", {"text": "", "files": [{"name": "a.pdf", "data": data}]})
+    assert res["ok"] is True and res["payload"]["text"] == "echo:  + a.pdf (15 bytes)"
+    assert [(u.name, u.data) for u in backend.uploads] == [("a.pdf", b"%PDF-1.7 a file")]
+    bad: list[dict[str, Any]] = [
+        {"text": "x", "files": [{"name": "a.pdf", "data": "not base64!"}]},
+        {"text": "x", "files": [{"name": "a.pdf"}]},
+        {"text": "x", "files": [{"name": "f", "data": ""}] * 9},
+    ]
+    for params in bad:
+        res = await c.call("chat.send", params)
+        assert res["ok"] is False and res["error"]["code"] == "bad_request", params
+    assert len(backend.uploads) == 1
 
 
 async def test_bad_params_are_bad_request(gateway: GatewayServer) -> None:

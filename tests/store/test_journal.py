@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from moltbot.messages import InboundMessage
 from moltbot.store.journal import InboundJournal
 
@@ -116,3 +118,22 @@ def test_mark_done_many_is_one_fsync_and_survives_reopen(tmp_path: Path, fsyncs:
     again = InboundJournal(tmp_path)
     assert [m.id for m in again.pending()] == [msg(1).id, msg(3).id]
     assert again.accept(msg(2)) is False  # a done id is still a duplicate after reopen
+
+
+@pytest.mark.parametrize("size", [20, 50, 80, 120])
+def test_a_compaction_during_an_accept_or_a_done_mark_keeps_that_record(
+    tmp_path: Path, size: int
+) -> None:
+    """The compaction that a write sets off rewrites the file from the in-memory state: that
+    state must already hold the write (else the message accepted, or the done mark written,
+    right then would be lost at the next start)."""
+    j = InboundJournal(tmp_path / str(size), max_done_ids=1000, compact_bytes=1024)
+    for n in range(120):
+        j.accept(msg(n, "y" * size))
+        assert j.seen(msg(n).id)
+        reopened = InboundJournal(tmp_path / str(size), max_done_ids=1000)
+        assert msg(n).id in [m.id for m in reopened.pending()], n
+        if n % 3:
+            j.mark_done(msg(n).id)
+            reopened = InboundJournal(tmp_path / str(size), max_done_ids=1000)
+            assert msg(n).id not in [m.id for m in reopened.pending()], n

@@ -78,9 +78,21 @@ def to_messages(request: ModelRequest) -> list[Message]:
         # tool results answer the assistant message just before, so they come first
         out.extend(_tool_message(b) for b in blocks if b.get("type") == "tool_result")
         text = "".join(str(b.get("text", "")) for b in blocks if b.get("type") == "text")
-        if text:
+        images = [_image_part(b) for b in blocks if b.get("type") == "image"]
+        if any(images):  # a vision model (llava ...) takes them as data URIs
+            parts: list[Any] = [{"type": "text", "text": text}] if text else []
+            out.append({"role": "user", "content": parts + [p for p in images if p]})
+        elif text:
             out.append({"role": "user", "content": text})
     return out
+
+
+def _image_part(block: dict[str, Any]) -> dict[str, Any] | None:
+    source = block.get("source") or {}
+    if source.get("type") != "base64" or not source.get("data"):
+        return None
+    url = f"data:{source.get('media_type', 'image/jpeg')};base64,{source['data']}"
+    return {"type": "image_url", "image_url": {"url": url}}
 
 
 def to_tools(specs: list[dict[str, Any]]) -> list[dict[str, Any]]:

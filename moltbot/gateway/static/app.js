@@ -209,18 +209,91 @@
     $("messages").scrollTop = $("messages").scrollHeight;
   }
 
+  // Files go in the chat.send frame as base64, so together they must stay under the frame cap
+  // (gateway.max_frame_bytes, 1 MiB by default). A picture over it is scaled down here first.
+  const UPLOAD_MAX = 700 * 1024;
+  const IMAGE_EDGE = 1568;
+
+  function toBase64(buffer) {
+    const bytes = new Uint8Array(buffer);
+    let bin = "";
+    for (let i = 0; i < bytes.length; i += 0x8000) {
+      bin += String.fromCharCode.apply(null, bytes.subarray(i, i + 0x8000));
+    }
+    return btoa(bin);
+  }
+
+  async function shrink(file) {
+    const bitmap = await createImageBitmap(file);
+    let scale = Math.min(1, IMAGE_EDGE / Math.max(bitmap.width, bitmap.height));
+    for (let quality = 0.85; ; quality -= 0.15, scale *= 0.75) {
+      const canvas = document.createElement("canvas");
+      canvas.width = Math.max(1, Math.round(bitmap.width * scale));
+      canvas.height = Math.max(1, Math.round(bitmap.height * scale));
+      canvas.getContext("2d").drawImage(bitmap, 0, 0, canvas.width, canvas.height);
+      const blob = await new Promise((ok) => canvas.toBlob(ok, "image/jpeg", Math.max(quality, 0.5)));
+      if (blob && (blob.size <= UPLOAD_MAX || canvas.width < 200)) return blob;
+    }
+  }
+
+  async function readFiles(list) {
+    const files = [];
+    let total = 0;
+    for (const file of list) {
+      let blob = file;
+      if (file.size > UPLOAD_MAX && file.type.startsWith("image/")) blob = await shrink(file);
+      total += blob.size;
+      if (total > UPLOAD_MAX) {
+        throw new Error(`files sent from this page are limited to ${UPLOAD_MAX / 1024} KB in all`);
+      }
+      files.push({ name: file.name, blob, data: toBase64(await blob.arrayBuffer()) });
+    }
+    return files;
+  }
+
+  function showUploads(node, files) {
+    for (const f of files) {
+      if (f.blob.type.startsWith("image/")) {
+        const img = el("img", "upload");
+        img.alt = f.name;
+        img.src = URL.createObjectURL(f.blob); // the user's own file, shown from memory
+        node.appendChild(img);
+      } else {
+        node.appendChild(el("div", "muted", `📎 ${f.name}`));
+      }
+    }
+  }
+
+  $("chat-file").addEventListener("change", () => {
+    const names = Array.from($("chat-file").files).map((f) => f.name);
+    $("chat-files").textContent = names.length ? `attached: ${names.join(", ")}` : "";
+  });
+
   $("chat-form").addEventListener("submit", async (ev) => {
     ev.preventDefault();
     const input = $("chat-input");
+    const picker = $("chat-file");
     const text = input.value;
-    if (!text.trim()) return;
+    if (!text.trim() && !picker.files.length) return;
+    $("chat-error").textContent = "";
+    let files = [];
+    try {
+      files = await readFiles(picker.files);
+    } catch (error) {
+      $("chat-error").textContent = error.message; // nothing sent: the text stays in the box
+      return;
+    }
     input.value = "";
-    addMessage("user", text);
+    picker.value = "";
+    $("chat-files").textContent = "";
+    showUploads(addMessage("user", text), files);
     const bubble = addMessage("assistant", "");
     const id = String(nextId); // the id request() is about to use
     bubbles.set(id, bubble);
     try {
-      const result = await request("chat.send", { session: "web", text });
+      const params = { session: "web", text };
+      if (files.length) params.files = files.map((f) => ({ name: f.name, data: f.data }));
+      const result = await request("chat.send", params);
       bubble.textContent = result.text;
       bubble.classList.add("done");
     } catch (error) {
