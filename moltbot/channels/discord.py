@@ -455,9 +455,16 @@ class DiscordAdapter:
                 )
             return str(sent["id"])
 
-        return await retrying(once, deadline=self._retry.deadline, sleep=self._sleep,
-                              clock=self._clock, rng=self._rng, base=self._retry.base,
-                              cap=self._retry.cap, platform="Discord")  # fmt: skip
+        return await retrying(
+            once,
+            deadline=self._retry.deadline,
+            sleep=self._sleep,
+            clock=self._clock,
+            rng=self._rng,
+            base=self._retry.base,
+            cap=self._retry.cap,
+            platform="Discord",
+        )
 
     async def typing(self, chat_id: str) -> None:
         if not chat_id.isdigit():

@@ -314,11 +314,16 @@ class IMessageAdapter:
     def to_inbound(self, item: _Message) -> InboundMessage | None:
         text = (item.text or "").replace("\ufffc", "").strip()
         files = tuple(
-            Attachment(kind=kind_hint(a.mime_type or ""), name=a.transfer_name or "",
-                       size=a.total_bytes or 0, declared_mime=a.mime_type or "", ref=a.guid)
+            Attachment(
+                kind=kind_hint(a.mime_type or ""),
+                name=a.transfer_name or "",
+                size=a.total_bytes or 0,
+                declared_mime=a.mime_type or "",
+                ref=a.guid,
+            )
             for a in item.attachments
             if a.guid
-        )  # fmt: skip
+        )
         if (
             item.is_from_me
             or not (text or files)
@@ -397,8 +402,12 @@ class IMessageAdapter:
         method = self._method
         if method == "auto":
             method = "private-api" if self._private_api() else "apple-script"
-        form = {"chatGuid": out.chat_id, "tempGuid": f"moltbot-{uuid.uuid4()}",
-                "name": out.name, "method": method}  # fmt: skip
+        form = {
+            "chatGuid": out.chat_id,
+            "tempGuid": f"moltbot-{uuid.uuid4()}",
+            "name": out.name,
+            "method": method,
+        }
 
         async def once() -> str:
             files = {"attachment": (out.name, out.data, out.mime)}
@@ -408,9 +417,16 @@ class IMessageAdapter:
             except (ValueError, AttributeError):
                 return ""
 
-        return await retrying(once, deadline=self._retry.deadline, sleep=self._sleep,
-                              clock=self._clock, rng=self._rng, base=self._retry.base,
-                              cap=self._retry.cap, platform="BlueBubbles")  # fmt: skip
+        return await retrying(
+            once,
+            deadline=self._retry.deadline,
+            sleep=self._sleep,
+            clock=self._clock,
+            rng=self._rng,
+            base=self._retry.base,
+            cap=self._retry.cap,
+            platform="BlueBubbles",
+        )
 
     async def typing(self, chat_id: str) -> None:
         """Only with BlueBubbles' Private API (AppleScript cannot type); else nothing."""

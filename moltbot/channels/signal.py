@@ -259,11 +259,16 @@ class SignalAdapter:
             return None  # receipts, typing, sync messages
         data = env.data_message
         attachments = tuple(
-            Attachment(kind=kind_hint(a.content_type), name=a.filename or "", size=a.size or 0,
-                       declared_mime=a.content_type, ref=a.id)
+            Attachment(
+                kind=kind_hint(a.content_type),
+                name=a.filename or "",
+                size=a.size or 0,
+                declared_mime=a.content_type,
+                ref=a.id,
+            )
             for a in data.attachments
             if a.id
-        )  # fmt: skip
+        )
         if not data.message and not attachments:
             return None  # reactions, empty messages
         sender = env.source_uuid or env.source_number
@@ -324,8 +329,9 @@ class SignalAdapter:
     async def download(self, att: Attachment, max_bytes: int) -> bytes:
         """``GET /v1/attachments/<id>`` of signal-cli-rest-api, cut off past ``max_bytes``."""
         url = f"{self._api_base}/v1/attachments/{quote(att.ref, safe='')}"
-        data, _ = await fetch_own(url, max_bytes=max_bytes, platform="Signal",
-                                  allowed=same_origin(self._api_base))  # fmt: skip
+        data, _ = await fetch_own(
+            url, max_bytes=max_bytes, platform="Signal", allowed=same_origin(self._api_base)
+        )
         return data
 
     async def send_file(self, out: OutboundFile) -> str:
@@ -333,17 +339,27 @@ class SignalAdapter:
         name = "".join(c for c in out.name if c not in ";,=") or "file"
         encoded = base64.b64encode(out.data).decode("ascii")
         uri = f"data:{out.mime};filename={name};base64,{encoded}"
-        body = {"message": out.caption, "number": self.account, "recipients": [out.chat_id],
-                "base64_attachments": [uri]}  # fmt: skip
+        body = {
+            "message": out.caption,
+            "number": self.account,
+            "recipients": [out.chat_id],
+            "base64_attachments": [uri],
+        }
 
         async def once() -> str:
             resp = await self._request("POST", "/v2/send", json=body)
             return str(resp.json().get("timestamp", ""))
 
         return await retrying(
-            once, deadline=self._retry.deadline, sleep=self._sleep, clock=self._clock,
-            rng=self._rng, base=self._retry.base, cap=self._retry.cap, platform="Signal",
-        )  # fmt: skip
+            once,
+            deadline=self._retry.deadline,
+            sleep=self._sleep,
+            clock=self._clock,
+            rng=self._rng,
+            base=self._retry.base,
+            cap=self._retry.cap,
+            platform="Signal",
+        )
 
     async def typing(self, chat_id: str) -> None:
         await self._request(

@@ -296,9 +296,12 @@ class SlackAdapter:
         """A shared file from its ``url_private`` with the bot token, only on Slack's own hosts
         (or the configured api_base's), never following a redirect with the token."""
         data, ctype = await fetch_own(
-            att.ref, max_bytes=max_bytes, allowed=self._slack_host, platform="Slack",
+            att.ref,
+            max_bytes=max_bytes,
+            allowed=self._slack_host,
+            platform="Slack",
             headers={"Authorization": f"Bearer {self._bot_token}"},
-        )  # fmt: skip
+        )
         if ctype == "text/html" and not att.declared_mime.startswith("text/html"):
             raise PlatformRejected(  # Slack's sign-in page: the token may not read files
                 "Slack did not give the file", hint="the bot token needs the files:read scope"
@@ -317,17 +320,27 @@ class SlackAdapter:
         async def once() -> str:
             resp = await self._call(
                 web.files_upload_v2(
-                    channel=out.chat_id, file=out.data, filename=out.name, title=out.name,
-                    initial_comment=out.caption or None, thread_ts=out.thread_id,
+                    channel=out.chat_id,
+                    file=out.data,
+                    filename=out.name,
+                    title=out.name,
+                    initial_comment=out.caption or None,
+                    thread_ts=out.thread_id,
                 )
-            )  # fmt: skip
+            )
             files = resp.get("files") or [{}]
             return str(files[0].get("id", ""))
 
         return await retrying(
-            once, deadline=self._retry.deadline, sleep=self._sleep, clock=self._clock,
-            rng=self._rng, base=self._retry.base, cap=self._retry.cap, platform="Slack",
-        )  # fmt: skip
+            once,
+            deadline=self._retry.deadline,
+            sleep=self._sleep,
+            clock=self._clock,
+            rng=self._rng,
+            base=self._retry.base,
+            cap=self._retry.cap,
+            platform="Slack",
+        )
 
     async def typing(self, chat_id: str) -> None:
         """Slack offers bots no typing indicator in channels or DMs: nothing to do."""
@@ -367,8 +380,11 @@ def _attachments(files: Any) -> tuple[Attachment, ...]:
         size = f.get("size")
         out.append(
             Attachment(
-                kind=kind, name=str(f.get("name") or ""), declared_mime=mime, ref=url,
+                kind=kind,
+                name=str(f.get("name") or ""),
+                declared_mime=mime,
+                ref=url,
                 size=size if isinstance(size, int) else 0,
             )
-        )  # fmt: skip
+        )
     return tuple(out)

@@ -282,9 +282,15 @@ class TelegramAdapter:
             )
 
         sent = await retrying(
-            once, deadline=self._retry.deadline, sleep=self._sleep, clock=self._clock,
-            rng=self._rng, base=self._retry.base, cap=self._retry.cap, platform="Telegram",
-        )  # fmt: skip
+            once,
+            deadline=self._retry.deadline,
+            sleep=self._sleep,
+            clock=self._clock,
+            rng=self._rng,
+            base=self._retry.base,
+            cap=self._retry.cap,
+            platform="Telegram",
+        )
         return str(sent.message_id)
 
     async def typing(self, chat_id: str) -> None:
@@ -315,10 +321,13 @@ def _attachments(m: Message) -> tuple[Attachment, ...]:
         if doc is not None:
             out.append(
                 Attachment(
-                    kind=kind, name=getattr(doc, "file_name", None) or "",
-                    size=doc.file_size or 0, declared_mime=doc.mime_type or "", ref=doc.file_id,
+                    kind=kind,
+                    name=getattr(doc, "file_name", None) or "",
+                    size=doc.file_size or 0,
+                    declared_mime=doc.mime_type or "",
+                    ref=doc.file_id,
                 )
-            )  # fmt: skip
+            )
     return tuple(out)
 
 

@@ -283,8 +283,9 @@ class GatewayServer:
         if len(self._refusals) >= 1024:
             self._refusals.clear()
         self._refusals[key] = now
-        self._record("auth_failed", {"address": address, "reason": "too_many_unauthenticated",
-                                     "detail": why})  # fmt: skip
+        self._record(
+            "auth_failed", {"address": address, "reason": "too_many_unauthenticated", "detail": why}
+        )
 
     # --- events ---------------------------------------------------------------------------
     async def _fanout(self) -> None:

@@ -48,8 +48,11 @@ class Rig(msgspec.Struct, kw_only=True):
         return Counter(str(m.get("content")) for m in list(self.dc.sent))
 
     def discord(self, text: str, *, guild: bool = False) -> None:
-        where = {"channel_id": GUILD_CHANNEL_ID, "guild_id": GUILD_ID, "mention_bot": True} \
-            if guild else {"channel_id": DISCORD_DM}  # fmt: skip
+        where = (
+            {"channel_id": GUILD_CHANNEL_ID, "guild_id": GUILD_ID, "mention_bot": True}
+            if guild
+            else {"channel_id": DISCORD_DM}
+        )
         self.loop.call(self.dc.inject_message, author_id=ALICE, content=text, **where)
 
 
@@ -61,19 +64,42 @@ def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rig]:
     loop.run(dc.start())
     home = tmp_path_factory.mktemp("catch-up-home")
     fast = {"intensity": 20, "period": 60, "backoff": {"base_s": 0.05, "max_s": 0.5}}
-    cfg = msgspec.convert({
-        "agent": {"provider": "offline", "workers": 1},
-        "channels": {"imessage": [
-            {"account": "home", "api_base": bb.api_base, "password": "env:MB_TEST_BB",
-             "dm_policy": "open", "poll_interval_s": 0.3},
-        ], "discord": [
-            {"account": "main", "token": "env:MB_TEST_DC", "api_base": dc.api_base,
-             "dm_policy": "allowlist", "allow_from": [ALICE],
-             "groups": {"allow": [GUILD_CHANNEL_ID]}},
-        ]},
-        "supervision": {"root": fast, "agents": fast, "channels": fast, "ping_interval_s": 0.5,
-                        "ping_timeout_s": 5.0, "shutdown_s": 3.0, "ready_timeout_s": 120.0},
-    }, type=Config)  # fmt: skip
+    cfg = msgspec.convert(
+        {
+            "agent": {"provider": "offline", "workers": 1},
+            "channels": {
+                "imessage": [
+                    {
+                        "account": "home",
+                        "api_base": bb.api_base,
+                        "password": "env:MB_TEST_BB",
+                        "dm_policy": "open",
+                        "poll_interval_s": 0.3,
+                    },
+                ],
+                "discord": [
+                    {
+                        "account": "main",
+                        "token": "env:MB_TEST_DC",
+                        "api_base": dc.api_base,
+                        "dm_policy": "allowlist",
+                        "allow_from": [ALICE],
+                        "groups": {"allow": [GUILD_CHANNEL_ID]},
+                    },
+                ],
+            },
+            "supervision": {
+                "root": fast,
+                "agents": fast,
+                "channels": fast,
+                "ping_interval_s": 0.5,
+                "ping_timeout_s": 5.0,
+                "shutdown_s": 3.0,
+                "ready_timeout_s": 120.0,
+            },
+        },
+        type=Config,
+    )
     kids = [c for c in build_tree(cfg) if c.id in ("store", "agents", "channels")]
     env = {**RAY_ENV, "MOLTBOT_HOME": str(home), "MB_TEST_BB": PASSWORD, "MB_TEST_DC": BOT_TOKEN}
     ns = f"t-{uuid.uuid4().hex[:8]}"
@@ -109,9 +135,14 @@ def test_imessages_sent_while_the_channel_is_down_are_answered_once(rig: Rig) ->
     later = [f"while down {i}" for i in range(3)]
     for text in later:  # BlueBubbles keeps them; nobody is polling
         rig.dm(text)
-    wait_for(lambda: channel_node(rig, "imessage:home")["restarts"] > restarts
-             and channel_node(rig, "imessage:home")["state"] == "running", 120,
-             "the restart")  # fmt: skip
+    wait_for(
+        lambda: (
+            channel_node(rig, "imessage:home")["restarts"] > restarts
+            and channel_node(rig, "imessage:home")["state"] == "running"
+        ),
+        120,
+        "the restart",
+    )
     assert pid_of(rig.ns, path) != pid
     wait_for(lambda: all(rig.replies()[ECHO + t] >= 1 for t in later), 60, "caught up")
     time.sleep(1.5)  # a few more polls: anything answered twice would show by now
@@ -136,9 +167,14 @@ def test_discord_messages_sent_while_the_channel_is_down_are_answered_once(rig: 
     for text in later:  # Discord keeps them in the channels' history; nothing redelivers them
         rig.discord(text)
     rig.discord("guild while down", guild=True)
-    wait_for(lambda: channel_node(rig, "discord:main")["restarts"] > restarts
-             and channel_node(rig, "discord:main")["state"] == "running", 120,
-             "the restart")  # fmt: skip
+    wait_for(
+        lambda: (
+            channel_node(rig, "discord:main")["restarts"] > restarts
+            and channel_node(rig, "discord:main")["state"] == "running"
+        ),
+        120,
+        "the restart",
+    )
     texts = [*later, "guild while down"]
     wait_for(lambda: all(rig.discord_replies()[ECHO + t] >= 1 for t in texts), 60, "caught up")
     time.sleep(1.5)

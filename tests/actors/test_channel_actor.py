@@ -99,27 +99,53 @@ class Rig(msgspec.Struct, kw_only=True):
 
 def config(tg: FakeTelegram, slack: FakeSlack, signal: FakeSignal | None = None) -> Config:
     fast = {"intensity": 20, "period": 60, "backoff": {"base_s": 0.05, "max_s": 0.5}}
-    return msgspec.convert({
-        "agent": {"provider": "offline", "workers": 1},
-        "channels": {
-            "telegram": [
-                {"account": "main", "token": "env:MB_TEST_TG", "api_base": tg.api_base,
-                 "dm_policy": "open", "poll_timeout_s": 1, "stuck_after_s": 30},
-            ],
-            "slack": [
-                {"account": "work", "bot_token": "secret:slack_bot_token",
-                 "app_token": "env:MB_TEST_SLACK_APP", "api_base": slack.api_base,
-                 "dm_policy": "pairing", "allow_from": ["U42"]},
-            ],
-            "signal": [
-                {"account": "phone", "number": NUMBER, "dm_policy": "open",
-                 "api_base": signal.api_base if signal else "http://127.0.0.1:9"},
-            ] if signal else [],
+    return msgspec.convert(
+        {
+            "agent": {"provider": "offline", "workers": 1},
+            "channels": {
+                "telegram": [
+                    {
+                        "account": "main",
+                        "token": "env:MB_TEST_TG",
+                        "api_base": tg.api_base,
+                        "dm_policy": "open",
+                        "poll_timeout_s": 1,
+                        "stuck_after_s": 30,
+                    },
+                ],
+                "slack": [
+                    {
+                        "account": "work",
+                        "bot_token": "secret:slack_bot_token",
+                        "app_token": "env:MB_TEST_SLACK_APP",
+                        "api_base": slack.api_base,
+                        "dm_policy": "pairing",
+                        "allow_from": ["U42"],
+                    },
+                ],
+                "signal": [
+                    {
+                        "account": "phone",
+                        "number": NUMBER,
+                        "dm_policy": "open",
+                        "api_base": signal.api_base if signal else "http://127.0.0.1:9",
+                    },
+                ]
+                if signal
+                else [],
+            },
+            "supervision": {
+                "root": fast,
+                "agents": fast,
+                "channels": fast,
+                "ping_interval_s": 0.5,
+                "ping_timeout_s": 5.0,
+                "shutdown_s": 3.0,
+                "ready_timeout_s": 120.0,
+            },  # aiogram's import is slow on a busy box
         },
-        "supervision": {"root": fast, "agents": fast, "channels": fast, "ping_interval_s": 0.5,
-                        "ping_timeout_s": 5.0, "shutdown_s": 3.0,
-                        "ready_timeout_s": 120.0},  # aiogram's import is slow on a busy box
-    }, type=Config)  # fmt: skip
+        type=Config,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -221,8 +247,11 @@ def test_secret_reads_and_pairing_reach_the_audit_log(rig: Rig) -> None:
     actor = child(rig.ns, "channels/slack:work")
     rig.slack_dm("hello there", user="U88")
     wait_for(lambda: len(rig.slack_replies("D88")) == 1, 20, "pairing code sent")
-    [code] = [p["code"] for p in ray.get(actor.pairing_list.remote(), timeout=10)["pending"]
-              if p["sender_id"] == "U88"]  # fmt: skip
+    [code] = [
+        p["code"]
+        for p in ray.get(actor.pairing_list.remote(), timeout=10)["pending"]
+        if p["sender_id"] == "U88"
+    ]
     assert ray.get(actor.pairing_approve.remote(code, "cli"), timeout=10) == "U88"
     where = {"channel": "slack", "account": "work", "sender_id": "U88", "code_prefix": code[:2]}
     approved = {**where, "action": "approved", "by": "cli"}
@@ -298,11 +327,19 @@ def test_a_refused_token_parks_the_account_until_the_secret_is_fixed(rig: Rig) -
     cfg = msgspec.structs.replace(
         config(rig.tg, rig.slack),
         channels=msgspec.convert(
-            {"slack": [{"account": "bad", "bot_token": "secret:slack_bad_token",
-                        "app_token": "env:MB_TEST_APP", "api_base": rig.slack.api_base}]},
+            {
+                "slack": [
+                    {
+                        "account": "bad",
+                        "bot_token": "secret:slack_bad_token",
+                        "app_token": "env:MB_TEST_APP",
+                        "api_base": rig.slack.api_base,
+                    }
+                ]
+            },
             type=type(Config().channels),
         ),
-    )  # fmt: skip
+    )
     env = {**RAY_ENV, "MOLTBOT_HOME": str(rig.home), "MB_TEST_APP": APP_TOKEN}
     actor = ChannelActor.options(  # type: ignore[attr-defined]
         namespace=rig.ns, num_cpus=0, max_restarts=0, runtime_env={"env_vars": env}
@@ -329,8 +366,11 @@ def test_a_refused_token_parks_the_account_until_the_secret_is_fixed(rig: Rig) -
         assert "token" in parked()[-1]["reason"]
 
         vault.set("slack_bad_token", BOT_TOKEN)  # the owner fixes it: `moltbot secrets set`
-        wait_for(lambda: ray.get(actor.figures.remote(), timeout=10)["link"]["state"]
-                 == "connected", 30, "the account connects")  # fmt: skip
+        wait_for(
+            lambda: ray.get(actor.figures.remote(), timeout=10)["link"]["state"] == "connected",
+            30,
+            "the account connects",
+        )
         ready, _ = ray.wait([running], timeout=0)
         assert ready == []  # still the same life: no restart was needed
     finally:

@@ -33,26 +33,55 @@ HEAD_RESOURCE = "node:__internal_head__"
 
 def config(tg: FakeTelegram, slack: FakeSlack, workspace: str) -> Config:
     fast = {"intensity": 20, "period": 60, "backoff": {"base_s": 0.05, "max_s": 0.5}}
-    return msgspec.convert({
-        "agent": {
-            "provider": "offline", "workers": 1,
-            "profiles": {"work": {"system_prompt": "You help with work.",
-                                  "tools": ["read_file", "list_dir"],
-                                  "placement": {HEAD_RESOURCE: 0.001}, "workers": 1}},
-            "bindings": [{"channel": "slack", "account": "work", "profile": "work"}],
+    return msgspec.convert(
+        {
+            "agent": {
+                "provider": "offline",
+                "workers": 1,
+                "profiles": {
+                    "work": {
+                        "system_prompt": "You help with work.",
+                        "tools": ["read_file", "list_dir"],
+                        "placement": {HEAD_RESOURCE: 0.001},
+                        "workers": 1,
+                    }
+                },
+                "bindings": [{"channel": "slack", "account": "work", "profile": "work"}],
+            },
+            "tools": {"workspace": workspace},
+            "channels": {
+                "telegram": [
+                    {
+                        "account": "main",
+                        "token": "env:MB_TEST_TG",
+                        "api_base": tg.api_base,
+                        "dm_policy": "open",
+                        "poll_timeout_s": 1,
+                    }
+                ],
+                "slack": [
+                    {
+                        "account": "work",
+                        "bot_token": "env:MB_TEST_SLACK_BOT",
+                        "app_token": "env:MB_TEST_SLACK_APP",
+                        "api_base": slack.api_base,
+                        "dm_policy": "open",
+                    }
+                ],
+            },
+            "supervision": {
+                "root": fast,
+                "agents": fast,
+                "channels": fast,
+                "tools": fast,
+                "ping_interval_s": 0.5,
+                "ping_timeout_s": 5.0,
+                "shutdown_s": 3.0,
+                "ready_timeout_s": 120.0,
+            },
         },
-        "tools": {"workspace": workspace},
-        "channels": {
-            "telegram": [{"account": "main", "token": "env:MB_TEST_TG", "api_base": tg.api_base,
-                          "dm_policy": "open", "poll_timeout_s": 1}],
-            "slack": [{"account": "work", "bot_token": "env:MB_TEST_SLACK_BOT",
-                       "app_token": "env:MB_TEST_SLACK_APP", "api_base": slack.api_base,
-                       "dm_policy": "open"}],
-        },
-        "supervision": {"root": fast, "agents": fast, "channels": fast, "tools": fast,
-                        "ping_interval_s": 0.5, "ping_timeout_s": 5.0, "shutdown_s": 3.0,
-                        "ready_timeout_s": 120.0},
-    }, type=Config)  # fmt: skip
+        type=Config,
+    )
 
 
 class Rig(msgspec.Struct, kw_only=True):
@@ -71,8 +100,13 @@ def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rig]:
     home = tmp_path_factory.mktemp("home")
     cfg = config(tg, slack, str(home / "ws"))
     kids = [c for c in build_tree(cfg) if c.id in ("store", "agents", "tools", "channels")]
-    env = {**RAY_ENV, "MOLTBOT_HOME": str(home), "MB_TEST_TG": DEFAULT_TOKEN,
-           "MB_TEST_SLACK_BOT": BOT_TOKEN, "MB_TEST_SLACK_APP": APP_TOKEN}  # fmt: skip
+    env = {
+        **RAY_ENV,
+        "MOLTBOT_HOME": str(home),
+        "MB_TEST_TG": DEFAULT_TOKEN,
+        "MB_TEST_SLACK_BOT": BOT_TOKEN,
+        "MB_TEST_SLACK_APP": APP_TOKEN,
+    }
     ns = f"t-{uuid.uuid4().hex[:8]}"
     root = Supervisor.options(  # type: ignore[attr-defined]
         name="moltbot", namespace=ns, num_cpus=0, runtime_env={"env_vars": env}

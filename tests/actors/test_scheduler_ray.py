@@ -70,9 +70,14 @@ class Rig(msgspec.Struct, kw_only=True):
         """Kill the scheduler actor's process; wait until its supervisor has a new one up."""
         before = self.restarts()
         ray.kill(child(self.ns, "scheduler"), no_restart=True)
-        wait_for(lambda: self.restarts() > before
-                 and node(tree(self.root), "scheduler")["state"] == "running", 60,
-                 "the scheduler's restart")  # fmt: skip
+        wait_for(
+            lambda: (
+                self.restarts() > before
+                and node(tree(self.root), "scheduler")["state"] == "running"
+            ),
+            60,
+            "the scheduler's restart",
+        )
 
 
 @pytest.fixture(scope="module")
@@ -82,17 +87,35 @@ def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rig]:
     loop.run(tg.start())
     home = tmp_path_factory.mktemp("sched-home")
     fast = {"intensity": 20, "period": 60, "backoff": {"base_s": 0.05, "max_s": 0.5}}
-    cfg = msgspec.convert({
-        "agent": {"provider": "offline", "workers": 1},
-        "channels": {"telegram": [
-            {"account": "main", "token": "env:MB_TEST_TG", "api_base": tg.api_base,
-             "dm_policy": "open", "owners": [str(OWNER)], "poll_timeout_s": 1,
-             "groups": {"allow": [str(GROUP)]}},
-        ]},
-        "schedule": {"deliver_to": f"telegram:main:{OWNER}", "heartbeat_minutes": 60},
-        "supervision": {"root": fast, "agents": fast, "channels": fast, "ping_interval_s": 0.5,
-                        "ping_timeout_s": 5.0, "shutdown_s": 3.0, "ready_timeout_s": 120.0},
-    }, type=Config)  # fmt: skip
+    cfg = msgspec.convert(
+        {
+            "agent": {"provider": "offline", "workers": 1},
+            "channels": {
+                "telegram": [
+                    {
+                        "account": "main",
+                        "token": "env:MB_TEST_TG",
+                        "api_base": tg.api_base,
+                        "dm_policy": "open",
+                        "owners": [str(OWNER)],
+                        "poll_timeout_s": 1,
+                        "groups": {"allow": [str(GROUP)]},
+                    },
+                ]
+            },
+            "schedule": {"deliver_to": f"telegram:main:{OWNER}", "heartbeat_minutes": 60},
+            "supervision": {
+                "root": fast,
+                "agents": fast,
+                "channels": fast,
+                "ping_interval_s": 0.5,
+                "ping_timeout_s": 5.0,
+                "shutdown_s": 3.0,
+                "ready_timeout_s": 120.0,
+            },
+        },
+        type=Config,
+    )
     kids = [c for c in build_tree(cfg) if c.id in ("store", "agents", "channels", "scheduler")]
     env = {**RAY_ENV, "MOLTBOT_HOME": str(home), "MB_TEST_TG": DEFAULT_TOKEN}
     ns = f"t-{uuid.uuid4().hex[:8]}"
@@ -119,8 +142,9 @@ def iso_in(seconds: float) -> tuple[str, float]:
 
 
 def cli_add(rig: Rig, text: str, *, at: str = "", cron: str = "", job_id: str = "") -> None:
-    args = argparse.Namespace(at=at or None, cron=cron or None, text=text, id=job_id, to="",
-                              catch_up="skip", tz="UTC")  # fmt: skip
+    args = argparse.Namespace(
+        at=at or None, cron=cron or None, text=text, id=job_id, to="", catch_up="skip", tz="UTC"
+    )
     assert cron_cmd.add_job(tree_control(), rig.ns, args) == 0
 
 
@@ -158,8 +182,11 @@ def test_a_reminder_killed_just_after_its_fire_was_journaled_is_not_repeated(rig
     # the reminder is still due, so the replacement computes the same fire again
     rig.store("kv_put", KV_KEY, before_fire)
     rig.kill_scheduler()
-    wait_for(lambda: "after" not in [j["id"] for j in rig.scheduler("jobs_list")], 30,
-             "the replacement to pass the reminder")  # fmt: skip
+    wait_for(
+        lambda: "after" not in [j["id"] for j in rig.scheduler("jobs_list")],
+        30,
+        "the replacement to pass the reminder",
+    )
     time.sleep(3)
     assert rig.count(OWNER, text) == 1
     figures = ray.get(child(rig.ns, "scheduler").figures.remote(), timeout=10)
@@ -216,8 +243,13 @@ def test_only_the_owner_can_see_or_set_jobs_through_the_agent(
     add = json.dumps({"kind": "once", "spec": at, "text": "planted", "id": "planted"})
     rig.dm(STRANGER, f"!tool schedule_add {add}")
     rig.dm(STRANGER, "!tool schedule_list {}")
-    rig.loop.call(rig.tg.inject_message, chat_id=GROUP, user_id=STRANGER, chat_type="group",
-                  text="@moltbot_test_bot !tool schedule_list {}")  # fmt: skip
+    rig.loop.call(
+        rig.tg.inject_message,
+        chat_id=GROUP,
+        user_id=STRANGER,
+        chat_type="group",
+        text="@moltbot_test_bot !tool schedule_list {}",
+    )
     wait_for(lambda: rig.count(STRANGER, NOT_OWNER[:40]) == 2, 60, "the stranger's refusals")
     wait_for(lambda: rig.count(GROUP, NOT_OWNER[:40]) == 1, 60, "the group member's refusal")
     assert "planted" not in [j["id"] for j in cli_list(rig, capsys)]

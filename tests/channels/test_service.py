@@ -299,11 +299,21 @@ async def test_pairing_requests_and_decisions_reach_the_audit_log(
     assert [r["fields"] for r in recs] == [
         {**where, "action": "requested", "sender_id": "42", "code_prefix": codes["42"][:2]},
         {**where, "action": "requested", "sender_id": "77", "code_prefix": codes["77"][:2]},
-        {**where, "action": "approved", "sender_id": "42", "code_prefix": codes["42"][:2],
-         "by": "cli"},
-        {**where, "action": "denied", "sender_id": "77", "code_prefix": codes["77"][:2],
-         "by": "unknown"},
-    ]  # fmt: skip
+        {
+            **where,
+            "action": "approved",
+            "sender_id": "42",
+            "code_prefix": codes["42"][:2],
+            "by": "cli",
+        },
+        {
+            **where,
+            "action": "denied",
+            "sender_id": "77",
+            "code_prefix": codes["77"][:2],
+            "by": "unknown",
+        },
+    ]
     text = path.read_text()
     assert codes["42"] not in text and codes["77"] not in text  # never the code itself
     assert verify(path).ok and verify(path).records == 4
