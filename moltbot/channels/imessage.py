@@ -42,11 +42,10 @@ from moltbot.channels.base import (
 from moltbot.channels.formatting import render
 from moltbot.channels.retry import (
     DEFAULT_RETRY,
-    ReceiveBackoff,
+    Retrier,
     RetryPolicy,
     Sleep,
     classify_status,
-    retrying,
 )
 from moltbot.channels.time_cursor import Cursor
 from moltbot.clock import SYSTEM_CLOCK, Clock
@@ -178,7 +177,10 @@ class IMessageAdapter:
         )
         self._catch_up_max, self._interval = catch_up_max, poll_interval_s
         self._method: SendMethod = send_method
-        self._retry, self._clock, self._sleep, self._rng = retry, clock, sleep, rng
+        self._clock = clock
+        self._retrier = Retrier(
+            retry, platform="BlueBubbles", channel="imessage", sleep=sleep, clock=clock, rng=rng
+        )
         self._http: httpx.AsyncClient | None = None
         self._info: dict[str, Any] | None = None
         self._cursor: Cursor | None = None
@@ -231,13 +233,7 @@ class IMessageAdapter:
 
     # --- receiving -------------------------------------------------------------------------
     async def run(self, sink: InboundSink) -> None:
-        backoff = ReceiveBackoff(
-            base=self._retry.base,
-            cap=self._retry.cap,
-            sleep=self._sleep,
-            rng=self._rng,
-            platform="imessage",
-        )
+        backoff = self._retrier.receiving()
         if self._info is None:
             await backoff.call(self.connect)
         if self._cursor is None:
@@ -372,18 +368,7 @@ class IMessageAdapter:
                 except (ValueError, AttributeError):
                     return ""  # sent; the server's answer is just unreadable
 
-            ids.append(
-                await retrying(
-                    once,
-                    deadline=self._retry.deadline,
-                    sleep=self._sleep,
-                    clock=self._clock,
-                    rng=self._rng,
-                    base=self._retry.base,
-                    cap=self._retry.cap,
-                    platform="BlueBubbles",
-                )
-            )
+            ids.append(await self._retrier.run(once))
         return ids
 
     # --- files -----------------------------------------------------------------------------
@@ -417,16 +402,7 @@ class IMessageAdapter:
             except (ValueError, AttributeError):
                 return ""
 
-        return await retrying(
-            once,
-            deadline=self._retry.deadline,
-            sleep=self._sleep,
-            clock=self._clock,
-            rng=self._rng,
-            base=self._retry.base,
-            cap=self._retry.cap,
-            platform="BlueBubbles",
-        )
+        return await self._retrier.run(once)
 
     async def typing(self, chat_id: str) -> None:
         """Only with BlueBubbles' Private API (AppleScript cannot type); else nothing."""
