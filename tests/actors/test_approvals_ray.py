@@ -13,23 +13,19 @@ by name, by a relative path or by its absolute path."""
 from __future__ import annotations
 
 import re
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import msgspec
 import pytest
-import ray
 
-from actors.supervisor import Supervisor
 from moltbot.config.schema import Config
 from moltbot.security.audit import tail
 from moltbot.security.vault import Vault
-from moltbot.supervision.tree import build_tree, root_flags
 from moltbot.tools.scope import relative_folder
 from tests.actors.helpers import wait_for
-from tests.actors.test_channel_actor import RAY_ENV, LoopThread
+from tests.actors.rig import fast_config, running_tree, serving
 from tests.fakes.slack_api import APP_TOKEN, BOT_TOKEN, FakeSlack
 from tests.fakes.telegram_api import DEFAULT_TOKEN, FakeTelegram
 
@@ -73,10 +69,8 @@ class Lab(msgspec.Struct, kw_only=True):
 
 
 def config(tg: FakeTelegram, slack: FakeSlack, workspace: Path) -> Config:
-    fast = {"intensity": 20, "period": 60, "backoff": {"base_s": 0.05, "max_s": 0.5}}
-    return msgspec.convert(
+    return fast_config(
         {
-            "agent": {"provider": "offline", "workers": 1},
             "tools": {
                 "workers": 1,
                 "workspace": str(workspace),
@@ -106,54 +100,22 @@ def config(tg: FakeTelegram, slack: FakeSlack, workspace: Path) -> Config:
                     },
                 ],
             },
-            "supervision": {
-                "root": fast,
-                "agents": fast,
-                "channels": fast,
-                "ping_interval_s": 0.5,
-                "ping_timeout_s": 5.0,
-                "shutdown_s": 3.0,
-                "ready_timeout_s": 120.0,
-            },
-        },
-        type=Config,
+        }
     )
 
 
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
-    loop = LoopThread()
     tg, slack = FakeTelegram(), FakeSlack()
-    for fake in (tg, slack):
-        loop.run(fake.start())
     home = tmp_path_factory.mktemp("approvals-home")
     workspace = home / "workspace"
     workspace.mkdir()
     Vault.create(home).set("slack_bot_token", BOT_TOKEN)
-    cfg = config(tg, slack, workspace)
-    kids = [c for c in build_tree(cfg) if c.id in ("store", "tools", "agents", "channels")]
-    env = {
-        **RAY_ENV,
-        "MOLTBOT_HOME": str(home),
-        "MB_TEST_TG": DEFAULT_TOKEN,
-        "MB_TEST_SLACK_APP": APP_TOKEN,
-    }
-    ns = f"t-{uuid.uuid4().hex[:8]}"
-    root = Supervisor.options(  # type: ignore[attr-defined]
-        name="moltbot", namespace=ns, num_cpus=0, runtime_env={"env_vars": env}
-    ).remote(path="", flags=root_flags(cfg), children=kids, namespace=ns)
-    try:
-        ray.get(root.start_detached.remote())
-        ray.get(root.ready.remote(), timeout=240)
-        yield Lab(loop=loop, tg=tg, slack=slack, home=home, workspace=workspace)
-    finally:
-        try:
-            ray.get(root.stop.remote(), timeout=60)
-        finally:
-            ray.kill(root)
-            for fake in (tg, slack):
-                loop.run(fake.stop())
-            loop.close()
+    env = {"MB_TEST_TG": DEFAULT_TOKEN, "MB_TEST_SLACK_APP": APP_TOKEN}
+    ids = ("store", "tools", "agents", "channels")
+    with serving(tg, slack) as loop:
+        with running_tree(config(tg, slack, workspace), ids, home, env):
+            yield Lab(loop=loop, tg=tg, slack=slack, home=home, workspace=workspace)
 
 
 def approval_request(lab: Lab, command: str, before: int) -> str:

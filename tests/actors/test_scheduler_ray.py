@@ -21,7 +21,6 @@ import pytest
 import ray
 
 from actors.gateway import RayBackend
-from actors.supervisor import Supervisor
 from moltbot.cli import cron_cmd
 from moltbot.cluster.control import tree_control
 from moltbot.config.schema import Config
@@ -29,9 +28,8 @@ from moltbot.schedule.fires import fire_message
 from moltbot.schedule.jobs import Fire, Schedule, make_job
 from moltbot.schedule.service import KV_KEY
 from moltbot.schedule.tools import NOT_OWNER
-from moltbot.supervision.tree import build_tree, root_flags
 from tests.actors.helpers import child, node, tree, wait_for
-from tests.actors.test_channel_actor import RAY_ENV, LoopThread
+from tests.actors.rig import fast_config, running_tree, serving, telegram_main
 from tests.fakes.telegram_api import DEFAULT_TOKEN, FakeTelegram
 
 pytestmark = [pytest.mark.usefixtures("ray_cluster"), pytest.mark.timeout(300)]
@@ -82,57 +80,22 @@ class Rig(msgspec.Struct, kw_only=True):
 
 @pytest.fixture(scope="module")
 def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rig]:
-    loop = LoopThread()
     tg = FakeTelegram()
-    loop.run(tg.start())
     home = tmp_path_factory.mktemp("sched-home")
-    fast = {"intensity": 20, "period": 60, "backoff": {"base_s": 0.05, "max_s": 0.5}}
-    cfg = msgspec.convert(
-        {
-            "agent": {"provider": "offline", "workers": 1},
-            "channels": {
-                "telegram": [
-                    {
-                        "account": "main",
-                        "token": "env:MB_TEST_TG",
-                        "api_base": tg.api_base,
-                        "dm_policy": "open",
-                        "owners": [str(OWNER)],
-                        "poll_timeout_s": 1,
-                        "groups": {"allow": [str(GROUP)]},
-                    },
-                ]
-            },
-            "schedule": {"deliver_to": f"telegram:main:{OWNER}", "heartbeat_minutes": 60},
-            "supervision": {
-                "root": fast,
-                "agents": fast,
-                "channels": fast,
-                "ping_interval_s": 0.5,
-                "ping_timeout_s": 5.0,
-                "shutdown_s": 3.0,
-                "ready_timeout_s": 120.0,
-            },
-        },
-        type=Config,
-    )
-    kids = [c for c in build_tree(cfg) if c.id in ("store", "agents", "channels", "scheduler")]
-    env = {**RAY_ENV, "MOLTBOT_HOME": str(home), "MB_TEST_TG": DEFAULT_TOKEN}
-    ns = f"t-{uuid.uuid4().hex[:8]}"
-    root = Supervisor.options(  # type: ignore[attr-defined]
-        name="moltbot", namespace=ns, num_cpus=0, runtime_env={"env_vars": env}
-    ).remote(path="", flags=root_flags(cfg), children=kids, namespace=ns)
-    try:
-        ray.get(root.start_detached.remote())
-        ray.get(root.ready.remote(), timeout=240)
-        yield Rig(loop=loop, tg=tg, ns=ns, root=root, cfg=cfg)
-    finally:
-        try:
-            ray.get(root.stop.remote(), timeout=60)
-        finally:
-            ray.kill(root)
-            loop.run(tg.stop())
-            loop.close()
+    ids = ("store", "agents", "channels", "scheduler")
+    with serving(tg) as loop:
+        cfg = fast_config(
+            {
+                "channels": {
+                    "telegram": [
+                        telegram_main(tg, owners=[str(OWNER)], groups={"allow": [str(GROUP)]})
+                    ]
+                },
+                "schedule": {"deliver_to": f"telegram:main:{OWNER}", "heartbeat_minutes": 60},
+            }
+        )
+        with running_tree(cfg, ids, home, {"MB_TEST_TG": DEFAULT_TOKEN}) as (root, ns):
+            yield Rig(loop=loop, tg=tg, ns=ns, root=root, cfg=cfg)
 
 
 def iso_in(seconds: float) -> tuple[str, float]:
