@@ -1,0 +1,36 @@
+"""WhatsApp: one channel type, two ways in, chosen per account by ``mode``.
+
+* ``cloud``: the Business Cloud API (``moltbot.channels.whatsapp_cloud``): Meta's webhooks at
+  the gateway, the Graph API out.
+* ``web``: moltbot linked as a device of the user's own WhatsApp
+  (``moltbot.channels.whatsapp_web``), through neonize behind a narrow port.
+"""
+
+from __future__ import annotations
+
+from moltbot.channels.accounts import SecretResolver
+from moltbot.channels.base import ChannelAdapter, CursorStore
+from moltbot.config.schema import WhatsAppAccount
+
+
+def make_whatsapp(
+    acct: WhatsAppAccount, at: str, secret: SecretResolver, *, cursor_store: CursorStore | None
+) -> ChannelAdapter:
+    """The adapter of one configured WhatsApp account (``at``: its JSON path for errors)."""
+    if acct.mode == "cloud":
+        from moltbot.channels.whatsapp_cloud import WhatsAppCloudAdapter
+
+        assert acct.phone_number_id and acct.access_token and acct.app_secret  # the loader
+        assert acct.verify_token  # checked these (moltbot.config.loader._check_whatsapp)
+        return WhatsAppCloudAdapter(
+            account=acct.account,
+            phone_number_id=acct.phone_number_id,
+            access_token=secret(acct.access_token, f"{at}.access_token"),
+            app_secret=secret(acct.app_secret, f"{at}.app_secret"),
+            verify_token=secret(acct.verify_token, f"{at}.verify_token"),
+            api_base=acct.api_base,
+            api_version=acct.api_version,
+        )
+    from moltbot.channels.whatsapp_web import make_web_adapter
+
+    return make_web_adapter(acct, cursor_store=cursor_store)
