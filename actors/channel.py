@@ -34,6 +34,7 @@ from moltbot.channels.accounts import (
     pairing_key,
     policy_for,
 )
+from moltbot.channels.hooks import HookReply, HookRequest
 from moltbot.channels.link import Link
 from moltbot.channels.service import ChannelService, ServiceOptions
 from moltbot.config.refs import resolve_secret
@@ -223,6 +224,15 @@ class ChannelActor(ChildBase):
     async def pairing_deny(self, code: str, by: str = "") -> str:
         await self._ready.wait()
         return await self._need().pairing_deny(code, by)
+
+    async def webhook(self, req: HookRequest) -> HookReply:
+        """A platform's webhook, from the gateway (WhatsApp Cloud): the adapter verifies it and
+        journals its messages through the running service before answering."""
+        handle = getattr(self._service.adapter, "webhook", None) if self._service else None
+        if handle is None:
+            return HookReply(status=503, body="not ready\n")  # Meta delivers it again later
+        reply: HookReply = await handle(req)
+        return reply
 
     async def notify(self, out: OutboundMessage) -> None:
         """Send a system message (an approval request) to one of this account's chats."""

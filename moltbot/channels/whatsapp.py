@@ -11,6 +11,7 @@ from __future__ import annotations
 from moltbot.channels.accounts import SecretResolver
 from moltbot.channels.base import ChannelAdapter, CursorStore
 from moltbot.config.schema import WhatsAppAccount
+from moltbot.errors import ConfigError
 
 
 def make_whatsapp(
@@ -31,6 +32,22 @@ def make_whatsapp(
             api_base=acct.api_base,
             api_version=acct.api_version,
         )
-    from moltbot.channels.whatsapp_web import make_web_adapter
+    from moltbot.channels.whatsapp_neonize import NeonizeClient
+    from moltbot.channels.whatsapp_session import SessionFile, decode_key, key_name
+    from moltbot.channels.whatsapp_web import WhatsAppWebAdapter
 
-    return make_web_adapter(acct, cursor_store=cursor_store)
+    # the session key is made by `moltbot channels login`; missing: the account is parked
+    try:
+        key = decode_key(secret(f"secret:{key_name(acct.account)}", f"{at}.mode"))
+    except ConfigError:
+        raise ConfigError(
+            f"{at}.mode",
+            f"WhatsApp account {acct.account!r} is not linked yet",
+            f"link it: moltbot channels login whatsapp:{acct.account}",
+        ) from None
+    return WhatsAppWebAdapter(
+        account=acct.account,
+        client=NeonizeClient(acct.account),
+        session=SessionFile(acct.account, key),
+        mention_names=acct.mention_names,
+    )
