@@ -26,6 +26,7 @@ COMMAND_MODULES = (
     "moltbot.cli.pairing_cmd",
     "moltbot.cli.doctor_cmd",
     "moltbot.cli.audit_cmd",
+    "moltbot.cli.channels_cmd",
 )
 
 

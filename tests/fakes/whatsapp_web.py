@@ -65,6 +65,7 @@ class FakeWhatsApp:
         self.logged_out = 0
         self.qrs_shown = 0
         self.device: FakeClient | None = None  # the one connected now
+        self.scan_after: int | None = None  # the "phone" scans the n-th QR code by itself
 
     def client(self) -> FakeClient:
         return FakeClient(self)
@@ -148,6 +149,8 @@ class FakeClient:
             self.wa.qrs_shown += 1
             self.push(WaQr(code=f"2@fake-qr-{n},abc,def"))
             await asyncio.sleep(self.wa.qr_every_s)
+            if self.wa.scan_after is not None and n >= self.wa.scan_after:
+                self.link()
 
     def link(self) -> None:
         assert self.db is not None
