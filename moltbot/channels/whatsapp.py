@@ -11,7 +11,7 @@ from __future__ import annotations
 from moltbot.channels.accounts import SecretResolver
 from moltbot.channels.base import ChannelAdapter, CursorStore
 from moltbot.config.schema import WhatsAppAccount
-from moltbot.errors import ConfigError
+from moltbot.errors import ConfigError, VaultError
 
 
 def make_whatsapp(
@@ -51,3 +51,23 @@ def make_whatsapp(
         session=SessionFile(acct.account, key),
         mention_names=acct.mention_names,
     )
+
+
+def check_linked(acct: WhatsAppAccount, secret: SecretResolver) -> tuple[bool, str, str]:
+    """Web mode, for ``moltbot doctor``, without connecting (a second connection of the same
+    device would knock the running one off): (ok, detail, fix)."""
+    from moltbot.channels.whatsapp_session import SessionFile, decode_key, key_name
+
+    fix = f"moltbot channels login whatsapp:{acct.account}"
+    try:
+        key = decode_key(secret(f"secret:{key_name(acct.account)}", "$"))
+    except (ConfigError, VaultError):
+        return False, "not linked (no session key in the vault)", fix
+    session = SessionFile(acct.account, key)
+    if not session.exists():
+        return False, f"not linked (no session at {session.path})", fix
+    try:
+        session.verify()
+    except VaultError as exc:
+        return False, exc.user_message, exc.hint
+    return True, f"linked; session kept encrypted at {session.path}", ""

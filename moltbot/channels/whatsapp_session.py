@@ -109,6 +109,10 @@ class SessionFile:
                 out.write(self._decrypt(self.path.read_bytes()))
         return self.runtime
 
+    def verify(self) -> None:
+        """Check that the saved session decrypts (in memory only; VaultError if not)."""
+        self._decrypt(self.path.read_bytes())
+
     def _decrypt(self, blob: bytes) -> bytes:
         if not blob.startswith(_MAGIC) or len(blob) < len(_MAGIC) + _NONCE + 16:
             raise VaultError(f"{self.path} is damaged", hint=self._relink)
