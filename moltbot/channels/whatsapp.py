@@ -8,8 +8,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from moltbot.channels.accounts import SecretResolver
 from moltbot.channels.base import ChannelAdapter, CursorStore
+from moltbot.channels.whatsapp_port import WaClient
 from moltbot.config.schema import WhatsAppAccount
 from moltbot.errors import ConfigError, VaultError
 
@@ -45,9 +48,16 @@ def make_whatsapp(
             f"WhatsApp account {acct.account!r} is not linked yet",
             f"link it: moltbot channels login whatsapp:{acct.account}",
         ) from None
+    client: WaClient
+    if acct.bridge_socket:
+        from moltbot.channels.whatsapp_bridge import BridgeClient
+
+        client = BridgeClient(Path(acct.bridge_socket).expanduser())
+    else:
+        client = NeonizeClient(acct.account)
     return WhatsAppWebAdapter(
         account=acct.account,
-        client=NeonizeClient(acct.account),
+        client=client,
         session=SessionFile(acct.account, key),
         mention_names=acct.mention_names,
     )

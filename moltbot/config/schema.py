@@ -244,7 +244,8 @@ class WhatsAppAccount(AccountConfig, frozen=True, kw_only=True, forbid_unknown_f
     ``verify_token`` required). ``mode: "web"``: moltbot linked as a device of your own
     WhatsApp by QR (``moltbot channels login whatsapp:<account>``); the device session is
     kept encrypted under MOLTBOT_HOME. ``mention_names``: words that count as a mention in a
-    group (web mode)."""
+    group (web mode). ``bridge_socket``: run the WhatsApp client in a process of its own
+    (``python -m moltbot.channels.whatsapp_bridge``) and reach it on this Unix socket."""
 
     mode: Literal["cloud", "web"]
     phone_number_id: Annotated[str, Meta(pattern=r"^[0-9]{5,20}$")] | None = None
@@ -256,6 +257,7 @@ class WhatsAppAccount(AccountConfig, frozen=True, kw_only=True, forbid_unknown_f
     mention_names: list[Annotated[str, Meta(min_length=1)]] = msgspec.field(
         default_factory=lambda: ["moltbot"]
     )
+    bridge_socket: Annotated[str, Meta(min_length=1)] | None = None
 
 
 class ChannelsConfig(_Section, frozen=True, kw_only=True, forbid_unknown_fields=True):

@@ -282,3 +282,37 @@ def test_neonize_events_become_port_events() -> None:
     assert jid_text(JID(User="", Server="status@broadcast")) == "status@broadcast"
     assert sender_id("15551234567:3@s.whatsapp.net") == "+15551234567"
     assert sender_id("8123@lid") == "8123@lid"
+
+
+async def test_the_port_over_the_bridge_socket(session: SessionFile, tmp_path: Path) -> None:
+    from moltbot.channels.whatsapp_bridge import BridgeClient, serve_bridge
+    from moltbot.messages import OutboundMessage
+
+    wa = FakeWhatsApp()
+    wa.scan_after = 1
+    sock = tmp_path / "run" / "wa.sock"
+    server = await serve_bridge(wa.client, sock)
+    try:
+        assert oct(sock.parent.stat().st_mode & 0o777) == "0o700"
+        assert await link_device(BridgeClient(sock), session, lambda _c: None, timeout_s=5) == ME
+        adapter = WhatsAppWebAdapter(account="home", client=BridgeClient(sock), session=session)
+        got: list[str] = []
+
+        async def sink(msg: Any) -> None:
+            got.append(msg.text)
+
+        try:
+            await adapter.connect()
+            run = asyncio.create_task(adapter.run(sink))
+            msg = wa.deliver("over the bridge")
+            await until(lambda: got == ["over the bridge"] and wa.reads == [msg.id])
+            out = OutboundMessage(channel="whatsapp", account="home", chat_id=ALICE, text="hi")
+            assert len(await adapter.send(out)) == 1 and wa.sent == [(ALICE, "hi")]
+            server.close()  # the bridge process goes away: the run fails, to be restarted
+            with pytest.raises(PlatformUnavailable):
+                await asyncio.wait_for(run, 5)
+        finally:
+            await adapter.close()
+    finally:
+        server.close()
+        await server.wait_closed()
