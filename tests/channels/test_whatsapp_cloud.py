@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -23,6 +24,7 @@ from moltbot.errors import ConfigError, PlatformRejected, PlatformUnavailable, R
 from moltbot.gateway.server import GatewayServer, GatewaySettings
 from moltbot.messages import OutboundMessage
 from moltbot.security.access import AccessPolicy, Pairing
+from moltbot.security.audit import AuditLog, tail
 from tests.channels.test_service import EchoAgent, MemoryStore
 from tests.fakes.whatsapp_api import (
     APP_SECRET,
@@ -46,8 +48,9 @@ GW_TOKEN = "gw-token-0123456789-abcdefghijklmnopqrstuv"
 class Cloud:
     """A gateway whose /hooks/ route reaches one WhatsApp Cloud account's service."""
 
-    def __init__(self, graph: FakeGraph, policy: AccessPolicy) -> None:
+    def __init__(self, graph: FakeGraph, policy: AccessPolicy, folder: Path) -> None:
         self.graph = graph
+        self.log = AuditLog(folder / "audit.jsonl")  # the real log: its kinds are checked
         self.store = MemoryStore()
         self.agent = EchoAgent()
         self.audit: list[tuple[str, dict[str, Any]]] = []
@@ -71,6 +74,7 @@ class Cloud:
         self.store.kv["pairing"] = data
 
     async def _record(self, kind: str, fields: dict[str, Any]) -> None:
+        self.log.append(kind, fields)
         self.audit.append((kind, fields))
 
     async def _route(self, req: HookRequest) -> HookReply:
@@ -104,8 +108,8 @@ async def graph() -> AsyncIterator[FakeGraph]:
 
 
 @pytest.fixture
-async def cloud(graph: FakeGraph) -> AsyncIterator[Cloud]:
-    rig = Cloud(graph, AccessPolicy(dm_policy="open"))
+async def cloud(graph: FakeGraph, tmp_path: Path) -> AsyncIterator[Cloud]:
+    rig = Cloud(graph, AccessPolicy(dm_policy="open"), tmp_path)
     await rig.gateway.start()
     try:
         async with asyncio.TaskGroup() as tg:
@@ -159,6 +163,7 @@ async def test_bad_signature_gets_401_and_an_audit_record(cloud: Cloud) -> None:
     assert fields["reason"] == "bad_signature" and fields["channel"] == "whatsapp"
     assert fields["address"] == "127.0.0.1"
     assert APP_SECRET not in json.dumps(cloud.audit)
+    assert [r["kind"] for r in tail(cloud.log.path, 5)] == ["webhook_refused"]  # throttled
 
 
 async def test_replayed_post_is_not_answered_twice(cloud: Cloud) -> None:
@@ -218,8 +223,8 @@ async def test_webhook_for_another_number_and_media_are_not_answered(cloud: Clou
     assert cloud.store.journal == {}
 
 
-async def test_pairing_policy_applies(graph: FakeGraph) -> None:
-    rig = Cloud(graph, AccessPolicy(dm_policy="allowlist", allow_from=["+15550000000"]))
+async def test_pairing_policy_applies(graph: FakeGraph, tmp_path: Path) -> None:
+    rig = Cloud(graph, AccessPolicy(dm_policy="allowlist", allow_from=["+15550000000"]), tmp_path)
     await rig.gateway.start()
     try:
         async with asyncio.TaskGroup() as tg:

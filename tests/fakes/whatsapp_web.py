@@ -12,8 +12,8 @@ connected wait, as WhatsApp's servers keep them, and are handed over on the next
 
 Test API: ``deliver(text, ...)``, ``scan()``, ``drop()`` (the connection is lost: a
 ``WaDisconnected``; the client reconnects after ``reconnect_s``), ``unlink()`` (the phone
-removes the device: ``WaLoggedOut``), ``fail_sends``, ``sent``, ``reads``, ``typing``,
-``logged_out``.
+removes the device: ``WaLoggedOut``), ``gate`` (sends wait for it), ``fail_sends``, ``sent``,
+``reads``, ``typing``, ``logged_out``.
 """
 
 from __future__ import annotations
@@ -66,6 +66,8 @@ class FakeWhatsApp:
         self.qrs_shown = 0
         self.device: FakeClient | None = None  # the one connected now
         self.scan_after: int | None = None  # the "phone" scans the n-th QR code by itself
+        self.gate: asyncio.Event | None = None  # set: sends wait for it (a send in flight)
+        self.sending = 0  # sends that reached the gate
 
     def client(self) -> FakeClient:
         return FakeClient(self)
@@ -180,6 +182,9 @@ class FakeClient:
     async def send_text(self, chat: str, text: str) -> str:
         if not self.online:
             raise PlatformUnavailable("not connected")
+        if self.wa.gate is not None:
+            self.wa.sending += 1
+            await self.wa.gate.wait()
         if self.wa.fail_sends:
             self.wa.fail_sends -= 1
             raise PlatformUnavailable("WhatsApp did not take the message")
