@@ -228,9 +228,11 @@ class ChannelActor(ChildBase):
     async def webhook(self, req: HookRequest) -> HookReply:
         """A platform's webhook, from the gateway (WhatsApp Cloud): the adapter verifies it and
         journals its messages through the running service before answering."""
-        handle = getattr(self._service.adapter, "webhook", None) if self._service else None
-        if handle is None:
+        if self._service is None:
             return HookReply(status=503, body="not ready\n")  # Meta delivers it again later
+        handle = getattr(self._service.adapter, "webhook", None)
+        if handle is None:  # an account that takes no webhooks (WhatsApp web mode)
+            return HookReply(status=404, body="no such webhook\n")
         reply: HookReply = await handle(req)
         return reply
 

@@ -114,7 +114,14 @@ class HookConnection(ServerConnection):
         if self._mode == "ws":
             super().data_received(data)
             return
+        if self._complete.done():
+            return  # anything past the declared body is ignored
         self._buf += data
+        if len(self._buf) > MAX_HEAD + MAX_BODY:  # never buffered past what may be asked
+            self._complete.set_exception(
+                _Bad(http.HTTPStatus.REQUEST_ENTITY_TOO_LARGE, "too large\n")
+            )
+            return
         if self._mode == "sniff":
             line_end = self._buf.find(b"\r\n")
             if line_end < 0 and len(self._buf) < MAX_HEAD:
@@ -136,10 +143,11 @@ class HookConnection(ServerConnection):
         if self._complete.done():
             return
         end = self._buf.find(b"\r\n\r\n")
-        if end < 0:
+        if end < 0 or end > MAX_HEAD:
             if len(self._buf) > MAX_HEAD:
-                self._complete.set_exception(_Bad(http.HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE,
-                                                  "head too large\n"))  # fmt: skip
+                self._complete.set_exception(
+                    _Bad(http.HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE, "head too large\n")
+                )
             return
         head = self._buf[:end]
         try:

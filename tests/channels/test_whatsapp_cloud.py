@@ -341,3 +341,32 @@ def test_config_requires_cloud_secrets_and_builds_the_adapter() -> None:
         "$.channels.whatsapp[0].verify_token",
     ]
     assert "value-of" not in repr(adapter)
+
+
+async def raw_request(gateway: GatewayServer, data: bytes) -> bytes:
+    reader, writer = await asyncio.open_connection("127.0.0.1", gateway.port)
+    try:
+        writer.write(data)
+        await writer.drain()
+        async with asyncio.timeout(10):
+            return await reader.read()
+    finally:
+        writer.close()
+
+
+async def test_malformed_webhook_requests_are_refused(cloud: Cloud) -> None:
+    hook = b"/hooks/whatsapp/biz"
+    huge_head = b"POST " + hook + b" HTTP/1.1\r\nX-Pad: " + b"a" * 20000 + b"\r\n\r\n"
+    chunked = b"POST " + hook + b" HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"
+    no_length = b"POST " + hook + b" HTTP/1.1\r\nHost: x\r\n\r\n"
+    escape = b"GET /hooks/whatsapp/../../etc/passwd HTTP/1.1\r\nHost: x\r\n\r\n"
+    delete = b"DELETE " + hook + b" HTTP/1.1\r\nContent-Length: 0\r\n\r\n"
+    lying = b"POST " + hook + b" HTTP/1.1\r\nContent-Length: 5\r\n\r\n" + b"{}" + b"x" * 50000
+    answers = [
+        await raw_request(cloud.gateway, r)
+        for r in (huge_head, chunked, no_length, escape, delete, lying)
+    ]
+    status = [a.split(b" ", 2)[1] for a in answers]
+    assert status == [b"431", b"411", b"411", b"404", b"405", b"401"]
+    assert all(b"Content-Security-Policy" in a for a in answers)
+    assert cloud.store.journal == {}
