@@ -6,13 +6,14 @@ rest that file exists only encrypted: ``$MOLTBOT_HOME/whatsapp/<account>.session
 ``whatsapp_session.<account>`` (so a passphrase vault protects it too, and ``moltbot secrets
 delete`` makes the file useless). While the account runs, the plain database lives in a private
 runtime folder, in RAM when ``/dev/shm`` exists (``/dev/shm/moltbot-<uid>/wa-<account>-<pid>``,
-0700, file 0600); it is encrypted back on every ``save`` (the adapter saves after linking,
-every ``save_every_s`` and on stop) and deleted on ``close``. A runtime folder left by a
-process that died is removed by the next ``open`` of the same account.
+0700, file 0600); it is encrypted back on every ``save`` (the adapter saves after connecting,
+within a second of each message, every ``save_every_s`` and on stop) and deleted on
+``close``. A runtime folder left by a process that died is removed by the next ``open`` of the
+same account.
 
 What a crash costs: the runtime copy of a killed process stays in RAM (0700, ours) until the
-next start removes it; session changes since the last save are lost (whatsmeow then asks
-senders to re-encrypt what it cannot decrypt).
+next start removes it; session changes since the last save (about a second) are lost
+(whatsmeow then asks senders to re-encrypt what it cannot decrypt).
 """
 
 from __future__ import annotations

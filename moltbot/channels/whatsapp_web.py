@@ -10,7 +10,8 @@ to the server as it hands a message to Python, so a process killed in that insta
 journal write) loses that one message; after the write, a crash replays it from the journal.
 
 The session (device keys) is kept encrypted (``moltbot.channels.whatsapp_session``): decrypted
-for the run, saved back after connecting, every ``save_every_s`` and on close.
+for the run, saved back after connecting, within ``dirty_save_s`` of each message taken (its
+Signal session moved on), at least every ``save_every_s``, and on close.
 """
 
 from __future__ import annotations
@@ -78,6 +79,7 @@ class WhatsAppWebAdapter:
         session: SessionFile,
         mention_names: list[str] | tuple[str, ...] = ("moltbot",),
         save_every_s: float = 30.0,
+        dirty_save_s: float = 1.0,
         connect_timeout_s: float = 12.0,
         retry: RetryPolicy = DEFAULT_RETRY,
         clock: Clock = SYSTEM_CLOCK,
@@ -92,6 +94,8 @@ class WhatsAppWebAdapter:
             re.compile(rf"(?<!\w)@?(?:{'|'.join(names)})(?!\w)", re.IGNORECASE) if names else None
         )
         self._save_every, self._connect_timeout = save_every_s, connect_timeout_s
+        self._dirty_save = dirty_save_s
+        self._dirty = False  # a message was taken since the last save
         self._retry, self._clock, self._sleep, self._rng = retry, clock, sleep, rng
         self._started = False
         self._me = ""
@@ -170,6 +174,7 @@ class WhatsAppWebAdapter:
                 continue
             if not isinstance(ev, WaMessage):
                 continue
+            self._dirty = True  # whatsmeow's Signal session moved on: saved within a second
             msg = self.to_inbound(ev)
             if msg is None:
                 continue
@@ -180,11 +185,17 @@ class WhatsAppWebAdapter:
                 log.info("whatsapp %s: read receipt not sent: %s", self.account, e.code)
 
     async def _keep_saving(self) -> None:
+        last = self._clock.monotonic()
         while True:
-            await asyncio.sleep(self._save_every)
+            await asyncio.sleep(min(self._dirty_save, self._save_every))
+            if not self._dirty and self._clock.monotonic() - last < self._save_every:
+                continue
+            self._dirty = False
             try:
                 await asyncio.to_thread(self._session.save)
+                last = self._clock.monotonic()
             except Exception:  # a failed snapshot must not stop receiving; the next may work
+                self._dirty = True
                 log.exception("whatsapp %s: session not saved", self.account)
 
     def to_inbound(self, ev: WaMessage) -> InboundMessage | None:

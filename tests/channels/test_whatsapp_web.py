@@ -316,3 +316,30 @@ async def test_the_port_over_the_bridge_socket(session: SessionFile, tmp_path: P
     finally:
         server.close()
         await server.wait_closed()
+
+
+async def test_the_session_is_saved_soon_after_each_message(session: SessionFile) -> None:
+    wa = FakeWhatsApp()
+    await linked(wa, session)
+    adapter = WhatsAppWebAdapter(
+        account="home", client=wa.client(), session=session, save_every_s=600, dirty_save_s=0.05
+    )
+    got: list[str] = []
+
+    async def sink(msg: Any) -> None:
+        got.append(msg.text)
+
+    try:
+        await adapter.connect()
+        saved = session.path.stat().st_mtime_ns
+        run = asyncio.create_task(adapter.run(sink))
+        await asyncio.sleep(0.2)
+        assert session.path.stat().st_mtime_ns == saved  # nothing new: no snapshot
+        wa.deliver("moves the ratchet")
+        await until(lambda: session.path.stat().st_mtime_ns != saved)
+        run.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await run
+    finally:
+        await adapter.close()
+    assert got == ["moves the ratchet"]
