@@ -27,18 +27,56 @@ from urllib.parse import urlsplit
 from websockets.asyncio.server import ServerConnection
 
 from moltbot.channels.hooks import MAX_BODY, HookReply, HookRequest
+from moltbot.clock import Clock
 from moltbot.errors import MoltbotError
 from moltbot.gateway.http import response, secure_headers
+from moltbot.security.ratelimit import TokenBucket, client_key
 
 log = logging.getLogger("moltbot.gateway")
 
 Hooks = Callable[[HookRequest], Awaitable[HookReply]]
+Record = Callable[[str, dict[str, Any]], None]
 HOOK_PREFIX = b"/hooks/"
 MAX_HEAD = 16 * 1024
 HOOK_TIMEOUT_S = 8.0
+REFUSAL_AUDIT_S = 60.0  # one webhook_refused record per address and minute at most
+MAX_CLIENTS = 1024  # addresses remembered by the limiter and the audit throttle
 _ROUTE = re.compile(
     r"^/hooks/(?P<channel>[a-z][a-z0-9_-]{0,31})/(?P<account>[A-Za-z0-9][A-Za-z0-9_.-]{0,63})/?$"
 )
+
+
+class HookGate:
+    """What stands between the socket and the channels' webhooks: no router, 404; a token
+    bucket per address (IPv6: per /64), 429 past it; a refusal the channel reports (a bad
+    signature) is audited, at most once a minute per address."""
+
+    def __init__(
+        self, hooks: Hooks | None, record: Record, clock: Clock, rate: float, burst: int
+    ) -> None:
+        self._hooks, self._record, self._clock = hooks, record, clock
+        self._rate, self._burst = rate, burst
+        self._buckets: dict[str, TokenBucket] = {}
+        self._audited: dict[str, float] = {}
+
+    async def __call__(self, req: HookRequest) -> HookReply:
+        if self._hooks is None:
+            return HookReply(status=404, body="no webhooks here\n")
+        key = client_key(req.address)
+        if len(self._buckets) >= MAX_CLIENTS and key not in self._buckets:
+            self._buckets.clear()
+        bucket = self._buckets.setdefault(key, TokenBucket(self._rate, self._burst, self._clock))
+        if bucket.take() > 0:
+            return HookReply(status=429, body="slow down\n")
+        reply = await self._hooks(req)
+        if reply.audit is not None:
+            now = self._clock.monotonic()
+            if now - self._audited.get(key, -REFUSAL_AUDIT_S) >= REFUSAL_AUDIT_S:
+                if len(self._audited) >= MAX_CLIENTS:
+                    self._audited.clear()
+                self._audited[key] = now
+                self._record("webhook_refused", dict(reply.audit))
+        return reply
 
 
 class _Bad(Exception):
@@ -205,7 +243,7 @@ class HookConnection(ServerConnection):
         except _Bad as bad:
             return HookReply(status=bad.status.value, body=bad.text)
         hooks = type(self).hooks
-        if hooks is None:
+        if hooks is None:  # pragma: no cover - connection_class always sets it
             return HookReply(status=404, body="no webhooks here\n")
         try:
             async with asyncio.timeout(HOOK_TIMEOUT_S):

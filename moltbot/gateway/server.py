@@ -40,7 +40,7 @@ from moltbot.errors import (
 from moltbot.gateway import frames as f
 from moltbot.gateway.auth import Authenticator, Login, WebSessions, check_secrets
 from moltbot.gateway.backend import Backend
-from moltbot.gateway.hooks import HookReply, HookRequest, Hooks, connection_class
+from moltbot.gateway.hooks import HookGate, Hooks, connection_class
 from moltbot.gateway.http import HttpFront, response, secure_headers
 from moltbot.gateway.methods import CallContext, Dispatcher
 from moltbot.netaddr import is_loopback
@@ -150,7 +150,6 @@ class GatewayServer:
     ) -> None:
         self.settings = settings
         self._audit = audit
-        self._hooks = hooks  # /hooks/<channel>/<account>: moltbot.gateway.hooks
         self._audit_q: asyncio.Queue[tuple[str, dict[str, Any]]] = asyncio.Queue(AUDIT_QUEUE)
         self._backend = backend
         self._ssl = ssl_context
@@ -180,6 +179,10 @@ class GatewayServer:
         self._waiting: dict[int, str] = {}  # id(connection) -> address, until it logged in
         self._refusals: dict[str, float] = {}  # client -> when its refusal was last audited
         self.port = settings.port
+        # /hooks/<channel>/<account> (moltbot.gateway.hooks): rate-limited, refusals audited
+        self._hooks = HookGate(
+            hooks, self._record, clock, settings.rate_per_second, settings.rate_burst
+        )
 
     # --- lifecycle ------------------------------------------------------------------------
     @property
@@ -212,7 +215,7 @@ class GatewayServer:
                 compression=None,
                 max_size=s.max_frame_bytes,
                 ssl=self._ssl,
-                create_connection=connection_class(self._hook),
+                create_connection=connection_class(self._hooks),
             )
         except OSError as exc:  # mapped here, once: the user sees the address and the fix
             in_use = exc.errno == errno.EADDRINUSE
@@ -280,28 +283,15 @@ class GatewayServer:
         if address is not None:
             self._admission.leave(address)
 
-    def _first_in_a_while(self, key: str) -> bool:
-        now = self._clock.monotonic()
+    def _audit_refusal(self, address: str, why: str) -> None:
+        key, now = client_key(address), self._clock.monotonic()
         if now - self._refusals.get(key, -REFUSAL_AUDIT_S) < REFUSAL_AUDIT_S:
-            return False
+            return
         if len(self._refusals) >= 1024:
             self._refusals.clear()
         self._refusals[key] = now
-        return True
-
-    def _audit_refusal(self, address: str, why: str) -> None:
-        if not self._first_in_a_while(client_key(address)):
-            return
         self._record("auth_failed", {"address": address, "reason": "too_many_unauthenticated",
                                      "detail": why})  # fmt: skip
-
-    async def _hook(self, req: HookRequest) -> HookReply:
-        """A webhook for its channel; a refusal (bad signature) is audited like a refused
-        socket: once a minute per address at most."""
-        reply = await self._hooks(req) if self._hooks else HookReply(status=404, body="none\n")
-        if reply.audit is not None and self._first_in_a_while(f"hook:{client_key(req.address)}"):
-            self._record("webhook_refused", dict(reply.audit))
-        return reply
 
     # --- events ---------------------------------------------------------------------------
     async def _fanout(self) -> None:

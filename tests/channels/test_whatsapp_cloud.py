@@ -370,3 +370,19 @@ async def test_malformed_webhook_requests_are_refused(cloud: Cloud) -> None:
     assert status == [b"431", b"411", b"411", b"404", b"405", b"401"]
     assert all(b"Content-Security-Policy" in a for a in answers)
     assert cloud.store.journal == {}
+
+
+async def test_a_flood_of_webhook_posts_is_rate_limited(cloud: Cloud) -> None:
+    body = raw("flood")
+    async with httpx.AsyncClient() as client:
+        codes = [
+            (
+                await client.post(cloud.url, content=body, headers={"X-Hub-Signature-256": "x"})
+            ).status_code
+            for _ in range(120)
+        ]
+    assert set(codes) == {401, 429} and codes[0] == 401 and codes.count(429) > 20
+    assert cloud.store.journal == {}
+    await until(lambda: cloud.audit != [])
+    await asyncio.sleep(0.1)
+    assert len(cloud.audit) == 1  # one record per address and minute, not one per post
