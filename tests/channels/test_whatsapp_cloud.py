@@ -50,7 +50,7 @@ class Cloud:
 
     def __init__(self, graph: FakeGraph, policy: AccessPolicy, folder: Path) -> None:
         self.graph = graph
-        self.log = AuditLog(folder / "audit.jsonl")  # the real log: its kinds are checked
+        self.log = AuditLog(folder / "audit" / "audit.jsonl")  # the real log: kinds checked
         self.store = MemoryStore()
         self.agent = EchoAgent()
         self.audit: list[tuple[str, dict[str, Any]]] = []
