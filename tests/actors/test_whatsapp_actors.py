@@ -55,6 +55,7 @@ class Rig(msgspec.Struct, kw_only=True):
     loop: Any
     graph: Any
     wa: Any
+    wa2: Any  # a second "WhatsApp" for the account linked while the tree runs
     home: Path
     ns: str
     root: Any
@@ -73,12 +74,14 @@ class Rig(msgspec.Struct, kw_only=True):
 @pytest.fixture(scope="module")
 def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rig]:
     loop = LoopThread()
-    graph, wa = FakeGraph(), FakeWhatsApp()
-    wa.scan_after = 1
+    graph, wa, wa2 = FakeGraph(), FakeWhatsApp(), FakeWhatsApp()
+    wa.scan_after = wa2.scan_after = 1
     loop.run(graph.start())
     home = tmp_path_factory.mktemp("wa-home")
     sock = Path(tmp_path_factory.mktemp("wa-run")) / "bridge" / "wa.sock"
     bridge = loop.run(serve_bridge(wa.client, sock))
+    sock2 = sock.parent / "wa2.sock"
+    bridge2 = loop.run(serve_bridge(wa2.client, sock2))
     vault = Vault.create(home)
     vault.set("gateway_token", "gw-" + uuid.uuid4().hex * 2)
     key = new_key()  # linked as `moltbot channels login` does it, with the fake at the port
@@ -107,6 +110,12 @@ def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rig]:
                         "account": "home",
                         "mode": "web",
                         "bridge_socket": str(sock),
+                        "dm_policy": "open",
+                    },
+                    {
+                        "account": "later",
+                        "mode": "web",
+                        "bridge_socket": str(sock2),
                         "dm_policy": "open",
                     },
                 ]
@@ -139,13 +148,16 @@ def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rig]:
         ray.get(root.start_detached.remote())
         ray.get(root.ready.remote(), timeout=240)
         hook = f"http://127.0.0.1:{port}/hooks/whatsapp/biz"
-        yield Rig(loop=loop, graph=graph, wa=wa, home=home, ns=ns, root=root, hook_url=hook)
+        yield Rig(
+            loop=loop, graph=graph, wa=wa, wa2=wa2, home=home, ns=ns, root=root, hook_url=hook
+        )
     finally:
         try:
             ray.get(root.stop.remote(), timeout=60)
         finally:
             ray.kill(root)
             bridge.close()
+            bridge2.close()
             loop.run(graph.stop())
             loop.close()
 
@@ -197,3 +209,21 @@ def test_web_crash_mid_message_is_answered_exactly_once(rig: Rig) -> None:
     assert rig.web_replies() == Counter({ECHO + "before": 1, ECHO + "mid crash": 1})
     assert all(chat == ALICE for chat, _t in rig.wa.sent)
     assert (rig.home / "whatsapp" / "home.session").is_file()
+
+
+def test_an_unlinked_account_is_parked_with_the_fix_and_starts_once_linked(rig: Rig) -> None:
+    path = "channels/whatsapp:later"
+
+    def link_state() -> dict[str, Any]:
+        status: dict[str, Any] = ray.get(child(rig.ns, path).status.remote(), timeout=10)
+        return dict(status.get("link") or {})
+
+    wait_for(lambda: link_state().get("state") == "rejected", 60, "parked")
+    assert "moltbot channels login whatsapp:later" in link_state()["fix"]
+    key = new_key()  # what `moltbot channels login whatsapp:later` does, with the fake
+    session = SessionFile("later", decode_key(key), home=rig.home)
+    rig.loop.run(link_device(rig.wa2.client(), session, lambda _code: None, timeout_s=10))
+    Vault.open(rig.home).set(key_name("later"), key)  # the actor sees the vault change
+    wait_for(lambda: link_state().get("state") == "connected", 60, "started once linked")
+    rig.loop.call(rig.wa2.deliver, "now linked")
+    wait_for(lambda: [t for _c, t in rig.wa2.sent] == [ECHO + "now linked"], 60, "answered")
