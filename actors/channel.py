@@ -34,6 +34,7 @@ from moltbot.channels.accounts import (
     pairing_key,
     policy_for,
 )
+from moltbot.channels.hooks import HookReply, HookRequest
 from moltbot.channels.link import Link
 from moltbot.channels.media_step import send_file
 from moltbot.channels.service import ChannelService, ServiceOptions
@@ -239,6 +240,17 @@ class ChannelActor(ChildBase):
         """Answer a message the scheduler journaled for this account (``ChannelService.take``)."""
         await self._ready.wait()
         return await self._need().take(msg)
+
+    async def webhook(self, req: HookRequest) -> HookReply:
+        """A platform's webhook, from the gateway (WhatsApp Cloud): the adapter verifies it and
+        journals its messages through the running service before answering."""
+        if self._service is None:
+            return HookReply(status=503, body="not ready\n")  # Meta delivers it again later
+        handle = getattr(self._service.adapter, "webhook", None)
+        if handle is None:  # an account that takes no webhooks (WhatsApp web mode)
+            return HookReply(status=404, body="no such webhook\n")
+        reply: HookReply = await handle(req)
+        return reply
 
     async def notify(self, out: OutboundMessage) -> None:
         """Send a system message (an approval request) to one of this account's chats."""

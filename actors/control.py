@@ -420,9 +420,15 @@ def stop_head(head: Head, home: Path | None = None) -> int:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(head.pgid, signal.SIGTERM)
         procs = head_processes(head)
+        ours = [p for p in procs if _is_vault_agent(p)]  # a session of its own: not in the group
+        for proc in ours:
+            with contextlib.suppress(psutil.Error):
+                proc.terminate()  # it ends cleanly on SIGTERM (removes its socket)
         # the tree is stopped and its state on disk: Ray's own processes hold nothing to save
         # (the GCS is in memory), and some take seconds to end on SIGTERM (measured: 3.5 s)
         _gone, alive = psutil.wait_procs(procs, timeout=HEAD_TERM_GRACE_S)
+        psutil.wait_procs(ours, timeout=5.0)  # the vault agent gets its time
+        alive = [p for p in alive if p not in ours or _running(p)]
         for proc in alive:
             with contextlib.suppress(psutil.Error):
                 proc.kill()
@@ -431,6 +437,13 @@ def stop_head(head: Head, home: Path | None = None) -> int:
         with contextlib.suppress(FileNotFoundError):
             _head_file(home).unlink()
     return len([p for p in head_processes(head) if _running(p)]) if head.pgid else 0
+
+
+def _is_vault_agent(proc: psutil.Process) -> bool:
+    try:
+        return "moltbot.security.vault_agent" in " ".join(proc.cmdline())
+    except psutil.Error:
+        return False
 
 
 def _running(proc: psutil.Process) -> bool:

@@ -13,6 +13,7 @@ from actors import routing
 from actors.audit import AuditForwarder
 from actors.base import CHILD_OPTIONS, ChildBase
 from moltbot.agent import profiles
+from moltbot.channels.hooks import HookReply, HookRequest
 from moltbot.config.schema import Config
 from moltbot.errors import NotFound, Unavailable
 from moltbot.gateway.backend import JSON, BaseBackend
@@ -26,6 +27,7 @@ SUPERVISORS = ("", "agents", "tools", "channels", "plugins")
 EVENT_POLL_S = 0.5
 APPROVALS_POLL_S = 1.0  # how long one look at the pending approvals may take
 PLUGIN_DEADLINE_S = 10.0  # waiting for a restarting plugin before a method call gives up
+HOOK_DEADLINE_S = 7.0  # below the gateway's own webhook timeout
 
 
 def web_session(session: str) -> str:
@@ -218,6 +220,7 @@ class GatewayActor(ChildBase):
             RayBackend(self.cfg, self.namespace),
             ssl_context=ssl_from_config(self.cfg),
             audit=self._audit.send,  # the server queues its records; it never waits on them
+            hooks=self._webhook,
         )
         await self.server.start()
 
@@ -228,6 +231,17 @@ class GatewayActor(ChildBase):
         finally:
             await self.server.stop()
             await self._audit.aclose()
+
+    async def _webhook(self, req: HookRequest) -> HookReply:
+        """A webhook to the channel account it names (``channels/<channel>:<account>``), which
+        verifies and journals it; 404 for an account not configured here."""
+        cid = f"{req.channel}:{req.account}"
+        if cid not in {c for c, _kind, _acct in channel_ids(self.cfg)}:
+            return HookReply(status=404, body="no such webhook\n")
+        reply: HookReply = await routing.call(
+            self.namespace, f"channels/{cid}", "webhook", req, deadline_s=HOOK_DEADLINE_S
+        )
+        return reply
 
     async def url(self) -> str:
         return self.server.url if self.server else ""

@@ -20,6 +20,7 @@ from moltbot.config.schema import (
     SignalAccount,
     SlackAccount,
     TelegramAccount,
+    WhatsAppAccount,
 )
 from moltbot.security.access import AccessPolicy, Pairing
 
@@ -123,6 +124,10 @@ def make_adapter(
             api_base=acct.api_base,
             catch_up_max=acct.catch_up_max,
         )
+    if channel == "whatsapp" and isinstance(acct, WhatsAppAccount):
+        from moltbot.channels.whatsapp import make_whatsapp
+
+        return make_whatsapp(acct, at, secret, cursor_store=cursor_store)
     raise ValueError(f"unknown channel type {channel!r}")
 
 

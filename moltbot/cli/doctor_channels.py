@@ -23,6 +23,11 @@ async def _probe(
 ) -> tuple[str, str, str, str] | None:
     """(status, name, detail, fix) for one account; None when its secrets do not resolve."""
     name = f"channel {kind}:{acct.account}"
+    if kind == "whatsapp" and acct.mode == "web":  # never a second connection of the device
+        from moltbot.channels.whatsapp import check_linked
+
+        ok, detail, fix = check_linked(acct, secret)
+        return ("ok" if ok else "FAIL"), name, detail, fix
     try:
         adapter = make_adapter(kind, index, acct, secret, cursor_store=MemoryCursors())
     except (ConfigError, VaultError):
@@ -49,6 +54,9 @@ async def _probe(
     finally:
         await adapter.close()
     who = me.get("username") or me.get("name") or me.get("id") or "ok"
+    if kind == "whatsapp":  # cloud: Meta must reach the gateway's webhook
+        hook = f"/hooks/whatsapp/{acct.account}"
+        return "ok", name, f"connected as {who}; Meta must reach https://<public name>{hook}", ""
     return "ok", name, f"connected as {who}", ""
 
 

@@ -27,6 +27,7 @@ COMMAND_MODULES = (
     "moltbot.cli.cron_cmd",
     "moltbot.cli.doctor_cmd",
     "moltbot.cli.audit_cmd",
+    "moltbot.cli.channels_cmd",
 )
 
 

@@ -119,8 +119,28 @@ def check_config(cfg: Config) -> None:
         [a.number for a in cfg.channels.signal],
         "configure each Signal number once",
     )
+    _check_whatsapp(cfg)
     _unique("$.plugins", "name", [p.name for p in cfg.plugins], "give each plugin its own name")
     check_schedule(cfg)
+
+
+def _check_whatsapp(cfg: Config) -> None:
+    """A cloud account needs its number id and three secrets (Meta's app dashboard)."""
+    for i, acct in enumerate(cfg.channels.whatsapp):
+        if acct.mode != "cloud":
+            continue
+        for key, example in (
+            ("phone_number_id", '"109876543210" (WhatsApp > API Setup > Phone number ID)'),
+            ("access_token", '"secret:whatsapp_access_token"'),
+            ("app_secret", '"secret:whatsapp_app_secret" (App settings > Basic > App secret)'),
+            ("verify_token", '"secret:whatsapp_verify_token" (any random string you choose)'),
+        ):
+            if getattr(acct, key) is None:
+                raise ConfigError(
+                    f"$.channels.whatsapp[{i}].{key}",
+                    f"a cloud-mode WhatsApp account needs {key}",
+                    f'set "{key}": {example}',
+                )
 
 
 # --- loading -------------------------------------------------------------------------------

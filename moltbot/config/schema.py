@@ -273,16 +273,39 @@ class DiscordAccount(AccountConfig, frozen=True, kw_only=True, forbid_unknown_fi
     catch_up_max: Annotated[int, Meta(ge=0, le=10000)] = 200
 
 
+class WhatsAppAccount(AccountConfig, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """WhatsApp. ``mode: "cloud"``: the Business Cloud API (Meta calls the gateway's
+    ``/hooks/whatsapp/<account>``; ``phone_number_id``, ``access_token``, ``app_secret`` and
+    ``verify_token`` required). ``mode: "web"``: moltbot linked as a device of your own
+    WhatsApp by QR (``moltbot channels login whatsapp:<account>``); the device session is
+    kept encrypted under MOLTBOT_HOME. ``mention_names``: words that count as a mention in a
+    group (web mode). ``bridge_socket``: run the WhatsApp client in a process of its own
+    (``python -m moltbot.channels.whatsapp_bridge``) and reach it on this Unix socket."""
+
+    mode: Literal["cloud", "web"]
+    phone_number_id: Annotated[str, Meta(pattern=r"^[0-9]{5,20}$")] | None = None
+    access_token: SecretRef | None = None
+    app_secret: SecretRef | None = None
+    verify_token: SecretRef | None = None
+    api_base: str = "https://graph.facebook.com"
+    api_version: Annotated[str, Meta(pattern=r"^v[0-9]{1,3}\.[0-9]{1,2}$")] = "v21.0"
+    mention_names: list[Annotated[str, Meta(min_length=1)]] = msgspec.field(
+        default_factory=lambda: ["moltbot"]
+    )
+    bridge_socket: Annotated[str, Meta(min_length=1)] | None = None
+
+
 class ChannelsConfig(_Section, frozen=True, kw_only=True, forbid_unknown_fields=True):
     telegram: list[TelegramAccount] = []
     slack: list[SlackAccount] = []
     signal: list[SignalAccount] = []
     imessage: list[IMessageAccount] = []
     discord: list[DiscordAccount] = []
+    whatsapp: list[WhatsAppAccount] = []
 
 
 # the built-in channel types: each a list of accounts under "channels"
-CHANNEL_KINDS = ("telegram", "slack", "signal", "imessage", "discord")
+CHANNEL_KINDS = ("telegram", "slack", "signal", "imessage", "discord", "whatsapp")
 
 
 # --- tools ---------------------------------------------------------------------------------

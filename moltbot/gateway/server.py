@@ -40,6 +40,7 @@ from moltbot.errors import (
 from moltbot.gateway import frames as f
 from moltbot.gateway.auth import Authenticator, Login, WebSessions, check_secrets
 from moltbot.gateway.backend import Backend
+from moltbot.gateway.hooks import HookGate, Hooks, connection_class
 from moltbot.gateway.http import HttpFront, response, secure_headers
 from moltbot.gateway.methods import CallContext, Dispatcher
 from moltbot.netaddr import is_loopback
@@ -145,6 +146,7 @@ class GatewayServer:
         ssl_context: ssl.SSLContext | None = None,
         clock: Clock = SYSTEM_CLOCK,
         audit: Audit | None = None,
+        hooks: Hooks | None = None,
     ) -> None:
         self.settings = settings
         self._audit = None if audit is None else AuditQueue(audit, source="gateway")
@@ -176,6 +178,10 @@ class GatewayServer:
         self._waiting: dict[int, str] = {}  # id(connection) -> address, until it logged in
         self._refusals: dict[str, float] = {}  # client -> when its refusal was last audited
         self.port = settings.port
+        # /hooks/<channel>/<account> (moltbot.gateway.hooks): rate-limited, refusals audited
+        self._hooks = HookGate(
+            hooks, self._record, clock, settings.rate_per_second, settings.rate_burst
+        )
 
     # --- lifecycle ------------------------------------------------------------------------
     @property
@@ -208,6 +214,7 @@ class GatewayServer:
                 compression=None,
                 max_size=s.max_frame_bytes,
                 ssl=self._ssl,
+                create_connection=connection_class(self._hooks),
             )
         except OSError as exc:  # mapped here, once: the user sees the address and the fix
             in_use = exc.errno == errno.EADDRINUSE

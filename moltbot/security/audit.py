@@ -68,6 +68,7 @@ KINDS = frozenset(
         "supervision",
         "plugin_denied",
         "channel",
+        "webhook_refused",
     }
 )
 _KEYS = frozenset({"seq", "ts", "kind", "fields", "prev", "hash"})  # a legacy record

