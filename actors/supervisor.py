@@ -14,7 +14,6 @@ import time
 from collections import deque
 from typing import Any
 
-import msgspec
 import ray
 
 from actors import metrics, routing
@@ -23,17 +22,17 @@ from actors.base import CHILD_OPTIONS, ChildBase
 from actors.exits import hint_of, reason_of, start_error_of
 from actors.registry import actor_class, actor_name, clear_alias, set_alias, standby_name
 from actors.standby import Standby, wanted
+from actors.supervisor_status import SupervisorStatus
 from moltbot.errors import ChildStartError, EscalationError, SupervisionError
 from moltbot.supervision.backoff import delay as backoff_delay
 from moltbot.supervision.memory import memory_exit
 from moltbot.supervision.policy import Action, consecutive_restarts, decide
-from moltbot.supervision.spec import ChildSpec, ChildType, Exit, ExitKind, SupervisorFlags
+from moltbot.supervision.spec import ChildSpec, Exit, ExitKind, SupervisorFlags
 from moltbot.supervision.tree import is_placement
 
 log = logging.getLogger("moltbot.supervisor")
 NAME_RETRY_S = 10.0
 EVENTS_KEPT = 200
-FIGURES_TIMEOUT_S = 0.5
 STANDBY_DELAY_S = 1.0  # at least this long after its child started (its backlog first)
 
 
@@ -58,7 +57,7 @@ class Record:
 
 
 @ray.remote(**CHILD_OPTIONS)
-class Supervisor(ChildBase):
+class Supervisor(SupervisorStatus, ChildBase):
     def __init__(
         self,
         *,
@@ -86,13 +85,14 @@ class Supervisor(ChildBase):
         try:
             async with asyncio.TaskGroup() as tg:
                 self._tg = tg
-                if self.flags.concurrent_start:
-                    async with asyncio.TaskGroup() as starting:  # one failure cancels the rest
-                        for rec in self.records:
-                            starting.create_task(self._start(rec))
-                else:
-                    for rec in self.records:
-                        await self._start(rec)
+                first, together = self.flags.start_groups([r.spec.id for r in self.records])
+                for rec in map(self._find, first):
+                    assert rec is not None
+                    await self._start(rec)
+                async with asyncio.TaskGroup() as starting:  # one failure cancels the rest
+                    for rec in map(self._find, together):
+                        assert rec is not None
+                        starting.create_task(self._start(rec))
                 self._up.set()
                 while True:
                     child_id, gen, exit = await self._inbox.get()
@@ -394,14 +394,15 @@ class Supervisor(ChildBase):
                 return
 
     async def _stop_all(self, ids: list[str]) -> None:
-        recs = [r for r in map(self._find, ids) if r is not None]
-        if self.flags.concurrent_start:
-            # a pool of independent workers stops them together, as OTP's simple_one_for_one
-            # does (no order among them): a stop then takes one shutdown, not one per child
-            await asyncio.gather(*(self._stop_child(r) for r in recs))
-            return
-        for rec in recs:
-            await self._stop_child(rec)
+        """Stop ``ids`` (given in stop order): children that started together stop together,
+        as OTP's simple_one_for_one does (no order among them: a stop takes one shutdown, not
+        one per child), then those started in order, in reverse."""
+        first, _together = self.flags.start_groups([r.spec.id for r in self.records])
+        together = [r for r in map(self._find, ids) if r is not None and r.spec.id not in first]
+        await asyncio.gather(*(self._stop_child(r) for r in together))
+        for rec in map(self._find, [i for i in ids if i in first]):
+            if rec is not None:
+                await self._stop_child(rec)
 
     async def _stop_child(self, rec: Record) -> None:
         if rec.handle is None:
@@ -436,62 +437,3 @@ class Supervisor(ChildBase):
         log.info("supervision %s %s %s", what, ev["child"], extra or "")
         # to the audit log, in order; supervision never waits for it (a full queue drops)
         self._audit.record("supervision", {"supervisor": actor_name(self.path), **ev})
-
-    # --- introspection -----------------------------------------------------------------------
-    async def status(self) -> dict[str, Any]:
-        now = time.time()
-        children = []
-        figures = await asyncio.gather(*(self._figures(r) for r in self.records))
-        for rec, figs in zip(self.records, figures, strict=True):
-            entry: dict[str, Any] = {
-                "name": actor_name(self._child_path(rec)),
-                "id": rec.spec.id,
-                "kind": rec.spec.kind,
-                "state": rec.state,
-                "restarts": rec.restarts,
-                "node": rec.info.get("node", ""),
-                "pid": rec.info.get("pid", 0),
-                "uptime": round(now - rec.started_at, 1) if rec.state == "running" else 0.0,
-                "last_exit": rec.last_exit,
-            }
-            if rec.spec.max_memory_mb and rec.mem_mb and rec.state == "running":
-                entry["memory"] = {"mb": round(rec.mem_mb, 1), "max_mb": rec.spec.max_memory_mb}
-            if figs:
-                entry["figures"] = figs
-            if rec.name and rec.name != entry["name"]:
-                entry["ray_name"] = rec.name  # a promoted standby keeps its own Ray name
-            if rec.standby is not None:
-                entry["standby"] = rec.standby.state()
-                entry["standby_name"] = rec.standby.name
-            handle = rec.handle if rec.handle is not None else rec.launching
-            if rec.spec.child_type == ChildType.SUPERVISOR and handle is not None:
-                try:
-                    sub = await asyncio.wait_for(asyncio.ensure_future(handle.status.remote()), 5.0)
-                    entry["children"] = sub["children"]
-                    entry["strategy"] = sub["strategy"]
-                except Exception:
-                    entry["children"] = []
-            children.append(entry)
-        return {
-            "name": actor_name(self.path),
-            "strategy": self.flags.strategy.value,
-            "children": children,
-        }
-
-    async def _figures(self, rec: Record) -> dict[str, Any]:
-        """The child's ``figures()`` within a short timeout; {} on any failure."""
-        if rec.handle is None or rec.state != "running":
-            return {}
-        try:
-            figs = await asyncio.wait_for(
-                asyncio.ensure_future(rec.handle.figures.remote()), FIGURES_TIMEOUT_S
-            )
-        except Exception:  # slow, dead, or no such method: status still answers
-            return {}
-        return dict(figs) if isinstance(figs, dict) else {}
-
-    async def recent_events(self, since: int = 0) -> list[dict[str, Any]]:
-        return [e for e in self.events if e["seq"] > since]
-
-    async def spec_of(self) -> list[dict[str, Any]]:
-        return [msgspec.to_builtins(r.spec) for r in self.records]

@@ -68,6 +68,16 @@ class SupervisorFlags(SupervisorConfig, frozen=True, kw_only=True):
     # handshake; the supervisor is started when all are). Only for pools of independent
     # workers (channels, agents, sandboxes, plugins): siblings that use each other start in order.
     concurrent_start: bool = False
+    # With concurrent_start: the first ``ordered_first`` children start one after another
+    # before the others start together, and stop after them (the root's store: every other
+    # child writes to it, none needs another at start)
+    ordered_first: int = 0
+
+    def start_groups(self, ids: list[str]) -> tuple[list[str], list[str]]:
+        """(started in order first, then together) of children ``ids`` in start order."""
+        if not self.concurrent_start:
+            return ids, []
+        return ids[: self.ordered_first], ids[self.ordered_first :]
 
 
 class ChildSpec(msgspec.Struct, frozen=True, kw_only=True):

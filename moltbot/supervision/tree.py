@@ -196,4 +196,10 @@ def _holding(spec: ChildSpec, resource: str, offered: dict[str, float]) -> Child
 
 
 def root_flags(cfg: Config) -> SupervisorFlags:
-    return flags_from(cfg, cfg.supervision.root)
+    """The root's flags. Under one_for_one its children are independent once the store runs
+    (each reaches the others only when a message needs them, and waits for them then): the
+    store starts first, the others together (a cold start here: 16.5 s one by one)."""
+    flags = flags_from(cfg, cfg.supervision.root)
+    if cfg.supervision.root.strategy != Strategy.ONE_FOR_ONE:
+        return flags
+    return msgspec.structs.replace(flags, concurrent_start=True, ordered_first=1)

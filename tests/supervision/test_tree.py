@@ -52,9 +52,14 @@ def test_tree_shape_follows_the_design() -> None:
     flags = channels.args["flags"]
     assert flags.strategy == Strategy.ONE_FOR_ONE and flags.intensity == 7 and flags.period == 9
     assert root_flags(cfg).strategy == Strategy.ONE_FOR_ONE
-    # the pools start their children together, the root (store before gateway ...) in order
+    # the pools start their children together; the root starts the store, then the rest together
     assert flags.concurrent_start and by_id["agents"].args["flags"].concurrent_start
-    assert not root_flags(cfg).concurrent_start
+    root = root_flags(cfg)
+    ids = [c.id for c in build_tree(cfg)]
+    assert root.start_groups(ids) == (["store"], ids[1:]) and ids[0] == "store"
+    # a root whose children the user says depend on each other starts them in order
+    ordered = load_config_text('{"supervision": {"root": {"strategy": "rest_for_one"}}}')
+    assert root_flags(ordered).start_groups(ids) == (ids, [])
 
 
 def test_a_pool_whose_children_depend_on_each_other_starts_them_in_order() -> None:
@@ -76,7 +81,8 @@ def test_every_child_names_the_actor_kind_that_runs_it() -> None:
 
 def test_flags_and_child_timeouts_default_to_the_configs() -> None:
     cfg = load_config_text("{}")
-    assert root_flags(cfg) == SupervisorFlags()
+    together = {"concurrent_start": True, "ordered_first": 1}  # the store first
+    assert root_flags(cfg) == SupervisorFlags(**together)
     defaults = SupervisionConfig()
     spec = ChildSpec(id="w", kind="worker")
     assert spec.ready_timeout == defaults.ready_timeout_s == 120.0
@@ -84,7 +90,7 @@ def test_flags_and_child_timeouts_default_to_the_configs() -> None:
     store = build_tree(cfg)[0]
     assert (store.ready_timeout, store.shutdown) == (spec.ready_timeout, spec.shutdown)
     custom = load_config_text('{"supervision": {"root": {"intensity": 9}, "ping_timeout_s": 7}}')
-    assert root_flags(custom) == SupervisorFlags(intensity=9, ping_timeout_s=7.0)
+    assert root_flags(custom) == SupervisorFlags(intensity=9, ping_timeout_s=7.0, **together)
 
 
 def test_placement_pins_by_glob() -> None:
