@@ -13,6 +13,7 @@ is not shown (a login that died).
 
 from __future__ import annotations
 
+import logging
 import re
 import time
 from pathlib import Path
@@ -21,9 +22,10 @@ import msgspec
 
 from moltbot import paths
 from moltbot.config.schema import ACCOUNT_ID_PATTERN
-from moltbot.errors import BadRequest
+from moltbot.errors import BadRequest, MoltbotError
 from moltbot.security.fsmodes import atomic_write, owned_private_dir
 
+log = logging.getLogger(__name__)
 STALE_S = 60.0  # WhatsApp rotates the code every ~20 s; a minute without one: gone
 _ACCOUNT = re.compile(ACCOUNT_ID_PATTERN)
 
@@ -64,6 +66,14 @@ class LinkBoard:
         owned_private_dir(path.parent)
         body = LinkState(state=state, code=code, at=time.time())
         atomic_write(path, msgspec.json.encode(body))
+
+    def tell(self, account: str, state: str, code: str = "") -> None:
+        """``publish`` for the login: a board that cannot be written (a folder of the wrong
+        mode) only costs the page its QR, never the terminal's login."""
+        try:
+            self.publish(account, state, code)
+        except (OSError, MoltbotError) as exc:
+            log.warning("the QR is not shown on the web page: %s", getattr(exc, "code", exc))
 
     def read(self, account: str, now: float | None = None) -> LinkState:
         try:

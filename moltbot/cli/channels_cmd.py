@@ -71,7 +71,7 @@ async def login(client: WaClient, account: str, vault: Vault, board: LinkBoard) 
     session = SessionFile(account, decode_key(key))
 
     def shown(code: str) -> None:
-        board.publish(account, "waiting", code)
+        board.tell(account, "waiting", code)
         show_qr(code)
 
     try:
@@ -79,10 +79,10 @@ async def login(client: WaClient, account: str, vault: Vault, board: LinkBoard) 
         if fresh:
             vault.set(name, key)
     except BaseException:
-        board.publish(account, "failed")
+        board.tell(account, "failed")
         raise
     Changes("cli:channels login").record("vault", "set", secret_name=name, replaced=not fresh)
-    board.publish(account, "linked")
+    board.tell(account, "linked")
     return jid
 
 

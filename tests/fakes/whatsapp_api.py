@@ -16,7 +16,8 @@ Media (Meta's media endpoints): ``add_media(data, mime)`` keeps a file under a n
 takes a multipart upload (``messaging_product=whatsapp``, ``type``, ``file``) and answers
 ``{"id"}``; a message of type image / document sends ``{"id", "caption"?, "filename"?}`` of an
 uploaded file (``sent_files``). ``media_url`` (a function of the id) makes the lookup point
-elsewhere, as a compromised or confused API might.
+elsewhere, as a compromised or confused API might; ``media_redirect`` makes the media url
+answer a redirect.
 
 Webhooks go the other way: ``payload(...)`` builds what Meta POSTs for an incoming text,
 ``sign(body, secret)`` its ``X-Hub-Signature-256`` value, ``post_webhook(url, body, secret)``
@@ -139,6 +140,7 @@ class FakeGraph(FakeServer):
         self.uploads: list[dict[str, Any]] = []
         self.sent_files: list[dict[str, Any]] = []
         self.media_url: Callable[[str], str] | None = None
+        self.media_redirect = ""  # set: the media url answers 302 to this location
 
     def add_media(self, data: bytes, mime: str) -> str:
         media_id = str(len(self.media) + 1_000_000_000_001)
@@ -240,6 +242,8 @@ class FakeGraph(FakeServer):
             self.unauthorized += 1
             return web.Response(status=401, text="unauthorized")
         media_id = request.match_info["id"]
+        if self.media_redirect:
+            raise web.HTTPFound(self.media_redirect)
         if media_id not in self.media:
             return web.Response(status=404)
         self.downloads.append(media_id)

@@ -130,3 +130,16 @@ async def test_a_stale_code_is_not_shown(home: Path, make_gateway: MakeGateway) 
     assert res["ok"] and res["payload"]["state"] == "waiting"
     (ev,) = [e for e in client.events if e["event"] == "whatsapp.qr"]
     assert ev["payload"]["rows"] == rows("2@old,abc,def")
+
+
+async def test_a_board_that_cannot_be_written_does_not_stop_the_terminal_login(
+    home: Path,
+) -> None:
+    planted = paths.run_dir(home) / "whatsapp-link"
+    planted.mkdir(parents=True, mode=0o755)  # not 0700: refused, not trusted, not fixed
+    planted.chmod(0o755)
+    wa = FakeWhatsApp()
+    wa.scan_after = 1
+    vault = Vault.open(home)
+    assert await login(wa.client(), "home", vault, LinkBoard()) == "15550001111:7@s.whatsapp.net"
+    assert key_name("home") in vault and not list(planted.iterdir())

@@ -163,8 +163,12 @@ async def test_the_token_never_goes_to_a_host_that_is_not_meta(tmp_path: Path) -
         try:
             with pytest.raises(PlatformRejected, match="host we do not trust"):
                 await wa.download(Attachment(kind="document", ref=media_id), 10_000)
+            graph.media_url = None
+            graph.media_redirect = f"{evil.api_base}/_media/1000000000001"  # Meta's host redirects
+            with pytest.raises(PlatformRejected, match="refused the file download"):
+                await wa.download(Attachment(kind="document", ref=media_id), 10_000)
             with pytest.raises(PlatformRejected, match="media id"):  # no path tricks either
                 await wa.download(Attachment(kind="document", ref="../me"), 10_000)
         finally:
             await wa.close()
-    assert evil.unauthorized == 0 and not evil.downloads
+    assert evil.unauthorized == 0 and not evil.downloads and not evil.calls

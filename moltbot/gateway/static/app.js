@@ -511,9 +511,13 @@
     ev.preventDefault();
     waAccount = $("wa-account").value.trim();
     $("wa-state").textContent = "…";
+    const account = waAccount;
     try {
-      const done = await request("whatsapp.link", { account: waAccount });
-      onWhatsAppQr({ account: done.account, state: done.state, rows: [] });
+      let done = await request("whatsapp.link", { account });
+      while (done.state === "waiting" && waAccount === account) { // a long scan: watch on
+        done = await request("whatsapp.link", { account });
+      }
+      if (done.state !== "waiting") onWhatsAppQr({ account, state: done.state, rows: [] });
     } catch (error) {
       $("wa-state").textContent = errorText(error);
       $("wa-state").dataset.state = "error";
