@@ -9,6 +9,11 @@ and the journal de-duplicates it. What the port cannot give: whatsmeow acknowled
 to the server as it hands a message to Python, so a process killed in that instant (before the
 journal write) loses that one message; after the write, a crash replays it from the journal.
 
+Files: a message's media come as ``WaMedia`` refs (for neonize, the message's media part with
+its per-file key, so a replay from the journal can still fetch it); ``download`` refuses a
+declared size over the cap before fetching, and the bytes after; ``send_file`` sends an image
+or a document through the port.
+
 The session (device keys) is kept encrypted (``moltbot.channels.whatsapp_session``): decrypted
 for the run, saved back after connecting, within ``dirty_save_s`` of each message taken (its
 Signal session moved on), at least every ``save_every_s``, and on close.
