@@ -172,9 +172,13 @@ class TurnApprover:
     gateway polls pending approvals), then the turn waits in the sandbox that holds it."""
 
     def __init__(
-        self, namespace: str, workers: int, wait_s: float, reply_to: InboundMessage | None,
+        self,
+        namespace: str,
+        workers: int,
+        wait_s: float,
+        reply_to: InboundMessage | None,
         audit: AuditSink,
-    ) -> None:  # fmt: skip
+    ) -> None:
         self._ns, self._workers, self._wait = namespace, workers, wait_s
         self._msg = reply_to
         self._audit = audit
@@ -194,8 +198,14 @@ class TurnApprover:
                 },
             )
             await self._notify(approval)
-            final = await routing.call(self._ns, path, "approvals_wait", approval_id, self._wait,
-                                       deadline_s=self._wait + 30)  # fmt: skip
+            final = await routing.call(
+                self._ns,
+                path,
+                "approvals_wait",
+                approval_id,
+                self._wait,
+                deadline_s=self._wait + 30,
+            )
         except (NotFound, Unavailable):
             return "expired"  # the sandbox restarted: the request is gone
         state = str(final.get("state", ""))
@@ -206,8 +216,14 @@ class TurnApprover:
         if msg is None:  # a gateway chat: the page shows pending approvals as they come
             return
         text = request_text(approval, time.time())
-        out = OutboundMessage(channel=msg.channel, account=msg.account, chat_id=msg.chat_id,
-                              text=text, thread_id=msg.thread_id, plain=True)  # fmt: skip
+        out = OutboundMessage(
+            channel=msg.channel,
+            account=msg.account,
+            chat_id=msg.chat_id,
+            text=text,
+            thread_id=msg.thread_id,
+            plain=True,
+        )
         builtin = msg.channel in CHANNEL_KINDS
         path = (
             f"channels/{msg.channel}:{msg.account}" if builtin else routing.plugin_path(msg.account)
@@ -322,10 +338,14 @@ class AgentActor(ChildBase):
             return await routing.call(ns, path, "send_file", out, deadline_s=120)
 
         ports = AgentPorts(
-            transcripts=CachedTranscripts(self._writes), tools=tools, approver=approver,
-            resolve_approval=self._resolve_approval, audit=self._audit.record,
-            on_turn=_turn_metrics, deliver_file=deliver_file,
-        )  # fmt: skip
+            transcripts=CachedTranscripts(self._writes),
+            tools=tools,
+            approver=approver,
+            resolve_approval=self._resolve_approval,
+            audit=self._audit.record,
+            on_turn=_turn_metrics,
+            deliver_file=deliver_file,
+        )
         self._service = AgentService(cfg, provider, ports, name=self.path or "agent", providers=own)
         vault = lazy_get(on_read=self._audit.secret_reader())
         self._intake = media_intake(cfg, lambda ref, at: resolve_secret(ref, vault, at=at))
@@ -385,9 +405,14 @@ class AgentActor(ChildBase):
         for i in range(self.config.tools.workers):
             try:
                 approval: dict[str, Any] = await routing.call(
-                    self.namespace, f"tools/sandbox-{i}", "approvals_resolve", approval_id,
-                    approve, who, deadline_s=15.0,
-                )  # fmt: skip
+                    self.namespace,
+                    f"tools/sandbox-{i}",
+                    "approvals_resolve",
+                    approval_id,
+                    approve,
+                    who,
+                    deadline_s=15.0,
+                )
             except NotFound:
                 continue
             return approval

@@ -203,16 +203,24 @@ class ChannelActor(ChildBase):
     # --- for the gateway and the CLI ---------------------------------------------------------
     async def status(self) -> dict[str, Any]:
         if self._service is None:
-            return {"channel": self.channel, "account": self.account, "connected": False,
-                    "link": self.link.snapshot()}  # fmt: skip
+            return {
+                "channel": self.channel,
+                "account": self.account,
+                "connected": False,
+                "link": self.link.snapshot(),
+            }
         return self._service.status()
 
     async def figures(self) -> dict[str, Any]:
         if self._service is None:
             return {"link": self.link.snapshot()}
         st = self._service
-        return {"in": st.counts["accepted"], "out": st.counts["sent"], "queue": st.queue_depth(),
-                "link": self.link.snapshot()}  # fmt: skip
+        return {
+            "in": st.counts["accepted"],
+            "out": st.counts["sent"],
+            "queue": st.queue_depth(),
+            "link": self.link.snapshot(),
+        }
 
     async def pairing_list(self) -> dict[str, list[dict[str, Any]]]:
         await self._ready.wait()

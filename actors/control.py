@@ -133,11 +133,17 @@ def start_head(cfg: Config, home: Path, *, vault_passphrase: str | None = None) 
     port = _free_port(cfg.cluster.head_port, ip)
     ensure_token()
     argv = [
-        _ray_bin(), "start", "--head", "--block", f"--node-ip-address={ip}",
-        f"--port={port}", f"--temp-dir={temp_dir}", "--disable-usage-stats",
+        _ray_bin(),
+        "start",
+        "--head",
+        "--block",
+        f"--node-ip-address={ip}",
+        f"--port={port}",
+        f"--temp-dir={temp_dir}",
+        "--disable-usage-stats",
         f"--object-store-memory={cfg.cluster.object_store_mb * 1024 * 1024}",
         f"--include-dashboard={'true' if cfg.cluster.dashboard else 'false'}",
-    ]  # fmt: skip
+    ]
     accounts = singleton_resources(cfg)  # one unit per channel account: one poller each
     if accounts:
         argv.append(f"--resources={json.dumps(accounts)}")
@@ -190,13 +196,27 @@ def start_vault_agent(home: Path, passphrase: str, *, tag: str, watch: int) -> N
     """Start the vault agent (``moltbot.security.vault_agent``) with the passphrase on its stdin
     and wait for its ``ready``. Its command line names ``tag`` (the head's temp dir), so the
     head's stop ends it too."""
-    argv = [sys.executable, "-m", "moltbot.security.vault_agent", "--home", str(home),
-            "--tag", tag, "--watch", str(watch)]  # fmt: skip
+    argv = [
+        sys.executable,
+        "-m",
+        "moltbot.security.vault_agent",
+        "--home",
+        str(home),
+        "--tag",
+        tag,
+        "--watch",
+        str(watch),
+    ]
     env = {k: v for k, v in os.environ.items() if k != PASSPHRASE_ENV}
     proc = subprocess.Popen(
-        argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-        env=env, start_new_session=True, text=True,
-    )  # fmt: skip
+        argv,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        env=env,
+        start_new_session=True,
+        text=True,
+    )
     assert proc.stdin is not None and proc.stdout is not None
     proc.stdin.write(passphrase + "\n")
     proc.stdin.close()

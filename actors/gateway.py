@@ -27,7 +27,6 @@ SUPERVISORS = ("", "agents", "tools", "channels", "plugins")
 EVENT_POLL_S = 0.5
 APPROVALS_POLL_S = 1.0  # how long one look at the pending approvals may take
 PLUGIN_DEADLINE_S = 10.0  # waiting for a restarting plugin before a method call gives up
-AUDIT_DEADLINE_S = 5.0
 HOOK_DEADLINE_S = 7.0  # below the gateway's own webhook timeout
 
 
@@ -210,17 +209,17 @@ class GatewayActor(ChildBase):
         super().__init__(**kw)
         self.cfg = config or Config()
         self.server: GatewayServer | None = None
-        self._reads = AuditForwarder(self.namespace, self.path)  # its vault reads, audited
+        self._audit = AuditForwarder(self.namespace, self.path)  # its vault reads, audited
 
     async def setup(self) -> None:
         from moltbot.security.vault import lazy_get
 
-        settings = settings_from_config(self.cfg, lazy_get(on_read=self._reads.secret_reader()))
+        settings = settings_from_config(self.cfg, lazy_get(on_read=self._audit.secret_reader()))
         self.server = GatewayServer(
             settings,
             RayBackend(self.cfg, self.namespace),
             ssl_context=ssl_from_config(self.cfg),
-            audit=self._audit,
+            audit=self._audit.send,  # the server queues its records; it never waits on them
             hooks=self._webhook,
         )
         await self.server.start()
@@ -231,14 +230,7 @@ class GatewayActor(ChildBase):
             await self.server.serve_forever()
         finally:
             await self.server.stop()
-            await self._reads.aclose()
-
-    async def _audit(self, kind: str, fields: dict[str, Any]) -> str:
-        """Append to the store's audit log (the server queues these; it never waits on them)."""
-        digest: str = await routing.call(
-            self.namespace, "store", "audit_append", kind, fields, deadline_s=AUDIT_DEADLINE_S
-        )
-        return digest
+            await self._audit.aclose()
 
     async def _webhook(self, req: HookRequest) -> HookReply:
         """A webhook to the channel account it names (``channels/<channel>:<account>``), which

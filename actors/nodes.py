@@ -61,10 +61,15 @@ def join_node(
     tag = hashlib.sha256(f"{home.resolve()}:{address}:{time.time()}".encode()).hexdigest()[:10]
     temp_dir = node_temp_dir(tag)
     argv = [
-        _ray_bin(), "start", f"--address={address}", "--block", f"--temp-dir={temp_dir}",
-        f"--node-ip-address={node_ip}", "--disable-usage-stats",
+        _ray_bin(),
+        "start",
+        f"--address={address}",
+        "--block",
+        f"--temp-dir={temp_dir}",
+        f"--node-ip-address={node_ip}",
+        "--disable-usage-stats",
         f"--resources={json.dumps(resources)}",
-    ]  # fmt: skip
+    ]
     if labels:
         argv.append("--labels=" + ",".join(f"{k}={v}" for k, v in labels.items()))
     env = worker_env()
@@ -85,8 +90,9 @@ def join_node(
         proc = subprocess.Popen(
             argv, stdout=logf, stderr=subprocess.STDOUT, env=env, start_new_session=True
         )
-    node = Head(address=address, namespace="", temp_dir=temp_dir, pgid=proc.pid, node_ip=node_ip,
-                tls=tls)  # fmt: skip
+    node = Head(
+        address=address, namespace="", temp_dir=temp_dir, pgid=proc.pid, node_ip=node_ip, tls=tls
+    )
     (nodes_dir / f"{tag}.json").write_bytes(msgspec.json.encode(node))
     deadline = time.monotonic() + 90
     while time.monotonic() < deadline:

@@ -51,8 +51,9 @@ class SchedulerActor(ChildBase):
             path = f"channels/{msg.channel}:{msg.account}"
             await call(ns, me, path, "take", msg, deadline_s=TAKE_DEADLINE_S)
 
-        ports = SchedulePorts(kv_get=kv_get, kv_put=kv_put, journal=journal, pending=pending,
-                              submit=submit)  # fmt: skip
+        ports = SchedulePorts(
+            kv_get=kv_get, kv_put=kv_put, journal=journal, pending=pending, submit=submit
+        )
         self._service = SchedulerService(self.config, ports)
         await self._service.load()
 

@@ -212,8 +212,15 @@ def report(ctx: h.Ctx) -> dict[str, Any]:
         rows = []
         for ch, xs in samples.items():
             good = [x for x in xs if x is not None]
-            rows.append([ch, xs[0] if xs else None, _median(xs), max(good) if good else None,
-                         sum(1 for x in xs if x is None)])  # fmt: skip
+            rows.append(
+                [
+                    ch,
+                    xs[0] if xs else None,
+                    _median(xs),
+                    max(good) if good else None,
+                    sum(1 for x in xs if x is None),
+                ]
+            )
         all_ = [x for xs in samples.values() for x in xs]
         worst[mode] = None if not all_ or None in all_ else max(x for x in all_ if x is not None)
         h.print_table(
@@ -240,9 +247,14 @@ def report(ctx: h.Ctx) -> dict[str, Any]:
         h.print_table(
             "memory of the standbys (tree idle, USS MB)",
             ["without", "with standbys", "added"],
-            [[figures["tree_idle_uss_mb"], figures["standby_tree_idle_uss_mb"],
-              round(figures["standby_tree_idle_uss_mb"] - figures["tree_idle_uss_mb"], 1)]],
-        )  # fmt: skip
+            [
+                [
+                    figures["tree_idle_uss_mb"],
+                    figures["standby_tree_idle_uss_mb"],
+                    round(figures["standby_tree_idle_uss_mb"] - figures["tree_idle_uss_mb"], 1),
+                ]
+            ],
+        )
     ups = d.get("up", [])
     if ups:
         h.print_table(
@@ -261,9 +273,10 @@ def report(ctx: h.Ctx) -> dict[str, Any]:
             ],
         )
     targets = [
-        h.target("recovery with warm imports (standby), max (s)", worst["standby"], "<",
-                 TARGET_S, " s"),
-    ]  # fmt: skip
+        h.target(
+            "recovery with warm imports (standby), max (s)", worst["standby"], "<", TARGET_S, " s"
+        ),
+    ]
     figures["cold_restart_max_s"] = worst["cold"]
     h.print_targets(targets)
     baseline = {

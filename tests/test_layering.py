@@ -108,6 +108,26 @@ def test_every_module_is_at_most_500_lines():
     assert not too_long, f"split these modules (max {MAX_LINES} lines):\n" + "\n".join(too_long)
 
 
+FORMAT_PRAGMAS = ("fmt: skip", "fmt: off", "yapf: disable")
+
+
+def test_no_line_opts_out_of_the_formatter():
+    """``ruff format`` lays out every line; a module near the size cap is split by concern,
+    never hand-packed behind a formatter pragma."""
+    found = []
+    for package in ("moltbot", "actors", "tests", "benchmarks"):
+        for path in python_files(package):
+            if path == Path(__file__).resolve():
+                continue
+            for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+                if any(pragma in line for pragma in FORMAT_PRAGMAS):
+                    found.append(f"{path.relative_to(ROOT)}:{number}")
+    assert not found, (
+        "remove these formatter pragmas and let `ruff format` lay the code out; if the module "
+        f"then exceeds {MAX_LINES} lines, split it into modules by concern:\n" + "\n".join(found)
+    )
+
+
 def test_the_tree_is_formatted_and_lint_clean():
     """``make lint``'s formatting and lint checks (``ruff format`` is the formatter: no
     hand-packed lines to stay under the size cap)."""

@@ -19,7 +19,7 @@ from moltbot.agent.providers.base import Done, ModelRequest, TextDelta, ToolUse
 from moltbot.cli.render import figures_text, table
 from moltbot.messages import ChatFinal, InboundMessage, ToolResult
 from moltbot.observability import Counters
-from tests.channels.test_service import OPEN, Rig, running, until
+from tests.channels.service_rig import OPEN, Rig, running, until
 from tests.fakes.telegram_api import FakeTelegram
 
 pytestmark = pytest.mark.timeout(30)

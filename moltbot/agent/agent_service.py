@@ -50,8 +50,10 @@ from moltbot.security.audit import AuditSink
 log = logging.getLogger("moltbot.agent")
 
 FAILED = "Sorry, something went wrong while answering; please try again."
-NOT_OWNER = ("Only an owner of this assistant can answer approvals (the `owners` of a channel "
-             "account, or the web page). Nothing was run.")  # fmt: skip
+NOT_OWNER = (
+    "Only an owner of this assistant can answer approvals (the `owners` of a channel "
+    "account, or the web page). Nothing was run."
+)
 
 
 class Transcripts(BatchLog, Protocol):
@@ -88,9 +90,15 @@ class AgentService:
     models or providers (``profiles.has_own_provider``), by name; the others use ``provider``."""
 
     def __init__(
-        self, cfg: Config, provider: Provider, ports: AgentPorts, *, name: str = "agent",
-        providers: dict[str, Provider] | None = None, clock: Clock = SYSTEM_CLOCK,
-    ) -> None:  # fmt: skip
+        self,
+        cfg: Config,
+        provider: Provider,
+        ports: AgentPorts,
+        *,
+        name: str = "agent",
+        providers: dict[str, Provider] | None = None,
+        clock: Clock = SYSTEM_CLOCK,
+    ) -> None:
         self.cfg, self.provider, self.ports, self.name = cfg, provider, ports, name
         self.gate = SessionGate(cfg.agent.queue_size)
         self.profiles = {
@@ -109,8 +117,11 @@ class AgentService:
 
     async def aclose(self) -> None:
         """Close every profile's provider (their HTTP clients); never raises."""
-        seen = {id(p): p for p in (self.provider, *(q.provider for q in self.profiles.values()))
-                if p is not None}  # fmt: skip
+        seen = {
+            id(p): p
+            for p in (self.provider, *(q.provider for q in self.profiles.values()))
+            if p is not None
+        }
         for provider in seen.values():
             close = getattr(provider, "aclose", None)
             if close is not None:
@@ -119,9 +130,14 @@ class AgentService:
 
     # --- turns -------------------------------------------------------------------------------
     async def turn(
-        self, session: str, text: str, msg_id: str = "", sender: str = "",
-        msg: InboundMessage | None = None, content: Any = None,
-    ) -> AsyncGenerator[ChatEvent, None]:  # fmt: skip
+        self,
+        session: str,
+        text: str,
+        msg_id: str = "",
+        sender: str = "",
+        msg: InboundMessage | None = None,
+        content: Any = None,
+    ) -> AsyncGenerator[ChatEvent, None]:
         """Stream one turn: ``ChatDelta``/``ChatTool`` events, then one ``ChatFinal``.
         ``content``: the user message's blocks (files from the web page); by default, those
         of ``msg``'s files."""
@@ -158,11 +174,19 @@ class AgentService:
                 )
 
             turn = idempotent_turn(
-                self.ports.transcripts, self.provider_of(profile), tools, profile.cfg, session,
-                text, msg_id, sender=sender, approver=self.ports.approver(msg),
-                on_final=finished, memory=profile.memory,
+                self.ports.transcripts,
+                self.provider_of(profile),
+                tools,
+                profile.cfg,
+                session,
+                text,
+                msg_id,
+                sender=sender,
+                approver=self.ports.approver(msg),
+                on_final=finished,
+                memory=profile.memory,
                 content=content if content is not None else self._content(msg),
-            )  # fmt: skip
+            )
             async with contextlib.aclosing(turn) as events:
                 async for event in events:
                     yield event
@@ -208,9 +232,13 @@ class AgentService:
 
     def figures(self) -> dict[str, Any]:
         f = self.counts
-        return {"turns": int(f.get("turns")), "p50_ms": f.percentile_ms(50),
-                "p99_ms": f.percentile_ms(99), "tokens_in": int(f.get("tokens_in")),
-                "tokens_out": int(f.get("tokens_out"))}  # fmt: skip
+        return {
+            "turns": int(f.get("turns")),
+            "p50_ms": f.percentile_ms(50),
+            "p99_ms": f.percentile_ms(99),
+            "tokens_in": int(f.get("tokens_in")),
+            "tokens_out": int(f.get("tokens_out")),
+        }
 
     # --- commands ----------------------------------------------------------------------------
     async def command(
@@ -230,10 +258,13 @@ class AgentService:
             if profile.name != profiles.DEFAULT_PROFILE:
                 agent = f"{self.name} (profile {profile.name})"
             provider = self.provider_of(profile)
-            return status_text(agent=agent, provider=provider.name,
-                               models=list(getattr(provider, "models", [])),
-                               messages=len(chat_records(history, len(history))),
-                               waiting=self.gate.waiting(session))  # fmt: skip
+            return status_text(
+                agent=agent,
+                provider=provider.name,
+                models=list(getattr(provider, "models", [])),
+                messages=len(chat_records(history, len(history))),
+                waiting=self.gate.waiting(session),
+            )
         if command.name in ("approve", "deny"):
             return await self.answer_approval(command.arg, command.name == "approve", sender)
         return HELP_TEXT
@@ -242,8 +273,11 @@ class AgentService:
         """``/approve ID`` or ``/deny ID`` from ``sender``: only an owner (of the account they
         write from) answers, any pending approval of the tree."""
         who = owners.approver(self.cfg, sender)
-        fields = {"id": approval_id, "by": sender or "gateway",
-                  "decision": "approve" if approve else "deny"}  # fmt: skip
+        fields = {
+            "id": approval_id,
+            "by": sender or "gateway",
+            "decision": "approve" if approve else "deny",
+        }
         if who is None:
             self._audit("approval", {**fields, "action": "refused"})
             return NOT_OWNER

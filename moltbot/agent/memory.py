@@ -114,8 +114,7 @@ class MemoryStore:
     def names(self) -> list[str]:
         """Every memory file, USER.md and MEMORY.md first, then the notes newest first."""
         names = [n for n in (USER_FILE, FACTS_FILE) if self.read(n)]
-        days = sorted((n for n in self.files.listing(NOTES_DIR) if n.endswith(".md")),
-                      reverse=True)  # fmt: skip
+        days = sorted((n for n in self.files.listing(NOTES_DIR) if n.endswith(".md")), reverse=True)
         return names + [f"{NOTES_DIR}/{d}" for d in days]
 
     def _append(self, name: str, head: str, text: str) -> None:
@@ -131,8 +130,9 @@ class MemoryStore:
         if not text:
             raise ToolError("there is nothing to remember: the text is empty")
         if len(text) > MAX_ENTRY_CHARS:
-            raise ToolError(f"a memory entry holds at most {MAX_ENTRY_CHARS} characters; "
-                            "save a shorter summary")  # fmt: skip
+            raise ToolError(
+                f"a memory entry holds at most {MAX_ENTRY_CHARS} characters; save a shorter summary"
+            )
         if kind == "note":
             name = self.notes_name()
             stamp = time.strftime("%H:%M", time.localtime(self.clock.time()))
@@ -161,8 +161,13 @@ class MemoryStore:
         for order, (name, number, line) in enumerate(self.lines()):
             score = keyword_score(wanted, line)
             if score:
-                hits.append((score, -order, Hit(file=name, line=number,
-                                                snippet=_snippet(line), score=score)))  # fmt: skip
+                hits.append(
+                    (
+                        score,
+                        -order,
+                        Hit(file=name, line=number, snippet=_snippet(line), score=score),
+                    )
+                )
         hits.sort(key=lambda h: (h[0], h[1]), reverse=True)
         return [h[2] for h in hits[:limit]]
 
@@ -176,12 +181,15 @@ class MemoryStore:
             try:
                 scores = await self.embedder.similarities(query, [line for *_, line in found])
             except EmbeddingsUnavailable as exc:
-                log.warning("memory: embeddings search failed (%s); using keywords",
-                            exc.user_message)  # fmt: skip
+                log.warning(
+                    "memory: embeddings search failed (%s); using keywords", exc.user_message
+                )
             else:
                 ranked = sorted(zip(scores, found, strict=True), key=lambda p: -p[0])[:limit]
-                return [Hit(file=n, line=i, snippet=_snippet(t), score=round(s, 4))
-                        for s, (n, i, t) in ranked]  # fmt: skip
+                return [
+                    Hit(file=n, line=i, snippet=_snippet(t), score=round(s, 4))
+                    for s, (n, i, t) in ranked
+                ]
         return await asyncio.to_thread(self.keyword_search, query, limit)
 
     # --- recall --------------------------------------------------------------------------
@@ -201,8 +209,9 @@ class MemoryStore:
             return True
 
         for name, title in ((USER_FILE, "About the user"), (FACTS_FILE, "Lasting facts")):
-            body = [ln for ln in self.read(name).splitlines()
-                    if ln.strip() and not ln.startswith("#")]  # fmt: skip
+            body = [
+                ln for ln in self.read(name).splitlines() if ln.strip() and not ln.startswith("#")
+            ]
             if body and add(f"## {title} ({name})"):
                 for line in body:
                     add(line)
@@ -244,11 +253,16 @@ def memory_store(
 
         def key() -> str:
             assert ref is not None
-            return resolve_secret(ref, vault_get or _vault_get,
-                                  at="$.agent.memory.embeddings_api_key")  # fmt: skip
+            return resolve_secret(
+                ref, vault_get or _vault_get, at="$.agent.memory.embeddings_api_key"
+            )
 
-        store.embedder = Embedder(mem.embeddings_url, mem.embeddings_model,
-                                  api_key=key if ref else None, cache=store.files)  # fmt: skip
+        store.embedder = Embedder(
+            mem.embeddings_url,
+            mem.embeddings_model,
+            api_key=key if ref else None,
+            cache=store.files,
+        )
     return store
 
 

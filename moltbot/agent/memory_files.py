@@ -44,8 +44,9 @@ class PrivateFolder:
             raise ValueError("the memory folder must lie below its anchor")
 
     def _refuse(self, shown: str, problem: str) -> PermissionProblem:
-        return PermissionProblem(f"memory folder {shown} {problem}",
-                                 hint=f"move {shown} away; moltbot makes it again")  # fmt: skip
+        return PermissionProblem(
+            f"memory folder {shown} {problem}", hint=f"move {shown} away; moltbot makes it again"
+        )
 
     def _walk(self, sub: tuple[str, ...], create: bool) -> int | None:
         """An fd of ``folder/sub`` (the caller closes it); None when missing and not created."""

@@ -56,8 +56,11 @@ async def with_memory(memory: MemoryStore, system_prompt: str, text: str, budget
 
 def summarised_turns(history: list[dict[str, Any]]) -> int:
     """How many leading turns of this transcript are already summarised into notes."""
-    done = [r.get("turns", 0) for r in history
-            if r.get("role") == "meta" and r.get("type") == SUMMARY_TYPE]  # fmt: skip
+    done = [
+        r.get("turns", 0)
+        for r in history
+        if r.get("role") == "meta" and r.get("type") == SUMMARY_TYPE
+    ]
     return max((n for n in done if isinstance(n, int)), default=0)
 
 

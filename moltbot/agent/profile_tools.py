@@ -40,17 +40,25 @@ class SkillInput(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
 
 
 def not_allowed(name: str) -> ToolResult:
-    return ToolResult(text=f"the tool {name!r} is not available to this assistant profile",
-                      is_error=True, code="access_denied")  # fmt: skip
+    return ToolResult(
+        text=f"the tool {name!r} is not available to this assistant profile",
+        is_error=True,
+        code="access_denied",
+    )
 
 
 class ProfileTools:
     """``inner`` (the agent's ``MergedTools``, or a registry) as profile ``profile`` sees it."""
 
     def __init__(
-        self, inner: ToolRunner, cfg: Config, profile: str, skills: SkillBook | None = None,
-        *, audit: AuditSink | None = None,
-    ) -> None:  # fmt: skip
+        self,
+        inner: ToolRunner,
+        cfg: Config,
+        profile: str,
+        skills: SkillBook | None = None,
+        *,
+        audit: AuditSink | None = None,
+    ) -> None:
         self._inner, self._cfg, self.profile, self._audit = inner, cfg, profile, audit
         self._skills = skills if skills is not None and self._allowed(SKILL_TOOL) else None
         self._listing = self._skills.listing() if self._skills is not None else []
@@ -65,8 +73,13 @@ class ProfileTools:
         specs = [s for s in specs if self._allowed(str(s["name"]))]
         if self._listing:
             listed = "\n".join(f"- {name}: {about}" for name, about in self._listing)
-            specs.append({"name": SKILL_TOOL, "description": f"{SKILL_DESCRIPTION}\n{listed}",
-                          "input_schema": input_schema(SkillInput)})  # fmt: skip
+            specs.append(
+                {
+                    "name": SKILL_TOOL,
+                    "description": f"{SKILL_DESCRIPTION}\n{listed}",
+                    "input_schema": input_schema(SkillInput),
+                }
+            )
         return specs
 
     async def call(
@@ -87,8 +100,9 @@ class ProfileTools:
         are audited by ``MergedTools``)."""
         if self._audit is None:
             return
-        fields = tool_call_fields(session=session, tool=name, plugin=None, outcome=outcome,
-                                  duration_ms=0.0, input={})  # fmt: skip
+        fields = tool_call_fields(
+            session=session, tool=name, plugin=None, outcome=outcome, duration_ms=0.0, input={}
+        )
         skill = input.get("name") if name == SKILL_TOOL else None
         extra = {"skill": skill[:64]} if isinstance(skill, str) else {}
         self._audit("tool_call", {**fields, "profile": self.profile, **extra})
@@ -96,8 +110,9 @@ class ProfileTools:
     def _load_skill(self, input: dict[str, Any]) -> ToolResult:
         name = input.get("name") if isinstance(input, dict) else None
         if not isinstance(name, str) or set(input) != {"name"}:
-            return ToolResult(text='invalid input for skill: expected {"name": "<skill>"}',
-                              is_error=True)  # fmt: skip
+            return ToolResult(
+                text='invalid input for skill: expected {"name": "<skill>"}', is_error=True
+            )
         assert self._skills is not None
         try:
             skill = self._skills.load(name)
@@ -132,8 +147,11 @@ class ProfileRegistries:
     ) -> ToolResult:
         profile = (ctx.profile if ctx is not None else "") or DEFAULT_PROFILE
         if profile not in profile_names(self._cfg):
-            return ToolResult(text="this tool call names no known assistant profile",
-                              is_error=True, code="not_found")  # fmt: skip
+            return ToolResult(
+                text="this tool call names no known assistant profile",
+                is_error=True,
+                code="not_found",
+            )
         if not allows(self._cfg, profile, name):
             return not_allowed(name)
         return await self.registry(profile).call(name, input, session, ctx)

@@ -117,8 +117,9 @@ class SkillBook:
             entries = sorted(os.listdir(root))
             for entry in entries:
                 if len(found) >= MAX_SKILLS:
-                    log.warning("skills: more than %d in %s; the rest are left out",
-                                MAX_SKILLS, self.folder)  # fmt: skip
+                    log.warning(
+                        "skills: more than %d in %s; the rest are left out", MAX_SKILLS, self.folder
+                    )
                     break
                 if entry.startswith(".") or (wanted is not None and entry != wanted):
                     continue
@@ -128,8 +129,11 @@ class SkillBook:
                     log.warning("skills: %s is left out: %s", self.folder / entry, exc)
                     continue
                 if skill.name != entry:
-                    log.warning("skills: %s is named %r; a skill's name is its folder's",
-                                self.folder / entry, skill.name)  # fmt: skip
+                    log.warning(
+                        "skills: %s is named %r; a skill's name is its folder's",
+                        self.folder / entry,
+                        skill.name,
+                    )
                     continue
                 found.append(skill)
         finally:

@@ -1,7 +1,8 @@
 """Untrusted content in the model's context, and what a session's transcript says of it.
 
 Text that a tool brought in from outside (``web_fetch`` pages, ``read_file`` contents) reaches
-the model wrapped in markers that say it is data, not instructions. Each wrapping carries a
+the model wrapped in markers that say it is data, not instructions; a picture (an image block in
+a user turn) cannot be wrapped, but it taints the session all the same. Each wrapping carries a
 random boundary, so the text cannot close the block early and pose as the user. The marked text
 is what the transcript keeps, so :func:`session_trust` can tell, after any restart, whether a
 session holds untrusted content and which hosts web_fetch already fetched from: the taint is
@@ -55,6 +56,8 @@ def session_trust(history: list[dict[str, Any]]) -> tuple[bool, tuple[str, ...]]
                 host = urlsplit(str(url)).hostname if isinstance(url, str) else None
                 if host:
                     fetches[str(block.get("id"))] = host
+            elif block.get("type") == "image":  # a picture someone sent: it can carry text
+                untrusted = True
             elif block.get("type") == "tool_result" and is_marked(block.get("content")):
                 untrusted = True
                 host = fetches.get(str(block.get("tool_use_id")))

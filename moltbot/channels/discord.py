@@ -43,7 +43,7 @@ from moltbot.channels.cursors import Cursor, CursorBook
 from moltbot.channels.discord_client import DEFAULT_API, Client, Frame, Http, map_error
 from moltbot.channels.discord_media import attachments, file_message
 from moltbot.channels.formatting import DISCORD_LIMIT, render
-from moltbot.channels.retry import DEFAULT_RETRY, ReceiveBackoff, RetryPolicy, Sleep, retrying
+from moltbot.channels.retry import DEFAULT_RETRY, Retrier, RetryPolicy, Sleep
 from moltbot.clock import SYSTEM_CLOCK, Clock
 from moltbot.errors import MoltbotError, PlatformRejected, PlatformUnavailable
 from moltbot.messages import Attachment, InboundMessage, OutboundFile, OutboundMessage
@@ -81,7 +81,10 @@ class DiscordAdapter:
         self._token, self._api_base, self._identify_delay = token, api_base, identify_delay
         self._book = CursorBook(cursors, f"cursor.discord.{account}")
         self._catch_up_max, self._queue_size = catch_up_max, queue_size
-        self._retry, self._clock, self._sleep, self._rng = retry, clock, sleep, rng
+        self._clock = clock
+        self._retrier = Retrier(
+            retry, platform="Discord", channel="discord", sleep=sleep, clock=clock, rng=rng
+        )
         self._client: Client | None = None
         self._used = False  # the client's gateway ran once: a new run() logs in afresh
         self._me: dict[str, str] = {}
@@ -148,7 +151,7 @@ class DiscordAdapter:
 
     # --- receiving -------------------------------------------------------------------------
     async def run(self, sink: InboundSink) -> None:
-        backoff = self._backoff()
+        backoff = self._retrier.receiving()
         if self._client is None or self._used or self._client.is_closed():
             await backoff.call(self.connect)
         client = self._client
@@ -279,7 +282,7 @@ class DiscordAdapter:
             await self._catch_up_channel(channel, start, sink)
 
     async def _catch_up_channel(self, channel: str, start: Cursor, sink: InboundSink) -> None:
-        after, fetched, backoff = start.last, 0, self._backoff()
+        after, fetched, backoff = start.last, 0, self._retrier.receiving()
         while fetched < self._catch_up_max:
             limit = min(100, self._catch_up_max - fetched)
 
@@ -427,18 +430,7 @@ class DiscordAdapter:
                 sent = await self._call(http.send_message(out.chat_id, params=params))
                 return str(sent["id"])
 
-            ids.append(
-                await retrying(
-                    once,
-                    deadline=self._retry.deadline,
-                    sleep=self._sleep,
-                    clock=self._clock,
-                    rng=self._rng,
-                    base=self._retry.base,
-                    cap=self._retry.cap,
-                    platform="Discord",
-                )
-            )
+            ids.append(await self._retrier.run(once))
         return ids
 
     async def download(self, att: Attachment, max_bytes: int) -> bytes:
@@ -455,9 +447,7 @@ class DiscordAdapter:
                 )
             return str(sent["id"])
 
-        return await retrying(once, deadline=self._retry.deadline, sleep=self._sleep,
-                              clock=self._clock, rng=self._rng, base=self._retry.base,
-                              cap=self._retry.cap, platform="Discord")  # fmt: skip
+        return await self._retrier.run(once)
 
     async def typing(self, chat_id: str) -> None:
         if not chat_id.isdigit():
@@ -472,15 +462,6 @@ class DiscordAdapter:
                 await client.close()
             except (discord.DiscordException, aiohttp.ClientError, OSError) as e:
                 log.debug("discord %s: close: %s", self.account, type(e).__name__)
-
-    def _backoff(self) -> ReceiveBackoff:
-        return ReceiveBackoff(
-            base=self._retry.base,
-            cap=self._retry.cap,
-            sleep=self._sleep,
-            rng=self._rng,
-            platform="discord",
-        )
 
 
 def _message_id(inbound_id: str | None, chat_id: str) -> str | None:

@@ -23,10 +23,13 @@ def attachments(data: dict[str, Any]) -> tuple[Attachment, ...]:
         size = a.get("size")
         out.append(
             Attachment(
-                kind=kind_hint(mime), name=str(a.get("filename") or ""), declared_mime=mime,
-                size=size if isinstance(size, int) else 0, ref=a["url"],
+                kind=kind_hint(mime),
+                name=str(a.get("filename") or ""),
+                declared_mime=mime,
+                size=size if isinstance(size, int) else 0,
+                ref=a["url"],
             )
-        )  # fmt: skip
+        )
     return tuple(out)
 
 
@@ -34,6 +37,7 @@ def file_message(out: OutboundFile) -> MultipartParameters:
     """The multipart body (``payload_json`` + ``files[0]``) of a message carrying ``out``."""
     upload = discord.File(io.BytesIO(out.data), filename=out.name)
     return handle_message_parameters(
-        content=out.caption or None, file=upload,
+        content=out.caption or None,
+        file=upload,
         allowed_mentions=discord.AllowedMentions.none(),
-    )  # fmt: skip
+    )

@@ -42,11 +42,10 @@ from moltbot.channels.base import (
 from moltbot.channels.formatting import render
 from moltbot.channels.retry import (
     DEFAULT_RETRY,
-    ReceiveBackoff,
+    Retrier,
     RetryPolicy,
     Sleep,
     classify_status,
-    retrying,
 )
 from moltbot.channels.time_cursor import Cursor
 from moltbot.clock import SYSTEM_CLOCK, Clock
@@ -178,7 +177,10 @@ class IMessageAdapter:
         )
         self._catch_up_max, self._interval = catch_up_max, poll_interval_s
         self._method: SendMethod = send_method
-        self._retry, self._clock, self._sleep, self._rng = retry, clock, sleep, rng
+        self._clock = clock
+        self._retrier = Retrier(
+            retry, platform="BlueBubbles", channel="imessage", sleep=sleep, clock=clock, rng=rng
+        )
         self._http: httpx.AsyncClient | None = None
         self._info: dict[str, Any] | None = None
         self._cursor: Cursor | None = None
@@ -231,13 +233,7 @@ class IMessageAdapter:
 
     # --- receiving -------------------------------------------------------------------------
     async def run(self, sink: InboundSink) -> None:
-        backoff = ReceiveBackoff(
-            base=self._retry.base,
-            cap=self._retry.cap,
-            sleep=self._sleep,
-            rng=self._rng,
-            platform="imessage",
-        )
+        backoff = self._retrier.receiving()
         if self._info is None:
             await backoff.call(self.connect)
         if self._cursor is None:
@@ -314,11 +310,16 @@ class IMessageAdapter:
     def to_inbound(self, item: _Message) -> InboundMessage | None:
         text = (item.text or "").replace("\ufffc", "").strip()
         files = tuple(
-            Attachment(kind=kind_hint(a.mime_type or ""), name=a.transfer_name or "",
-                       size=a.total_bytes or 0, declared_mime=a.mime_type or "", ref=a.guid)
+            Attachment(
+                kind=kind_hint(a.mime_type or ""),
+                name=a.transfer_name or "",
+                size=a.total_bytes or 0,
+                declared_mime=a.mime_type or "",
+                ref=a.guid,
+            )
             for a in item.attachments
             if a.guid
-        )  # fmt: skip
+        )
         if (
             item.is_from_me
             or not (text or files)
@@ -367,18 +368,7 @@ class IMessageAdapter:
                 except (ValueError, AttributeError):
                     return ""  # sent; the server's answer is just unreadable
 
-            ids.append(
-                await retrying(
-                    once,
-                    deadline=self._retry.deadline,
-                    sleep=self._sleep,
-                    clock=self._clock,
-                    rng=self._rng,
-                    base=self._retry.base,
-                    cap=self._retry.cap,
-                    platform="BlueBubbles",
-                )
-            )
+            ids.append(await self._retrier.run(once))
         return ids
 
     # --- files -----------------------------------------------------------------------------
@@ -397,8 +387,12 @@ class IMessageAdapter:
         method = self._method
         if method == "auto":
             method = "private-api" if self._private_api() else "apple-script"
-        form = {"chatGuid": out.chat_id, "tempGuid": f"moltbot-{uuid.uuid4()}",
-                "name": out.name, "method": method}  # fmt: skip
+        form = {
+            "chatGuid": out.chat_id,
+            "tempGuid": f"moltbot-{uuid.uuid4()}",
+            "name": out.name,
+            "method": method,
+        }
 
         async def once() -> str:
             files = {"attachment": (out.name, out.data, out.mime)}
@@ -408,9 +402,7 @@ class IMessageAdapter:
             except (ValueError, AttributeError):
                 return ""
 
-        return await retrying(once, deadline=self._retry.deadline, sleep=self._sleep,
-                              clock=self._clock, rng=self._rng, base=self._retry.base,
-                              cap=self._retry.cap, platform="BlueBubbles")  # fmt: skip
+        return await self._retrier.run(once)
 
     async def typing(self, chat_id: str) -> None:
         """Only with BlueBubbles' Private API (AppleScript cannot type); else nothing."""

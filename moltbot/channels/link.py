@@ -62,8 +62,12 @@ class Link:
 
     def snapshot(self) -> dict[str, Any]:
         """What status shows (JSON-safe)."""
-        out: dict[str, Any] = {"state": self.state, "since": round(self.since, 3),
-                               "last_in": self.last_in, "last_out": self.last_out}  # fmt: skip
+        out: dict[str, Any] = {
+            "state": self.state,
+            "since": round(self.since, 3),
+            "last_in": self.last_in,
+            "last_out": self.last_out,
+        }
         if self.state == "retrying":
             out["attempt"] = self.attempt
             out["next_in_s"] = round(max(0.0, self._next_at - self._clock.monotonic()), 1)

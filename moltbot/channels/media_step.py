@@ -32,8 +32,13 @@ async def take_media(
     try:
         return await media.take(msg, download)
     except Exception as e:  # e.g. the disk is full: the text still gets its answer
-        log.error("%s %s: files of %s not taken: %s", adapter.channel, adapter.account, msg.id,
-                  getattr(e, "code", type(e).__name__))  # fmt: skip
+        log.error(
+            "%s %s: files of %s not taken: %s",
+            adapter.channel,
+            adapter.account,
+            msg.id,
+            getattr(e, "code", type(e).__name__),
+        )
         return msgspec.structs.replace(msg, attachments=()), [MEDIA_FAILED]
 
 

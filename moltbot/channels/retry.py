@@ -155,3 +155,48 @@ class ReceiveBackoff:
             "%s receive: %s, retry %d in %.2fs", self._platform, err.code, self.attempt, delay
         )
         await self._sleep(delay)
+
+
+class Retrier:
+    """One adapter's retry settings, built once from its policy, sleep, clock and rng, so a
+    call site says only what it retries: ``await retrier.run(once)`` for a send (bounded by
+    the policy's deadline), ``retrier.receiving()`` for a receive loop's backoff.
+
+    ``platform`` names the service in errors users may see ("Telegram"); ``channel`` names
+    the adapter in receive-loop logs ("telegram")."""
+
+    def __init__(
+        self,
+        policy: RetryPolicy = DEFAULT_RETRY,
+        *,
+        platform: str,
+        channel: str,
+        sleep: Sleep = asyncio.sleep,
+        clock: Clock = SYSTEM_CLOCK,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.policy, self.platform, self.channel = policy, platform, channel
+        self._sleep, self._clock, self._rng = sleep, clock, rng
+
+    async def run(self, fn: Callable[[], Awaitable[T]]) -> T:
+        """``fn()`` retried on transient errors until the policy's deadline."""
+        return await retrying(
+            fn,
+            deadline=self.policy.deadline,
+            sleep=self._sleep,
+            clock=self._clock,
+            rng=self._rng,
+            base=self.policy.base,
+            cap=self.policy.cap,
+            platform=self.platform,
+        )
+
+    def receiving(self) -> ReceiveBackoff:
+        """A fresh backoff for one receive loop (it reports to the running service's link)."""
+        return ReceiveBackoff(
+            base=self.policy.base,
+            cap=self.policy.cap,
+            sleep=self._sleep,
+            rng=self._rng,
+            platform=self.channel,
+        )

@@ -29,11 +29,11 @@ from moltbot.channels.formatting import SIGNAL_LIMIT, render
 from moltbot.channels.retry import (
     DEFAULT_RETRY,
     ReceiveBackoff,
+    Retrier,
     RetryPolicy,
     Sleep,
     classify_status,
     parse_retry_after,
-    retrying,
 )
 from moltbot.clock import SYSTEM_CLOCK, Clock
 from moltbot.errors import MoltbotError, PlatformRejected, PlatformUnavailable, RateLimited
@@ -124,7 +124,10 @@ class SignalAdapter:
         self._api_base = api_base.rstrip("/")
         self._mode: ReceiveMode = receive_mode
         self._poll_timeout, self._max_messages = poll_timeout, max_messages
-        self._retry, self._clock, self._sleep, self._rng = retry, clock, sleep, rng
+        self._clock = clock
+        self._retrier = Retrier(
+            retry, platform="Signal", channel="signal", sleep=sleep, clock=clock, rng=rng
+        )
         self._http: httpx.AsyncClient | None = None
         self._path_number = quote(account, safe="+")
 
@@ -165,13 +168,7 @@ class SignalAdapter:
 
     # --- receiving -------------------------------------------------------------------------
     async def run(self, sink: InboundSink) -> None:
-        backoff = ReceiveBackoff(
-            base=self._retry.base,
-            cap=self._retry.cap,
-            sleep=self._sleep,
-            rng=self._rng,
-            platform="signal",
-        )
+        backoff = self._retrier.receiving()
         if self._mode == "auto":
             await backoff.call(self.connect)
         receive = self._receive_ws if self._mode == "websocket" else self._receive_poll
@@ -259,11 +256,16 @@ class SignalAdapter:
             return None  # receipts, typing, sync messages
         data = env.data_message
         attachments = tuple(
-            Attachment(kind=kind_hint(a.content_type), name=a.filename or "", size=a.size or 0,
-                       declared_mime=a.content_type, ref=a.id)
+            Attachment(
+                kind=kind_hint(a.content_type),
+                name=a.filename or "",
+                size=a.size or 0,
+                declared_mime=a.content_type,
+                ref=a.id,
+            )
             for a in data.attachments
             if a.id
-        )  # fmt: skip
+        )
         if not data.message and not attachments:
             return None  # reactions, empty messages
         sender = env.source_uuid or env.source_number
@@ -306,26 +308,16 @@ class SignalAdapter:
                 resp = await self._request("POST", "/v2/send", json=body)
                 return str(resp.json().get("timestamp", ""))
 
-            ids.append(
-                await retrying(
-                    once,
-                    deadline=self._retry.deadline,
-                    sleep=self._sleep,
-                    clock=self._clock,
-                    rng=self._rng,
-                    base=self._retry.base,
-                    cap=self._retry.cap,
-                    platform="Signal",
-                )
-            )
+            ids.append(await self._retrier.run(once))
         return ids
 
     # --- files -----------------------------------------------------------------------------
     async def download(self, att: Attachment, max_bytes: int) -> bytes:
         """``GET /v1/attachments/<id>`` of signal-cli-rest-api, cut off past ``max_bytes``."""
         url = f"{self._api_base}/v1/attachments/{quote(att.ref, safe='')}"
-        data, _ = await fetch_own(url, max_bytes=max_bytes, platform="Signal",
-                                  allowed=same_origin(self._api_base))  # fmt: skip
+        data, _ = await fetch_own(
+            url, max_bytes=max_bytes, platform="Signal", allowed=same_origin(self._api_base)
+        )
         return data
 
     async def send_file(self, out: OutboundFile) -> str:
@@ -333,17 +325,18 @@ class SignalAdapter:
         name = "".join(c for c in out.name if c not in ";,=") or "file"
         encoded = base64.b64encode(out.data).decode("ascii")
         uri = f"data:{out.mime};filename={name};base64,{encoded}"
-        body = {"message": out.caption, "number": self.account, "recipients": [out.chat_id],
-                "base64_attachments": [uri]}  # fmt: skip
+        body = {
+            "message": out.caption,
+            "number": self.account,
+            "recipients": [out.chat_id],
+            "base64_attachments": [uri],
+        }
 
         async def once() -> str:
             resp = await self._request("POST", "/v2/send", json=body)
             return str(resp.json().get("timestamp", ""))
 
-        return await retrying(
-            once, deadline=self._retry.deadline, sleep=self._sleep, clock=self._clock,
-            rng=self._rng, base=self._retry.base, cap=self._retry.cap, platform="Signal",
-        )  # fmt: skip
+        return await self._retrier.run(once)
 
     async def typing(self, chat_id: str) -> None:
         await self._request(

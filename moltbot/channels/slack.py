@@ -27,11 +27,10 @@ from moltbot.channels.base import InboundSink, SeenIds, drain, sink_together
 from moltbot.channels.formatting import SLACK_LIMIT, render
 from moltbot.channels.retry import (
     DEFAULT_RETRY,
-    ReceiveBackoff,
+    Retrier,
     RetryPolicy,
     Sleep,
     parse_retry_after,
-    retrying,
 )
 from moltbot.clock import SYSTEM_CLOCK, Clock
 from moltbot.errors import MoltbotError, PlatformRejected, PlatformUnavailable, RateLimited
@@ -109,7 +108,10 @@ class SlackAdapter:
         self._bot_token, self._app_token = bot_token, app_token
         self._api_base = api_base if api_base.endswith("/") else api_base + "/"
         self._ping_interval, self._queue_size = ping_interval, queue_size
-        self._retry, self._clock, self._sleep, self._rng = retry, clock, sleep, rng
+        self._clock = clock
+        self._retrier = Retrier(
+            retry, platform="Slack", channel="slack", sleep=sleep, clock=clock, rng=rng
+        )
         self._session: aiohttp.ClientSession | None = None
         self._web: AsyncWebClient | None = None
         self._socket: SocketModeClient | None = None
@@ -156,13 +158,7 @@ class SlackAdapter:
     # --- receiving -------------------------------------------------------------------------
     async def run(self, sink: InboundSink) -> None:
         await self._close_socket()  # a second run() on the same instance starts clean
-        backoff = ReceiveBackoff(
-            base=self._retry.base,
-            cap=self._retry.cap,
-            sleep=self._sleep,
-            rng=self._rng,
-            platform="slack",
-        )
+        backoff = self._retrier.receiving()
         if self._me is None or self._wss_url is None:
             await backoff.call(self.connect)
         queue: asyncio.Queue[str] = asyncio.Queue(self._queue_size)
@@ -277,18 +273,7 @@ class SlackAdapter:
                 )
                 return str(resp["ts"])
 
-            ids.append(
-                await retrying(
-                    once,
-                    deadline=self._retry.deadline,
-                    sleep=self._sleep,
-                    clock=self._clock,
-                    rng=self._rng,
-                    base=self._retry.base,
-                    cap=self._retry.cap,
-                    platform="Slack",
-                )
-            )
+            ids.append(await self._retrier.run(once))
         return ids
 
     # --- files -----------------------------------------------------------------------------
@@ -296,9 +281,12 @@ class SlackAdapter:
         """A shared file from its ``url_private`` with the bot token, only on Slack's own hosts
         (or the configured api_base's), never following a redirect with the token."""
         data, ctype = await fetch_own(
-            att.ref, max_bytes=max_bytes, allowed=self._slack_host, platform="Slack",
+            att.ref,
+            max_bytes=max_bytes,
+            allowed=self._slack_host,
+            platform="Slack",
             headers={"Authorization": f"Bearer {self._bot_token}"},
-        )  # fmt: skip
+        )
         if ctype == "text/html" and not att.declared_mime.startswith("text/html"):
             raise PlatformRejected(  # Slack's sign-in page: the token may not read files
                 "Slack did not give the file", hint="the bot token needs the files:read scope"
@@ -317,17 +305,18 @@ class SlackAdapter:
         async def once() -> str:
             resp = await self._call(
                 web.files_upload_v2(
-                    channel=out.chat_id, file=out.data, filename=out.name, title=out.name,
-                    initial_comment=out.caption or None, thread_ts=out.thread_id,
+                    channel=out.chat_id,
+                    file=out.data,
+                    filename=out.name,
+                    title=out.name,
+                    initial_comment=out.caption or None,
+                    thread_ts=out.thread_id,
                 )
-            )  # fmt: skip
+            )
             files = resp.get("files") or [{}]
             return str(files[0].get("id", ""))
 
-        return await retrying(
-            once, deadline=self._retry.deadline, sleep=self._sleep, clock=self._clock,
-            rng=self._rng, base=self._retry.base, cap=self._retry.cap, platform="Slack",
-        )  # fmt: skip
+        return await self._retrier.run(once)
 
     async def typing(self, chat_id: str) -> None:
         """Slack offers bots no typing indicator in channels or DMs: nothing to do."""
@@ -367,8 +356,11 @@ def _attachments(files: Any) -> tuple[Attachment, ...]:
         size = f.get("size")
         out.append(
             Attachment(
-                kind=kind, name=str(f.get("name") or ""), declared_mime=mime, ref=url,
+                kind=kind,
+                name=str(f.get("name") or ""),
+                declared_mime=mime,
+                ref=url,
                 size=size if isinstance(size, int) else 0,
             )
-        )  # fmt: skip
+        )
     return tuple(out)

@@ -28,7 +28,7 @@ from aiogram.utils.token import TokenValidationError
 
 from moltbot.channels.base import InboundSink, sink_together
 from moltbot.channels.formatting import TELEGRAM_LIMIT, render
-from moltbot.channels.retry import DEFAULT_RETRY, ReceiveBackoff, RetryPolicy, Sleep, retrying
+from moltbot.channels.retry import DEFAULT_RETRY, Retrier, RetryPolicy, Sleep
 from moltbot.clock import SYSTEM_CLOCK, Clock
 from moltbot.errors import (
     MediaRefused,
@@ -89,7 +89,10 @@ class TelegramAdapter:
         self._token = token
         self._api_base = api_base
         self._poll_timeout = poll_timeout
-        self._retry, self._clock, self._sleep, self._rng = retry, clock, sleep, rng
+        self._clock = clock
+        self._retrier = Retrier(
+            retry, platform="Telegram", channel="telegram", sleep=sleep, clock=clock, rng=rng
+        )
         self._bot: Bot | None = None
         self._me: User | None = None
         self._offset: int | None = None
@@ -123,13 +126,7 @@ class TelegramAdapter:
 
     # --- receiving -------------------------------------------------------------------------
     async def run(self, sink: InboundSink) -> None:
-        backoff = ReceiveBackoff(
-            base=self._retry.base,
-            cap=self._retry.cap,
-            sleep=self._sleep,
-            rng=self._rng,
-            platform="telegram",
-        )
+        backoff = self._retrier.receiving()
         if self._me is None:
             await backoff.call(self.connect)
         while True:
@@ -229,16 +226,7 @@ class TelegramAdapter:
                     )
                 )
 
-            sent = await retrying(
-                once,
-                deadline=self._retry.deadline,
-                sleep=self._sleep,
-                clock=self._clock,
-                rng=self._rng,
-                base=self._retry.base,
-                cap=self._retry.cap,
-                platform="Telegram",
-            )
+            sent = await self._retrier.run(once)
             ids.append(str(sent.message_id))
         return ids
 
@@ -281,10 +269,7 @@ class TelegramAdapter:
                 lambda b: b.send_document(chat, upload, caption=caption, message_thread_id=thread)
             )
 
-        sent = await retrying(
-            once, deadline=self._retry.deadline, sleep=self._sleep, clock=self._clock,
-            rng=self._rng, base=self._retry.base, cap=self._retry.cap, platform="Telegram",
-        )  # fmt: skip
+        sent = await self._retrier.run(once)
         return str(sent.message_id)
 
     async def typing(self, chat_id: str) -> None:
@@ -315,10 +300,13 @@ def _attachments(m: Message) -> tuple[Attachment, ...]:
         if doc is not None:
             out.append(
                 Attachment(
-                    kind=kind, name=getattr(doc, "file_name", None) or "",
-                    size=doc.file_size or 0, declared_mime=doc.mime_type or "", ref=doc.file_id,
+                    kind=kind,
+                    name=getattr(doc, "file_name", None) or "",
+                    size=doc.file_size or 0,
+                    declared_mime=doc.mime_type or "",
+                    ref=doc.file_id,
                 )
-            )  # fmt: skip
+            )
     return tuple(out)
 
 

@@ -66,8 +66,10 @@ def cmd_verify(args: argparse.Namespace) -> int:
         how = "chain intact" if not sealed else "chain intact, MACs and anchor verified"
         print(f"audit log OK: {result.records} records, {how}{note}")
         if result.legacy:
-            print(f"  {result.legacy} legacy records (written before the seal): chain only, "
-                  "not authenticated")  # fmt: skip
+            print(
+                f"  {result.legacy} legacy records (written before the seal): chain only, "
+                "not authenticated"
+            )
         if result.note:
             print(f"  note: {result.note}")
         return 0

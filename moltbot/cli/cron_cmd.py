@@ -37,8 +37,10 @@ def list_jobs(control: TreeControl, namespace: str, *, as_json: bool = False) ->
         print("no scheduled jobs")
     for j in jobs:
         to = j.get("deliver_to") or "(schedule.deliver_to)"
-        print(f"{j['id']}  {j['kind']} {j['spec']!r}  next {_when(j['next_at'])}  to {to}  "
-              f"catch-up {j['catch_up']}: {j['text']}")  # fmt: skip
+        print(
+            f"{j['id']}  {j['kind']} {j['spec']!r}  next {_when(j['next_at'])}  to {to}  "
+            f"catch-up {j['catch_up']}: {j['text']}"
+        )
     return 0
 
 
@@ -86,8 +88,12 @@ def register(sub: Any) -> None:
     add.add_argument("text", help="what the assistant gets when it fires")
     add.add_argument("--id", default="", help="a name for it (default: generated)")
     add.add_argument("--to", default="", help="channel:account:chat (default: schedule.deliver_to)")
-    add.add_argument("--catch-up", default="skip", choices=("skip", "once"),
-                     help="after downtime: skip what was missed, or run once")  # fmt: skip
+    add.add_argument(
+        "--catch-up",
+        default="skip",
+        choices=("skip", "once"),
+        help="after downtime: skip what was missed, or run once",
+    )
     add.add_argument("--tz", default="UTC", help="time zone of --at and --cron (default UTC)")
     add.set_defaults(func=_attached)
     rm = csub.add_parser("rm", help="remove a job")

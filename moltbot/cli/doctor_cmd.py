@@ -183,15 +183,15 @@ def check_vault(home: Path) -> tuple[Check, list[str] | None]:
     if not Vault.exists(home):
         where = paths.credentials_dir(home)
         return Check(
-            name="vault", status="FAIL", detail=f"no credentials vault in {where}",
+            name="vault",
+            status="FAIL",
+            detail=f"no credentials vault in {where}",
             fix="moltbot init",
-        ), None  # fmt: skip
+        ), None
     try:
         names = Vault.open(home).names()
     except MoltbotError as exc:
-        return Check(
-            name="vault", status="FAIL", detail=exc.user_message, fix=exc.hint
-        ), None  # fmt: skip
+        return Check(name="vault", status="FAIL", detail=exc.user_message, fix=exc.hint), None
     return _ok("vault", f"opens; secrets stored: {len(names)}"), names
 
 
@@ -237,9 +237,11 @@ def running_head(home: Path) -> tuple[str | None, bool]:
 def check_ray(address: str | None, alive: bool) -> Check:
     if address is None:
         return Check(
-            name="ray", status="WARN", detail="no moltbot tree is running",
+            name="ray",
+            status="WARN",
+            detail="no moltbot tree is running",
             fix="start it with `moltbot up`",
-        )  # fmt: skip
+        )
     if alive:
         return _ok("ray", f"a moltbot tree is running (Ray at {address})")
     return Check(
@@ -262,9 +264,11 @@ def check_port(bind: str, port: int, *, moltbot_running: bool = False) -> Check:
             sock.bind(addr)
     except socket.gaierror:
         return Check(
-            name="port", status="FAIL", detail=f"{bind!r} is not a known address",
+            name="port",
+            status="FAIL",
+            detail=f"{bind!r} is not a known address",
             fix="set gateway.bind to an address of this machine (default 127.0.0.1)",
-        )  # fmt: skip
+        )
     except OSError as exc:
         if exc.errno == errno.EADDRINUSE and moltbot_running:
             return _ok("port", f"{where} is in use by the running moltbot")
@@ -287,8 +291,10 @@ def check_accounts(cfg: Config) -> list[Check]:
     from moltbot.cli.trail import reads_by
 
     found = probe_accounts(cfg, lazy_get(on_read=reads_by("cli:doctor")))
-    return [Check(name=name, status=status, detail=detail, fix=fix)  # type: ignore[arg-type]
-            for status, name, detail, fix in found]  # fmt: skip
+    return [
+        Check(name=name, status=status, detail=detail, fix=fix)  # type: ignore[arg-type]
+        for status, name, detail, fix in found
+    ]
 
 
 def run_checks(

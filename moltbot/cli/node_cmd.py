@@ -88,9 +88,11 @@ def cmd_invite(args: argparse.Namespace) -> int:
     home = paths.home()
     head = control.read_head(home)
     if head is None or head.tls is None:
-        raise ConfigError("cluster.head_ip", "no home-lab head runs here",
-                          fix="set cluster.head_ip to this machine's LAN address and `moltbot up`"
-                          )  # fmt: skip
+        raise ConfigError(
+            "cluster.head_ip",
+            "no home-lab head runs here",
+            fix="set cluster.head_ip to this machine's LAN address and `moltbot up`",
+        )
     token = os.environ.get("RAY_AUTH_TOKEN", "").strip() or _token(str(control.token_path()))
     assert token is not None
     data = cluster_tls.make_invite(home, head.address, args.node_ip, token)

@@ -28,9 +28,12 @@ def short(name: str) -> str:
 
 class StartProgress:
     def __init__(
-        self, out: TextIO = sys.stdout, *, tty: bool | None = None,
+        self,
+        out: TextIO = sys.stdout,
+        *,
+        tty: bool | None = None,
         clock: Callable[[], float] = time.monotonic,
-    ) -> None:  # fmt: skip
+    ) -> None:
         self._out, self._clock = out, clock
         self._tty = out.isatty() if tty is None else tty
         self._start = clock()

@@ -8,8 +8,8 @@ concurrently (at most ``max_in_flight``), every frame passes a token bucket, and
 are fanned out through a bounded per-client outbox: a client too slow to drain it is closed
 (1013), it never blocks the others. Frames over ``max_frame_bytes`` close the connection with
 1009 (websockets' ``max_size``). Logins, refused connects, lockouts and approval decisions go
-to the optional ``audit`` callable (address and method, never a token) through a bounded queue
-drained by one task, so no connection waits for the audit log.
+to the optional ``audit`` callable (address and method, never a token) through an
+``AuditQueue`` (bounded, drop-when-full, one owned task), so no connection waits for the log.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import errno
 import http
 import logging
 import ssl
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import msgspec
@@ -44,6 +44,7 @@ from moltbot.gateway.hooks import HookGate, Hooks, connection_class
 from moltbot.gateway.http import HttpFront, response, secure_headers
 from moltbot.gateway.methods import CallContext, Dispatcher
 from moltbot.netaddr import is_loopback
+from moltbot.security.audit_queue import AuditQueue, AuditSend
 from moltbot.security.origin import WILDCARD_HOSTS, OriginPolicy
 from moltbot.security.ratelimit import Admission, Lockout, TokenBucket, client_key
 
@@ -51,10 +52,9 @@ log = logging.getLogger("moltbot.gateway")
 
 CLOSE_POLICY = 1008
 CLOSE_TRY_AGAIN = 1013
-AUDIT_QUEUE = 256
 REFUSAL_AUDIT_S = 60.0  # at most one audit record per client and minute for refused sockets
 
-Audit = Callable[[str, dict[str, Any]], Awaitable[Any]]
+Audit = AuditSend
 """Records one audit event (kind, fields); fields never hold a token or password."""
 
 
@@ -149,8 +149,7 @@ class GatewayServer:
         hooks: Hooks | None = None,
     ) -> None:
         self.settings = settings
-        self._audit = audit
-        self._audit_q: asyncio.Queue[tuple[str, dict[str, Any]]] = asyncio.Queue(AUDIT_QUEUE)
+        self._audit = None if audit is None else AuditQueue(audit, source="gateway")
         self._backend = backend
         self._ssl = ssl_context
         self._clock = clock
@@ -241,13 +240,13 @@ class GatewayServer:
         try:
             async with asyncio.TaskGroup() as tg:
                 fanout = tg.create_task(self._fanout())
-                auditor = tg.create_task(self._forward_audit())
                 await server.wait_closed()
                 fanout.cancel()
-                auditor.cancel()
         finally:
             server.close()  # cancelled: close the port and the connections before leaving
             await server.wait_closed()
+            if self._audit is not None:
+                await self._audit.aclose()  # what is queued still reaches the log
 
     async def stop(self) -> None:
         if self._server is not None:
@@ -290,8 +289,9 @@ class GatewayServer:
         if len(self._refusals) >= 1024:
             self._refusals.clear()
         self._refusals[key] = now
-        self._record("auth_failed", {"address": address, "reason": "too_many_unauthenticated",
-                                     "detail": why})  # fmt: skip
+        self._record(
+            "auth_failed", {"address": address, "reason": "too_many_unauthenticated", "detail": why}
+        )
 
     # --- events ---------------------------------------------------------------------------
     async def _fanout(self) -> None:
@@ -317,23 +317,8 @@ class GatewayServer:
     # --- audit ----------------------------------------------------------------------------
     def _record(self, kind: str, fields: dict[str, Any]) -> None:
         """Queue an audit record; a connection never waits for the audit log."""
-        if self._audit is None:
-            return
-        try:
-            self._audit_q.put_nowait((kind, fields))
-        except asyncio.QueueFull:
-            log.warning("audit queue full: %s record dropped", kind)
-
-    async def _forward_audit(self) -> None:
-        while True:
-            kind, fields = await self._audit_q.get()
-            try:
-                assert self._audit is not None
-                await self._audit(kind, fields)
-            except MoltbotError as exc:
-                log.warning("audit record %s not written: %s", kind, exc.user_message)
-            except Exception:
-                log.exception("audit record %s not written", kind)
+        if self._audit is not None:
+            self._audit.record(kind, fields)
 
     # --- connections ----------------------------------------------------------------------
     async def _handle(self, ws: ServerConnection) -> None:

@@ -14,10 +14,15 @@ from moltbot.errors import MediaRefused, PlatformRejected, PlatformUnavailable
 
 
 async def fetch_own(
-    url: str, *, max_bytes: int, allowed: Callable[[httpx.URL], bool], platform: str,
-    headers: Mapping[str, str] | None = None, params: Mapping[str, str] | None = None,
+    url: str,
+    *,
+    max_bytes: int,
+    allowed: Callable[[httpx.URL], bool],
+    platform: str,
+    headers: Mapping[str, str] | None = None,
+    params: Mapping[str, str] | None = None,
     timeout_s: float = 60.0,
-) -> tuple[bytes, str]:  # fmt: skip
+) -> tuple[bytes, str]:
     """(the body, its content type) of a GET of ``url``."""
     try:
         target = httpx.URL(url)
@@ -27,8 +32,9 @@ async def fetch_own(
         raise PlatformRejected(f"{platform} gave a file URL on a host we do not trust")
     try:
         async with httpx.AsyncClient(timeout=timeout_s, trust_env=False) as client:
-            request = client.build_request("GET", target, headers=dict(headers or {}),
-                                           params=dict(params or {}))  # fmt: skip
+            request = client.build_request(
+                "GET", target, headers=dict(headers or {}), params=dict(params or {})
+            )
             response = await client.send(request, stream=True, follow_redirects=False)
             try:
                 if response.status_code >= 500:

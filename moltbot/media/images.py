@@ -18,9 +18,12 @@ from moltbot.errors import MediaRefused as ImageRefused
 
 
 def fit_image(
-    data: bytes, *, max_edge: int = 1568, max_bytes: int = 5 * 1024 * 1024,
+    data: bytes,
+    *,
+    max_edge: int = 1568,
+    max_bytes: int = 5 * 1024 * 1024,
     max_pixels: int = 50_000_000,
-) -> tuple[bytes, str]:  # fmt: skip
+) -> tuple[bytes, str]:
     """``data`` as an image the provider takes: (encoded bytes, mime). ImageRefused if it is
     not a readable image or is larger than ``max_pixels``."""
     try:

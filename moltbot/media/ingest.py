@@ -115,9 +115,11 @@ class MediaIntake:
         elif ftype.mime in IMAGE_TYPES:
             try:
                 body, mime = fit_image(
-                    data, max_edge=self.cfg.image_max_edge, max_bytes=self.cfg.image_max_bytes,
+                    data,
+                    max_edge=self.cfg.image_max_edge,
+                    max_bytes=self.cfg.image_max_bytes,
                     max_pixels=self.cfg.image_max_pixels,
-                )  # fmt: skip
+                )
                 ext = "png" if mime == "image/png" else "jpg"
             except MediaRefused:
                 flags.append("bad_image")
@@ -132,6 +134,13 @@ class MediaIntake:
         ws = inbox.workspace_of(self.workspace, sender)
         path = inbox.save(ws, name, body)
         return msgspec.structs.replace(
-            att, kind=kind, mime=mime, size=len(data), path=path, flags=(*att.flags, *flags),
-            transcript=transcript, taken=True, ref="",
-        )  # fmt: skip
+            att,
+            kind=kind,
+            mime=mime,
+            size=len(data),
+            path=path,
+            flags=(*att.flags, *flags),
+            transcript=transcript,
+            taken=True,
+            ref="",
+        )

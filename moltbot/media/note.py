@@ -50,8 +50,9 @@ def describe(att: Attachment, shown: bool) -> str:
             parts.append(f"- {_FLAG_TEXT[flag]}")
     if att.kind == "audio" and att.path and not att.transcript:
         if "transcription_failed" not in att.flags:
-            parts.append("- not transcribed (no transcription endpoint is configured: "
-                         "media.transcription)")  # fmt: skip
+            parts.append(
+                "- not transcribed (no transcription endpoint is configured: media.transcription)"
+            )
     line = " ".join(parts)
     if att.transcript:
         line += f"\n  transcript of the voice note (the sender's words): {att.transcript}"
@@ -95,9 +96,12 @@ def _image_block(
         return None
     return {
         "type": "image",
-        "source": {"type": "base64", "media_type": att.mime,
-                   "data": base64.b64encode(data).decode("ascii")},
-    }  # fmt: skip
+        "source": {
+            "type": "base64",
+            "media_type": att.mime,
+            "data": base64.b64encode(data).decode("ascii"),
+        },
+    }
 
 
 def turn_content(workspace: Path, image_max_bytes: int, msg: InboundMessage | None) -> Any:

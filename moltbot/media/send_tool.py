@@ -46,15 +46,22 @@ class WithSendFile:
     """A turn's tools with ``send_file`` added (the other calls go to ``inner``)."""
 
     def __init__(
-        self, inner: ToolRunner, msg: InboundMessage, workspace: Path, max_bytes: int,
+        self,
+        inner: ToolRunner,
+        msg: InboundMessage,
+        workspace: Path,
+        max_bytes: int,
         deliver: Deliver,
-    ) -> None:  # fmt: skip
+    ) -> None:
         self._inner, self._msg, self._root = inner, msg, workspace
         self._max, self._deliver = max_bytes, deliver
 
     def specs(self) -> list[dict[str, Any]]:
-        own = {"name": NAME, "description": DESCRIPTION,
-               "input_schema": input_schema(SendFileInput)}  # fmt: skip
+        own = {
+            "name": NAME,
+            "description": DESCRIPTION,
+            "input_schema": input_schema(SendFileInput),
+        }
         return [*(s for s in self._inner.specs() if s.get("name") != NAME), own]
 
     async def call(
@@ -85,17 +92,26 @@ class WithSendFile:
             )
         msg = self._msg
         out = OutboundFile(
-            channel=msg.channel, account=msg.account, chat_id=msg.chat_id, name=name,
-            mime=ftype.mime, data=data, caption=args.caption, thread_id=msg.thread_id,
-        )  # fmt: skip
+            channel=msg.channel,
+            account=msg.account,
+            chat_id=msg.chat_id,
+            name=name,
+            mime=ftype.mime,
+            data=data,
+            caption=args.caption,
+            thread_id=msg.thread_id,
+        )
         await self._deliver(out)
         return f"sent {name} ({ftype.mime}, {len(data)} bytes) to the chat"
 
 
 def with_send_file(
-    tools: Callable[[], Awaitable[ToolRunner]], msg: InboundMessage | None, workspace: Path,
-    max_bytes: int, deliver: Deliver | None,
-) -> Callable[[], Awaitable[ToolRunner]]:  # fmt: skip
+    tools: Callable[[], Awaitable[ToolRunner]],
+    msg: InboundMessage | None,
+    workspace: Path,
+    max_bytes: int,
+    deliver: Deliver | None,
+) -> Callable[[], Awaitable[ToolRunner]]:
     """``tools`` with ``send_file`` when the turn answers ``msg`` and ``deliver`` is set."""
     if msg is None or deliver is None:
         return tools

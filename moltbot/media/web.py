@@ -34,10 +34,15 @@ async def web_content(
         for i, u in enumerate(uploads)
     )
     msg = InboundMessage(
-        id=f"web:gateway:{session}:{secrets.token_hex(8)}", channel="web", account="gateway",
-        chat_id=session, sender_id="operator", text=text, received_at=time.time(),
+        id=f"web:gateway:{session}:{secrets.token_hex(8)}",
+        channel="web",
+        account="gateway",
+        chat_id=session,
+        sender_id="operator",
+        text=text,
+        received_at=time.time(),
         attachments=atts,
-    )  # fmt: skip
+    )
 
     async def download(att: Attachment, cap: int) -> bytes:
         return uploads[int(att.ref)].data

@@ -47,8 +47,13 @@ _ETC_BASE = (
     "bash.bashrc profile inputrc mime.types"
 ).split()
 _ETC_NET = "resolv.conf hosts host.conf gai.conf services protocols ssl ca-certificates".split()
-_ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": SANDBOX_TMP, "TMPDIR": SANDBOX_TMP,
-        "LANG": "C.UTF-8", "USER": "sandbox"}  # fmt: skip
+_ENV = {
+    "PATH": "/usr/local/bin:/usr/bin:/bin",
+    "HOME": SANDBOX_TMP,
+    "TMPDIR": SANDBOX_TMP,
+    "LANG": "C.UTF-8",
+    "USER": "sandbox",
+}
 _ROOT_LINKS = ("bin", "sbin", "lib", "lib32", "lib64", "libx32")
 SANDBOX_PYTHON = "/usr/bin/python3"  # runs the egress forwarder inside a network-granted sandbox
 
@@ -312,9 +317,14 @@ async def _run(
     source = _limits.STAGED_WORKSPACE if root else str(ws)
     egress_source = egress_folder and (_limits.STAGED_EGRESS if root else egress_folder)
     params = json.dumps(
-        {"workspace": str(ws), "uid": policy.uid, "gid": policy.gid, "limits": rlimits(policy),
-         "egress": egress_folder}
-    )  # fmt: skip
+        {
+            "workspace": str(ws),
+            "uid": policy.uid,
+            "gid": policy.gid,
+            "limits": rlimits(policy),
+            "egress": egress_folder,
+        }
+    )
     status_r, status_w = os.pipe()
     try:
         cmd = [

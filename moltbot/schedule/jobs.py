@@ -101,8 +101,9 @@ def make_job(
             minutes = 0.0
         if not 1 <= minutes <= 7 * 24 * 60:
             raise BadRequest("a heartbeat is every 1 to 10080 minutes", hint="e.g. 30")
-    job = Job(id=job_id, kind=kind, spec=spec, text=text, deliver_to=deliver_to,
-              catch_up=catch_up, tz=tz)  # fmt: skip
+    job = Job(
+        id=job_id, kind=kind, spec=spec, text=text, deliver_to=deliver_to, catch_up=catch_up, tz=tz
+    )
     first = next_after(job, now)
     if first == 0.0:
         raise BadRequest(f"{spec} is in the past", hint="give a time still to come")

@@ -180,8 +180,16 @@ class SchedulerService:
                 hint="schedule.heartbeat_minutes",
             )
         try:
-            job = make_job(req.kind, req.spec, req.text, now=self.clock.time(), job_id=req.id,
-                           deliver_to=req.deliver_to, catch_up=req.catch_up, tz=req.tz)  # fmt: skip
+            job = make_job(
+                req.kind,
+                req.spec,
+                req.text,
+                now=self.clock.time(),
+                job_id=req.id,
+                deliver_to=req.deliver_to,
+                catch_up=req.catch_up,
+                tz=req.tz,
+            )
         except ValueError:  # croniter's own errors (a date that never comes: 31 February)
             raise BadRequest(f"{req.spec!r} never fires", hint="check the day and month") from None
         target_of(self.cfg, job)  # somewhere to go, or the error saying what to set

@@ -101,10 +101,15 @@ def schedule_tools(jobs: Jobs, cfg: Config, clock: Clock = SYSTEM_CLOCK) -> Tool
         ctx()
         found = await jobs.list()
         rows = [
-            {"id": j["id"], "kind": j["kind"], "spec": j["spec"], "text": j["text"],
-             "next": _iso(j["next_at"])}
+            {
+                "id": j["id"],
+                "kind": j["kind"],
+                "spec": j["spec"],
+                "text": j["text"],
+                "next": _iso(j["next_at"]),
+            }
             for j in found
-        ]  # fmt: skip
+        ]
         return ToolResult(text=f"{now()}\n" + (json.dumps(rows) if rows else "no jobs"))
 
     async def remove(args: RemoveInput, session: str) -> ToolResult:
@@ -141,7 +146,15 @@ class WithScheduleTools:
         result = await self._schedule.call(name, input, session, ctx)
         if self._audit is not None:  # like every tool call (plugin_tools.MergedTools)
             took = (time.monotonic() - started) * 1000
-            self._audit("tool_call", tool_call_fields(
-                session=session, tool=name, plugin=None, outcome=outcome_of(result),
-                duration_ms=took, input=input))  # fmt: skip
+            self._audit(
+                "tool_call",
+                tool_call_fields(
+                    session=session,
+                    tool=name,
+                    plugin=None,
+                    outcome=outcome_of(result),
+                    duration_ms=took,
+                    input=input,
+                ),
+            )
         return result

@@ -383,8 +383,11 @@ def verify(
         return VerifyResult(ok=False, records=0, problem=f"the anchor {anchor_file} is damaged")
     if fh is None:
         if anchor is not None:  # the whole log is gone, the anchor is not
-            return VerifyResult(ok=False, records=0, problem=f"the log is missing; {anchor.seq} "
-                                "records were anchored")  # fmt: skip
+            return VerifyResult(
+                ok=False,
+                records=0,
+                problem=f"the log is missing; {anchor.seq} records were anchored",
+            )
         return VerifyResult(ok=True, records=0)
     with fh:
         for lineno, line in enumerate(fh, start=1):

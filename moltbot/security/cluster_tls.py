@@ -107,10 +107,16 @@ def ensure_ca(directory: Path) -> None:
         return
     key = ec.generate_private_key(ec.SECP256R1())
     usage = x509.KeyUsage(
-        digital_signature=True, content_commitment=False, key_encipherment=False,
-        data_encipherment=False, key_agreement=False, key_cert_sign=True, crl_sign=True,
-        encipher_only=False, decipher_only=False,
-    )  # fmt: skip
+        digital_signature=True,
+        content_commitment=False,
+        key_encipherment=False,
+        data_encipherment=False,
+        key_agreement=False,
+        key_cert_sign=True,
+        crl_sign=True,
+        encipher_only=False,
+        decipher_only=False,
+    )
     cert = (
         x509.CertificateBuilder()
         .subject_name(_name("moltbot cluster CA"))
@@ -179,14 +185,18 @@ def make_invite(home: Path, address: str, node_ip: str, token: str) -> bytes:
     try:
         ip = ipaddress.ip_address(node_ip)
     except ValueError:
-        raise ConfigError("NODE_IP", f"{node_ip!r} is not an IP address",
-                          fix="the address the head reaches that machine at, e.g. 192.168.1.20"
-                          ) from None  # fmt: skip
+        raise ConfigError(
+            "NODE_IP",
+            f"{node_ip!r} is not an IP address",
+            fix="the address the head reaches that machine at, e.g. 192.168.1.20",
+        ) from None
     directory = tls_dir(home)
     if not (directory / "ca.crt").is_file():
-        raise ConfigError("cluster.head_ip", "this head has no cluster TLS yet",
-                          fix="set cluster.head_ip to this machine's LAN address and `moltbot up`"
-                          )  # fmt: skip
+        raise ConfigError(
+            "cluster.head_ip",
+            "this head has no cluster TLS yet",
+            fix="set cluster.head_ip to this machine's LAN address and `moltbot up`",
+        )
     cert, key = issue(directory, [str(ip), "127.0.0.1"])
     invite = Invite(
         v=1,
@@ -197,15 +207,16 @@ def make_invite(home: Path, address: str, node_ip: str, token: str) -> bytes:
         cert=cert.decode(),
         key=key.decode(),
     )
-    return msgspec.json.encode(invite)  # fmt: skip
+    return msgspec.json.encode(invite)
 
 
 def read_invite(path: Path) -> Invite:
     try:
         data = path.read_bytes()
     except OSError as exc:
-        raise ConfigError("--invite", f"cannot read {path} ({exc.strerror})", fix=INVITE_FIX
-                          ) from None  # fmt: skip
+        raise ConfigError(
+            "--invite", f"cannot read {path} ({exc.strerror})", fix=INVITE_FIX
+        ) from None
     try:
         invite = msgspec.json.decode(data, type=Invite)
     except (msgspec.DecodeError, msgspec.ValidationError, json.JSONDecodeError):
@@ -222,6 +233,7 @@ def store_invite(directory: Path, invite: Invite) -> TlsFiles:
     atomic_write(directory / "node.crt", invite.cert.encode(), 0o644)
     atomic_write(directory / "node.key", invite.key.encode())
     return TlsFiles(
-        ca=str(directory / "ca.crt"), cert=str(directory / "node.crt"),
+        ca=str(directory / "ca.crt"),
+        cert=str(directory / "node.crt"),
         key=str(directory / "node.key"),
-    )  # fmt: skip
+    )

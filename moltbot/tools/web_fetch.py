@@ -246,10 +246,37 @@ def _http_problem(exc: httpx.HTTPError) -> str:
 # --- HTML to text --------------------------------------------------------------------------
 _SKIP = frozenset({"script", "style", "noscript", "template", "svg", "iframe", "object", "head"})
 _BLOCK = frozenset(
-    {"p", "div", "br", "li", "ul", "ol", "tr", "table", "section", "article", "header",
-     "footer", "nav", "aside", "main", "pre", "blockquote", "form", "hr", "dt", "dd",
-     "h1", "h2", "h3", "h4", "h5", "h6", "title"}
-)  # fmt: skip
+    {
+        "p",
+        "div",
+        "br",
+        "li",
+        "ul",
+        "ol",
+        "tr",
+        "table",
+        "section",
+        "article",
+        "header",
+        "footer",
+        "nav",
+        "aside",
+        "main",
+        "pre",
+        "blockquote",
+        "form",
+        "hr",
+        "dt",
+        "dd",
+        "h1",
+        "h2",
+        "h3",
+        "h4",
+        "h5",
+        "h6",
+        "title",
+    }
+)
 
 
 class _TextParser(HTMLParser):

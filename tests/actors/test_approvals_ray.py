@@ -13,23 +13,19 @@ by name, by a relative path or by its absolute path."""
 from __future__ import annotations
 
 import re
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import msgspec
 import pytest
-import ray
 
-from actors.supervisor import Supervisor
 from moltbot.config.schema import Config
 from moltbot.security.audit import tail
 from moltbot.security.vault import Vault
-from moltbot.supervision.tree import build_tree, root_flags
 from moltbot.tools.scope import relative_folder
 from tests.actors.helpers import wait_for
-from tests.actors.test_channel_actor import RAY_ENV, LoopThread
+from tests.actors.rig import fast_config, running_tree, serving
 from tests.fakes.slack_api import APP_TOKEN, BOT_TOKEN, FakeSlack
 from tests.fakes.telegram_api import DEFAULT_TOKEN, FakeTelegram
 
@@ -56,68 +52,70 @@ class Lab(msgspec.Struct, kw_only=True):
         return [str(s["text"]) for s in list(self.slack.sent) if s["channel"] == channel]
 
     def group(self, text: str, user: int = MEMBER) -> None:
-        self.loop.call(self.tg.inject_message, chat_id=GROUP, user_id=user, text=f"{BOT} {text}",
-                       chat_type="group")  # fmt: skip
+        self.loop.call(
+            self.tg.inject_message,
+            chat_id=GROUP,
+            user_id=user,
+            text=f"{BOT} {text}",
+            chat_type="group",
+        )
 
     def audit(self) -> list[dict[str, Any]]:
-        return [r["fields"] for r in tail(self.home / "audit" / "audit.jsonl", 1000)
-                if r["kind"] == "approval"]  # fmt: skip
+        return [
+            r["fields"]
+            for r in tail(self.home / "audit" / "audit.jsonl", 1000)
+            if r["kind"] == "approval"
+        ]
 
 
 def config(tg: FakeTelegram, slack: FakeSlack, workspace: Path) -> Config:
-    fast = {"intensity": 20, "period": 60, "backoff": {"base_s": 0.05, "max_s": 0.5}}
-    return msgspec.convert({
-        "agent": {"provider": "offline", "workers": 1},
-        "tools": {"workers": 1, "workspace": str(workspace),
-                  "bash": {"policy": "ask", "approval_ttl_s": 60}},
-        "channels": {
-            "telegram": [
-                {"account": "main", "token": "env:MB_TEST_TG", "api_base": tg.api_base,
-                 "dm_policy": "allowlist", "allow_from": [str(MEMBER)],
-                 "owners": [str(OWNER_TG)], "groups": {"allow": [str(GROUP)]},
-                 "poll_timeout_s": 1},
-            ],
-            "slack": [
-                {"account": "work", "bot_token": "secret:slack_bot_token",
-                 "app_token": "env:MB_TEST_SLACK_APP", "api_base": slack.api_base,
-                 "dm_policy": "allowlist", "owners": [OWNER_SLACK]},
-            ],
-        },
-        "supervision": {"root": fast, "agents": fast, "channels": fast, "ping_interval_s": 0.5,
-                        "ping_timeout_s": 5.0, "shutdown_s": 3.0, "ready_timeout_s": 120.0},
-    }, type=Config)  # fmt: skip
+    return fast_config(
+        {
+            "tools": {
+                "workers": 1,
+                "workspace": str(workspace),
+                "bash": {"policy": "ask", "approval_ttl_s": 60},
+            },
+            "channels": {
+                "telegram": [
+                    {
+                        "account": "main",
+                        "token": "env:MB_TEST_TG",
+                        "api_base": tg.api_base,
+                        "dm_policy": "allowlist",
+                        "allow_from": [str(MEMBER)],
+                        "owners": [str(OWNER_TG)],
+                        "groups": {"allow": [str(GROUP)]},
+                        "poll_timeout_s": 1,
+                    },
+                ],
+                "slack": [
+                    {
+                        "account": "work",
+                        "bot_token": "secret:slack_bot_token",
+                        "app_token": "env:MB_TEST_SLACK_APP",
+                        "api_base": slack.api_base,
+                        "dm_policy": "allowlist",
+                        "owners": [OWNER_SLACK],
+                    },
+                ],
+            },
+        }
+    )
 
 
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
-    loop = LoopThread()
     tg, slack = FakeTelegram(), FakeSlack()
-    for fake in (tg, slack):
-        loop.run(fake.start())
     home = tmp_path_factory.mktemp("approvals-home")
     workspace = home / "workspace"
     workspace.mkdir()
     Vault.create(home).set("slack_bot_token", BOT_TOKEN)
-    cfg = config(tg, slack, workspace)
-    kids = [c for c in build_tree(cfg) if c.id in ("store", "tools", "agents", "channels")]
-    env = {**RAY_ENV, "MOLTBOT_HOME": str(home), "MB_TEST_TG": DEFAULT_TOKEN,
-           "MB_TEST_SLACK_APP": APP_TOKEN}  # fmt: skip
-    ns = f"t-{uuid.uuid4().hex[:8]}"
-    root = Supervisor.options(  # type: ignore[attr-defined]
-        name="moltbot", namespace=ns, num_cpus=0, runtime_env={"env_vars": env}
-    ).remote(path="", flags=root_flags(cfg), children=kids, namespace=ns)
-    try:
-        ray.get(root.start_detached.remote())
-        ray.get(root.ready.remote(), timeout=240)
-        yield Lab(loop=loop, tg=tg, slack=slack, home=home, workspace=workspace)
-    finally:
-        try:
-            ray.get(root.stop.remote(), timeout=60)
-        finally:
-            ray.kill(root)
-            for fake in (tg, slack):
-                loop.run(fake.stop())
-            loop.close()
+    env = {"MB_TEST_TG": DEFAULT_TOKEN, "MB_TEST_SLACK_APP": APP_TOKEN}
+    ids = ("store", "tools", "agents", "channels")
+    with serving(tg, slack) as loop:
+        with running_tree(config(tg, slack, workspace), ids, home, env):
+            yield Lab(loop=loop, tg=tg, slack=slack, home=home, workspace=workspace)
 
 
 def approval_request(lab: Lab, command: str, before: int) -> str:
@@ -144,20 +142,28 @@ def test_only_an_owner_approves_and_the_turn_goes_on(lab: Lab) -> None:
     # also shows /approve is not stuck behind the turn that waits
     seen = len(lab.tg_texts(GROUP))
     lab.group(f"/approve {aid}")
-    wait_for(lambda: any("Only an owner" in t for t in lab.tg_texts(GROUP)[seen:]), 30,
-             "the refusal")  # fmt: skip
+    wait_for(
+        lambda: any("Only an owner" in t for t in lab.tg_texts(GROUP)[seen:]), 30, "the refusal"
+    )
     assert not made.exists()
     assert {"action": "refused", "id": aid, "by": f"telegram:main:{MEMBER}"}.items() <= (
         lab.audit()[-1].items()
     )
 
     # the owner approves from Slack: the group's turn continues by itself
-    lab.loop.call(lab.slack.inject_message, channel="D42", user=OWNER_SLACK,
-                  text=f"/approve {aid}")  # fmt: skip
-    wait_for(lambda: any(t.startswith(f"Approved {aid}") for t in lab.slack_texts("D42")), 30,
-             "the owner's confirmation")  # fmt: skip
-    wait_for(lambda: any("tool bash returned" in t and "[exit code 0]" in t
-                         for t in lab.tg_texts(GROUP)), 30, "the group's answer")  # fmt: skip
+    lab.loop.call(lab.slack.inject_message, channel="D42", user=OWNER_SLACK, text=f"/approve {aid}")
+    wait_for(
+        lambda: any(t.startswith(f"Approved {aid}") for t in lab.slack_texts("D42")),
+        30,
+        "the owner's confirmation",
+    )
+    wait_for(
+        lambda: any(
+            "tool bash returned" in t and "[exit code 0]" in t for t in lab.tg_texts(GROUP)
+        ),
+        30,
+        "the group's answer",
+    )
     assert made.exists()
     resolved = [r for r in lab.audit() if r.get("action") == "resolved"]
     assert resolved[-1]["by"] == f"slack:work:{OWNER_SLACK}" and resolved[-1]["id"] == aid
@@ -168,10 +174,12 @@ def test_the_request_quotes_the_exact_command_and_deny_tells_the_model(lab: Lab)
     before = len(lab.tg_texts(GROUP))
     lab.group("!tool bash " + msgspec.json.encode({"command": command}).decode())
     aid = approval_request(lab, command, before)  # whole and literal, HTML and markdown too
-    lab.loop.call(lab.tg.inject_message, chat_id=OWNER_TG, user_id=OWNER_TG,
-                  text=f"/deny {aid}")  # fmt: skip
-    wait_for(lambda: any("the user denied this" in t for t in lab.tg_texts(GROUP)[before:]), 30,
-             "the model told of the denial")  # fmt: skip
+    lab.loop.call(lab.tg.inject_message, chat_id=OWNER_TG, user_id=OWNER_TG, text=f"/deny {aid}")
+    wait_for(
+        lambda: any("the user denied this" in t for t in lab.tg_texts(GROUP)[before:]),
+        30,
+        "the model told of the denial",
+    )
     assert any(t.startswith(f"Denied {aid}") for t in lab.tg_texts(OWNER_TG))
 
 
@@ -180,10 +188,14 @@ def test_a_multi_line_command_is_quoted_whole_and_runs_as_approved(lab: Lab) -> 
     before = len(lab.tg_texts(GROUP))
     lab.group("!tool bash " + msgspec.json.encode({"command": command}).decode())
     aid = approval_request(lab, command, before)  # both lines, in the one system message
-    lab.loop.call(lab.tg.inject_message, chat_id=OWNER_TG, user_id=OWNER_TG,
-                  text=f"/approve {aid}")  # fmt: skip
-    wait_for(lambda: any("tool bash returned" in t and "first-line" in t
-                         for t in lab.tg_texts(GROUP)[before:]), 30, "the result")  # fmt: skip
+    lab.loop.call(lab.tg.inject_message, chat_id=OWNER_TG, user_id=OWNER_TG, text=f"/approve {aid}")
+    wait_for(
+        lambda: any(
+            "tool bash returned" in t and "first-line" in t for t in lab.tg_texts(GROUP)[before:]
+        ),
+        30,
+        "the result",
+    )
     made = lab.workspace / relative_folder(f"telegram:main:{MEMBER}") / "two-lines.txt"
     assert made.read_text() == "second-line\n"
 
@@ -197,8 +209,11 @@ def test_a_sender_cannot_read_another_senders_files_by_chat(lab: Lab) -> None:
         lab.loop.call(lab.tg.inject_message, chat_id=user, user_id=user, text=text)
 
     def answered(user: int, count: int) -> list[str]:
-        wait_for(lambda: len([t for t in lab.tg_texts(user) if "returned" in t]) >= count, 30,
-                 f"answer {count} to {user}")  # fmt: skip
+        wait_for(
+            lambda: len([t for t in lab.tg_texts(user) if "returned" in t]) >= count,
+            30,
+            f"answer {count} to {user}",
+        )
         return [t for t in lab.tg_texts(user) if "returned" in t]
 
     dm(OWNER_TG, "write_file", {"path": "diary.txt", "content": "owner-only-words"})
@@ -211,10 +226,12 @@ def test_a_sender_cannot_read_another_senders_files_by_chat(lab: Lab) -> None:
 
     mine = lab.workspace / relative_folder(f"telegram:main:{MEMBER}")
     up = Path(*[".."] * len(mine.relative_to(lab.workspace).parts))
-    tries = [("diary.txt", "no such file"),  # their own folder has none
-             (str(Path("..") / owner_file.parent.name / "diary.txt"), "is not allowed"),
-             (str(up / owner_file.relative_to(lab.workspace)), "is not allowed"),
-             (str(owner_file), "outside the workspace")]  # fmt: skip
+    tries = [
+        ("diary.txt", "no such file"),  # their own folder has none
+        (str(Path("..") / owner_file.parent.name / "diary.txt"), "is not allowed"),
+        (str(up / owner_file.relative_to(lab.workspace)), "is not allowed"),
+        (str(owner_file), "outside the workspace"),
+    ]
     for n, (path, refusal) in enumerate(tries, start=1):
         dm(MEMBER, "read_file", {"path": path})
         answer = answered(MEMBER, n)[-1]

@@ -8,7 +8,6 @@ and nothing answered before the crash is answered again."""
 from __future__ import annotations
 
 import time
-import uuid
 from collections import Counter
 from collections.abc import Iterator
 from typing import Any
@@ -17,11 +16,8 @@ import msgspec
 import pytest
 import ray
 
-from actors.supervisor import Supervisor
-from moltbot.config.schema import Config
-from moltbot.supervision.tree import build_tree, root_flags
-from tests.actors.helpers import child, node, pid_of, tree, wait_for
-from tests.actors.test_channel_actor import ECHO, RAY_ENV, LoopThread
+from tests.actors.helpers import child, pid_of, wait_for
+from tests.actors.rig import ECHO, channel_node, fast_config, running_tree, serving
 from tests.fakes.bluebubbles_api import DM_ADDRESS, PASSWORD, FakeBlueBubbles
 from tests.fakes.discord_api import BOT_TOKEN, GUILD_CHANNEL_ID, GUILD_ID, FakeDiscord
 
@@ -48,54 +44,47 @@ class Rig(msgspec.Struct, kw_only=True):
         return Counter(str(m.get("content")) for m in list(self.dc.sent))
 
     def discord(self, text: str, *, guild: bool = False) -> None:
-        where = {"channel_id": GUILD_CHANNEL_ID, "guild_id": GUILD_ID, "mention_bot": True} \
-            if guild else {"channel_id": DISCORD_DM}  # fmt: skip
+        where = (
+            {"channel_id": GUILD_CHANNEL_ID, "guild_id": GUILD_ID, "mention_bot": True}
+            if guild
+            else {"channel_id": DISCORD_DM}
+        )
         self.loop.call(self.dc.inject_message, author_id=ALICE, content=text, **where)
 
 
 @pytest.fixture(scope="module")
 def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rig]:
-    loop = LoopThread()
     bb, dc = FakeBlueBubbles(), FakeDiscord()
-    loop.run(bb.start())
-    loop.run(dc.start())
     home = tmp_path_factory.mktemp("catch-up-home")
-    fast = {"intensity": 20, "period": 60, "backoff": {"base_s": 0.05, "max_s": 0.5}}
-    cfg = msgspec.convert({
-        "agent": {"provider": "offline", "workers": 1},
-        "channels": {"imessage": [
-            {"account": "home", "api_base": bb.api_base, "password": "env:MB_TEST_BB",
-             "dm_policy": "open", "poll_interval_s": 0.3},
-        ], "discord": [
-            {"account": "main", "token": "env:MB_TEST_DC", "api_base": dc.api_base,
-             "dm_policy": "allowlist", "allow_from": [ALICE],
-             "groups": {"allow": [GUILD_CHANNEL_ID]}},
-        ]},
-        "supervision": {"root": fast, "agents": fast, "channels": fast, "ping_interval_s": 0.5,
-                        "ping_timeout_s": 5.0, "shutdown_s": 3.0, "ready_timeout_s": 120.0},
-    }, type=Config)  # fmt: skip
-    kids = [c for c in build_tree(cfg) if c.id in ("store", "agents", "channels")]
-    env = {**RAY_ENV, "MOLTBOT_HOME": str(home), "MB_TEST_BB": PASSWORD, "MB_TEST_DC": BOT_TOKEN}
-    ns = f"t-{uuid.uuid4().hex[:8]}"
-    root = Supervisor.options(  # type: ignore[attr-defined]
-        name="moltbot", namespace=ns, num_cpus=0, runtime_env={"env_vars": env}
-    ).remote(path="", flags=root_flags(cfg), children=kids, namespace=ns)
-    try:
-        ray.get(root.start_detached.remote())
-        ray.get(root.ready.remote(), timeout=240)
-        yield Rig(loop=loop, bb=bb, dc=dc, ns=ns, root=root)
-    finally:
-        try:
-            ray.get(root.stop.remote(), timeout=60)
-        finally:
-            ray.kill(root)
-            loop.run(bb.stop())
-            loop.run(dc.stop())
-            loop.close()
-
-
-def channel_node(rig: Rig, cid: str) -> dict[str, Any]:
-    return node(node(tree(rig.root), "channels"), cid)
+    env = {"MB_TEST_BB": PASSWORD, "MB_TEST_DC": BOT_TOKEN}
+    with serving(bb, dc) as loop:
+        cfg = fast_config(
+            {
+                "channels": {
+                    "imessage": [
+                        {
+                            "account": "home",
+                            "api_base": bb.api_base,
+                            "password": "env:MB_TEST_BB",
+                            "dm_policy": "open",
+                            "poll_interval_s": 0.3,
+                        },
+                    ],
+                    "discord": [
+                        {
+                            "account": "main",
+                            "token": "env:MB_TEST_DC",
+                            "api_base": dc.api_base,
+                            "dm_policy": "allowlist",
+                            "allow_from": [ALICE],
+                            "groups": {"allow": [GUILD_CHANNEL_ID]},
+                        },
+                    ],
+                },
+            }
+        )
+        with running_tree(cfg, ("store", "agents", "channels"), home, env) as (root, ns):
+            yield Rig(loop=loop, bb=bb, dc=dc, ns=ns, root=root)
 
 
 def test_imessages_sent_while_the_channel_is_down_are_answered_once(rig: Rig) -> None:
@@ -103,15 +92,20 @@ def test_imessages_sent_while_the_channel_is_down_are_answered_once(rig: Rig) ->
     rig.dm("before the crash")
     wait_for(lambda: rig.replies()[ECHO + "before the crash"] == 1, 60, "the first answer")
     pid = pid_of(rig.ns, path)
-    restarts = channel_node(rig, "imessage:home")["restarts"]
+    restarts = channel_node(rig.root, "imessage:home")["restarts"]
 
     ray.kill(child(rig.ns, path), no_restart=True)
     later = [f"while down {i}" for i in range(3)]
     for text in later:  # BlueBubbles keeps them; nobody is polling
         rig.dm(text)
-    wait_for(lambda: channel_node(rig, "imessage:home")["restarts"] > restarts
-             and channel_node(rig, "imessage:home")["state"] == "running", 120,
-             "the restart")  # fmt: skip
+    wait_for(
+        lambda: (
+            channel_node(rig.root, "imessage:home")["restarts"] > restarts
+            and channel_node(rig.root, "imessage:home")["state"] == "running"
+        ),
+        120,
+        "the restart",
+    )
     assert pid_of(rig.ns, path) != pid
     wait_for(lambda: all(rig.replies()[ECHO + t] >= 1 for t in later), 60, "caught up")
     time.sleep(1.5)  # a few more polls: anything answered twice would show by now
@@ -129,16 +123,21 @@ def test_discord_messages_sent_while_the_channel_is_down_are_answered_once(rig: 
     rig.discord("guild before", guild=True)
     for text in ("dm before", "guild before"):
         wait_for(lambda t=text: rig.discord_replies()[ECHO + t] == 1, 60, f"answer to {text}")
-    restarts = channel_node(rig, "discord:main")["restarts"]
+    restarts = channel_node(rig.root, "discord:main")["restarts"]
 
     ray.kill(child(rig.ns, path), no_restart=True)
     later = ["dm while down 0", "dm while down 1"]
     for text in later:  # Discord keeps them in the channels' history; nothing redelivers them
         rig.discord(text)
     rig.discord("guild while down", guild=True)
-    wait_for(lambda: channel_node(rig, "discord:main")["restarts"] > restarts
-             and channel_node(rig, "discord:main")["state"] == "running", 120,
-             "the restart")  # fmt: skip
+    wait_for(
+        lambda: (
+            channel_node(rig.root, "discord:main")["restarts"] > restarts
+            and channel_node(rig.root, "discord:main")["state"] == "running"
+        ),
+        120,
+        "the restart",
+    )
     texts = [*later, "guild while down"]
     wait_for(lambda: all(rig.discord_replies()[ECHO + t] >= 1 for t in texts), 60, "caught up")
     time.sleep(1.5)

@@ -10,11 +10,8 @@ except Slack's bot token: a ``secret:`` reference to the vault of the tree's ``M
 
 from __future__ import annotations
 
-import asyncio
 import io
-import threading
 import time
-import uuid
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,44 +23,26 @@ import ray
 from PIL import Image
 
 from actors.channel import ChannelActor
-from actors.supervisor import Supervisor
 from moltbot.config.schema import Config
 from moltbot.errors import NotFound
 from moltbot.security.audit import tail, verify
 from moltbot.security.vault import Vault
-from moltbot.supervision.tree import build_tree, root_flags
 from moltbot.tools import scope
-from tests.actors.helpers import child, node, pid_of, tree, wait_for
+from tests.actors.helpers import child, pid_of, wait_for
+from tests.actors.rig import (
+    ECHO,
+    RAY_ENV,
+    channel_node,
+    fast_config,
+    running_tree,
+    serving,
+    telegram_main,
+)
 from tests.fakes.signal_api import NUMBER, FakeSignal
 from tests.fakes.slack_api import APP_TOKEN, BOT_TOKEN, FakeSlack
 from tests.fakes.telegram_api import DEFAULT_TOKEN, FakeTelegram
 
 pytestmark = [pytest.mark.usefixtures("ray_cluster"), pytest.mark.timeout(300)]
-
-ECHO = "[offline] you said: "
-RAY_ENV = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_USAGE_STATS_ENABLED": "0"}
-
-
-class LoopThread:
-    """An event loop in a thread, for the fake servers (the test itself stays synchronous)."""
-
-    def __init__(self) -> None:
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self.thread.start()
-
-    def run(self, coro: Any, timeout: float = 30.0) -> Any:
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
-
-    def call(self, fn: Any, *args: Any, **kw: Any) -> Any:
-        async def go() -> Any:
-            return fn(*args, **kw)
-
-        return self.run(go())
-
-    def close(self) -> None:
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(5)
 
 
 class Rig(msgspec.Struct, kw_only=True):
@@ -98,66 +77,45 @@ class Rig(msgspec.Struct, kw_only=True):
 
 
 def config(tg: FakeTelegram, slack: FakeSlack, signal: FakeSignal | None = None) -> Config:
-    fast = {"intensity": 20, "period": 60, "backoff": {"base_s": 0.05, "max_s": 0.5}}
-    return msgspec.convert({
-        "agent": {"provider": "offline", "workers": 1},
-        "channels": {
-            "telegram": [
-                {"account": "main", "token": "env:MB_TEST_TG", "api_base": tg.api_base,
-                 "dm_policy": "open", "poll_timeout_s": 1, "stuck_after_s": 30},
-            ],
-            "slack": [
-                {"account": "work", "bot_token": "secret:slack_bot_token",
-                 "app_token": "env:MB_TEST_SLACK_APP", "api_base": slack.api_base,
-                 "dm_policy": "pairing", "allow_from": ["U42"]},
-            ],
-            "signal": [
-                {"account": "phone", "number": NUMBER, "dm_policy": "open",
-                 "api_base": signal.api_base if signal else "http://127.0.0.1:9"},
-            ] if signal else [],
-        },
-        "supervision": {"root": fast, "agents": fast, "channels": fast, "ping_interval_s": 0.5,
-                        "ping_timeout_s": 5.0, "shutdown_s": 3.0,
-                        "ready_timeout_s": 120.0},  # aiogram's import is slow on a busy box
-    }, type=Config)  # fmt: skip
+    return fast_config(
+        {
+            "channels": {
+                "telegram": [telegram_main(tg, stuck_after_s=30)],
+                "slack": [
+                    {
+                        "account": "work",
+                        "bot_token": "secret:slack_bot_token",
+                        "app_token": "env:MB_TEST_SLACK_APP",
+                        "api_base": slack.api_base,
+                        "dm_policy": "pairing",
+                        "allow_from": ["U42"],
+                    },
+                ],
+                "signal": [
+                    {
+                        "account": "phone",
+                        "number": NUMBER,
+                        "dm_policy": "open",
+                        "api_base": signal.api_base if signal else "http://127.0.0.1:9",
+                    },
+                ]
+                if signal
+                else [],
+            },
+        }
+    )
 
 
 @pytest.fixture(scope="module")
 def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rig]:
-    loop = LoopThread()
     tg, slack, signal = FakeTelegram(), FakeSlack(), FakeSignal()
-    for fake in (tg, slack, signal):
-        loop.run(fake.start())
     home = tmp_path_factory.mktemp("home")
     Vault.create(home).set("slack_bot_token", BOT_TOKEN)
-    cfg = config(tg, slack, signal)
-    kids = [c for c in build_tree(cfg) if c.id in ("store", "agents", "channels")]
-    env = {
-        **RAY_ENV,
-        "MOLTBOT_HOME": str(home),
-        "MB_TEST_TG": DEFAULT_TOKEN,
-        "MB_TEST_SLACK_APP": APP_TOKEN,
-    }
-    ns = f"t-{uuid.uuid4().hex[:8]}"
-    root = Supervisor.options(  # type: ignore[attr-defined]
-        name="moltbot", namespace=ns, num_cpus=0, runtime_env={"env_vars": env}
-    ).remote(path="", flags=root_flags(cfg), children=kids, namespace=ns)
-    try:
-        ray.get(root.start_detached.remote())
-        ray.get(root.ready.remote(), timeout=240)
-        yield Rig(loop=loop, tg=tg, slack=slack, signal=signal, root=root, ns=ns, home=home)
-    finally:
-        try:
-            ray.get(root.stop.remote(), timeout=60)
-        finally:
-            ray.kill(root)
-            for fake in (tg, slack, signal):
-                loop.run(fake.stop())
-            loop.close()
-
-
-def channel_node(rig: Rig, cid: str) -> dict[str, Any]:
-    return node(node(tree(rig.root), "channels"), cid)
+    env = {"MB_TEST_TG": DEFAULT_TOKEN, "MB_TEST_SLACK_APP": APP_TOKEN}
+    with serving(tg, slack, signal) as loop:
+        cfg = config(tg, slack, signal)
+        with running_tree(cfg, ("store", "agents", "channels"), home, env) as (root, ns):
+            yield Rig(loop=loop, tg=tg, slack=slack, signal=signal, root=root, ns=ns, home=home)
 
 
 def test_a_dm_on_each_channel_gets_its_offline_answer(rig: Rig) -> None:
@@ -221,8 +179,11 @@ def test_secret_reads_and_pairing_reach_the_audit_log(rig: Rig) -> None:
     actor = child(rig.ns, "channels/slack:work")
     rig.slack_dm("hello there", user="U88")
     wait_for(lambda: len(rig.slack_replies("D88")) == 1, 20, "pairing code sent")
-    [code] = [p["code"] for p in ray.get(actor.pairing_list.remote(), timeout=10)["pending"]
-              if p["sender_id"] == "U88"]  # fmt: skip
+    [code] = [
+        p["code"]
+        for p in ray.get(actor.pairing_list.remote(), timeout=10)["pending"]
+        if p["sender_id"] == "U88"
+    ]
     assert ray.get(actor.pairing_approve.remote(code, "cli"), timeout=10) == "U88"
     where = {"channel": "slack", "account": "work", "sender_id": "U88", "code_prefix": code[:2]}
     approved = {**where, "action": "approved", "by": "cli"}
@@ -239,7 +200,7 @@ def test_crash_while_messages_arrive_every_message_answered_exactly_once(
 ) -> None:
     path = "channels/telegram:main"
     pid = pid_of(rig.ns, path)
-    restarts = channel_node(rig, "telegram:main")["restarts"]
+    restarts = channel_node(rig.root, "telegram:main")["restarts"]
     # replies cannot go out, so messages sit journaled but unanswered when the crash comes
     rig.loop.call(rig.tg.fail, "sendMessage", 100_000, 500)
     journaled = [f"{how} journaled {i}" for i in range(3)]
@@ -269,8 +230,8 @@ def test_crash_while_messages_arrive_every_message_answered_exactly_once(
     wait_for(lambda: rig.signal_replies()[ECHO + f"signal during {how}"] == 1, 20, "signal")
     wait_for(
         lambda: (
-            channel_node(rig, "telegram:main")["restarts"] > restarts
-            and channel_node(rig, "telegram:main")["state"] == "running"
+            channel_node(rig.root, "telegram:main")["restarts"] > restarts
+            and channel_node(rig.root, "telegram:main")["state"] == "running"
         ),
         120,
         "restart",
@@ -298,11 +259,19 @@ def test_a_refused_token_parks_the_account_until_the_secret_is_fixed(rig: Rig) -
     cfg = msgspec.structs.replace(
         config(rig.tg, rig.slack),
         channels=msgspec.convert(
-            {"slack": [{"account": "bad", "bot_token": "secret:slack_bad_token",
-                        "app_token": "env:MB_TEST_APP", "api_base": rig.slack.api_base}]},
+            {
+                "slack": [
+                    {
+                        "account": "bad",
+                        "bot_token": "secret:slack_bad_token",
+                        "app_token": "env:MB_TEST_APP",
+                        "api_base": rig.slack.api_base,
+                    }
+                ]
+            },
             type=type(Config().channels),
         ),
-    )  # fmt: skip
+    )
     env = {**RAY_ENV, "MOLTBOT_HOME": str(rig.home), "MB_TEST_APP": APP_TOKEN}
     actor = ChannelActor.options(  # type: ignore[attr-defined]
         namespace=rig.ns, num_cpus=0, max_restarts=0, runtime_env={"env_vars": env}
@@ -329,8 +298,11 @@ def test_a_refused_token_parks_the_account_until_the_secret_is_fixed(rig: Rig) -
         assert "token" in parked()[-1]["reason"]
 
         vault.set("slack_bad_token", BOT_TOKEN)  # the owner fixes it: `moltbot secrets set`
-        wait_for(lambda: ray.get(actor.figures.remote(), timeout=10)["link"]["state"]
-                 == "connected", 30, "the account connects")  # fmt: skip
+        wait_for(
+            lambda: ray.get(actor.figures.remote(), timeout=10)["link"]["state"] == "connected",
+            30,
+            "the account connects",
+        )
         ready, _ = ray.wait([running], timeout=0)
         assert ready == []  # still the same life: no restart was needed
     finally:

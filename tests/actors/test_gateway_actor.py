@@ -96,8 +96,9 @@ def test_gateway_actor_serves_the_tree_and_chat_survives_its_restart(
                 # a picture from the web page: through the agent actor into the operator's inbox
                 picture = base64.b64encode(_png()).decode()
                 files = [{"name": "dot.png", "data": picture}]
-                res = await request(ws, "f", "chat.send", {"session": "up", "text": "see",
-                                                           "files": files})  # fmt: skip
+                res = await request(
+                    ws, "f", "chat.send", {"session": "up", "text": "see", "files": files}
+                )
                 assert res["ok"], res
                 assert "inbox/" in res["payload"]["text"] and "image" in res["payload"]["text"]
                 inbox = home / "workspace" / "operator" / "inbox"

@@ -128,8 +128,9 @@ async def test_a_turn_calls_a_plugin_tool_and_every_tool_call_is_audited(live: T
     while not pending:  # the turn waits for an answer: the operator denies it
         await asyncio.sleep(0.1)
         pending = await routing.call(live.ns, "tools/sandbox-0", "approvals_list")
-    await routing.call(live.ns, "tools/sandbox-0", "approvals_resolve", pending[0]["id"], False,
-                       "gateway:test")  # fmt: skip
+    await routing.call(
+        live.ns, "tools/sandbox-0", "approvals_resolve", pending[0]["id"], False, "gateway:test"
+    )
     asked = final_text(await asyncio.wait_for(asking, 60))
     assert "the user denied this" in asked
 

@@ -21,7 +21,6 @@ import pytest
 import ray
 
 from actors.gateway import RayBackend
-from actors.supervisor import Supervisor
 from moltbot.cli import cron_cmd
 from moltbot.cluster.control import tree_control
 from moltbot.config.schema import Config
@@ -29,9 +28,8 @@ from moltbot.schedule.fires import fire_message
 from moltbot.schedule.jobs import Fire, Schedule, make_job
 from moltbot.schedule.service import KV_KEY
 from moltbot.schedule.tools import NOT_OWNER
-from moltbot.supervision.tree import build_tree, root_flags
 from tests.actors.helpers import child, node, tree, wait_for
-from tests.actors.test_channel_actor import RAY_ENV, LoopThread
+from tests.actors.rig import fast_config, running_tree, serving, telegram_main
 from tests.fakes.telegram_api import DEFAULT_TOKEN, FakeTelegram
 
 pytestmark = [pytest.mark.usefixtures("ray_cluster"), pytest.mark.timeout(300)]
@@ -70,46 +68,34 @@ class Rig(msgspec.Struct, kw_only=True):
         """Kill the scheduler actor's process; wait until its supervisor has a new one up."""
         before = self.restarts()
         ray.kill(child(self.ns, "scheduler"), no_restart=True)
-        wait_for(lambda: self.restarts() > before
-                 and node(tree(self.root), "scheduler")["state"] == "running", 60,
-                 "the scheduler's restart")  # fmt: skip
+        wait_for(
+            lambda: (
+                self.restarts() > before
+                and node(tree(self.root), "scheduler")["state"] == "running"
+            ),
+            60,
+            "the scheduler's restart",
+        )
 
 
 @pytest.fixture(scope="module")
 def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rig]:
-    loop = LoopThread()
     tg = FakeTelegram()
-    loop.run(tg.start())
     home = tmp_path_factory.mktemp("sched-home")
-    fast = {"intensity": 20, "period": 60, "backoff": {"base_s": 0.05, "max_s": 0.5}}
-    cfg = msgspec.convert({
-        "agent": {"provider": "offline", "workers": 1},
-        "channels": {"telegram": [
-            {"account": "main", "token": "env:MB_TEST_TG", "api_base": tg.api_base,
-             "dm_policy": "open", "owners": [str(OWNER)], "poll_timeout_s": 1,
-             "groups": {"allow": [str(GROUP)]}},
-        ]},
-        "schedule": {"deliver_to": f"telegram:main:{OWNER}", "heartbeat_minutes": 60},
-        "supervision": {"root": fast, "agents": fast, "channels": fast, "ping_interval_s": 0.5,
-                        "ping_timeout_s": 5.0, "shutdown_s": 3.0, "ready_timeout_s": 120.0},
-    }, type=Config)  # fmt: skip
-    kids = [c for c in build_tree(cfg) if c.id in ("store", "agents", "channels", "scheduler")]
-    env = {**RAY_ENV, "MOLTBOT_HOME": str(home), "MB_TEST_TG": DEFAULT_TOKEN}
-    ns = f"t-{uuid.uuid4().hex[:8]}"
-    root = Supervisor.options(  # type: ignore[attr-defined]
-        name="moltbot", namespace=ns, num_cpus=0, runtime_env={"env_vars": env}
-    ).remote(path="", flags=root_flags(cfg), children=kids, namespace=ns)
-    try:
-        ray.get(root.start_detached.remote())
-        ray.get(root.ready.remote(), timeout=240)
-        yield Rig(loop=loop, tg=tg, ns=ns, root=root, cfg=cfg)
-    finally:
-        try:
-            ray.get(root.stop.remote(), timeout=60)
-        finally:
-            ray.kill(root)
-            loop.run(tg.stop())
-            loop.close()
+    ids = ("store", "agents", "channels", "scheduler")
+    with serving(tg) as loop:
+        cfg = fast_config(
+            {
+                "channels": {
+                    "telegram": [
+                        telegram_main(tg, owners=[str(OWNER)], groups={"allow": [str(GROUP)]})
+                    ]
+                },
+                "schedule": {"deliver_to": f"telegram:main:{OWNER}", "heartbeat_minutes": 60},
+            }
+        )
+        with running_tree(cfg, ids, home, {"MB_TEST_TG": DEFAULT_TOKEN}) as (root, ns):
+            yield Rig(loop=loop, tg=tg, ns=ns, root=root, cfg=cfg)
 
 
 def iso_in(seconds: float) -> tuple[str, float]:
@@ -119,8 +105,9 @@ def iso_in(seconds: float) -> tuple[str, float]:
 
 
 def cli_add(rig: Rig, text: str, *, at: str = "", cron: str = "", job_id: str = "") -> None:
-    args = argparse.Namespace(at=at or None, cron=cron or None, text=text, id=job_id, to="",
-                              catch_up="skip", tz="UTC")  # fmt: skip
+    args = argparse.Namespace(
+        at=at or None, cron=cron or None, text=text, id=job_id, to="", catch_up="skip", tz="UTC"
+    )
     assert cron_cmd.add_job(tree_control(), rig.ns, args) == 0
 
 
@@ -158,8 +145,11 @@ def test_a_reminder_killed_just_after_its_fire_was_journaled_is_not_repeated(rig
     # the reminder is still due, so the replacement computes the same fire again
     rig.store("kv_put", KV_KEY, before_fire)
     rig.kill_scheduler()
-    wait_for(lambda: "after" not in [j["id"] for j in rig.scheduler("jobs_list")], 30,
-             "the replacement to pass the reminder")  # fmt: skip
+    wait_for(
+        lambda: "after" not in [j["id"] for j in rig.scheduler("jobs_list")],
+        30,
+        "the replacement to pass the reminder",
+    )
     time.sleep(3)
     assert rig.count(OWNER, text) == 1
     figures = ray.get(child(rig.ns, "scheduler").figures.remote(), timeout=10)
@@ -216,8 +206,13 @@ def test_only_the_owner_can_see_or_set_jobs_through_the_agent(
     add = json.dumps({"kind": "once", "spec": at, "text": "planted", "id": "planted"})
     rig.dm(STRANGER, f"!tool schedule_add {add}")
     rig.dm(STRANGER, "!tool schedule_list {}")
-    rig.loop.call(rig.tg.inject_message, chat_id=GROUP, user_id=STRANGER, chat_type="group",
-                  text="@moltbot_test_bot !tool schedule_list {}")  # fmt: skip
+    rig.loop.call(
+        rig.tg.inject_message,
+        chat_id=GROUP,
+        user_id=STRANGER,
+        chat_type="group",
+        text="@moltbot_test_bot !tool schedule_list {}",
+    )
     wait_for(lambda: rig.count(STRANGER, NOT_OWNER[:40]) == 2, 60, "the stranger's refusals")
     wait_for(lambda: rig.count(GROUP, NOT_OWNER[:40]) == 1, 60, "the group member's refusal")
     assert "planted" not in [j["id"] for j in cli_list(rig, capsys)]

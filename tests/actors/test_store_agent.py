@@ -302,7 +302,7 @@ async def test_agent_killed_mid_turn_gives_exactly_one_answer(live: Tree) -> Non
         ("please /reset", None),
         ("hello", None),
     ],
-)  # fmt: skip
+)
 def test_parse_command(text: str, expected: Command | None) -> None:
     assert parse_command(text) == expected
 

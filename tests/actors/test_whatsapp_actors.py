@@ -35,7 +35,7 @@ from moltbot.security.audit import tail
 from moltbot.security.vault import Vault
 from moltbot.supervision.tree import build_tree, root_flags
 from tests.actors.helpers import child, free_port, node, tree, wait_for
-from tests.actors.test_channel_actor import ECHO, RAY_ENV, LoopThread
+from tests.actors.rig import ECHO, RAY_ENV, LoopThread
 from tests.fakes.whatsapp_api import (
     APP_SECRET,
     NUMBER_ID,

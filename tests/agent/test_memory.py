@@ -299,8 +299,11 @@ async def test_a_stranger_gets_no_memory_and_cannot_use_the_memory_tools(tmp_pat
     await say(
         service, '!tool memory_write {"text": "obey 7", "kind": "fact"}', "s2", stranger, chat
     )
-    results = [r["content"][0] for r in await service.ports.transcripts.load(chat)
-               if r["role"] == "user" and isinstance(r["content"], list)]  # fmt: skip
+    results = [
+        r["content"][0]
+        for r in await service.ports.transcripts.load(chat)
+        if r["role"] == "user" and isinstance(r["content"], list)
+    ]
     assert [(b["is_error"], b["content"]) for b in results] == [(True, NOT_OWNER)] * 2
     assert all("PIN" not in system and "# Your memory" not in system for system in seen)
     assert not (folder / "MEMORY.md").exists()
@@ -338,8 +341,10 @@ class FakeEmbeddings:
         self.auth.append(request.headers.get("Authorization", ""))
         if self.status != 200 or body.get("model") != "tiny-embed":
             return web.json_response({"error": "down"}, status=self.status)
-        data = [{"object": "embedding", "index": i, "embedding": embed(t)}
-                for i, t in enumerate(body["input"])]  # fmt: skip
+        data = [
+            {"object": "embedding", "index": i, "embedding": embed(t)}
+            for i, t in enumerate(body["input"])
+        ]
         return web.json_response({"object": "list", "data": data[::-1]})  # any order
 
     async def __aenter__(self) -> FakeEmbeddings:
@@ -360,8 +365,11 @@ class FakeEmbeddings:
 
 def embedding_store(tmp_path: Path, url: str, monkeypatch: pytest.MonkeyPatch) -> MemoryStore:
     monkeypatch.setenv("EMB_KEY", "emb-secret")
-    memory = {"embeddings_url": url, "embeddings_model": "tiny-embed",
-              "embeddings_api_key": "env:EMB_KEY"}  # fmt: skip
+    memory = {
+        "embeddings_url": url,
+        "embeddings_model": "tiny-embed",
+        "embeddings_api_key": "env:EMB_KEY",
+    }
     store = memory_store(config(tmp_path, memory=memory))
     store.remember("Drove the car to the garage for a new engine", "note")
     store.remember("My pet Miso sleeps all day", "note")
@@ -414,17 +422,21 @@ async def test_an_unresolvable_embeddings_key_falls_back_to_keywords_and_names_t
 @pytest.mark.parametrize(
     ("memory", "path"),
     [
-        ('{"embeddings_url": "http://127.0.0.1:9/v1/embeddings"}',
-         "$.agent.memory.embeddings_model"),
-        ('{"embeddings_url": "ftp://x/v1", "embeddings_model": "m"}',
-         "$.agent.memory.embeddings_url"),
+        (
+            '{"embeddings_url": "http://127.0.0.1:9/v1/embeddings"}',
+            "$.agent.memory.embeddings_model",
+        ),
+        (
+            '{"embeddings_url": "ftp://x/v1", "embeddings_model": "m"}',
+            "$.agent.memory.embeddings_url",
+        ),
         ('{"recall_tokens": -1}', "$.agent.memory.recall_tokens"),
         ('{"embeddings_api_key": "sk-live-123"}', "$.agent.memory.embeddings_api_key"),
         ('{"enable": true}', "$.agent.memory.enable"),
         ('{"dir": "/srv/mem/../etc"}', "$.agent.memory.dir"),
         ('{"dir": "/"}', "$.agent.memory.dir"),
     ],
-)  # fmt: skip
+)
 def test_memory_config_errors_name_the_json_path(memory: str, path: str) -> None:
     with pytest.raises(ConfigError) as err:
         load_config_text(f'{{"agent": {{"memory": {memory}}}}}')

@@ -419,8 +419,10 @@ async def test_arguments_that_are_not_json_become_an_empty_input(api: FakeOpenAI
 async def test_an_image_block_goes_to_a_vision_model_as_a_data_uri(api: FakeOpenAIAPI) -> None:
     api.script(text("a red square"))
     provider = make(api)
-    image = {"type": "image", "source": {"type": "base64", "media_type": "image/png",
-                                         "data": "iVBORw0KGgo="}}  # fmt: skip
+    image = {
+        "type": "image",
+        "source": {"type": "base64", "media_type": "image/png", "data": "iVBORw0KGgo="},
+    }
     request = ModelRequest(
         system="",
         messages=[{"role": "user", "content": [{"type": "text", "text": "what is it?"}, image]}],

@@ -245,10 +245,14 @@ async def test_a_turn_offers_plugin_tools_routes_each_call_and_audits_it(
 
     assert [kind for kind, _ in audited] == ["tool_call"] * 5
     shout, listing, bash, nosuch, forbidden = (fields for _, fields in audited)
-    assert shout == {"session": SESSION, "tool": "shout", "plugin": "hostprobe",
-                     "outcome": "ok", "duration_ms": 250.0}  # fmt: skip
-    assert listing == {"session": SESSION, "tool": "list_dir", "outcome": "ok",
-                       "duration_ms": 0.0}  # fmt: skip
+    assert shout == {
+        "session": SESSION,
+        "tool": "shout",
+        "plugin": "hostprobe",
+        "outcome": "ok",
+        "duration_ms": 250.0,
+    }
+    assert listing == {"session": SESSION, "tool": "list_dir", "outcome": "ok", "duration_ms": 0.0}
     assert bash["outcome"] == "denied" and "plugin" not in bash
     assert bash["command"] == long[:COMMAND_CHARS] + "…"
     assert nosuch["outcome"] == "error" and nosuch["tool"] == "nosuch"

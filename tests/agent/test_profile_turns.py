@@ -49,10 +49,11 @@ def config(tmp_path: Path, base_url: str) -> Config:
         "tools": {"workspace": str(tmp_path / "ws"), "bash": {"policy": "deny"}},
         "channels": {
             "telegram": [{"account": "main", "token": "env:T", "owners": ["42"]}],
-            "slack": [{"account": "work", "bot_token": "env:B", "app_token": "env:A",
-                       "owners": ["U42"]}],
+            "slack": [
+                {"account": "work", "bot_token": "env:B", "app_token": "env:A", "owners": ["U42"]}
+            ],
         },
-    }  # fmt: skip
+    }
     return load_config_text(json.dumps(raw))
 
 
@@ -83,9 +84,11 @@ class Rig:
             audit=lambda kind, fields: self.audit.append((kind, fields)),
         )
         self.agent = AgentService(
-            cfg, build(cfg), ports,
+            cfg,
+            build(cfg),
+            ports,
             providers=profile_providers(cfg, build),
-        )  # fmt: skip
+        )
 
     async def aclose(self) -> None:
         await self.agent.aclose()
@@ -105,14 +108,26 @@ N = iter(range(1, 10_000))
 
 def telegram(text: str, sender: str = "42") -> InboundMessage:
     n = next(N)
-    return InboundMessage(id=f"telegram:main:{sender}:{n}", channel="telegram", account="main",
-                          chat_id=sender, sender_id=sender, text=text)  # fmt: skip
+    return InboundMessage(
+        id=f"telegram:main:{sender}:{n}",
+        channel="telegram",
+        account="main",
+        chat_id=sender,
+        sender_id=sender,
+        text=text,
+    )
 
 
 def slack(text: str, sender: str = "U42") -> InboundMessage:
     n = next(N)
-    return InboundMessage(id=f"slack:work:D1:{n}", channel="slack", account="work",
-                          chat_id="D1", sender_id=sender, text=text)  # fmt: skip
+    return InboundMessage(
+        id=f"slack:work:D1:{n}",
+        channel="slack",
+        account="work",
+        chat_id="D1",
+        sender_id=sender,
+        text=text,
+    )
 
 
 def tool_names(request: Any) -> list[str]:
@@ -190,8 +205,13 @@ async def test_one_profile_cannot_read_the_others_memory_or_files(
     results = [tool_result(r) for r in work[1:]]
     assert "nothing in memory matches" in results[0]
     assert all("4711" not in r for r in results), results
-    assert sum("outside" in r or "not allowed" in r or "refused" in r or "escape" in r
-               for r in results[1:]) == 4, results  # fmt: skip
+    assert (
+        sum(
+            "outside" in r or "not allowed" in r or "refused" in r or "escape" in r
+            for r in results[1:]
+        )
+        == 4
+    ), results
 
     work_memory = tmp_path / "ws" / "profiles" / "work" / "memory-profiles" / "work"
     api.script(tool_reply("memory_write", {"text": "Standup at 9"}), text_reply("ok"))

@@ -68,8 +68,15 @@ def test_the_first_matching_binding_wins_else_default(route: Route, profile: str
 
 
 def test_routes_of_messages_and_session_keys() -> None:
-    msg = InboundMessage(id="x", channel="telegram", account="main", chat_id="-100777",
-                         sender_id="5", text="hi", is_group=True)  # fmt: skip
+    msg = InboundMessage(
+        id="x",
+        channel="telegram",
+        account="main",
+        chat_id="-100777",
+        sender_id="5",
+        text="hi",
+        is_group=True,
+    )
     assert route_of(msg) == Route(channel="telegram", account="main", chat="-100777", sender="5")
     assert route_of(None) == Route(channel="web", account="gateway")
     cfg = cfg_of(AGENT)
@@ -127,23 +134,51 @@ def test_builtin_tool_names_match_the_registry(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("agent", "plugins", "path", "fix"),
     [
-        ({"bindings": [{"channel": "slack", "profile": "wrok"}], "profiles": {"work": {}}}, [],
-         "$.agent.bindings[0].profile", "use one of: default, work"),
-        ({"profiles": {"work": {"tools": ["read_file", "rm_rf"]}}}, [],
-         "$.agent.profiles.work.tools[1]", "plugin:<name>"),
-        ({"profiles": {"work": {"tools": ["plugin:nope"]}}}, [],
-         "$.agent.profiles.work.tools[0]", "use one of: none"),
-        ({"profiles": {"work": {"workspace": "/srv/../etc"}}}, [],
-         "$.agent.profiles.work.workspace", "plain path"),
-        ({"profiles": {"work": {"memory_dir": "/"}}}, [],
-         "$.agent.profiles.work.memory_dir", "plain path"),
-        ({"providers": [{"kind": "offline"}], "profiles": {"w": {"models": ["m"]}}}, [],
-         "$.agent.profiles.w.models", "own \"providers\""),
-        ({"profiles": {"w": {"providers": [{"kind": "openai", "models": ["m"]}]}}}, [],
-         "$.agent.profiles.w.providers[0].base_url", "Ollama"),
+        (
+            {"bindings": [{"channel": "slack", "profile": "wrok"}], "profiles": {"work": {}}},
+            [],
+            "$.agent.bindings[0].profile",
+            "use one of: default, work",
+        ),
+        (
+            {"profiles": {"work": {"tools": ["read_file", "rm_rf"]}}},
+            [],
+            "$.agent.profiles.work.tools[1]",
+            "plugin:<name>",
+        ),
+        (
+            {"profiles": {"work": {"tools": ["plugin:nope"]}}},
+            [],
+            "$.agent.profiles.work.tools[0]",
+            "use one of: none",
+        ),
+        (
+            {"profiles": {"work": {"workspace": "/srv/../etc"}}},
+            [],
+            "$.agent.profiles.work.workspace",
+            "plain path",
+        ),
+        (
+            {"profiles": {"work": {"memory_dir": "/"}}},
+            [],
+            "$.agent.profiles.work.memory_dir",
+            "plain path",
+        ),
+        (
+            {"providers": [{"kind": "offline"}], "profiles": {"w": {"models": ["m"]}}},
+            [],
+            "$.agent.profiles.w.models",
+            'own "providers"',
+        ),
+        (
+            {"profiles": {"w": {"providers": [{"kind": "openai", "models": ["m"]}]}}},
+            [],
+            "$.agent.profiles.w.providers[0].base_url",
+            "Ollama",
+        ),
         ({"profiles": {"Work!": {}}}, [], '$.agent.profiles["Work!"]', "lower-case"),
     ],
-)  # fmt: skip
+)
 def test_bad_profiles_and_bindings_name_the_json_path_and_the_fix(
     agent: dict[str, Any], plugins: list[Any], path: str, fix: str
 ) -> None:
@@ -154,8 +189,10 @@ def test_bad_profiles_and_bindings_name_the_json_path_and_the_fix(
 
 
 def test_a_binding_to_an_account_that_does_not_exist_is_an_error() -> None:
-    bad = {"profiles": {"w": {}}, "bindings": [{"channel": "slack", "account": "wrk",
-                                                "profile": "w"}]}  # fmt: skip
+    bad = {
+        "profiles": {"w": {}},
+        "bindings": [{"channel": "slack", "account": "wrk", "profile": "w"}],
+    }
     with pytest.raises(ConfigError) as info:
         cfg_of(bad)
     assert info.value.path == "$.agent.bindings[0].account"
@@ -196,12 +233,15 @@ def test_a_plugins_tools_are_allowed_by_its_name() -> None:
 
 def test_a_placed_profile_gets_its_own_agent_pool_on_its_node() -> None:
     cfg = cfg_of(
-        {"workers": 2, "profiles": {
-            "local": {"placement": {"gpu_box": 0.01}, "workers": 2},
-            "work": {},
-        }},
+        {
+            "workers": 2,
+            "profiles": {
+                "local": {"placement": {"gpu_box": 0.01}, "workers": 2},
+                "work": {},
+            },
+        },
         cluster={"placement": {"agents/*": {"resources": {"lab": 0.001}}}},
-    )  # fmt: skip
+    )
     [agents] = [c for c in build_tree(cfg) if c.id == "agents"]
     kids = {c.id: c.resources for c in agents.args["children"]}
     assert kids == {
@@ -210,8 +250,10 @@ def test_a_placed_profile_gets_its_own_agent_pool_on_its_node() -> None:
         "profile:local-0": {"lab": 0.001, "gpu_box": 0.01},
         "profile:local-1": {"lab": 0.001, "gpu_box": 0.01},
     }
-    assert agent_path(cfg, "signal:phone:dm:+1", "local") in ("agents/profile:local-0",
-                                                              "agents/profile:local-1")  # fmt: skip
+    assert agent_path(cfg, "signal:phone:dm:+1", "local") in (
+        "agents/profile:local-0",
+        "agents/profile:local-1",
+    )
     assert agent_path(cfg, "signal:phone:dm:+1", "work").startswith("agents/agent-")
 
 

@@ -58,8 +58,9 @@ def test_a_providers_list_builds_a_failover_in_order() -> None:
     kinds = [type(p) for p in provider.providers]
     assert kinds == [AnthropicProvider, OpenAICompatProvider, OfflineProvider]
     assert provider.name == "anthropic, then ollama, then offline"
-    status = status_text(agent="a0", provider=provider.name, models=provider.models, messages=0,
-                         waiting=0)  # fmt: skip
+    status = status_text(
+        agent="a0", provider=provider.name, models=provider.models, messages=0, waiting=0
+    )
     assert "model claude-a" in status
     one = build_provider(load(LOCAL))
     assert isinstance(one, OpenAICompatProvider) and one.name == "openai"
@@ -137,11 +138,15 @@ async def test_claude_down_the_local_model_answers_and_never_sees_the_claude_key
     async with FakeAnthropicAPI(api_key=CLAUDE_KEY) as claude, FakeOpenAIAPI() as local:
         claude.always("claude-a", down)
         cfg = load(
-            {"kind": "anthropic", "models": ["claude-a"], "api_key": "env:CLAUDE",
-             "base_url": claude.base_url},
+            {
+                "kind": "anthropic",
+                "models": ["claude-a"],
+                "api_key": "env:CLAUDE",
+                "base_url": claude.base_url,
+            },
             {"kind": "openai", "base_url": local.base_url, "models": ["llama-test"]},
             retries={"max_attempts": 1},
-        )  # fmt: skip
+        )
         provider = build_provider(cfg, environ={"CLAUDE": CLAUDE_KEY})
         assert isinstance(provider, FailoverProvider)
         events = [e async for e in provider.stream(REQUEST)]

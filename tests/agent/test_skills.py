@@ -21,8 +21,10 @@ def write_skill(root: Path, name: str, description: str = "", body: str = "Do it
 
 
 def test_front_matter_gives_name_and_description_and_the_rest_is_the_body() -> None:
-    skill = parse('---\nname: weekly-report\ndescription: "Write the weekly report."\n'
-                  "other: ignored\n---\n# Steps\n1. Gather.\n")  # fmt: skip
+    skill = parse(
+        '---\nname: weekly-report\ndescription: "Write the weekly report."\n'
+        "other: ignored\n---\n# Steps\n1. Gather.\n"
+    )
     assert (skill.name, skill.description) == ("weekly-report", "Write the weekly report.")
     assert skill.body == "# Steps\n1. Gather."
 

@@ -50,16 +50,28 @@ OPTS = ServiceOptions(workers=1, queue_size=4, retry_base_s=0.01, retry_cap_s=0.
 
 def config(tmp_path: Path, base_url: str, slack_policy: str = "allowlist") -> Config:
     raw = {
-        "agent": {"provider": "anthropic", "api_key": f"env:{KEY_VAR}", "base_url": base_url,
-                  "models": ["claude-test"]},
+        "agent": {
+            "provider": "anthropic",
+            "api_key": f"env:{KEY_VAR}",
+            "base_url": base_url,
+            "models": ["claude-test"],
+        },
         "tools": {"workspace": str(tmp_path / "ws")},
         "channels": {
-            "telegram": [{"account": "main", "token": "env:T", "dm_policy": "allowlist",
-                          "owners": ["42"]}],
-            "slack": [{"account": "home", "bot_token": "env:B", "app_token": "env:A",
-                       "dm_policy": slack_policy, "owners": ["U42"]}],
+            "telegram": [
+                {"account": "main", "token": "env:T", "dm_policy": "allowlist", "owners": ["42"]}
+            ],
+            "slack": [
+                {
+                    "account": "home",
+                    "bot_token": "env:B",
+                    "app_token": "env:A",
+                    "dm_policy": slack_policy,
+                    "owners": ["U42"],
+                }
+            ],
         },
-    }  # fmt: skip
+    }
     return load_config_text(json.dumps(raw))
 
 
@@ -97,8 +109,9 @@ def agent_service(cfg: Config, api: FakeAnthropicAPI, tmp_path: Path, clock: Fak
 
     transcripts = AsyncTranscripts(TranscriptStore(tmp_path / "sessions"))
     ports = AgentPorts(transcripts=transcripts, tools=tools)
-    return AgentService(cfg, build(cfg), ports, providers=profile_providers(cfg, build),
-                        clock=clock)  # fmt: skip
+    return AgentService(
+        cfg, build(cfg), ports, providers=profile_providers(cfg, build), clock=clock
+    )
 
 
 @asynccontextmanager
@@ -111,8 +124,13 @@ async def serving(
     async def save(_data: bytes) -> None:
         return None
 
-    ports = Ports(accept_many=journal.accept_many, mark_done_many=journal.mark_done_many,
-                  pending=journal.pending, answer=agent.answer, save_pairing=save)  # fmt: skip
+    ports = Ports(
+        accept_many=journal.accept_many,
+        mark_done_many=journal.mark_done_many,
+        pending=journal.pending,
+        answer=agent.answer,
+        save_pairing=save,
+    )
     service = ChannelService(adapter, Pairing(policy_for(acct)), ports, OPTS)
     try:
         async with asyncio.TaskGroup() as tg:
@@ -136,13 +154,20 @@ async def fakes() -> AsyncIterator[tuple[FakeTelegram, FakeSlack, FakeAnthropicA
 
 
 def telegram_adapter(fake: FakeTelegram) -> TelegramAdapter:
-    return TelegramAdapter(account="main", token=DEFAULT_TOKEN, api_base=fake.api_base,
-                           poll_timeout=1, retry=FAST)  # fmt: skip
+    return TelegramAdapter(
+        account="main", token=DEFAULT_TOKEN, api_base=fake.api_base, poll_timeout=1, retry=FAST
+    )
 
 
 def slack_adapter(fake: FakeSlack) -> SlackAdapter:
-    return SlackAdapter(account="home", bot_token=BOT_TOKEN, app_token=APP_TOKEN,
-                        api_base=fake.api_base, ping_interval=0.2, retry=FAST)  # fmt: skip
+    return SlackAdapter(
+        account="home",
+        bot_token=BOT_TOKEN,
+        app_token=APP_TOKEN,
+        api_base=fake.api_base,
+        ping_interval=0.2,
+        retry=FAST,
+    )
 
 
 async def test_a_fact_told_on_telegram_is_recalled_on_slack_next_week(
@@ -154,10 +179,11 @@ async def test_a_fact_told_on_telegram_is_recalled_on_slack_next_week(
     agent = agent_service(cfg, api, tmp_path, clock)
     told_on = datetime.fromtimestamp(clock.time()).strftime("%Y-%m-%d")
     api.script(
-        tool_reply("memory_write", {"kind": "note",
-                                    "text": "The owner's passport expires on 3 May 2027."}),
+        tool_reply(
+            "memory_write", {"kind": "note", "text": "The owner's passport expires on 3 May 2027."}
+        ),
         text_reply("I'll remember that."),
-    )  # fmt: skip
+    )
     try:
         async with serving(telegram_adapter(tg), cfg, "telegram", agent):
             tg.inject_message(chat_id=42, user_id=42, text="My passport expires on 3 May 2027")
@@ -175,8 +201,9 @@ async def test_a_fact_told_on_telegram_is_recalled_on_slack_next_week(
         await agent.aclose()
 
     recall = api.requests[-1]
-    assert recall.messages == [{"role": "user", "content": [
-        {"type": "text", "text": "When does my passport expire?"}]}]  # fmt: skip
+    assert recall.messages == [
+        {"role": "user", "content": [{"type": "text", "text": "When does my passport expire?"}]}
+    ]
     system = str(recall.system)
     assert f"[memory/{told_on}.md:" in system  # last week's note, found by the question
     assert "passport expires on 3 May 2027" in system

@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from moltbot.channels.retry import backoff, classify_status, retrying
+from moltbot.channels.retry import Retrier, RetryPolicy, backoff, classify_status, retrying
 from moltbot.clock import FakeClock
 from moltbot.errors import PlatformRejected, PlatformUnavailable, RateLimited
 
@@ -104,3 +104,29 @@ async def test_retry_after_beyond_deadline_gives_up_at_once() -> None:
     with pytest.raises(PlatformUnavailable):
         await retrying(fn, deadline=60, sleep=t.sleep, clock=t.clock)
     assert t.sleeps == []
+
+
+async def test_a_retrier_applies_its_adapters_policy_clock_and_names() -> None:
+    t = Timeline()
+    retrier = Retrier(
+        RetryPolicy(base=2, cap=3, deadline=10),
+        platform="Telegram",
+        channel="telegram",
+        sleep=t.sleep,
+        clock=t.clock,
+        rng=random.Random(0),
+    )
+
+    async def down() -> None:
+        raise PlatformUnavailable("down")
+
+    with pytest.raises(PlatformUnavailable) as info:
+        await retrier.run(down)
+    assert "Telegram did not accept" in info.value.user_message
+    assert t.sleeps and 1 <= t.sleeps[0] <= 2 and all(d <= 3 for d in t.sleeps)
+    assert sum(t.sleeps) <= 10
+
+    receiving = retrier.receiving()
+    await receiving.failed(PlatformUnavailable("down"))
+    assert receiving.attempt == 1 and 1 <= t.sleeps[-1] <= 2
+    assert retrier.receiving().attempt == 0  # each receive loop gets its own backoff

@@ -25,7 +25,7 @@ from moltbot.gateway.server import GatewayServer, GatewaySettings
 from moltbot.messages import OutboundMessage
 from moltbot.security.access import AccessPolicy, Pairing
 from moltbot.security.audit import AuditLog, tail
-from tests.channels.test_service import EchoAgent, MemoryStore
+from tests.channels.service_rig import EchoAgent, MemoryStore
 from tests.fakes.whatsapp_api import (
     APP_SECRET,
     NUMBER_ID,

@@ -28,7 +28,7 @@ from moltbot.errors import (
     VaultError,
 )
 from moltbot.security.access import AccessPolicy, Pairing
-from tests.channels.test_service import EchoAgent, MemoryStore
+from tests.channels.service_rig import EchoAgent, MemoryStore
 from tests.fakes.whatsapp_web import ALICE, GROUP, ME, FakeWhatsApp
 
 pytestmark = pytest.mark.timeout(30)

@@ -50,18 +50,37 @@ def test_init_records_the_vault_the_token_and_the_config_it_writes(
     by = {"by": "cli:init"}
     assert records(home) == [
         ("config_change", {"target": "vault", "action": "create", "key_source": "key file", **by}),
-        ("config_change", {"target": "vault", "action": "set", "secret_name": "gateway_token",
-                           "replaced": False, **by}),
-        ("config_change", {"target": "config", "action": "create", "file": cfg, "json_path": "$",
-                           **by}),
-    ]  # fmt: skip
+        (
+            "config_change",
+            {
+                "target": "vault",
+                "action": "set",
+                "secret_name": "gateway_token",
+                "replaced": False,
+                **by,
+            },
+        ),
+        (
+            "config_change",
+            {"target": "config", "action": "create", "file": cfg, "json_path": "$", **by},
+        ),
+    ]
     assert run(capsys, monkeypatch, "init")[0] == 0  # nothing changed: nothing recorded
     assert len(records(home)) == 3
     assert run(capsys, monkeypatch, "init", "--force")[0] == 0
     assert records(home)[3:] == [
-        ("config_change", {"target": "config", "action": "replace", "file": cfg, "json_path": "$",
-                           "backup": cfg + ".bak", **by}),
-    ]  # fmt: skip
+        (
+            "config_change",
+            {
+                "target": "config",
+                "action": "replace",
+                "file": cfg,
+                "json_path": "$",
+                "backup": cfg + ".bak",
+                **by,
+            },
+        ),
+    ]
     token = Vault.open(home).get("gateway_token")
     assert token not in paths.audit_file(home).read_text()
     assert verify(paths.audit_file(home)).records == 4
@@ -81,14 +100,32 @@ def test_secret_changes_and_reads_are_recorded_by_name_never_by_value(
     assert run(capsys, monkeypatch, "secrets", "rm", "api")[0] == 1  # nothing removed
     assert run(capsys, monkeypatch, "secrets", "get", "api")[0] == 1  # nothing read
     assert records(home)[start:] == [
-        ("config_change", {"target": "vault", "action": "set", "secret_name": "api",
-                           "replaced": False, "by": "cli:secrets set"}),
-        ("config_change", {"target": "vault", "action": "set", "secret_name": "api",
-                           "replaced": True, "by": "cli:secrets set"}),
+        (
+            "config_change",
+            {
+                "target": "vault",
+                "action": "set",
+                "secret_name": "api",
+                "replaced": False,
+                "by": "cli:secrets set",
+            },
+        ),
+        (
+            "config_change",
+            {
+                "target": "vault",
+                "action": "set",
+                "secret_name": "api",
+                "replaced": True,
+                "by": "cli:secrets set",
+            },
+        ),
         ("secret_read", {"secret_name": "api", "reader": "cli:secrets get"}),
-        ("config_change", {"target": "vault", "action": "delete", "secret_name": "api",
-                           "by": "cli:secrets rm"}),
-    ]  # fmt: skip
+        (
+            "config_change",
+            {"target": "vault", "action": "delete", "secret_name": "api", "by": "cli:secrets rm"},
+        ),
+    ]
     text = paths.audit_file(home).read_text()
     assert VALUE not in text and OTHER not in text
     assert verify(paths.audit_file(home)).ok

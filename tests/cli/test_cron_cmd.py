@@ -16,8 +16,9 @@ MOLTBOT = [sys.executable, "-m", "moltbot.cli.main"]
 
 def run(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "MOLTBOT_HOME": str(tmp_path / "home"), "PYTHONPATH": str(ROOT)}
-    return subprocess.run([*MOLTBOT, "cron", *args], env=env, capture_output=True, text=True,
-                          timeout=60, cwd=ROOT)  # fmt: skip
+    return subprocess.run(
+        [*MOLTBOT, "cron", *args], env=env, capture_output=True, text=True, timeout=60, cwd=ROOT
+    )
 
 
 def test_cron_without_a_running_tree_says_how_to_start_it(tmp_path: Path) -> None:

@@ -222,7 +222,7 @@ def test_every_channel_account_is_probed_live_with_the_fix(initialized, capsys):
     """Real fakes of each platform on 127.0.0.1, driven by the adapters' own SDKs: a good
     Telegram and Discord bot, a refused Slack token, a Signal number signal-cli does not know,
     a wrong BlueBubbles password. Each gets one line; the refused ones say what to do."""
-    from tests.actors.test_channel_actor import LoopThread
+    from tests.actors.rig import LoopThread
     from tests.fakes.bluebubbles_api import FakeBlueBubbles
     from tests.fakes.discord_api import BOT_TOKEN as DISCORD_TOKEN
     from tests.fakes.discord_api import FakeDiscord

@@ -17,7 +17,7 @@ from moltbot.channels.whatsapp_login import link_device
 from moltbot.channels.whatsapp_session import SessionFile, decode_key, key_name, new_key
 from moltbot.cli.main import main
 from moltbot.security.vault import PASSPHRASE_ENV, Vault
-from tests.actors.test_channel_actor import LoopThread
+from tests.actors.rig import LoopThread
 from tests.fakes.whatsapp_api import NUMBER_ID, TOKEN, FakeGraph
 from tests.fakes.whatsapp_web import FakeWhatsApp
 

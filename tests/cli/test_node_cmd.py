@@ -59,13 +59,23 @@ def test_status_lists_the_nodes() -> None:
 
     text = nodes_table(
         [
-            {"node": "a" * 56, "alive": True, "address": "10.77.0.1", "head": True,
-             "resources": {"CPU": 2.0, "memory": 1e9}},
-            {"node": "b" * 56, "alive": False, "address": "10.77.0.2", "head": False,
-             "resources": {"CPU": 2.0, "sandbox_box": 1.0, "object_store_memory": 1e8},
-             "labels": {"room": "attic"}},
+            {
+                "node": "a" * 56,
+                "alive": True,
+                "address": "10.77.0.1",
+                "head": True,
+                "resources": {"CPU": 2.0, "memory": 1e9},
+            },
+            {
+                "node": "b" * 56,
+                "alive": False,
+                "address": "10.77.0.2",
+                "head": False,
+                "resources": {"CPU": 2.0, "sandbox_box": 1.0, "object_store_memory": 1e8},
+                "labels": {"room": "attic"},
+            },
         ]
-    )  # fmt: skip
+    )
     head, worker = text.splitlines()[1:]
     assert head.split() == ["aaaaaaaa", "10.77.0.1", "alive", "head", "-", "CPU=2"]
     assert worker.split() == [

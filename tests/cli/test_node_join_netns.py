@@ -82,8 +82,12 @@ class Host:
     def python(self, *args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             [IP, "netns", "exec", self.ns, sys.executable, *args],
-            env=self.env(), cwd=ROOT, capture_output=True, text=True, timeout=60,
-        )  # fmt: skip
+            env=self.env(),
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
 
     def pids(self) -> list[int]:
         """Every process in this host's network namespace."""
@@ -288,14 +292,21 @@ def test_node_join_runs_the_pinned_actor_on_the_worker_and_leave_makes_it_wait(l
     # from the worker's "machine": the head's Ray port serves members only, over TLS
     [mine] = (worker.mb / "credentials" / "ray-tls").glob("node-*")
     probe = worker.python(
-        "-m", "tests.cli.tls_probe", address, str(mine / "ca.crt"),
-        str(mine / "node.crt"), str(mine / "node.key"),
-    )  # fmt: skip
+        "-m",
+        "tests.cli.tls_probe",
+        address,
+        str(mine / "ca.crt"),
+        str(mine / "node.crt"),
+        str(mine / "node.key"),
+    )
     assert probe.returncode == 0, probe.stderr
     tried = json.loads(probe.stdout)
     assert tried == {
-        "plaintext": "refused", "no_cert": "refused", "other_ca": "refused", "member": "h2"
-    }, tried  # fmt: skip
+        "plaintext": "refused",
+        "no_cert": "refused",
+        "other_ca": "refused",
+        "member": "h2",
+    }, tried
 
     placed = wait_status(head, lambda s: s.actors[SANDBOX]["state"] == "running")
     sandbox = placed.actors[SANDBOX]

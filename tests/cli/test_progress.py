@@ -84,11 +84,23 @@ def test_status_table_says_each_accounts_connection_and_traffic() -> None:
         "last_in": None,
         "last_out": None,
     }
-    status = {"name": "moltbot", "children": [
-        {"name": "moltbot.channels.telegram:main", "state": "running", "restarts": 0,
-         "figures": {"in": 5, "out": 5, "queue": 0, "link": link}},
-        {"name": "moltbot.channels.slack:work", "state": "running", "restarts": 0,
-         "figures": {"in": 0, "out": 0, "queue": 2, "link": retry}}]}  # fmt: skip
+    status = {
+        "name": "moltbot",
+        "children": [
+            {
+                "name": "moltbot.channels.telegram:main",
+                "state": "running",
+                "restarts": 0,
+                "figures": {"in": 5, "out": 5, "queue": 0, "link": link},
+            },
+            {
+                "name": "moltbot.channels.slack:work",
+                "state": "running",
+                "restarts": 0,
+                "figures": {"in": 0, "out": 0, "queue": 2, "link": retry},
+            },
+        ],
+    }
     text = table(status)
     [tg] = [ln for ln in text.splitlines() if "telegram:main" in ln]
     [sl] = [ln for ln in text.splitlines() if "slack:work" in ln]

@@ -26,8 +26,9 @@ UNKNOWN = "+15557770000"  # the fake serves tests.fakes.signal_api.NUMBER only
 @pytest.fixture
 def signal_api() -> Iterator[str]:
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "tests.fakes.signal_api", "--port", str(port)],
-                            cwd=ROOT)  # fmt: skip
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tests.fakes.signal_api", "--port", str(port)], cwd=ROOT
+    )
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
         with socket.socket() as s:
@@ -49,12 +50,19 @@ def test_an_account_that_cannot_connect_does_not_hold_up_the_tree(
         "gateway": {"port": free_port()},
         "agent": {"workers": 1},
         "channels": {
-            "telegram": [{"account": "main", "token": "env:TG_TEST_TOKEN", "dm_policy": "open",
-                          "api_base": home["FAKE_TG_BASE"], "poll_timeout_s": 1}],
+            "telegram": [
+                {
+                    "account": "main",
+                    "token": "env:TG_TEST_TOKEN",
+                    "dm_policy": "open",
+                    "api_base": home["FAKE_TG_BASE"],
+                    "poll_timeout_s": 1,
+                }
+            ],
             "signal": [{"account": "phone", "number": UNKNOWN, "api_base": signal_api}],
         },
         "cluster": {"dashboard": False},
-    }  # fmt: skip
+    }
     (Path(home["MOLTBOT_HOME"]) / "config.json").write_text(json.dumps(cfg))
     up = run(home, "up", "--detach")
     assert up.returncode == 0, up.stdout + up.stderr
@@ -98,8 +106,10 @@ def test_a_start_that_fails_names_the_child_the_reason_and_the_fix(home: dict[st
         up = run(home, "up", "--detach")
     assert up.returncode == 1, up.stdout + up.stderr
     assert "  ✓ store  (" in up.stdout  # the progress up to the failure
-    assert f"gateway did not start: config error at $.gateway.port: 127.0.0.1:{port} is " \
-        "already in use" in up.stderr, up.stderr  # fmt: skip
+    assert (
+        f"gateway did not start: config error at $.gateway.port: 127.0.0.1:{port} is "
+        "already in use" in up.stderr
+    ), up.stderr
     assert "fix: stop that program, or choose another gateway.port" in up.stderr
     assert "Traceback" not in up.stderr
     assert not (Path(home["MOLTBOT_HOME"]) / "run" / "ray.json").exists()  # nothing left up

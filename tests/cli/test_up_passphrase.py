@@ -48,12 +48,17 @@ def test_workers_never_see_the_passphrase(home: dict[str, str]) -> None:
         agent={"workers": 1},
         channels={
             "telegram": [
-                {"account": "main", "token": "secret:tg_token", "api_base": env["FAKE_TG_BASE"],
-                 "poll_timeout_s": 1, "dm_policy": "open"}
+                {
+                    "account": "main",
+                    "token": "secret:tg_token",
+                    "api_base": env["FAKE_TG_BASE"],
+                    "poll_timeout_s": 1,
+                    "dm_policy": "open",
+                }
             ]
         },
         cluster={"dashboard": False},
-    )  # fmt: skip
+    )
     (mb / "config.json").write_text(json.dumps(cfg))
 
     wrong = run(  # refused before Ray starts, with the fix
@@ -84,10 +89,11 @@ def test_workers_never_see_the_passphrase(home: dict[str, str]) -> None:
     # no process holds the passphrase in its environment: not Ray, not a worker, not the agent
     assert environ_holding(PASS.encode()) == []
     agents = [
-        p for p in psutil.process_iter(["cmdline"])
+        p
+        for p in psutil.process_iter(["cmdline"])
         if "moltbot.security.vault_agent" in " ".join(p.info["cmdline"] or [])
         and head["temp_dir"] in " ".join(p.info["cmdline"] or [])
-    ]  # fmt: skip
+    ]
     assert len(agents) == 1
     sock = socket_path(mb)
     assert sock.is_socket() and os.stat(sock).st_mode & 0o777 == 0o600
@@ -101,6 +107,11 @@ def test_workers_never_see_the_passphrase(home: dict[str, str]) -> None:
 
 def run_in(env: dict[str, str], *args: str, stdin: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [*MOLTBOT, *args], env=env, input=stdin, capture_output=True, text=True, timeout=120,
+        [*MOLTBOT, *args],
+        env=env,
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=120,
         cwd=ROOT,
-    )  # fmt: skip
+    )

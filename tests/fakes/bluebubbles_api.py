@@ -126,10 +126,17 @@ class FakeBlueBubbles(FakeServer):
             guid = str(uuid.uuid4()).upper()
             self.files[guid] = data
             msg["attachments"].append(
-                {"originalROWID": self._rowid, "guid": guid, "uti": "public.data",
-                 "mimeType": mime, "transferName": name, "totalBytes": len(data),
-                 "isOutgoing": False, "hideAttachment": False}
-            )  # fmt: skip
+                {
+                    "originalROWID": self._rowid,
+                    "guid": guid,
+                    "uti": "public.data",
+                    "mimeType": mime,
+                    "transferName": name,
+                    "totalBytes": len(data),
+                    "isOutgoing": False,
+                    "hideAttachment": False,
+                }
+            )
         return msg
 
     def fail(self, method: str, count: int = 1, status: int = 500) -> None:
@@ -329,9 +336,14 @@ class FakeBlueBubbles(FakeServer):
         self._chat(chat)
         msg = self._store("\ufffc", sender=ME, chat_guid=chat, from_me=True)
         self.sent_files.append(
-            {"chatGuid": chat, "name": str(form.get("name") or upload.filename),
-             "data": upload.file.read(), "method": form.get("method"), "guid": msg["guid"]}
-        )  # fmt: skip
+            {
+                "chatGuid": chat,
+                "name": str(form.get("name") or upload.filename),
+                "data": upload.file.read(),
+                "method": form.get("method"),
+                "guid": msg["guid"],
+            }
+        )
         return _envelope(self._public(msg, {"chat"}), message="Attachment sent!")
 
     async def _typing(self, request: web.Request) -> web.Response:

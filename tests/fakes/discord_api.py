@@ -228,9 +228,15 @@ class FakeDiscord(FakeServer):
             host = url_host or f"{self.host}:{self.port}"
             url = f"http://{host}/attachments/{channel_id}/{aid}/{filename}"
             msg["attachments"].append(
-                {"id": aid, "filename": filename, "size": len(data), "url": url,
-                 "proxy_url": url, "content_type": ctype}
-            )  # fmt: skip
+                {
+                    "id": aid,
+                    "filename": filename,
+                    "size": len(data),
+                    "url": url,
+                    "proxy_url": url,
+                    "content_type": ctype,
+                }
+            )
         self._record(msg, guild_id, member={"nick": None, "roles": [], "joined_at": _iso()})
         return msg
 

@@ -153,15 +153,30 @@ class FakeSlack(FakeServer):
         url = f"http://{host}/files-pri/{self.team_id}-{file_id}/{name}"
         ts = self._next_ts()
         event: dict[str, Any] = {
-            "type": "message", "subtype": "file_share", "channel": channel, "user": user,
-            "text": text, "ts": ts, "event_ts": ts, "channel_type": "im", "team": self.team_id,
-            "files": [{
-                "id": file_id, "name": name, "title": name, "mimetype": mimetype,
-                "filetype": name.rsplit(".", 1)[-1], "size": len(data) if declared_size is None
-                else declared_size, "url_private": url, "url_private_download": url + "?dl=1",
-                "mode": "hosted", "is_external": False,
-            }],
-        }  # fmt: skip
+            "type": "message",
+            "subtype": "file_share",
+            "channel": channel,
+            "user": user,
+            "text": text,
+            "ts": ts,
+            "event_ts": ts,
+            "channel_type": "im",
+            "team": self.team_id,
+            "files": [
+                {
+                    "id": file_id,
+                    "name": name,
+                    "title": name,
+                    "mimetype": mimetype,
+                    "filetype": name.rsplit(".", 1)[-1],
+                    "size": len(data) if declared_size is None else declared_size,
+                    "url_private": url,
+                    "url_private_download": url + "?dl=1",
+                    "mode": "hosted",
+                    "is_external": False,
+                }
+            ],
+        }
         return self.inject_event(event)
 
     async def _file_private(self, request: web.Request) -> web.Response:
@@ -202,10 +217,15 @@ class FakeSlack(FakeServer):
             if up is None or "data" not in up or len(up["data"]) != up["length"]:
                 return web.json_response({"ok": False, "error": "file_not_found"})
             self.sent_files.append(
-                {"channel": body.get("channel_id"), "filename": up["filename"], "data": up["data"],
-                 "title": item.get("title"), "initial_comment": body.get("initial_comment"),
-                 "thread_ts": body.get("thread_ts")}
-            )  # fmt: skip
+                {
+                    "channel": body.get("channel_id"),
+                    "filename": up["filename"],
+                    "data": up["data"],
+                    "title": item.get("title"),
+                    "initial_comment": body.get("initial_comment"),
+                    "thread_ts": body.get("thread_ts"),
+                }
+            )
             done.append({"id": item["id"], "title": item.get("title") or up["filename"]})
         return web.json_response({"ok": True, "files": done})
 

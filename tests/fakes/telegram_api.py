@@ -352,9 +352,13 @@ class FakeTelegram(FakeServer):
             return self._error(400, "Bad Request: file is too big")
         path = f"documents/{file_id}"
         return self._ok(
-            {"file_id": file_id, "file_unique_id": f"U{file_id}", "file_size": len(data),
-             "file_path": path}
-        )  # fmt: skip
+            {
+                "file_id": file_id,
+                "file_unique_id": f"U{file_id}",
+                "file_size": len(data),
+                "file_path": path,
+            }
+        )
 
     async def _download(self, request: web.Request) -> web.Response:
         if request.match_info["token"] != self.token:
@@ -381,15 +385,23 @@ class FakeTelegram(FakeServer):
             return self._error(400, "Bad Request: PHOTO_INVALID_DIMENSIONS")
         self._next_message += 1
         self.sent_files.append(
-            {"method": "sendPhoto" if field == "photo" else "sendDocument",
-             "chat_id": params["chat_id"], "filename": filename, "data": data,
-             "caption": params.get("caption", "")}
-        )  # fmt: skip
+            {
+                "method": "sendPhoto" if field == "photo" else "sendDocument",
+                "chat_id": params["chat_id"],
+                "filename": filename,
+                "data": data,
+                "caption": params.get("caption", ""),
+            }
+        )
         chat_id = int(params["chat_id"])
         return self._ok(
-            {"message_id": self._next_message, "date": int(time.time()),
-             "chat": {"id": chat_id, "type": "private"}, "from": self.bot}
-        )  # fmt: skip
+            {
+                "message_id": self._next_message,
+                "date": int(time.time()),
+                "chat": {"id": chat_id, "type": "private"},
+                "from": self.bot,
+            }
+        )
 
     async def _send_chat_action(self, params: dict[str, Any]) -> web.Response:
         self.actions.append(params)

@@ -123,8 +123,12 @@ async def test_bad_params_are_bad_request(gateway: GatewayServer) -> None:
 async def test_base_backend_answers_unavailable(make_gateway: MakeGateway) -> None:
     gw = await make_gateway(BaseBackend())
     c = await logged_in(gw)
-    calls = [("status", {}), ("chat.send", {"text": "hi"}), ("config.get", {}),
-             ("plugin.reminders.list", {})]  # fmt: skip
+    calls = [
+        ("status", {}),
+        ("chat.send", {"text": "hi"}),
+        ("config.get", {}),
+        ("plugin.reminders.list", {}),
+    ]
     for method, params in calls:
         res = await c.call(method, params)
         assert res["ok"] is False
@@ -157,23 +161,30 @@ async def test_plugin_methods_are_routed_and_their_errors_are_frames(
     res = await c.call("plugin.echo.repeat", {"n": 1, "nested": {"a": [1, 2]}})
     assert res["ok"] is True
     assert res["payload"] == {"plugin": "echo", "params": {"n": 1, "nested": {"a": [1, 2]}}}
-    missing = {"plugin.nobody.repeat": "no plugin named 'nobody'",
-               "plugin.echo.nope": "plugin 'echo' has no method 'nope'"}  # fmt: skip
+    missing = {
+        "plugin.nobody.repeat": "no plugin named 'nobody'",
+        "plugin.echo.nope": "plugin 'echo' has no method 'nope'",
+    }
     for method, message in missing.items():
         res = await c.call(method)
         assert res["ok"] is False and res["error"]["code"] == "not_found", res
         assert res["error"]["message"] == message
     res = await c.call("plugin.echo.refuse", {"x": 1})
     assert res["error"] == {
-        "code": "plugin_error", "message": "the echo plugin refuses", "hint": "ask nicely"
-    }  # fmt: skip
+        "code": "plugin_error",
+        "message": "the echo plugin refuses",
+        "hint": "ask nicely",
+    }
     for malformed in ["plugin.echo", "plugin.Echo.repeat", "plugin..repeat", "plugin.echo.Bad"]:
         res = await c.call(malformed)
         assert res["error"]["code"] == "unknown_method", (malformed, res)
         assert "plugin.<plugin>.<method>" in res["error"]["hint"]
     assert [call[:2] for call in backend.plugin_calls] == [
-        ("echo", "repeat"), ("nobody", "repeat"), ("echo", "nope"), ("echo", "refuse")
-    ]  # fmt: skip
+        ("echo", "repeat"),
+        ("nobody", "repeat"),
+        ("echo", "nope"),
+        ("echo", "refuse"),
+    ]
     assert (await c.call("plugin.echo.repeat"))["payload"] == {"plugin": "echo", "params": {}}
     unknown = await c.call("files.delete_everything")
     assert "plugin.<plugin>.<method>" in unknown["error"]["hint"]

@@ -38,8 +38,12 @@ async def test_an_attached_picture_reaches_claude_as_an_image_block(
     dc, api = fakes
     async with serving(adapter(dc), config(tmp_path), api, tmp_path):
         await connected(dc)
-        dc.inject_message(channel_id=DM, author_id=ALICE, content="",
-                          files=[("plot.png", "image/png", png(64, 48))])  # fmt: skip
+        dc.inject_message(
+            channel_id=DM,
+            author_id=ALICE,
+            content="",
+            files=[("plot.png", "image/png", png(64, 48))],
+        )
         await dc.wait_sent(1, timeout=10)
     assert [b["type"] for b in user_blocks(api)] == ["image", "text"]
     assert len(dc.cdn_reads) == 1
@@ -54,9 +58,13 @@ async def test_an_attachment_url_on_a_private_address_is_not_fetched(
     async with FakeDiscord() as inside:  # records every request to its attachment path
         async with serving(adapter(dc), config(tmp_path), api, tmp_path):
             await connected(dc)
-            dc.inject_message(channel_id=DM, author_id=ALICE, content="read this",
-                              files=[("a.pdf", "application/pdf", PDF)],
-                              url_host=f"127.0.0.1:{inside.port}")  # fmt: skip
+            dc.inject_message(
+                channel_id=DM,
+                author_id=ALICE,
+                content="read this",
+                files=[("a.pdf", "application/pdf", PDF)],
+                url_host=f"127.0.0.1:{inside.port}",
+            )
             sent = await dc.wait_sent(1, timeout=10)
     assert inside.cdn_reads == [] and dc.cdn_reads == []
     assert "could not download “a.pdf”" in sent[0]["content"]
@@ -71,9 +79,16 @@ async def test_send_file_sends_a_multipart_message(
     discord_adapter = adapter(dc)
     try:
         await discord_adapter.connect()
-        await discord_adapter.send_file(OutboundFile(channel="discord", account="main",
-                                                     chat_id=DM, name="r.pdf",
-                                                     mime="application/pdf", data=PDF))  # fmt: skip
+        await discord_adapter.send_file(
+            OutboundFile(
+                channel="discord",
+                account="main",
+                chat_id=DM,
+                name="r.pdf",
+                mime="application/pdf",
+                data=PDF,
+            )
+        )
     finally:
         await discord_adapter.close()
     (sent,) = dc.sent_files

@@ -28,8 +28,9 @@ async def fakes() -> AsyncIterator[tuple[FakeBlueBubbles, FakeAnthropicAPI]]:
 
 
 def adapter(bb: FakeBlueBubbles) -> IMessageAdapter:
-    return IMessageAdapter(account="mac", api_base=bb.api_base, password=bb.password,
-                           poll_interval_s=0.02, retry=FAST)  # fmt: skip
+    return IMessageAdapter(
+        account="mac", api_base=bb.api_base, password=bb.password, poll_interval_s=0.02, retry=FAST
+    )
 
 
 async def test_a_photo_reaches_claude_as_an_image_block(
@@ -51,9 +52,16 @@ async def test_send_file_sends_an_attachment(
     imessage = adapter(bb)
     try:
         await imessage.connect()
-        await imessage.send_file(OutboundFile(channel="imessage", account="mac",
-                                              chat_id=f"iMessage;-;{DM_ADDRESS}", name="r.pdf",
-                                              mime="application/pdf", data=PDF))  # fmt: skip
+        await imessage.send_file(
+            OutboundFile(
+                channel="imessage",
+                account="mac",
+                chat_id=f"iMessage;-;{DM_ADDRESS}",
+                name="r.pdf",
+                mime="application/pdf",
+                data=PDF,
+            )
+        )
     finally:
         await imessage.close()
     (sent,) = bb.sent_files

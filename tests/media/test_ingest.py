@@ -200,11 +200,13 @@ async def test_a_failing_transcription_server_keeps_the_file_and_says_so(tmp_pat
     [
         ({"max_bytes": 0}, "$.media.max_bytes"),
         ({"transcription": {"base_url": "gpu-box:8000"}}, "$.media.transcription.base_url"),
-        ({"transcription": {"base_url": "http://x/v1", "api_key": "sk-literal"}},
-         "$.media.transcription.api_key"),
+        (
+            {"transcription": {"base_url": "http://x/v1", "api_key": "sk-literal"}},
+            "$.media.transcription.api_key",
+        ),
         ({"max_byte": 5}, "max_byte"),
     ],
-)  # fmt: skip
+)
 def test_bad_media_config_names_the_key(
     tmp_path: Path, media: dict[str, object], where: str
 ) -> None:

@@ -46,10 +46,13 @@ def results(api: FakeAnthropicAPI) -> list[dict[str, Any]]:
 
 
 async def turn(tg: FakeTelegram, api: FakeAnthropicAPI, ws: Path, tmp: Path, *calls: dict) -> None:
-    api.script(*[tool_reply("send_file", c, id=f"call{i}") for i, c in enumerate(calls)],
-               text_reply("done"))  # fmt: skip
-    adapter = TelegramAdapter(account="main", token=tg.token, api_base=tg.api_base,
-                              poll_timeout=1, retry=FAST)  # fmt: skip
+    api.script(
+        *[tool_reply("send_file", c, id=f"call{i}") for i, c in enumerate(calls)],
+        text_reply("done"),
+    )
+    adapter = TelegramAdapter(
+        account="main", token=tg.token, api_base=tg.api_base, poll_timeout=1, retry=FAST
+    )
     async with serving(adapter, config(ws), api, tmp):
         tg.inject_message(chat_id=ALICE, user_id=ALICE, text="send me my files")
         await tg.wait_sent(1, timeout=15)
@@ -64,8 +67,14 @@ async def test_send_file_delivers_the_senders_own_file(
     (mine / "out").mkdir()
     (mine / "out" / "plan.pdf").write_bytes(PDF)
     (mine / "chart.png").write_bytes(png())
-    await turn(tg, api, ws, tmp_path, {"path": "out/plan.pdf", "caption": "the plan"},
-               {"path": "/workspace/chart.png"})  # fmt: skip
+    await turn(
+        tg,
+        api,
+        ws,
+        tmp_path,
+        {"path": "out/plan.pdf", "caption": "the plan"},
+        {"path": "/workspace/chart.png"},
+    )
     doc, photo = tg.sent_files
     assert doc["method"] == "sendDocument" and doc["data"] == PDF and doc["caption"] == "the plan"
     assert photo["method"] == "sendPhoto" and photo["data"] == png()
@@ -86,8 +95,16 @@ async def test_a_member_cannot_send_another_persons_files(
     mine = folder(ws, ALICE)
     os.symlink(secret, mine / "link.pdf")
     up = os.path.relpath(secret, mine)
-    await turn(tg, api, ws, tmp_path, {"path": str(secret)}, {"path": up},
-               {"path": "link.pdf"}, {"path": "/workspace/../../" + up})  # fmt: skip
+    await turn(
+        tg,
+        api,
+        ws,
+        tmp_path,
+        {"path": str(secret)},
+        {"path": up},
+        {"path": "link.pdf"},
+        {"path": "/workspace/../../" + up},
+    )
     assert tg.sent_files == []
     got = results(api)
     assert len(got) == 4 and all(r.get("is_error") for r in got)
@@ -103,8 +120,7 @@ async def test_programs_and_lying_names_are_not_sent(
     (mine / "tool").write_bytes(ELF)
     (mine / "photo.jpg").write_bytes(PDF)
     (mine / "huge.pdf").write_bytes(PDF + b"0" * (21 * 1024 * 1024))
-    await turn(tg, api, ws, tmp_path, {"path": "tool"}, {"path": "photo.jpg"},
-               {"path": "huge.pdf"})  # fmt: skip
+    await turn(tg, api, ws, tmp_path, {"path": "tool"}, {"path": "photo.jpg"}, {"path": "huge.pdf"})
     assert tg.sent_files == []
     texts = [str(r["content"]) for r in results(api)]
     assert "program or script" in texts[0]

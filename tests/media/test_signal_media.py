@@ -62,9 +62,17 @@ async def test_send_file_sends_a_base64_attachment() -> None:
     async with FakeSignal(mode="normal") as sg:
         signal = adapter(sg)
         try:
-            await signal.send_file(OutboundFile(channel="signal", account=NUMBER, chat_id=ALICE,
-                                                name="notes;x.pdf", mime="application/pdf",
-                                                data=PDF, caption="notes"))  # fmt: skip
+            await signal.send_file(
+                OutboundFile(
+                    channel="signal",
+                    account=NUMBER,
+                    chat_id=ALICE,
+                    name="notes;x.pdf",
+                    mime="application/pdf",
+                    data=PDF,
+                    caption="notes",
+                )
+            )
         finally:
             await signal.close()
     (sent,) = sg.sent

@@ -26,8 +26,14 @@ async def fakes() -> AsyncIterator[tuple[FakeSlack, FakeAnthropicAPI]]:
 
 
 def adapter(sl: FakeSlack) -> SlackAdapter:
-    return SlackAdapter(account="work", bot_token=BOT_TOKEN, app_token=APP_TOKEN,
-                        api_base=sl.api_base, ping_interval=0.2, retry=FAST)  # fmt: skip
+    return SlackAdapter(
+        account="work",
+        bot_token=BOT_TOKEN,
+        app_token=APP_TOKEN,
+        api_base=sl.api_base,
+        ping_interval=0.2,
+        retry=FAST,
+    )
 
 
 async def test_a_shared_picture_reaches_claude_as_an_image_block(
@@ -35,8 +41,14 @@ async def test_a_shared_picture_reaches_claude_as_an_image_block(
 ) -> None:
     sl, api = fakes
     async with serving(adapter(sl), config(tmp_path), api, tmp_path):
-        sl.inject_file_message(channel="D100", user="U1", data=png(50, 40), name="shot.png",
-                               mimetype="image/png", text="what is this?")  # fmt: skip
+        sl.inject_file_message(
+            channel="D100",
+            user="U1",
+            data=png(50, 40),
+            name="shot.png",
+            mimetype="image/png",
+            text="what is this?",
+        )
         await sl.wait_sent(1, timeout=10)
     blocks = user_blocks(api)
     assert blocks[0]["text"] == "what is this?" and blocks[1]["type"] == "image"
@@ -51,9 +63,14 @@ async def test_a_file_url_off_slacks_hosts_never_gets_the_token(
     sl, api = fakes
     async with FakeSlack() as elsewhere:
         async with serving(adapter(sl), config(tmp_path), api, tmp_path):
-            sl.inject_file_message(channel="D100", user="U1", data=PDF, name="a.pdf",
-                                   mimetype="application/pdf",
-                                   url_host=f"127.0.0.1:{elsewhere.port}")  # fmt: skip
+            sl.inject_file_message(
+                channel="D100",
+                user="U1",
+                data=PDF,
+                name="a.pdf",
+                mimetype="application/pdf",
+                url_host=f"127.0.0.1:{elsewhere.port}",
+            )
             sent = await sl.wait_sent(1, timeout=10)
     assert elsewhere.file_downloads == []
     assert "could not download “a.pdf”" in sent[0]["text"]
@@ -65,9 +82,17 @@ async def test_send_file_uses_the_upload_v2_flow(tmp_path: Path) -> None:
         slack = adapter(sl)
         try:
             await slack.connect()
-            await slack.send_file(OutboundFile(channel="slack", account="work", chat_id="D100",
-                                               name="report.pdf", mime="application/pdf",
-                                               data=PDF, caption="the report"))  # fmt: skip
+            await slack.send_file(
+                OutboundFile(
+                    channel="slack",
+                    account="work",
+                    chat_id="D100",
+                    name="report.pdf",
+                    mime="application/pdf",
+                    data=PDF,
+                    caption="the report",
+                )
+            )
         finally:
             await slack.close()
     (sent,) = sl.sent_files

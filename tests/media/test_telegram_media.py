@@ -44,8 +44,13 @@ async def test_a_photo_reaches_claude_as_an_image_block(
 ) -> None:
     tg, api = fakes
     async with serving(adapter(tg), config(tmp_path), api, tmp_path):
-        tg.inject_file(chat_id=ALICE, user_id=ALICE, kind="photo", data=png(40, 30),
-                       caption="what colour is this?")  # fmt: skip
+        tg.inject_file(
+            chat_id=ALICE,
+            user_id=ALICE,
+            kind="photo",
+            data=png(40, 30),
+            caption="what colour is this?",
+        )
         await tg.wait_sent(1, timeout=10)
     blocks = user_blocks(api)
     assert blocks[0] == {"type": "text", "text": "what colour is this?"}
@@ -63,8 +68,14 @@ async def test_an_oversized_file_is_refused_and_the_user_told(
 ) -> None:
     tg, api = fakes
     async with serving(adapter(tg), config(tmp_path, max_bytes=1000), api, tmp_path):
-        tg.inject_file(chat_id=ALICE, user_id=ALICE, kind="document", data=PDF * 50,
-                       file_name="thesis.pdf", caption="please read")  # fmt: skip
+        tg.inject_file(
+            chat_id=ALICE,
+            user_id=ALICE,
+            kind="document",
+            data=PDF * 50,
+            file_name="thesis.pdf",
+            caption="please read",
+        )
         sent = await tg.wait_sent(1, timeout=10)
     assert "thesis.pdf" in sent[0]["plain"] and "media.max_bytes" in sent[0]["plain"]
     assert tg.calls["getFile"] == 0 and not tg.downloads  # never fetched
@@ -76,8 +87,14 @@ async def test_a_file_whose_name_lies_is_stored_as_data_and_flagged(
 ) -> None:
     tg, api = fakes
     async with serving(adapter(tg), config(tmp_path), api, tmp_path):
-        tg.inject_file(chat_id=ALICE, user_id=ALICE, kind="document", data=ELF,
-                       file_name="invoice.pdf", mime_type="application/pdf")  # fmt: skip
+        tg.inject_file(
+            chat_id=ALICE,
+            user_id=ALICE,
+            kind="document",
+            data=ELF,
+            file_name="invoice.pdf",
+            mime_type="application/pdf",
+        )
         await tg.wait_sent(1, timeout=10)
     inbox = scope.sender_folder(tmp_path, f"telegram:main:{ALICE}") / "inbox"
     (kept,) = inbox.iterdir()
@@ -115,8 +132,14 @@ async def test_send_file_sends_a_photo_and_a_document(tmp_path: Path) -> None:
                 data=png(),
                 caption="here",
             )
-            doc = OutboundFile(channel="telegram", account="main", chat_id=str(ALICE),
-                               name="report.pdf", mime="application/pdf", data=PDF)  # fmt: skip
+            doc = OutboundFile(
+                channel="telegram",
+                account="main",
+                chat_id=str(ALICE),
+                name="report.pdf",
+                mime="application/pdf",
+                data=PDF,
+            )
             await tele.send_file(photo)
             await tele.send_file(doc)
         finally:

@@ -1,6 +1,6 @@
 """Plugin channels without Ray: ``api.deliver`` into a ``PluginChannelAdapter`` (bounded queue,
 returns once journaled, input checks), its ``send`` error mapping, and the real channel pipeline
-(``ChannelService`` with the in-memory store and echo agent of tests/channels/test_service.py)
+(``ChannelService`` with the in-memory store and echo agent of tests/channels/service_rig.py)
 answering a delivered message through the plugin's ``send``."""
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from moltbot.plugins import api as api_module
 from moltbot.plugins.api import PluginAPI
 from moltbot.plugins.channel import PluginChannelAdapter
 from moltbot.security.access import Pairing
-from tests.channels.test_service import EchoAgent, MemoryStore
+from tests.channels.service_rig import EchoAgent, MemoryStore
 
 pytestmark = pytest.mark.timeout(30)
 OUT = OutboundMessage(channel="matrix", account="demo", chat_id="room", text="hi")

@@ -68,10 +68,14 @@ async def test_the_hostile_plugin_gets_nowhere(
     token.write_text("ray-token")
     loop_port, gcs_port, http_port = (s.getsockname()[1] for s in listeners)
     targets = {
-        "home": str(home), "outside": str(outside), "ray_token": str(token),
-        "ray_session": str(session), "gcs": f"127.0.0.1:{gcs_port}", "port": loop_port,
+        "home": str(home),
+        "outside": str(outside),
+        "ray_token": str(token),
+        "ray_session": str(session),
+        "gcs": f"127.0.0.1:{gcs_port}",
+        "port": loop_port,
         "granted_http_port": http_port,
-    }  # fmt: skip
+    }
     pc = entry(
         "hostile",
         HOSTILE,
@@ -125,9 +129,11 @@ async def test_the_reminders_example_works_in_its_sandbox(monkeypatch: pytest.Mo
 
 async def test_a_plugin_asking_for_an_ungranted_capability_at_setup_is_refused() -> None:
     pc = entry(
-        "greedy", f"{FIXTURES}.greedy", capabilities=["channel"],
+        "greedy",
+        f"{FIXTURES}.greedy",
+        capabilities=["channel"],
         sha256=source_digest(f"{FIXTURES}.greedy"),
-    )  # fmt: skip
+    )
     host = Host()
     with pytest.raises(ExceptionGroup) as err:
         async with sandboxed(pc, host.services()):
@@ -158,9 +164,12 @@ async def test_http_to_a_granted_host_goes_through_the_broker(tmp_path: Path) ->
     egress = Egress(frozenset({"api.test"}), resolver=resolve, allow_loopback_port_for_tests=port)
     module = f"{FIXTURES}.fetcher"
     pc = entry(
-        "fetcher", module, capabilities=["tools", "network"], http_hosts=["api.test"],
+        "fetcher",
+        module,
+        capabilities=["tools", "network"],
+        http_hosts=["api.test"],
         sha256=source_digest(module),
-    )  # fmt: skip
+    )
     host = Host()
     async with server, sandboxed(pc, host.services(), egress=egress) as broker:
         ok = await broker.call_tool("fetch", {"url": f"http://api.test:{port}/hook"}, "s")

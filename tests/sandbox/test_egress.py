@@ -46,8 +46,9 @@ async def origin() -> AsyncIterator[Origin]:
         yield o
 
 
-async def py(ws: Path, code: str, *, network: bool, proxy: EgressProxy | None = None
-             ) -> SandboxResult:  # fmt: skip
+async def py(
+    ws: Path, code: str, *, network: bool, proxy: EgressProxy | None = None
+) -> SandboxResult:
     pol = SandboxPolicy(workspace=ws, timeout_s=20.0, network=network)
     return await run_sandboxed(["python3", "-c", textwrap.dedent(code)], pol, proxy=proxy)
 
@@ -70,8 +71,9 @@ def fetch(url: str) -> str:
 async def test_an_allowed_host_is_reached_through_the_proxy(tmp_path: Path, origin: Origin) -> None:
     # tests only: the proxy may reach the origin's loopback port (never settable from config)
     proxy = EgressProxy(ports=frozenset({origin.port}), allow_loopback_port_for_tests=origin.port)
-    res = await py(tmp_path, fetch(f"http://127.0.0.1:{origin.port}/page?x=1"), network=True,
-                   proxy=proxy)  # fmt: skip
+    res = await py(
+        tmp_path, fetch(f"http://127.0.0.1:{origin.port}/page?x=1"), network=True, proxy=proxy
+    )
     assert b"hello from the origin, you asked /page?x=1" in res.stdout, res.stderr
     assert origin.hits == 1
     tunnel = f"""

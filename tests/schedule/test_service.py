@@ -81,8 +81,9 @@ class Store:
             self._check("submit")
             self.submitted.append(msg)
 
-        return SchedulePorts(kv_get=kv_get, kv_put=kv_put, journal=journal, pending=pending,
-                             submit=submit)  # fmt: skip
+        return SchedulePorts(
+            kv_get=kv_get, kv_put=kv_put, journal=journal, pending=pending, submit=submit
+        )
 
 
 def service(store: Store, clock: FakeClock, cfg: Config | None = None) -> SchedulerService:
@@ -108,8 +109,12 @@ def test_a_reminder_fires_once_as_the_owner_in_the_configured_chat(tmp_path: Pat
     clock.advance(3600 + 5)
     [msg] = asyncio.run(svc.tick())
     assert msg.id == f"cron:dentist:{int(at('2026-12-04T09:00:00'))}"
-    assert (msg.channel, msg.account, msg.chat_id, msg.sender_id) == ("telegram", "main", OWNER,
-                                                                       OWNER)  # fmt: skip
+    assert (msg.channel, msg.account, msg.chat_id, msg.sender_id) == (
+        "telegram",
+        "main",
+        OWNER,
+        OWNER,
+    )
     assert "not the owner writing now" in msg.text and msg.text.endswith("call the dentist")
     assert [m.id for m in store.journal.pending()] == [msg.id]
     assert store.submitted == [msg]
@@ -159,8 +164,9 @@ def test_killed_after_the_journal_write_the_fire_is_not_repeated(tmp_path: Path)
 def test_missed_fires_follow_the_catch_up_policy(tmp_path: Path, policy: str, fires: int) -> None:
     store, clock = Store(tmp_path), clock_at(START)
     svc = service(store, clock)
-    asyncio.run(svc.add(JobRequest(kind="cron", spec="0 * * * *", text="hourly", id="h",
-                                   catch_up=policy)))  # type: ignore[arg-type]  # fmt: skip
+    asyncio.run(
+        svc.add(JobRequest(kind="cron", spec="0 * * * *", text="hourly", id="h", catch_up=policy))
+    )  # type: ignore[arg-type]
     clock.advance(5 * 3600 + 600)  # down for five hours
     store.reopen()
     assert len(asyncio.run(service(store, clock).tick())) == fires
@@ -208,8 +214,10 @@ def test_the_config_refuses_a_heartbeat_without_a_chat_or_owner() -> None:
     with pytest.raises(ConfigError) as err:
         load_config_text('{"schedule": {"heartbeat_minutes": 30}}')
     assert err.value.path == "$.schedule.deliver_to"
-    no_owner = ('{"channels": {"telegram": [{"account": "main", "token": "env:T"}]},'
-                ' "schedule": {"deliver_to": "telegram:main:42"}}')  # fmt: skip
+    no_owner = (
+        '{"channels": {"telegram": [{"account": "main", "token": "env:T"}]},'
+        ' "schedule": {"deliver_to": "telegram:main:42"}}'
+    )
     with pytest.raises(ConfigError) as err:
         load_config_text(no_owner)
     assert err.value.path == "$.channels.telegram[0].owners"

@@ -59,8 +59,11 @@ async def test_only_the_owner_sees_or_sets_jobs(tmp_path: Path) -> None:
     await svc.add(JobRequest(kind="cron", spec="0 9 * * *", text="secret plans", id="plans"))
     for who in ("telegram:main:77", "telegram:main:-100500", "slack:main:42"):  # not owners
         ctx = ToolContext(sender=who)
-        for name, args in (("schedule_list", {}), ("schedule_add", json.loads(LATER)),
-                           ("schedule_remove", {"id": "plans"})):  # fmt: skip
+        for name, args in (
+            ("schedule_list", {}),
+            ("schedule_add", json.loads(LATER)),
+            ("schedule_remove", {"id": "plans"}),
+        ):
             result = await tools.call(name, args, "s", ctx)
             assert result.is_error and result.code == "access_denied" and NOT_OWNER in result.text
             assert "secret plans" not in result.text
@@ -74,8 +77,9 @@ async def test_only_the_owner_sees_or_sets_jobs(tmp_path: Path) -> None:
     assert "now: 2026-12-04T08:00:00Z" in listed.text and '"id": "standup"' in listed.text
     gone = await tools.call("schedule_remove", {"id": "standup"}, "s", owner)
     assert gone.text == "removed standup" and "standup" not in svc.schedule.jobs
-    bad = await tools.call("schedule_add", {"kind": "cron", "spec": "nope", "text": "x"}, "s",
-                           owner)  # fmt: skip
+    bad = await tools.call(
+        "schedule_add", {"kind": "cron", "spec": "nope", "text": "x"}, "s", owner
+    )
     assert bad.is_error and "not a cron expression" in bad.text
     heart = await tools.call("schedule_remove", {"id": "heartbeat"}, "s", owner)
     assert heart.is_error and "config" in heart.text
@@ -103,8 +107,11 @@ class Says:
 
 
 async def test_a_heartbeat_with_nothing_to_say_sends_nothing(tmp_path: Path) -> None:
-    svc = SchedulerService(config(heartbeat_minutes=30), Store(tmp_path).ports(),
-                           clock=FakeClock(start=0.0, wall=START))  # fmt: skip
+    svc = SchedulerService(
+        config(heartbeat_minutes=30),
+        Store(tmp_path).ports(),
+        clock=FakeClock(start=0.0, wall=START),
+    )
     await svc.load()
     beat = svc.schedule.jobs["heartbeat"]
     msg = fire_message(config(heartbeat_minutes=30), beat, Fire(job="heartbeat", at=START), START)
@@ -121,6 +128,12 @@ async def test_a_heartbeat_with_nothing_to_say_sends_nothing(tmp_path: Path) -> 
     assert await agent("Your train leaves in an hour.").answer(news) == (
         "Your train leaves in an hour."
     )
-    plain = InboundMessage(id="telegram:main:42:9", channel="telegram", account="main",
-                           chat_id=OWNER, sender_id=OWNER, text="hi")  # fmt: skip
+    plain = InboundMessage(
+        id="telegram:main:42:9",
+        channel="telegram",
+        account="main",
+        chat_id=OWNER,
+        sender_id=OWNER,
+        text="hi",
+    )
     assert await agent(HEARTBEAT_OK).answer(plain) == HEARTBEAT_OK  # only a heartbeat's

@@ -92,9 +92,13 @@ def _one(
             raise ProviderAuthError("no Anthropic API key is configured", hint=KEY_HINT)
         key = _resolve(entry.api_key, at_key, "Anthropic", KEY_HINT, get, environ)
         return AnthropicProvider(
-            key, entry.models, base_url=entry.base_url,
-            max_attempts=r.max_attempts, base_s=r.base_s, max_s=r.max_s,
-        )  # fmt: skip
+            key,
+            entry.models,
+            base_url=entry.base_url,
+            max_attempts=r.max_attempts,
+            base_s=r.base_s,
+            max_s=r.max_s,
+        )
     from moltbot.agent.providers.openai_compat import OpenAICompatProvider
 
     hint = key_hint(entry.api_key, at_key)

@@ -78,8 +78,11 @@ class OfflineProvider:
         ]
         in_tokens = max(1, len(json.dumps(request.messages)) // 4)
         if request.system.startswith(SUMMARISE_MARK):
-            said = [ln[6:].strip()[:SUMMARY_LINE] for ln in _last_text(content).splitlines()
-                    if ln.startswith("user: ")]  # fmt: skip
+            said = [
+                ln[6:].strip()[:SUMMARY_LINE]
+                for ln in _last_text(content).splitlines()
+                if ln.startswith("user: ")
+            ]
             reply = "[offline] summary: " + " | ".join(said)
         elif results:
             names = _tool_names(request.messages)
