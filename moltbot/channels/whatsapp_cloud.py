@@ -342,9 +342,15 @@ class WhatsAppCloudAdapter:
 
     async def _retrying(self, once: Callable[[], Awaitable[T]]) -> T:
         return await retrying(
-            once, deadline=self._retry.deadline, sleep=self._sleep, clock=self._clock,
-            rng=self._rng, base=self._retry.base, cap=self._retry.cap, platform="WhatsApp",
-        )  # fmt: skip
+            once,
+            deadline=self._retry.deadline,
+            sleep=self._sleep,
+            clock=self._clock,
+            rng=self._rng,
+            base=self._retry.base,
+            cap=self._retry.cap,
+            platform="WhatsApp",
+        )
 
     async def typing(self, chat_id: str) -> None:
         """Marks the chat's newest message read and shows the typing indicator (Cloud API:

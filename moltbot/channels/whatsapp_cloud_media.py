@@ -26,8 +26,13 @@ META_MEDIA_HOSTS = frozenset({"lookaside.fbsbx.com"})  # where Graph's media url
 IMAGE_MIMES = frozenset({"image/jpeg", "image/png"})  # the Cloud API's image types
 IMAGE_MAX = 5 * 1024 * 1024
 # the webhook's media types and our word for them (a video is kept as a file)
-KINDS = {"image": "image", "sticker": "image", "audio": "audio", "document": "document",
-         "video": "document"}  # fmt: skip
+KINDS = {
+    "image": "image",
+    "sticker": "image",
+    "audio": "audio",
+    "document": "document",
+    "video": "document",
+}
 
 
 class Media(msgspec.Struct):
@@ -83,5 +88,10 @@ def message_body(out: OutboundFile, media_id: str) -> dict[str, object]:
     if not as_image:
         media["filename"] = out.name
     kind = "image" if as_image else "document"
-    return {"messaging_product": "whatsapp", "recipient_type": "individual",
-            "to": out.chat_id, "type": kind, kind: media}  # fmt: skip
+    return {
+        "messaging_product": "whatsapp",
+        "recipient_type": "individual",
+        "to": out.chat_id,
+        "type": kind,
+        kind: media,
+    }

@@ -99,9 +99,12 @@ class GraphClient:
     ) -> bytes:
         """GET ``url`` with the token, only on an ``allowed`` host, no redirects, capped."""
         body, _ctype = await fetch_own(
-            url, max_bytes=max_bytes, allowed=allowed, platform="WhatsApp",
+            url,
+            max_bytes=max_bytes,
+            allowed=allowed,
+            platform="WhatsApp",
             headers={"Authorization": f"Bearer {self._token}"},
-        )  # fmt: skip
+        )
         return body
 
     async def _request(self, method: str, path: str, **kw: Any) -> dict[str, Any]:

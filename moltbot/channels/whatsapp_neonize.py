@@ -61,8 +61,13 @@ def message_text(message: Any) -> tuple[str, list[str]]:
 
 
 # the media parts of a Message we take, and our word for each (a video is kept as a file)
-MEDIA_FIELDS = {"imageMessage": "image", "stickerMessage": "image", "audioMessage": "audio",
-                "documentMessage": "document", "videoMessage": "document"}  # fmt: skip
+MEDIA_FIELDS = {
+    "imageMessage": "image",
+    "stickerMessage": "image",
+    "audioMessage": "audio",
+    "documentMessage": "document",
+    "videoMessage": "document",
+}
 
 
 def media_of(message: Any) -> list[WaMedia]:
@@ -82,8 +87,9 @@ def media_of(message: Any) -> list[WaMedia]:
         only = Message(**{field: part})
         ref = base64.urlsafe_b64encode(only.SerializeToString()).decode()
         name = getattr(part, "fileName", "") if field == "documentMessage" else ""
-        return [WaMedia(kind=kind, ref=ref, name=name, mime=part.mimetype,
-                        size=int(part.fileLength))]  # fmt: skip
+        return [
+            WaMedia(kind=kind, ref=ref, name=name, mime=part.mimetype, size=int(part.fileLength))
+        ]
     return []
 
 

@@ -269,9 +269,15 @@ class WhatsAppWebAdapter:
             )
 
         return await retrying(
-            once, deadline=self._retry.deadline, sleep=self._sleep, clock=self._clock,
-            rng=self._rng, base=self._retry.base, cap=self._retry.cap, platform="WhatsApp",
-        )  # fmt: skip
+            once,
+            deadline=self._retry.deadline,
+            sleep=self._sleep,
+            clock=self._clock,
+            rng=self._rng,
+            base=self._retry.base,
+            cap=self._retry.cap,
+            platform="WhatsApp",
+        )
 
     async def typing(self, chat_id: str) -> None:
         await self._client.typing(chat_id)

@@ -46,6 +46,5 @@ async def watch_link(
         if state in ("linked", "failed") or time.monotonic() >= deadline:
             break
         await asyncio.sleep(poll_s)
-    return {"account": account, "state": state,
-            "hint": f"run `moltbot channels login whatsapp:{account}` on the gateway's machine"
-            if state == "none" else ""}  # fmt: skip
+    hint = f"run `moltbot channels login whatsapp:{account}` on the gateway's machine"
+    return {"account": account, "state": state, "hint": hint if state == "none" else ""}

@@ -231,11 +231,16 @@ class FakeGraph(FakeServer):
         media_id = request.match_info["number"]
         data, mime = self.media[media_id]
         url = self.media_url(media_id) if self.media_url else f"{self.api_base}/_media/{media_id}"
-        return web.json_response({
-            "messaging_product": "whatsapp", "url": url, "mime_type": mime,
-            "sha256": hashlib.sha256(data).hexdigest(), "file_size": str(len(data)),
-            "id": media_id,
-        })  # fmt: skip
+        return web.json_response(
+            {
+                "messaging_product": "whatsapp",
+                "url": url,
+                "mime_type": mime,
+                "sha256": hashlib.sha256(data).hexdigest(),
+                "file_size": str(len(data)),
+                "id": media_id,
+            }
+        )
 
     async def _media_bytes(self, request: web.Request) -> web.Response:
         if request.headers.get("Authorization") != f"Bearer {self.token}":
@@ -260,8 +265,9 @@ class FakeGraph(FakeServer):
             return _error(400, "(#100) The parameter messaging_product is required.", 100)
         data = upload.file.read()
         media_id = self.add_media(data, str(form.get("type") or upload.content_type))
-        self.uploads.append({"id": media_id, "filename": upload.filename,
-                             "type": form.get("type"), "data": data})  # fmt: skip
+        self.uploads.append(
+            {"id": media_id, "filename": upload.filename, "type": form.get("type"), "data": data}
+        )
         return web.json_response({"id": media_id})
 
     def _file_message(self, body: dict[str, Any]) -> web.Response:
@@ -272,9 +278,13 @@ class FakeGraph(FakeServer):
         wamid = f"wamid.{uuid.uuid4().hex}"
         data, mime = self.media[media["id"]]
         self.sent_files.append({**body, "id": wamid, "data": data, "mime": mime})
-        return web.json_response({"messaging_product": "whatsapp",
-                                  "contacts": [{"input": body.get("to"), "wa_id": body.get("to")}],
-                                  "messages": [{"id": wamid}]})  # fmt: skip
+        return web.json_response(
+            {
+                "messaging_product": "whatsapp",
+                "contacts": [{"input": body.get("to"), "wa_id": body.get("to")}],
+                "messages": [{"id": wamid}],
+            }
+        )
 
     async def _ctl_inject(self, request: web.Request) -> web.Response:
         return _error(400, "webhooks are POSTed to moltbot: use post_webhook()")

@@ -221,8 +221,16 @@ class FakeClient:
         if not self.online:
             raise PlatformUnavailable("not connected")
         msg_id = f"3EB0{next(_ids):08X}"
-        self.wa.sent_files.append({"chat": chat, "name": name, "mime": mime, "data": data,
-                                   "caption": caption, "id": msg_id})  # fmt: skip
+        self.wa.sent_files.append(
+            {
+                "chat": chat,
+                "name": name,
+                "mime": mime,
+                "data": data,
+                "caption": caption,
+                "id": msg_id,
+            }
+        )
         return msg_id
 
     async def mark_read(self, chat: str, sender: str, ids: list[str]) -> None:

@@ -94,8 +94,14 @@ async def test_no_qr_without_the_gateway_token(home: Path, make_gateway: MakeGat
     LinkBoard().publish("home", "waiting", "2@secret-code,abc,def")
     gw = await make_gateway(EchoBackend())
     client = await open_client(gw)
-    await client.send({"type": "req", "id": "1", "method": "whatsapp.link",
-                       "params": {"account": "home", "wait_s": 1}})  # fmt: skip
+    await client.send(
+        {
+            "type": "req",
+            "id": "1",
+            "method": "whatsapp.link",
+            "params": {"account": "home", "wait_s": 1},
+        }
+    )
     frames = []
     try:
         while True:

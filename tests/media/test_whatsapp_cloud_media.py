@@ -45,9 +45,15 @@ async def fakes() -> AsyncIterator[tuple[FakeGraph, FakeAnthropicAPI]]:
 
 
 def adapter(graph: FakeGraph) -> WhatsAppCloudAdapter:
-    return WhatsAppCloudAdapter(account="biz", phone_number_id=NUMBER_ID, access_token=TOKEN,
-                                app_secret=APP_SECRET, verify_token=VERIFY_TOKEN,
-                                api_base=graph.api_base, retry=FAST)  # fmt: skip
+    return WhatsAppCloudAdapter(
+        account="biz",
+        phone_number_id=NUMBER_ID,
+        access_token=TOKEN,
+        app_secret=APP_SECRET,
+        verify_token=VERIFY_TOKEN,
+        api_base=graph.api_base,
+        retry=FAST,
+    )
 
 
 async def post(wa: WhatsAppCloudAdapter, kind: str, media: dict[str, Any]) -> int:
@@ -56,8 +62,11 @@ async def post(wa: WhatsAppCloudAdapter, kind: str, media: dict[str, Any]) -> in
     body = json.dumps(payload("", kind=kind, media=media)).encode()
     headers = {"x-hub-signature-256": sign(body, APP_SECRET), "content-type": "application/json"}
     for _ in range(200):  # until the service runs the adapter (503 before)
-        reply = await wa.webhook(HookRequest(method="POST", channel="whatsapp", account="biz",
-                                             headers=headers, body=body))  # fmt: skip
+        reply = await wa.webhook(
+            HookRequest(
+                method="POST", channel="whatsapp", account="biz", headers=headers, body=body
+            )
+        )
         if reply.status != 503:
             return reply.status
         await asyncio.sleep(0.02)
@@ -71,8 +80,11 @@ async def test_a_picture_reaches_claude_as_an_image_block(
     media_id = graph.add_media(png(40, 30), "image/png")
     wa = adapter(graph)
     async with serving(wa, config(tmp_path), api, tmp_path):
-        status = await post(wa, "image", {"id": media_id, "mime_type": "image/png",
-                                          "caption": "what colour is this?"})  # fmt: skip
+        status = await post(
+            wa,
+            "image",
+            {"id": media_id, "mime_type": "image/png", "caption": "what colour is this?"},
+        )
         await until(lambda: len(graph.sent) >= 1)
     assert status == 200
     blocks = user_blocks(api)
@@ -105,8 +117,11 @@ async def test_a_file_whose_name_lies_is_stored_as_data_and_flagged(
     media_id = graph.add_media(ELF, "application/pdf")
     wa = adapter(graph)
     async with serving(wa, config(tmp_path), api, tmp_path):
-        await post(wa, "document", {"id": media_id, "mime_type": "application/pdf",
-                                    "filename": "invoice.pdf"})  # fmt: skip
+        await post(
+            wa,
+            "document",
+            {"id": media_id, "mime_type": "application/pdf", "filename": "invoice.pdf"},
+        )
         await until(lambda: len(graph.sent) >= 1)
     inbox = scope.sender_folder(tmp_path, f"whatsapp:biz:+{SENDER}") / "inbox"
     (kept,) = inbox.iterdir()
@@ -125,8 +140,9 @@ async def test_a_voice_note_is_transcribed_through_the_endpoint(
         whisper.transcripts[OGG_OPUS] = "book a table for two at eight"
         transcriber = Transcriber(whisper.base_url, "whisper-1")
         async with serving(wa, config(tmp_path), api, tmp_path, transcriber):
-            await post(wa, "audio", {"id": media_id, "mime_type": "audio/ogg; codecs=opus",
-                                     "voice": True})  # fmt: skip
+            await post(
+                wa, "audio", {"id": media_id, "mime_type": "audio/ogg; codecs=opus", "voice": True}
+            )
             await until(lambda: len(graph.sent) >= 1)
     assert whisper.transcriptions[0]["data"] == OGG_OPUS
     assert "book a table for two at eight" in note_text(api)
@@ -136,12 +152,27 @@ async def test_send_file_uploads_and_sends_an_image_and_a_document() -> None:
     async with FakeGraph() as graph:
         wa = adapter(graph)
         try:
-            await wa.send_file(OutboundFile(channel="whatsapp", account="biz", chat_id=SENDER,
-                                            name="chart.png", mime="image/png", data=png(),
-                                            caption="here"))  # fmt: skip
-            await wa.send_file(OutboundFile(channel="whatsapp", account="biz", chat_id=SENDER,
-                                            name="report.pdf", mime="application/pdf",
-                                            data=PDF))  # fmt: skip
+            await wa.send_file(
+                OutboundFile(
+                    channel="whatsapp",
+                    account="biz",
+                    chat_id=SENDER,
+                    name="chart.png",
+                    mime="image/png",
+                    data=png(),
+                    caption="here",
+                )
+            )
+            await wa.send_file(
+                OutboundFile(
+                    channel="whatsapp",
+                    account="biz",
+                    chat_id=SENDER,
+                    name="report.pdf",
+                    mime="application/pdf",
+                    data=PDF,
+                )
+            )
         finally:
             await wa.close()
     first, second = graph.sent_files

@@ -39,8 +39,10 @@ async def wa(tmp_path: Path) -> AsyncIterator[tuple[FakeWhatsApp, WhatsAppWebAda
     fake = FakeWhatsApp()
     session = SessionFile("home", decode_key(new_key()), home=tmp_path / "home")
     await linked(fake, session)
-    yield fake, WhatsAppWebAdapter(account="home", client=fake.client(), session=session,
-                                   retry=QUICK)  # fmt: skip
+    yield (
+        fake,
+        WhatsAppWebAdapter(account="home", client=fake.client(), session=session, retry=QUICK),
+    )
 
 
 def file(fake: FakeWhatsApp, data: bytes, kind: str, mime: str, name: str = "") -> WaMedia:
@@ -115,18 +117,36 @@ async def test_send_file_delivers_an_image_and_a_document_also_over_the_bridge(
     server = await serve_bridge(fake.client, tmp_path / "run" / "wa.sock")
     try:
         await linked(fake, session)
-        adapter = WhatsAppWebAdapter(account="home", client=BridgeClient(tmp_path / "run" /
-                                     "wa.sock"), session=session, retry=QUICK)  # fmt: skip
+        adapter = WhatsAppWebAdapter(
+            account="home",
+            client=BridgeClient(tmp_path / "run" / "wa.sock"),
+            session=session,
+            retry=QUICK,
+        )
         try:
             await adapter.connect()
             big = PDF + bytes(3 * 1024 * 1024)  # more than websockets' default 1 MiB frame
-            await adapter.send_file(OutboundFile(channel="whatsapp", account="home",
-                                                 chat_id=ALICE, name="chart.png",
-                                                 mime="image/png", data=png(),
-                                                 caption="here"))  # fmt: skip
-            await adapter.send_file(OutboundFile(channel="whatsapp", account="home",
-                                                 chat_id=ALICE, name="report.pdf",
-                                                 mime="application/pdf", data=big))  # fmt: skip
+            await adapter.send_file(
+                OutboundFile(
+                    channel="whatsapp",
+                    account="home",
+                    chat_id=ALICE,
+                    name="chart.png",
+                    mime="image/png",
+                    data=png(),
+                    caption="here",
+                )
+            )
+            await adapter.send_file(
+                OutboundFile(
+                    channel="whatsapp",
+                    account="home",
+                    chat_id=ALICE,
+                    name="report.pdf",
+                    mime="application/pdf",
+                    data=big,
+                )
+            )
             ref = fake.keep_file(big)
             back = Attachment(kind="document", ref=ref, size=len(big))
             assert await adapter.download(back, len(big)) == big  # and back, over the socket
@@ -150,9 +170,15 @@ def test_neonize_media_message_becomes_a_ref_that_round_trips() -> None:
     from neonize.proto.waE2E.WAWebProtobufsE2E_pb2 import Message as WaProto
 
     alice = JID(User="15551234567", Server="s.whatsapp.net")
-    doc = DocumentMessage(fileName="plan.pdf", mimetype="application/pdf", fileLength=5000,
-                          mediaKey=b"k" * 32, directPath="/v/t62/abc", caption="the plan",
-                          JPEGThumbnail=b"\xff\xd8" * 500)  # fmt: skip
+    doc = DocumentMessage(
+        fileName="plan.pdf",
+        mimetype="application/pdf",
+        fileLength=5000,
+        mediaKey=b"k" * 32,
+        directPath="/v/t62/abc",
+        caption="the plan",
+        JPEGThumbnail=b"\xff\xd8" * 500,
+    )
     ev = MessageEv(
         Info=MessageInfo(MessageSource=MessageSource(Chat=alice, Sender=alice), ID="3EB0F"),
         Message=WaProto(documentMessage=doc),
