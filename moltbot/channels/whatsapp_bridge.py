@@ -6,14 +6,16 @@ moltbot.channels.whatsapp_bridge --account NAME --socket PATH``) and ``BridgeCli
 ``WaClient`` that talks to it: whatsmeow's Go runtime then never loads into the channel actor,
 and a crash of one does not take the other down. The socket lives in a 0700 folder of ours:
 file permissions are the authentication. JSON text frames: ``{"op", "id", "args"}`` requests,
-``{"id", "ok", "result" | "code", "message"}`` answers, ``{"ev": <WaEvent>}`` pushes. One
-connection drives one client; its end stops that client.
+``{"id", "ok", "result" | "code", "message"}`` answers, ``{"ev": <WaEvent>}`` pushes (file
+bytes travel base64-encoded, frames up to ``MAX_FRAME``). One connection drives one client;
+its end stops that client.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import contextlib
 import itertools
 import logging
@@ -27,7 +29,7 @@ from websockets.asyncio.server import Server, ServerConnection, unix_serve
 from websockets.exceptions import ConnectionClosed
 
 from moltbot.channels.whatsapp_port import WaClient, WaEvent
-from moltbot.errors import MoltbotError, PlatformRejected, PlatformUnavailable
+from moltbot.errors import MediaRefused, MoltbotError, PlatformRejected, PlatformUnavailable
 from moltbot.security.fsmodes import owned_private_dir
 
 log = logging.getLogger(__name__)
@@ -37,7 +39,9 @@ _OPS = ("send_text", "mark_read", "typing", "logout")
 _ERRORS: dict[str, type[MoltbotError]] = {
     "platform_rejected": PlatformRejected,
     "platform_unavailable": PlatformUnavailable,
+    "media_refused": MediaRefused,
 }
+MAX_FRAME = 160 * 1024 * 1024  # a file of 100 MB (WhatsApp's document limit), base64
 
 
 class _Answer(msgspec.Struct):
@@ -61,7 +65,7 @@ class BridgeClient:
 
     async def start(self, db_path: Path) -> None:
         try:
-            self._ws = await unix_connect(self._path)
+            self._ws = await unix_connect(self._path, max_size=MAX_FRAME)
         except OSError:
             raise PlatformUnavailable(
                 "the WhatsApp bridge is not running",
@@ -118,6 +122,14 @@ class BridgeClient:
     async def send_text(self, chat: str, text: str) -> str:
         return str(await self._call("send_text", chat, text))
 
+    async def download(self, ref: str, max_bytes: int) -> bytes:
+        data = await self._call("download", ref, max_bytes)
+        return base64.b64decode(str(data))
+
+    async def send_file(self, chat: str, name: str, mime: str, data: bytes, caption: str) -> str:
+        encoded = base64.b64encode(data).decode()
+        return str(await self._call("send_file", chat, name, mime, encoded, caption))
+
     async def mark_read(self, chat: str, sender: str, ids: list[str]) -> None:
         await self._call("mark_read", chat, sender, ids)
 
@@ -150,6 +162,14 @@ async def _drive(ws: ServerConnection, client: WaClient) -> None:
             result: Any = None
             if op == "start":
                 await client.start(Path(args[0]))
+            elif op == "download":
+                data = await client.download(str(args[0]), int(args[1]))
+                result = base64.b64encode(data).decode()
+            elif op == "send_file":
+                chat, name, mime, encoded, caption = (str(a) for a in args)
+                result = await client.send_file(
+                    chat, name, mime, base64.b64decode(encoded), caption
+                )
             elif op in _OPS:
                 result = await getattr(client, str(op))(*args)
             else:
@@ -184,7 +204,7 @@ async def serve_bridge(make_client: Callable[[], WaClient], path: str | Path) ->
     async def handler(ws: ServerConnection) -> None:
         await _drive(ws, make_client())
 
-    return await unix_serve(handler, str(socket))
+    return await unix_serve(handler, str(socket), max_size=MAX_FRAME)
 
 
 async def _main(account: str, socket: str) -> None:

@@ -23,7 +23,8 @@ import hmac
 import logging
 import random
 from collections import OrderedDict
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 from urllib.parse import parse_qs
 
 import httpx
@@ -33,11 +34,22 @@ from moltbot.channels.base import InboundSink, sink_together
 from moltbot.channels.formatting import render
 from moltbot.channels.hooks import HookReply, HookRequest, refused
 from moltbot.channels.retry import DEFAULT_RETRY, RetryPolicy, Sleep, retrying
+from moltbot.channels.whatsapp_cloud_media import (
+    KINDS,
+    Media,
+    attachment,
+    check_media_id,
+    declared_size,
+    media_hosts,
+    message_body,
+)
 from moltbot.channels.whatsapp_graph import GraphClient
 from moltbot.clock import SYSTEM_CLOCK, Clock
-from moltbot.messages import InboundMessage, OutboundMessage
+from moltbot.errors import PlatformRejected
+from moltbot.messages import Attachment, InboundMessage, OutboundFile, OutboundMessage
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 WHATSAPP_LIMIT = 4096  # characters of a text message body (Cloud API)
 SIGNATURE_HEADER = "x-hub-signature-256"
@@ -79,6 +91,11 @@ class _Message(msgspec.Struct, rename={"sender": "from"}):
     text: _Text | None = None
     button: _Button | None = None
     interactive: _Interactive | None = None
+    image: Media | None = None
+    document: Media | None = None
+    audio: Media | None = None
+    video: Media | None = None
+    sticker: Media | None = None
 
 
 class _Profile(msgspec.Struct):
@@ -123,7 +140,8 @@ def _text_of(m: _Message) -> str:
     if m.type == "interactive" and m.interactive is not None:
         picked = m.interactive.button_reply or m.interactive.list_reply
         return picked.title if picked is not None else ""
-    return ""  # media, reactions, locations...: not text (media is handled elsewhere)
+    media = getattr(m, m.type, None) if m.type in KINDS else None
+    return media.caption if isinstance(media, Media) else ""  # reactions, locations...: none
 
 
 class WhatsAppCloudAdapter:
@@ -149,6 +167,7 @@ class WhatsAppCloudAdapter:
         self.last_activity = clock.monotonic()
         self._number_id = phone_number_id
         self._app_secret, self._verify_token = app_secret, verify_token
+        self._media_hosts = media_hosts(api_base)
         self._graph = GraphClient(
             api_base=api_base, api_version=api_version, token=access_token, transport=transport
         )
@@ -221,7 +240,8 @@ class WhatsAppCloudAdapter:
         return refused(403, "verification failed\n", "bad_verify_token", req)
 
     def parse(self, payload: _Payload) -> list[InboundMessage]:
-        """The text messages of a webhook payload sent to this account's number."""
+        """The messages (text, or files with their captions) of a webhook payload sent to this
+        account's number."""
         out: list[InboundMessage] = []
         for entry in payload.entry:
             for change in entry.changes:
@@ -233,7 +253,9 @@ class WhatsAppCloudAdapter:
                 names = {c.wa_id: c.profile.name for c in value.contacts if c.profile}
                 for m in value.messages:
                     text = _text_of(m).strip()
-                    if not text or not m.sender.isdigit():
+                    att = attachment(m.type, getattr(m, m.type, None) if m.type in KINDS else None)
+                    files = (att,) if att is not None else ()
+                    if not (text or files) or not m.sender.isdigit():
                         continue
                     out.append(
                         InboundMessage(
@@ -245,6 +267,7 @@ class WhatsAppCloudAdapter:
                             sender_name=names.get(m.sender, ""),
                             text=text,
                             received_at=self._clock.time(),
+                            attachments=files,
                         )
                     )
         return out
@@ -285,6 +308,49 @@ class WhatsAppCloudAdapter:
                 )
             )
         return ids
+
+    # --- files -----------------------------------------------------------------------------
+    async def download(self, att: Attachment, max_bytes: int) -> bytes:
+        """The media id's url from the Graph API, then the file from Meta's host (capped)."""
+        info = await self._graph.get(check_media_id(att.ref))
+        url = declared_size(info, max_bytes)
+        return await self._graph.download(url, max_bytes, self._media_hosts)
+
+    async def send_file(self, out: OutboundFile) -> str:
+        """Upload, then a message of type image or document with the media id."""
+
+        async def upload() -> str:
+            fields = {"messaging_product": "whatsapp", "type": out.mime}
+            answer = await self._graph.upload(
+                f"{self._number_id}/media", fields, (out.name, out.data, out.mime)
+            )
+            media_id = str(answer.get("id", ""))
+            if not media_id:
+                raise PlatformRejected("WhatsApp gave no id for the uploaded file")
+            return media_id
+
+        media_id = await self._retrying(upload)
+
+        async def send() -> str:
+            answer = await self._graph.post(
+                f"{self._number_id}/messages", message_body(out, media_id)
+            )
+            sent = answer.get("messages") or [{}]
+            return str(sent[0].get("id", "")) if isinstance(sent[0], dict) else ""
+
+        return await self._retrying(send)
+
+    async def _retrying(self, once: Callable[[], Awaitable[T]]) -> T:
+        return await retrying(
+            once,
+            deadline=self._retry.deadline,
+            sleep=self._sleep,
+            clock=self._clock,
+            rng=self._rng,
+            base=self._retry.base,
+            cap=self._retry.cap,
+            platform="WhatsApp",
+        )
 
     async def typing(self, chat_id: str) -> None:
         """Marks the chat's newest message read and shows the typing indicator (Cloud API:

@@ -11,12 +11,14 @@ and a refusal for good (any other 4xx).
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import httpx
 
 from moltbot.channels.retry import classify_status, parse_retry_after
 from moltbot.errors import MoltbotError, PlatformRejected, PlatformUnavailable, RateLimited
+from moltbot.media.fetch import fetch_own
 
 log = logging.getLogger(__name__)
 
@@ -85,6 +87,25 @@ class GraphClient:
 
     async def post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
         return await self._request("POST", path, json=body)
+
+    async def upload(
+        self, path: str, fields: dict[str, str], file: tuple[str, bytes, str]
+    ) -> dict[str, Any]:
+        """A multipart POST: ``fields`` and one ``file`` part (name, data, content type)."""
+        return await self._request("POST", path, data=fields, files={"file": file})
+
+    async def download(
+        self, url: str, max_bytes: int, allowed: Callable[[httpx.URL], bool]
+    ) -> bytes:
+        """GET ``url`` with the token, only on an ``allowed`` host, no redirects, capped."""
+        body, _ctype = await fetch_own(
+            url,
+            max_bytes=max_bytes,
+            allowed=allowed,
+            platform="WhatsApp",
+            headers={"Authorization": f"Bearer {self._token}"},
+        )
+        return body
 
     async def _request(self, method: str, path: str, **kw: Any) -> dict[str, Any]:
         try:

@@ -13,6 +13,7 @@ own protobuf types, and everything above this class against a fake of the port.
 from __future__ import annotations
 
 import asyncio
+import base64
 import logging
 from pathlib import Path
 from typing import Any
@@ -22,11 +23,12 @@ from moltbot.channels.whatsapp_port import (
     WaDisconnected,
     WaEvent,
     WaLoggedOut,
+    WaMedia,
     WaMessage,
     WaPaired,
     WaQr,
 )
-from moltbot.errors import PlatformUnavailable
+from moltbot.errors import MediaRefused, PlatformRejected, PlatformUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -44,13 +46,67 @@ def jid_text(jid: Any) -> str:
 
 
 def message_text(message: Any) -> tuple[str, list[str]]:
-    """The text of a WhatsApp ``Message`` protobuf and the JIDs it mentions."""
+    """The text (a file's caption) of a WhatsApp ``Message`` protobuf and the JIDs it
+    mentions."""
     if message.conversation:
         return message.conversation, []
     if message.HasField("extendedTextMessage"):
         ext = message.extendedTextMessage
         return ext.text, list(ext.contextInfo.mentionedJID)
-    return "", []  # media and the rest: not text (media is handled elsewhere)
+    for field in ("imageMessage", "documentMessage", "videoMessage"):
+        if message.HasField(field):
+            part = getattr(message, field)
+            return part.caption, list(part.contextInfo.mentionedJID)
+    return "", []  # locations, reactions and the rest: not text
+
+
+# the media parts of a Message we take, and our word for each (a video is kept as a file)
+MEDIA_FIELDS = {
+    "imageMessage": "image",
+    "stickerMessage": "image",
+    "audioMessage": "audio",
+    "documentMessage": "document",
+    "videoMessage": "document",
+}
+
+
+def media_of(message: Any) -> list[WaMedia]:
+    """The file of a ``Message`` protobuf as a ``WaMedia``: its ref is a ``Message`` holding
+    only that media part (where it lies, its key and hashes; no thumbnail, no context),
+    serialised: all ``download_any`` needs, and small enough for the journal."""
+    from neonize.proto.waE2E.WAWebProtobufsE2E_pb2 import Message
+
+    for field, kind in MEDIA_FIELDS.items():
+        if not message.HasField(field):
+            continue
+        part = type(getattr(message, field))()
+        part.CopyFrom(getattr(message, field))
+        for extra in ("JPEGThumbnail", "contextInfo", "waveform", "streamingSidecar"):
+            if extra in part.DESCRIPTOR.fields_by_name:
+                part.ClearField(extra)
+        only = Message(**{field: part})
+        ref = base64.urlsafe_b64encode(only.SerializeToString()).decode()
+        name = getattr(part, "fileName", "") if field == "documentMessage" else ""
+        return [
+            WaMedia(kind=kind, ref=ref, name=name, mime=part.mimetype, size=int(part.fileLength))
+        ]
+    return []
+
+
+def media_message(ref: str) -> tuple[Any, int]:
+    """The ``Message`` of a ``WaMedia.ref`` and the file length it declares (ValueError: not
+    one of ours)."""
+    from google.protobuf.message import DecodeError
+    from neonize.proto.waE2E.WAWebProtobufsE2E_pb2 import Message
+
+    try:
+        message = Message.FromString(base64.urlsafe_b64decode(ref.encode()))
+    except (DecodeError, ValueError):
+        raise ValueError("not a media reference") from None
+    fields = [f.name for f, _ in message.ListFields()]
+    if len(fields) != 1 or fields[0] not in MEDIA_FIELDS:
+        raise ValueError("not a media reference")
+    return message, int(getattr(message, fields[0]).fileLength)
 
 
 def to_event(kind: str, ev: Any) -> WaEvent | None:
@@ -68,6 +124,7 @@ def to_event(kind: str, ev: Any) -> WaEvent | None:
             from_me=src.IsFromMe,
             mentions=mentions,
             timestamp=int(ev.Info.Timestamp),
+            media=media_of(ev.Message),
         )
     if kind == "pair":
         return WaPaired(jid=jid_text(ev.ID)) if ev.Status == ev.SUCCESS else None
@@ -150,6 +207,45 @@ class NeonizeClient:
         except Exception as e:
             raise PlatformUnavailable(
                 f"WhatsApp did not take the message ({type(e).__name__})"
+            ) from None
+        return str(resp.ID)
+
+    async def download(self, ref: str, max_bytes: int) -> bytes:
+        """whatsmeow fetches the file, checks its hashes and decrypts it in memory: the size
+        WhatsApp declares is checked before, the bytes after."""
+        try:
+            message, declared = media_message(ref)
+        except ValueError:
+            raise PlatformRejected("the file reference is not valid") from None
+        if declared > max_bytes:
+            raise MediaRefused("the file is larger than the limit")
+        client = self._need()
+        try:
+            data = await client.download_any(message)
+        except Exception as e:
+            raise PlatformUnavailable(
+                f"the file could not be downloaded ({type(e).__name__})"
+            ) from None
+        if not isinstance(data, bytes) or len(data) > max_bytes:
+            raise MediaRefused("the file is larger than the limit")
+        return data
+
+    async def send_file(self, chat: str, name: str, mime: str, data: bytes, caption: str) -> str:
+        from neonize.utils.jid import build_jid
+
+        user, _, server = chat.partition("@")
+        to = build_jid(user, server or "s.whatsapp.net")
+        client = self._need()
+        try:
+            if mime in ("image/jpeg", "image/png"):
+                resp = await client.send_image(to, data, caption=caption or None)
+            else:
+                resp = await client.send_document(
+                    to, data, caption=caption or None, title=name, filename=name, mimetype=mime
+                )
+        except Exception as e:
+            raise PlatformUnavailable(
+                f"WhatsApp did not take the file ({type(e).__name__})"
             ) from None
         return str(resp.ID)
 

@@ -44,6 +44,18 @@ class WaLoggedOut(msgspec.Struct, frozen=True, tag="logged_out"):
     reason: str = ""
 
 
+class WaMedia(msgspec.Struct, frozen=True, kw_only=True):
+    """A file of a message: ``kind`` image / audio / document, what the sender's side declares
+    (``name``, ``mime``, ``size``) and ``ref``, opaque to the adapter: what ``download`` needs
+    (for neonize, the media part of the message, serialised; it holds that file's key)."""
+
+    kind: str
+    ref: str
+    name: str = ""
+    mime: str = ""
+    size: int = 0
+
+
 class WaMessage(msgspec.Struct, frozen=True, tag="message", kw_only=True):
     id: str
     chat: str  # JID of the chat (a person, or a group ``...@g.us``)
@@ -54,6 +66,7 @@ class WaMessage(msgspec.Struct, frozen=True, tag="message", kw_only=True):
     from_me: bool = False
     mentions: list[str] = []  # JIDs mentioned
     timestamp: int = 0
+    media: list[WaMedia] = []  # the text is then the caption ('' if none)
 
 
 WaEvent = WaQr | WaPaired | WaConnected | WaDisconnected | WaLoggedOut | WaMessage
@@ -70,6 +83,14 @@ class WaClient(Protocol):
 
     async def send_text(self, chat: str, text: str) -> str:
         """Send; the message id WhatsApp gave it."""
+        ...
+
+    async def download(self, ref: str, max_bytes: int) -> bytes:
+        """The file of a ``WaMedia.ref`` (decrypted), ``MediaRefused`` past ``max_bytes``."""
+        ...
+
+    async def send_file(self, chat: str, name: str, mime: str, data: bytes, caption: str) -> str:
+        """Send an image (JPEG/PNG) or a document; the message id WhatsApp gave it."""
         ...
 
     async def mark_read(self, chat: str, sender: str, ids: list[str]) -> None: ...

@@ -9,6 +9,11 @@ and the journal de-duplicates it. What the port cannot give: whatsmeow acknowled
 to the server as it hands a message to Python, so a process killed in that instant (before the
 journal write) loses that one message; after the write, a crash replays it from the journal.
 
+Files: a message's media come as ``WaMedia`` refs (for neonize, the message's media part with
+its per-file key, so a replay from the journal can still fetch it); ``download`` refuses a
+declared size over the cap before fetching, and the bytes after; ``send_file`` sends an image
+or a document through the port.
+
 The session (device keys) is kept encrypted (``moltbot.channels.whatsapp_session``): decrypted
 for the run, saved back after connecting, within ``dirty_save_s`` of each message taken (its
 Signal session moved on), at least every ``save_every_s``, and on close.
@@ -40,8 +45,8 @@ from moltbot.channels.whatsapp_port import (
 )
 from moltbot.channels.whatsapp_session import SessionFile
 from moltbot.clock import SYSTEM_CLOCK, Clock
-from moltbot.errors import PlatformRejected, PlatformUnavailable
-from moltbot.messages import InboundMessage, OutboundMessage
+from moltbot.errors import MediaRefused, PlatformRejected, PlatformUnavailable
+from moltbot.messages import Attachment, InboundMessage, OutboundFile, OutboundMessage
 
 log = logging.getLogger(__name__)
 
@@ -200,7 +205,12 @@ class WhatsAppWebAdapter:
 
     def to_inbound(self, ev: WaMessage) -> InboundMessage | None:
         text = ev.text.strip()
-        if ev.from_me or not text or ev.chat == "status@broadcast":
+        files = tuple(
+            Attachment(kind=m.kind, name=m.name, size=m.size, declared_mime=m.mime, ref=m.ref)
+            for m in ev.media
+            if m.kind in ("image", "audio", "document") and m.ref
+        )
+        if ev.from_me or not (text or files) or ev.chat == "status@broadcast":
             return None
         me = user_of(self._me) if self._me else ""
         mentioned = ev.is_group and (
@@ -218,6 +228,7 @@ class WhatsAppWebAdapter:
             is_group=ev.is_group,
             mentioned=mentioned,
             received_at=self._clock.time(),
+            attachments=files,
         )
 
     # --- sending ---------------------------------------------------------------------------
@@ -241,6 +252,32 @@ class WhatsAppWebAdapter:
                 )
             )
         return ids
+
+    # --- files -----------------------------------------------------------------------------
+    async def download(self, att: Attachment, max_bytes: int) -> bytes:
+        if att.size > max_bytes:
+            raise MediaRefused("the file is larger than the limit")
+        data = await self._client.download(att.ref, max_bytes)
+        if len(data) > max_bytes:  # the client's own check, held to it here too
+            raise MediaRefused("the file is larger than the limit")
+        return data
+
+    async def send_file(self, out: OutboundFile) -> str:
+        async def once() -> str:
+            return await self._client.send_file(
+                out.chat_id, out.name, out.mime, out.data, out.caption[:1024]
+            )
+
+        return await retrying(
+            once,
+            deadline=self._retry.deadline,
+            sleep=self._sleep,
+            clock=self._clock,
+            rng=self._rng,
+            base=self._retry.base,
+            cap=self._retry.cap,
+            platform="WhatsApp",
+        )
 
     async def typing(self, chat_id: str) -> None:
         await self._client.typing(chat_id)

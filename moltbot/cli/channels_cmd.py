@@ -3,8 +3,9 @@ WhatsApp (web mode) by scanning a QR code shown in the terminal, or unlink it.
 
 ``login`` keeps the session encrypted under ``$MOLTBOT_HOME/whatsapp/`` with a key it stores in
 the vault (``whatsapp_session.<account>``) only once the link succeeded, so a running tree that
-parked the account starts it as soon as it sees the new secret. ``logout`` asks WhatsApp to
-remove the device, then deletes the session file and its key. Both are audited
+parked the account starts it as soon as it sees the new secret. While it waits for the scan it
+also publishes the code for the web page (``moltbot.channels.whatsapp_qr``). ``logout`` asks
+WhatsApp to remove the device, then deletes the session file and its key. Both are audited
 (``config_change``).
 """
 
@@ -17,6 +18,8 @@ import sys
 from moltbot import paths
 from moltbot.channels.whatsapp_login import link_device, unlink_device
 from moltbot.channels.whatsapp_neonize import NeonizeClient
+from moltbot.channels.whatsapp_port import WaClient
+from moltbot.channels.whatsapp_qr import LinkBoard
 from moltbot.channels.whatsapp_session import SessionFile, decode_key, key_name, new_key
 from moltbot.cli.config_cmd import config_path
 from moltbot.cli.trail import Changes
@@ -59,17 +62,35 @@ def show_qr(code: str) -> None:
     print("(the code changes every ~20 s; waiting for the scan)", flush=True)
 
 
+async def login(client: WaClient, account: str, vault: Vault, board: LinkBoard) -> str:
+    """Link ``account``: each QR to the terminal and to the web page's board; the session key
+    into the vault once linked, and only then the board says ``linked``."""
+    name = key_name(account)
+    fresh = name not in vault
+    key = new_key() if fresh else vault.get(name)
+    session = SessionFile(account, decode_key(key))
+
+    def shown(code: str) -> None:
+        board.tell(account, "waiting", code)
+        show_qr(code)
+
+    try:
+        jid = await link_device(client, session, shown)
+        if fresh:
+            vault.set(name, key)
+    except BaseException:
+        board.tell(account, "failed")
+        raise
+    Changes("cli:channels login").record("vault", "set", secret_name=name, replaced=not fresh)
+    board.tell(account, "linked")
+    return jid
+
+
 def cmd_login(args: argparse.Namespace) -> int:
     acct = _account(args)
     vault = Vault.open(paths.home())
-    name = key_name(acct.account)
-    fresh = name not in vault
-    key = new_key() if fresh else vault.get(name)
-    session = SessionFile(acct.account, decode_key(key))
-    jid = asyncio.run(link_device(NeonizeClient(acct.account), session, show_qr))
-    if fresh:
-        vault.set(name, key)
-    Changes("cli:channels login").record("vault", "set", secret_name=name, replaced=not fresh)
+    jid = asyncio.run(login(NeonizeClient(acct.account), acct.account, vault, LinkBoard()))
+    session = SessionFile(acct.account, decode_key(vault.get(key_name(acct.account))))
     print(f"linked whatsapp:{acct.account} as {jid.split(':', 1)[0].split('@', 1)[0]}")
     print(f"the session is kept encrypted in {session.path}")
     return 0

@@ -20,10 +20,12 @@ from typing import Any
 
 import msgspec
 
+from moltbot.channels.whatsapp_qr import LinkBoard
 from moltbot.config.schema import PLUGIN_NAME_PATTERN
 from moltbot.errors import BadRequest, UnknownMethod
 from moltbot.gateway import frames as f
 from moltbot.gateway.backend import Backend
+from moltbot.gateway.wa_link import WhatsAppLinkParams, watch_link
 from moltbot.media.web import Upload
 from moltbot.messages import ChatFinal
 from moltbot.plugins.api import METHOD_NAME
@@ -105,8 +107,9 @@ Handler = Callable[[dict[str, Any], CallContext], Awaitable[Any]]
 
 
 class Dispatcher:
-    def __init__(self, backend: Backend) -> None:
+    def __init__(self, backend: Backend, board: LinkBoard | None = None) -> None:
         self._b = backend
+        self._board = board or LinkBoard()  # MOLTBOT_HOME's, read at each call
         self._table: dict[str, Handler] = {
             "health": self._health,
             "status": self._status,
@@ -121,6 +124,7 @@ class Dispatcher:
             "pairing.approve": self._pairing_approve,
             "config.get": self._config_get,
             "cron.list": self._cron_list,
+            "whatsapp.link": self._whatsapp_link,
         }
 
     @property
@@ -208,6 +212,10 @@ class Dispatcher:
     async def _cron_list(self, params: dict[str, Any], ctx: CallContext) -> Any:
         f.parse_params(params, f.NoParams)
         return {"jobs": await self._b.cron_list()}
+
+    async def _whatsapp_link(self, params: dict[str, Any], ctx: CallContext) -> Any:
+        p = f.parse_params(params, WhatsAppLinkParams)
+        return await watch_link(self._board, p, ctx.emit)
 
     async def _config_get(self, params: dict[str, Any], ctx: CallContext) -> Any:
         f.parse_params(params, f.NoParams)

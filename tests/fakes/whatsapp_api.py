@@ -9,6 +9,16 @@ takes ``{"messaging_product": "whatsapp", "to", "type": "text", "text": {"body"}
 ``{"success": true}``). Errors always come as ``{"error": {"message", "type", "code",
 "fbtrace_id"}}``.
 
+Media (Meta's media endpoints): ``add_media(data, mime)`` keeps a file under a numeric media id
+(what an incoming picture carries); ``GET /<ver>/<media-id>`` answers ``{"url", "mime_type",
+"sha256", "file_size", "id", "messaging_product"}`` with a url on this server
+(``/_media/<id>``, served only with the bearer token: else 401); ``POST /<ver>/<id>/media``
+takes a multipart upload (``messaging_product=whatsapp``, ``type``, ``file``) and answers
+``{"id"}``; a message of type image / document sends ``{"id", "caption"?, "filename"?}`` of an
+uploaded file (``sent_files``). ``media_url`` (a function of the id) makes the lookup point
+elsewhere, as a compromised or confused API might; ``media_redirect`` makes the media url
+answer a redirect.
+
 Webhooks go the other way: ``payload(...)`` builds what Meta POSTs for an incoming text,
 ``sign(body, secret)`` its ``X-Hub-Signature-256`` value, ``post_webhook(url, body, secret)``
 POSTs it as Meta does (``secret=None``: no signature header).
@@ -27,6 +37,7 @@ import json
 import time
 import uuid
 from collections import Counter
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -66,8 +77,10 @@ def payload(
     name: str = "Kerry",
     number_id: str = NUMBER_ID,
     kind: str = "text",
+    media: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """What Meta POSTs for one incoming message."""
+    """What Meta POSTs for one incoming message (``media``: the object of an image /
+    document / audio message, e.g. ``{"id": <from add_media>, "mime_type", "caption"}``)."""
     message: dict[str, Any] = {
         "from": sender,
         "id": wamid or f"wamid.{uuid.uuid4().hex}",
@@ -77,7 +90,7 @@ def payload(
     if kind == "text":
         message["text"] = {"body": text}
     else:
-        message[kind] = {"id": uuid.uuid4().hex, "mime_type": "image/jpeg"}
+        message[kind] = media or {"id": uuid.uuid4().hex, "mime_type": "image/jpeg"}
     value = {
         "messaging_product": "whatsapp",
         "metadata": {"display_phone_number": DISPLAY_NUMBER, "phone_number_id": number_id},
@@ -122,6 +135,17 @@ class FakeGraph(FakeServer):
         self.calls: Counter[str] = Counter()
         self.unauthorized = 0
         self._failures = Failures()
+        self.media: dict[str, tuple[bytes, str]] = {}  # media id -> (data, mime)
+        self.downloads: list[str] = []  # media ids whose bytes were fetched
+        self.uploads: list[dict[str, Any]] = []
+        self.sent_files: list[dict[str, Any]] = []
+        self.media_url: Callable[[str], str] | None = None
+        self.media_redirect = ""  # set: the media url answers 302 to this location
+
+    def add_media(self, data: bytes, mime: str) -> str:
+        media_id = str(len(self.media) + 1_000_000_000_001)
+        self.media[media_id] = (data, mime)
+        return media_id
 
     @property
     def api_base(self) -> str:
@@ -134,8 +158,10 @@ class FakeGraph(FakeServer):
         return [m["text"]["body"] for m in self.sent]
 
     def routes(self, app: web.Application) -> None:
+        app.router.add_get("/_media/{id}", self._media_bytes)
         app.router.add_get("/{version}/{number}", self._info)
         app.router.add_post("/{version}/{number}/messages", self._messages)
+        app.router.add_post("/{version}/{number}/media", self._upload)
 
     def _refusal(self, request: web.Request, method: str) -> web.Response | None:
         self.calls[method] += 1
@@ -152,6 +178,8 @@ class FakeGraph(FakeServer):
         return None
 
     async def _info(self, request: web.Request) -> web.Response:
+        if request.match_info["number"] in self.media:
+            return self._media_info(request)
         refusal = self._refusal(request, "info")
         if refusal is not None:
             return refusal
@@ -177,6 +205,9 @@ class FakeGraph(FakeServer):
         refusal = self._refusal(request, "send")
         if refusal is not None:
             return refusal
+        is_file = body.get("type") in ("image", "document")
+        if body.get("messaging_product") == "whatsapp" and is_file:
+            return self._file_message(body)
         if body.get("messaging_product") != "whatsapp" or body.get("type") != "text":
             return _error(400, "(#100) Invalid parameter", 100)
         text = (body.get("text") or {}).get("body", "")
@@ -184,6 +215,69 @@ class FakeGraph(FakeServer):
             return _error(400, "(#100) Param text['body'] must be at most 4096 characters", 100)
         wamid = f"wamid.{uuid.uuid4().hex}"
         self.sent.append({**body, "id": wamid})
+        return web.json_response(
+            {
+                "messaging_product": "whatsapp",
+                "contacts": [{"input": body.get("to"), "wa_id": body.get("to")}],
+                "messages": [{"id": wamid}],
+            }
+        )
+
+    def _media_info(self, request: web.Request) -> web.Response:
+        self.calls["media_info"] += 1
+        if request.headers.get("Authorization") != f"Bearer {self.token}":
+            self.unauthorized += 1
+            return _error(401, "Invalid OAuth access token - Cannot parse access token")
+        media_id = request.match_info["number"]
+        data, mime = self.media[media_id]
+        url = self.media_url(media_id) if self.media_url else f"{self.api_base}/_media/{media_id}"
+        return web.json_response(
+            {
+                "messaging_product": "whatsapp",
+                "url": url,
+                "mime_type": mime,
+                "sha256": hashlib.sha256(data).hexdigest(),
+                "file_size": str(len(data)),
+                "id": media_id,
+            }
+        )
+
+    async def _media_bytes(self, request: web.Request) -> web.Response:
+        if request.headers.get("Authorization") != f"Bearer {self.token}":
+            self.unauthorized += 1
+            return web.Response(status=401, text="unauthorized")
+        media_id = request.match_info["id"]
+        if self.media_redirect:
+            raise web.HTTPFound(self.media_redirect)
+        if media_id not in self.media:
+            return web.Response(status=404)
+        self.downloads.append(media_id)
+        data, mime = self.media[media_id]
+        return web.Response(body=data, content_type=mime)
+
+    async def _upload(self, request: web.Request) -> web.Response:
+        refusal = self._refusal(request, "upload")
+        if refusal is not None:
+            return refusal
+        form = await request.post()
+        upload = form.get("file")
+        if form.get("messaging_product") != "whatsapp" or not isinstance(upload, web.FileField):
+            return _error(400, "(#100) The parameter messaging_product is required.", 100)
+        data = upload.file.read()
+        media_id = self.add_media(data, str(form.get("type") or upload.content_type))
+        self.uploads.append(
+            {"id": media_id, "filename": upload.filename, "type": form.get("type"), "data": data}
+        )
+        return web.json_response({"id": media_id})
+
+    def _file_message(self, body: dict[str, Any]) -> web.Response:
+        kind = body["type"]
+        media = body.get(kind) or {}
+        if media.get("id") not in self.media:
+            return _error(400, "(#131053) Media upload error: unknown media id", 131053)
+        wamid = f"wamid.{uuid.uuid4().hex}"
+        data, mime = self.media[media["id"]]
+        self.sent_files.append({**body, "id": wamid, "data": data, "mime": mime})
         return web.json_response(
             {
                 "messaging_product": "whatsapp",

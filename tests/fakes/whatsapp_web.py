@@ -10,6 +10,10 @@ is exercised for real; a database without that row asks for a QR scan (``WaQr`` 
 ``qr_every_s``) until the test calls ``scan()``. Messages sent to a device that is not
 connected wait, as WhatsApp's servers keep them, and are handed over on the next connect.
 
+Files: ``deliver(..., files=[WaMedia...])`` with refs from ``keep_file(data)`` (WhatsApp's
+media servers: ``download`` hands the bytes over, ``MediaRefused`` past the cap as the real
+client checks); ``send_file`` records in ``sent_files``.
+
 Test API: ``deliver(text, ...)``, ``scan()``, ``drop()`` (the connection is lost: a
 ``WaDisconnected``; the client reconnects after ``reconnect_s``), ``unlink()`` (the phone
 removes the device: ``WaLoggedOut``), ``gate`` (sends wait for it), ``fail_sends``, ``sent``,
@@ -29,11 +33,12 @@ from moltbot.channels.whatsapp_port import (
     WaDisconnected,
     WaEvent,
     WaLoggedOut,
+    WaMedia,
     WaMessage,
     WaPaired,
     WaQr,
 )
-from moltbot.errors import PlatformUnavailable
+from moltbot.errors import MediaRefused, PlatformRejected, PlatformUnavailable
 
 ME = "15550001111:7@s.whatsapp.net"
 ALICE = "15551234567@s.whatsapp.net"
@@ -68,6 +73,14 @@ class FakeWhatsApp:
         self.scan_after: int | None = None  # the "phone" scans the n-th QR code by itself
         self.gate: asyncio.Event | None = None  # set: sends wait for it (a send in flight)
         self.sending = 0  # sends that reached the gate
+        self.files: dict[str, bytes] = {}  # ref -> the file on the media servers
+        self.downloads: list[str] = []
+        self.sent_files: list[dict[str, Any]] = []
+
+    def keep_file(self, data: bytes) -> str:
+        ref = f"media-{len(self.files) + 1}"
+        self.files[ref] = data
+        return ref
 
     def client(self) -> FakeClient:
         return FakeClient(self)
@@ -81,6 +94,7 @@ class FakeWhatsApp:
         name: str = "Alice",
         mentions: list[str] | None = None,
         msg_id: str | None = None,
+        files: list[WaMedia] | None = None,
     ) -> WaMessage:
         chat = chat or sender
         msg = WaMessage(
@@ -91,6 +105,7 @@ class FakeWhatsApp:
             sender_name=name,
             is_group=chat.endswith("@g.us"),
             mentions=mentions or [],
+            media=files or [],
         )
         if self.device is not None and self.device.online:
             self.device.push(msg)
@@ -190,6 +205,33 @@ class FakeClient:
             raise PlatformUnavailable("WhatsApp did not take the message")
         self.wa.sent.append((chat, text))
         return f"3EB0{next(_ids):08X}"
+
+    async def download(self, ref: str, max_bytes: int) -> bytes:
+        if not self.online:
+            raise PlatformUnavailable("not connected")
+        if ref not in self.wa.files:
+            raise PlatformRejected("the file is gone from WhatsApp's servers")
+        self.wa.downloads.append(ref)
+        data = self.wa.files[ref]
+        if len(data) > max_bytes:
+            raise MediaRefused("the file is larger than the limit")
+        return data
+
+    async def send_file(self, chat: str, name: str, mime: str, data: bytes, caption: str) -> str:
+        if not self.online:
+            raise PlatformUnavailable("not connected")
+        msg_id = f"3EB0{next(_ids):08X}"
+        self.wa.sent_files.append(
+            {
+                "chat": chat,
+                "name": name,
+                "mime": mime,
+                "data": data,
+                "caption": caption,
+                "id": msg_id,
+            }
+        )
+        return msg_id
 
     async def mark_read(self, chat: str, sender: str, ids: list[str]) -> None:
         self.wa.reads.extend(ids)

@@ -90,6 +90,7 @@
 
   function onEvent(name, payload) {
     if (name === "chat") onChat(payload);
+    else if (name === "whatsapp.qr") onWhatsAppQr(payload);
     else if (name.startsWith("tree") || name.startsWith("supervision")) scheduleTree();
     else if (name.startsWith("approval")) {
       if (name === "approval") onApproval(payload);
@@ -465,6 +466,63 @@
   }
 
   $("jobs-refresh").addEventListener("click", loadJobs);
+
+  // --- WhatsApp link: the QR of `moltbot channels login whatsapp:<account>`, drawn here ----
+  const QR_SCALE = 6;
+  const QR_QUIET = 4; // modules of white around the code, as scanners expect
+  const WA_WORDS = {
+    none: "Not linking now. Run `moltbot channels login whatsapp:ACCOUNT` on the gateway's machine; the code shows here.",
+    waiting: "Scan with WhatsApp > Settings > Linked devices > Link a device (the code changes every ~20 s).",
+    linked: "Linked. The account starts by itself.",
+    failed: "The link did not complete; run the login again.",
+  };
+  let waAccount = "";
+
+  function drawQr(rows) {
+    const canvas = $("wa-qr");
+    if (!rows.length) { canvas.hidden = true; return; }
+    const size = (rows.length + 2 * QR_QUIET) * QR_SCALE;
+    canvas.width = size;
+    canvas.height = size;
+    canvas.dataset.modules = String(rows.length);
+    const ctx = canvas.getContext("2d");
+    ctx.fillStyle = "#fff";
+    ctx.fillRect(0, 0, size, size);
+    ctx.fillStyle = "#000";
+    rows.forEach((row, y) => {
+      for (let x = 0; x < row.length; x++) {
+        if (row[x] === "1") {
+          ctx.fillRect((x + QR_QUIET) * QR_SCALE, (y + QR_QUIET) * QR_SCALE, QR_SCALE, QR_SCALE);
+        }
+      }
+    });
+    canvas.hidden = false;
+  }
+
+  function onWhatsAppQr(p) {
+    if (String(p.account || "") !== waAccount) return;
+    const state = String(p.state || "none");
+    $("wa-state").textContent = (WA_WORDS[state] || state).replace("ACCOUNT", waAccount);
+    $("wa-state").dataset.state = state;
+    drawQr(state === "waiting" && Array.isArray(p.rows) ? p.rows.map(String) : []);
+  }
+
+  $("wa-form").addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    waAccount = $("wa-account").value.trim();
+    $("wa-state").textContent = "…";
+    const account = waAccount;
+    try {
+      let done = await request("whatsapp.link", { account });
+      while (done.state === "waiting" && waAccount === account) { // a long scan: watch on
+        done = await request("whatsapp.link", { account });
+      }
+      if (done.state !== "waiting") onWhatsAppQr({ account, state: done.state, rows: [] });
+    } catch (error) {
+      $("wa-state").textContent = errorText(error);
+      $("wa-state").dataset.state = "error";
+    }
+  });
 
   // --- start -------------------------------------------------------------------------------
   const saved = sessionStorage.getItem(SESSION_KEY);
