@@ -23,7 +23,6 @@ import hmac
 import logging
 import random
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 from urllib.parse import parse_qs
 
@@ -33,7 +32,7 @@ import msgspec
 from moltbot.channels.base import InboundSink, sink_together
 from moltbot.channels.formatting import render
 from moltbot.channels.hooks import HookReply, HookRequest, refused
-from moltbot.channels.retry import DEFAULT_RETRY, RetryPolicy, Sleep, retrying
+from moltbot.channels.retry import DEFAULT_RETRY, Retrier, RetryPolicy, Sleep
 from moltbot.channels.whatsapp_cloud_media import (
     KINDS,
     Media,
@@ -171,7 +170,10 @@ class WhatsAppCloudAdapter:
         self._graph = GraphClient(
             api_base=api_base, api_version=api_version, token=access_token, transport=transport
         )
-        self._retry, self._clock, self._sleep, self._rng = retry, clock, sleep, rng
+        self._clock = clock
+        self._retrier = Retrier(
+            retry, platform="WhatsApp", channel="whatsapp", sleep=sleep, clock=clock, rng=rng
+        )
         self._sink: InboundSink | None = None
         self._last_in: OrderedDict[str, str] = OrderedDict()  # chat -> newest wamid
 
@@ -295,18 +297,7 @@ class WhatsAppCloudAdapter:
                 sent = answer.get("messages") or [{}]
                 return str(sent[0].get("id", "")) if isinstance(sent[0], dict) else ""
 
-            ids.append(
-                await retrying(
-                    once,
-                    deadline=self._retry.deadline,
-                    sleep=self._sleep,
-                    clock=self._clock,
-                    rng=self._rng,
-                    base=self._retry.base,
-                    cap=self._retry.cap,
-                    platform="WhatsApp",
-                )
-            )
+            ids.append(await self._retrier.run(once))
         return ids
 
     # --- files -----------------------------------------------------------------------------
@@ -329,7 +320,7 @@ class WhatsAppCloudAdapter:
                 raise PlatformRejected("WhatsApp gave no id for the uploaded file")
             return media_id
 
-        media_id = await self._retrying(upload)
+        media_id = await self._retrier.run(upload)
 
         async def send() -> str:
             answer = await self._graph.post(
@@ -338,19 +329,7 @@ class WhatsAppCloudAdapter:
             sent = answer.get("messages") or [{}]
             return str(sent[0].get("id", "")) if isinstance(sent[0], dict) else ""
 
-        return await self._retrying(send)
-
-    async def _retrying(self, once: Callable[[], Awaitable[T]]) -> T:
-        return await retrying(
-            once,
-            deadline=self._retry.deadline,
-            sleep=self._sleep,
-            clock=self._clock,
-            rng=self._rng,
-            base=self._retry.base,
-            cap=self._retry.cap,
-            platform="WhatsApp",
-        )
+        return await self._retrier.run(send)
 
     async def typing(self, chat_id: str) -> None:
         """Marks the chat's newest message read and shows the typing indicator (Cloud API:

@@ -32,7 +32,7 @@ from typing import Any
 from moltbot.channels.base import InboundSink
 from moltbot.channels.formatting import render
 from moltbot.channels.link import current_link
-from moltbot.channels.retry import DEFAULT_RETRY, ReceiveBackoff, RetryPolicy, Sleep, retrying
+from moltbot.channels.retry import DEFAULT_RETRY, ReceiveBackoff, Retrier, RetryPolicy, Sleep
 from moltbot.channels.whatsapp_port import (
     WaClient,
     WaConnected,
@@ -101,7 +101,10 @@ class WhatsAppWebAdapter:
         self._save_every, self._connect_timeout = save_every_s, connect_timeout_s
         self._dirty_save = dirty_save_s
         self._dirty = False  # a message was taken since the last save
-        self._retry, self._clock, self._sleep, self._rng = retry, clock, sleep, rng
+        self._clock = clock
+        self._retrier = Retrier(
+            retry, platform="WhatsApp", channel="whatsapp", sleep=sleep, clock=clock, rng=rng
+        )
         self._started = False
         self._me = ""
         self._early: deque[WaEvent] = deque()  # what came before connect() saw the connection
@@ -146,13 +149,7 @@ class WhatsAppWebAdapter:
 
     # --- receiving -------------------------------------------------------------------------
     async def run(self, sink: InboundSink) -> None:
-        backoff = ReceiveBackoff(
-            base=self._retry.base,
-            cap=self._retry.cap,
-            sleep=self._sleep,
-            rng=self._rng,
-            platform="whatsapp",
-        )
+        backoff = self._retrier.receiving()
         if not self._me:
             await backoff.call(self.connect)
         backoff.ok()
@@ -239,18 +236,7 @@ class WhatsAppWebAdapter:
             async def once(piece: str = piece) -> str:
                 return await self._client.send_text(out.chat_id, piece)
 
-            ids.append(
-                await retrying(
-                    once,
-                    deadline=self._retry.deadline,
-                    sleep=self._sleep,
-                    clock=self._clock,
-                    rng=self._rng,
-                    base=self._retry.base,
-                    cap=self._retry.cap,
-                    platform="WhatsApp",
-                )
-            )
+            ids.append(await self._retrier.run(once))
         return ids
 
     # --- files -----------------------------------------------------------------------------
@@ -268,16 +254,7 @@ class WhatsAppWebAdapter:
                 out.chat_id, out.name, out.mime, out.data, out.caption[:1024]
             )
 
-        return await retrying(
-            once,
-            deadline=self._retry.deadline,
-            sleep=self._sleep,
-            clock=self._clock,
-            rng=self._rng,
-            base=self._retry.base,
-            cap=self._retry.cap,
-            platform="WhatsApp",
-        )
+        return await self._retrier.run(once)
 
     async def typing(self, chat_id: str) -> None:
         await self._client.typing(chat_id)
