@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import asyncio
 import codecs
+import contextlib
 import re
 import ssl
+from collections.abc import AsyncIterator
 from html.parser import HTMLParser
 from typing import Annotated
 
@@ -149,34 +151,29 @@ class WebFetcher:
         hop's address vetted, the time capped; MediaRefused past ``max_bytes``."""
         target = self._parse(url)
         try:
-            async with asyncio.timeout(self.timeout_s):
-                for _ in range(self.max_redirects + 1):
-                    request = self._request(target, await self._vet(target))
-                    transport = httpx.AsyncHTTPTransport(verify=self._verify, retries=0)
-                    async with httpx.AsyncClient(transport=transport, trust_env=False) as client:
-                        response = await client.send(request, stream=True, follow_redirects=False)
-                        try:
-                            location = response.headers.get("location")
-                            if response.status_code in _REDIRECTS and location:
-                                target = self._parse(str(target.join(location)))
-                                continue
-                            if response.status_code != 200:
-                                raise ToolError(f"the download answered {response.status_code}")
-                            body = bytearray()
-                            async for chunk in response.aiter_bytes():
-                                body += chunk
-                                if len(body) > max_bytes:
-                                    raise MediaRefused(f"larger than {max_bytes} bytes")
-                            return bytes(body)
-                        finally:
-                            await response.aclose()
+            async with asyncio.timeout(self.timeout_s), self._final(target) as (_, response):
+                if response.status_code != 200:
+                    raise ToolError(f"the download answered {response.status_code}")
+                body = bytearray()
+                async for chunk in response.aiter_bytes():
+                    body += chunk
+                    if len(body) > max_bytes:
+                        raise MediaRefused(f"larger than {max_bytes} bytes")
+                return bytes(body)
         except TimeoutError as exc:
             raise FetchRefused(f"the download took longer than {self.timeout_s:g} s") from exc
         except httpx.HTTPError as exc:
             raise ToolError(f"could not download: {_http_problem(exc)}") from exc
-        raise FetchRefused(f"too many redirects (more than {self.max_redirects})")
 
     async def _follow(self, url: httpx.URL) -> ToolResult:
+        async with self._final(url) as (final, response):
+            body, truncated = await self._read(response)
+        return self._render(final, response, body, truncated)
+
+    @contextlib.asynccontextmanager
+    async def _final(self, url: httpx.URL) -> AsyncIterator[tuple[httpx.URL, httpx.Response]]:
+        """The streamed response of ``url`` after its redirects (each hop's address vetted
+        before it is asked), with the URL it came from; closed on the way out."""
         for _ in range(self.max_redirects + 1):
             request = self._request(url, await self._vet(url))
             transport = httpx.AsyncHTTPTransport(verify=self._verify, retries=0)
@@ -187,10 +184,10 @@ class WebFetcher:
                     if response.status_code in _REDIRECTS and location:
                         url = self._parse(str(url.join(location)))
                         continue
-                    body, truncated = await self._read(response)
+                    yield url, response
+                    return
                 finally:
                     await response.aclose()
-            return self._render(url, response, body, truncated)
         raise FetchRefused(f"too many redirects (more than {self.max_redirects})")
 
     async def _read(self, response: httpx.Response) -> tuple[bytes, bool]:
