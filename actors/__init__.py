@@ -14,3 +14,9 @@ os.environ.setdefault("RAY_AUTH_MODE", "token")
 # each: the GCS grows by tens of MB over the first hours of a gateway's life, measured by the
 # soak benchmark); the last 10k are plenty to look at and keep it small.
 os.environ.setdefault("RAY_task_events_max_num_task_in_gcs", "10000")
+# Ray starts one idle Python worker per CPU when a node starts and when the first driver
+# connects, for tasks to reuse. The tree runs no tasks, and its actors carry a runtime_env (their
+# environment variables) that such a worker does not have, so they never used one: two idle
+# workers on this 2-core machine held 81 MB between them for nothing. Workers start on demand.
+os.environ.setdefault("RAY_enable_worker_prestart", "0")
+os.environ.setdefault("RAY_prestart_worker_first_driver", "0")

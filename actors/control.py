@@ -121,6 +121,15 @@ def worker_env(**extra: str) -> dict[str, str]:
     return {**env, **RAY_ENV, **RAY_START_ENV, **extra}
 
 
+def lean_head_flags() -> list[str]:
+    """``ray start`` flags leaving out the head's optional processes the tree never uses: the
+    log monitor (it copies every worker's log to drivers; ours connect with ``log_to_driver``
+    off, and the dashboard reads log files through its agent) and the autoscaler monitor (no
+    autoscaler: nodes join by ``moltbot node join``). 89 MB of the idle head; the dashboard,
+    its agent and the runtime-env agent stay."""
+    return ["--include-log-monitor=false", "--no-monitor"]
+
+
 def start_head(cfg: Config, home: Path, *, vault_passphrase: str | None = None) -> Head:
     """``ray start --head`` on ``cluster.head_ip`` (loopback by default) in its own process
     group; wait until it answers. ``vault_passphrase``: the checked passphrase of a passphrase
@@ -143,6 +152,7 @@ def start_head(cfg: Config, home: Path, *, vault_passphrase: str | None = None) 
         "--disable-usage-stats",
         f"--object-store-memory={cfg.cluster.object_store_mb * 1024 * 1024}",
         f"--include-dashboard={'true' if cfg.cluster.dashboard else 'false'}",
+        *lean_head_flags(),
     ]
     accounts = singleton_resources(cfg)  # one unit per channel account: one poller each
     if accounts:

@@ -1,0 +1,67 @@
+"""The head ``moltbot up`` starts runs only the Ray processes the tree uses: no idle workers
+started ahead of need, no log monitor, no autoscaler monitor; the dashboard still answers."""
+
+from __future__ import annotations
+
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import psutil
+import pytest
+import ray
+
+from actors import control
+from moltbot.cluster.head import Head
+from moltbot.config.schema import Config
+
+
+@ray.remote(num_cpus=0)
+class _Probe:
+    def pid(self) -> int:
+        import os
+
+        return os.getpid()
+
+
+@pytest.fixture
+def head(tmp_path: Path) -> Iterator[Head]:
+    home = tmp_path / "home"
+    home.mkdir()
+    started = control.start_head(Config(), home)
+    try:
+        yield started
+    finally:
+        control.stop_head(started, home)
+
+
+def _commands(head: Head) -> list[str]:
+    out = []
+    for proc in control.head_processes(head):
+        try:
+            out.append(proc.name() + " " + " ".join(proc.cmdline()))
+        except psutil.Error:
+            continue
+    return out
+
+
+def test_head_starts_only_what_the_tree_uses(head: Head) -> None:
+    control.connect(head)
+    probe = _Probe.remote()  # type: ignore[attr-defined]
+    actor_pid = ray.get(probe.pid.remote(), timeout=60)  # a driver connected, an actor started
+    time.sleep(3)  # prestarted workers (if any) would be up by now
+    cmds = _commands(head)
+    assert any("gcs_server" in c for c in cmds) and any("raylet" in c for c in cmds)
+    assert not [c for c in cmds if "log_monitor.py" in c]
+    assert not [c for c in cmds if "autoscaler/_private/monitor.py" in c]
+    workers = [p for p in control.head_processes(head) if p.name().startswith("ray::")]
+    idle = [p.pid for p in workers if p.name() == "ray::IDLE" and p.pid != actor_pid]
+    assert idle == [], "idle workers were started ahead of need"
+    assert any(p.name() == "ray::DashboardAgent" for p in workers)
+    token = control.token_path().read_text().strip()  # the head's token opens the dashboard
+    req = urllib.request.Request(
+        head.dashboard + "/api/version", headers={"Authorization": f"Bearer {token}"}
+    )
+    with urllib.request.urlopen(req, timeout=10) as r:
+        assert r.status == 200 and b"ray_version" in r.read()
