@@ -9,24 +9,9 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import aiohttp
-from aiogram import Bot
-from aiogram.client.session.aiohttp import AiohttpSession
-from aiogram.client.telegram import TelegramAPIServer
-from aiogram.exceptions import (
-    AiogramError,
-    ClientDecodeError,
-    TelegramAPIError,
-    TelegramConflictError,
-    TelegramNetworkError,
-    TelegramRetryAfter,
-    TelegramServerError,
-    TelegramUnauthorizedError,
-)
-from aiogram.methods.base import Response
-from aiogram.types import BufferedInputFile, File, Message, ReplyParameters, Update, User
-from aiogram.utils.token import TokenValidationError
 
 from moltbot.channels.base import InboundSink, sink_together
+from moltbot.channels.deferred_models import deferred_builds
 from moltbot.channels.formatting import TELEGRAM_LIMIT, render
 from moltbot.channels.retry import DEFAULT_RETRY, Retrier, RetryPolicy, Sleep
 from moltbot.clock import SYSTEM_CLOCK, Clock
@@ -38,6 +23,24 @@ from moltbot.errors import (
     RateLimited,
 )
 from moltbot.messages import Attachment, InboundMessage, OutboundFile, OutboundMessage
+
+with deferred_builds("aiogram"):  # its models built as met: 100 MB less per account
+    from aiogram import Bot
+    from aiogram.client.session.aiohttp import AiohttpSession
+    from aiogram.client.telegram import TelegramAPIServer
+    from aiogram.exceptions import (
+        AiogramError,
+        ClientDecodeError,
+        TelegramAPIError,
+        TelegramConflictError,
+        TelegramNetworkError,
+        TelegramRetryAfter,
+        TelegramServerError,
+        TelegramUnauthorizedError,
+    )
+    from aiogram.methods.base import Response
+    from aiogram.types import BufferedInputFile, File, Message, ReplyParameters, Update, User
+    from aiogram.utils.token import TokenValidationError
 
 T = TypeVar("T")
 PHOTO_MAX = 10 * 1024 * 1024  # sendPhoto's limit; larger images go as documents
