@@ -69,6 +69,7 @@ def join_node(
         f"--node-ip-address={node_ip}",
         "--disable-usage-stats",
         f"--resources={json.dumps(resources)}",
+        "--include-log-monitor=false",  # as the head's: no driver reads worker logs (control.py)
     ]
     if labels:
         argv.append("--labels=" + ",".join(f"{k}={v}" for k, v in labels.items()))
