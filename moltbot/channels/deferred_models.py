@@ -8,7 +8,8 @@ them (``Update``, ``Message``, ``User``, ``File``). ``deferred_builds("aiogram")
 import skips that bulk rebuild and puts the namespace it was given into each of the package's
 modules (names they lack only), so that a model builds itself, by pydantic's own machinery,
 the first time it is used, with its forward references resolved exactly as the bulk rebuild
-would have resolved them. Measured in a Telegram channel actor: 190 MB -> 90 MB.
+would have resolved them. Measured: a Telegram channel actor's USS 189 -> 98 MB, the
+adapter's import 2.6 -> 0.8 s of CPU (each restart pays it again).
 """
 
 from __future__ import annotations

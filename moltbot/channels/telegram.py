@@ -24,7 +24,7 @@ from moltbot.errors import (
 )
 from moltbot.messages import Attachment, InboundMessage, OutboundFile, OutboundMessage
 
-with deferred_builds("aiogram"):  # its models built as met: 100 MB less per account
+with deferred_builds("aiogram"):  # its models built as met: 90 MB less per account
     from aiogram import Bot
     from aiogram.client.session.aiohttp import AiohttpSession
     from aiogram.client.telegram import TelegramAPIServer
