@@ -27,6 +27,7 @@ import psutil
 import ray
 
 from actors import routing
+from actors.ray_lean import head_flags
 from actors.ray_temp import ray_temp_dir
 from actors.registry import actor_name, lookup
 from actors.supervisor import Supervisor
@@ -121,15 +122,6 @@ def worker_env(**extra: str) -> dict[str, str]:
     return {**env, **RAY_ENV, **RAY_START_ENV, **extra}
 
 
-def lean_head_flags() -> list[str]:
-    """``ray start`` flags leaving out the head's optional processes the tree never uses: the
-    log monitor (it copies every worker's log to drivers; ours connect with ``log_to_driver``
-    off, and the dashboard reads log files through its agent) and the autoscaler monitor (no
-    autoscaler: nodes join by ``moltbot node join``). 89 MB of the idle head; the dashboard,
-    its agent and the runtime-env agent stay."""
-    return ["--include-log-monitor=false", "--no-monitor"]
-
-
 def start_head(cfg: Config, home: Path, *, vault_passphrase: str | None = None) -> Head:
     """``ray start --head`` on ``cluster.head_ip`` (loopback by default) in its own process
     group; wait until it answers. ``vault_passphrase``: the checked passphrase of a passphrase
@@ -149,10 +141,9 @@ def start_head(cfg: Config, home: Path, *, vault_passphrase: str | None = None) 
         f"--node-ip-address={ip}",
         f"--port={port}",
         f"--temp-dir={temp_dir}",
-        "--disable-usage-stats",
+        *head_flags(),  # leaves out Ray's processes the tree does not use
         f"--object-store-memory={cfg.cluster.object_store_mb * 1024 * 1024}",
         f"--include-dashboard={'true' if cfg.cluster.dashboard else 'false'}",
-        *lean_head_flags(),
     ]
     accounts = singleton_resources(cfg)  # one unit per channel account: one poller each
     if accounts:

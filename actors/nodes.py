@@ -22,6 +22,7 @@ from actors.control import (
     token_path,
     worker_env,
 )
+from actors.ray_lean import node_flags
 from actors.ray_temp import node_temp_dir
 from moltbot import paths
 from moltbot.errors import SupervisionError
@@ -67,9 +68,8 @@ def join_node(
         "--block",
         f"--temp-dir={temp_dir}",
         f"--node-ip-address={node_ip}",
-        "--disable-usage-stats",
+        *node_flags(),  # leaves out Ray's processes the tree does not use
         f"--resources={json.dumps(resources)}",
-        "--include-log-monitor=false",  # as the head's: no driver reads worker logs (control.py)
     ]
     if labels:
         argv.append("--labels=" + ",".join(f"{k}={v}" for k, v in labels.items()))
