@@ -353,7 +353,9 @@ class AgentActor(ChildBase):
     async def main(self) -> None:
         service = self._need(self._service)
         try:
-            await self._need(self._writes).writes.run()  # group-commits writes until stopped
+            async with asyncio.TaskGroup() as tg:
+                tg.create_task(self._need(self._writes).writes.run())  # group-commits writes
+                tg.create_task(service.finisher.run())  # turns whose reply is already out
         finally:
             await self._audit.aclose()
             await service.aclose()

@@ -7,12 +7,20 @@ then runs it. What happens to a message::
     adapter.run ──sink(msg)──▶ access check ─ deny: dropped (a reply only if the decision has one)
                                    │          └ pair: pairing state persisted, the code queued
                                    ▼
-                             ports.accept_many  (journal + fsync; False: a duplicate, done)
-                                   ▼
                    bounded FairQueue (per chat, FIFO)  ◀── replay of ports.pending() at start
-                                   │ (sink returns: the adapter commits the platform offset)
+                                   │ then ports.accept_many (journal + fsync); when it returned,
+                                   │ the sink returns: the adapter commits the platform offset
                                    ▼
-    worker: typing → ports.answer(msg) → adapter.send(reply) ─▶ marker: ports.mark_done_many
+    worker: typing → ports.answer(msg) ─ waits for the journal ─▶ adapter.send(reply)
+                                                        ─▶ marker: ports.mark_done_many
+
+One actor call before the model: the turn starts beside the journal write, not after it (the
+write is one store round trip; the turn, at least one model call). The reply waits for the
+write: it goes out only for a message the journal took as new, or a duplicate still pending
+(journaled by an earlier accept whose answer was lost). A journal write that failed sends
+nothing: the sink raised, the platform delivers the message again to the restarted actor, and
+the agent, whose turns are idempotent per message id, gives its recorded reply then. A
+duplicate costs a turn that the agent answers from its transcript, and nothing is sent.
 
 Exactly-once as far as it can be had: the store dedups by platform message id; the pending
 snapshot is taken before the receive loop starts; an in-actor set of ids in flight (plus a
@@ -49,7 +57,7 @@ from moltbot.channels.dispatch import FairQueue, is_control
 from moltbot.channels.link import Link, current_link
 from moltbot.channels.media_step import take_media, with_notes
 from moltbot.channels.pairing_ops import PairingOps
-from moltbot.channels.ports import Job, Ports, ServiceOptions
+from moltbot.channels.ports import Job, Journaled, Ports, ServiceOptions
 from moltbot.channels.retry import backoff
 from moltbot.clock import SYSTEM_CLOCK, Clock
 from moltbot.errors import (
@@ -140,12 +148,15 @@ class ChannelService(PairingOps):
             self.receiving = False
 
     async def _pending_snapshot(self) -> list[InboundMessage]:
+        return await self._retrying("pending", self.ports.pending)
+
+    async def _retrying(self, what: str, call: Callable[[], Awaitable[T]]) -> T:
         attempt = 0
         while True:
             try:
-                return await self.ports.pending()
+                return await call()
             except TRANSIENT as e:
-                await self._backoff("pending", e, attempt)
+                await self._backoff(what, e, attempt)
                 attempt += 1
 
     async def _receive(self) -> None:
@@ -191,14 +202,35 @@ class ChannelService(PairingOps):
             trace_ctx = inject()  # journaled with the message: the turn and reply join it
             if trace_ctx:
                 msg = msgspec.structs.replace(msg, trace=trace_ctx)
-            if not await self._accepts.submit(msg):
-                self.counts["duplicates"] += 1
-                if await self._lost_accept(msg):  # journaled by an accept whose reply was lost
-                    await self._enqueue_answer(msg)
+            if msg.id in self._inflight or msg.id in self._done:  # a re-delivery in hand here
+                await self._journal_known(msg)
                 return
+            journaled: asyncio.Future[Journaled] = asyncio.get_running_loop().create_future()
+            self._inflight.add(msg.id)  # queued first: the turn runs beside the journal write
+            try:
+                await self._enqueue(Job(msg, journaled=journaled))
+            except BaseException:
+                self._inflight.discard(msg.id)
+                raise
+            try:
+                fresh = await self._accepts.submit(msg)
+            except BaseException:
+                journaled.set_result("failed")  # never sent: the platform delivers it again
+                raise
+            journaled.set_result("new" if fresh else "duplicate")
+            if fresh:
+                self.counts["accepted"] += 1
+                self.link.received()
+            else:
+                self.counts["duplicates"] += 1
+
+    async def _journal_known(self, msg: InboundMessage) -> None:
+        """A message re-delivered while in hand here (or finished here): journal it (the
+        write is what acknowledges it) and count it; it is answered once, by its first job."""
+        if await self._accepts.submit(msg):
             self.counts["accepted"] += 1
-            self.link.received()
-            await self._enqueue_answer(msg)
+        else:
+            self.counts["duplicates"] += 1
 
     async def take(self, msg: InboundMessage) -> bool:
         """Answer a message journaled by another actor (a scheduled fire) if it is this
@@ -253,9 +285,25 @@ class ChannelService(PairingOps):
                 if not started:  # answered before it was due: none is shown
                     typing.cancel()
             reply = with_notes(tell, reply)  # a file refused: the sender is told in the reply
-            await self._deliver(msg, reply)
+            if await self._ours_to_send(job):
+                await self._deliver(msg, reply)
         finally:
             self._inflight.discard(msg.id)
+
+    async def _ours_to_send(self, job: Job) -> bool:
+        """Whether the reply to ``job`` may go out: its message is journaled by this job's
+        accept, or (a duplicate) journaled earlier and still unfinished. A failed journal
+        write sends nothing (the sink raised: the platform delivers the message again, and
+        the agent gives its recorded reply then)."""
+        if job.journaled is None:
+            return True
+        said = await job.journaled
+        if said == "new":
+            return True
+        if said == "failed" or job.msg.id in self._done:
+            return False
+        pending = await self._retrying("pending", self.ports.pending)
+        return any(m.id == job.msg.id for m in pending)  # else: answered before, once
 
     async def _typing(self, msg: InboundMessage, started: list[bool]) -> None:
         """The typing indicator, once the turn took ``typing_after_s``; a request once begun
