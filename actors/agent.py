@@ -285,6 +285,8 @@ _SDKS = (("anthropic", "anthropic"), ("openai", "openai_compat"))
 
 @ray.remote(**CHILD_OPTIONS)
 class AgentActor(ChildBase):
+    PIPE_METHODS = frozenset({"answer"})
+
     def __init__(
         self, *, path: str = "", config: Config | None = None, index: int = 0, **kw: Any
     ) -> None:

@@ -27,6 +27,7 @@ import psutil
 import ray
 
 from actors import routing
+from actors.pipes import passed_env
 from actors.ray_temp import ray_temp_dir
 from actors.registry import actor_name, lookup
 from actors.supervisor import Supervisor
@@ -283,7 +284,7 @@ def boot(
         num_cpus=0,
         resources=dict(HEAD),
         max_restarts=0,
-        runtime_env={"env_vars": {**RAY_ENV, "MOLTBOT_HOME": str(home)}},
+        runtime_env={"env_vars": {**RAY_ENV, **passed_env(), "MOLTBOT_HOME": str(home)}},
     ).remote(
         path="",
         flags=root_flags(cfg),

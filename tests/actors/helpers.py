@@ -15,6 +15,7 @@ import ray
 
 from actors.supervisor import Supervisor
 from moltbot.config.schema import Config
+from moltbot.messages import InboundMessage
 from moltbot.supervision.spec import Backoff, ChildSpec, ChildType, SupervisorFlags
 
 FAST = SupervisorFlags(
@@ -131,3 +132,16 @@ async def request(ws: Any, rid: str, method: str, params: dict[str, Any]) -> dic
         frame = json.loads(await asyncio.wait_for(ws.recv(), 20))
         if frame["type"] == "res" and frame["id"] == rid:
             return dict(frame)
+
+
+def inbound(text: str, sender: str = "alice", mid: str | None = None, **kw: Any) -> InboundMessage:
+    """A Telegram DM to chat 1 with a fresh id unless `mid` is given."""
+    return InboundMessage(
+        id=mid or f"telegram:main:1:{uuid.uuid4().hex[:8]}",
+        channel=kw.pop("channel", "telegram"),
+        account=kw.pop("account", "main"),
+        chat_id="1",
+        sender_id=sender,
+        text=text,
+        **kw,
+    )
