@@ -171,8 +171,13 @@ class AgentService:
             async def tools() -> ToolRunner:
                 inner = await sendable()  # the skills are listed off the event loop
                 audit = self.ports.audit
+                dm = msg is not None and not msg.is_group
+                reply_to = f"{msg.channel}:{msg.account}:{msg.chat_id}" if dm and msg else ""
+                cfg, skills = self.cfg, profile.skills
                 return await asyncio.to_thread(
-                    lambda: ProfileTools(inner, self.cfg, profile.name, profile.skills, audit=audit)
+                    lambda: ProfileTools(
+                        inner, cfg, profile.name, skills, audit=audit, reply_to=reply_to
+                    )
                 )
 
             turn = idempotent_turn(
