@@ -19,6 +19,7 @@ from typing import Any
 from benchmarks import (
     crash,
     memory,
+    openloop,
     recovery,
     routing,
     soak,
@@ -30,11 +31,22 @@ from benchmarks import (
 from benchmarks import harness as h
 
 MODULES = {
-    m.NAME: m for m in (routing, throughput, crash, recovery, memory, streaming, soak, startstop)
+    m.NAME: m
+    for m in (
+        routing,
+        throughput,
+        crash,
+        recovery,
+        memory,
+        streaming,
+        openloop,
+        soak,
+        startstop,
+    )
 }
-BASELINE_ORDER = ("routing", "throughput", "streaming")
-# recovery is last: it ends the shared tree and starts one with warm standbys
-RAY_ORDER = ("routing", "throughput", "memory", "crash", "streaming", "recovery")
+BASELINE_ORDER = ("routing", "throughput", "streaming", "openloop")
+# recovery ends the shared tree and starts one with warm standbys; openloop runs its own tree
+RAY_ORDER = ("routing", "throughput", "memory", "crash", "streaming", "recovery", "openloop")
 POST_ORDER = ("soak", "recovery", "startstop")  # each runs its own Ray
 
 
