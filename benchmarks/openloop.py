@@ -105,6 +105,8 @@ def measure(ctx: h.Ctx, system: str) -> dict[str, Any]:
             alone.append(mid)
         last[c] = offset
     s["alone"] = h.lat_summary(p.rec.latencies(alone))
+    # each message's latency in schedule order (None: lost), to pair the two sides
+    ctx.bucket(NAME)[f"{system}_in_order"] = [p.rec.latency(m) for m in ids]
     s["min_ms"] = h._r(min(lats) * 1000 if lats else float("nan"))
     s["cpu_ms_per_msg"] = h.cpu_per_message(cpu0, h.cpu_snapshot(), len(lats))
     s.update(
@@ -191,13 +193,24 @@ def report(ctx: h.Ctx) -> dict[str, Any]:
         ["system", "sent", "answered", "lost", "dup", "min", "p50", "p99", "max", "cpu/msg"],
         rows,
     )
+    pairs = [
+        (r - b) * 1000
+        for r, b in zip(d.get("ray_in_order", []), d.get("baseline_in_order", []), strict=False)
+        if r is not None and b is not None
+    ]
+    paired = {
+        "n": len(pairs),
+        **{f"{q}_ms": h._r(h.percentile(pairs, q)) for q in (50, 90, 99)},
+    }
     h.print_table(
-        "added by Ray (ray - baseline, ms); 'alone': only messages whose conversation sent "
-        f"nothing in the {ALONE_S:g} s before (no queueing behind its own previous turn)",
+        "added by Ray (ms): p(ray) - p(baseline); 'alone': only messages whose conversation "
+        f"sent nothing in the {ALONE_S:g} s before (no queueing behind its own previous "
+        "turn); 'paired': percentiles of each message's ray - baseline (same schedule)",
         ["messages", "n base/ray", "p50", "p90", "p99"],
         [
             ["all", f"{base.get('n')}/{ray_.get('n')}", *added.values()],
             ["alone", f"{b_alone.get('n')}/{r_alone.get('n')}", *added_alone.values()],
+            ["paired", paired["n"], paired["50_ms"], paired["90_ms"], paired["99_ms"]],
         ],
     )
     lost = None if not ray_ else ray_.get("lost", 0) + ray_.get("duplicates", 0)
@@ -209,7 +222,12 @@ def report(ctx: h.Ctx) -> dict[str, Any]:
     path = h.write_result(
         NAME,
         quick=ctx.quick,
-        figures={"ray": ray_, "added_ms": added, "added_alone_ms": added_alone},
+        figures={
+            "ray": ray_,
+            "added_ms": added,
+            "added_alone_ms": added_alone,
+            "paired_added_ms": paired,
+        },
         baseline=base,
         ratios={q: h.ratio(ray_.get(f"{q}_ms"), base.get(f"{q}_ms")) for q in ("p50", "p99")},
         targets=targets,
