@@ -24,6 +24,7 @@ NAME = "routing"
 LEVELS = (1, 10, 100)
 ONE_CONV_SLACK_MS = 2.0  # issue 21 item 3: one bare Ray round trip + 2 ms at 1 conversation
 TARGET_CPU_RATIO = 1.5  # issue 21 item 3: whole-tree CPU per message vs the baseline
+DRIVER = "driver + fakes"  # footprint.cpu_snapshot's kind for this process
 
 
 def per_conv(level: int, quick: bool) -> int:
@@ -113,6 +114,7 @@ def report(ctx: h.Ctx, levels: Sequence[int] = LEVELS) -> dict[str, Any]:
             "ray_ms": _cpu(ray_, level),
             "baseline_ms": _cpu(base, level),
             "ratio": h.ratio(_cpu(ray_, level), _cpu(base, level)),
+            "ratio_without_driver": h.ratio(_cpu(ray_, level, DRIVER), _cpu(base, level, DRIVER)),
         }
         for level in levels
     }
@@ -145,8 +147,11 @@ def report(ctx: h.Ctx, levels: Sequence[int] = LEVELS) -> dict[str, Any]:
     )
     h.print_table(
         "routing: CPU per message, every process (driver + fakes included), ms",
-        ["conv", "baseline", "ray", "x baseline"],
-        [[lv, c["baseline_ms"], c["ray_ms"], c["ratio"]] for lv, c in cpu.items()],
+        ["conv", "baseline", "ray", "x baseline", "x without driver + fakes"],
+        [
+            [lv, c["baseline_ms"], c["ray_ms"], c["ratio"], c["ratio_without_driver"]]
+            for lv, c in cpu.items()
+        ],
     )
     if rtt:
         h.print_table(
@@ -217,9 +222,11 @@ def run(
         ctx.close()
 
 
-def _cpu(side: dict[str, Any], level: int) -> float | None:
-    total = side.get(str(level), {}).get("cpu_ms_per_msg", {}).get("total")
-    return None if total is None else float(total)
+def _cpu(side: dict[str, Any], level: int, without: str = "") -> float | None:
+    """CPU ms per message of every process (``total``), less the ``without`` kind's."""
+    per = side.get(str(level), {}).get("cpu_ms_per_msg", {})
+    total = per.get("total")
+    return None if total is None else round(float(total) - float(per.get(without, 0.0)), 2)
 
 
 def _diff(a: float | None, b: float | None) -> float | None:
