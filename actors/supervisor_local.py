@@ -79,8 +79,10 @@ class LocalChild:
     def __init__(self, core: SupervisorCore, tg: asyncio.TaskGroup) -> None:
         self.core = core
         self._tg = tg
-        self._inner: asyncio.Task[str] | None = None
+        self._launched = False
+        self._inner: asyncio.Task[str] | None = None  # the supervisor's run
         self._ended: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        self._ended.add_done_callback(_seen)  # how it ended is in its parent's status anyway
         self._hung = False
         self.run = _Run(self)
         self.ping = _Method(self._ping)
@@ -92,14 +94,17 @@ class LocalChild:
         return _Method(getattr(self.core, name))
 
     def start(self, incarnation: int | None) -> _Ref:
-        if self._inner is None and not self._ended.done():
-            self._inner = asyncio.get_running_loop().create_task(
-                self.core.run(incarnation=incarnation), name=f"supervisor {self.core.path}"
-            )
-            self._tg.create_task(self._drive(self._inner))
+        if not self._launched and not self._ended.done():
+            self._launched = True
+            self._tg.create_task(self._drive(incarnation), name=f"drive {self.core.path}")
         return _Ref(self._ended)
 
-    async def _drive(self, inner: asyncio.Task[str]) -> None:
+    async def _drive(self, incarnation: int | None) -> None:
+        if self._ended.done():  # killed before it ran
+            return
+        inner = self._inner = asyncio.get_running_loop().create_task(
+            self.core.run(incarnation=incarnation), name=f"supervisor {self.core.path}"
+        )
         try:
             await asyncio.wait({inner})
         except asyncio.CancelledError:  # the parent itself is ending: so does its child
@@ -135,6 +140,11 @@ class LocalChild:
         else:
             cast(Any, self.core).crash("raise")  # ray.method's typing hides the function
         return how
+
+
+def _seen(ended: asyncio.Future[str]) -> None:
+    if not ended.cancelled():
+        ended.exception()  # retrieved: a child killed before it ran is no unhandled error
 
 
 def kill_child(handle: Any) -> None:
