@@ -62,7 +62,9 @@ def folder() -> Path | None:
 async def serve(target: object, methods: Iterable[str], name: str) -> None:
     """This process's pipes until cancelled (run in the actor's TaskGroup). Never raises:
     without pipes every call still goes through Ray."""
-    if not enabled():
+    if not enabled() or _state["hub"] is not None:
+        # off, or served already by this process's actor (the pool supervisors run inside
+        # the root's process): its hub and server stay the process's own
         await asyncio.Event().wait()
     hub = PipeHub()
     server: PipeServer | None = None
