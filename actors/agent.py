@@ -285,6 +285,8 @@ _SDKS = (("anthropic", "anthropic"), ("openai", "openai_compat"))
 
 @ray.remote(**CHILD_OPTIONS)
 class AgentActor(ChildBase):
+    PIPE_METHODS = frozenset({"answer"})
+
     def __init__(
         self, *, path: str = "", config: Config | None = None, index: int = 0, **kw: Any
     ) -> None:
@@ -353,7 +355,9 @@ class AgentActor(ChildBase):
     async def main(self) -> None:
         service = self._need(self._service)
         try:
-            await self._need(self._writes).writes.run()  # group-commits writes until stopped
+            async with asyncio.TaskGroup() as tg:
+                tg.create_task(self._need(self._writes).writes.run())  # group-commits writes
+                tg.create_task(service.finisher.run())  # turns whose reply is already out
         finally:
             await self._audit.aclose()
             await service.aclose()

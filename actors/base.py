@@ -11,10 +11,11 @@ import asyncio
 import os
 import time
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import ray
 
+from actors import pipes
 from actors.startup import STANDBY_NICE, preload
 from actors.telemetry import configure_tracing
 from moltbot.supervision.memory import measure_mb
@@ -28,6 +29,10 @@ class CrashRequested(RuntimeError):
 
 class ChildBase:
     """Base class of every supervised actor. Subclasses override ``setup`` and ``main``."""
+
+    # methods the tree's actors on this node may call over the local pipe (``actors.pipes``)
+    # instead of through Ray: hot, idempotent ones only (``routing.call`` retries them)
+    PIPE_METHODS: ClassVar[frozenset[str]] = frozenset()
 
     def __init__(
         self, *, path: str = "", namespace: str = "moltbot", incarnation: int = 1, **_: Any
@@ -95,6 +100,7 @@ class ChildBase:
             async with asyncio.TaskGroup() as tg:
                 beat = tg.create_task(self._beat())
                 watch = tg.create_task(self._crash_watch())
+                pipe = tg.create_task(pipes.serve(self, self.PIPE_METHODS, self.path))
                 if self.incarnation > 1:  # a restart must not starve the siblings at work
                     await preload(self.preload_modules())
                 await self.setup()
@@ -102,6 +108,7 @@ class ChildBase:
                 await self.main()
                 beat.cancel()
                 watch.cancel()
+                pipe.cancel()
         except asyncio.CancelledError:
             if self._stopping:
                 return "shutdown"
@@ -127,6 +134,11 @@ class ChildBase:
         await self._ready.wait()
         return self.info()
 
+    async def pipe_address(self) -> dict[str, Any] | None:
+        """Where this actor serves ``PIPE_METHODS`` (None: call it through Ray)."""
+        await self._ready.wait()
+        return pipes.address()
+
     def info(self) -> dict[str, Any]:
         ctx = ray.get_runtime_context()
         return {
@@ -139,6 +151,16 @@ class ChildBase:
     async def figures(self) -> dict[str, Any]:
         """A few cheap figures for ``status`` (in, out, latency ...); none by default."""
         return {}
+
+    def pipe_figures(self) -> dict[str, Any]:
+        return pipes.figures()
+
+    async def status_figures(self) -> dict[str, Any]:
+        """``figures`` and the requests served (``pipe_in``) and sent (``pipe_out``) over the
+        local pipes (``actors.pipes``), what the supervisor's ``status`` shows."""
+        pipe = pipes.figures()
+        extra = {"pipe_in": pipe["served"], "pipe_out": pipe["calls"]}
+        return {**await self.figures(), **{k: v for k, v in extra.items() if v}}
 
     @ray.method(concurrency_group="ping")
     async def ping(self, max_memory_mb: int = 0) -> dict[str, Any]:

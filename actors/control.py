@@ -27,9 +27,10 @@ import psutil
 import ray
 
 from actors import routing
+from actors.pipes import passed_env
 from actors.ray_lean import head_flags
 from actors.ray_temp import ray_temp_dir
-from actors.registry import actor_name, lookup
+from actors.registry import InRoot, actor_name, lookup
 from actors.supervisor import Supervisor
 from moltbot import paths
 from moltbot.cluster.head import Head, head_file, read_head
@@ -284,7 +285,7 @@ def boot(
         num_cpus=0,
         resources=dict(HEAD),
         max_restarts=0,
-        runtime_env={"env_vars": {**RAY_ENV, "MOLTBOT_HOME": str(home)}},
+        runtime_env={"env_vars": {**RAY_ENV, **passed_env(), "MOLTBOT_HOME": str(home)}},
     ).remote(
         path="",
         flags=root_flags(cfg),
@@ -345,9 +346,9 @@ def kill(root_ns: str, name: str, how: str) -> str:
         handle = lookup(full.removeprefix(ROOT + ".").replace(".", "/"), root_ns)
     except ValueError:
         raise NotRunning(f"no actor named {full}", hint="see `moltbot status`") from None
-    if how == "kill":
+    if how == "kill" and not isinstance(handle, InRoot):
         ray.kill(handle, no_restart=True)
-    else:
+    else:  # a supervisor inside the root's process ends alone (it shares no process to end)
         with contextlib.suppress(Exception):  # `exit` ends the process mid-call
             ray.get(handle.crash.remote(how), timeout=10)
     return full
@@ -386,6 +387,8 @@ def actor_call(namespace: str, path: str, method: str, *args: Any) -> Any:
     try:
         return ray.get(getattr(handle, method).remote(*args), timeout=30)
     except routing.RemoteFailed as exc:
+        if isinstance(handle, InRoot) and isinstance(exc, ValueError):  # between two runs
+            raise NotRunning(f"{path} is not running", hint="see `moltbot status`") from None
         routing.raise_remote(exc)
 
 

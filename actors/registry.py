@@ -1,5 +1,7 @@
 """Which Ray actor class runs a ``ChildSpec.kind``. Imported lazily so each kind's deps load
-only in the processes that need them."""
+only in the processes that need them. A supervisor below the root is no actor of its own: it
+runs inside the root's process (``actors.supervisor_local``), and ``lookup`` reaches it
+through the root."""
 
 from __future__ import annotations
 
@@ -20,6 +22,14 @@ KINDS: dict[str, tuple[str, str]] = {
     "plugin": ("actors.plugin", "PluginActor"),
     "scheduler": ("actors.scheduler", "SchedulerActor"),
 }
+
+
+IN_PROCESS = frozenset({"supervisor"})  # kinds a parent runs in its own process
+
+
+def in_process(kind: str) -> bool:
+    """Whether a child of ``kind`` runs inside its parent's process (the root's)."""
+    return kind in IN_PROCESS
 
 
 def actor_class(kind: str) -> Any:
@@ -56,16 +66,48 @@ def clear_alias(namespace: str, path: str) -> None:
     internal_kv._internal_kv_del(_alias_key(path), namespace=namespace)
 
 
+# A supervisor running in the root's process is recorded under its path with this alias
+IN_ROOT = "@root"
+
+
 def lookup(path: str, namespace: str) -> Any:
     """The live actor at ``path``: by its own name, else by the name of the standby that was
-    promoted to it. ValueError if neither is there (not started, or dead and not back yet)."""
+    promoted to it, or (a supervisor inside the root's process) an ``InRoot`` that calls it
+    through the root. ValueError if none is there (not started, or dead and not back yet)."""
     try:
         return ray.get_actor(actor_name(path), namespace=namespace)
     except ValueError:
         alias = internal_kv._internal_kv_get(_alias_key(path), namespace=namespace)
         if not alias:
             raise
+        if alias.decode() == IN_ROOT:
+            return InRoot(ray.get_actor(actor_name(""), namespace=namespace), path)
         return ray.get_actor(alias.decode(), namespace=namespace)
+
+
+class InRoot:
+    """A supervisor inside the root's process, used like its actor handle would be:
+    ``handle.status.remote()`` is the root's ``call_in(path, "status")`` (an ObjectRef)."""
+
+    def __init__(self, root: Any, path: str) -> None:
+        self.root = root
+        self.path = path
+
+    def __getattr__(self, method: str) -> _Through:
+        if method.startswith("_"):
+            raise AttributeError(method)
+        return _Through(self.root, self.path, method)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (InRoot, (self.root, self.path))
+
+
+class _Through:
+    def __init__(self, root: Any, path: str, method: str) -> None:
+        self.root, self.path, self.method = root, path, method
+
+    def remote(self, *args: Any, **kw: Any) -> Any:
+        return self.root.call_in.remote(self.path, self.method, *args, **kw)
 
 
 def standby_name(path: str, seq: int) -> str:

@@ -24,12 +24,13 @@ from ray.exceptions import (
     RayTaskError,
 )
 
+from actors import pipes
 from actors.registry import lookup
 from moltbot.agent.sessions import shard_for
 from moltbot.backoff import delay as backoff_delay
-from moltbot.errors import MoltbotError, Unavailable
+from moltbot.errors import MoltbotError, PipeClosed, Unavailable
 
-RETRYABLE = (RayActorError, ActorDiedError, ActorUnavailableError, ValueError)
+RETRYABLE = (RayActorError, ActorDiedError, ActorUnavailableError, ValueError, PipeClosed)
 ActorDied = RayActorError  # the actor's process died (before or during the call)
 RemoteFailed = RayTaskError  # the remote method raised; ``cause_of`` gives what
 TimedOut = (TimeoutError, GetTimeoutError)  # no answer in time (asyncio or ``ray.get``)
@@ -71,6 +72,7 @@ def handle(namespace: str, path: str) -> Any:
 
 def forget(namespace: str, path: str) -> None:
     _HANDLES.pop((namespace, path), None)
+    pipes.forget(namespace, path)
 
 
 def agent_path(session_key: str, workers: int) -> str:
@@ -93,12 +95,18 @@ async def call(
     deadline_s: float = 60.0,
     **kwargs: Any,
 ) -> Any:
-    """Call ``method`` on the actor at ``path``, waiting through its restarts."""
+    """Call ``method`` on the actor at ``path``, waiting through its restarts: over its
+    local pipe when it serves ``method`` on this node (``actors.pipes``), else through Ray.
+    Over a pipe a remote moltbot error comes back as itself (through Ray: wrapped in a
+    ``RayTaskError`` that is also an instance of it), anything else as ``Unavailable``."""
     end = time.monotonic() + deadline_s
     attempt = 0
     while True:
         try:
             target = handle(namespace, path)
+            pipe = await pipes.route(namespace, path, method, target)
+            if pipe is not None:
+                return await pipe.call(method, *args, **kwargs)
             return await getattr(target, method).remote(*args, **kwargs)
         except RETRYABLE:
             forget(namespace, path)

@@ -27,6 +27,10 @@ from moltbot.store import InboundJournal, KeyValueStore, TranscriptStore
 
 @ray.remote(**CHILD_OPTIONS)
 class StoreActor(ChildBase):
+    PIPE_METHODS = frozenset(
+        {"accept_many", "mark_done_many", "pending", "transcript_append_batch", "transcript_load"}
+    )
+
     def __init__(self, *, path: str = "", home: str | None = None, **kw: Any) -> None:
         super().__init__(path=path, **kw)
         self._home = Path(home) if home else None

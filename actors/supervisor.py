@@ -3,6 +3,10 @@
 It starts its children in order (each must answer ``ready`` in time), watches each one by
 awaiting its ``run()`` ref and pinging it, and on an exit asks the pure policy what to do:
 restart (with backoff), remove, ignore, or escalate by raising out of its own ``run()``.
+
+The root is the one Ray actor (``Supervisor``, detached, named ``moltbot``); every supervisor
+below it is a ``SupervisorCore`` on the root's event loop (``actors.supervisor_local``), while
+each worker child is a Ray actor of its own, as always.
 """
 
 from __future__ import annotations
@@ -12,7 +16,7 @@ import logging
 import random
 import time
 from collections import deque
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import ray
 
@@ -20,8 +24,17 @@ from actors import metrics, routing
 from actors.audit import AuditForwarder
 from actors.base import CHILD_OPTIONS, ChildBase
 from actors.exits import hint_of, reason_of, start_error_of
-from actors.registry import actor_class, actor_name, clear_alias, set_alias, standby_name
+from actors.registry import (
+    IN_ROOT,
+    actor_class,
+    actor_name,
+    clear_alias,
+    in_process,
+    set_alias,
+    standby_name,
+)
 from actors.standby import Standby, wanted
+from actors.supervisor_local import InProcessPools, LocalChild, kill_child
 from actors.supervisor_status import SupervisorStatus
 from moltbot.errors import ChildStartError, EscalationError, SupervisionError
 from moltbot.supervision.backoff import delay as backoff_delay
@@ -56,8 +69,9 @@ class Record:
         self.launching: Any = None  # the handle of a child still starting (status looks in)
 
 
-@ray.remote(**CHILD_OPTIONS)
-class Supervisor(SupervisorStatus, ChildBase):
+class SupervisorCore(InProcessPools, SupervisorStatus, ChildBase):
+    """A supervisor: the root as a Ray actor (``Supervisor``), the pools inside it."""
+
     def __init__(
         self,
         *,
@@ -97,14 +111,19 @@ class Supervisor(SupervisorStatus, ChildBase):
                 while True:
                     child_id, gen, exit = await self._inbox.get()
                     await self._handle(child_id, gen, exit)
-        finally:  # what is still queued goes with this incarnation, as it always did
+        finally:
+            # However this run ends (stopped, escalating, killed, a bug), no child outlives
+            # it: an in-process supervisor's actors are owned by the root's process, not by it
+            self._kill_all()
+            # what is still queued goes with this incarnation, as it always did
             await self._audit.aclose(grace_s=0)
 
     async def ready(self) -> dict[str, Any]:
         """Once every child has started (``main`` starts them); a run that ended first raises."""
         run = await self._until(self._up)
         if not self._up.is_set():  # the run ended first: its failure, or it was stopped
-            raise run.exception() or SupervisionError(f"{actor_name(self.path)} stopped")
+            failed = None if run.cancelled() else run.exception()
+            raise failed or SupervisionError(f"{actor_name(self.path)} stopped")
         return self.info()
 
     async def start_detached(self) -> bool:
@@ -154,11 +173,15 @@ class Supervisor(SupervisorStatus, ChildBase):
         return args
 
     async def _create(self, rec: Record) -> Any:
-        cls = actor_class(rec.spec.kind)
         args = self._args(rec)
+        rec.name = actor_name(self._child_path(rec))
+        if in_process(rec.spec.kind):  # a supervisor: an object on this loop, found by path
+            set_alias(self.namespace, self._child_path(rec), IN_ROOT)
+            assert self._tg is not None
+            return LocalChild(SupervisorCore(**args), self._tg)
+        cls = actor_class(rec.spec.kind)
         if self.flags.standby:  # lookups by path find this incarnation by its own name again
             clear_alias(self.namespace, self._child_path(rec))
-        rec.name = actor_name(self._child_path(rec))
         deadline = time.monotonic() + NAME_RETRY_S
         while True:
             try:
@@ -225,7 +248,7 @@ class Supervisor(SupervisorStatus, ChildBase):
         except BaseException:
             ready.cancel()
             ran.cancel()
-            ray.kill(handle, no_restart=True)
+            kill_child(handle)
             rec.state = "failed"
             raise
         finally:
@@ -239,7 +262,7 @@ class Supervisor(SupervisorStatus, ChildBase):
         self._event("started", rec)
         assert self._tg is not None
         self._tg.create_task(self._watch(rec, rec.gen, ran))
-        if wanted(self.flags, rec.spec) and rec.standby is None:
+        if wanted(self.flags, rec.spec) and not in_process(rec.spec.kind) and rec.standby is None:
             self._tg.create_task(self._spawn_standby(rec, rec.gen))
 
     # --- warm standbys (flags.standby) -------------------------------------------------------
@@ -423,8 +446,17 @@ class Supervisor(SupervisorStatus, ChildBase):
 
     async def _kill(self, rec: Record) -> None:
         if rec.handle is not None:
-            ray.kill(rec.handle, no_restart=True)
+            kill_child(rec.handle)
             rec.handle = None
+
+    def _kill_all(self) -> None:
+        """Every child (running, starting, and spares) ended now, without waiting."""
+        for rec in self.records:
+            self._drop_standby(rec)
+            for handle in {id(h): h for h in (rec.handle, rec.launching) if h is not None}.values():
+                kill_child(handle)
+                rec.state = "stopped"
+            rec.handle = rec.launching = None
 
     def _find(self, child_id: str) -> Record | None:
         return next((r for r in self.records if r.spec.id == child_id), None)
@@ -437,3 +469,9 @@ class Supervisor(SupervisorStatus, ChildBase):
         log.info("supervision %s %s %s", what, ev["child"], extra or "")
         # to the audit log, in order; supervision never waits for it (a full queue drops)
         self._audit.record("supervision", {"supervisor": actor_name(self.path), **ev})
+
+
+if TYPE_CHECKING:  # typed as the class, as the decorated class was
+    Supervisor = SupervisorCore
+else:  # the root: the tree's one Ray actor
+    Supervisor = ray.remote(**CHILD_OPTIONS)(SupervisorCore)

@@ -79,12 +79,13 @@ class SupervisorStatus:
             return {}
 
     async def _figures(self, rec: Record) -> dict[str, Any]:
-        """The child's ``figures()`` within a short timeout; {} on any failure."""
+        """The child's ``status_figures()`` (its ``figures()`` and pipe counts) within a short
+        timeout; {} on any failure."""
         if rec.handle is None or rec.state != "running":
             return {}
         try:
             figs = await asyncio.wait_for(
-                asyncio.ensure_future(rec.handle.figures.remote()), FIGURES_TIMEOUT_S
+                asyncio.ensure_future(rec.handle.status_figures.remote()), FIGURES_TIMEOUT_S
             )
         except Exception:  # slow, dead, or no such method: status still answers
             return {}

@@ -16,14 +16,38 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from benchmarks import crash, memory, recovery, routing, soak, streaming, throughput, trees
+from benchmarks import (
+    crash,
+    memory,
+    openloop,
+    recovery,
+    routing,
+    soak,
+    startstop,
+    streaming,
+    throughput,
+    trees,
+)
 from benchmarks import harness as h
 
-MODULES = {m.NAME: m for m in (routing, throughput, crash, recovery, memory, streaming, soak)}
-BASELINE_ORDER = ("routing", "throughput", "streaming")
-# recovery is last: it ends the shared tree and starts one with warm standbys
-RAY_ORDER = ("routing", "throughput", "memory", "crash", "streaming", "recovery")
-POST_ORDER = ("soak", "recovery")  # each runs its own Ray
+MODULES = {
+    m.NAME: m
+    for m in (
+        routing,
+        throughput,
+        crash,
+        recovery,
+        memory,
+        streaming,
+        openloop,
+        soak,
+        startstop,
+    )
+}
+BASELINE_ORDER = ("routing", "throughput", "streaming", "openloop")
+# recovery ends the shared tree and starts one with warm standbys; openloop runs its own tree
+RAY_ORDER = ("routing", "throughput", "memory", "crash", "streaming", "recovery", "openloop")
+POST_ORDER = ("soak", "recovery", "startstop")  # each runs its own Ray
 
 
 def _phase(

@@ -183,7 +183,9 @@ class Platforms:
         elif conv.channel == "slack":
             fake.inject_message(channel=f"D{conv.user}", user=f"U{conv.user}", text=text)
         else:
-            fake.inject_message(source=f"+1555{conv.user:07d}", text=text)
+            # senders' numbers are +1666...: under the bot's own (+1555 000 1111) the user of
+            # conversation 1111 was the bot itself, whose messages the adapter skips
+            fake.inject_message(source=f"+1666{conv.user:07d}", text=text)
         return mid
 
     async def ask(self, conv: Conv, timeout: float = 30.0) -> tuple[int, float | None]:

@@ -11,15 +11,11 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import re
-import subprocess
-import sys
 import time
-from pathlib import Path
 from typing import Any
 
 from benchmarks import harness as h
+from benchmarks.startstop import up_down
 
 NAME = "recovery"
 TARGET_S = 2.0
@@ -147,48 +143,9 @@ def post(ctx: h.Ctx) -> None:
 
 
 def up_to_ready(ctx: h.Ctx, i: int) -> dict[str, Any]:
-    home = ctx.home(f"up{i}")
+    """The benchmark config (three fake channels): ``startstop.up_down``'s measure."""
     cfg = h.bench_config(ctx.platforms)
-    (home / "config.json").write_text(json.dumps(cfg))
-    env = {**os.environ, **h.SECRET_ENV, **h.RAY_ENV, "MOLTBOT_HOME": str(home)}
-    moltbot = str(Path(sys.executable).with_name("moltbot"))
-    t0 = time.perf_counter()
-    try:
-        proc = subprocess.run(
-            [moltbot, "up", "--detach"],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=240,
-            check=False,
-        )
-    except subprocess.TimeoutExpired as exc:
-        proc = subprocess.CompletedProcess(exc.cmd, -1, str(exc.stdout or ""), "timed out")
-    wall = time.perf_counter() - t0
-    out: dict[str, Any] = {"exit": proc.returncode, "wall_s": round(wall, 2)}
-    m = re.search(r"moltbot is up in ([0-9.]+)s", proc.stdout)
-    out["tree_boot_s"] = float(m.group(1)) if m else None  # after the Ray head answered
-    if proc.returncode != 0:
-        out["error"] = (proc.stderr or proc.stdout)[-500:]
-    try:
-        import urllib.request
-
-        port = cfg["gateway"]["port"]
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=10) as r:
-            out["readyz"] = r.status
-    except Exception as exc:
-        out["readyz"] = type(exc).__name__
-    t1 = time.perf_counter()
-    try:
-        down = subprocess.run(
-            [moltbot, "down"], env=env, capture_output=True, text=True, timeout=120, check=False
-        )
-    except subprocess.TimeoutExpired as exc:
-        down = subprocess.CompletedProcess(exc.cmd, -1, "", "timed out")
-    out["down_s"] = round(time.perf_counter() - t1, 2)
-    out["down_exit"] = down.returncode
-    h.log(f"moltbot up -> ready: {out}")
-    return out
+    return up_down(ctx.home(f"up{i}"), json.dumps(cfg), cfg["gateway"]["port"], h.SECRET_ENV)
 
 
 def _median(xs: list[float | None]) -> float | None:
@@ -259,7 +216,7 @@ def report(ctx: h.Ctx) -> dict[str, Any]:
     if ups:
         h.print_table(
             "moltbot up --detach → ready (s)",
-            ["run", "wall", "tree boot", "exit", "/readyz", "down"],
+            ["run", "wall", "tree boot", "exit", "/readyz", "down", "left"],
             [
                 [
                     i + 1,
@@ -268,6 +225,7 @@ def report(ctx: h.Ctx) -> dict[str, Any]:
                     u.get("exit"),
                     u.get("readyz"),
                     u.get("down_s"),
+                    u.get("left_after_down"),
                 ]
                 for i, u in enumerate(ups)
             ],
@@ -279,7 +237,7 @@ def report(ctx: h.Ctx) -> dict[str, Any]:
     ]
     figures["cold_restart_max_s"] = worst["cold"]
     h.print_targets(targets)
-    baseline = {
+    baseline: dict[str, Any] = {
         "baseline_process_ready_s": round(ctx.baseline_ready_s, 2)
         if ctx.baseline_ready_s
         else None,

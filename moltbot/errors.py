@@ -127,6 +127,11 @@ class Unavailable(MoltbotError):
     code = "unavailable"
 
 
+class PipeClosed(Unavailable):
+    """A local pipe to another actor closed with a request in flight (it may or may not have
+    run): the actor went away. Idempotent callers look it up again and retry."""
+
+
 class NotFound(MoltbotError):
     code = "not_found"
 

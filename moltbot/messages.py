@@ -142,3 +142,7 @@ class ToolContext(msgspec.Struct, frozen=True, kw_only=True):
     untrusted: bool = False
     seen_hosts: tuple[str, ...] = ()
     profile: str = ""  # the agent profile of the turn ('' = default), set by the agent
+    # ``channel:account:chat_id`` of the direct chat being answered ('' in a group or from the
+    # gateway): where something meant for the sender later goes (a DM's chat id is not always
+    # the sender's id: Discord, iMessage)
+    reply_to: str = ""

@@ -4,12 +4,13 @@ subprocess), a handful of messages, JSON written with the expected keys. Ray is 
 
 from __future__ import annotations
 
+import itertools
 import json
 from pathlib import Path
 
 import pytest
 
-from benchmarks import harness, routing
+from benchmarks import harness, openloop, routing
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -44,3 +45,41 @@ def test_routing_baseline_quick_writes_json(
     target = data["targets"][0]
     assert {"name", "value", "target", "met"} <= target.keys()
     assert target["value"] is None  # no Ray run: no overhead figure, not a fake pass
+
+
+def test_openloop_schedule_is_seeded_poisson() -> None:
+    events = openloop.schedule(100, 600.0, 10.0)
+    assert events == openloop.schedule(100, 600.0, 10.0)  # the same on both sides
+    assert events != openloop.schedule(100, 600.0, 10.0, seed=openloop.SEED + 1)
+    assert [t for t, _ in events] == sorted(t for t, _ in events)
+    assert all(0 <= t < 600.0 for t, _ in events)
+    assert {c for _, c in events} == set(range(100))
+    # rate 100 conversations / 10 s = 10 msg/s: 6000 expected, Poisson sd ~77
+    assert 5700 < len(events) < 6300
+    gaps = sorted(
+        b - a for c in range(100) for a, b in itertools.pairwise([t for t, k in events if k == c])
+    )
+    mean = sum(gaps) / len(gaps)
+    assert 9.0 < mean < 11.0
+    # exponential: the median gap is ln 2 of the mean, not about the mean as for even spacing
+    assert 0.6 < gaps[len(gaps) // 2] / mean < 0.8
+
+
+def test_openloop_baseline_waits_for_the_slow_model(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def no_ray() -> None:
+        raise AssertionError("the baseline path must not start Ray")
+
+    monkeypatch.setattr(harness, "ray_init", no_ray)
+    monkeypatch.setattr(openloop, "CONVERSATIONS", 12)
+    monkeypatch.setattr(openloop, "MEAN_GAP_S", 2.0)
+    monkeypatch.setattr(openloop, "QUICK_S", 4.0)
+    out = openloop.run(quick=True, systems=("baseline",), out_dir=tmp_path)
+    data = json.loads(Path(out["path"]).read_text())
+    base = data["baseline"]
+    assert base["sent"] == len(openloop.schedule(12, 4.0, 2.0)) > 5
+    assert base["lost"] == 0 and base["duplicates"] == 0 and base["n"] == base["sent"]
+    # every reply waited for the model's first token, and not much longer at this load
+    assert openloop.FIRST_TOKEN_S * 1000 <= base["min_ms"] <= base["p50_ms"] < 1500
+    assert data["targets"][0]["value"] is None  # no Ray run: no added p99, not a fake pass

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from moltbot.agent import profiles
+from moltbot.agent.finisher import Finisher
 from moltbot.agent.loop import Approver, ToolRunner
 from moltbot.agent.memory import MemoryStore, memory_store
 from moltbot.agent.profile_tools import ProfileTools
@@ -107,6 +108,7 @@ class AgentService:
         }
         self.memory = self.profiles[profiles.DEFAULT_PROFILE].memory
         self.counts = Counters()
+        self.finisher = Finisher(name=name)  # its owner runs it (the agent actor's main)
 
     def profile_for(self, msg: InboundMessage | None) -> Profile:
         """The profile that answers ``msg`` (None: a chat from the web page or the CLI)."""
@@ -169,8 +171,13 @@ class AgentService:
             async def tools() -> ToolRunner:
                 inner = await sendable()  # the skills are listed off the event loop
                 audit = self.ports.audit
+                dm = msg is not None and not msg.is_group
+                reply_to = f"{msg.channel}:{msg.account}:{msg.chat_id}" if dm and msg else ""
+                cfg, skills = self.cfg, profile.skills
                 return await asyncio.to_thread(
-                    lambda: ProfileTools(inner, self.cfg, profile.name, profile.skills, audit=audit)
+                    lambda: ProfileTools(
+                        inner, cfg, profile.name, skills, audit=audit, reply_to=reply_to
+                    )
                 )
 
             turn = idempotent_turn(
@@ -199,10 +206,17 @@ class AgentService:
             with span("moltbot.turn", msg.trace or None, channel=msg.channel, agent=self.name):
                 sender = f"{msg.channel}:{msg.account}:{msg.sender_id}"
                 turn = self.turn(msg.session_key, msg.text, msg.id, sender, msg)
-                async with contextlib.aclosing(turn) as events:
-                    async for event in events:
+                answered = False
+                try:
+                    async for event in turn:
                         if isinstance(event, ChatFinal):
-                            final = event.text
+                            final, answered = event.text, True
+                            break  # the reply goes now; its transcript write after it
+                finally:
+                    if answered:
+                        await self.finisher.hand(turn)
+                    else:
+                        await turn.aclose()
         except Unavailable:
             raise
         except MoltbotError as exc:

@@ -58,8 +58,10 @@ class ProfileTools:
         skills: SkillBook | None = None,
         *,
         audit: AuditSink | None = None,
+        reply_to: str = "",
     ) -> None:
         self._inner, self._cfg, self.profile, self._audit = inner, cfg, profile, audit
+        self.reply_to = reply_to  # the turn's direct chat (``ToolContext.reply_to``)
         self._skills = skills if skills is not None and self._allowed(SKILL_TOOL) else None
         self._listing = self._skills.listing() if self._skills is not None else []
 
@@ -92,7 +94,9 @@ class ProfileTools:
         if name == SKILL_TOOL or not self._allowed(name):
             self._record(session, name, "denied", {})
             return not_allowed(name)
-        stamped = msgspec.structs.replace(ctx or ToolContext(), profile=self.profile)
+        stamped = msgspec.structs.replace(
+            ctx or ToolContext(), profile=self.profile, reply_to=self.reply_to
+        )
         return await self._inner.call(name, input, session, stamped)
 
     def _record(self, session: str, name: str, outcome: Outcome, input: dict[str, Any]) -> None:

@@ -221,7 +221,9 @@ async def idempotent_turn(
 ) -> AsyncGenerator[ChatEvent, None]:
     """One turn of ``session`` answering ``msg_id`` (if given) exactly once: a done turn gives
     its recorded reply again, an interrupted one is re-run without writing its user message
-    twice; the reply and its done mark are written together. ``tools`` is asked only when the
+    twice; the reply and its done mark are written together, after the final event was
+    yielded (the consumer has the reply before the write; the generator ends only once it
+    is written, also when closed early). ``tools`` is asked only when the
     turn really runs. With ``memory``, in a turn for an owner (``owners.approver``), turns
     the window would cut are summarised into the day's notes first, and what memory recalls
     for ``text`` joins the system prompt. The caller holds the session's gate."""
@@ -259,12 +261,16 @@ async def idempotent_turn(
     try:
         async with contextlib.aclosing(runner.run_turn(session, text, sender, content)) as events:
             async for event in events:
-                if isinstance(event, ChatFinal):
-                    if on_final is not None:
-                        on_final(event)
-                    marks = [done_marker(msg_id, event.text, time.time())] if msg_id else []
-                    await turn_log.finish(session, *marks)  # reply + mark, one write
-                yield event
+                if not isinstance(event, ChatFinal):
+                    yield event
+                    continue
+                if on_final is not None:
+                    on_final(event)
+                marks = [done_marker(msg_id, event.text, time.time())] if msg_id else []
+                try:
+                    yield event  # the reply goes out first; nothing waits for it ...
+                finally:  # ... but the gate is held until reply + mark are written (one write)
+                    await turn_log.finish(session, *marks)
     except Exception:
         with contextlib.suppress(Exception):
             await turn_log.finish(session)  # keep the text the user already saw

@@ -3,8 +3,10 @@ system, and its options."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 import msgspec
 
@@ -40,9 +42,17 @@ class ServiceOptions(msgspec.Struct, frozen=True, kw_only=True):
     done_ids: int = 4096  # ids finished here, remembered against a late replay
 
 
+Journaled = Literal["new", "duplicate", "failed"]  # what the journal said of a message
+
+
 @dataclass(frozen=True, slots=True)
 class Job:
-    """One piece of a worker's work: answer ``msg``, or send it a fixed ``notice``."""
+    """One piece of a worker's work: answer ``msg``, or send it a fixed ``notice``.
+
+    ``journaled``: set when the job was queued while its journal write was still in flight
+    (the turn runs beside the write); the worker waits for it before sending the reply.
+    None: the message is known to be journaled (a replay, a scheduled fire)."""
 
     msg: InboundMessage
     notice: str | None = None  # a fixed reply (pairing code): not journaled, no agent turn
+    journaled: asyncio.Future[Journaled] | None = None

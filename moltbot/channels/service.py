@@ -7,12 +7,20 @@ then runs it. What happens to a message::
     adapter.run ──sink(msg)──▶ access check ─ deny: dropped (a reply only if the decision has one)
                                    │          └ pair: pairing state persisted, the code queued
                                    ▼
-                             ports.accept_many  (journal + fsync; False: a duplicate, done)
-                                   ▼
                    bounded FairQueue (per chat, FIFO)  ◀── replay of ports.pending() at start
-                                   │ (sink returns: the adapter commits the platform offset)
+                                   │ then ports.accept_many (journal + fsync); when it returned,
+                                   │ the sink returns: the adapter commits the platform offset
                                    ▼
-    worker: typing → ports.answer(msg) → adapter.send(reply) ─▶ marker: ports.mark_done_many
+    worker: typing → ports.answer(msg) ─ waits for the journal ─▶ adapter.send(reply)
+                                                        ─▶ marker: ports.mark_done_many
+
+One actor call before the model: the turn starts beside the journal write, not after it (the
+write is one store round trip; the turn, at least one model call). The reply waits for the
+write: it goes out only for a message the journal took as new, or a duplicate still pending
+(journaled by an earlier accept whose answer was lost). A journal write that failed sends
+nothing: the sink raised, the platform delivers the message again to the restarted actor, and
+the agent, whose turns are idempotent per message id, gives its recorded reply then. A
+duplicate costs a turn that the agent answers from its transcript, and nothing is sent.
 
 Exactly-once as far as it can be had: the store dedups by platform message id; the pending
 snapshot is taken before the receive loop starts; an in-actor set of ids in flight (plus a
@@ -34,34 +42,26 @@ for access (a stranger, a group not allowed) is dropped without a word and audit
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import random
 from collections import Counter
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import msgspec
 
 from moltbot.batching import GroupCommit
-from moltbot.channels.base import ChannelAdapter, SeenIds, drain
+from moltbot.channels.base import ChannelAdapter, SeenIds
+from moltbot.channels.delivery import TRANSIENT as TRANSIENT
+from moltbot.channels.delivery import Delivery, Sleep
 from moltbot.channels.dispatch import FairQueue, is_control
 from moltbot.channels.link import Link, current_link
 from moltbot.channels.media_step import take_media, with_notes
 from moltbot.channels.pairing_ops import PairingOps
-from moltbot.channels.ports import Job, Ports, ServiceOptions
-from moltbot.channels.retry import backoff
+from moltbot.channels.ports import Job, Journaled, Ports, ServiceOptions
 from moltbot.clock import SYSTEM_CLOCK, Clock
-from moltbot.errors import (
-    MoltbotError,
-    PlatformRejected,
-    PlatformUnavailable,
-    ProviderOverloaded,
-    RateLimited,
-    Unavailable,
-)
 from moltbot.media.ingest import MediaIntake
-from moltbot.messages import InboundMessage, OutboundMessage
+from moltbot.messages import InboundMessage
 from moltbot.observability import inject, span
 from moltbot.security.access import Pairing, RefusalAudit
 from moltbot.security.audit import AuditSink
@@ -69,20 +69,11 @@ from moltbot.security.audit import AuditSink
 T = TypeVar("T")
 log = logging.getLogger(__name__)
 
-Sleep = Callable[[float], Awaitable[None]]
-
-TRANSIENT: tuple[type[BaseException], ...] = (
-    Unavailable,
-    RateLimited,
-    ProviderOverloaded,
-    PlatformUnavailable,
-)
 CONNECTED_WITHIN_S = 90.0  # longer than any adapter's quiet receive (Telegram's long poll)
 SORRY = "Sorry, I could not answer that message. Please try again in a moment."
-MARKS_BATCH = 256  # done marks written together at most
 
 
-class ChannelService(PairingOps):
+class ChannelService(Delivery, PairingOps):
     def __init__(
         self,
         adapter: ChannelAdapter,
@@ -140,12 +131,15 @@ class ChannelService(PairingOps):
             self.receiving = False
 
     async def _pending_snapshot(self) -> list[InboundMessage]:
+        return await self._retrying("pending", self.ports.pending)
+
+    async def _retrying(self, what: str, call: Callable[[], Awaitable[T]]) -> T:
         attempt = 0
         while True:
             try:
-                return await self.ports.pending()
+                return await call()
             except TRANSIENT as e:
-                await self._backoff("pending", e, attempt)
+                await self._backoff(what, e, attempt)
                 attempt += 1
 
     async def _receive(self) -> None:
@@ -191,14 +185,35 @@ class ChannelService(PairingOps):
             trace_ctx = inject()  # journaled with the message: the turn and reply join it
             if trace_ctx:
                 msg = msgspec.structs.replace(msg, trace=trace_ctx)
-            if not await self._accepts.submit(msg):
-                self.counts["duplicates"] += 1
-                if await self._lost_accept(msg):  # journaled by an accept whose reply was lost
-                    await self._enqueue_answer(msg)
+            if msg.id in self._inflight or msg.id in self._done:  # a re-delivery in hand here
+                await self._journal_known(msg)
                 return
+            journaled: asyncio.Future[Journaled] = asyncio.get_running_loop().create_future()
+            self._inflight.add(msg.id)  # queued first: the turn runs beside the journal write
+            try:
+                await self._enqueue(Job(msg, journaled=journaled))
+            except BaseException:
+                self._inflight.discard(msg.id)
+                raise
+            try:
+                fresh = await self._accepts.submit(msg)
+            except BaseException:
+                journaled.set_result("failed")  # never sent: the platform delivers it again
+                raise
+            journaled.set_result("new" if fresh else "duplicate")
+            if fresh:
+                self.counts["accepted"] += 1
+                self.link.received()
+            else:
+                self.counts["duplicates"] += 1
+
+    async def _journal_known(self, msg: InboundMessage) -> None:
+        """A message re-delivered while in hand here (or finished here): journal it (the
+        write is what acknowledges it) and count it; it is answered once, by its first job."""
+        if await self._accepts.submit(msg):
             self.counts["accepted"] += 1
-            self.link.received()
-            await self._enqueue_answer(msg)
+        else:
+            self.counts["duplicates"] += 1
 
     async def take(self, msg: InboundMessage) -> bool:
         """Answer a message journaled by another actor (a scheduled fire) if it is this
@@ -253,9 +268,25 @@ class ChannelService(PairingOps):
                 if not started:  # answered before it was due: none is shown
                     typing.cancel()
             reply = with_notes(tell, reply)  # a file refused: the sender is told in the reply
-            await self._deliver(msg, reply)
+            if await self._ours_to_send(job):
+                await self._deliver(msg, reply)
         finally:
             self._inflight.discard(msg.id)
+
+    async def _ours_to_send(self, job: Job) -> bool:
+        """Whether the reply to ``job`` may go out: its message is journaled by this job's
+        accept, or (a duplicate) journaled earlier and still unfinished. A failed journal
+        write sends nothing (the sink raised: the platform delivers the message again, and
+        the agent gives its recorded reply then)."""
+        if job.journaled is None:
+            return True
+        said = await job.journaled
+        if said == "new":
+            return True
+        if said == "failed" or job.msg.id in self._done:
+            return False
+        pending = await self._retrying("pending", self.ports.pending)
+        return any(m.id == job.msg.id for m in pending)  # else: answered before, once
 
     async def _typing(self, msg: InboundMessage, started: list[bool]) -> None:
         """The typing indicator, once the turn took ``typing_after_s``; a request once begun
@@ -296,146 +327,7 @@ class ChannelService(PairingOps):
                 await self._backoff("answer", e, attempt)
             attempt += 1
 
-    def _outbound(self, msg: InboundMessage, text: str) -> OutboundMessage:
-        return OutboundMessage(
-            channel=msg.channel,
-            account=msg.account,
-            chat_id=msg.chat_id,
-            text=text,
-            in_reply_to=msg.id,
-            thread_id=msg.thread_id,
-            trace=msg.trace,
-        )
-
-    async def _deliver(self, msg: InboundMessage, reply: str) -> None:
-        """Send until the platform takes it (never dropped), then mark the turn done."""
-        out = self._outbound(msg, reply) if reply.strip() else None
-        attempt = 0
-        while True:
-            try:
-                await self._protected(self._send_and_mark(out, msg.id))
-                return
-            except PlatformUnavailable as e:
-                self.counts["send_retries"] += 1
-                await self._backoff("send", e, attempt)
-                attempt += 1
-            except PlatformRejected as e:  # the platform will never take it: do not loop
-                self.counts["send_rejected"] += 1
-                log.warning(
-                    "%s %s: reply to %s refused: %s", self._chan, self._acct, msg.id, e.user_message
-                )
-                await self._mark_done(msg.id)
-                return
-
-    async def _send_and_mark(self, out: OutboundMessage | None, msg_id: str) -> None:
-        if out is not None:
-            with span(
-                "moltbot.outbound", out.trace or None, channel=self._chan, account=self._acct
-            ):
-                await self.adapter.send(out)
-            self.counts["sent"] += 1
-            self.link.sent()
-        if self._marking:  # the marker writes it (with the others waiting): the worker goes on
-            self._done.add(msg_id)
-            await self._marks.put(msg_id)
-        else:
-            await self._mark_done(msg_id)
-
-    async def _marker(self) -> None:
-        """Write the done marks of sent replies, those that gathered meanwhile together (one
-        journal write under load), so a worker never waits for the journal after a send. On
-        stop, what is queued is still written within ``finish_grace_s``."""
-        self._marking = True
-        try:
-            while True:
-                ids = drain(self._marks, await self._marks.get(), MARKS_BATCH)
-                await self._protected(self._mark_all(ids))
-        finally:
-            self._marking = False  # later sends mark their own
-            rest = [self._marks.get_nowait() for _ in range(self._marks.qsize())]
-            if rest:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._mark_all(rest), self.opt.finish_grace_s)
-
-    async def _mark_all(self, ids: list[str]) -> None:
-        async with asyncio.TaskGroup() as tg:
-            for msg_id in ids:
-                tg.create_task(self._mark_done(msg_id))
-
-    async def _mark_done(self, msg_id: str) -> None:
-        attempt = 0
-        while True:
-            try:
-                await self._dones.submit(msg_id)
-                break
-            except TRANSIENT as e:
-                await self._backoff("mark_done", e, attempt)
-                attempt += 1
-        self._done.add(msg_id)
-        self.counts["done"] += 1
-
-    async def notify(self, out: OutboundMessage, attempts: int = 5) -> None:
-        """A system message (an approval request): not journaled, retried a few times."""
-        for attempt in range(attempts):
-            try:
-                await self.adapter.send(out)
-                self.counts["notices"] += 1
-                return
-            except PlatformUnavailable as e:
-                if attempt + 1 >= attempts:
-                    raise
-                await self._backoff("notify", e, attempt)
-
-    async def _send_notice(self, msg: InboundMessage, text: str) -> None:
-        try:
-            await self.adapter.send(self._outbound(msg, text))
-            self.counts["notices"] += 1
-        except MoltbotError as e:  # not journaled: the sender asks again and gets it again
-            log.warning("%s %s: notice not sent: %s", self._chan, self._acct, e.code)
-
-    async def _protected(self, coro: Coroutine[Any, Any, T]) -> T:
-        """Await ``coro``; if cancelled meanwhile, let it finish for ``finish_grace_s`` first.
-
-        A reply that went out just before a stop or crash is then still marked done, instead
-        of being sent a second time by the replay after the restart.
-        """
-        task = asyncio.ensure_future(coro)
-        try:
-            return await asyncio.shield(task)
-        except asyncio.CancelledError:
-            if not task.done():
-                await asyncio.wait({task}, timeout=self.opt.finish_grace_s)
-                task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
-            raise
-
-    async def _backoff(self, what: str, err: BaseException, attempt: int) -> None:
-        if isinstance(err, RateLimited):
-            delay = err.retry_after
-        else:
-            delay = backoff(
-                attempt, base=self.opt.retry_base_s, cap=self.opt.retry_cap_s, rng=self._rng
-            )
-        log.info(
-            "%s %s: %s: %s, retry in %.2fs",
-            self._chan,
-            self._acct,
-            what,
-            getattr(err, "code", type(err).__name__),
-            delay,
-        )
-        await self._sleep(delay)
-
     # --- health ----------------------------------------------------------------------------
-    @property
-    def _chan(self) -> str:
-        return self.adapter.channel
-
-    @property
-    def _acct(self) -> str:
-        return self.adapter.account
-
     def idle_for(self) -> float:
         return max(0.0, self._clock.monotonic() - self.adapter.last_activity)
 

@@ -27,6 +27,8 @@ FIGURE_LABELS = {
     "p99_ms": "p99",
     "tokens_in": "tok in",
     "tokens_out": "tok out",
+    "pipe_in": "pipe in",
+    "pipe_out": "pipe out",
 }
 
 

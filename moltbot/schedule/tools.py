@@ -93,7 +93,8 @@ def schedule_tools(jobs: Jobs, cfg: Config, clock: Clock = SYSTEM_CLOCK) -> Tool
         current = ctx()
         if current.untrusted:
             raise AccessDenied(UNTRUSTED)
-        request = {**msgspec.to_builtins(args), "deliver_to": current.sender}  # owner's DM
+        # the owner's direct chat: the one being answered, else (asked in a group) the sender's
+        request = {**msgspec.to_builtins(args), "deliver_to": current.reply_to or current.sender}
         job = await jobs.add(request)
         return ToolResult(text=f"scheduled {job['id']}: next fire {_iso(job['next_at'])} ({now()})")
 

@@ -126,8 +126,8 @@ class _Builder:
             },
             shutdown=SUPERVISOR_SHUTDOWN_S,
             ready_timeout=self.cfg.supervision.ready_timeout_s * 2,
-            resources=dict(HEAD),  # supervisors are small: keep them where the root is
-            max_memory_mb=self.cfg.supervision.root.max_memory_mb,
+            resources=dict(HEAD),  # it runs inside the root's process, on the head
+            max_memory_mb=0,  # in the root's process: no process of its own to measure
         )
 
 

@@ -8,6 +8,8 @@ from it, and the model's input is validated against it before the handler runs. 
 
 from __future__ import annotations
 
+import copy
+import functools
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -34,7 +36,13 @@ class Tool:
 
 
 def input_schema(input_type: type[msgspec.Struct]) -> dict[str, Any]:
-    """The JSON Schema of a flat input struct, as an inline object schema."""
+    """The JSON Schema of a flat input struct, as an inline object schema (a fresh copy: the
+    schema is made once per type, as tool lists are built for every turn)."""
+    return copy.deepcopy(_schema(input_type))
+
+
+@functools.cache
+def _schema(input_type: type[msgspec.Struct]) -> dict[str, Any]:
     (ref,), components = msgspec.json.schema_components([input_type])
     schema = dict(components[ref["$ref"].rsplit("/", 1)[1]])
     schema.pop("title", None)

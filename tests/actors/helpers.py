@@ -13,8 +13,10 @@ from typing import Any
 
 import ray
 
+from actors.registry import lookup
 from actors.supervisor import Supervisor
 from moltbot.config.schema import Config
+from moltbot.messages import InboundMessage
 from moltbot.supervision.spec import Backoff, ChildSpec, ChildType, SupervisorFlags
 
 FAST = SupervisorFlags(
@@ -36,7 +38,9 @@ def start_root(
     opts: dict[str, Any] = {"name": "moltbot", "namespace": ns, "num_cpus": 0}
     if env:
         opts["runtime_env"] = {"env_vars": env}
-    root = Supervisor.options(**opts).remote(path="", flags=flags, children=children, namespace=ns)
+    root = Supervisor.options(**opts).remote(  # type: ignore[attr-defined]
+        path="", flags=flags, children=children, namespace=ns
+    )
     ray.get(root.start_detached.remote())
     ray.get(root.ready.remote(), timeout=ready_timeout)
     return root, ns
@@ -61,12 +65,13 @@ def supervisor(cid: str, kids: list[ChildSpec], flags: SupervisorFlags = FAST) -
 
 
 def child(ns: str, path: str, wait_s: float = 10.0) -> Any:
-    """The actor at ``path``; while its supervisor is (re)creating it, the name can be missing
-    for a moment (on a busy machine a restart takes a while): look again for ``wait_s``."""
+    """The actor at ``path`` (a supervisor: its handle through the root, ``InRoot``); while
+    its supervisor is (re)creating it, the name can be missing for a moment (on a busy machine
+    a restart takes a while): look again for ``wait_s``."""
     deadline = time.monotonic() + wait_s
     while True:
         try:
-            return ray.get_actor("moltbot." + path.replace("/", "."), namespace=ns)
+            return lookup(path, ns)
         except ValueError:
             if time.monotonic() > deadline:
                 raise
@@ -131,3 +136,16 @@ async def request(ws: Any, rid: str, method: str, params: dict[str, Any]) -> dic
         frame = json.loads(await asyncio.wait_for(ws.recv(), 20))
         if frame["type"] == "res" and frame["id"] == rid:
             return dict(frame)
+
+
+def inbound(text: str, sender: str = "alice", mid: str | None = None, **kw: Any) -> InboundMessage:
+    """A Telegram DM to chat 1 with a fresh id unless `mid` is given."""
+    return InboundMessage(
+        id=mid or f"telegram:main:1:{uuid.uuid4().hex[:8]}",
+        channel=kw.pop("channel", "telegram"),
+        account=kw.pop("account", "main"),
+        chat_id="1",
+        sender_id=sender,
+        text=text,
+        **kw,
+    )

@@ -34,11 +34,12 @@ from moltbot.agent.service import (
 )
 from moltbot.config.schema import Config
 from moltbot.errors import BadRequest, ProviderAuthError
-from moltbot.messages import ChatDelta, ChatEvent, ChatFinal, ChatTool, InboundMessage
+from moltbot.messages import ChatDelta, ChatEvent, ChatFinal, ChatTool
 from tests.actors.helpers import (
     FAST,
     child,
     home_with_workspace,
+    inbound,
     node,
     pid_of,
     supervisor,
@@ -126,18 +127,6 @@ def live(ray_cluster: None, tmp_path_factory: pytest.TempPathFactory) -> Iterato
                 ray.get(root.stop.remote(), timeout=60)
             finally:
                 ray.kill(root)
-
-
-def inbound(text: str, sender: str = "alice", mid: str | None = None, **kw: Any) -> InboundMessage:
-    return InboundMessage(
-        id=mid or f"telegram:main:1:{uuid.uuid4().hex[:8]}",
-        channel=kw.pop("channel", "telegram"),
-        account=kw.pop("account", "main"),
-        chat_id="1",
-        sender_id=sender,
-        text=text,
-        **kw,
-    )
 
 
 async def store(t: Tree, method: str, *args: Any) -> Any:

@@ -33,8 +33,11 @@ class MemoryStore:
         self.done: set[str] = set()
         self.kv: dict[str, bytes] = {}
         self.down = 0  # the next `down` calls of accept raise Unavailable
+        self.hold: asyncio.Event | None = None  # set: accept waits for it (a slow fsync)
 
     async def accept(self, msg: InboundMessage) -> bool:
+        if self.hold is not None:
+            await self.hold.wait()
         if self.down:
             self.down -= 1
             raise Unavailable("store is not available right now")

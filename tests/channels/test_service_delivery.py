@@ -259,3 +259,56 @@ async def test_the_link_says_connected_retrying_with_the_reason_then_connected_a
         await until(lambda: rig.replies()["[offline] you said: back?"] == 1)
         await until(lambda: rig.service.link.last_out is not None)
         assert rig.service.status()["link"]["last_in"] is not None
+
+
+async def test_the_turn_runs_beside_the_journal_write_and_the_reply_waits_for_it(
+    fake: FakeTelegram,
+) -> None:
+    rig = Rig(fake, OPEN)
+    rig.store.hold = asyncio.Event()  # the journal write is slow
+    msg = dm("quick one")
+    async with running(rig):
+        sunk = asyncio.create_task(rig.service.sink(msg))
+        await until(lambda: rig.agent.turns[msg.id] == 1)  # answered before it is on disk
+        await asyncio.sleep(0.1)
+        assert not sunk.done()  # the platform is not acknowledged before the journal has it
+        assert fake.sent == [] and msg.id not in rig.store.journal  # nor is the reply sent
+        rig.store.hold.set()
+        await sunk
+        await fake.wait_sent(1)
+        await until(lambda: msg.id in rig.store.done)
+    assert rig.replies() == {"[offline] you said: quick one": 1}
+    assert rig.service.counts["accepted"] == 1
+
+
+async def test_a_failed_journal_write_sends_no_reply_though_the_turn_ran(
+    fake: FakeTelegram,
+) -> None:
+    rig = Rig(fake, OPEN)
+    rig.store.hold, rig.store.down = asyncio.Event(), 1
+    msg = dm("not on disk")
+    async with running(rig):
+        sunk = asyncio.create_task(rig.service.sink(msg))
+        await until(lambda: rig.agent.turns[msg.id] == 1)
+        rig.store.hold.set()  # ... and then the write fails
+        with pytest.raises(Unavailable):
+            await sunk
+        await asyncio.sleep(0.2)
+        assert fake.sent == [] and rig.service.queue_depth() == 0
+        # the platform delivers it again (its offset was not committed): answered then, once
+        await rig.service.sink(msg)
+        await fake.wait_sent(1)
+    assert rig.replies() == {"[offline] you said: not on disk": 1}
+    assert rig.agent.turns[msg.id] == 1  # the recorded reply: the model is not asked twice
+
+
+async def test_a_duplicate_answered_before_sends_nothing(fake: FakeTelegram) -> None:
+    rig = Rig(fake, OPEN)
+    msg = dm("answered long ago")
+    await rig.store.accept(msg)
+    await rig.store.mark_done(msg.id)  # answered by an earlier incarnation
+    async with running(rig):
+        await rig.service.sink(msg)  # re-delivered after that incarnation crashed
+        await until(lambda: rig.agent.turns[msg.id] == 1 and rig.service.queue_depth() == 0)
+        await asyncio.sleep(0.2)
+    assert fake.sent == [] and rig.service.counts["duplicates"] == 1

@@ -12,7 +12,7 @@ from typing import Any
 import msgspec
 
 from moltbot.agent.agent_service import AgentPorts, AgentService
-from moltbot.agent.providers.base import Done, ModelRequest, ProviderEvent, TextDelta
+from moltbot.agent.providers.base import Done, ModelRequest, ProviderEvent, TextDelta, ToolUse
 from moltbot.agent.transcript_cache import CachedTranscripts
 from moltbot.clock import FakeClock
 from moltbot.messages import InboundMessage, ToolContext
@@ -137,3 +137,51 @@ async def test_a_heartbeat_with_nothing_to_say_sends_nothing(tmp_path: Path) -> 
         text="hi",
     )
     assert await agent(HEARTBEAT_OK).answer(plain) == HEARTBEAT_OK  # only a heartbeat's
+
+
+class AddsAReminder:
+    """A model that asks for ``schedule_add`` once, then says it is done."""
+
+    name = "adds"
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    async def stream(self, request: ModelRequest) -> AsyncGenerator[ProviderEvent, None]:
+        self.calls += 1
+        if self.calls % 2 == 0:  # the tool's result came back
+            yield TextDelta(text="Done.")
+            yield Done(stop_reason="end_turn")
+            return
+        yield ToolUse(id="t1", name="schedule_add", input={**json.loads(LATER), "id": "later"})
+        yield Done(stop_reason="tool_use")
+
+
+async def test_a_reminder_asked_for_in_a_direct_chat_is_answered_in_that_chat(
+    tmp_path: Path,
+) -> None:
+    """On Discord or iMessage a direct chat's id is not the sender's id: the reminder goes to
+    the chat the owner asked in. Asked in a group, it goes to the owner's own DM, not the group."""
+    svc, tools = await rig(tmp_path)
+    store = CachedTranscripts(AsyncTranscripts(TranscriptStore(tmp_path / "sessions")))
+
+    async def with_tools() -> WithScheduleTools:
+        return tools
+
+    agent = AgentService(config(), AddsAReminder(), AgentPorts(transcripts=store, tools=with_tools))
+    dm = InboundMessage(
+        id="telegram:main:dm-chat-7:1",
+        channel="telegram",
+        account="main",
+        chat_id="dm-chat-7",  # a direct chat whose id is not the sender's
+        sender_id=OWNER,
+        text="remind me to stand up",
+    )
+    assert await agent.answer(dm) == "Done."
+    assert svc.schedule.jobs["later"].deliver_to == "telegram:main:dm-chat-7"
+    await svc.remove("later")
+    group = msgspec.structs.replace(
+        dm, id="telegram:main:-100:2", chat_id="-100", is_group=True, mentioned=True
+    )
+    assert await agent.answer(group) == "Done."
+    assert svc.schedule.jobs["later"].deliver_to == OWNER_SENDER  # the owner's DM, not the group

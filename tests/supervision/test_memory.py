@@ -52,3 +52,26 @@ def test_a_process_that_is_gone_measures_nothing() -> None:
     gone = subprocess.Popen([sys.executable, "-c", "pass"])
     gone.wait()
     assert measure_mb(gone.pid, 1) == 0.0
+
+
+def test_the_process_tree_is_read_from_proc_children_the_same_as_psutil_finds_it() -> None:
+    """Grandchildren too, read from /proc/<pid>/task/*/children (not every process's stat)."""
+    import psutil
+
+    from moltbot.supervision.memory import _descendant_pids, _tree
+
+    shell = subprocess.Popen(["bash", "-c", "sleep 30 & (sleep 30 & wait) & wait"])
+    try:
+        deadline = time.monotonic() + 5
+        want: list[int] = []
+        while time.monotonic() < deadline and len(want) < 3:  # sleep, subshell, its sleep
+            want = sorted(c.pid for c in psutil.Process(shell.pid).children(recursive=True))
+            time.sleep(0.05)
+        assert len(want) == 3
+        assert sorted(_descendant_pids(shell.pid) or []) == want
+        assert sorted(p.pid for p in _tree(shell.pid)) == sorted([shell.pid, *want])
+    finally:
+        for p in psutil.Process(shell.pid).children(recursive=True):
+            p.kill()
+        shell.kill()
+        shell.wait()
