@@ -1,13 +1,14 @@
 """Warm standbys: a spare process per child, created with the child's class and arguments,
 that has done its heavy imports (at the lowest priority) and waits.
 
-A restart costs a new Ray worker process (~2.5 s here) plus the child's imports (aiogram: ~8 s
-of CPU). With ``supervision.<pool>.standby`` the supervisor keeps one spare per worker child and
-a restart promotes it: it runs ``run(incarnation=...)`` right away. Ray cannot rename an actor,
-so the promoted child keeps the spare's name (``<name>@<n>``) and the supervisor records it
-under the child's path (``actors.registry.lookup`` follows it). A new spare is made once the
-promoted child is up. A spare holds the same resources as its child (a channel account's unit:
-the head offers two then), so it runs where its child would.
+A restart costs a new Ray worker process (~2.5 s here) plus the child's imports (a model SDK,
+aiogram: a second or more of CPU). With ``supervision.<pool>.standby`` the supervisor keeps one
+spare per worker child and a restart promotes it: it runs ``run(incarnation=...)`` right
+away. Ray cannot rename an actor, so the promoted child keeps the spare's name
+(``<name>@<n>``) and the supervisor records it under the child's path
+(``actors.registry.lookup`` follows it). A new spare is made once the promoted child is up. A
+spare holds the same resources as its child (a channel account's unit: the head offers two
+then), so it runs where its child would.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Heavy imports of a starting actor, on a low-priority thread of their own.
 
-A restarted child pays for its imports again (aiogram builds ~300 pydantic models: seconds of
+A restarted child pays for its imports again (a model SDK, aiogram's models: seconds of
 CPU). On a small machine that CPU is taken from the siblings that are answering messages, which
 is exactly what isolation must not allow. Like systemd's ``StartupCPUWeight``, a restarting
 child does its heavy imports at a lower priority: in a short-lived thread whose Linux nice value

@@ -41,12 +41,7 @@ def is_browser_or_pipeline(p: psutil.Process) -> bool:
 def kind_of(p: psutil.Process) -> str:
     """``actor ChannelActor``, ``idle worker``, ``raylet``, ``gcs_server`` ..."""
     try:
-        name = p.name()
-        if name.startswith("ray::"):
-            return "actor " + name.removeprefix("ray::").split(".")[0]
-        if "default_worker" in " ".join(p.cmdline()):
-            return "idle worker"
-        return name
+        return _kind(p)
     except psutil.Error:
         return "?"
 
@@ -71,6 +66,8 @@ def _kind(p: psutil.Process) -> str:
     cmd = " ".join(p.cmdline())
     if "benchmarks.pipeline" in cmd:
         return "baseline pipeline"
+    if name == "raylet" or name.startswith("gcs_server"):  # their command lines name the
+        return name  # worker script (default_worker.py) too: not an idle worker
     if "default_worker" in cmd:
         return "idle worker"
     return name

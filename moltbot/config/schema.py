@@ -411,7 +411,7 @@ class SupervisionConfig(_Section, frozen=True, kw_only=True, forbid_unknown_fiel
     ping_interval_s: PosFloat = 2.0
     ping_timeout_s: PosFloat = 5.0
     shutdown_s: PosFloat = 5.0
-    ready_timeout_s: PosFloat = 120.0  # a cold start imports big SDKs (aiogram: ~8 s CPU)
+    ready_timeout_s: PosFloat = 120.0  # a cold start imports big SDKs on a busy machine
 
 
 # --- cluster -------------------------------------------------------------------------------
