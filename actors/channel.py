@@ -94,7 +94,10 @@ class ChannelActor(ChildBase):
 
     # --- life ------------------------------------------------------------------------------
     def preload_modules(self) -> tuple[str, ...]:
-        return (f"moltbot.channels.{self.channel}",) if self.channel in CHANNEL_TYPES else ()
+        if self.channel not in CHANNEL_TYPES:
+            return ()
+        warm = ("moltbot.channels.telegram_warm",) if self.channel == "telegram" else ()
+        return (f"moltbot.channels.{self.channel}", *warm)  # its models too, at low priority
 
     async def setup(self) -> None:
         if self.channel not in CHANNEL_TYPES:

@@ -13,6 +13,8 @@ from benchmarks import harness as h
 from benchmarks.throughput import UssSampler
 
 NAME = "memory"
+TREE_OVER_RAY_MB = 300.0  # issue 21: the idle tree within Ray's idle USS + 300 MB
+PER_CHANNEL_MB = 40.0  # ... and each extra channel account under 40 MB
 
 
 def ray(ctx: h.Ctx) -> None:
@@ -78,16 +80,29 @@ def report(ctx: h.Ctx) -> dict[str, Any]:
             ["kind", "USS MB"],
             sorted(([k, v] for k, v in kinds.items()), key=lambda r: -r[1]),
         )
+    over = figures["tree_only_idle_mb"]
+    targets = [
+        h.target(
+            f"tree idle over Ray idle ({idle_ray} MB), 3 channels (MB)",
+            over,
+            "<=",
+            TREE_OVER_RAY_MB,
+            " MB",
+        ),
+        h.target("each extra channel account (MB)", per_mean, "<", PER_CHANNEL_MB, " MB"),
+    ]
+    h.print_targets(targets)
     path = h.write_result(
         NAME,
         quick=ctx.quick,
         figures=figures,
         baseline=baseline,
         ratios=ratios,
-        targets=[],
+        targets=targets,
         out_dir=ctx.out_dir,
         notes=[
-            "no numeric target in the issue",
+            "targets (issue 21): the idle tree with three channels within Ray's idle USS "
+            "+ 300 MB; each extra channel account under 40 MB",
             "USS = memory_full_info().uss summed over every descendant of "
             "the benchmark driver that belongs to Ray (browser and baseline "
             "process excluded); the driver itself is not counted",
@@ -95,4 +110,4 @@ def report(ctx: h.Ctx) -> dict[str, Any]:
             "supervisor's bookkeeping is negligible)",
         ],
     )
-    return {"path": str(path), "targets": []}
+    return {"path": str(path), "targets": targets}

@@ -68,3 +68,34 @@ def test_models_build_on_first_use_as_aiogram_builds_them() -> None:
     assert deferred["reply_type"] == "Message"  # a forward reference, resolved
     for key in ("update", "update_built", "poll", "schemas"):
         assert deferred[key] == eager[key], key
+
+
+WARM = """
+import json
+import moltbot.channels.telegram_warm as w
+import aiogram.methods as m
+import aiogram.types as t
+print(json.dumps({
+    "built": w.BUILT_AT_IMPORT,
+    "update": t.Update.__pydantic_complete__,
+    "send": m.SendMessage.__pydantic_complete__,
+    "poll": t.Poll.__pydantic_complete__,
+    "chat_full": t.ChatFullInfo.__pydantic_complete__,
+}))
+"""
+
+
+def test_a_restart_preload_builds_the_models_of_every_message_and_only_those() -> None:
+    """``telegram_warm`` (imported by a restarting channel actor's low-priority preload) builds
+    what every message meets, and leaves the rest of aiogram's ~300 models unbuilt."""
+    out = subprocess.run(
+        [sys.executable, "-c", WARM],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    got = json.loads(out.stdout)
+    assert got["built"] >= 1 and got["update"] and got["send"]
+    assert not got["poll"] and not got["chat_full"]  # not met by a plain message: still deferred
