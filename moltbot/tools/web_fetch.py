@@ -22,7 +22,8 @@ from typing import Annotated
 import httpx
 import msgspec
 
-from moltbot.errors import ApprovalRequired, FetchRefused, MediaRefused, ToolError
+from moltbot.errors import ApprovalRequired, FetchRefused, ToolError
+from moltbot.media.fetch import read_capped
 from moltbot.messages import ToolResult
 from moltbot.security.ssrf import (  # noqa: F401 - address_allowed re-exported
     Resolver,
@@ -154,12 +155,7 @@ class WebFetcher:
             async with asyncio.timeout(self.timeout_s), self._final(target) as (_, response):
                 if response.status_code != 200:
                     raise ToolError(f"the download answered {response.status_code}")
-                body = bytearray()
-                async for chunk in response.aiter_bytes():
-                    body += chunk
-                    if len(body) > max_bytes:
-                        raise MediaRefused(f"larger than {max_bytes} bytes")
-                return bytes(body)
+                return await read_capped(response, max_bytes)
         except TimeoutError as exc:
             raise FetchRefused(f"the download took longer than {self.timeout_s:g} s") from exc
         except httpx.HTTPError as exc:
