@@ -21,6 +21,8 @@ import logging
 from collections.abc import AsyncGenerator
 from typing import Any
 
+from moltbot.grace import within_grace
+
 log = logging.getLogger(__name__)
 
 Turn = AsyncGenerator[Any, None]
@@ -85,15 +87,7 @@ class Finisher:
     async def _finish(self, turn: Turn) -> None:
         """Finish ``turn``; cancelled (a stop), it still gets ``grace_s`` to write."""
         self.busy += 1
-        task = asyncio.ensure_future(finish(turn, self._name))
         try:
-            await asyncio.shield(task)
-        except asyncio.CancelledError:
-            if not task.done():
-                await asyncio.wait({task}, timeout=self._grace_s)
-                task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-            raise
+            await within_grace(finish(turn, self._name), self._grace_s)
         finally:
             self.busy -= 1

@@ -27,6 +27,7 @@ from moltbot.errors import (
     RateLimited,
     Unavailable,
 )
+from moltbot.grace import within_grace
 from moltbot.messages import InboundMessage, OutboundMessage
 from moltbot.observability import span
 
@@ -169,16 +170,7 @@ class Delivery:
         A reply that went out just before a stop or crash is then still marked done, instead
         of being sent a second time by the replay after the restart.
         """
-        task = asyncio.ensure_future(coro)
-        try:
-            return await asyncio.shield(task)
-        except asyncio.CancelledError:
-            if not task.done():
-                await asyncio.wait({task}, timeout=self.opt.finish_grace_s)
-                task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
-            raise
+        return await within_grace(coro, self.opt.finish_grace_s)
 
     async def _backoff(self, what: str, err: BaseException, attempt: int) -> None:
         if isinstance(err, RateLimited):

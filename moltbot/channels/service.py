@@ -226,7 +226,11 @@ class ChannelService(Delivery, PairingOps):
         and its reply was lost (the store restarted under the call, which was retried)."""
         if msg.id in self._inflight or msg.id in self._done:
             return False
-        return any(m.id == msg.id for m in await self.ports.pending())
+        return await self._pending(msg.id)
+
+    async def _pending(self, msg_id: str) -> bool:
+        """Whether the journal holds ``msg_id`` unfinished."""
+        return any(m.id == msg_id for m in await self.ports.pending())
 
     async def _enqueue_answer(self, msg: InboundMessage) -> bool:
         if msg.id in self._inflight or msg.id in self._done:
@@ -285,8 +289,8 @@ class ChannelService(Delivery, PairingOps):
             return True
         if said == "failed" or job.msg.id in self._done:
             return False
-        pending = await self._retrying("pending", self.ports.pending)
-        return any(m.id == job.msg.id for m in pending)  # else: answered before, once
+        # else: answered before, once
+        return await self._retrying("pending", lambda: self._pending(job.msg.id))
 
     async def _typing(self, msg: InboundMessage, started: list[bool]) -> None:
         """The typing indicator, once the turn took ``typing_after_s``; a request once begun
