@@ -57,6 +57,21 @@ def moltbot_bin() -> str:
     return str(Path(sys.executable).with_name("moltbot"))
 
 
+def run_moltbot(args: list[str], env: dict[str, str], timeout: float) -> Any:
+    """``moltbot ARGS`` to its end (exit -1, "timed out" on stderr, after ``timeout`` s)."""
+    try:
+        return subprocess.run(
+            [moltbot_bin(), *args],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+    except subprocess.TimeoutExpired as exc:
+        return subprocess.CompletedProcess(exc.cmd, -1, str(exc.stdout or ""), "timed out")
+
+
 # --- processes of one head ---------------------------------------------------------------------
 def alive_of(home: Path, pgid: int, temp_dir: str) -> list[str]:
     """Processes (not zombies) of the head started for ``home``: in its session, naming its
@@ -165,17 +180,7 @@ def up_down(home: Path, cfg_text: str, port: int, extra_env: dict[str, str]) -> 
     (home / "config.json").write_text(cfg_text)
     env = {**os.environ, **h.RAY_ENV, **extra_env, "MOLTBOT_HOME": str(home)}
     t0 = time.perf_counter()
-    try:
-        proc = subprocess.run(
-            [moltbot_bin(), "up", "--detach"],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=240,
-            check=False,
-        )
-    except subprocess.TimeoutExpired as exc:
-        proc = subprocess.CompletedProcess(exc.cmd, -1, str(exc.stdout or ""), "timed out")
+    proc = run_moltbot(["up", "--detach"], env, 240)
     wall = time.perf_counter() - t0
     out: dict[str, Any] = {"exit": proc.returncode, "wall_s": round(wall, 2)}
     m = re.search(r"moltbot is up in ([0-9.]+)s", proc.stdout)
@@ -193,17 +198,7 @@ def up_down(home: Path, cfg_text: str, port: int, extra_env: dict[str, str]) -> 
     pgid, temp_dir = (head.pgid, head.temp_dir) if head else (0, "")
     out["alive_before_down"] = len(alive_of(home, pgid, temp_dir))  # > 0: the count sees them
     t1 = time.perf_counter()
-    try:
-        down = subprocess.run(
-            [moltbot_bin(), "down"],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-        )
-    except subprocess.TimeoutExpired as exc:
-        down = subprocess.CompletedProcess(exc.cmd, -1, "", "timed out")
+    down = run_moltbot(["down"], env, 120)
     out["down_s"] = round(time.perf_counter() - t1, 2)
     out["down_exit"] = down.returncode
     left = alive_of(home, pgid, temp_dir)
