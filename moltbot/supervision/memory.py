@@ -24,9 +24,10 @@ def memory_exit(max_memory_mb: int, used_mb: float) -> Exit | None:
     """The exit of a child using ``used_mb`` under a ceiling of ``max_memory_mb`` (0: none)."""
     if max_memory_mb <= 0 or used_mb <= max_memory_mb:
         return None
+    shown = max(round(used_mb), max_memory_mb + 1)  # 320.4 over 320 never reads "320 over 320"
     return Exit(
         kind=ExitKind.ABNORMAL,
-        reason=f"memory {used_mb:.0f} MB over its ceiling of {max_memory_mb} MB (max_memory_mb)",
+        reason=f"memory {shown} MB over its ceiling of {max_memory_mb} MB (max_memory_mb)",
     )
 
 

@@ -27,6 +27,21 @@ ALICE = "400000000000000001"
 pytestmark = [pytest.mark.usefixtures("ray_cluster"), pytest.mark.timeout(300)]
 
 
+def killed(handle: Any) -> None:
+    """``ray.kill`` and wait until the actor is gone: what is sent next finds no one (a message
+    the dying actor still took and answered is the kill-between-send-and-mark window)."""
+    ray.kill(handle, no_restart=True)
+
+    def gone() -> bool:
+        try:
+            ray.get(handle.ping.remote(), timeout=2)
+        except ray.exceptions.RayActorError:
+            return True
+        return False
+
+    wait_for(gone, 30, "the old actor gone")
+
+
 def settled(ns: str, channel: str, account: str) -> None:
     """Wait until every reply seen is marked done (written just behind the send): a kill in
     between answers again after the restart, the one window channels keep (README)."""
@@ -102,7 +117,7 @@ def test_imessages_sent_while_the_channel_is_down_are_answered_once(rig: Rig) ->
     pid = pid_of(rig.ns, path)
     restarts = channel_node(rig.root, "imessage:home")["restarts"]
 
-    ray.kill(child(rig.ns, path), no_restart=True)
+    killed(child(rig.ns, path))
     later = [f"while down {i}" for i in range(3)]
     for text in later:  # BlueBubbles keeps them; nobody is polling
         rig.dm(text)
@@ -134,7 +149,7 @@ def test_discord_messages_sent_while_the_channel_is_down_are_answered_once(rig: 
     settled(rig.ns, "discord", "main")
     restarts = channel_node(rig.root, "discord:main")["restarts"]
 
-    ray.kill(child(rig.ns, path), no_restart=True)
+    killed(child(rig.ns, path))
     later = ["dm while down 0", "dm while down 1"]
     for text in later:  # Discord keeps them in the channels' history; nothing redelivers them
         rig.discord(text)

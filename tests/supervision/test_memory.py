@@ -21,6 +21,8 @@ def test_over_the_ceiling_is_an_abnormal_exit_naming_the_figures_and_the_key() -
     exit = memory_exit(512, 600.4)
     assert exit is not None and exit.kind == ExitKind.ABNORMAL
     assert exit.reason == "memory 600 MB over its ceiling of 512 MB (max_memory_mb)"
+    just_over = memory_exit(320, 320.4)  # rounded, it would read as the ceiling itself
+    assert just_over is not None and just_over.reason.startswith("memory 321 MB over its ceiling")
 
 
 def test_a_childs_memory_counts_in_its_parents_tree() -> None:
