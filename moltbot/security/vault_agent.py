@@ -120,10 +120,12 @@ class _Handler(socketserver.StreamRequestHandler):
 
     def handle(self) -> None:
         server: AgentServer = self.server  # type: ignore[assignment]
+        # The request is read before any answer, a refusal too: answering first raced the
+        # client's send (a broken pipe there) and closing on unread data resets the peer.
+        line = self.rfile.readline(MAX_REQUEST)
         if peer_uid(self.connection) != os.geteuid():
             self.wfile.write(b'{"error": "refused", "message": "not the owner of this vault"}\n')
             return
-        line = self.rfile.readline(MAX_REQUEST)
         self.wfile.write(json.dumps(answer(server.vault, line)).encode() + b"\n")
 
 
