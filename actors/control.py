@@ -12,7 +12,6 @@ import contextlib
 import hashlib
 import json
 import os
-import secrets
 import signal
 import socket
 import subprocess
@@ -28,8 +27,9 @@ import ray
 
 from actors import routing
 from actors.pipes import passed_env
-from actors.ray_lean import head_flags
+from actors.ray_lean import boot_env, head_flags
 from actors.ray_temp import ray_temp_dir
+from actors.ray_token import ensure_token
 from actors.registry import InRoot, actor_name, lookup
 from actors.supervisor import Supervisor
 from moltbot import paths
@@ -77,43 +77,6 @@ def _free_port(preferred: int, host: str = "127.0.0.1") -> int:
 def _ray_bin() -> str:
     local = Path(sys.executable).with_name("ray")
     return str(local) if local.exists() else "ray"
-
-
-def token_path() -> Path:
-    """Where Ray (and so ``moltbot up``) keeps the cluster token: ``RAY_AUTH_TOKEN_PATH`` or
-    ``~/.ray/auth_token``. Other machines join with a copy of it."""
-    env = os.environ.get("RAY_AUTH_TOKEN_PATH")
-    return Path(env).expanduser() if env else Path.home() / ".ray" / "auth_token"
-
-
-def has_token() -> bool:
-    """True when a Ray started from here would find a token (environment or token file)."""
-    if os.environ.get("RAY_AUTH_TOKEN", "").strip():
-        return True
-    try:
-        return bool(token_path().read_text().strip())
-    except OSError:
-        return False
-
-
-def token_source() -> str:
-    """What another machine needs a copy of to join: the token file (or the variable)."""
-    return "$RAY_AUTH_TOKEN" if os.environ.get("RAY_AUTH_TOKEN") else str(token_path())
-
-
-def ensure_token() -> Path | None:
-    """Create the head's token (0600) unless one exists: ``ray start --head`` does not (only
-    ``ray.init`` does), so on a fresh machine it would refuse to start. Returns the token file
-    (None: the token comes from ``RAY_AUTH_TOKEN``, or token auth is off)."""
-    if RAY_ENV["RAY_AUTH_MODE"].lower() != "token" or os.environ.get("RAY_AUTH_TOKEN"):
-        return None
-    path = token_path()
-    if not has_token():
-        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as f:
-            f.write(secrets.token_hex(32))  # as Ray's own generator: 256 bits
-    return path
 
 
 def worker_env(**extra: str) -> dict[str, str]:
@@ -285,7 +248,9 @@ def boot(
         num_cpus=0,
         resources=dict(HEAD),
         max_restarts=0,
-        runtime_env={"env_vars": {**RAY_ENV, **passed_env(), "MOLTBOT_HOME": str(home)}},
+        runtime_env={
+            "env_vars": {**RAY_ENV, **passed_env(), **boot_env(), "MOLTBOT_HOME": str(home)}
+        },
     ).remote(
         path="",
         flags=root_flags(cfg),

@@ -17,13 +17,12 @@ from actors.control import (
     RAY_ENV,
     Head,
     _ray_bin,
-    has_token,
     stop_head,
-    token_path,
     worker_env,
 )
 from actors.ray_lean import node_flags
 from actors.ray_temp import node_temp_dir
+from actors.ray_token import has_token, token_path
 from moltbot import paths
 from moltbot.errors import SupervisionError
 from moltbot.netaddr import is_loopback

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from actors import control, nodes
+from actors import control, nodes, ray_token
 from moltbot.cluster.head import Head
 from moltbot.config.schema import Config
 from moltbot.security.cluster_tls import TlsFiles
@@ -27,7 +27,7 @@ class RayTreeControl:
         return control.stop_head(head, home)
 
     def token_path(self) -> Path:
-        return control.token_path()
+        return ray_token.token_path()
 
     def connect(self, head: Head) -> None:
         control.connect(head)

@@ -107,7 +107,7 @@ def _until_none(home: Path, pgid: int, temp_dir: str, timeout: float) -> list[st
 def ray_head(cfg_text: str, home: Path) -> dict[str, Any]:
     """``ray start --head`` as ``moltbot up`` runs it → a fresh client's first actor answers;
     then its stop (SIGTERM to its session until nothing of it is left)."""
-    from actors import control
+    from actors import control, ray_token
     from actors.ray_temp import ray_temp_dir
     from moltbot.config.loader import load_config
 
@@ -116,7 +116,7 @@ def ray_head(cfg_text: str, home: Path) -> dict[str, Any]:
     cfg = load_config(cfg_path)
     temp_dir = ray_temp_dir(home, hashlib.sha256(str(home.resolve()).encode()).hexdigest()[:10])
     port = control._free_port(cfg.cluster.head_port, cfg.cluster.head_ip)
-    control.ensure_token()
+    ray_token.ensure_token()
     argv = [  # the flags of actors.control.start_head, from the same config
         control._ray_bin(),
         "start",

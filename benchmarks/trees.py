@@ -68,6 +68,7 @@ class RayTree:
     def start(self, timeout: float = 180.0) -> RayTree:
         import ray
 
+        from actors.ray_lean import boot_env
         from actors.supervisor import Supervisor
         from moltbot.supervision.tree import build_tree, root_flags
 
@@ -75,7 +76,7 @@ class RayTree:
         kids = build_tree(self.cfg)
         if self.only:
             kids = [k for k in kids if k.id in self.only]
-        env = {**RAY_ENV, **SECRET_ENV, "MOLTBOT_HOME": str(self.home), **self.env}
+        env = {**RAY_ENV, **boot_env(), **SECRET_ENV, "MOLTBOT_HOME": str(self.home), **self.env}
         t0 = time.perf_counter()
         self.root = Supervisor.options(  # type: ignore[attr-defined]
             name="moltbot",

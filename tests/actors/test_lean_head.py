@@ -12,7 +12,7 @@ import psutil
 import pytest
 import ray
 
-from actors import control
+from actors import control, ray_token
 from moltbot.cluster.head import Head
 from moltbot.config.schema import Config
 
@@ -59,7 +59,7 @@ def test_head_starts_only_what_the_tree_uses(head: Head) -> None:
     idle = [p.pid for p in workers if p.name() == "ray::IDLE" and p.pid != actor_pid]
     assert idle == [], "idle workers were started ahead of need"
     assert any(p.name() == "ray::DashboardAgent" for p in workers)
-    token = control.token_path().read_text().strip()  # the head's token opens the dashboard
+    token = ray_token.token_path().read_text().strip()  # the head's token opens the dashboard
     req = urllib.request.Request(
         head.dashboard + "/api/version", headers={"Authorization": f"Bearer {token}"}
     )

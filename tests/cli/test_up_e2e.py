@@ -168,6 +168,9 @@ def test_init_up_status_kill_status_down(home: dict[str, str]) -> None:
     before = status(home)
     channel = "moltbot.channels.telegram:main"
     assert before[channel]["state"] == "running" and before[channel]["restarts"] == 0
+    # every actor process starts with actors/boot first on its path (deferred imports)
+    environ = psutil.Process(before[channel]["pid"]).environ()
+    assert environ["PYTHONPATH"].split(os.pathsep)[:2] == [str(ROOT / "actors" / "boot"), str(ROOT)]
     # the account is a cluster-wide singleton: the head offers 1 unit and its actor holds it
     account = account_resource("telegram", "main")
     assert accounts(home) == {account: {"total": 1.0, "available": 0.0}}
