@@ -37,6 +37,8 @@ def killed(handle: Any) -> None:
             ray.get(handle.ping.remote(), timeout=2)
         except ray.exceptions.RayActorError:
             return True
+        except ray.exceptions.GetTimeoutError:
+            return False  # dying, not yet dead: ask again
         return False
 
     wait_for(gone, 30, "the old actor gone")
@@ -142,6 +144,9 @@ def test_imessages_sent_while_the_channel_is_down_are_answered_once(rig: Rig) ->
 
 def test_discord_messages_sent_while_the_channel_is_down_are_answered_once(rig: Rig) -> None:
     path = "channels/discord:main"
+    connected = lambda: ray.get(child(rig.ns, path).figures.remote(), timeout=10)["link"]["state"]  # noqa: E731
+    # a new account reads nothing sent before its first connection (it has no cursor yet)
+    wait_for(lambda: connected() == "connected", 60, "the gateway connection")
     rig.discord("dm before")
     rig.discord("guild before", guild=True)
     for text in ("dm before", "guild before"):
