@@ -303,7 +303,7 @@ def bench_config(
     channels: Sequence[str] = CHANNELS,
     gateway_port: int | None = None,
     anthropic_url: str | None = None,
-    agents: int = 1,
+    agents: int = 2,
     channel_intensity: int | None = None,
     standby: bool = False,
 ) -> dict[str, Any]:

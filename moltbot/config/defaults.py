@@ -49,10 +49,7 @@ COMMENTS: dict[str, tuple[str, ...]] = {
         "Which profile answers: the first rule whose keys all match, else the default. E.g.",
         '[{"channel": "slack", "account": "work", "profile": "work"}]',
     ),
-    "$.agent.workers": (
-        "Agent actors; sessions are spread over them. One holds every session (turns await"
-        " the model, so one process serves many); each more is ~55 MB and uses another core.",
-    ),
+    "$.agent.workers": ("Agent actors; sessions are spread over them.",),
     "$.channels": (
         "Chat accounts, none by default. Example:",
         '"telegram": [{"account": "main", "token": "secret:telegram_token",',

@@ -185,7 +185,7 @@ class AgentConfig(_Section, frozen=True, kw_only=True, forbid_unknown_fields=Tru
     max_tokens: PosInt = 1024
     system_prompt: str = DEFAULT_SYSTEM_PROMPT
     history_tokens: PosInt = 8000
-    workers: PosInt = 1  # one process holds every session; more use more cores
+    workers: PosInt = 2
     queue_size: PosInt = 16
     retries: RetryConfig = msgspec.field(default_factory=RetryConfig)
     memory: MemoryConfig = msgspec.field(default_factory=MemoryConfig)
