@@ -137,7 +137,7 @@ class ChildBase:
     async def pipe_address(self) -> dict[str, Any] | None:
         """Where this actor serves ``PIPE_METHODS`` (None: call it through Ray)."""
         await self._ready.wait()
-        return pipes.address()
+        return pipes.address(self.path)
 
     def info(self) -> dict[str, Any]:
         ctx = ray.get_runtime_context()

@@ -37,7 +37,8 @@ class Route(NamedTuple):
 
 
 _NONE = Route(None, frozenset())
-_state: dict[str, Any] = {"hub": None, "server": None, "node": None}
+_state: dict[str, Any] = {"hub": None, "node": None}
+_servers: dict[str, PipeServer] = {}  # by the serving actor's path
 _routes: dict[tuple[str, str], Route] = {}
 
 
@@ -61,43 +62,60 @@ def folder() -> Path | None:
 
 async def serve(target: object, methods: Iterable[str], name: str) -> None:
     """This process's pipes until cancelled (run in the actor's TaskGroup). Never raises:
-    without pipes every call still goes through Ray."""
-    if not enabled() or _state["hub"] is not None:
-        # off, or served already by this process's actor (the pool supervisors run inside
-        # the root's process): its hub and server stay the process's own
+    without pipes every call still goes through Ray. The first actor of a process owns its
+    hub (the calls it sends); every actor that names ``PIPE_METHODS`` gets a server of its
+    own, so the store inside the root's process serves its pipe as it would in its own."""
+    if not enabled():
         await asyncio.Event().wait()
-    hub = PipeHub()
+    owner = _state["hub"] is None
+    hub = PipeHub() if owner else None
     server: PipeServer | None = None
     methods = frozenset(methods)
     where = folder() if methods else None
     if where is not None:
-        sweep(where)
-        path = socket_path(where, str(os.getpid()))
-        assert path is not None
-        server = PipeServer(target, methods, path, name=name or "root")
-    _state.update(hub=hub, server=server, node=ray.get_runtime_context().get_node_id())
+        if owner:
+            sweep(where)
+        stem = str(os.getpid()) if owner else f"{os.getpid()}-{_slug(name)}"
+        path = socket_path(where, stem)
+        if path is not None:
+            server = PipeServer(target, methods, path, name=name or "root")
+    if owner:
+        _state.update(hub=hub, node=ray.get_runtime_context().get_node_id())
+    if server is not None:
+        _servers[name] = server
     try:
         async with asyncio.TaskGroup() as tg:
-            tg.create_task(hub.run())
+            if hub is not None:
+                tg.create_task(hub.run())
             if server is not None:
-                tg.create_task(_serve(server))
+                tg.create_task(_serve(server, name))
+            await asyncio.Event().wait()
     finally:
-        _state.update(hub=None, server=None)
-        _routes.clear()
+        if _servers.get(name) is server:
+            _servers.pop(name, None)
+        if owner:
+            _state.update(hub=None, node=None)
+            _routes.clear()
 
 
-async def _serve(server: PipeServer) -> None:
+def _slug(name: str) -> str:
+    return "".join(c if c.isalnum() else "_" for c in name)[:40] or "actor"
+
+
+async def _serve(server: PipeServer, name: str) -> None:
     try:
         await server.run()
     except OSError as exc:  # cannot bind: this actor is reached through Ray only
         log.warning("%s: no pipe (%s)", server.name, type(exc).__name__)
-        _state["server"] = None
+        if _servers.get(name) is server:
+            _servers.pop(name, None)
         await asyncio.Event().wait()
 
 
-def address() -> dict[str, Any] | None:
-    """What ``route`` needs to reach this process's server, or None (not serving)."""
-    server: PipeServer | None = _state["server"]
+def address(name: str = "") -> dict[str, Any] | None:
+    """What ``route`` needs to reach the server of the actor ``name`` of this process, or
+    None (not serving)."""
+    server = _servers.get(name)
     if server is None or not server.started.is_set():
         return None
     return {"path": str(server.path), "node": _state["node"], "methods": sorted(server.methods)}
@@ -132,12 +150,11 @@ async def _lookup(hub: PipeHub, target: Any) -> Route:
 
 
 def figures() -> dict[str, Any]:
-    """Requests served over this process's pipe and calls it sent over pipes (``info``)."""
-    server: PipeServer | None = _state["server"]
+    """Requests served over this process's pipes and calls it sent over pipes (``info``)."""
     hub: PipeHub | None = _state["hub"]
     return {
-        "serving": server is not None and server.started.is_set(),
-        "served": server.requests if server is not None else 0,
+        "serving": any(s.started.is_set() for s in _servers.values()),
+        "served": sum(s.requests for s in _servers.values()),
         "calls": hub.calls if hub is not None else 0,
     }
 

@@ -1,7 +1,7 @@
 """Which Ray actor class runs a ``ChildSpec.kind``. Imported lazily so each kind's deps load
-only in the processes that need them. A supervisor below the root is no actor of its own: it
-runs inside the root's process (``actors.supervisor_local``), and ``lookup`` reaches it
-through the root."""
+only in the processes that need them. A supervisor below the root, the store and the
+scheduler are no actors of their own: they run inside the root's process
+(``actors.supervisor_local``), and ``lookup`` reaches them through the root."""
 
 from __future__ import annotations
 
@@ -24,12 +24,26 @@ KINDS: dict[str, tuple[str, str]] = {
 }
 
 
-IN_PROCESS = frozenset({"supervisor"})  # kinds a parent runs in its own process
+# Kinds a parent runs in its own process (the root's), as plain objects of these classes: the
+# supervisors (pure decision logic), the store (file I/O off the loop) and the scheduler (a
+# timer). A Ray worker process each cost ~50 MB and ~0.8 s of CPU to start, for nothing these
+# need; the channels, agents, tools, gateway and plugins keep a process each (crash isolation).
+IN_PROCESS: dict[str, tuple[str, str]] = {
+    "supervisor": ("actors.supervisor", "SupervisorCore"),
+    "store": ("actors.store", "StoreCore"),
+    "scheduler": ("actors.scheduler", "SchedulerCore"),
+}
 
 
 def in_process(kind: str) -> bool:
     """Whether a child of ``kind`` runs inside its parent's process (the root's)."""
     return kind in IN_PROCESS
+
+
+def core_class(kind: str) -> Any:
+    """The plain class an in-process child of ``kind`` is an object of."""
+    module, name = IN_PROCESS[kind]
+    return getattr(importlib.import_module(module), name)
 
 
 def actor_class(kind: str) -> Any:
@@ -66,7 +80,7 @@ def clear_alias(namespace: str, path: str) -> None:
     internal_kv._internal_kv_del(_alias_key(path), namespace=namespace)
 
 
-# A supervisor running in the root's process is recorded under its path with this alias
+# A child running in the root's process is recorded under its path with this alias
 IN_ROOT = "@root"
 
 

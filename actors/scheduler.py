@@ -23,8 +23,7 @@ from moltbot.schedule.service import JobRequest, SchedulePorts, SchedulerService
 TAKE_DEADLINE_S = 20.0  # a channel that is away answers the fire from its replay instead
 
 
-@ray.remote(**CHILD_OPTIONS)
-class SchedulerActor(ChildBase):
+class SchedulerCore(ChildBase):
     def __init__(self, *, path: str = "", config: Config | None = None, **kw: Any) -> None:
         super().__init__(path=path, **kw)
         self.config = config or Config()
@@ -90,3 +89,8 @@ class SchedulerActor(ChildBase):
         if self._service is None:
             return {}
         return {**self._service.counts, "jobs": len(self._service.jobs())}
+
+
+# in a tree it runs inside the root's process (``actors.registry.IN_PROCESS``); on its own
+# (tests, tools) it is an actor of its own
+SchedulerActor = ray.remote(**CHILD_OPTIONS)(SchedulerCore)

@@ -25,8 +25,7 @@ from moltbot.security.audit import AuditLog
 from moltbot.store import InboundJournal, KeyValueStore, TranscriptStore
 
 
-@ray.remote(**CHILD_OPTIONS)
-class StoreActor(ChildBase):
+class StoreCore(ChildBase):
     PIPE_METHODS = frozenset(
         {"accept_many", "mark_done_many", "pending", "transcript_append_batch", "transcript_load"}
     )
@@ -143,3 +142,8 @@ class StoreActor(ChildBase):
         if self._journal is not None:
             data["journal"] = self._journal.stats()
         return data
+
+
+# in a tree it runs inside the root's process (``actors.registry.IN_PROCESS``); on its own
+# (tests, tools) it is an actor of its own
+StoreActor = ray.remote(**CHILD_OPTIONS)(StoreCore)

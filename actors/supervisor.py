@@ -5,8 +5,9 @@ awaiting its ``run()`` ref and pinging it, and on an exit asks the pure policy w
 restart (with backoff), remove, ignore, or escalate by raising out of its own ``run()``.
 
 The root is the one Ray actor (``Supervisor``, detached, named ``moltbot``); every supervisor
-below it is a ``SupervisorCore`` on the root's event loop (``actors.supervisor_local``), while
-each worker child is a Ray actor of its own, as always.
+below it is a ``SupervisorCore`` on the root's event loop (``actors.supervisor_local``), and so
+are the store and the scheduler (``actors.registry.IN_PROCESS``), while every other child (the
+gateway, each channel account, agent, sandbox and plugin) is a Ray actor of its own.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from actors.registry import (
     actor_class,
     actor_name,
     clear_alias,
+    core_class,
     in_process,
     set_alias,
     standby_name,
@@ -175,10 +177,10 @@ class SupervisorCore(InProcessPools, SupervisorStatus, ChildBase):
     async def _create(self, rec: Record) -> Any:
         args = self._args(rec)
         rec.name = actor_name(self._child_path(rec))
-        if in_process(rec.spec.kind):  # a supervisor: an object on this loop, found by path
+        if in_process(rec.spec.kind):  # an object on this loop, found by path through the root
             set_alias(self.namespace, self._child_path(rec), IN_ROOT)
             assert self._tg is not None
-            return LocalChild(SupervisorCore(**args), self._tg)
+            return LocalChild(core_class(rec.spec.kind)(**args), self._tg)
         cls = actor_class(rec.spec.kind)
         if self.flags.standby:  # lookups by path find this incarnation by its own name again
             clear_alias(self.namespace, self._child_path(rec))

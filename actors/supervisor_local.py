@@ -1,22 +1,24 @@
-"""Pool supervisors inside the root's process.
+"""Pool supervisors, the store and the scheduler inside the root's process.
 
 A supervisor is pure decision logic: a Ray worker process per pool (about 60 MB each) bought
-nothing. Every supervisor below the root runs as an object on the root actor's event loop, and
-its parent holds it through a :class:`LocalChild`, which answers the calls a parent makes on a
-Ray handle (``handle.ready.remote()`` ... give awaitables; ``run`` gives a ref-like awaitable
-that settles when the supervisor ends) so the supervisor's code is the same for both kinds of
-child. ``kill_child`` is ``ray.kill`` for both: for a local child it cancels its run.
+nothing; nor did one for the store (its file I/O runs off the loop, in threads) or the
+scheduler (a timer). Each runs as an object on the root actor's event loop (the kinds of
+``actors.registry.IN_PROCESS``), and its parent holds it through a :class:`LocalChild`,
+which answers the calls a parent makes on a Ray handle (``handle.ready.remote()`` ... give
+awaitables; ``run`` gives a ref-like awaitable that settles when the child ends) so the
+supervisor's code is the same for both kinds of child. ``kill_child`` is ``ray.kill`` for
+both: for a local child it cancels its run.
 
 What differs from a process, on purpose:
 - A Ray actor dies with its owner's process; a cancelled supervisor object takes nothing with
   it. So a supervisor kills its own children whenever its run ends, however it ends
   (``SupervisorCore.main``): an escalating or killed pool leaves no orphan, and the pool its
   parent starts again finds its children's names free.
-- A pool has no memory of its own to cap (``max_memory_mb`` of a supervisor spec is not
+- An in-process child has no memory of its own to cap (``max_memory_mb`` of its spec is not
   measured: it would be the root's), and ``crash`` never ends or blocks the shared process:
-  ``exit``/``kill`` end the pool alone (reason ``killed``), ``hang`` makes it stop answering
+  ``exit``/``kill`` end that child alone (reason ``killed``), ``hang`` makes it stop answering
   its parent's ping, which then kills and restarts it as it would a stuck process.
-- Callers outside the root reach a pool through the root (``call_in``, below;
+- Callers outside the root reach an in-process child through the root (``call_in``, below;
   ``actors.registry.lookup`` hands out an ``InRoot`` for its path).
 """
 
@@ -32,7 +34,7 @@ import ray
 from actors.exits import ChildKilled, ChildRaised
 
 if TYPE_CHECKING:
-    from actors.supervisor import SupervisorCore
+    from actors.base import ChildBase
 
 HIDDEN = frozenset({"run", "start_detached", "wait", "call_in", "kill"})  # not through call_in
 
@@ -76,7 +78,7 @@ class LocalChild:
     group: how the supervisor ended (its result, ``ChildRaised`` or ``ChildKilled``) is set on
     the future its parent awaits."""
 
-    def __init__(self, core: SupervisorCore, tg: asyncio.TaskGroup) -> None:
+    def __init__(self, core: ChildBase, tg: asyncio.TaskGroup) -> None:
         self.core = core
         self._tg = tg
         self._launched = False

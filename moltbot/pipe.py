@@ -86,14 +86,16 @@ def socket_path(folder: Path, name: str) -> Path | None:
 
 
 def sweep(folder: Path) -> int:
-    """Remove the sockets of processes that are gone (named ``<pid>.sock``; a process killed
-    outright leaves its file behind). How many were removed."""
+    """Remove the sockets of processes that are gone (named ``<pid>.sock``, or
+    ``<pid>-<actor>.sock`` for a second actor of one process; a process killed outright leaves
+    its files behind). How many were removed."""
     removed = 0
     for sock in folder.glob("*.sock"):
-        if not sock.stem.isdigit():
+        pid = sock.stem.split("-", 1)[0]
+        if not pid.isdigit():
             continue
         try:
-            os.kill(int(sock.stem), 0)
+            os.kill(int(pid), 0)
         except ProcessLookupError:
             with contextlib.suppress(OSError):
                 sock.unlink()

@@ -268,11 +268,15 @@ def test_sweep_removes_the_sockets_of_gone_processes(tmp_path: Path) -> None:
         check=True,
     )
     dead, alive = tmp_path / f"{gone.stdout.strip()}.sock", tmp_path / f"{os.getpid()}.sock"
+    # a second actor of one process (the store inside the root's) has a socket of its own
+    dead_store = tmp_path / f"{gone.stdout.strip()}-store.sock"
+    alive_store = tmp_path / f"{os.getpid()}-store.sock"
     other = tmp_path / "notes.sock"
-    for f in (dead, alive, other):
+    for f in (dead, alive, other, dead_store, alive_store):
         f.write_text("")
-    assert sweep(tmp_path) == 1
-    assert not dead.exists() and alive.exists() and other.exists()
+    assert sweep(tmp_path) == 2
+    assert not dead.exists() and not dead_store.exists()
+    assert alive.exists() and alive_store.exists() and other.exists()
 
 
 def test_a_socket_path_too_long_for_linux_is_refused(tmp_path: Path) -> None:

@@ -13,7 +13,7 @@ from typing import Any
 
 import ray
 
-from actors.registry import lookup
+from actors.registry import InRoot, lookup
 from actors.supervisor import Supervisor
 from moltbot.config.schema import Config
 from moltbot.messages import InboundMessage
@@ -76,6 +76,21 @@ def child(ns: str, path: str, wait_s: float = 10.0) -> Any:
             if time.monotonic() > deadline:
                 raise
             time.sleep(0.1)
+
+
+def kill(ns: str, path: str) -> None:
+    """End the child at ``path`` now: ``ray.kill`` for an actor of its own; for a child inside
+    the root's process (a pool, the store, the scheduler) its run is cancelled there, which is
+    what ``moltbot kill`` does (its process is the root's, which nothing but ``down`` ends)."""
+    handle = child(ns, path)
+    if isinstance(handle, InRoot):
+        ray.get(handle.crash.remote("kill"), timeout=30)
+    else:
+        ray.kill(handle, no_restart=True)
+
+
+def incarnation_of(ns: str, path: str) -> int:
+    return int(ray.get(child(ns, path).ready.remote(), timeout=20)["incarnation"])
 
 
 def pid_of(ns: str, path: str) -> int:

@@ -28,7 +28,7 @@ from moltbot.schedule.fires import fire_message
 from moltbot.schedule.jobs import Fire, Schedule, make_job
 from moltbot.schedule.service import KV_KEY
 from moltbot.schedule.tools import NOT_OWNER
-from tests.actors.helpers import child, node, tree, wait_for
+from tests.actors.helpers import child, kill, node, tree, wait_for
 from tests.actors.rig import fast_config, running_tree, serving, telegram_main
 from tests.fakes.telegram_api import DEFAULT_TOKEN, FakeTelegram
 
@@ -65,9 +65,10 @@ class Rig(msgspec.Struct, kw_only=True):
         return int(node(tree(self.root), "scheduler")["restarts"])
 
     def kill_scheduler(self) -> None:
-        """Kill the scheduler actor's process; wait until its supervisor has a new one up."""
+        """Kill the scheduler (inside the root's process: its run is cancelled, at whatever
+        it awaits); wait until its supervisor has a new one up."""
         before = self.restarts()
-        ray.kill(child(self.ns, "scheduler"), no_restart=True)
+        kill(self.ns, "scheduler")
         wait_for(
             lambda: (
                 self.restarts() > before

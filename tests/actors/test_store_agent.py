@@ -40,6 +40,8 @@ from tests.actors.helpers import (
     child,
     home_with_workspace,
     inbound,
+    incarnation_of,
+    kill,
     node,
     pid_of,
     supervisor,
@@ -232,11 +234,11 @@ async def test_store_journal_kv_and_survival_of_a_crash(live: Tree) -> None:
     kept = [("web:durable", [{"role": "user", "content": "kept"}])]
     assert await store(live, "transcript_append_batch", kept) == [None]
 
-    before = pid_of(live.ns, "store")
-    ray.kill(child(live.ns, "store"), no_restart=True)
+    before = incarnation_of(live.ns, "store")
+    kill(live.ns, "store")  # inside the root's process: its run is cancelled, a new one starts
     # the next calls ride through the restart and see everything acknowledged before it
     assert await store(live, "accept_many", [m1, m2]) == [False, False]
-    assert pid_of(live.ns, "store") != before
+    assert incarnation_of(live.ns, "store") > before
     assert [m.id for m in await store(live, "pending")] == [m1.id]
     assert await store(live, "kv_get", "pairing.telegram.main") == b'{"codes": []}'
     assert [r["content"] for r in await store(live, "transcript_load", "web:durable")] == ["kept"]
