@@ -11,7 +11,6 @@ node join``; 46 MB). The dashboard, its agent and the runtime-env agent stay.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
 from pathlib import Path
 
 NODE_FLAGS = ("--disable-usage-stats", "--include-log-monitor=false")
@@ -31,10 +30,9 @@ def node_flags() -> list[str]:
 BOOT_DIR = Path(__file__).resolve().parent / "boot"
 
 
-def boot_env(environ: Mapping[str, str] | None = None) -> dict[str, str]:
+def boot_env() -> dict[str, str]:
     """For the tree's runtime_env: ``actors/boot`` first on ``PYTHONPATH``, so every actor
     process runs its ``sitecustomize`` at start and defers the libraries ``ray`` imports but
     the tree never uses (``moltbot.deferred_imports``: about 10 MB and 0.1 s per process)."""
-    env = os.environ if environ is None else environ
-    rest = env.get("PYTHONPATH", "")
+    rest = os.environ.get("PYTHONPATH", "")
     return {"PYTHONPATH": os.pathsep.join(p for p in (str(BOOT_DIR), rest) if p)}

@@ -21,11 +21,11 @@ import importlib.machinery
 import sys
 import threading
 import types
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 DEFERRED = ("requests", "jsonschema", "yaml", "tqdm")
-SWITCH_ENV = "MOLTBOT_DEFER_IMPORTS"  # "0": off (read by actors/boot/sitecustomize.py)
+SWITCH_ENV = "MOLTBOT_DEFER_IMPORTS"  # "0": off
 
 
 class DeferredModule(types.ModuleType):
@@ -48,12 +48,13 @@ def _execute(module: types.ModuleType, wanted: str) -> None:
     asking for a name it has not yet bound gets the ``AttributeError`` a partly run module
     gives."""
     name = module.__name__
-    with _locks.setdefault(name, threading.RLock()):
+    deferring = _loaders[name]
+    with deferring.lock:
         if type(module) is not DeferredModule:
             return  # another thread ran it while this one waited
         if name in _running:
             raise AttributeError(f"partially initialized module {name!r} has no {wanted!r}")
-        real = _real[name]
+        real = deferring.real
         _running.add(name)
         try:
             if module.__spec__ is not None:
@@ -65,22 +66,23 @@ def _execute(module: types.ModuleType, wanted: str) -> None:
         module.__class__ = types.ModuleType  # type: ignore[assignment]  # narrowed above
 
 
-_locks: dict[str, threading.RLock] = {}
-_real: dict[str, importlib.abc.Loader] = {}
-_running: set[str] = set()
-
-
 class _DeferringLoader(importlib.abc.Loader):
     def __init__(self, real: importlib.abc.Loader) -> None:
         self.real = real
+        self.lock = threading.RLock()
 
     def create_module(self, spec: importlib.machinery.ModuleSpec) -> types.ModuleType | None:
         return self.real.create_module(spec)
 
     def exec_module(self, module: types.ModuleType) -> None:
-        _real[module.__name__] = self.real
-        _locks.setdefault(module.__name__, threading.RLock())
+        _loaders[module.__name__] = self
         module.__class__ = DeferredModule
+
+
+# the loader of each deferred module (by name): it still has its real loader and its lock
+# after the module ran, when its spec and ``__loader__`` already name the real one
+_loaders: dict[str, _DeferringLoader] = {}
+_running: set[str] = set()
 
 
 class _Finder(importlib.abc.MetaPathFinder):
@@ -100,6 +102,11 @@ class _Finder(importlib.abc.MetaPathFinder):
             return None  # only plain source modules and packages: extension modules run now
         spec.loader = _DeferringLoader(spec.loader)
         return spec
+
+
+def wanted(environ: Mapping[str, str]) -> bool:
+    """Whether ``environ`` leaves deferral on (``MOLTBOT_DEFER_IMPORTS`` is not "0")."""
+    return environ.get(SWITCH_ENV, "1") != "0"
 
 
 def install(names: Iterable[str] = DEFERRED) -> bool:

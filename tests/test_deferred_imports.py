@@ -102,11 +102,11 @@ def test_threads_racing_for_first_use_run_it_once() -> None:
         import yaml
         runs = []
         from moltbot import deferred_imports as d
-        real = type(d._real["yaml"]).exec_module
+        real = type(d._loaders["yaml"].real).exec_module
         def counted(self, module):
             runs.append(module.__name__)
             return real(self, module)
-        type(d._real["yaml"]).exec_module = counted
+        type(d._loaders["yaml"].real).exec_module = counted
         barrier = threading.Barrier(8)
         out = []
         def use():
