@@ -13,7 +13,8 @@ from typing import Any
 
 import ray
 
-from actors.registry import InRoot, lookup
+from actors import control
+from actors.registry import lookup
 from actors.supervisor import Supervisor
 from moltbot.config.schema import Config
 from moltbot.messages import InboundMessage
@@ -79,14 +80,11 @@ def child(ns: str, path: str, wait_s: float = 10.0) -> Any:
 
 
 def kill(ns: str, path: str) -> None:
-    """End the child at ``path`` now: ``ray.kill`` for an actor of its own; for a child inside
-    the root's process (a pool, the store, the scheduler) its run is cancelled there, which is
-    what ``moltbot kill`` does (its process is the root's, which nothing but ``down`` ends)."""
-    handle = child(ns, path)
-    if isinstance(handle, InRoot):
-        ray.get(handle.crash.remote("kill"), timeout=30)
-    else:
-        ray.kill(handle, no_restart=True)
+    """End the child at ``path`` now, as ``moltbot kill`` does: ``ray.kill`` for an actor of
+    its own; a child inside the root's process (a pool, the store, the scheduler) has its run
+    cancelled there (its process is the root's, which nothing but ``down`` ends)."""
+    child(ns, path)  # there (a restart in progress can hide its name for a moment)
+    control.kill(ns, path, "kill")
 
 
 def incarnation_of(ns: str, path: str) -> int:
