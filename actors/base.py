@@ -58,6 +58,11 @@ class ChildBase:
 
     def preload_modules(self) -> Sequence[str]:
         """Modules ``setup`` will import that are heavy: imported first at low priority."""
+        return self.modules_for(vars(self))
+
+    @classmethod
+    def modules_for(cls, args: dict[str, Any]) -> Sequence[str]:
+        """``preload_modules`` of a child made with ``args`` (a host asks before making it)."""
         return ()
 
     def problem(self) -> str | None:

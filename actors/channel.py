@@ -1,4 +1,4 @@
-"""The channel actor: one per configured account (``channels/<type>:<account>``).
+"""A channel account (``channels/<type>:<account>``), inside its type's process.
 
 Thin: it builds the adapter from the config (secrets resolved from the vault or the
 environment), checks the credentials, loads the pairing book from the store and runs
@@ -71,8 +71,7 @@ async def _vault_changes(seen: tuple[Any, ...]) -> None:
             return
 
 
-@ray.remote(**CHILD_OPTIONS)
-class ChannelActor(ChildBase):
+class ChannelCore(ChildBase):
     def __init__(
         self,
         *,
@@ -93,11 +92,13 @@ class ChannelActor(ChildBase):
         self._reported = (0, 0)  # (accepted, sent) already counted in the Ray metrics
 
     # --- life ------------------------------------------------------------------------------
-    def preload_modules(self) -> tuple[str, ...]:
-        if self.channel not in CHANNEL_TYPES:
+    @classmethod
+    def modules_for(cls, args: dict[str, Any]) -> tuple[str, ...]:
+        channel = args.get("channel", "")
+        if channel not in CHANNEL_TYPES:
             return ()
-        warm = ("moltbot.channels.telegram_warm",) if self.channel == "telegram" else ()
-        return (f"moltbot.channels.{self.channel}", *warm)  # its models too, at low priority
+        warm = ("moltbot.channels.telegram_warm",) if channel == "telegram" else ()
+        return (f"moltbot.channels.{channel}", *warm)  # its models too, at low priority
 
     async def setup(self) -> None:
         if self.channel not in CHANNEL_TYPES:
@@ -268,3 +269,8 @@ class ChannelActor(ChildBase):
         service.counts["files_sent"] += 1
         service.link.sent()
         return sent
+
+
+# in a tree an account runs inside its channel type's process (a ``host``: ``actors.registry``);
+# on its own (tests, a supervisor of plain children) it is an actor of this class
+ChannelActor = ray.remote(**CHILD_OPTIONS)(ChannelCore)

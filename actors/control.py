@@ -30,7 +30,7 @@ from actors.pipes import passed_env
 from actors.ray_lean import boot_env, head_flags
 from actors.ray_temp import ray_temp_dir
 from actors.ray_token import ensure_token
-from actors.registry import InRoot, actor_name, lookup
+from actors.registry import Inside, actor_name, lookup
 from actors.supervisor import Supervisor
 from moltbot import paths
 from moltbot.cluster.head import Head, head_file, read_head
@@ -311,7 +311,7 @@ def kill(root_ns: str, name: str, how: str) -> str:
         handle = lookup(full.removeprefix(ROOT + ".").replace(".", "/"), root_ns)
     except ValueError:
         raise NotRunning(f"no actor named {full}", hint="see `moltbot status`") from None
-    if how == "kill" and not isinstance(handle, InRoot):
+    if how == "kill" and not isinstance(handle, Inside):
         ray.kill(handle, no_restart=True)
     else:  # a supervisor inside the root's process ends alone (it shares no process to end)
         with contextlib.suppress(Exception):  # `exit` ends the process mid-call
@@ -352,7 +352,7 @@ def actor_call(namespace: str, path: str, method: str, *args: Any) -> Any:
     try:
         return ray.get(getattr(handle, method).remote(*args), timeout=30)
     except routing.RemoteFailed as exc:
-        if isinstance(handle, InRoot) and isinstance(exc, ValueError):  # between two runs
+        if isinstance(handle, Inside) and isinstance(exc, ValueError):  # between two runs
             raise NotRunning(f"{path} is not running", hint="see `moltbot status`") from None
         routing.raise_remote(exc)
 

@@ -1,7 +1,9 @@
 """Which Ray actor class runs a ``ChildSpec.kind``. Imported lazily so each kind's deps load
 only in the processes that need them. A supervisor below the root, the store and the
 scheduler are no actors of their own: they run inside the root's process
-(``actors.supervisor_local``), and ``lookup`` reaches them through the root."""
+(``actors.supervisor_local``); a channel account runs inside its type's process (a ``host``
+supervisor: ``moltbot.supervision.tree``). ``lookup`` reaches such a child through the actor
+whose process it is in."""
 
 from __future__ import annotations
 
@@ -21,28 +23,37 @@ KINDS: dict[str, tuple[str, str]] = {
     "channel": ("actors.channel", "ChannelActor"),
     "plugin": ("actors.plugin", "PluginActor"),
     "scheduler": ("actors.scheduler", "SchedulerActor"),
+    "host": ("actors.supervisor", "Supervisor"),  # a supervisor whose children share its process
 }
 
 
-# Kinds a parent runs in its own process (the root's), as plain objects of these classes: the
-# supervisors (pure decision logic), the store (file I/O off the loop) and the scheduler (a
-# timer). A Ray worker process each cost ~50 MB and ~0.8 s of CPU to start, for nothing these
-# need; the channels, agents, tools, gateway and plugins keep a process each (crash isolation).
-IN_PROCESS: dict[str, tuple[str, str]] = {
+# The plain classes of the kinds that can run inside another actor's process.
+CORES: dict[str, tuple[str, str]] = {
     "supervisor": ("actors.supervisor", "SupervisorCore"),
     "store": ("actors.store", "StoreCore"),
     "scheduler": ("actors.scheduler", "SchedulerCore"),
+    "channel": ("actors.channel", "ChannelCore"),
 }
+
+# Kinds a parent always runs in its own process (the root's), as plain objects: the
+# supervisors (pure decision logic), the store (file I/O off the loop) and the scheduler (a
+# timer). A Ray worker process each cost ~50 MB and ~0.8 s of CPU to start, for nothing these
+# need; the agents, tools, gateway and plugins keep a process each (crash isolation), and the
+# accounts of a channel type share one (a ``host``'s children all run inside it).
+IN_PROCESS = frozenset({"supervisor", "store", "scheduler"})
 
 
 def in_process(kind: str) -> bool:
-    """Whether a child of ``kind`` runs inside its parent's process (the root's)."""
+    """Whether a child of ``kind`` runs inside its parent's process whatever the parent."""
     return kind in IN_PROCESS
 
 
 def core_class(kind: str) -> Any:
     """The plain class an in-process child of ``kind`` is an object of."""
-    module, name = IN_PROCESS[kind]
+    try:
+        module, name = CORES[kind]
+    except KeyError:
+        raise ValueError(f"a {kind!r} child cannot run inside another process") from None
     return getattr(importlib.import_module(module), name)
 
 
@@ -80,28 +91,38 @@ def clear_alias(namespace: str, path: str) -> None:
     internal_kv._internal_kv_del(_alias_key(path), namespace=namespace)
 
 
-# A child running in the root's process is recorded under its path with this alias
-IN_ROOT = "@root"
+# A child running inside another actor's process is recorded under its path (and a host's
+# child under its address too) as ``@in <owner's path> <its path from the owner>``
+_INSIDE = "@in "
+
+
+def inside(owner: str, rel: str) -> str:
+    """The alias of a child at ``rel`` (a path below ``owner``) inside the process of the actor
+    at ``owner`` (``""``: the root)."""
+    return f"{_INSIDE}{owner} {rel}"
 
 
 def lookup(path: str, namespace: str) -> Any:
     """The live actor at ``path``: by its own name, else by the name of the standby that was
-    promoted to it, or (a supervisor inside the root's process) an ``InRoot`` that calls it
-    through the root. ValueError if none is there (not started, or dead and not back yet)."""
+    promoted to it, or (a child inside another actor's process) an ``Inside`` that calls it
+    through that actor. ValueError if none is there (not started, or dead and not back yet)."""
     try:
         return ray.get_actor(actor_name(path), namespace=namespace)
     except ValueError:
         alias = internal_kv._internal_kv_get(_alias_key(path), namespace=namespace)
         if not alias:
             raise
-        if alias.decode() == IN_ROOT:
-            return InRoot(ray.get_actor(actor_name(""), namespace=namespace), path)
-        return ray.get_actor(alias.decode(), namespace=namespace)
+        name = alias.decode()
+        if name.startswith(_INSIDE):
+            owner, rel = name.removeprefix(_INSIDE).split(" ", 1)
+            return Inside(lookup(owner, namespace), rel)
+        return ray.get_actor(name, namespace=namespace)
 
 
-class InRoot:
-    """A supervisor inside the root's process, used like its actor handle would be:
-    ``handle.status.remote()`` is the root's ``call_in(path, "status")`` (an ObjectRef)."""
+class Inside:
+    """A child inside another actor's process (the root's, or a channel type's), used like
+    its actor handle would be: ``handle.status.remote()`` is that actor's ``call_in(path,
+    "status")`` (an ObjectRef), ``path`` relative to it."""
 
     def __init__(self, root: Any, path: str) -> None:
         self.root = root
@@ -113,7 +134,7 @@ class InRoot:
         return _Through(self.root, self.path, method)
 
     def __reduce__(self) -> tuple[Any, ...]:
-        return (InRoot, (self.root, self.path))
+        return (Inside, (self.root, self.path))
 
 
 class _Through:

@@ -14,20 +14,28 @@ then), so it runs where its child would.
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+import logging
+from typing import TYPE_CHECKING, Any
 
 import ray
 
+from actors.registry import actor_class, standby_name
 from moltbot.supervision.spec import ChildSpec, ChildType, SupervisorFlags
 from moltbot.supervision.tree import is_placement
 
+if TYPE_CHECKING:
+    from actors.supervisor import Record
+
+log = logging.getLogger("moltbot.supervisor")
+STANDBY_DELAY_S = 1.0  # at least this long after its child started (its backlog first)
+
 
 def wanted(flags: SupervisorFlags, spec: ChildSpec) -> bool:
-    """Whether a child gets a spare: standby is on, it is a worker, not placed on a node
-    by custom resources (that node may come and go)."""
+    """Whether a child gets a spare: standby is on, it is a worker or a host (a process of
+    its own), not placed on a node by custom resources (that node may come and go)."""
     return (
         flags.standby
-        and spec.child_type == ChildType.WORKER
+        and (spec.child_type == ChildType.WORKER or spec.kind == "host")
         and not any(is_placement(name) for name in spec.resources)
     )
 
@@ -55,3 +63,51 @@ class Standby:
         self.warm.cancel()
         self.parked.cancel()
         ray.kill(self.handle, no_restart=True)
+
+
+class Standbys:
+    """Mixed into the supervisor, which sets these attributes: its children's spares."""
+
+    flags: SupervisorFlags
+    _stopping: bool
+    _standby_seq: int
+
+    def _child_path(self, rec: Record) -> str:
+        raise NotImplementedError
+
+    def _options(self, rec: Record) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def _args(self, rec: Record) -> dict[str, Any]:
+        raise NotImplementedError
+
+    async def _spawn_standby(self, rec: Record, gen: int) -> None:
+        """Once the child stayed up a whole period: a spare process for ``rec`` that does its
+        imports at the lowest priority and then waits to be promoted. Not sooner: in a crash
+        loop a spare per crash only adds a process start to each restart (measured: two
+        processes starting at once stall a 2-core machine for over a second)."""
+        await asyncio.sleep(max(STANDBY_DELAY_S, self.flags.period))
+        if self._stopping or rec.gen != gen or rec.standby is not None:
+            return
+        self._standby_seq += 1
+        name = standby_name(self._child_path(rec), self._standby_seq)
+        cls = actor_class(rec.spec.kind)
+        try:
+            rec.standby = Standby(cls, self._options(rec), self._args(rec), name)
+        except Exception as exc:  # a spare is an optimisation: the child runs without one
+            log.warning("standby for %s not created: %s", self._child_path(rec), type(exc).__name__)
+
+    def _take_standby(self, rec: Record) -> Standby | None:
+        """The child's spare if it is warm (it becomes the child); a failed one is dropped."""
+        spare = rec.standby
+        if spare is None or not spare.usable():
+            if spare is not None and spare.state() == "failed":
+                self._drop_standby(rec)
+            return None
+        rec.standby = None
+        return spare
+
+    def _drop_standby(self, rec: Record) -> None:
+        spare, rec.standby = rec.standby, None
+        if spare is not None:
+            spare.kill()

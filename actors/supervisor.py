@@ -4,10 +4,11 @@ It starts its children in order (each must answer ``ready`` in time), watches ea
 awaiting its ``run()`` ref and pinging it, and on an exit asks the pure policy what to do:
 restart (with backoff), remove, ignore, or escalate by raising out of its own ``run()``.
 
-The root is the one Ray actor (``Supervisor``, detached, named ``moltbot``); every supervisor
-below it is a ``SupervisorCore`` on the root's event loop (``actors.supervisor_local``), and so
-are the store and the scheduler (``actors.registry.IN_PROCESS``), while every other child (the
-gateway, each channel account, agent, sandbox and plugin) is a Ray actor of its own.
+The root is a Ray actor (``Supervisor``, detached, named ``moltbot``); every supervisor below it
+is a ``SupervisorCore`` on the root's event loop (``actors.supervisor_local``), and so are the
+store and the scheduler (``actors.registry.IN_PROCESS``). A ``host`` is a supervisor in a Ray
+worker process of its own whose children all run inside it (the accounts of one channel type).
+Every other child (the gateway, each agent, sandbox and plugin) is a Ray actor of its own.
 """
 
 from __future__ import annotations
@@ -26,16 +27,16 @@ from actors.audit import AuditForwarder
 from actors.base import CHILD_OPTIONS, ChildBase
 from actors.exits import hint_of, reason_of, start_error_of
 from actors.registry import (
-    IN_ROOT,
+    CORES,
     actor_class,
     actor_name,
     clear_alias,
     core_class,
     in_process,
+    inside,
     set_alias,
-    standby_name,
 )
-from actors.standby import Standby, wanted
+from actors.standby import Standby, Standbys, wanted
 from actors.supervisor_local import InProcessPools, LocalChild, kill_child
 from actors.supervisor_status import SupervisorStatus
 from moltbot.errors import ChildStartError, EscalationError, SupervisionError
@@ -48,7 +49,6 @@ from moltbot.supervision.tree import is_placement
 log = logging.getLogger("moltbot.supervisor")
 NAME_RETRY_S = 10.0
 EVENTS_KEPT = 200
-STANDBY_DELAY_S = 1.0  # at least this long after its child started (its backlog first)
 
 
 class Record:
@@ -71,7 +71,7 @@ class Record:
         self.launching: Any = None  # the handle of a child still starting (status looks in)
 
 
-class SupervisorCore(InProcessPools, SupervisorStatus, ChildBase):
+class SupervisorCore(InProcessPools, SupervisorStatus, Standbys, ChildBase):
     """A supervisor: the root as a Ray actor (``Supervisor``), the pools inside it."""
 
     def __init__(
@@ -81,9 +81,15 @@ class SupervisorCore(InProcessPools, SupervisorStatus, ChildBase):
         flags: SupervisorFlags | None = None,
         children: list[ChildSpec] | None = None,
         namespace: str = "moltbot",
+        host: bool = False,
+        owner: str | None = None,
         **kw: Any,
     ) -> None:
         super().__init__(path=path, namespace=namespace)
+        # host: every child runs inside this process, not only the IN_PROCESS kinds
+        self.host = host
+        # the path of the actor whose process this runs in (an actor: its own)
+        self.owner = path if owner is None else owner
         self.flags = flags or SupervisorFlags()
         self.records = [Record(c) for c in (children or [])]
         self.history: tuple[float, ...] = ()
@@ -153,7 +159,13 @@ class SupervisorCore(InProcessPools, SupervisorStatus, ChildBase):
 
     # --- children ----------------------------------------------------------------------------
     def _child_path(self, rec: Record) -> str:
-        return f"{self.path}/{rec.spec.id}" if self.path else rec.spec.id
+        """Where the child is addressed. A host is left out of its children's paths: an
+        account inside ``channels/telegram`` is ``channels/telegram:main``, as it would be
+        under ``channels`` itself (``moltbot status`` shows it inside its host)."""
+        base = self.path
+        if self.host:
+            base = base.rsplit("/", 1)[0] if "/" in base else ""
+        return f"{base}/{rec.spec.id}" if base else rec.spec.id
 
     def _options(self, rec: Record) -> dict[str, Any]:
         opts: dict[str, Any] = {
@@ -174,13 +186,31 @@ class SupervisorCore(InProcessPools, SupervisorStatus, ChildBase):
         args["incarnation"] = rec.gen  # a restarted child imports at low priority
         return args
 
+    def preload_modules(self) -> tuple[str, ...]:
+        """A host's: what its children will import (a warm standby host does it ahead)."""
+        if not self.host:
+            return ()
+        out: list[str] = []
+        for rec in self.records:
+            cls = core_class(rec.spec.kind)
+            out += [CORES[rec.spec.kind][0], *cls.modules_for(rec.spec.args)]
+        return tuple(dict.fromkeys(out))
+
+    def _here(self, rec: Record) -> bool:
+        """Whether ``rec`` runs inside this process (a host's children, the IN_PROCESS kinds)."""
+        return self.host or in_process(rec.spec.kind)
+
     async def _create(self, rec: Record) -> Any:
         args = self._args(rec)
-        rec.name = actor_name(self._child_path(rec))
-        if in_process(rec.spec.kind):  # an object on this loop, found by path through the root
-            set_alias(self.namespace, self._child_path(rec), IN_ROOT)
+        path = self._child_path(rec)
+        rec.name = actor_name(path)
+        if self._here(rec):  # an object on this loop, found through this process's actor
+            # its path from that actor: a host's child is its own record there; the root's
+            # walks down from the root's records
+            rel = rec.spec.id if self.host else path.removeprefix(self.owner).lstrip("/")
+            set_alias(self.namespace, path, inside(self.owner, rel))
             assert self._tg is not None
-            return LocalChild(core_class(rec.spec.kind)(**args), self._tg)
+            return LocalChild(core_class(rec.spec.kind)(**args, owner=self.owner), self._tg)
         cls = actor_class(rec.spec.kind)
         if self.flags.standby:  # lookups by path find this incarnation by its own name again
             clear_alias(self.namespace, self._child_path(rec))
@@ -264,46 +294,14 @@ class SupervisorCore(InProcessPools, SupervisorStatus, ChildBase):
         self._event("started", rec)
         assert self._tg is not None
         self._tg.create_task(self._watch(rec, rec.gen, ran))
-        if wanted(self.flags, rec.spec) and not in_process(rec.spec.kind) and rec.standby is None:
+        if wanted(self.flags, rec.spec) and not self._here(rec) and rec.standby is None:
             self._tg.create_task(self._spawn_standby(rec, rec.gen))
-
-    # --- warm standbys (flags.standby) -------------------------------------------------------
-    async def _spawn_standby(self, rec: Record, gen: int) -> None:
-        """Once the child stayed up a whole period: a spare process for ``rec`` that does its
-        imports at the lowest priority and then waits to be promoted. Not sooner: in a crash
-        loop a spare per crash only adds a process start to each restart (measured: two
-        processes starting at once stall a 2-core machine for over a second)."""
-        await asyncio.sleep(max(STANDBY_DELAY_S, self.flags.period))
-        if self._stopping or rec.gen != gen or rec.standby is not None:
-            return
-        self._standby_seq += 1
-        name = standby_name(self._child_path(rec), self._standby_seq)
-        cls = actor_class(rec.spec.kind)
-        try:
-            rec.standby = Standby(cls, self._options(rec), self._args(rec), name)
-        except Exception as exc:  # a spare is an optimisation: the child runs without one
-            log.warning("standby for %s not created: %s", self._child_path(rec), type(exc).__name__)
-
-    def _take_standby(self, rec: Record) -> Standby | None:
-        """The child's spare if it is warm (it becomes the child); a failed one is dropped."""
-        spare = rec.standby
-        if spare is None or not spare.usable():
-            if spare is not None and spare.state() == "failed":
-                self._drop_standby(rec)
-            return None
-        rec.standby = None
-        return spare
 
     def _remove(self, ids: tuple[str, ...] | list[str]) -> None:
         for r in self.records:
             if r.spec.id in ids:
                 self._drop_standby(r)
         self.records = [r for r in self.records if r.spec.id not in ids]
-
-    def _drop_standby(self, rec: Record) -> None:
-        spare, rec.standby = rec.standby, None
-        if spare is not None:
-            spare.kill()
 
     async def _settle(
         self, rec: Record, gen: int, ready: asyncio.Future[Any], ran: asyncio.Future[Any]

@@ -19,7 +19,7 @@ What differs from a process, on purpose:
   ``exit``/``kill`` end that child alone (reason ``killed``), ``hang`` makes it stop answering
   its parent's ping, which then kills and restarts it as it would a stuck process.
 - Callers outside the root reach an in-process child through the root (``call_in``, below;
-  ``actors.registry.lookup`` hands out an ``InRoot`` for its path).
+  ``actors.registry.lookup`` hands out an ``Inside`` for its path).
 """
 
 from __future__ import annotations
@@ -177,7 +177,7 @@ class InProcessPools:
             rec = next((r for r in here.records if r.spec.id == part), None)
             handle = None if rec is None else (rec.handle or rec.launching)
             if not isinstance(handle, LocalChild):
-                raise ValueError(f"no supervisor runs at {path!r} in this process now")
+                raise ValueError(f"nothing runs at {path!r} in this process now")
             found, here = handle, handle.core
         assert found is not None
         return found

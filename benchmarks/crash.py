@@ -1,6 +1,6 @@
-"""3. Crash isolation: Slack and Signal p99 latency while the Telegram channel actor is crashed
-(``ray.kill``: its process dies) every 2 s, as a ratio to their p99 without crashes (target
-<= 1.2), and messages lost on all three channels (target 0).
+"""3. Crash isolation: Slack and Signal p99 latency while Telegram's channel process (the one
+its accounts share) is crashed (``ray.kill``: the process dies) every 2 s, as a ratio to their
+p99 without crashes (target <= 1.2), and messages lost on all three channels (target 0).
 
 Both phases run the same open-loop load on the same tree (default supervision config:
 channels one_for_one, intensity 3 in 5 s). Telegram messages are injected during the crashes
@@ -19,7 +19,7 @@ NAME = "crash"
 RATE_PER_CHANNEL = 3.0
 CRASH_EVERY_S = 2.0
 TARGET_RATIO = 1.2
-TELEGRAM = "channels/telegram:tg0"
+TELEGRAM = "channels/telegram"  # the process of the Telegram accounts
 
 
 def phase(ctx: h.Ctx, label: str, duration: float, crash: bool) -> dict[str, Any]:
@@ -139,7 +139,7 @@ def report(ctx: h.Ctx) -> dict[str, Any]:
         out_dir=ctx.out_dir,
         notes=[
             f"open loop {RATE_PER_CHANNEL}/s per channel on 30 conversations",
-            "crash = ray.kill of the telegram channel actor (process death); "
+            "crash = ray.kill of the telegram channel process (process death); "
             "its supervisor restarts it; telegram messages keep coming",
             f"tree after: {d.get('tree_after')}",
         ],

@@ -1,5 +1,6 @@
-"""4. Recovery: time from a channel actor's death (``ray.kill``) to its next answered message
-(a message is injected right at the kill), per channel type, repeated: cold (a new process
+"""4. Recovery: time from a channel process's death (``ray.kill`` of ``channels/<type>``, the
+process its accounts share) to its account's next answered message (a message is injected
+right at the kill), per channel type, repeated: cold (a new process
 imports the channel's SDK again) and with ``supervision.channels.standby`` (a warm spare is
 promoted: "warm imports"). Target: under 2 s with warm imports.
 
@@ -21,10 +22,10 @@ NAME = "recovery"
 TARGET_S = 2.0
 PROBE_EVERY_S = 0.25
 PHASES = ("death_seen", "restart_ready", "to_reply")
-PATHS = {
-    "telegram": "channels/telegram:tg0",
-    "slack": "channels/slack:sl0",
-    "signal": "channels/signal:sg0",
+PATHS = {  # the process each type's accounts share (tg0, sl0, sg0 run inside)
+    "telegram": "channels/telegram",
+    "slack": "channels/slack",
+    "signal": "channels/signal",
 }
 
 
@@ -257,9 +258,9 @@ def report(ctx: h.Ctx) -> dict[str, Any]:
         targets=targets,
         out_dir=ctx.out_dir,
         notes=[
-            "kill = ray.kill of the channel actor; from the kill on, a probe "
-            f"message every {PROBE_EVERY_S}s until one is answered; time = "
-            "kill → first reply at the fake platform",
+            "kill = ray.kill of the channel type's process (its accounts run inside); "
+            f"from the kill on, a probe message every {PROBE_EVERY_S}s until one is answered; "
+            "time = kill → first reply at the fake platform",
             "probes_unanswered: probes with no reply 5 s after the first "
             "reply (Signal has no ack: a message pushed to the dead actor's "
             "socket is lost, see moltbot/channels/base.py)",

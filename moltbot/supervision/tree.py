@@ -3,9 +3,17 @@
 ```
 root (one_for_one)
 ├── store      ├── gateway      ├── agents → agent-0..N, profile:<name>-0..K   ├── tools → …
-├── channels → telegram:<account>, slack:<account>, signal:<account>
+├── channels → telegram → telegram:<account> …, slack → slack:<account> …, signal → …
 ├── scheduler (unless schedule.enabled is false)      └── plugins → plugin:<name>
 ```
+
+The accounts of one channel type share a process: ``channels/telegram`` is a supervisor with a
+Ray worker process of its own (kind ``host``), and each Telegram account is a child inside it,
+addressed as ``channels/telegram:<account>`` (a host is left out of its children's paths). A
+second account of a type costs its connection, not a process (a Ray worker is ~40 MB before any
+SDK), and types never share one: a crash of aiogram's process leaves Slack's alone. An account
+that raises is restarted alone, inside its process. Accounts of one type placed on different
+nodes (``cluster.placement``) get a process per node.
 """
 
 from __future__ import annotations
@@ -94,7 +102,7 @@ class _Builder:
 
     def section_of(self, path: str) -> SupervisorConfig:
         """The supervisor section over the actor at ``path`` (``agents/agent-0``: agents)."""
-        pool = path.rsplit("/", 1)[0] if "/" in path else "root"
+        pool = path.split("/", 1)[0] if "/" in path else "root"
         return getattr(self.cfg.supervision, pool)
 
     def worker(self, path: str, kind: str, args: dict[str, Any] | None = None) -> ChildSpec:
@@ -128,6 +136,28 @@ class _Builder:
             ready_timeout=self.cfg.supervision.ready_timeout_s * 2,
             resources=dict(HEAD),  # it runs inside the root's process, on the head
             max_memory_mb=0,  # in the root's process: no process of its own to measure
+        )
+
+    def host(self, path: str, kids: list[ChildSpec]) -> ChildSpec:
+        """A supervisor in a Ray worker process of its own whose children all run inside it.
+        The process holds what its children would (their placement, their account units) and
+        has their pool's memory ceiling; the children, sharing it, have none of their own."""
+        section = self.section_of(path)
+        held: dict[str, float] = {}
+        for kid in kids:
+            held.update(kid.resources)
+        inside = [msgspec.structs.replace(k, resources={}, max_memory_mb=0) for k in kids]
+        together = section.strategy == Strategy.ONE_FOR_ONE  # as its pool's own children
+        flags = flags_from(self.cfg, section, concurrent_start=together)
+        return ChildSpec(
+            id=path.rsplit("/", 1)[-1],
+            kind="host",
+            child_type=ChildType.SUPERVISOR,
+            args={"flags": flags, "children": inside, "host": True},
+            shutdown=SUPERVISOR_SHUTDOWN_S,
+            ready_timeout=self.cfg.supervision.ready_timeout_s * 2,
+            resources=held,
+            max_memory_mb=section.max_memory_mb,
         )
 
 
@@ -165,7 +195,7 @@ def build_tree(cfg: Config, *, singletons: bool = False) -> list[ChildSpec]:
     sandboxes = [
         b.worker(f"tools/sandbox-{i}", "sandbox", {"index": i}) for i in range(cfg.tools.workers)
     ]
-    channels = [
+    accounts = [
         _holding(
             b.worker(f"channels/{cid}", "channel", {"channel": kind, "account": acct.account}),
             account_resource(kind, acct.account),
@@ -173,6 +203,7 @@ def build_tree(cfg: Config, *, singletons: bool = False) -> list[ChildSpec]:
         )
         for cid, kind, acct in channel_ids(cfg)
     ]
+    channels = [b.host(f"channels/{hid}", kids) for hid, kids in _by_process(accounts)]
     plugins = [
         b.worker(f"plugins/plugin:{p.name}", "plugin", {"plugin": p.name})
         for p in cfg.plugins
@@ -187,6 +218,21 @@ def build_tree(cfg: Config, *, singletons: bool = False) -> list[ChildSpec]:
         *([b.worker("scheduler", "scheduler")] if cfg.schedule.enabled else []),
         b.supervisor("plugins", sup.plugins, plugins),
     ]
+
+
+def _by_process(accounts: list[ChildSpec]) -> list[tuple[str, list[ChildSpec]]]:
+    """The accounts grouped by the process they share: one per channel type and placement
+    (``telegram``; a type's accounts placed elsewhere: ``telegram-2`` ...), in config order."""
+    groups: dict[tuple[str, tuple[tuple[str, float], ...]], list[ChildSpec]] = {}
+    for spec in accounts:
+        placed = tuple(sorted((k, v) for k, v in spec.resources.items() if is_placement(k)))
+        groups.setdefault((spec.args["channel"], placed), []).append(spec)
+    out: list[tuple[str, list[ChildSpec]]] = []
+    seen: dict[str, int] = {}
+    for (kind, _placed), kids in groups.items():
+        seen[kind] = n = seen.get(kind, 0) + 1
+        out.append((kind if n == 1 else f"{kind}-{n}", kids))
+    return out
 
 
 def _holding(spec: ChildSpec, resource: str, offered: dict[str, float]) -> ChildSpec:

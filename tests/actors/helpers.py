@@ -66,7 +66,7 @@ def supervisor(cid: str, kids: list[ChildSpec], flags: SupervisorFlags = FAST) -
 
 
 def child(ns: str, path: str, wait_s: float = 10.0) -> Any:
-    """The actor at ``path`` (a supervisor: its handle through the root, ``InRoot``); while
+    """The actor at ``path`` (a supervisor: its handle through the root, ``Inside``); while
     its supervisor is (re)creating it, the name can be missing for a moment (on a busy machine
     a restart takes a while): look again for ``wait_s``."""
     deadline = time.monotonic() + wait_s
@@ -162,3 +162,20 @@ def inbound(text: str, sender: str = "alice", mid: str | None = None, **kw: Any)
         text=text,
         **kw,
     )
+
+
+def killed(handle: Any) -> None:
+    """``ray.kill`` and wait until the actor is gone: what is sent next finds no one (a message
+    the dying actor still took and answered is the kill-between-send-and-mark window)."""
+    ray.kill(handle, no_restart=True)
+
+    def gone() -> bool:
+        try:
+            ray.get(handle.ping.remote(), timeout=2)
+        except ray.exceptions.RayActorError:
+            return True
+        except ray.exceptions.GetTimeoutError:
+            return False  # dying, not yet dead: ask again
+        return False
+
+    wait_for(gone, 30, "the old actor gone")

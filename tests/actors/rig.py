@@ -123,6 +123,15 @@ def running_tree(
         stop_root(root)
 
 
+def host_node(root: Any, kind: str) -> dict[str, Any]:
+    """The status of the process the accounts of channel type ``kind`` share."""
+    return node(node(tree(root), "channels"), kind)
+
+
 def channel_node(root: Any, cid: str) -> dict[str, Any]:
-    """The status of channel ``cid`` (e.g. ``telegram:main``) under the channels supervisor."""
-    return node(node(tree(root), "channels"), cid)
+    """The status of channel ``cid`` (e.g. ``telegram:main``) inside its type's process, under
+    the channels supervisor."""
+    for host in node(tree(root), "channels")["children"]:
+        if any(c["id"] == cid for c in host.get("children", [])):
+            return node(host, cid)
+    raise KeyError(cid)

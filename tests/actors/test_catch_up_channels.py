@@ -16,8 +16,8 @@ import msgspec
 import pytest
 import ray
 
-from tests.actors.helpers import child, pid_of, wait_for
-from tests.actors.rig import ECHO, channel_node, fast_config, running_tree, serving
+from tests.actors.helpers import child, killed, pid_of, wait_for
+from tests.actors.rig import ECHO, channel_node, fast_config, host_node, running_tree, serving
 from tests.fakes.bluebubbles_api import DM_ADDRESS, PASSWORD, FakeBlueBubbles
 from tests.fakes.discord_api import BOT_TOKEN, GUILD_CHANNEL_ID, GUILD_ID, FakeDiscord
 
@@ -25,23 +25,6 @@ DISCORD_DM = "300000000000000001"
 ALICE = "400000000000000001"
 
 pytestmark = [pytest.mark.usefixtures("ray_cluster"), pytest.mark.timeout(300)]
-
-
-def killed(handle: Any) -> None:
-    """``ray.kill`` and wait until the actor is gone: what is sent next finds no one (a message
-    the dying actor still took and answered is the kill-between-send-and-mark window)."""
-    ray.kill(handle, no_restart=True)
-
-    def gone() -> bool:
-        try:
-            ray.get(handle.ping.remote(), timeout=2)
-        except ray.exceptions.RayActorError:
-            return True
-        except ray.exceptions.GetTimeoutError:
-            return False  # dying, not yet dead: ask again
-        return False
-
-    wait_for(gone, 30, "the old actor gone")
 
 
 def settled(ns: str, channel: str, account: str) -> None:
@@ -117,15 +100,15 @@ def test_imessages_sent_while_the_channel_is_down_are_answered_once(rig: Rig) ->
     wait_for(lambda: rig.replies()[ECHO + "before the crash"] == 1, 60, "the first answer")
     settled(rig.ns, "imessage", "home")
     pid = pid_of(rig.ns, path)
-    restarts = channel_node(rig.root, "imessage:home")["restarts"]
+    restarts = host_node(rig.root, "imessage")["restarts"]
 
-    killed(child(rig.ns, path))
+    killed(child(rig.ns, "channels/imessage"))  # the process its accounts share
     later = [f"while down {i}" for i in range(3)]
     for text in later:  # BlueBubbles keeps them; nobody is polling
         rig.dm(text)
     wait_for(
         lambda: (
-            channel_node(rig.root, "imessage:home")["restarts"] > restarts
+            host_node(rig.root, "imessage")["restarts"] > restarts
             and channel_node(rig.root, "imessage:home")["state"] == "running"
         ),
         120,
@@ -152,16 +135,16 @@ def test_discord_messages_sent_while_the_channel_is_down_are_answered_once(rig: 
     for text in ("dm before", "guild before"):
         wait_for(lambda t=text: rig.discord_replies()[ECHO + t] == 1, 60, f"answer to {text}")
     settled(rig.ns, "discord", "main")
-    restarts = channel_node(rig.root, "discord:main")["restarts"]
+    restarts = host_node(rig.root, "discord")["restarts"]
 
-    killed(child(rig.ns, path))
+    killed(child(rig.ns, "channels/discord"))  # the process its accounts share
     later = ["dm while down 0", "dm while down 1"]
     for text in later:  # Discord keeps them in the channels' history; nothing redelivers them
         rig.discord(text)
     rig.discord("guild while down", guild=True)
     wait_for(
         lambda: (
-            channel_node(rig.root, "discord:main")["restarts"] > restarts
+            host_node(rig.root, "discord")["restarts"] > restarts
             and channel_node(rig.root, "discord:main")["state"] == "running"
         ),
         120,

@@ -28,7 +28,7 @@ from moltbot.errors import NotFound
 from moltbot.security.audit import tail, verify
 from moltbot.security.vault import Vault
 from moltbot.tools import scope
-from tests.actors.helpers import child, pid_of, wait_for
+from tests.actors.helpers import child, node, pid_of, tree, wait_for
 from tests.actors.rig import (
     ECHO,
     RAY_ENV,
@@ -156,9 +156,9 @@ def test_pairing_code_then_approval_through_the_actor_then_answered(rig: Rig) ->
         ray.get(actor.pairing_approve.remote("WRONG234"), timeout=10)
     assert ray.get(actor.pairing_approve.remote(pending["code"]), timeout=10) == "U77"
     assert b'"sender_id":"U77"' in rig.store("kv_get", "pairing.slack.work")
-    # the approval is durable: the restarted actor still knows the sender
+    # the approval is durable: the account in a new process still knows the sender
     pid = pid_of(rig.ns, path)
-    actor.crash.remote("raise")
+    ray.kill(child(rig.ns, "channels/slack"), no_restart=True)  # Slack's process
     wait_for(lambda: pid_of(rig.ns, path) != pid, 60, "slack restarted")
     rig.slack_dm("now may I?", user="U77")
     wait_for(lambda: rig.slack_replies("D77")[ECHO + "now may I?"] == 1, 20, "paired answer")
@@ -198,9 +198,17 @@ def test_secret_reads_and_pairing_reach_the_audit_log(rig: Rig) -> None:
 def test_crash_while_messages_arrive_every_message_answered_exactly_once(
     rig: Rig, how: str
 ) -> None:
+    """``raise`` and ``exit`` end the account inside Telegram's process (it restarts there);
+    ``ray_kill`` kills that process, and the account comes back in a new one."""
     path = "channels/telegram:main"
     pid = pid_of(rig.ns, path)
-    restarts = channel_node(rig.root, "telegram:main")["restarts"]
+
+    def restarts() -> int:  # the account's inside its process, or that process's
+        if how == "ray_kill":
+            return int(node(node(tree(rig.root), "channels"), "telegram")["restarts"])
+        return int(channel_node(rig.root, "telegram:main")["restarts"])
+
+    before = restarts()
     # replies cannot go out, so messages sit journaled but unanswered when the crash comes
     rig.loop.call(rig.tg.fail, "sendMessage", 100_000, 500)
     journaled = [f"{how} journaled {i}" for i in range(3)]
@@ -214,11 +222,10 @@ def test_crash_while_messages_arrive_every_message_answered_exactly_once(
     racing = [f"{how} racing {i}" for i in range(2)]
     for text in racing:  # in any state when the crash hits: unread, unjournaled, journaled
         rig.tg_dm(text)
-    victim = child(rig.ns, path)
     if how == "ray_kill":
-        ray.kill(victim, no_restart=True)
+        ray.kill(child(rig.ns, "channels/telegram"), no_restart=True)
     else:
-        victim.crash.remote(how)
+        child(rig.ns, path).crash.remote(how)
     later = [f"{how} while down {i}" for i in range(2)]
     for text in later:
         rig.tg_dm(text)
@@ -230,13 +237,12 @@ def test_crash_while_messages_arrive_every_message_answered_exactly_once(
     wait_for(lambda: rig.signal_replies()[ECHO + f"signal during {how}"] == 1, 20, "signal")
     wait_for(
         lambda: (
-            channel_node(rig.root, "telegram:main")["restarts"] > restarts
-            and channel_node(rig.root, "telegram:main")["state"] == "running"
+            restarts() > before and channel_node(rig.root, "telegram:main")["state"] == "running"
         ),
         120,
         "restart",
     )
-    assert pid_of(rig.ns, path) != pid
+    assert (pid_of(rig.ns, path) == pid) == (how != "ray_kill")
     rig.loop.call(rig.tg._failures._plan.clear)  # the platform is back
     texts = journaled + racing + later
     wait_for(lambda: all(rig.tg_replies()[ECHO + t] >= 1 for t in texts), 60, "all answered")

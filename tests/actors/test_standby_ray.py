@@ -11,7 +11,7 @@ import pytest
 import ray
 
 from actors.registry import lookup
-from actors.supervisor import STANDBY_DELAY_S
+from actors.standby import STANDBY_DELAY_S
 from moltbot.supervision.spec import ChildSpec
 from tests.actors.helpers import FAST, node, start_root, stop_root, tree, wait_for
 

@@ -12,7 +12,7 @@ import pytest
 import ray
 
 from actors import control, routing
-from actors.registry import InRoot, lookup
+from actors.registry import Inside, lookup
 from moltbot.errors import NotRunning
 from moltbot.supervision.spec import ChildSpec
 from tests.actors.helpers import (
@@ -70,7 +70,7 @@ def test_a_pool_lives_in_the_roots_process_and_is_reached_through_the_root() -> 
         root_pid = int(ray.get(root.ready.remote(), timeout=20)["pid"])
         # one process fewer: the pool has no actor, only the root and the workers have
         assert named(ns) == {"moltbot", "moltbot.store", "moltbot.pool.x", "moltbot.pool.y"}
-        assert isinstance(lookup("pool", ns), InRoot)
+        assert isinstance(lookup("pool", ns), Inside)
         assert pid_of(ns, "pool") == root_pid
         status = tree(root)
         assert node(status, "pool")["pid"] == root_pid

@@ -34,8 +34,9 @@ from moltbot.config.schema import Config
 from moltbot.security.audit import tail
 from moltbot.security.vault import Vault
 from moltbot.supervision.tree import build_tree, root_flags
-from tests.actors.helpers import child, free_port, node, tree, wait_for
-from tests.actors.rig import ECHO, RAY_ENV, LoopThread
+from tests.actors.helpers import child, free_port, wait_for
+from tests.actors.rig import ECHO, RAY_ENV, LoopThread, host_node
+from tests.actors.rig import channel_node as rig_channel_node
 from tests.fakes.whatsapp_api import (
     APP_SECRET,
     NUMBER_ID,
@@ -163,7 +164,7 @@ def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rig]:
 
 
 def channel_node(rig: Rig, cid: str) -> dict[str, Any]:
-    return node(node(tree(rig.root), "channels"), cid)
+    return rig_channel_node(rig.root, cid)
 
 
 def test_cloud_webhooks_through_the_gateway_actor(rig: Rig) -> None:
@@ -183,7 +184,6 @@ def test_cloud_webhooks_through_the_gateway_actor(rig: Rig) -> None:
 
 
 def test_web_crash_mid_message_is_answered_exactly_once(rig: Rig) -> None:
-    path = "channels/whatsapp:home"
     wait_for(lambda: channel_node(rig, "whatsapp:home")["state"] == "running", 120, "running")
     rig.loop.call(rig.wa.deliver, "before")
     wait_for(lambda: rig.web_replies()[ECHO + "before"] == 1, 60, "the first answer")
@@ -191,11 +191,11 @@ def test_web_crash_mid_message_is_answered_exactly_once(rig: Rig) -> None:
     rig.loop.call(setattr, rig.wa, "gate", asyncio.Event())  # the next send stays in flight
     msg = rig.loop.call(rig.wa.deliver, "mid crash")
     wait_for(lambda: msg.id in rig.wa.reads and rig.wa.sending >= 1, 60, "journaled, sending")
-    restarts = channel_node(rig, "whatsapp:home")["restarts"]
-    ray.kill(child(rig.ns, path), no_restart=True)  # the reply never went out
+    restarts = host_node(rig.root, "whatsapp")["restarts"]
+    ray.kill(child(rig.ns, "channels/whatsapp"), no_restart=True)  # the reply never went out
     wait_for(
         lambda: (
-            channel_node(rig, "whatsapp:home")["restarts"] > restarts
+            host_node(rig.root, "whatsapp")["restarts"] > restarts
             and channel_node(rig, "whatsapp:home")["state"] == "running"
         ),
         120,

@@ -177,23 +177,30 @@ def test_init_up_status_kill_status_down(home: dict[str, str]) -> None:
     table = run(home, "status")
     assert table.returncode == 0 and channel in table.stdout and "RESTARTS" in table.stdout
 
+    # the account crashes: it restarts alone, inside its type's process
     killed = run(home, "kill", "channels/telegram:main")
     assert killed.returncode == 0, killed.stderr
-    deadline = time.monotonic() + 60
-    after = status(home)
-    while time.monotonic() < deadline and not (
-        after[channel]["restarts"] == 1 and after[channel]["state"] == "running"
-    ):
-        time.sleep(0.5)
-        after = status(home)
+    after = wait_status(
+        home, channel, lambda n: n["restarts"] == 1 and n["state"] == "running", whole=True
+    )
     assert after[channel]["restarts"] == 1 and after[channel]["state"] == "running"
-    assert after[channel]["pid"] != before[channel]["pid"]
-    assert after[channel]["last_exit"] == "process died"
+    assert after[channel]["pid"] == before[channel]["pid"]
+    assert after[channel]["last_exit"] == "killed"
+    untouched(before, after, changed=channel)
+
+    # its process dies: a new one, the account inside it again, nothing else touched
+    process = "moltbot.channels.telegram"
+    assert before[process]["kind"] == "host" and before[process]["pid"] == before[channel]["pid"]
+    killed = run(home, "kill", "channels/telegram")
+    assert killed.returncode == 0, killed.stderr
+    again = wait_status(
+        home, process, lambda n: n["restarts"] == 1 and n["state"] == "running", whole=True
+    )
+    assert again[process]["last_exit"] == "process died"
+    assert again[process]["pid"] != before[process]["pid"]
+    assert again[channel]["state"] == "running" and again[channel]["pid"] == again[process]["pid"]
     assert accounts(home) == {account: {"total": 1.0, "available": 0.0}}  # the new one holds it
-    for name, node in before.items():  # every other actor untouched: same process, no restart
-        if name != channel:
-            assert after[name]["pid"] == node["pid"], name
-            assert after[name]["restarts"] == 0, name
+    untouched(before, again, changed=process)
 
     # pairing end to end: a stranger writes, gets a code; the owner approves it with the CLI
     import httpx
@@ -256,38 +263,54 @@ def test_init_up_status_kill_status_down(home: dict[str, str]) -> None:
     assert again.returncode == 1 and "not running" in again.stderr
 
 
-def wait_status(env: dict[str, str], name: str, ok: Any, timeout: float = 90) -> dict[str, Any]:
+def wait_status(
+    env: dict[str, str], name: str, ok: Any, timeout: float = 90, *, whole: bool = False
+) -> dict[str, Any]:
+    """The status of ``name`` once ``ok`` holds for it (or the time is up); ``whole``: the
+    whole tree's, flattened by name."""
     deadline = time.monotonic() + timeout
     while True:
-        node = status(env)[name]
-        if ok(node) or time.monotonic() > deadline:
-            return node
+        flat = status(env)
+        if ok(flat[name]) or time.monotonic() > deadline:
+            return flat if whole else dict(flat[name])
         time.sleep(0.5)
 
 
+def untouched(before: dict[str, Any], after: dict[str, Any], *, changed: str) -> None:
+    """Every actor but ``changed`` (and the children inside it) kept its process and had no
+    restart."""
+    for name, node in before.items():
+        if name != changed and not name.startswith(changed + ":"):
+            assert after[name]["pid"] == node["pid"], name
+            assert after[name]["restarts"] == 0, name
+
+
 def test_standby_promotes_a_warm_spare_found_by_path(home: dict[str, str]) -> None:
-    """supervision.channels.standby: a kill promotes the spare (its pid, its Ray name), the
-    CLI still finds the channel by path, it answers on Telegram, and down removes the spares."""
+    """supervision.channels.standby: the Telegram accounts' process keeps a spare; a kill
+    promotes it (its pid, its Ray name), the CLI still finds the channel by path, it answers on
+    Telegram, and down removes the spares."""
     assert run(home, "init").returncode == 0
     write_config(home, standby=True, plugins=False)
     up = run(home, "up", "--detach")
     assert up.returncode == 0, up.stdout + up.stderr
     head = json.loads((Path(home["MOLTBOT_HOME"]) / "run" / "ray.json").read_text())
-    channel = "moltbot.channels.telegram:main"
-    before = wait_status(home, channel, lambda n: n.get("standby") == "warm")
+    process = "moltbot.channels.telegram"  # the accounts' process, telegram:main inside it
+    before = wait_status(home, process, lambda n: n.get("standby") == "warm")
     assert before.get("standby") == "warm", before
     spare = before["standby_name"]
-    assert spare.startswith(channel + "@")
+    assert spare.startswith(process + "@")
     # live + spare each hold a unit of the account: the head offers two
     account = account_resource("telegram", "main")
     assert accounts(home) == {account: {"total": 2.0, "available": 0.0}}
     assert "standby warm" in run(home, "status").stdout
 
-    killed = run(home, "kill", "channels/telegram:main")
+    killed = run(home, "kill", "channels/telegram")
     assert killed.returncode == 0, killed.stderr
-    after = wait_status(home, channel, lambda n: n["restarts"] == 1 and n["state"] == "running")
+    after = wait_status(home, process, lambda n: n["restarts"] == 1 and n["state"] == "running")
     assert after["restarts"] == 1 and after["state"] == "running", after
     assert after["ray_name"] == spare and after["pid"] != before["pid"]
+    inside = wait_status(home, "moltbot.channels.telegram:main", lambda n: n["state"] == "running")
+    assert inside["pid"] == after["pid"]
 
     import httpx
 
@@ -303,10 +326,10 @@ def test_standby_promotes_a_warm_spare_found_by_path(home: dict[str, str]) -> No
     listed = run(home, "pairing", "list", "--json")  # found by path, under the spare's name
     assert listed.returncode == 0, listed.stderr
     assert [p["sender_id"] for p in json.loads(listed.stdout)] == ["77"]
-    again = wait_status(home, channel, lambda n: n.get("standby") == "warm")
+    again = wait_status(home, process, lambda n: n.get("standby") == "warm")
     assert again.get("standby") == "warm" and again["standby_name"] != spare
-    assert run(home, "kill", channel).returncode == 0  # its full name, via the alias too
-    last = wait_status(home, channel, lambda n: n["restarts"] == 2 and n["state"] == "running")
+    assert run(home, "kill", process).returncode == 0  # its full name, via the alias too
+    last = wait_status(home, process, lambda n: n["restarts"] == 2 and n["state"] == "running")
     assert last["ray_name"] == again["standby_name"], last
 
     assert run(home, "down").returncode == 0

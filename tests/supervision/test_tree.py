@@ -44,11 +44,19 @@ def test_tree_shape_follows_the_design() -> None:
     assert [c.id for c in by_id["agents"].args["children"]] == ["agent-0", "agent-1", "agent-2"]
     channels = by_id["channels"]
     assert channels.child_type == ChildType.SUPERVISOR
-    assert [c.id for c in channels.args["children"]] == [
-        "telegram:main",
-        "slack:work",
-        "signal:phone",
+    # a process per channel type (its host), each account inside its type's
+    hosts = channels.args["children"]
+    assert [(h.id, h.kind, h.child_type) for h in hosts] == [
+        ("telegram", "host", ChildType.SUPERVISOR),
+        ("slack", "host", ChildType.SUPERVISOR),
+        ("signal", "host", ChildType.SUPERVISOR),
     ]
+    assert [[c.id for c in h.args["children"]] for h in hosts] == [
+        ["telegram:main"],
+        ["slack:work"],
+        ["signal:phone"],
+    ]
+    assert all(h.args["host"] for h in hosts)
     flags = channels.args["flags"]
     assert flags.strategy == Strategy.ONE_FOR_ONE and flags.intensity == 7 and flags.period == 9
     assert root_flags(cfg).strategy == Strategy.ONE_FOR_ONE
@@ -75,7 +83,10 @@ def test_every_child_names_the_actor_kind_that_runs_it() -> None:
     pools = ("agents", "tools", "channels")
     kids = {c.id: c.kind for sup in pools for c in by_id[sup].args["children"]}
     assert kids["agent-0"] == "agent" and kids["sandbox-0"] == "sandbox"
-    assert kids["telegram:main"] == kids["signal:phone"] == "channel"
+    assert kids["telegram"] == kids["signal"] == "host"
+    hosts = by_id["channels"].args["children"]
+    accounts = {c.id: c.kind for h in hosts for c in h.args["children"]}
+    assert accounts["telegram:main"] == accounts["signal:phone"] == "channel"
     assert all(by_id[sup].kind == "supervisor" for sup in pools)
 
 
@@ -97,8 +108,9 @@ def test_placement_pins_by_glob() -> None:
     cfg = load_config_text(CONFIG)
     assert placement_for(cfg, "channels/signal:phone") == {"signal_box": 0.01}
     assert placement_for(cfg, "channels/telegram:main") == {}
-    signal = next(c for c in build_tree(cfg)[4].args["children"] if c.id == "signal:phone")
-    assert signal.resources == {"signal_box": 0.01}
+    signal = next(c for c in build_tree(cfg)[4].args["children"] if c.id == "signal")
+    assert signal.resources == {"signal_box": 0.01}  # its process goes where its account must
+    assert [c.resources for c in signal.args["children"]] == [{}]  # inside it: nothing to place
 
 
 def test_each_channel_account_holds_its_own_resource_where_the_head_offers_it() -> None:
@@ -107,9 +119,9 @@ def test_each_channel_account_holds_its_own_resource_where_the_head_offers_it() 
     # the placed Signal account's node offers its placement resource instead
     assert singleton_resources(cfg) == {tg: 1.0, sl: 1.0}
     channels = {c.id: c for c in build_tree(cfg, singletons=True)}["channels"].args["children"]
-    by_id = {c.id: c.resources for c in channels}
-    assert by_id["telegram:main"] == {tg: 1.0} and by_id["slack:work"] == {sl: 1.0}
-    assert by_id["signal:phone"] == {"signal_box": 0.01}
+    by_id = {c.id: c.resources for c in channels}  # each type's process holds its accounts'
+    assert by_id["telegram"] == {tg: 1.0} and by_id["slack"] == {sl: 1.0}
+    assert by_id["signal"] == {"signal_box": 0.01}
     plain = {c.id: c for c in build_tree(cfg)}["channels"].args["children"]
     assert all(c.resources.get(tg) is None for c in plain)  # a cluster that does not offer them
     assert not is_placement(tg) and not is_placement("node:__internal_head__")
@@ -117,3 +129,37 @@ def test_each_channel_account_holds_its_own_resource_where_the_head_offers_it() 
     # names are safe for Ray and distinct even when accounts only differ in punctuation
     assert account_resource("slack", "a.b") != account_resource("slack", "a_b")
     assert account_resource("signal", "+15551234567").startswith("moltbot_signal__15551234567_")
+
+
+TWO_OF_A_TYPE = """
+{
+  "channels": {
+    "telegram": [{"account": "a", "token": "secret:a"}, {"account": "b", "token": "secret:b"},
+                 {"account": "far", "token": "secret:c"}],
+    "slack": [{"account": "work", "bot_token": "secret:sb", "app_token": "secret:sa"}]
+  },
+  "supervision": {"channels": {"max_memory_mb": 300}},
+  "cluster": {"placement": {"channels/telegram:far": {"resources": {"box": 1}}}}
+}
+"""
+
+
+def test_accounts_of_a_type_share_its_process_unless_placed_elsewhere() -> None:
+    cfg = load_config_text(TWO_OF_A_TYPE)
+    hosts = {c.id: c for c in build_tree(cfg, singletons=True)}["channels"].args["children"]
+    assert [(h.id, [c.id for c in h.args["children"]]) for h in hosts] == [
+        ("telegram", ["telegram:a", "telegram:b"]),
+        ("telegram-2", ["telegram:far"]),  # placed on another node: a process there
+        ("slack", ["slack:work"]),
+    ]
+    first = hosts[0]
+    # the process holds both accounts' units, so no two pollers of either ever run at once
+    assert first.resources == {
+        account_resource("telegram", "a"): 1.0,
+        account_resource("telegram", "b"): 1.0,
+    }
+    assert hosts[1].resources == {"box": 1.0}
+    # the pool's memory ceiling is the process's; the accounts inside have none of their own
+    assert first.max_memory_mb == 300
+    assert all(c.max_memory_mb == 0 and c.resources == {} for c in first.args["children"])
+    assert first.args["flags"].concurrent_start  # its accounts connect together
