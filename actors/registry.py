@@ -23,7 +23,7 @@ KINDS: dict[str, tuple[str, str]] = {
     "channel": ("actors.channel", "ChannelActor"),
     "plugin": ("actors.plugin", "PluginActor"),
     "scheduler": ("actors.scheduler", "SchedulerActor"),
-    "host": ("actors.supervisor", "Supervisor"),  # a supervisor whose children share its process
+    "host": ("actors.supervisor", "Host"),  # a supervisor whose children share its process
 }
 
 

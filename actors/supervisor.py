@@ -471,7 +471,18 @@ class SupervisorCore(InProcessPools, SupervisorStatus, Standbys, ChildBase):
         self._audit.record("supervision", {"supervisor": actor_name(self.path), **ev})
 
 
+class ProcessHost(SupervisorCore):
+    """A supervisor in a process of its own whose children all run inside it (kind ``host``:
+    the accounts of one channel type). A class of its own so the dashboard and ``ps`` tell it
+    from the root."""
+
+    def __init__(self, **kw: Any) -> None:
+        super().__init__(**{**kw, "host": True})
+
+
 if TYPE_CHECKING:  # typed as the class, as the decorated class was
     Supervisor = SupervisorCore
+    Host = ProcessHost
 else:  # the root: the tree's one Ray actor
     Supervisor = ray.remote(**CHILD_OPTIONS)(SupervisorCore)
+    Host = ray.remote(**CHILD_OPTIONS)(ProcessHost)

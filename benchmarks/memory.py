@@ -5,8 +5,9 @@ load here when run alone).
 
 Per channel account: the accounts of a type share one process (``channels/<type>``). The
 first account of a type costs that process (its USS with one account, in the main tree); an
-extra account costs what a second one adds to it: a second tree with two accounts of each
-type, warmed the same way, its process of each type against the main tree's (target < 40 MB).
+extra account costs what a second one adds to it: two fresh trees beside the main one, with one
+and with two accounts of each type, taken through the same warm-up and load, their processes of
+each type compared (target < 40 MB).
 """
 
 from __future__ import annotations
@@ -33,9 +34,9 @@ def ray(ctx: h.Ctx) -> None:
             "by_kind_mb": sampler.by_kind,
             "how": "max of samples every 2 s during 20 msg/s",
         }
-    one = _process_uss(tree)
-    ctx.memory["per_channel_mb"] = one
-    ctx.memory["two_accounts_mb"] = two = _two_accounts(ctx)
+    ctx.memory["per_channel_mb"] = _process_uss(tree)
+    ctx.memory["one_account_mb"] = one = _side_tree(ctx, 1)
+    ctx.memory["two_accounts_mb"] = two = _side_tree(ctx, 2)
     ctx.memory["extra_account_mb"] = {ch: round(two[ch] - one[ch], 1) for ch in one if ch in two}
     time.sleep(0.5)
 
@@ -53,22 +54,37 @@ def _process_uss(tree: h.RayTree) -> dict[str, float]:
     return out
 
 
-def _two_accounts(ctx: h.Ctx) -> dict[str, float]:
-    """A second tree beside the first, with two accounts of each type on fakes of their own,
-    every account warmed (it answered twice) as the first tree's were: its processes' USS."""
+def _side_tree(ctx: h.Ctx, accounts: int) -> dict[str, float]:
+    """A fresh tree beside the first with ``accounts`` accounts of each type on fakes of their
+    own, taken through the same steps for either count (every account answers twice, then 20
+    msg/s over all of them): the USS of its process of each type."""
     from benchmarks.platforms import Conv, Platforms, bench_config
     from benchmarks.trees import RayTree
 
-    with Platforms(accounts=2) as p2:
-        tree2 = RayTree(bench_config(p2), ctx.home("ray-2acc")).start()
+    slots = tuple(range(accounts))
+    with Platforms(accounts=accounts) as p2:
+        tree2 = RayTree(bench_config(p2), ctx.home(f"ray-{accounts}acc")).start()
         try:
             warm = [
                 Conv(ch, 90_000 + 10 * slot + i, slot)
                 for ch in h.CHANNELS
-                for slot in (0, 1)
+                for slot in slots
                 for i in range(2)
             ]
-            p2.run(p2.closed_loop(warm, 2), timeout=180)
+            _lats, timeouts = p2.run(p2.closed_loop(warm, 2), timeout=180)
+            hosts = tree2.status()["children"]
+            inside = {
+                c["id"]: [a["id"] for a in c.get("children", []) if a["state"] == "running"]
+                for c in next(n for n in hosts if n["id"] == "channels")["children"]
+            }
+            if timeouts or any(len(inside.get(ch, [])) != accounts for ch in h.CHANNELS):
+                raise RuntimeError(f"{accounts} accounts each: {timeouts} unanswered, {inside}")
+            h.log(f"memory: {accounts} accounts of each type, all answered: {inside}")
+            spread = [
+                Conv(c.channel, c.user, i % accounts)
+                for i, c in enumerate(h.convs(30, start=600_000))
+            ]
+            p2.run(p2.open_loop(20, 4 if ctx.quick else 8, spread), timeout=120)
             time.sleep(3)
             return _process_uss(tree2)
         finally:
@@ -92,7 +108,8 @@ def report(ctx: h.Ctx) -> dict[str, Any]:
         else round(idle_tree - idle_ray, 1),
         "channel_process_mb": per,
         "first_account_of_a_type_mb": per_mean,
-        "channel_process_two_accounts_mb": m.get("two_accounts_mb", {}),
+        "side_tree_process_one_account_mb": m.get("one_account_mb", {}),
+        "side_tree_process_two_accounts_mb": m.get("two_accounts_mb", {}),
         "extra_account_mb": extra,
         "per_extra_channel_mb": extra_mean,
         "tree_idle_by_kind_mb": m.get("tree_idle", {}).get("by_kind_mb"),
@@ -115,10 +132,11 @@ def report(ctx: h.Ctx) -> dict[str, Any]:
         ],
     )
     if per:
+        one, two = m.get("one_account_mb", {}), m.get("two_accounts_mb", {})
         h.print_table(
-            "channel processes (MB): USS with 1 and 2 accounts",
-            ["type", "1 account", "2 accounts", "extra account"],
-            [[ch, per.get(ch), m.get("two_accounts_mb", {}).get(ch), extra.get(ch)] for ch in per],
+            "a channel type's process (MB): main tree; fresh trees with 1 and 2 accounts",
+            ["type", "main tree", "1 account", "2 accounts", "extra account"],
+            [[ch, per.get(ch), one.get(ch), two.get(ch), extra.get(ch)] for ch in per],
         )
     kinds = m.get("tree_idle", {}).get("by_kind_mb") or {}
     if kinds:
@@ -154,8 +172,9 @@ def report(ctx: h.Ctx) -> dict[str, Any]:
             "the benchmark driver that belongs to Ray (browser and baseline "
             "process excluded); the driver itself is not counted",
             "a channel type's accounts share one process; extra account = USS of a type's "
-            "process with 2 accounts (a second tree, warmed the same way) minus with 1; the "
-            "first account of a type costs its process (channel_process_mb)",
+            "process in a fresh tree with 2 accounts of each type minus in one with 1, both "
+            "taken through the same warm-up and load; the first account of a type costs its "
+            "process (channel_process_mb, in the main tree)",
         ],
     )
     return {"path": str(path), "targets": targets}

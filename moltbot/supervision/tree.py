@@ -153,7 +153,7 @@ class _Builder:
             id=path.rsplit("/", 1)[-1],
             kind="host",
             child_type=ChildType.SUPERVISOR,
-            args={"flags": flags, "children": inside, "host": True},
+            args={"flags": flags, "children": inside},
             shutdown=SUPERVISOR_SHUTDOWN_S,
             ready_timeout=self.cfg.supervision.ready_timeout_s * 2,
             resources=held,

@@ -56,7 +56,6 @@ def test_tree_shape_follows_the_design() -> None:
         ["slack:work"],
         ["signal:phone"],
     ]
-    assert all(h.args["host"] for h in hosts)
     flags = channels.args["flags"]
     assert flags.strategy == Strategy.ONE_FOR_ONE and flags.intensity == 7 and flags.period == 9
     assert root_flags(cfg).strategy == Strategy.ONE_FOR_ONE
