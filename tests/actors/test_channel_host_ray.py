@@ -74,6 +74,10 @@ def test_two_accounts_of_a_type_answer_from_one_process(rig: Rig) -> None:
     assert [c["id"] for c in host["children"]] == ["telegram:main", "telegram:second"]
     assert pid_of(rig.ns, A) == pid_of(rig.ns, B) == pid_of(rig.ns, "channels/telegram")
     assert pid_of(rig.ns, SIGNAL) != pid_of(rig.ns, A)  # another type: a process of its own
+    # the pool's memory ceiling is the process's, measured at its pings; not each account's
+    wait_for(lambda: "memory" in rig.host_node("telegram"), 30, "the process measured")
+    assert rig.host_node("telegram")["memory"]["max_mb"] == 1024
+    assert all("memory" not in c for c in rig.host_node("telegram")["children"])
     rig.dm(rig.a, "to the first bot")
     rig.dm(rig.b, "to the second bot")
     wait_for(lambda: rig.answered(rig.a, "to the first bot") == 1, 30, "first bot's answer")
