@@ -313,7 +313,7 @@ def kill(root_ns: str, name: str, how: str) -> str:
         raise NotRunning(f"no actor named {full}", hint="see `moltbot status`") from None
     if how == "kill" and not isinstance(handle, Inside):
         ray.kill(handle, no_restart=True)
-    else:  # a supervisor inside the root's process ends alone (it shares no process to end)
+    else:  # a child inside another actor's process ends alone (it has no process to end)
         with contextlib.suppress(Exception):  # `exit` ends the process mid-call
             ray.get(handle.crash.remote(how), timeout=10)
     return full

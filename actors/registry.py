@@ -91,8 +91,8 @@ def clear_alias(namespace: str, path: str) -> None:
     internal_kv._internal_kv_del(_alias_key(path), namespace=namespace)
 
 
-# A child running inside another actor's process is recorded under its path (and a host's
-# child under its address too) as ``@in <owner's path> <its path from the owner>``
+# A child running inside another actor's process is recorded under its path as
+# ``@in <owner's path> <its path from the owner>``
 _INSIDE = "@in "
 
 
@@ -124,25 +124,25 @@ class Inside:
     its actor handle would be: ``handle.status.remote()`` is that actor's ``call_in(path,
     "status")`` (an ObjectRef), ``path`` relative to it."""
 
-    def __init__(self, root: Any, path: str) -> None:
-        self.root = root
+    def __init__(self, owner: Any, path: str) -> None:
+        self.owner = owner
         self.path = path
 
     def __getattr__(self, method: str) -> _Through:
         if method.startswith("_"):
             raise AttributeError(method)
-        return _Through(self.root, self.path, method)
+        return _Through(self.owner, self.path, method)
 
     def __reduce__(self) -> tuple[Any, ...]:
-        return (Inside, (self.root, self.path))
+        return (Inside, (self.owner, self.path))
 
 
 class _Through:
-    def __init__(self, root: Any, path: str, method: str) -> None:
-        self.root, self.path, self.method = root, path, method
+    def __init__(self, owner: Any, path: str, method: str) -> None:
+        self.owner, self.path, self.method = owner, path, method
 
     def remote(self, *args: Any, **kw: Any) -> Any:
-        return self.root.call_in.remote(self.path, self.method, *args, **kw)
+        return self.owner.call_in.remote(self.path, self.method, *args, **kw)
 
 
 def standby_name(path: str, seq: int) -> str:

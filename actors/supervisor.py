@@ -72,7 +72,8 @@ class Record:
 
 
 class SupervisorCore(InProcessPools, SupervisorStatus, Standbys, ChildBase):
-    """A supervisor: the root as a Ray actor (``Supervisor``), the pools inside it."""
+    """A supervisor: the root as a Ray actor (``Supervisor``), the pools inside it, and each
+    channel type's ``host`` (``ProcessHost``) as a Ray actor of its own."""
 
     def __init__(
         self,
@@ -483,6 +484,6 @@ class ProcessHost(SupervisorCore):
 if TYPE_CHECKING:  # typed as the class, as the decorated class was
     Supervisor = SupervisorCore
     Host = ProcessHost
-else:  # the root: the tree's one Ray actor
+else:  # the root, and the hosts: Ray actors
     Supervisor = ray.remote(**CHILD_OPTIONS)(SupervisorCore)
     Host = ray.remote(**CHILD_OPTIONS)(ProcessHost)

@@ -16,6 +16,8 @@ os.environ.setdefault("RAY_AUTH_MODE", "token")  # as actors/__init__.py, before
 def ray_cluster() -> Iterator[None]:
     import ray
 
+    if ray.is_initialized():  # an earlier test without this fixture made Ray start one itself
+        ray.shutdown()
     ray.init(
         address="local",  # always a fresh cluster: never one a `ray start` left behind
         num_cpus=4,

@@ -1,5 +1,7 @@
 """``LocalChild``: a supervisor inside its parent's process, held as a Ray handle is (plain
-asyncio, no Ray: supervisors without worker children)."""
+asyncio: supervisors without worker children). Their ``ready`` reads Ray's runtime context,
+which would start a Ray of its own inside the first test (seconds with the loop blocked, and
+the session's Ray could not start after it): the session's is started first."""
 
 from __future__ import annotations
 
@@ -13,6 +15,8 @@ from actors.supervisor import Record, SupervisorCore
 from actors.supervisor_local import LocalChild, kill_child
 from moltbot.errors import EscalationError
 from moltbot.supervision.spec import ChildSpec, ChildType
+
+pytestmark = pytest.mark.usefixtures("ray_cluster")
 
 
 async def started(tg: asyncio.TaskGroup, path: str) -> tuple[LocalChild, Awaitable[str]]:
