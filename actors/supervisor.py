@@ -27,7 +27,6 @@ from actors.audit import AuditForwarder
 from actors.base import CHILD_OPTIONS, ChildBase
 from actors.exits import hint_of, reason_of, start_error_of
 from actors.registry import (
-    CORES,
     actor_class,
     actor_name,
     clear_alias,
@@ -193,8 +192,7 @@ class SupervisorCore(InProcessPools, SupervisorStatus, Standbys, ChildBase):
             return ()
         out: list[str] = []
         for rec in self.records:
-            cls = core_class(rec.spec.kind)
-            out += [CORES[rec.spec.kind][0], *cls.modules_for(rec.spec.args)]
+            out += core_class(rec.spec.kind).modules_for(rec.spec.args)
         return tuple(dict.fromkeys(out))
 
     def _here(self, rec: Record) -> bool:

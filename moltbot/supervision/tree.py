@@ -119,6 +119,11 @@ class _Builder:
             max_memory_mb=self.section_of(path).max_memory_mb,
         )
 
+    def pool_flags(self, section: SupervisorConfig) -> SupervisorFlags:
+        """A pool's flags: under one_for_one it starts its independent children together."""
+        together = section.strategy == Strategy.ONE_FOR_ONE
+        return flags_from(self.cfg, section, concurrent_start=together)
+
     def supervisor(self, cid: str, section: SupervisorConfig, kids: list[ChildSpec]) -> ChildSpec:
         return ChildSpec(
             id=cid,
@@ -126,12 +131,7 @@ class _Builder:
             child_type=ChildType.SUPERVISOR,
             # a one_for_one pool of independent workers starts its children together; with
             # rest_for_one or one_for_all the user said they depend on each other: in order
-            args={
-                "flags": flags_from(
-                    self.cfg, section, concurrent_start=section.strategy == Strategy.ONE_FOR_ONE
-                ),
-                "children": kids,
-            },
+            args={"flags": self.pool_flags(section), "children": kids},
             shutdown=SUPERVISOR_SHUTDOWN_S,
             ready_timeout=self.cfg.supervision.ready_timeout_s * 2,
             resources=dict(HEAD),  # it runs inside the root's process, on the head
@@ -147,13 +147,11 @@ class _Builder:
         for kid in kids:
             held.update(kid.resources)
         inside = [msgspec.structs.replace(k, resources={}, max_memory_mb=0) for k in kids]
-        together = section.strategy == Strategy.ONE_FOR_ONE  # as its pool's own children
-        flags = flags_from(self.cfg, section, concurrent_start=together)
         return ChildSpec(
             id=path.rsplit("/", 1)[-1],
             kind="host",
             child_type=ChildType.SUPERVISOR,
-            args={"flags": flags, "children": inside},
+            args={"flags": self.pool_flags(section), "children": inside},
             shutdown=SUPERVISOR_SHUTDOWN_S,
             ready_timeout=self.cfg.supervision.ready_timeout_s * 2,
             resources=held,

@@ -28,12 +28,13 @@ from moltbot.errors import NotFound
 from moltbot.security.audit import tail, verify
 from moltbot.security.vault import Vault
 from moltbot.tools import scope
-from tests.actors.helpers import child, node, pid_of, tree, wait_for
+from tests.actors.helpers import child, pid_of, wait_for
 from tests.actors.rig import (
     ECHO,
     RAY_ENV,
     channel_node,
     fast_config,
+    host_node,
     running_tree,
     serving,
     telegram_main,
@@ -205,7 +206,7 @@ def test_crash_while_messages_arrive_every_message_answered_exactly_once(
 
     def restarts() -> int:  # the account's inside its process, or that process's
         if how == "ray_kill":
-            return int(node(node(tree(rig.root), "channels"), "telegram")["restarts"])
+            return int(host_node(rig.root, "telegram")["restarts"])
         return int(channel_node(rig.root, "telegram:main")["restarts"])
 
     before = restarts()

@@ -16,8 +16,16 @@ import msgspec
 import pytest
 import ray
 
-from tests.actors.helpers import child, incarnation_of, killed, node, pid_of, tree, wait_for
-from tests.actors.rig import ECHO, channel_node, fast_config, running_tree, serving, telegram_main
+from tests.actors.helpers import child, incarnation_of, killed, pid_of, wait_for
+from tests.actors.rig import (
+    ECHO,
+    channel_node,
+    fast_config,
+    host_node,
+    running_tree,
+    serving,
+    telegram_main,
+)
 from tests.fakes.signal_api import NUMBER, FakeSignal
 from tests.fakes.telegram_api import DEFAULT_TOKEN, FakeTelegram
 
@@ -45,7 +53,7 @@ class Rig(msgspec.Struct, kw_only=True):
         return Counter(s["message"] for s in list(self.signal.sent))[ECHO + text]
 
     def host_node(self, kind: str) -> dict[str, Any]:
-        return node(node(tree(self.root), "channels"), kind)
+        return host_node(self.root, kind)
 
 
 @pytest.fixture(scope="module")
