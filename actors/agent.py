@@ -42,6 +42,7 @@ from moltbot.batching import GroupCommit
 from moltbot.config.refs import resolve_secret
 from moltbot.config.schema import CHANNEL_KINDS, Config
 from moltbot.errors import (
+    Dormant,
     MediaRefused,
     NotFound,
     ProviderAuthError,
@@ -68,6 +69,7 @@ log = logging.getLogger("moltbot.agent")
 T = TypeVar("T")
 
 STORE = "store"
+DORMANT_RETRY_S = 0.1
 TOOL_LOST = (
     "the tool worker stopped during this call, so it may or may not have run; "
     "check before trying again"
@@ -115,8 +117,10 @@ class SandboxTools:
     """``ToolRunner`` whose calls run in the sandbox actor the session shards to.
 
     The specs are built locally from the same config. A call is sent once: the sandbox is first
-    found and asked ``ready`` (safe to retry while it restarts); if it then dies during the call
-    the model is told the call may or may not have run (a command is never run twice by us).
+    woken (it sleeps when idle), found and asked ``ready`` (safe to retry while it restarts);
+    if it then dies during the call the model is told the call may or may not have run (a
+    command is never run twice by us). One that refused it because it was ending (``Dormant``:
+    nothing ran) is woken again and sent the call again.
     """
 
     def __init__(
@@ -134,12 +138,20 @@ class SandboxTools:
         self, name: str, input: dict[str, Any], session: str, ctx: ToolContext | None = None
     ) -> ToolResult:
         path = routing.sandbox_path(session, self._workers)
-        target = await routing.live(self._ns, path, self._deadline)
-        try:
-            result: ToolResult = await target.call.remote(name, input, session, ctx)
-        except routing.ActorDied:
-            return ToolResult(text=TOOL_LOST, is_error=True)
-        return result
+        end = time.monotonic() + self._deadline
+        while True:
+            left = max(1.0, end - time.monotonic())
+            target = await routing.awake(self._ns, path, left)
+            try:
+                result: ToolResult = await target.call.remote(name, input, session, ctx)
+            except routing.ActorDied:
+                return ToolResult(text=TOOL_LOST, is_error=True)
+            except routing.RemoteFailed as exc:
+                if not isinstance(routing.cause_of(exc), Dormant) or time.monotonic() > end:
+                    raise
+                await asyncio.sleep(DORMANT_RETRY_S)  # its supervisor notes the end, then wakes
+                continue
+            return result
 
 
 class SchedulerJobs:
@@ -405,10 +417,10 @@ class AgentActor(ChildBase):
     async def _resolve_approval(
         self, approval_id: str, approve: bool, who: str
     ) -> dict[str, Any] | None:
-        """Answer a pending approval in whichever sandbox it waits."""
+        """Answer a pending approval in whichever sandbox it waits (one asleep holds none)."""
         for i in range(self.config.tools.workers):
             try:
-                approval: dict[str, Any] = await routing.call(
+                approval: dict[str, Any] | None = await routing.call_running(
                     self.namespace,
                     f"tools/sandbox-{i}",
                     "approvals_resolve",
@@ -419,7 +431,8 @@ class AgentActor(ChildBase):
                 )
             except NotFound:
                 continue
-            return approval
+            if approval is not None:
+                return approval
         return None
 
     @staticmethod

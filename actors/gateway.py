@@ -97,9 +97,13 @@ class RayBackend(BaseBackend):
         return out
 
     async def approvals_list(self) -> list[JSON]:
+        """The pending approvals of every running sandbox (one asleep holds none)."""
         out: list[JSON] = []
         for i in range(self.cfg.tools.workers):
-            out.extend(await self._call(f"tools/sandbox-{i}", "approvals_list"))
+            held = await routing.call_running(
+                self.ns, f"tools/sandbox-{i}", "approvals_list", deadline_s=10.0
+            )
+            out.extend(held or [])
         return out
 
     async def _pending_approvals(self, known: dict[str, JSON]) -> dict[str, JSON]:
@@ -114,8 +118,8 @@ class RayBackend(BaseBackend):
     async def approvals_resolve(self, approval_id: str, approve: bool, *, by: str) -> JSON:
         for i in range(self.cfg.tools.workers):
             path = f"tools/sandbox-{i}"
-            pending = await self._call(path, "approvals_list")
-            if any(a.get("id") == approval_id for a in pending):
+            pending = await routing.call_running(self.ns, path, "approvals_list", deadline_s=10)
+            if any(a.get("id") == approval_id for a in pending or []):
                 result: JSON = await self._call(
                     path, "approvals_resolve", approval_id, approve, f"gateway:{by}"
                 )

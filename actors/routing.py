@@ -126,3 +126,25 @@ async def live(namespace: str, path: str, deadline_s: float = 60.0) -> Any:
     """
     await call(namespace, path, "ready", deadline_s=deadline_s)
     return handle(namespace, path)
+
+
+async def awake(namespace: str, path: str, deadline_s: float = 60.0) -> Any:
+    """``live`` for a child started on demand (a sandbox): its supervisor is asked to
+    ``wake`` it first (nothing to do when it runs, or is restarting)."""
+    parent, child_id = path.rsplit("/", 1)
+    await call(namespace, parent, "wake", child_id, deadline_s=deadline_s)
+    return await live(namespace, path, deadline_s)
+
+
+async def call_running(
+    namespace: str, path: str, method: str, *args: Any, deadline_s: float = 10.0
+) -> Any:
+    """``call``, or None at once when no actor is at ``path`` now (an on-demand child asleep,
+    or one between incarnations): for questions only a running actor can have an answer to,
+    such as the approvals a sandbox holds in memory."""
+    forget(namespace, path)  # a cached handle may be of an incarnation that ended
+    try:
+        handle(namespace, path)
+    except ValueError:
+        return None
+    return await call(namespace, path, method, *args, deadline_s=deadline_s)

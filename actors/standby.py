@@ -24,7 +24,7 @@ from moltbot.supervision.spec import ChildSpec, ChildType, SupervisorFlags
 from moltbot.supervision.tree import is_placement
 
 if TYPE_CHECKING:
-    from actors.supervisor import Record
+    from actors.child_record import Record
 
 log = logging.getLogger("moltbot.supervisor")
 STANDBY_DELAY_S = 1.0  # at least this long after its child started (its backlog first)
@@ -32,9 +32,11 @@ STANDBY_DELAY_S = 1.0  # at least this long after its child started (its backlog
 
 def wanted(flags: SupervisorFlags, spec: ChildSpec) -> bool:
     """Whether a child gets a spare: standby is on, it is a worker or a host (a process of
-    its own), not placed on a node by custom resources (that node may come and go)."""
+    its own), not placed on a node by custom resources (that node may come and go), not one
+    started on demand (a spare would hold the very process its sleep gives back)."""
     return (
         flags.standby
+        and not spec.on_demand
         and (spec.child_type == ChildType.WORKER or spec.kind == "host")
         and not any(is_placement(name) for name in spec.resources)
     )

@@ -9,6 +9,7 @@ is a ``SupervisorCore`` on the root's event loop (``actors.supervisor_local``), 
 store and the scheduler (``actors.registry.IN_PROCESS``). A ``host`` is a supervisor in a Ray
 worker process of its own whose children all run inside it (the accounts of one channel type).
 Every other child (the gateway, each agent, sandbox and plugin) is a Ray actor of its own.
+A child ``on_demand`` (the sandboxes) sleeps until its first use: ``wake`` starts it.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import ray
 from actors import metrics, routing
 from actors.audit import AuditForwarder
 from actors.base import CHILD_OPTIONS, ChildBase
+from actors.child_record import IDLE, Record
 from actors.exits import hint_of, reason_of, start_error_of
 from actors.registry import (
     actor_class,
@@ -35,10 +37,10 @@ from actors.registry import (
     inside,
     set_alias,
 )
-from actors.standby import Standby, Standbys, wanted
+from actors.standby import Standbys, wanted
 from actors.supervisor_local import InProcessPools, LocalChild, kill_child
 from actors.supervisor_status import SupervisorStatus
-from moltbot.errors import ChildStartError, EscalationError, SupervisionError
+from moltbot.errors import ChildStartError, EscalationError, NotFound, SupervisionError
 from moltbot.supervision.backoff import delay as backoff_delay
 from moltbot.supervision.memory import memory_exit
 from moltbot.supervision.policy import Action, consecutive_restarts, decide
@@ -48,26 +50,6 @@ from moltbot.supervision.tree import is_placement
 log = logging.getLogger("moltbot.supervisor")
 NAME_RETRY_S = 10.0
 EVENTS_KEPT = 200
-
-
-class Record:
-    """What the supervisor knows of one child (mutable; lives only inside this actor)."""
-
-    def __init__(self, spec: ChildSpec) -> None:
-        self.spec = spec
-        self.handle: Any = None
-        self.run_ref: Any = None
-        self.gen = 0
-        self.state = "init"
-        self.restarts = 0
-        self.consecutive = 0
-        self.started_at = 0.0
-        self.info: dict[str, Any] = {}
-        self.last_exit = ""
-        self.mem_mb = 0.0  # its process tree's size at the last ping (with a ceiling)
-        self.name = ""  # the Ray name of the running incarnation (a promoted standby's own)
-        self.standby: Standby | None = None
-        self.launching: Any = None  # the handle of a child still starting (status looks in)
 
 
 class SupervisorCore(InProcessPools, SupervisorStatus, Standbys, ChildBase):
@@ -101,13 +83,18 @@ class SupervisorCore(InProcessPools, SupervisorStatus, Standbys, ChildBase):
         self._main_task: asyncio.Task[str] | None = None
         self._standby_seq = 0
         self._up = asyncio.Event()  # every child started
+        self._waking: dict[str, asyncio.Lock] = {}  # one start at a time per on-demand child
 
     # --- life --------------------------------------------------------------------------------
     async def main(self) -> None:
         try:
             async with asyncio.TaskGroup() as tg:
                 self._tg = tg
-                first, together = self.flags.start_groups([r.spec.id for r in self.records])
+                for rec in self.records:
+                    if rec.spec.on_demand:  # started by ``wake``, on first use
+                        rec.state = IDLE
+                boot = [r.spec.id for r in self.records if not r.spec.on_demand]
+                first, together = self.flags.start_groups(boot)
                 for rec in map(self._find, first):
                     assert rec is not None
                     await self._start(rec)
@@ -156,6 +143,24 @@ class SupervisorCore(InProcessPools, SupervisorStatus, Standbys, ChildBase):
             self._drop_standby(rec)
         await self._stop_all([r.spec.id for r in reversed(self.records)])
         await super().stop()
+
+    async def wake(self, child_id: str) -> dict[str, Any]:
+        """Start an on-demand child that sleeps (never started, or ended idle), as OTP's
+        ``restart_child`` starts a terminated one; returns its state. Any other child is left
+        as it is (running, or restarting: callers wait for it as for any restart)."""
+        await self._until(self._up)
+        rec = self._find(child_id)
+        if rec is None:
+            raise NotFound(f"{self.path or 'root'} has no child {child_id}")
+        async with self._waking.setdefault(child_id, asyncio.Lock()):
+            if rec.spec.on_demand and rec.state == IDLE and not self._stopping:
+                try:
+                    await self._start(rec)
+                except ChildStartError:
+                    rec.state = IDLE  # the next use tries again
+                    raise
+                self._event("woken", rec)
+        return {"state": rec.state}
 
     # --- children ----------------------------------------------------------------------------
     def _child_path(self, rec: Record) -> str:
@@ -372,7 +377,7 @@ class SupervisorCore(InProcessPools, SupervisorStatus, Standbys, ChildBase):
         if d.action == Action.IGNORE:
             await self._kill(rec)
             self._drop_standby(rec)
-            rec.state = "stopped"
+            rec.state = IDLE if rec.spec.on_demand else "stopped"  # idle: ``wake`` starts it
             return
         if d.action == Action.REMOVE:
             await self._kill(rec)
@@ -386,6 +391,7 @@ class SupervisorCore(InProcessPools, SupervisorStatus, Standbys, ChildBase):
             self._event("escalate", rec, reason=d.reason)
             await self._stop_all(list(d.stop))
             raise EscalationError(f"{self.path or 'root'}: {d.reason}")
+        asleep = {r.spec.id for r in self.records if r.state == IDLE}  # stay asleep
         await self._kill(rec)
         await self._stop_all(list(d.stop))
         self._remove(d.remove)
@@ -393,7 +399,7 @@ class SupervisorCore(InProcessPools, SupervisorStatus, Standbys, ChildBase):
         rec.consecutive = consecutive_restarts(rec.consecutive, uptime, self.flags.period)
         wait = backoff_delay(self.flags.backoff, rec.consecutive, random.random())
         self._event("restarting", rec, backoff=round(wait, 3), consecutive=rec.consecutive)
-        to_start = [r for r in self.records if r.spec.id in d.start]
+        to_start = [r for r in self.records if r.spec.id in d.start and r.spec.id not in asleep]
         for r in to_start:
             r.state = "restarting"
         assert self._tg is not None

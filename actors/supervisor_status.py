@@ -14,7 +14,7 @@ from actors.registry import actor_name
 from moltbot.supervision.spec import ChildType, SupervisorFlags
 
 if TYPE_CHECKING:
-    from actors.supervisor import Record
+    from actors.child_record import Record
 
 FIGURES_TIMEOUT_S = 0.5
 

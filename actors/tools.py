@@ -4,10 +4,18 @@ Each ``tools/sandbox-<i>`` holds a tool registry per agent profile, each over th
 workspace (``moltbot.agent.profile_tools.ProfileRegistries``), and the book of
 exec approvals of the sessions that shard to it (``routing.sandbox_path``). Approvals are in
 memory: a restart forgets pending ones (the waiting turn is told the request expired).
+
+A sandbox starts on its first call (the tree's ``on_demand``: the agent asks the tools
+supervisor to ``wake`` it) and ends normally once ``tools.idle_stop_s`` (its ``idle_stop_s``)
+passed without a call, with no call running and no approval pending. A call that comes as it
+ends is refused with ``Dormant`` before anything runs; the agent wakes the next incarnation
+and sends it there.
 """
 
 from __future__ import annotations
 
+import asyncio
+import time
 from typing import Any
 
 import ray
@@ -16,26 +24,49 @@ from actors.base import CHILD_OPTIONS, ChildBase
 from moltbot.agent.profile_tools import ProfileRegistries
 from moltbot.agent.service import approval_book, approval_dict
 from moltbot.config.schema import Config
-from moltbot.errors import NotFound
+from moltbot.errors import Dormant, NotFound
 from moltbot.messages import ToolContext, ToolResult
 from moltbot.tools import ApprovalBook
 
+IDLE_CHECK_S = 5.0  # how often an idle sandbox looks again (a call or approval may hold it)
 
-@ray.remote(**CHILD_OPTIONS)
-class SandboxActor(ChildBase):
+
+class SandboxCore(ChildBase):
     def __init__(
-        self, *, path: str = "", config: Config | None = None, index: int = 0, **kw: Any
+        self,
+        *,
+        path: str = "",
+        config: Config | None = None,
+        index: int = 0,
+        idle_stop_s: float = 0.0,
+        **kw: Any,
     ) -> None:
         super().__init__(path=path, **kw)
         self.config = config or Config()
         self.index = index
+        self.idle_stop_s = idle_stop_s  # given when started on demand (the tree's ``on_demand``)
         self._approvals: ApprovalBook | None = None
         self._registry: ProfileRegistries | None = None
+        self._calls = 0  # running now
+        self._last_call = time.monotonic()
+        self._ending = False  # idle: takes no more calls
 
     async def setup(self) -> None:
         self._approvals = approval_book(self.config)
         self._registry = ProfileRegistries(self.config, self._approvals)
         self._registry.registry()  # the default profile's, now: a bad workspace fails the start
+
+    async def main(self) -> None:
+        """Ends (normally) after ``idle_stop_s`` idle; 0: runs until stopped."""
+        idle_stop = self.idle_stop_s
+        if idle_stop <= 0:
+            await asyncio.Event().wait()
+        while True:
+            left = idle_stop - (time.monotonic() - self._last_call)
+            if left <= 0 and not self._calls and not self.approvals.list_pending():
+                self._ending = True
+                return
+            await asyncio.sleep(max(left, min(idle_stop, IDLE_CHECK_S)))
 
     @property
     def registry(self) -> ProfileRegistries:
@@ -53,7 +84,14 @@ class SandboxActor(ChildBase):
         """Run one tool call acting for ``ctx`` (its sender's folder, the session's trust);
         always a ``ToolResult`` (errors carry a safe message)."""
         await self._ready.wait()
-        return await self.registry.call(name, input, session, ctx)
+        if self._ending:
+            raise Dormant(f"{self.path} is ending (idle); nothing ran")
+        self._calls += 1
+        try:
+            return await self.registry.call(name, input, session, ctx)
+        finally:
+            self._calls -= 1
+            self._last_call = time.monotonic()
 
     async def specs(self) -> list[dict[str, Any]]:
         await self._ready.wait()
@@ -82,3 +120,6 @@ class SandboxActor(ChildBase):
         """The approval once answered or expired (at most ``wait_s``): the waiting turn's end."""
         await self._ready.wait()
         return approval_dict(await self.approvals.wait(id, wait_s))
+
+
+SandboxActor = ray.remote(**CHILD_OPTIONS)(SandboxCore)

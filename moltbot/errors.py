@@ -132,6 +132,11 @@ class PipeClosed(Unavailable):
     run): the actor went away. Idempotent callers look it up again and retry."""
 
 
+class Dormant(Unavailable):
+    """The actor is ending because it was idle and took nothing: started again on demand,
+    the same request may be sent again."""
+
+
 class NotFound(MoltbotError):
     code = "not_found"
 

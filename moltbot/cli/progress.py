@@ -54,6 +54,9 @@ class StartProgress:
                     self._line(f"  ✓ {name}  ({self._clock() - self._start:.1f}s)")
             elif state in ("starting", "init"):
                 waiting.append(name)
+            elif state == "idle" and name not in self._shown:
+                self._shown.add(name)
+                self._line(f"  · {name}  starts when first used")
             elif state == "waiting" and name not in self._shown:
                 self._shown.add(name)
                 self._line(f"  … {name}  waiting for a node with its resources")

@@ -64,6 +64,10 @@ COMMENTS: dict[str, tuple[str, ...]] = {
         'transcription: null, or {"base_url": "http://gpu-box:8000/v1", "model": "whisper-1",',
         ' "api_key": null} (an OpenAI-compatible /audio/transcriptions server).',
     ),
+    "$.tools.idle_stop_s": (
+        "A sandbox process starts on the first tool call and stops after this many",
+        "seconds without one (none while an approval waits). 0: always running.",
+    ),
     "$.tools.workspace": ("null: $MOLTBOT_HOME/workspace. The only folder tools may write.",),
     "$.tools.bash.policy": (
         '"deny": never run; "allowlist": only commands in allowlist; "ask": ask the owner',

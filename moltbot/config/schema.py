@@ -337,6 +337,9 @@ class WebFetchConfig(_Section, frozen=True, kw_only=True, forbid_unknown_fields=
 
 class ToolsConfig(_Section, frozen=True, kw_only=True, forbid_unknown_fields=True):
     workers: PosInt = 1
+    # a sandbox starts on the first tool call and stops after this long without one (and
+    # with no approval pending); 0: every sandbox runs from the start and never stops
+    idle_stop_s: NonNegFloat = 600.0
     workspace: str | None = None  # None: $MOLTBOT_HOME/workspace
     bash: BashConfig = msgspec.field(default_factory=BashConfig)
     files: FilesConfig = msgspec.field(default_factory=FilesConfig)

@@ -8,6 +8,9 @@
 - ``Strategy.REST_FOR_ONE``: the child and the children started after it are restarted.
 - ``intensity`` restarts within ``period`` seconds are allowed; one more and the supervisor stops
   its children and itself, and its parent decides (escalation).
+- ``on_demand`` (moltbot's own): a child started on first use rather than at boot, as OTP's
+  ``supervisor:restart_child`` starts a terminated child again; a transient one that ended
+  normally (idle) is started again the same way.
 - ``shutdown``: seconds a child gets to stop after being asked; then it is killed. ``0`` is
   OTP's ``brutal_kill``.
 
@@ -93,3 +96,6 @@ class ChildSpec(msgspec.Struct, frozen=True, kw_only=True):
     resources: dict[str, float] = {}  # Ray custom resources (placement)
     num_cpus: float = 0.0
     max_memory_mb: int = 0  # restarted above this many MB (its process tree); 0: no ceiling
+    # Not started with its siblings but on first use (its supervisor's ``wake``); with
+    # ``Restart.TRANSIENT`` it may then end normally when idle and sleeps until needed again
+    on_demand: bool = False

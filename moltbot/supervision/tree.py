@@ -191,7 +191,8 @@ def build_tree(cfg: Config, *, singletons: bool = False) -> list[ChildSpec]:
             spec = b.worker(f"{prefix}{i}", "agent", {"index": i})
             agents.append(msgspec.structs.replace(spec, resources={**spec.resources, **wanted}))
     sandboxes = [
-        b.worker(f"tools/sandbox-{i}", "sandbox", {"index": i}) for i in range(cfg.tools.workers)
+        _sleeper(b.worker(f"tools/sandbox-{i}", "sandbox", {"index": i}), cfg.tools.idle_stop_s)
+        for i in range(cfg.tools.workers)
     ]
     accounts = [
         _holding(
@@ -231,6 +232,15 @@ def _by_process(accounts: list[ChildSpec]) -> list[tuple[str, list[ChildSpec]]]:
         seen[kind] = n = seen.get(kind, 0) + 1
         out.append((kind if n == 1 else f"{kind}-{n}", kids))
     return out
+
+
+def _sleeper(spec: ChildSpec, idle_stop_s: float) -> ChildSpec:
+    """A sandbox that stops when idle: started on first use (not at boot), and transient: it
+    ends normally after ``idle_stop_s`` without a call and sleeps until the next one."""
+    if idle_stop_s <= 0:
+        return spec
+    args = {**spec.args, "idle_stop_s": idle_stop_s}
+    return msgspec.structs.replace(spec, args=args, on_demand=True, restart=Restart.TRANSIENT)
 
 
 def _holding(spec: ChildSpec, resource: str, offered: dict[str, float]) -> ChildSpec:

@@ -234,7 +234,7 @@ def test_node_join_runs_the_pinned_actor_on_the_worker_and_leave_makes_it_wait(l
         json.dumps(
             {
                 "agent": {"workers": 1},
-                "tools": {"workers": 1},
+                "tools": {"workers": 1, "idle_stop_s": 0},  # runs from the start: placed at once
                 "supervision": {"shutdown_s": 2},
                 "cluster": {
                     "head_ip": HEAD_IP,

@@ -45,6 +45,7 @@ def test_each_child_once_as_it_comes_up_and_a_parked_account_with_its_fix() -> N
                         "figures": {"link": rejected},
                     },
                     {"name": "moltbot.tools.sandbox-0", "state": "waiting"},
+                    {"name": "moltbot.tools.sandbox-1", "state": "idle"},
                 ],
             },
         )
@@ -55,6 +56,7 @@ def test_each_child_once_as_it_comes_up_and_a_parked_account_with_its_fix() -> N
         "  ✗ channels/slack:work  failed: rejected: Slack refused the bot token "
         "(fix: check channels.slack bot_token)",
         "  … tools/sandbox-0  waiting for a node with its resources",
+        "  · tools/sandbox-1  starts when first used",  # on demand: not waited for
     ]
 
 

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from moltbot.config.loader import load_config_text
 from moltbot.config.schema import SupervisionConfig
-from moltbot.supervision.spec import ChildSpec, ChildType, Strategy, SupervisorFlags
+from moltbot.supervision.spec import ChildSpec, ChildType, Restart, Strategy, SupervisorFlags
 from moltbot.supervision.tree import (
     account_resource,
     build_tree,
@@ -162,3 +162,25 @@ def test_accounts_of_a_type_share_its_process_unless_placed_elsewhere() -> None:
     assert first.max_memory_mb == 300
     assert all(c.max_memory_mb == 0 and c.resources == {} for c in first.args["children"])
     assert first.args["flags"].concurrent_start  # its accounts connect together
+
+
+def test_sandboxes_start_on_first_use_and_sleep_when_idle_by_default() -> None:
+    """A sandbox is on demand and transient (an idle end is normal: not restarted, slept);
+    ``tools.idle_stop_s: 0`` keeps the permanent sandbox started at boot."""
+    sandboxes = {c.id: c for c in build_tree(load_config_text("{}"))}["tools"].args["children"]
+    assert [(s.id, s.on_demand, s.restart) for s in sandboxes] == [
+        ("sandbox-0", True, Restart.TRANSIENT)
+    ]
+    assert sandboxes[0].args["idle_stop_s"] == 600.0
+    always = load_config_text('{"tools": {"workers": 2, "idle_stop_s": 0}}')
+    kept = {c.id: c for c in build_tree(always)}["tools"].args["children"]
+    assert [(s.id, s.on_demand, s.restart) for s in kept] == [
+        ("sandbox-0", False, Restart.PERMANENT),
+        ("sandbox-1", False, Restart.PERMANENT),
+    ]
+    assert "idle_stop_s" not in kept[0].args
+    # nothing else sleeps: every other child of the tree starts at boot
+    tree = build_tree(load_config_text(CONFIG))
+    woken = [c for c in tree if c.on_demand]
+    nested = [k for c in tree for k in c.args.get("children", []) if k.id != "sandbox-0"]
+    assert woken == [] and not any(k.on_demand for k in nested)
