@@ -28,6 +28,7 @@ from actors.audit import AuditForwarder
 from actors.base import CHILD_OPTIONS, ChildBase
 from actors.child_record import IDLE, Record
 from actors.exits import hint_of, reason_of, start_error_of
+from actors.reaper import reap
 from actors.registry import (
     actor_class,
     actor_name,
@@ -450,9 +451,13 @@ class SupervisorCore(InProcessPools, SupervisorStatus, Standbys, ChildBase):
         self._event("stopped", rec)
 
     async def _kill(self, rec: Record) -> None:
+        """End the child now, and wait until its process has exited (``actors.reaper``):
+        nothing it still had in hand goes out beside its next incarnation."""
         if rec.handle is not None:
             kill_child(rec.handle)
             rec.handle = None
+            if not self._here(rec):
+                await reap(rec.info)
 
     def _kill_all(self) -> None:
         """Every child (running, starting, and spares) ended now, without waiting."""
