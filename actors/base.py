@@ -167,7 +167,10 @@ class ChildBase:
         extra = {"pipe_in": pipe["served"], "pipe_out": pipe["calls"]}
         return {**await self.figures(), **{k: v for k, v in extra.items() if v}}
 
-    @ray.method(concurrency_group="ping")
+    # No task event: each process child is pinged every ``ping_interval_s``, and Ray keeps
+    # the last ``task_events_max_num_task_in_gcs`` tasks in its GCS for the dashboard: the pings
+    # filled that list (and grew the GCS by ~37 MB over a 30-minute soak) with nothing to see.
+    @ray.method(concurrency_group="ping", enable_task_events=False)
     async def ping(self, max_memory_mb: int = 0) -> dict[str, Any]:
         """Alive and well? With a memory ceiling, also this process tree's size (``mem_mb``)."""
         age = time.monotonic() - self._heartbeat

@@ -35,6 +35,7 @@ def ray(ctx: h.Ctx) -> None:
             "how": "max of samples every 2 s during 20 msg/s",
         }
     ctx.memory["per_channel_mb"] = _process_uss(tree)
+    ctx.memory["sandbox"] = _sandbox_wake(tree)
     ctx.memory["one_account_mb"] = one = _side_tree(ctx, 1)
     ctx.memory["two_accounts_mb"] = two = _side_tree(ctx, 2)
     ctx.memory["extra_account_mb"] = {ch: round(two[ch] - one[ch], 1) for ch in one if ch in two}
@@ -52,6 +53,42 @@ def _process_uss(tree: h.RayTree) -> dict[str, float]:
         except Exception as exc:
             h.log(f"memory: {ch}: {type(exc).__name__}")
     return out
+
+
+def _sandbox_wake(tree: h.RayTree) -> dict[str, Any]:
+    """What the sleeping sandbox gives back and costs: it has no process in the idle tree;
+    the first tool call wakes it (its supervisor starts it: ``routing.awake``, the agent's
+    way), the calls after go to it running; then its process's USS."""
+    import asyncio
+
+    import psutil
+    import ray
+
+    from actors import routing
+
+    path = "tools/sandbox-0"
+    try:
+        tree.handle(path)
+        asleep = False
+    except ValueError:
+        asleep = True
+    t0 = time.perf_counter()
+    handle = asyncio.run(routing.awake(tree.ns, path, 60.0))
+    wake_s = time.perf_counter() - t0
+    calls_ms = []
+    for _ in range(5):
+        t = time.perf_counter()
+        ray.get(handle.call.remote("list_dir", {}, "bench:wake"), timeout=60)
+        calls_ms.append(round((time.perf_counter() - t) * 1000, 1))
+    time.sleep(2)
+    uss = h.mb(h.uss(psutil.Process(tree.pid(path))))
+    h.log(f"memory: sandbox asleep={asleep}, woke in {wake_s:.2f}s, {uss} MB, calls {calls_ms}")
+    return {
+        "asleep_in_idle_tree": asleep,
+        "wake_s": round(wake_s, 3),
+        "call_ms": calls_ms,
+        "process_mb": uss,
+    }
 
 
 def _side_tree(ctx: h.Ctx, accounts: int) -> dict[str, float]:
@@ -100,6 +137,7 @@ def report(ctx: h.Ctx) -> dict[str, Any]:
     per_mean = round(sum(per.values()) / len(per), 1) if per else None
     extra = m.get("extra_account_mb", {})
     extra_mean = round(sum(extra.values()) / len(extra), 1) if extra else None
+    sandbox = m.get("sandbox", {})
     figures = {
         "tree_idle_mb": idle_tree,
         "tree_under_load_mb": load,
@@ -112,6 +150,7 @@ def report(ctx: h.Ctx) -> dict[str, Any]:
         "side_tree_process_two_accounts_mb": m.get("two_accounts_mb", {}),
         "extra_account_mb": extra,
         "per_extra_channel_mb": extra_mean,
+        "sandbox_on_demand": m.get("sandbox", {}),
         "tree_idle_by_kind_mb": m.get("tree_idle", {}).get("by_kind_mb"),
         "under_load_by_kind_mb": m.get("under_load", {}).get("by_kind_mb"),
     }
@@ -129,8 +168,15 @@ def report(ctx: h.Ctx) -> dict[str, Any]:
             ["tree under load", load, ratios["tree_load_vs_ray_idle"]],
             ["a channel type's process, 1 account (mean)", per_mean, None],
             ["each extra account of a type (mean)", extra_mean, None],
+            ["the sandbox once woken (asleep in the idle tree)", sandbox.get("process_mb"), None],
         ],
     )
+    if sandbox:
+        h.print_table(
+            "the tool sandbox: asleep when idle, woken by the first tool call",
+            ["asleep in the idle tree", "first call waits (s)", "calls to it running (ms)"],
+            [[sandbox.get("asleep_in_idle_tree"), sandbox.get("wake_s"), sandbox.get("call_ms")]],
+        )
     if per:
         one, two = m.get("one_account_mb", {}), m.get("two_accounts_mb", {})
         h.print_table(
@@ -175,6 +221,9 @@ def report(ctx: h.Ctx) -> dict[str, Any]:
             "process in a fresh tree with 2 accounts of each type minus in one with 1, both "
             "taken through the same warm-up and load; the first account of a type costs its "
             "process (channel_process_mb, in the main tree)",
+            "the tool sandbox sleeps until the first tool call (tools.idle_stop_s): not in "
+            "the idle tree; sandbox_on_demand: its wake (routing.awake, as the agent does) "
+            "and its process once woken",
         ],
     )
     return {"path": str(path), "targets": targets}
