@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -180,20 +181,32 @@ class RayBackend(BaseBackend):
             ) from None
         return result
 
-    async def events(self) -> AsyncIterator[tuple[str, JSON]]:
+    async def events(
+        self, listening: asyncio.Event | None = None
+    ) -> AsyncIterator[tuple[str, JSON]]:
         """Tree transitions, and each approval as it is raised (``approval``, pushed to the
-        clients so the page shows it in the chat) and once it is no longer pending."""
+        clients so the page shows it in the chat) and once it is no longer pending.
+
+        Polled every ``EVENT_POLL_S`` while ``listening`` (a client is connected), never
+        otherwise: an idle tree makes no calls for it (each one a task in Ray's GCS: polling
+        always grew it by ~2 MB a minute). When a client comes, the tree's events from then
+        on are sent (and the approvals that change after its first look)."""
         seen = dict.fromkeys(SUPERVISORS, 0)
         pending: dict[str, JSON] = {}
+        since, baseline = time.time(), False
         while True:
+            if listening is not None and not listening.is_set():
+                await listening.wait()
+                since, baseline = time.time() - EVENT_POLL_S, True
             now = await self._pending_approvals(pending)
-            for aid, approval in now.items():
-                if aid not in pending:
-                    yield ("approval", {**approval, "state": "pending"})
-            for aid, approval in pending.items():
-                if aid not in now:
-                    yield ("approval", {**approval, "state": "answered"})
-            pending = now
+            if not baseline:
+                for aid, approval in now.items():
+                    if aid not in pending:
+                        yield ("approval", {**approval, "state": "pending"})
+                for aid, approval in pending.items():
+                    if aid not in now:
+                        yield ("approval", {**approval, "state": "answered"})
+            pending, baseline = now, False
             for path in SUPERVISORS:
                 try:
                     events = await routing.call(
@@ -203,7 +216,8 @@ class RayBackend(BaseBackend):
                     continue
                 for ev in events:
                     seen[path] = max(seen[path], int(ev["seq"]))
-                    yield ("tree", ev)
+                    if float(ev.get("t", since)) >= since:
+                        yield ("tree", ev)
             await asyncio.sleep(EVENT_POLL_S)
 
 

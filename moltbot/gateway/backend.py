@@ -11,6 +11,7 @@ from ``config.get`` once more before sending.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from typing import Any, Protocol, runtime_checkable
 
@@ -73,12 +74,13 @@ class Backend(Protocol):
         ``NotFound`` (no such plugin or method), or the plugin's own error (safe message)."""
         ...
 
-    def events(self) -> AsyncIterator[tuple[str, JSON]]:
+    def events(self, listening: asyncio.Event | None = None) -> AsyncIterator[tuple[str, JSON]]:
         """Server events pushed to every connected client: ``(event name, payload)``.
 
         Supervision-tree transitions are expected as ``("tree", {...})``, approval changes as
         ``("approvals", {...})``. If the iterator raises or ends, the gateway retries it with
-        backoff.
+        backoff. ``listening`` is set while a client is connected: a backend that polls for
+        events may wait for it (what happens while nobody listens is not sent later).
         """
         ...
 
@@ -139,6 +141,8 @@ class BaseBackend:
     async def cron_list(self) -> list[JSON]:
         raise self._missing("scheduled jobs")
 
-    async def events(self) -> AsyncIterator[tuple[str, JSON]]:
+    async def events(
+        self, listening: asyncio.Event | None = None
+    ) -> AsyncIterator[tuple[str, JSON]]:
         raise self._missing("events")
         yield  # pragma: no cover - makes this an async generator

@@ -172,6 +172,7 @@ class GatewayServer:
         self._server: Server | None = None
         self._front: HttpFront | None = None
         self._clients: set[_Client] = set()
+        self._listening = asyncio.Event()  # a client is connected: the backend's events matter
         self._admission = Admission(
             total=settings.unauth_max, per_client=settings.unauth_per_client
         )
@@ -298,7 +299,7 @@ class GatewayServer:
         delay = 0.5
         while True:
             try:
-                async for name, payload in self._backend.events():
+                async for name, payload in self._backend.events(self._listening):
                     delay = 0.5
                     try:
                         raw = msgspec.Raw(msgspec.json.encode(payload))
@@ -332,6 +333,7 @@ class GatewayServer:
                 return
             client = _Client(ws, address, login, self.settings, self._clock)
             self._clients.add(client)
+            self._listening.set()
             try:
                 async with asyncio.TaskGroup() as tg:
                     tg.create_task(self._writer(client))
@@ -342,6 +344,8 @@ class GatewayServer:
                 pass
             finally:
                 self._clients.discard(client)
+                if not self._clients:
+                    self._listening.clear()
         except ConnectionClosed:
             pass
 

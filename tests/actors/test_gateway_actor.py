@@ -172,6 +172,32 @@ def test_gateway_actor_serves_the_tree_and_chat_survives_its_restart(
 
         asyncio.run(approvals_history_and_events())
 
+        async def events_after_nobody_listened() -> None:
+            # every client left: the gateway stops polling the tree; a client that comes
+            # later gets what happens from then on (a crash), not what it missed before
+            await asyncio.sleep(1.0)
+            ray.kill(child(ns, "tools/sandbox-0"), no_restart=True)  # while nobody listens
+            wait_for(lambda: node(node(tree(root), "tools"), "sandbox-0")["restarts"] == 2, 60)
+            async with connect(url) as ws:
+                assert (await request(ws, "c", "connect", {"auth": {"token": token}}))["ok"]
+                await asyncio.sleep(1.5)  # the first look after the pause
+                ray.kill(child(ns, "tools/sandbox-0"), no_restart=True)
+                seen: list[dict[str, Any]] = []
+                deadline = asyncio.get_running_loop().time() + 30
+                while asyncio.get_running_loop().time() < deadline:
+                    frame = json.loads(await asyncio.wait_for(ws.recv(), 30))
+                    if frame["type"] == "event" and frame["event"] == "tree":
+                        seen.append(frame["payload"])
+                        if any(e.get("event") == "restarted" for e in seen):
+                            break
+                sandbox = [e for e in seen if e["child"] == "tools/sandbox-0"]
+                assert [e["event"] for e in sandbox][-1] == "restarted", seen
+                # only the crash after it connected: the one before (restarts 2) is not sent
+                restarts = [e for e in sandbox if e["event"] == "restarted"]
+                assert len(restarts) == 1, seen
+
+        asyncio.run(events_after_nobody_listened())
+
         # kill the gateway actor: its supervisor restarts it, the client reconnects by itself
         gw_pid = int(node(tree(root), "gateway")["pid"])
 

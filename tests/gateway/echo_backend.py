@@ -23,6 +23,7 @@ class EchoBackend:
     def __init__(self) -> None:
         self.is_ready = True
         self.events_queue: asyncio.Queue[tuple[str, dict[str, Any]]] = asyncio.Queue(100)
+        self.listening: asyncio.Event | None = None  # what the server gave ``events``
         self.chat_calls = 0
         self.uploads: list[Upload] = []  # files that came with chat.send
         self.hang_first_chat = False
@@ -159,6 +160,9 @@ class EchoBackend:
             raise PluginError("the echo plugin refuses", hint="ask nicely")
         raise NotFound(f"plugin 'echo' has no method {method!r}")
 
-    async def events(self) -> AsyncIterator[tuple[str, dict[str, Any]]]:
+    async def events(
+        self, listening: asyncio.Event | None = None
+    ) -> AsyncIterator[tuple[str, dict[str, Any]]]:
+        self.listening = listening
         while True:
             yield await self.events_queue.get()

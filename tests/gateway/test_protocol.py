@@ -232,6 +232,33 @@ async def test_server_events_fan_out_with_increasing_seq(make_gateway: MakeGatew
         assert [f["seq"] for f in frames] == [1, 2, 3]
 
 
+async def test_the_backend_is_told_whether_anyone_listens(make_gateway: MakeGateway) -> None:
+    """``listening`` is set while a client is logged in, so a polling backend (the tree's)
+    makes no calls for events while nobody would get them."""
+    backend = EchoBackend()
+    gw = await make_gateway(backend)
+    for _ in range(100):
+        if backend.listening is not None:
+            break
+        await asyncio.sleep(0.01)
+    listening = backend.listening
+    assert listening is not None and not listening.is_set()  # started; nobody yet
+    a, b = await logged_in(gw), await logged_in(gw)
+    assert listening.is_set()
+    await a.ws.close()
+    await asyncio.sleep(0.2)
+    assert listening.is_set()  # b is still there
+    await b.ws.close()
+    for _ in range(100):
+        if not listening.is_set():
+            break
+        await asyncio.sleep(0.01)
+    assert not listening.is_set() and gw.clients == 0
+    c = await logged_in(gw)
+    await backend.events_queue.put(("tree", {"n": 1}))
+    assert (await c.recv())["payload"] == {"n": 1}
+
+
 async def test_slow_client_is_dropped_not_blocking_others(make_gateway: MakeGateway) -> None:
     backend = EchoBackend()
     gw = await make_gateway(backend, client_queue=4)
