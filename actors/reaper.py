@@ -24,8 +24,9 @@ POLL_S = 0.01
 GRACE_S = 1.0  # then SIGKILL; Ray's own kill is already on its way
 
 
-def _ours(pid: int, created: float) -> psutil.Process | None:
-    """The process ``pid`` if it is still the child's (not exited, not a reused pid)."""
+def lingering(pid: int, created: float) -> psutil.Process | None:
+    """The process ``pid`` if it is still the child's (not exited, not a reused pid);
+    ``created``: when the child was made (its ``ready`` answer's)."""
     try:
         proc = psutil.Process(pid)
         if proc.status() == psutil.STATUS_ZOMBIE or proc.create_time() > created + 1.0:
@@ -46,7 +47,7 @@ async def reap(info: dict[str, Any], grace_s: float = GRACE_S, here: str | None 
         return 0.0
     t0 = time.monotonic()
     killed = False
-    while (proc := _ours(pid, created)) is not None:
+    while (proc := lingering(pid, created)) is not None:
         if not killed and time.monotonic() - t0 > grace_s:
             with contextlib.suppress(OSError):
                 os.kill(proc.pid, signal.SIGKILL)

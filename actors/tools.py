@@ -60,7 +60,7 @@ class SandboxCore(ChildBase):
         """Ends (normally) after ``idle_stop_s`` idle; 0: runs until stopped."""
         idle_stop = self.idle_stop_s
         if idle_stop <= 0:
-            await asyncio.Event().wait()
+            return await super().main()
         while True:
             left = idle_stop - (time.monotonic() - self._last_call)
             if left <= 0 and not self._calls and not self.approvals.list_pending():

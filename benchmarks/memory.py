@@ -150,7 +150,7 @@ def report(ctx: h.Ctx) -> dict[str, Any]:
         "side_tree_process_two_accounts_mb": m.get("two_accounts_mb", {}),
         "extra_account_mb": extra,
         "per_extra_channel_mb": extra_mean,
-        "sandbox_on_demand": m.get("sandbox", {}),
+        "sandbox_on_demand": sandbox,
         "tree_idle_by_kind_mb": m.get("tree_idle", {}).get("by_kind_mb"),
         "under_load_by_kind_mb": m.get("under_load", {}).get("by_kind_mb"),
     }

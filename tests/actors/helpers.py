@@ -11,10 +11,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import psutil
 import ray
 
 from actors import control
+from actors.reaper import lingering
 from actors.registry import lookup
 from actors.supervisor import Supervisor
 from moltbot.config.schema import Config
@@ -168,7 +168,7 @@ def inbound(text: str, sender: str = "alice", mid: str | None = None, **kw: Any)
 def killed(handle: Any) -> None:
     """``ray.kill`` and wait until the actor is gone: what is sent next finds no one (a message
     the dying actor still took and answered is the kill-between-send-and-mark window)."""
-    pid = int(ray.get(handle.ready.remote(), timeout=30)["pid"])
+    info = ray.get(handle.ready.remote(), timeout=30)
     ray.kill(handle, no_restart=True)
 
     def gone() -> bool:
@@ -177,16 +177,9 @@ def killed(handle: Any) -> None:
         except ray.exceptions.RayActorError:
             # Ray calls an actor dead before its process has exited: until it has, it may still
             # take a message from its platform connection (and answer it in the window)
-            return not _alive(pid)
+            return lingering(int(info["pid"]), float(info["created"])) is None
         except ray.exceptions.GetTimeoutError:
             return False  # dying, not yet dead: ask again
         return False
 
     wait_for(gone, 30, "the old actor's process gone")
-
-
-def _alive(pid: int) -> bool:
-    try:
-        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return False

@@ -42,6 +42,19 @@ pytestmark = pytest.mark.usefixtures("ray_cluster")
 ROOT = Path(__file__).resolve().parents[2]
 
 
+async def tree_events_until_restarted(ws: Any, within_s: float = 30.0) -> list[dict[str, Any]]:
+    """The ``tree`` events ``ws`` receives, up to the first ``restarted`` (or ``within_s``)."""
+    deadline = asyncio.get_running_loop().time() + within_s
+    seen: list[dict[str, Any]] = []
+    while asyncio.get_running_loop().time() < deadline:
+        frame = json.loads(await asyncio.wait_for(ws.recv(), within_s))
+        if frame["type"] == "event" and frame["event"] == "tree":
+            seen.append(frame["payload"])
+            if frame["payload"].get("event") == "restarted":
+                break
+    return seen
+
+
 def flags() -> SupervisorFlags:
     return SupervisorFlags(
         intensity=10, period=30, backoff=Backoff(base_s=0.05, max_s=0.5), ping_interval_s=0.5
@@ -160,14 +173,7 @@ def test_gateway_actor_serves_the_tree_and_chat_survives_its_restart(
                     assert "has 0 messages" in await client.ask("/status")
                 # a supervision event reaches connected clients: crash the sandbox
                 ray.kill(child(ns, "tools/sandbox-0"), no_restart=True)
-                deadline = asyncio.get_running_loop().time() + 30
-                seen: list[dict[str, Any]] = []
-                while asyncio.get_running_loop().time() < deadline:
-                    frame = json.loads(await asyncio.wait_for(ws.recv(), 30))
-                    if frame["type"] == "event" and frame["event"] == "tree":
-                        seen.append(frame["payload"])
-                        if any(e.get("event") == "restarted" for e in seen):
-                            break
+                seen = await tree_events_until_restarted(ws)
                 assert any(e["child"] == "tools/sandbox-0" for e in seen), seen
 
         asyncio.run(approvals_history_and_events())
@@ -182,14 +188,7 @@ def test_gateway_actor_serves_the_tree_and_chat_survives_its_restart(
                 assert (await request(ws, "c", "connect", {"auth": {"token": token}}))["ok"]
                 await asyncio.sleep(1.5)  # the first look after the pause
                 ray.kill(child(ns, "tools/sandbox-0"), no_restart=True)
-                seen: list[dict[str, Any]] = []
-                deadline = asyncio.get_running_loop().time() + 30
-                while asyncio.get_running_loop().time() < deadline:
-                    frame = json.loads(await asyncio.wait_for(ws.recv(), 30))
-                    if frame["type"] == "event" and frame["event"] == "tree":
-                        seen.append(frame["payload"])
-                        if any(e.get("event") == "restarted" for e in seen):
-                            break
+                seen = await tree_events_until_restarted(ws)
                 sandbox = [e for e in seen if e["child"] == "tools/sandbox-0"]
                 assert [e["event"] for e in sandbox][-1] == "restarted", seen
                 # only the crash after it connected: the one before (restarts 2) is not sent
