@@ -19,7 +19,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any, TypeVar
 
 import msgspec
@@ -62,6 +62,7 @@ from moltbot.messages import (
 from moltbot.schedule.tools import WithScheduleTools, schedule_tools
 from moltbot.security.audit import AuditSink
 from moltbot.security.vault import lazy_get
+from moltbot.supervision.idle import IdleWatch
 from moltbot.tools.approvals import Approval, request_text
 
 log = logging.getLogger("moltbot.agent")
@@ -295,16 +296,26 @@ class PluginTools:
 _SDKS = (("anthropic", "anthropic"), ("openai", "openai_compat"))
 
 
-@ray.remote(**CHILD_OPTIONS)
-class AgentActor(ChildBase):
+class AgentCore(ChildBase):
+    """Started on demand (``agent.idle_stop_s`` > 0: its ``idle_stop_s``), it ends normally
+    once idle that long with no turn running or being finished; a call that comes as it ends
+    is refused with ``Dormant`` before anything runs (callers wake the next incarnation)."""
+
     PIPE_METHODS = frozenset({"answer"})
 
     def __init__(
-        self, *, path: str = "", config: Config | None = None, index: int = 0, **kw: Any
+        self,
+        *,
+        path: str = "",
+        config: Config | None = None,
+        index: int = 0,
+        idle_stop_s: float = 0.0,
+        **kw: Any,
     ) -> None:
         super().__init__(path=path, **kw)
         self.config = config or Config()
         self.index = index
+        self.idle = IdleWatch(path or "agent", idle_stop_s)
         self._service: AgentService | None = None
         self._intake: MediaIntake | None = None  # files sent from the web page
         self._writes: StoreTranscripts | None = None
@@ -366,10 +377,15 @@ class AgentActor(ChildBase):
 
     async def main(self) -> None:
         service = self._need(self._service)
+        finisher = service.finisher
         try:
             async with asyncio.TaskGroup() as tg:
-                tg.create_task(self._need(self._writes).writes.run())  # group-commits writes
-                tg.create_task(service.finisher.run())  # turns whose reply is already out
+                writes = tg.create_task(self._need(self._writes).writes.run())  # group commits
+                finishing = tg.create_task(finisher.run())  # turns whose reply is already out
+                if self.idle.idle_stop_s > 0:  # on demand: ends when idle, all written
+                    await self.idle.wait_idle(held=lambda: finisher.busy > 0 or finisher.queued > 0)
+                    finishing.cancel()
+                    writes.cancel()
         finally:
             await self._audit.aclose()
             await service.aclose()
@@ -385,6 +401,14 @@ class AgentActor(ChildBase):
         Raises our errors (``ProviderError``, ``RateLimited``, ``Unavailable``) with safe texts.
         """
         await self._ready.wait()
+        with self.idle.call():
+            async with contextlib.aclosing(self._chat(session, text, msg_id, files)) as turn:
+                async for event in turn:
+                    yield event
+
+    async def _chat(
+        self, session: str, text: str, msg_id: str, files: list[Upload] | None
+    ) -> AsyncGenerator[ChatEvent, None]:
         service = self._need(self._service)
         content: list[dict[str, Any]] | None = None
         tell: list[str] = []
@@ -403,7 +427,8 @@ class AgentActor(ChildBase):
     async def answer(self, msg: InboundMessage) -> str:
         """The final reply to ``msg`` (idempotent per ``msg.id``); see ``AgentService.answer``."""
         await self._ready.wait()
-        return await self._need(self._service).answer(msg)
+        with self.idle.call():
+            return await self._need(self._service).answer(msg)
 
     async def figures(self) -> dict[str, Any]:
         return self._service.figures() if self._service is not None else {}
@@ -412,7 +437,8 @@ class AgentActor(ChildBase):
         """Archive a session's transcript (the gateway's ``sessions.reset``): through the agent
         that owns the session, after its running turn, so its cache stays true."""
         await self._ready.wait()
-        return await self._need(self._service).reset(session)
+        with self.idle.call():
+            return await self._need(self._service).reset(session)
 
     async def _resolve_approval(
         self, approval_id: str, approve: bool, who: str
@@ -440,6 +466,9 @@ class AgentActor(ChildBase):
         if value is None:
             raise Unavailable("the agent is still starting")
         return value
+
+
+AgentActor = ray.remote(**CHILD_OPTIONS)(AgentCore)
 
 
 def _turn_metrics(seconds: float, usage: dict[str, int]) -> None:

@@ -35,11 +35,12 @@ async def call(
     method: str,
     *args: Any,
     deadline_s: float = STORE_DEADLINE_S,
+    wake: bool = False,
 ) -> Any:
     """``routing.call`` with a remote moltbot error re-raised as itself (not Ray's wrapper);
-    ``owner`` (the caller's path) only names it in the log."""
+    ``owner`` (the caller's path) only names it in the log. ``wake``: see ``routing.call``."""
     try:
-        return await routing.call(namespace, path, method, *args, deadline_s=deadline_s)
+        return await routing.call(namespace, path, method, *args, deadline_s=deadline_s, wake=wake)
     except routing.RemoteFailed as exc:
         cause = routing.cause_of(exc)
         if not isinstance(cause, MoltbotError):
@@ -83,7 +84,11 @@ def channel_ports(
 
     async def answer(msg: InboundMessage) -> str:
         path = profiles.agent_path_for(config, msg.session_key, msg)  # its profile's pool
-        return str(await call(namespace, owner, path, "answer", msg, deadline_s=AGENT_DEADLINE_S))
+        # an agent sleeps when idle (agent.idle_stop_s): the first message starts it
+        reply = await call(
+            namespace, owner, path, "answer", msg, deadline_s=AGENT_DEADLINE_S, wake=True
+        )
+        return str(reply)
 
     async def save_pairing(data: bytes) -> None:
         await call(namespace, owner, STORE, "kv_put", pairing_key, data)

@@ -16,7 +16,7 @@ from actors.base import CHILD_OPTIONS, ChildBase
 from moltbot.agent import profiles
 from moltbot.channels.hooks import HookReply, HookRequest
 from moltbot.config.schema import Config
-from moltbot.errors import NotFound, Unavailable
+from moltbot.errors import Dormant, NotFound, Unavailable
 from moltbot.gateway.backend import JSON, BaseBackend
 from moltbot.gateway.from_config import settings_from_config, ssl_from_config
 from moltbot.gateway.server import GatewayServer
@@ -29,6 +29,7 @@ EVENT_POLL_S = 0.5
 APPROVALS_POLL_S = 1.0  # how long one look at the pending approvals may take
 PLUGIN_DEADLINE_S = 10.0  # waiting for a restarting plugin before a method call gives up
 HOOK_DEADLINE_S = 7.0  # below the gateway's own webhook timeout
+AGENT_WAKE_S = 30.0  # a sleeping agent's start (imports, provider) before a chat gives up
 
 
 def web_session(session: str) -> str:
@@ -61,20 +62,38 @@ class RayBackend(BaseBackend):
     ) -> AsyncIterator[ChatEvent]:
         key = web_session(session)
         path = profiles.agent_path_for(self.cfg, key, None)
-        try:
-            agent = routing.handle(self.ns, path)
+        for tries_left in (1, 0):
+            agent = await self._agent(path)
             stream = (
                 agent.chat.remote(key, text, "", files) if files else agent.chat.remote(key, text)
             )
-        except (ValueError, AttributeError):
-            routing.forget(self.ns, path)
-            raise Unavailable("the assistant is not available right now") from None
+            said = False
+            try:
+                async for ref in stream:
+                    event = await ref
+                    said = True
+                    yield event
+                return
+            except Dormant:  # it refused the turn as it ended idle: nothing ran
+                routing.forget(self.ns, path)
+                if said or not tries_left:
+                    raise
+            except routing.RETRYABLE:  # the agent died mid-reply: the client asks again
+                routing.forget(self.ns, path)
+                raise Unavailable("the assistant restarted; please send again") from None
+
+    async def _agent(self, path: str) -> Any:
+        """The agent at ``path``; started first when it sleeps (``agent.idle_stop_s``). Looked
+        up afresh: a handle kept from before it slept is of a process that ended."""
+        routing.forget(self.ns, path)
         try:
-            async for ref in stream:
-                yield await ref
-        except routing.RETRYABLE:  # the agent died mid-reply: the client asks again
+            return routing.handle(self.ns, path)
+        except ValueError:
             routing.forget(self.ns, path)
-            raise Unavailable("the assistant restarted; please send again") from None
+        try:
+            return await routing.awake(self.ns, path, deadline_s=AGENT_WAKE_S)
+        except (Unavailable, NotFound):
+            raise Unavailable("the assistant is not available right now") from None
 
     async def chat_history(self, session: str, limit: int) -> list[JSON]:
         result: list[JSON] = await self._call("store", "history", web_session(session), limit)
@@ -86,7 +105,8 @@ class RayBackend(BaseBackend):
 
     async def sessions_reset(self, session: str) -> None:
         key = web_session(session)  # the agent owning the session resets it (and its cache)
-        await self._call(profiles.agent_path_for_session(self.cfg, key), "sessions_reset", key)
+        path = profiles.agent_path_for_session(self.cfg, key)
+        await self._call(path, "sessions_reset", key, wake=True)
 
     async def channels_status(self) -> list[JSON]:
         out: list[JSON] = []

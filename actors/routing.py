@@ -28,7 +28,7 @@ from actors import pipes
 from actors.registry import lookup
 from moltbot.agent.sessions import shard_for
 from moltbot.backoff import delay as backoff_delay
-from moltbot.errors import MoltbotError, PipeClosed, Unavailable
+from moltbot.errors import Dormant, MoltbotError, PipeClosed, Unavailable
 
 RETRYABLE = (RayActorError, ActorDiedError, ActorUnavailableError, ValueError, PipeClosed)
 ActorDied = RayActorError  # the actor's process died (before or during the call)
@@ -93,12 +93,17 @@ async def call(
     method: str,
     *args: Any,
     deadline_s: float = 60.0,
+    wake: bool = False,
     **kwargs: Any,
 ) -> Any:
     """Call ``method`` on the actor at ``path``, waiting through its restarts: over its
     local pipe when it serves ``method`` on this node (``actors.pipes``), else through Ray.
     Over a pipe a remote moltbot error comes back as itself (through Ray: wrapped in a
-    ``RayTaskError`` that is also an instance of it), anything else as ``Unavailable``."""
+    ``RayTaskError`` that is also an instance of it), anything else as ``Unavailable``.
+
+    ``wake``: the actor may be a child started on demand (an agent): absent, or refusing the
+    call as it ends idle (``Dormant``: nothing ran), its supervisor is asked to start it and
+    the call is sent again at once."""
     end = time.monotonic() + deadline_s
     attempt = 0
     while True:
@@ -108,14 +113,35 @@ async def call(
             if pipe is not None:
                 return await pipe.call(method, *args, **kwargs)
             return await getattr(target, method).remote(*args, **kwargs)
-        except RETRYABLE:
+        except RETRYABLE as exc:
             forget(namespace, path)
             attempt += 1
             if time.monotonic() >= end:
                 raise Unavailable(f"{path} is not available right now") from None
+            if wake and isinstance(exc, ValueError):  # asleep (or between incarnations)
+                if await _wake(namespace, path, end) == RUNNING:
+                    continue
             await asyncio.sleep(
                 backoff_delay(attempt - 1, base=0.1, cap=2.0, jitter=0.5, kind="around")
             )
+        except Dormant:
+            if not wake or time.monotonic() >= end:
+                raise
+            forget(namespace, path)  # the incarnation ending: its supervisor starts the next
+            attempt += 1
+            await asyncio.sleep(backoff_delay(attempt - 1, base=0.05, cap=1.0, kind="around"))
+
+
+RUNNING = "running"
+
+
+async def _wake(namespace: str, path: str, end: float) -> str:
+    """Ask the supervisor of the on-demand child at ``path`` to start it; its state after
+    (``running``; anything else, e.g. restarting: the caller waits as for any restart)."""
+    parent, child_id = path.rsplit("/", 1)
+    left = max(end - time.monotonic(), 1.0)
+    found: dict[str, Any] = await call(namespace, parent, "wake", child_id, deadline_s=left)
+    return str(found.get("state", ""))
 
 
 async def live(namespace: str, path: str, deadline_s: float = 60.0) -> Any:
@@ -131,8 +157,7 @@ async def live(namespace: str, path: str, deadline_s: float = 60.0) -> Any:
 async def awake(namespace: str, path: str, deadline_s: float = 60.0) -> Any:
     """``live`` for a child started on demand (a sandbox): its supervisor is asked to
     ``wake`` it first (nothing to do when it runs, or is restarting)."""
-    parent, child_id = path.rsplit("/", 1)
-    await call(namespace, parent, "wake", child_id, deadline_s=deadline_s)
+    await _wake(namespace, path, time.monotonic() + deadline_s)
     return await live(namespace, path, deadline_s)
 
 

@@ -14,8 +14,6 @@ and sends it there.
 
 from __future__ import annotations
 
-import asyncio
-import time
 from typing import Any
 
 import ray
@@ -24,11 +22,10 @@ from actors.base import CHILD_OPTIONS, ChildBase
 from moltbot.agent.profile_tools import ProfileRegistries
 from moltbot.agent.service import approval_book, approval_dict
 from moltbot.config.schema import Config
-from moltbot.errors import Dormant, NotFound
+from moltbot.errors import NotFound
 from moltbot.messages import ToolContext, ToolResult
+from moltbot.supervision.idle import IdleWatch
 from moltbot.tools import ApprovalBook
-
-IDLE_CHECK_S = 5.0  # how often an idle sandbox looks again (a call or approval may hold it)
 
 
 class SandboxCore(ChildBase):
@@ -44,12 +41,10 @@ class SandboxCore(ChildBase):
         super().__init__(path=path, **kw)
         self.config = config or Config()
         self.index = index
-        self.idle_stop_s = idle_stop_s  # given when started on demand (the tree's ``on_demand``)
+        # idle_stop_s: given when started on demand (the tree's ``on_demand``)
+        self.idle = IdleWatch(path or "sandbox", idle_stop_s)
         self._approvals: ApprovalBook | None = None
         self._registry: ProfileRegistries | None = None
-        self._calls = 0  # running now
-        self._last_call = time.monotonic()
-        self._ending = False  # idle: takes no more calls
 
     async def setup(self) -> None:
         self._approvals = approval_book(self.config)
@@ -58,15 +53,9 @@ class SandboxCore(ChildBase):
 
     async def main(self) -> None:
         """Ends (normally) after ``idle_stop_s`` idle; 0: runs until stopped."""
-        idle_stop = self.idle_stop_s
-        if idle_stop <= 0:
+        if self.idle.idle_stop_s <= 0:
             return await super().main()
-        while True:
-            left = idle_stop - (time.monotonic() - self._last_call)
-            if left <= 0 and not self._calls and not self.approvals.list_pending():
-                self._ending = True
-                return
-            await asyncio.sleep(max(left, min(idle_stop, IDLE_CHECK_S)))
+        await self.idle.wait_idle(held=lambda: bool(self.approvals.list_pending()))
 
     @property
     def registry(self) -> ProfileRegistries:
@@ -84,14 +73,8 @@ class SandboxCore(ChildBase):
         """Run one tool call acting for ``ctx`` (its sender's folder, the session's trust);
         always a ``ToolResult`` (errors carry a safe message)."""
         await self._ready.wait()
-        if self._ending:
-            raise Dormant(f"{self.path} is ending (idle); nothing ran")
-        self._calls += 1
-        try:
+        with self.idle.call():
             return await self.registry.call(name, input, session, ctx)
-        finally:
-            self._calls -= 1
-            self._last_call = time.monotonic()
 
     async def specs(self) -> list[dict[str, Any]]:
         await self._ready.wait()

@@ -306,8 +306,10 @@ def bench_config(
     agents: int = 2,
     channel_intensity: int | None = None,
     standby: bool = False,
+    agent_idle_s: float | None = None,
 ) -> dict[str, Any]:
-    """The config (as data) the benchmarks run: defaults except what points at the fakes."""
+    """The config (as data) the benchmarks run: defaults except what points at the fakes
+    (``agent_idle_s``: ``agent.idle_stop_s``, when not the default)."""
     cfg: dict[str, Any] = {
         "gateway": {"port": gateway_port or free_port(), "auth": {"token": "env:MB_BENCH_GW"}},
         "agent": {"provider": "offline", "workers": agents},
@@ -323,6 +325,8 @@ def bench_config(
                 "models": ["claude-bench"],
             }
         )
+    if agent_idle_s is not None:
+        cfg["agent"]["idle_stop_s"] = agent_idle_s
     if channel_intensity is not None:
         cfg["supervision"] = {"channels": {"intensity": channel_intensity, "period": 10}}
     if standby:

@@ -56,6 +56,11 @@ class Finisher:
     def running(self) -> bool:
         return self._running
 
+    @property
+    def queued(self) -> int:
+        """Turns handed over and not yet started."""
+        return self._queue.qsize()
+
     async def hand(self, turn: Turn) -> None:
         """Have ``turn`` finished: in the background while :meth:`run` runs, else now."""
         if self._running:

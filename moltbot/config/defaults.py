@@ -50,6 +50,11 @@ COMMENTS: dict[str, tuple[str, ...]] = {
         '[{"channel": "slack", "account": "work", "profile": "work"}]',
     ),
     "$.agent.workers": ("Agent actors; sessions are spread over them.",),
+    "$.agent.idle_stop_s": (
+        "An agent process starts on the first message it is given and stops after this",
+        "many seconds without one: the first message after a pause waits about a second",
+        "longer. 0: always running.",
+    ),
     "$.channels": (
         "Chat accounts, none by default. Example:",
         '"telegram": [{"account": "main", "token": "secret:telegram_token",',

@@ -186,6 +186,9 @@ class AgentConfig(_Section, frozen=True, kw_only=True, forbid_unknown_fields=Tru
     system_prompt: str = DEFAULT_SYSTEM_PROMPT
     history_tokens: PosInt = 8000
     workers: PosInt = 2
+    # an agent process starts on the first message it is given and stops after this long
+    # without one (none while a turn runs); 0: the agents run from the start, always
+    idle_stop_s: NonNegFloat = 600.0
     queue_size: PosInt = 16
     retries: RetryConfig = msgspec.field(default_factory=RetryConfig)
     memory: MemoryConfig = msgspec.field(default_factory=MemoryConfig)

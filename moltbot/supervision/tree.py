@@ -181,14 +181,16 @@ def build_tree(cfg: Config, *, singletons: bool = False) -> list[ChildSpec]:
     b = _Builder(cfg)
     owned = singleton_resources(cfg) if singletons else {}
     sup = cfg.supervision
+    sleep_s = cfg.agent.idle_stop_s
     agents = [
-        b.worker(f"agents/agent-{i}", "agent", {"index": i}) for i in range(cfg.agent.workers)
+        _sleeper(b.worker(f"agents/agent-{i}", "agent", {"index": i}), sleep_s)
+        for i in range(cfg.agent.workers)
     ]
     for name in profiles.placed(cfg):  # a profile's own pool, on the node its placement names
         prefix, workers = profiles.pool(cfg, name)
         wanted = cfg.agent.profiles[name].placement
         for i in range(workers):
-            spec = b.worker(f"{prefix}{i}", "agent", {"index": i})
+            spec = _sleeper(b.worker(f"{prefix}{i}", "agent", {"index": i}), sleep_s)
             agents.append(msgspec.structs.replace(spec, resources={**spec.resources, **wanted}))
     sandboxes = [
         _sleeper(b.worker(f"tools/sandbox-{i}", "sandbox", {"index": i}), cfg.tools.idle_stop_s)
@@ -235,8 +237,9 @@ def _by_process(accounts: list[ChildSpec]) -> list[tuple[str, list[ChildSpec]]]:
 
 
 def _sleeper(spec: ChildSpec, idle_stop_s: float) -> ChildSpec:
-    """A sandbox that stops when idle: started on first use (not at boot), and transient: it
-    ends normally after ``idle_stop_s`` without a call and sleeps until the next one."""
+    """A child that stops when idle (a sandbox, an agent): started on first use (not at boot),
+    and transient: it ends normally after ``idle_stop_s`` without a call and sleeps until the
+    next one (its supervisor's ``wake``)."""
     if idle_stop_s <= 0:
         return spec
     args = {**spec.args, "idle_stop_s": idle_stop_s}

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import ray
 
 from actors import control
@@ -52,6 +53,14 @@ def worker(cid: str, kind: str, cfg: Config, **args: Any) -> ChildSpec:
     """A worker child of ``kind`` with ``cfg`` (and ``args``) and short test timeouts."""
     return ChildSpec(
         id=cid, kind=kind, shutdown=3.0, args={"config": cfg, **args}, ready_timeout=60.0
+    )
+
+
+def as_built(made: ChildSpec, cfg: Config) -> ChildSpec:
+    """A child as ``build_tree`` made it (on demand, its restart, its args), with the tests'
+    short timeouts."""
+    return msgspec.structs.replace(
+        made, args={**made.args, "config": cfg}, shutdown=3.0, ready_timeout=60.0, resources={}
     )
 
 

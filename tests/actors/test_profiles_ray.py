@@ -87,7 +87,8 @@ def test_each_channel_is_answered_by_its_bound_profiles_agent_pool(rig: Rig) -> 
     agents = node(tree(rig.root), "agents")
     names = sorted(c["name"] for c in agents["children"])
     assert names == ["moltbot.agents.agent-0", "moltbot.agents.profile:work-0"]
-    assert all(c["state"] == "running" for c in agents["children"])
+    # both pools sleep until a message is given to them (agent.idle_stop_s)
+    assert all(c["state"] == "idle" for c in agents["children"])
 
     rig.loop.call(rig.tg.inject_message, chat_id=42, user_id=42, text="/status")
     rig.loop.call(rig.slack.inject_message, channel="D42", user="U42", text="/status")
@@ -99,3 +100,6 @@ def test_each_channel_is_answered_by_its_bound_profiles_agent_pool(rig: Rig) -> 
     [home], [work] = replies()
     assert "moltbot agents/agent-0:" in home and "profile" not in home
     assert "moltbot agents/profile:work-0 (profile work):" in work
+    # each channel's first message started its own pool's agent
+    woken = node(tree(rig.root), "agents")["children"]
+    assert all(c["state"] == "running" and c["restarts"] == 0 for c in woken)

@@ -21,10 +21,11 @@ from actors import routing
 from actors.registry import lookup
 from moltbot.config.schema import Config
 from moltbot.messages import ChatEvent, ChatFinal
-from moltbot.supervision.spec import ChildSpec, Restart
+from moltbot.supervision.spec import Restart
 from moltbot.supervision.tree import build_tree
 from tests.actors.helpers import (
     FAST,
+    as_built,
     child,
     home_with_workspace,
     kill,
@@ -67,15 +68,7 @@ def live(ray_cluster: None, tmp_path_factory: pytest.TempPathFactory) -> Iterato
     cfg = config(workspace)
     made = {c.id: c for c in build_tree(cfg)}["tools"].args["children"][0]
     assert made.on_demand and made.restart == Restart.TRANSIENT
-    sandbox = ChildSpec(  # as the tree makes it, with the tests' short timeouts
-        id="sandbox-0",
-        kind="sandbox",
-        args={**made.args, "config": cfg},
-        restart=made.restart,
-        on_demand=True,
-        shutdown=3.0,
-        ready_timeout=60.0,
-    )
+    sandbox = as_built(made, cfg)
     children = [
         worker("store", "store", cfg),
         supervisor("tools", [sandbox]),

@@ -1,7 +1,9 @@
 from __future__ import annotations
 
+import msgspec
+
 from moltbot.config.loader import load_config_text
-from moltbot.config.schema import SupervisionConfig
+from moltbot.config.schema import Config, SupervisionConfig
 from moltbot.supervision.spec import ChildSpec, ChildType, Restart, Strategy, SupervisorFlags
 from moltbot.supervision.tree import (
     account_resource,
@@ -179,8 +181,32 @@ def test_sandboxes_start_on_first_use_and_sleep_when_idle_by_default() -> None:
         ("sandbox-1", False, Restart.PERMANENT),
     ]
     assert "idle_stop_s" not in kept[0].args
-    # nothing else sleeps: every other child of the tree starts at boot
+    # the agents sleep too (below); nothing else does: every other child starts at boot
     tree = build_tree(load_config_text(CONFIG))
     woken = [c for c in tree if c.on_demand]
-    nested = [k for c in tree for k in c.args.get("children", []) if k.id != "sandbox-0"]
+    sleepers = {"sandbox-0", "agent-0", "agent-1", "agent-2"}
+    nested = [k for c in tree for k in c.args.get("children", []) if k.id not in sleepers]
     assert woken == [] and not any(k.on_demand for k in nested)
+
+
+def test_agents_start_on_first_message_and_sleep_when_idle_by_default() -> None:
+    """Each agent of the shared pool and of a placed profile's pool is on demand and
+    transient after ``agent.idle_stop_s``; 0 keeps them permanent, started at boot."""
+    placed = {"agent": {"profiles": {"gpu": {"placement": {"gpu_box": 1}, "workers": 1}}}}
+    cfg = msgspec.convert(placed, Config)
+    agents = {c.id: c for c in build_tree(cfg)}["agents"].args["children"]
+    assert [(a.id, a.on_demand, a.restart, a.args["idle_stop_s"]) for a in agents] == [
+        ("agent-0", True, Restart.TRANSIENT, 600.0),
+        ("agent-1", True, Restart.TRANSIENT, 600.0),
+        ("profile:gpu-0", True, Restart.TRANSIENT, 600.0),
+    ]
+    assert agents[2].resources.get("gpu_box") == 1
+    placed["agent"]["idle_stop_s"] = 0  # type: ignore[index]
+    always = {c.id: c for c in build_tree(msgspec.convert(placed, Config))}["agents"]
+    kept = always.args["children"]
+    assert [(a.id, a.on_demand, a.restart) for a in kept] == [
+        ("agent-0", False, Restart.PERMANENT),
+        ("agent-1", False, Restart.PERMANENT),
+        ("profile:gpu-0", False, Restart.PERMANENT),
+    ]
+    assert all("idle_stop_s" not in a.args for a in kept)
