@@ -17,11 +17,13 @@ from moltbot.agent import profiles
 from moltbot.channels.hooks import HookReply, HookRequest
 from moltbot.config.schema import Config
 from moltbot.errors import Dormant, NotFound, Unavailable
+from moltbot.gateway.activation import take
 from moltbot.gateway.backend import JSON, BaseBackend
 from moltbot.gateway.from_config import settings_from_config, ssl_from_config
 from moltbot.gateway.server import GatewayServer
 from moltbot.media.web import Upload
 from moltbot.messages import ChatEvent
+from moltbot.supervision.idle import IdleWatch
 from moltbot.supervision.tree import channel_ids, channel_plugins
 
 SUPERVISORS = ("", "agents", "tools", "channels", "plugins")
@@ -243,11 +245,24 @@ class RayBackend(BaseBackend):
 
 @ray.remote(**CHILD_OPTIONS)
 class GatewayActor(ChildBase):
-    def __init__(self, *, config: Config | None = None, **kw: Any) -> None:
+    """Started on demand (socket activation: ``actors.activation``) when ``listen`` names the
+    listening socket the root holds: it takes that socket, and ends normally once
+    ``idle_stop_s`` passed with no connection open or waiting and no request."""
+
+    def __init__(
+        self,
+        *,
+        config: Config | None = None,
+        listen: str = "",
+        idle_stop_s: float = 0.0,
+        **kw: Any,
+    ) -> None:
         super().__init__(**kw)
         self.cfg = config or Config()
         self.server: GatewayServer | None = None
         self._audit = AuditForwarder(self.namespace, self.path)  # its vault reads, audited
+        self.listen = listen
+        self.idle = IdleWatch(self.path or "gateway", idle_stop_s if listen else 0.0)
 
     async def setup(self) -> None:
         from moltbot.security.vault import lazy_get
@@ -260,14 +275,30 @@ class GatewayActor(ChildBase):
             audit=self._audit.send,  # the server queues its records; it never waits on them
             hooks=self._webhook,
         )
-        await self.server.start()
+        sock = await asyncio.to_thread(take, self.listen) if self.listen else None
+        await self.server.start(sock)
 
     async def main(self) -> None:
-        assert self.server is not None
+        server = self.server
+        assert server is not None
+
+        def held() -> bool:
+            self.idle.touch(server.last_request)
+            if server.busy():
+                self.idle.touch()
+                return True
+            return False
+
         try:
-            await self.server.serve_forever()
+            if self.idle.idle_stop_s <= 0:
+                await server.serve_forever()
+                return
+            async with asyncio.TaskGroup() as tg:
+                tg.create_task(server.serve_forever())  # returns once the server is closed
+                await self.idle.wait_idle(held)
+                await server.end_idle()
         finally:
-            await self.server.stop()
+            await server.stop()
             await self._audit.aclose()
 
     async def _webhook(self, req: HookRequest) -> HookReply:

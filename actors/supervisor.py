@@ -9,7 +9,7 @@ is a ``SupervisorCore`` on the root's event loop (``actors.supervisor_local``), 
 store and the scheduler (``actors.registry.IN_PROCESS``). A ``host`` is a supervisor in a Ray
 worker process of its own whose children all run inside it (the accounts of one channel type).
 Every other child (the gateway, each agent, sandbox and plugin) is a Ray actor of its own.
-A child ``on_demand`` (the sandboxes) sleeps until its first use: ``wake`` starts it.
+A child ``on_demand`` (sandboxes, agents, the gateway: ``actors.activation``) sleeps until used.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 import ray
 
 from actors import metrics, routing
+from actors.activation import Activations
 from actors.audit import AuditForwarder
 from actors.base import CHILD_OPTIONS, ChildBase
 from actors.child_record import IDLE, Record
@@ -53,7 +54,7 @@ NAME_RETRY_S = 10.0
 EVENTS_KEPT = 200
 
 
-class SupervisorCore(InProcessPools, SupervisorStatus, Standbys, ChildBase):
+class SupervisorCore(InProcessPools, SupervisorStatus, Standbys, Activations, ChildBase):
     """A supervisor: the root as a Ray actor (``Supervisor``), the pools inside it, and each
     channel type's ``host`` (``ProcessHost``) as a Ray actor of its own."""
 
@@ -94,6 +95,7 @@ class SupervisorCore(InProcessPools, SupervisorStatus, Standbys, ChildBase):
                 for rec in self.records:
                     if rec.spec.on_demand:  # started by ``wake``, on first use
                         rec.state = IDLE
+                self._activate(tg)  # the ports of socket-activated children: bound first
                 boot = [r.spec.id for r in self.records if not r.spec.on_demand]
                 first, together = self.flags.start_groups(boot)
                 for rec in map(self._find, first):
@@ -190,7 +192,7 @@ class SupervisorCore(InProcessPools, SupervisorStatus, Standbys, ChildBase):
         args["path"] = self._child_path(rec)
         args["namespace"] = self.namespace
         args["incarnation"] = rec.gen  # a restarted child imports at low priority
-        return args
+        return {**args, **self._activation_args(rec)}
 
     def preload_modules(self) -> tuple[str, ...]:
         """A host's: what its children will import (a warm standby host does it ahead)."""

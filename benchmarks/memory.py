@@ -133,7 +133,8 @@ def _side_tree(ctx: h.Ctx, accounts: int) -> dict[str, float]:
 
 def _agents_asleep(ctx: h.Ctx) -> dict[str, Any]:
     """The idle tree as it is most of a day: no message for ``agent.idle_stop_s``, so the
-    agents (on demand, like the sandbox) sleep. The main tree is stopped and Ray started
+    agents (on demand, like the sandbox) sleep, and nobody on the gateway (socket-activated:
+    it never started here). The main tree is stopped and Ray started
     afresh (a later benchmark starts both again), Ray idle measured again as its baseline,
     then a tree the same but for a short ``idle_stop_s`` is taken through the main tree's
     warm-up; once both agents sleep, the whole Ray's USS. Then what a user feels: one
@@ -264,8 +265,7 @@ def report(ctx: h.Ctx) -> dict[str, Any]:
         )
     targets = [
         h.target(
-            f"tree idle (agents asleep) over Ray idle ({asleep.get('ray_idle_mb')} MB), "
-            "3 channels (MB)",
+            f"tree idle (asleep) over Ray idle ({asleep.get('ray_idle_mb')} MB), 3 channels (MB)",
             over_asleep,
             "<=",
             TREE_OVER_RAY_MB,
@@ -295,7 +295,8 @@ def report(ctx: h.Ctx) -> dict[str, Any]:
             "the tool sandbox sleeps until the first tool call (tools.idle_stop_s): not in "
             "the idle tree; sandbox_on_demand: its wake (routing.awake, as the agent does) "
             "and its process once woken",
-            "the agents sleep too (agent.idle_stop_s, default 600 s): the target is read on "
+            "the agents sleep too (agent.idle_stop_s, default 600 s), and the gateway until a "
+            "connection (socket activation; nothing connects to it here): the target is read on "
             "the idle tree once they slept (agents_asleep: a fresh tree with idle_stop_s "
             f"{AGENT_IDLE_S:g} s on a fresh Ray, over that Ray's own idle USS, through the "
             "same warm-up); tree_idle_mb is the main tree 3 s after a message, agents awake",

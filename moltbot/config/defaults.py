@@ -49,6 +49,11 @@ COMMENTS: dict[str, tuple[str, ...]] = {
         "Which profile answers: the first rule whose keys all match, else the default. E.g.",
         '[{"channel": "slack", "account": "work", "profile": "work"}]',
     ),
+    "$.gateway.idle_stop_s": (
+        "Bound to loopback, the gateway's process starts on the first connection (its",
+        "port is held open meanwhile) and stops after this many seconds with none and no",
+        "web session left. 0, or a bind beyond loopback: always running.",
+    ),
     "$.agent.workers": ("Agent actors; sessions are spread over them.",),
     "$.agent.idle_stop_s": (
         "An agent process starts on the first message it is given and stops after this",

@@ -109,6 +109,10 @@ class GatewayConfig(_Section, frozen=True, kw_only=True, forbid_unknown_fields=T
     lockout: LockoutConfig = msgspec.field(default_factory=LockoutConfig)
     max_unauthenticated: PosInt = 64  # sockets upgraded but not yet logged in ...
     max_unauthenticated_per_address: PosInt = 8  # ... and from one address (IPv6: one /64)
+    # bound to loopback, the gateway's process starts on the first connection (the port is
+    # held open meanwhile) and stops after this long with no connection and no web session
+    # left; 0 (or a bind beyond loopback): it runs from the start, always
+    idle_stop_s: NonNegFloat = 600.0
 
 
 # --- agent ---------------------------------------------------------------------------------

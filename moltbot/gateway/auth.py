@@ -108,6 +108,11 @@ class WebSessions:
         )
         return session_id
 
+    def alive(self) -> int:
+        """How many sessions have not expired (a gateway that sleeps would forget them)."""
+        self._purge(self._clock.monotonic())
+        return len(self._sessions)
+
     def valid(self, session_id: str) -> bool:
         s = self._sessions.get(_digest(session_id))
         return s is not None and not self._expired(s, self._clock.monotonic())

@@ -15,9 +15,10 @@ to the optional ``audit`` callable (address and method, never a token) through a
 from __future__ import annotations
 
 import asyncio
-import errno
+import contextlib
 import http
 import logging
+import socket
 import ssl
 from collections.abc import Sequence
 from typing import Any
@@ -38,6 +39,7 @@ from moltbot.errors import (
     Unauthorized,
 )
 from moltbot.gateway import frames as f
+from moltbot.gateway.activation import is_pending, listen_error
 from moltbot.gateway.auth import Authenticator, Login, WebSessions, check_secrets
 from moltbot.gateway.backend import Backend
 from moltbot.gateway.hooks import HookGate, Hooks, connection_class
@@ -170,6 +172,8 @@ class GatewayServer:
             token=settings.token, password=settings.password, sessions=sessions, lockout=lockout
         )
         self._server: Server | None = None
+        self._sock: socket.socket | None = None  # handed over by the root (socket activation)
+        self.last_request = clock.monotonic()  # of the last HTTP request or handshake (idle end)
         self._front: HttpFront | None = None
         self._clients: set[_Client] = set()
         self._listening = asyncio.Event()  # a client is connected: the backend's events matter
@@ -200,15 +204,17 @@ class GatewayServer:
     def clients(self) -> int:
         return len(self._clients)
 
-    async def start(self) -> None:
+    async def start(self, sock: socket.socket | None = None) -> None:
+        """Listen on the configured address, or accept on ``sock`` (a listening socket the
+        root supervisor holds: ``moltbot.gateway.activation``)."""
         check_secrets(self.settings.token, self.settings.password)
         check_bind(self.settings, self._ssl)
         s = self.settings
+        where: dict[str, Any] = {"sock": sock} if sock is not None else {"host": s.host}
         try:
             self._server = await serve(
                 self._handle,
-                s.host,
-                s.port,
+                port=None if sock is not None else s.port,
                 process_request=self._process_request,
                 process_response=self._process_response,
                 server_header=None,
@@ -216,21 +222,31 @@ class GatewayServer:
                 max_size=s.max_frame_bytes,
                 ssl=self._ssl,
                 create_connection=connection_class(self._hooks),
+                **where,
             )
         except OSError as exc:  # mapped here, once: the user sees the address and the fix
-            in_use = exc.errno == errno.EADDRINUSE
-            raise ConfigError(
-                "$.gateway.port" if in_use else "$.gateway.bind",
-                f"{s.host}:{s.port} is already in use by another program"
-                if in_use
-                else f"cannot listen on {s.host}:{s.port} ({exc.strerror})",
-                fix="stop that program, or choose another gateway.port"
-                if in_use
-                else "bind an address of this machine (127.0.0.1 by default)",
-            ) from None
+            raise listen_error(exc, s.host, s.port) from None
+        self._sock = sock
         self.port = self._server.sockets[0].getsockname()[1]
         self._front = HttpFront(OriginPolicy(s.host, self.port, s.allowed_origins), self._backend)
         log.info("gateway listening on %s", self.url)
+
+    def busy(self) -> bool:
+        """A connection is open, or waits to be accepted (then this gateway is not idle)."""
+        if self._server is None:
+            return False
+        return bool(self._server.connections) or (self._sock is not None and is_pending(self._sock))
+
+    async def end_idle(self, grace_s: float = 30.0) -> None:
+        """Stop accepting (what arrives next waits in the backlog of the socket the root
+        holds), let a connection accepted meanwhile finish within ``grace_s``, then stop."""
+        if self._server is None:
+            return
+        self._server.close(close_connections=False)
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(grace_s):
+                await self._server.wait_closed()
+        await self.stop()
 
     async def serve_forever(self) -> None:
         """Serve (starting first if needed) until ``stop()`` or cancellation."""
@@ -256,6 +272,7 @@ class GatewayServer:
 
     # --- HTTP -----------------------------------------------------------------------------
     async def _process_request(self, ws: ServerConnection, request: Request) -> Response | None:
+        self.last_request = self._clock.monotonic()
         if self._front is None:
             return response(http.HTTPStatus.SERVICE_UNAVAILABLE, "starting\n")
         refused = await self._front.process(request)

@@ -5,16 +5,21 @@ declare a huge canvas: a decompression bomb); then decoded, its first frame take
 long edge is at most ``max_edge`` and re-encoded (PNG when it has transparency, else JPEG), which
 also drops metadata such as a photo's GPS position. What is still over ``max_bytes`` is made
 smaller until it fits.
+
+Pillow is imported on the first image, not with this module: every process that can receive
+a file imports this, and most never see a picture (about 2 MB each).
 """
 
 from __future__ import annotations
 
 import io
 import warnings
-
-from PIL import Image, ImageOps, UnidentifiedImageError
+from typing import TYPE_CHECKING
 
 from moltbot.errors import MediaRefused as ImageRefused
+
+if TYPE_CHECKING:
+    from PIL import Image
 
 
 def fit_image(
@@ -26,6 +31,8 @@ def fit_image(
 ) -> tuple[bytes, str]:
     """``data`` as an image the provider takes: (encoded bytes, mime). ImageRefused if it is
     not a readable image or is larger than ``max_pixels``."""
+    from PIL import Image, ImageOps, UnidentifiedImageError
+
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)

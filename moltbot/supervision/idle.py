@@ -48,6 +48,10 @@ class IdleWatch:
     def idle_for(self) -> float:
         return 0.0 if self.calls else self._clock() - self.last
 
+    def touch(self, at: float | None = None) -> None:
+        """Something happened (at ``at``, on this watch's clock; default now): idle from then."""
+        self.last = max(self.last, self._clock() if at is None else at)
+
     async def wait_idle(
         self, held: Callable[[], bool] = lambda: False, check_s: float = CHECK_S
     ) -> None:
@@ -56,8 +60,9 @@ class IdleWatch:
         if self.idle_stop_s <= 0:
             await asyncio.Event().wait()
         while True:
+            busy = held()  # first: it may ``touch`` what it saw
             left = self.idle_stop_s - self.idle_for()
-            if left <= 0 and not self.calls and not held():
+            if left <= 0 and not self.calls and not busy:
                 self.ending = True
                 return
             await asyncio.sleep(max(left, min(self.idle_stop_s, check_s)))

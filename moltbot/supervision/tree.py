@@ -27,6 +27,7 @@ import msgspec
 
 from moltbot.agent import profiles
 from moltbot.config.schema import CHANNEL_KINDS, Config, SupervisorConfig
+from moltbot.netaddr import is_loopback
 from moltbot.supervision.spec import (
     ChildSpec,
     ChildType,
@@ -212,7 +213,7 @@ def build_tree(cfg: Config, *, singletons: bool = False) -> list[ChildSpec]:
     ]
     return [
         b.worker("store", "store"),
-        b.worker("gateway", "gateway"),
+        _activated(b.worker("gateway", "gateway"), cfg),
         b.supervisor("agents", sup.agents, agents),
         b.supervisor("tools", sup.tools, sandboxes),
         b.supervisor("channels", sup.channels, channels),
@@ -234,6 +235,18 @@ def _by_process(accounts: list[ChildSpec]) -> list[tuple[str, list[ChildSpec]]]:
         seen[kind] = n = seen.get(kind, 0) + 1
         out.append((kind if n == 1 else f"{kind}-{n}", kids))
     return out
+
+
+def _activated(gateway: ChildSpec, cfg: Config) -> ChildSpec:
+    """A loopback gateway sleeps when idle, its port held open by the root, which wakes it on
+    a connection (``actors.activation``). One bound beyond loopback always runs: it checks its
+    TLS and auth itself at start, before anything listens."""
+    if not is_loopback(cfg.gateway.bind):
+        return gateway
+    slept = _sleeper(gateway, cfg.gateway.idle_stop_s)
+    if not slept.on_demand:
+        return gateway
+    return msgspec.structs.replace(slept, args={**slept.args, "listen": True})
 
 
 def _sleeper(spec: ChildSpec, idle_stop_s: float) -> ChildSpec:

@@ -1,15 +1,22 @@
-"""Tools the agent can call: bash (sandboxed, exec approvals), files (workspace), web_fetch."""
+"""Tools the agent can call: bash (sandboxed, exec approvals), files (workspace), web_fetch.
+
+``WebFetcher`` (and with it httpx) is imported when first asked for: a channel process imports
+this package for the workspace alone (about 2 MB it need not hold).
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from moltbot.sandbox import SandboxPolicy
 from moltbot.tools.approvals import Approval, ApprovalBook, ApprovalState, ExecPolicy
 from moltbot.tools.bash import BashTool
 from moltbot.tools.files import Workspace, file_tools
 from moltbot.tools.registry import Tool, ToolRegistry
-from moltbot.tools.web_fetch import WebFetcher
+
+if TYPE_CHECKING:
+    from moltbot.tools.web_fetch import WebFetcher
 
 __all__ = [
     "Approval",
@@ -22,6 +29,14 @@ __all__ = [
     "Workspace",
     "default_registry",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "WebFetcher":
+        from moltbot.tools.web_fetch import WebFetcher
+
+        return WebFetcher
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def default_registry(
@@ -52,6 +67,8 @@ def default_registry(
         for tool in file_tools(workspace):
             registry.register(tool)
     if enable_web:
+        from moltbot.tools.web_fetch import WebFetcher
+
         fetcher = web or WebFetcher()
         registry.register(Tool(fetcher.name, fetcher.description, fetcher.input_type, fetcher))
     return registry

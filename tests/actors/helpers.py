@@ -116,6 +116,23 @@ def node(status: dict[str, Any], cid: str) -> dict[str, Any]:
     raise KeyError(cid)
 
 
+def child_node(root: Any, path: str) -> dict[str, Any]:
+    """The status entry of the child at ``path`` (``tools/sandbox-0``) in the root's tree."""
+    status = tree(root)
+    for part in path.split("/"):
+        status = node(status, part)
+    return status
+
+
+def asleep(root: Any, ns: str, path: str) -> bool:
+    """An on-demand child with no process now: no actor by its name, and its state idle."""
+    try:
+        lookup(path, ns)
+    except ValueError:
+        return child_node(root, path)["state"] == "idle"
+    return False
+
+
 def wait_for(cond: Callable[[], bool], timeout: float = 30.0, what: str = "condition") -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

@@ -18,22 +18,21 @@ import pytest
 
 from actors.channel_ports import AGENT_DEADLINE_S, call
 from actors.gateway import RayBackend, web_session
-from actors.registry import lookup
 from moltbot.config.schema import Config
 from moltbot.messages import ChatFinal, InboundMessage
 from moltbot.supervision.spec import Restart
 from moltbot.supervision.tree import build_tree
+from tests.actors import helpers
 from tests.actors.helpers import (
     FAST,
     as_built,
+    child_node,
     home_with_workspace,
     inbound,
-    node,
     pid_of,
     start_root,
     stop_root,
     supervisor,
-    tree,
     wait_for,
     worker,
 )
@@ -67,15 +66,11 @@ def live(ray_cluster: None, tmp_path_factory: pytest.TempPathFactory) -> Iterato
 
 
 def agent_node(t: Live) -> dict[str, Any]:
-    return node(node(tree(t.root), "agents"), "agent-0")
+    return child_node(t.root, "agents/agent-0")
 
 
 def asleep(t: Live) -> bool:
-    try:
-        lookup("agents/agent-0", t.ns)
-    except ValueError:
-        return agent_node(t)["state"] == "idle"
-    return False
+    return helpers.asleep(t.root, t.ns, "agents/agent-0")
 
 
 def user_texts(history: list[dict[str, Any]]) -> list[str]:

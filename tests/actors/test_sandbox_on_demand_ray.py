@@ -18,15 +18,16 @@ import msgspec
 import pytest
 
 from actors import routing
-from actors.registry import lookup
 from moltbot.config.schema import Config
 from moltbot.messages import ChatEvent, ChatFinal
 from moltbot.supervision.spec import Restart
 from moltbot.supervision.tree import build_tree
+from tests.actors import helpers
 from tests.actors.helpers import (
     FAST,
     as_built,
     child,
+    child_node,
     home_with_workspace,
     kill,
     node,
@@ -82,15 +83,11 @@ def live(ray_cluster: None, tmp_path_factory: pytest.TempPathFactory) -> Iterato
 
 
 def sandbox_node(t: Live) -> dict[str, Any]:
-    return node(node(tree(t.root), "tools"), "sandbox-0")
+    return child_node(t.root, "tools/sandbox-0")
 
 
 def asleep(t: Live) -> bool:
-    try:
-        lookup("tools/sandbox-0", t.ns)
-    except ValueError:
-        return sandbox_node(t)["state"] == "idle"
-    return False
+    return helpers.asleep(t.root, t.ns, "tools/sandbox-0")
 
 
 async def say(t: Live, session: str, text: str) -> str:

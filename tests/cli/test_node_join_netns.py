@@ -233,6 +233,7 @@ def test_node_join_runs_the_pinned_actor_on_the_worker_and_leave_makes_it_wait(l
     (head.mb / "config.json").write_text(
         json.dumps(
             {
+                "gateway": {"idle_stop_s": 0},  # runs from the start, on the head
                 "agent": {"workers": 1, "idle_stop_s": 0},  # runs from the start, on the head
                 "tools": {"workers": 1, "idle_stop_s": 0},  # runs from the start: placed at once
                 "supervision": {"shutdown_s": 2},

@@ -95,21 +95,30 @@ def test_an_account_that_cannot_connect_does_not_hold_up_the_tree(
     assert down.returncode == 0, down.stdout + down.stderr
 
 
-def test_a_start_that_fails_names_the_child_the_reason_and_the_fix(home: dict[str, str]) -> None:
+@pytest.mark.parametrize("activated", [True, False])
+def test_a_start_that_fails_names_the_child_the_reason_and_the_fix(
+    home: dict[str, str], activated: bool
+) -> None:
+    """The gateway's port taken: the root holds a socket-activated gateway's port, so ``up``
+    fails before anything starts; an always-on gateway (``idle_stop_s: 0``) fails its own
+    start, after the children before it."""
     assert run(home, "init").returncode == 0
     with socket.socket() as taken:  # another program holds the gateway's port
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        cfg = {"gateway": {"port": port}, "agent": {"workers": 1}, "cluster": {"dashboard": False}}
+        gateway = {"port": port} if activated else {"port": port, "idle_stop_s": 0}
+        cfg = {"gateway": gateway, "agent": {"workers": 1}, "cluster": {"dashboard": False}}
         (Path(home["MOLTBOT_HOME"]) / "config.json").write_text(json.dumps(cfg))
         up = run(home, "up", "--detach")
     assert up.returncode == 1, up.stdout + up.stderr
-    assert "  ✓ store  (" in up.stdout  # the progress up to the failure
-    assert (
-        f"gateway did not start: config error at $.gateway.port: 127.0.0.1:{port} is "
-        "already in use" in up.stderr
-    ), up.stderr
+    why = f"config error at $.gateway.port: 127.0.0.1:{port} is already in use"
+    if activated:
+        assert "  ✓ store  (" not in up.stdout  # nothing started
+        assert why in up.stderr, up.stderr
+    else:
+        assert "  ✓ store  (" in up.stdout  # the progress up to the failure
+        assert f"gateway did not start: {why}" in up.stderr, up.stderr
     assert "fix: stop that program, or choose another gateway.port" in up.stderr
     assert "Traceback" not in up.stderr
     assert not (Path(home["MOLTBOT_HOME"]) / "run" / "ray.json").exists()  # nothing left up

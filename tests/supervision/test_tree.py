@@ -181,12 +181,33 @@ def test_sandboxes_start_on_first_use_and_sleep_when_idle_by_default() -> None:
         ("sandbox-1", False, Restart.PERMANENT),
     ]
     assert "idle_stop_s" not in kept[0].args
-    # the agents sleep too (below); nothing else does: every other child starts at boot
+    # the agents and the gateway sleep too (below); every other child starts at boot
     tree = build_tree(load_config_text(CONFIG))
-    woken = [c for c in tree if c.on_demand]
+    woken = [c for c in tree if c.on_demand and c.id != "gateway"]
     sleepers = {"sandbox-0", "agent-0", "agent-1", "agent-2"}
     nested = [k for c in tree for k in c.args.get("children", []) if k.id not in sleepers]
     assert woken == [] and not any(k.on_demand for k in nested)
+
+
+def test_a_loopback_gateway_is_socket_activated_by_default() -> None:
+    """On loopback the gateway is on demand, transient and ``listen`` (the root holds its port
+    and wakes it on a connection); ``idle_stop_s: 0`` or a bind beyond loopback (it checks its
+    TLS and auth at start, before anything listens) keep the permanent gateway."""
+    gw = {c.id: c for c in build_tree(load_config_text("{}"))}["gateway"]
+    assert (gw.on_demand, gw.restart, gw.args["listen"], gw.args["idle_stop_s"]) == (
+        True,
+        Restart.TRANSIENT,
+        True,
+        600.0,
+    )
+    always = load_config_text('{"gateway": {"idle_stop_s": 0}}')
+    exposed = msgspec.convert(
+        {"gateway": {"bind": "0.0.0.0", "tls": {"self_signed": True}}}, Config
+    )
+    for cfg in (always, exposed):
+        kept = {c.id: c for c in build_tree(cfg)}["gateway"]
+        assert not kept.on_demand and kept.restart == Restart.PERMANENT
+        assert "listen" not in kept.args and "idle_stop_s" not in kept.args
 
 
 def test_agents_start_on_first_message_and_sleep_when_idle_by_default() -> None:
