@@ -172,7 +172,7 @@ def _agents_asleep(ctx: h.Ctx) -> dict[str, Any]:
             "first_reply_ms": round(woke[0] * 1000, 1) if woke else None,
             "next_reply_ms": round(awake[0] * 1000, 1) if awake else None,
         }
-        h.log(f"memory: agents asleep: {out}")
+        h.log(f"memory: agents and gateway asleep: {out}")
         return out
     finally:
         tree.stop()
@@ -226,11 +226,12 @@ def report(ctx: h.Ctx) -> dict[str, Any]:
         [
             ["Ray idle (baseline)", idle_ray, 1.0 if idle_ray else None],
             [
-                "tree idle, agents asleep (no message for idle_stop_s)",
-                idle_asleep,
-                h.ratio(idle_asleep, idle_ray),
+                "tree idle, 3 s after a message (agents awake)",
+                idle_tree,
+                ratios["tree_idle_vs_ray_idle"],
             ],
-            ["tree idle, 3 s after a message", idle_tree, ratios["tree_idle_vs_ray_idle"]],
+            ["Ray idle, started again (the next row's baseline)", asleep.get("ray_idle_mb"), None],
+            ["tree idle, agents and gateway asleep", idle_asleep, None],
             ["tree under load", load, ratios["tree_load_vs_ray_idle"]],
             ["a channel type's process, 1 account (mean)", per_mean, None],
             ["each extra account of a type (mean)", extra_mean, None],

@@ -4,12 +4,21 @@ Sessions shard to agents, so the agent a session belongs to is the only writer o
 transcript. It keeps the last ``cached`` sessions it loaded and appends to them as it writes,
 so a turn does not read (and, on Ray, ship) the whole transcript again. A write whose outcome
 is unknown (it raised) drops the session from the cache: the next load reads the store again.
+
+What it holds is bounded in bytes as well (``max_bytes``, their JSON size): a conversation
+goes on for months, and an agent that kept every record of its sessions would grow with them.
+The least recently used sessions go first; one larger than the whole budget is not kept (each
+of its turns reads it from the store).
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict
 from typing import Any, Protocol
+
+import msgspec
+
+MAX_BYTES = 2 * 1024 * 1024  # per agent process
 
 
 class ResettableLog(Protocol):
@@ -25,12 +34,24 @@ class ResettableLog(Protocol):
 class CachedTranscripts:
     """A ``BatchLog`` in front of ``inner`` (the store actor, or the files directly)."""
 
-    def __init__(self, inner: ResettableLog, cached: int = 64) -> None:
-        if cached < 1:
-            raise ValueError("cached must be at least 1")
+    def __init__(self, inner: ResettableLog, cached: int = 64, max_bytes: int = MAX_BYTES) -> None:
+        if cached < 1 or max_bytes < 1:
+            raise ValueError("cached and max_bytes must be at least 1")
         self._inner = inner
         self._cached = cached
+        self._max_bytes = max_bytes
         self._cache: OrderedDict[str, list[dict[str, Any]]] = OrderedDict()
+        self._sizes: dict[str, int] = {}
+        self.bytes = 0  # the JSON size of what is held
+
+    def _drop(self, session: str) -> None:
+        self._cache.pop(session, None)
+        self.bytes -= self._sizes.pop(session, 0)
+
+    def _fit(self) -> None:
+        """Let the least recently used sessions go until both bounds hold."""
+        while self._cache and (len(self._cache) > self._cached or self.bytes > self._max_bytes):
+            self._drop(next(iter(self._cache)))
 
     def __contains__(self, session: str) -> bool:
         return session in self._cache
@@ -39,17 +60,21 @@ class CachedTranscripts:
         hit = self._cache.get(session)
         if hit is None:
             hit = list(await self._inner.load(session))
+            size = _size(hit)
+            if size > self._max_bytes:  # larger than the whole budget: read each time
+                return hit
             self._cache[session] = hit
-            while len(self._cache) > self._cached:
-                self._cache.popitem(last=False)
+            self._sizes[session] = size
+            self.bytes += size
         self._cache.move_to_end(session)
+        self._fit()
         return list(hit)
 
     async def append(self, session: str, record: dict[str, Any]) -> None:
         try:
             await self._inner.append(session, record)
         except BaseException:
-            self._cache.pop(session, None)
+            self._drop(session)
             raise
         self._extend(session, [record])
 
@@ -57,18 +82,29 @@ class CachedTranscripts:
         try:
             await self._inner.append_many(session, records)
         except BaseException:
-            self._cache.pop(session, None)
+            self._drop(session)
             raise
         self._extend(session, records)
 
     def _extend(self, session: str, records: list[dict[str, Any]]) -> None:
         hit = self._cache.get(session)
-        if hit is not None:
-            hit.extend(records)
+        if hit is None:
+            return
+        hit.extend(records)
+        size = _size(records)
+        self._sizes[session] += size
+        self.bytes += size
+        if self._sizes[session] > self._max_bytes:
+            self._drop(session)
+        self._fit()
 
     async def reset(self, session: str) -> Any:
-        self._cache.pop(session, None)
+        self._drop(session)
         try:
             return await self._inner.reset(session)
         finally:
-            self._cache.pop(session, None)
+            self._drop(session)
+
+
+def _size(records: list[dict[str, Any]]) -> int:
+    return sum(len(msgspec.json.encode(r)) for r in records)

@@ -66,3 +66,26 @@ async def test_reset_and_the_bound_on_cached_sessions(tmp_path: Path) -> None:
     assert "b" not in cache and await cache.load("b") == []
     with pytest.raises(ValueError):
         CachedTranscripts(inner, cached=0)
+
+
+async def test_what_is_held_is_bounded_in_bytes(tmp_path: Path) -> None:
+    """Least recently used sessions go once the JSON size passes ``max_bytes``; a session
+    larger than the whole budget is not kept, and every load of it still reads the store."""
+    inner = Counting(tmp_path)
+    record = {"role": "user", "content": "x" * 1000}  # ~1 KB as JSON
+    cache = CachedTranscripts(inner, max_bytes=5_000)
+    for s in ("a", "b"):
+        await cache.append_many(s, [record, record])
+        await cache.load(s)
+    assert "a" in cache and "b" in cache and 4_000 < cache.bytes <= 5_000
+    await cache.append("b", record)  # b grows past the budget with a: a goes
+    assert "a" not in cache and "b" in cache and cache.bytes <= 5_000
+    assert len(await cache.load("b")) == 3
+    await cache.append_many("b", [record, record, record])  # b alone is over: not kept
+    assert "b" not in cache and cache.bytes == 0
+    loads = inner.loads
+    assert len(await cache.load("b")) == 6 and len(await cache.load("b")) == 6
+    assert inner.loads == loads + 2 and "b" not in cache  # read from the store each time
+    assert await cache.load("a") == [record, record]  # the store kept everything
+    with pytest.raises(ValueError):
+        CachedTranscripts(inner, max_bytes=0)
