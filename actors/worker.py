@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Any
 
 import ray
 
 from actors.base import CHILD_OPTIONS, ChildBase
+from moltbot.errors import Dormant
 
 
 @ray.remote(**CHILD_OPTIONS)
@@ -21,6 +23,7 @@ class Worker(ChildBase):
         exit_after: float | None = None,
         setup_s: float = 0.0,
         fail_from: int = 0,
+        dormant_first: bool = False,
         **kw: Any,
     ) -> None:
         super().__init__(path=path, **kw)
@@ -29,10 +32,12 @@ class Worker(ChildBase):
         self.fail_from = fail_from  # > 0: setup raises from this incarnation on
         self.setup_span = (0.0, 0.0)
         self.calls = 0
+        # True: its first incarnation refuses its first ``echo`` as one ending idle does
+        # (``Dormant``, nothing ran) and ends normally (the wake path of ``routing.call``)
+        self.dormant_first = dormant_first
+        self._ended = asyncio.Event()
 
     async def setup(self) -> None:
-        import asyncio
-
         began = time.time()
         if self.fail_from and self.incarnation >= self.fail_from:
             raise RuntimeError("setup fails on purpose")
@@ -40,14 +45,15 @@ class Worker(ChildBase):
         self.setup_span = (began, time.time())
 
     async def main(self) -> None:
-        import asyncio
-
         if self.exit_after is None:
-            await asyncio.Event().wait()
+            await self._ended.wait()
         else:
             await asyncio.sleep(self.exit_after)
 
     async def echo(self, value: Any) -> Any:
+        if self.dormant_first and self.incarnation <= 1:
+            self._ended.set()
+            raise Dormant(f"{self.path} is ending (idle); nothing ran")
         self.calls += 1
         return value
 
