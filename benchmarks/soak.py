@@ -136,7 +136,7 @@ def post(ctx: h.Ctx) -> None:
             "rest_growth_by_kind_mb": growth(after[0]["kinds"], after[-1]["kinds"])
             if len(after) > 1
             else {},
-            "samples": [{k: v for k, v in s.items() if k != "kinds"} for s in samples],
+            "samples": samples,  # each with its USS by process kind
         }
     )
     h.log(
