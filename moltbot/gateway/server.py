@@ -232,10 +232,12 @@ class GatewayServer:
         log.info("gateway listening on %s", self.url)
 
     def busy(self) -> bool:
-        """A connection is open, or waits to be accepted (then this gateway is not idle)."""
+        """A connection is open or waits to be accepted, or a web session is still valid
+        (sleeping would log its page out): this gateway is not idle."""
         if self._server is None:
             return False
-        return bool(self._server.connections) or (self._sock is not None and is_pending(self._sock))
+        pending = self._sock is not None and is_pending(self._sock)
+        return bool(self._server.connections) or pending or self.auth.sessions.alive() > 0
 
     async def end_idle(self, grace_s: float = 30.0) -> None:
         """Stop accepting (what arrives next waits in the backlog of the socket the root

@@ -3,7 +3,8 @@
 The tree: store, gateway (on demand, transient, ``listen``, idle after 2 s, as ``build_tree``
 makes it from ``gateway.idle_stop_s``). At boot the root holds the port and no gateway
 process runs; the first connection (the page) starts it and is answered; a logged-in
-WebSocket holds it awake past ``idle_stop_s``; once nobody is connected it ends normally (no
+WebSocket holds it awake past ``idle_stop_s``, and so does the web session its login was
+given until it expires (``web_session.idle_minutes``: 1 here); then it ends normally (no
 restart) and the port still answers, starting a new gateway; a crash restarts it on the same
 port.
 """
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -41,6 +43,7 @@ from tests.actors.helpers import (
 )
 
 IDLE_S = 2.0
+SESSION_S = 60.0  # web_session.idle_minutes: 1
 
 
 class Live(msgspec.Struct):
@@ -58,7 +61,8 @@ def live(ray_cluster: None, tmp_path_factory: pytest.TempPathFactory) -> Iterato
         assert cli(["init"]) == 0
     token = Vault.open(home).get("gateway_token")
     port = free_port()
-    cfg = load_config_text(json.dumps({"gateway": {"port": port, "idle_stop_s": IDLE_S}}))
+    gateway = {"port": port, "idle_stop_s": IDLE_S, "web_session": {"idle_minutes": 1}}
+    cfg = load_config_text(json.dumps({"gateway": gateway}))
     made = {c.id: c for c in build_tree(cfg)}["gateway"]
     assert made.on_demand and made.restart == Restart.TRANSIENT and made.args["listen"] is True
     children = [worker("store", "store", cfg), as_built(made, cfg)]
@@ -102,7 +106,9 @@ def test_the_first_connection_starts_it_and_an_idle_gateway_sleeps(live: Live) -
             await ws.close()
 
     asyncio.run(held_by_a_client())
-    wait_for(lambda: asleep(live), IDLE_S + 20, "the idle gateway asleep")
+    time.sleep(IDLE_S * 3)  # nobody connected, but the login's web session is still valid
+    assert pid_of(live.ns, "gateway") == first
+    wait_for(lambda: asleep(live), SESSION_S + IDLE_S + 20, "the idle gateway asleep")
     slept = gateway_node(live)
     assert slept["restarts"] == 0 and slept["last_exit"] == "normal"
 

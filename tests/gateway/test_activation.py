@@ -14,9 +14,12 @@ import textwrap
 
 import pytest
 
+from moltbot.clock import FakeClock
 from moltbot.errors import ConfigError, Unavailable
 from moltbot.gateway.activation import Listener, bind, is_pending, take
 from tests.actors.helpers import free_port
+
+from .conftest import MakeGateway, logged_in
 
 
 async def test_a_waiting_connection_is_accepted_by_the_process_that_takes_the_socket() -> None:
@@ -84,3 +87,25 @@ def test_a_port_in_use_names_the_key_and_the_fix_and_nobody_home_is_unavailable(
         held.close()
     with pytest.raises(Unavailable):
         take("moltbot-gateway-nobody-" + os.urandom(4).hex(), timeout_s=1)
+
+
+async def test_a_gateway_is_busy_while_a_connection_is_open_or_a_web_session_valid(
+    make_gateway: MakeGateway,
+) -> None:
+    """What keeps a socket-activated gateway awake (``GatewayServer.busy``): an open
+    connection, and a web session not yet expired (sleeping would log its page out)."""
+    clock = FakeClock()
+    gw = await make_gateway(clock=clock, idle_minutes=30)
+    assert not gw.busy()  # nobody came
+    client = await logged_in(gw)  # a login issues a web session
+    assert gw.busy()
+    await client.ws.close()
+    for _ in range(100):  # the server sees the close
+        if gw.clients == 0:
+            break
+        await asyncio.sleep(0.02)
+    assert gw.clients == 0
+    clock.advance(29 * 60)
+    assert gw.busy()  # no connection, but its session is still valid
+    clock.advance(60 + 1)
+    assert not gw.busy()  # expired: nothing to lose by sleeping
