@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -88,10 +89,8 @@ class RayBackend(BaseBackend):
         """The agent at ``path``; started first when it sleeps (``agent.idle_stop_s``). Looked
         up afresh: a handle kept from before it slept is of a process that ended."""
         routing.forget(self.ns, path)
-        try:
+        with contextlib.suppress(ValueError):  # absent: asleep (or between incarnations)
             return routing.handle(self.ns, path)
-        except ValueError:
-            routing.forget(self.ns, path)
         try:
             return await routing.awake(self.ns, path, deadline_s=AGENT_WAKE_S)
         except (Unavailable, NotFound):
