@@ -125,18 +125,20 @@ class Ctx:
             self._pipeline.stop()
             self._pipeline = None
 
+    def ray_idle(self) -> dict[str, Any]:
+        """The local Ray (started if need be) once its own start has settled: USS in all and
+        by process kind (MB), the baseline the trees' memory is read against."""
+        ray_init()
+        time.sleep(5 if self.quick else 10)  # let Ray's own start settle
+        total, kinds = tree_uss()
+        return {"uss_mb": mb(total), "by_kind_mb": {k: mb(v) for k, v in kinds.items()}}
+
     def ray_tree(self) -> RayTree:
         """The full tree on the shared fakes; Ray idle memory is sampled before it starts."""
         if self.tree is None:
             self.stop_pipeline()
-            ray_init()
-            time.sleep(5 if self.quick else 10)  # let Ray's own start settle
-            total, kinds = tree_uss()
-            self.memory["ray_idle"] = {
-                "uss_mb": mb(total),
-                "by_kind_mb": {k: mb(v) for k, v in kinds.items()},
-            }
-            log(f"Ray idle: USS {mb(total)} MB")
+            self.memory["ray_idle"] = idle = self.ray_idle()
+            log(f"Ray idle: USS {idle['uss_mb']} MB")
             self.tree = RayTree(bench_config(self.platforms), self.home("ray"))
             self.tree.start()
             log(f"ray tree ready in {self.tree.ready_s:.1f}s")

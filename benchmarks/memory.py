@@ -140,13 +140,11 @@ def _agents_asleep(ctx: h.Ctx) -> dict[str, Any]:
     warm-up; once both agents sleep, the whole Ray's USS. Then what a user feels: one
     message's reply when it must start its agent, and the next one's."""
     from benchmarks.platforms import Conv, bench_config
-    from benchmarks.trees import RayTree, ray_init, ray_shutdown
+    from benchmarks.trees import RayTree, ray_shutdown
 
     ctx.stop_tree()
     ray_shutdown()
-    ray_init()
-    time.sleep(5 if ctx.quick else 10)  # as the main tree's baseline: Ray's start settles
-    ray_idle, _kinds = h.tree_uss()
+    ray_idle = ctx.ray_idle()["uss_mb"]  # as the main tree's baseline
     p = ctx.platforms
     tree = RayTree(bench_config(p, agent_idle_s=AGENT_IDLE_S), ctx.home("ray-asleep")).start()
     try:
@@ -163,9 +161,9 @@ def _agents_asleep(ctx: h.Ctx) -> dict[str, Any]:
         woke, _ = p.run(p.closed_loop([Conv("telegram", 1_700_001)], 1), timeout=120)
         awake, _ = p.run(p.closed_loop([Conv("telegram", 1_700_001)], 1), timeout=120)
         out = {
-            "ray_idle_mb": h.mb(ray_idle),
+            "ray_idle_mb": ray_idle,
             "uss_mb": h.mb(total),
-            "over_ray_idle_mb": round(h.mb(total) - h.mb(ray_idle), 1),
+            "over_ray_idle_mb": round(h.mb(total) - ray_idle, 1),
             "by_kind_mb": {k: h.mb(v) for k, v in kinds.items()},
             "idle_stop_s": AGENT_IDLE_S,
             "slept_after_s": slept_after_s,
