@@ -40,7 +40,7 @@ from actors.registry import (
     set_alias,
 )
 from actors.standby import Standbys, wanted
-from actors.supervisor_local import InProcessPools, LocalChild, kill_child
+from actors.supervisor_local import InProcessPools, LocalChild, end_child, kill_child
 from actors.supervisor_status import SupervisorStatus
 from moltbot.errors import ChildStartError, EscalationError, NotFound, SupervisionError
 from moltbot.supervision.backoff import delay as backoff_delay
@@ -220,11 +220,11 @@ class SupervisorCore(InProcessPools, SupervisorStatus, Standbys, Activations, Ch
             return LocalChild(core_class(rec.spec.kind)(**args, owner=self.owner), self._tg)
         cls = actor_class(rec.spec.kind)
         if self.flags.standby:  # lookups by path find this incarnation by its own name again
-            clear_alias(self.namespace, self._child_path(rec))
+            await asyncio.to_thread(clear_alias, self.namespace, self._child_path(rec))
         deadline = time.monotonic() + NAME_RETRY_S
         while True:
-            try:
-                return cls.options(**self._options(rec)).remote(**args)
+            try:  # a blocking GCS call of 3-60 ms: off the loop the in-process store is on
+                return await asyncio.to_thread(cls.options(**self._options(rec)).remote, **args)
             except ValueError:  # the dead incarnation still holds the name for a moment
                 if time.monotonic() > deadline:
                     raise
@@ -237,7 +237,7 @@ class SupervisorCore(InProcessPools, SupervisorStatus, Standbys, Activations, Ch
         rec.gen += 1
         spare = self._take_standby(rec)
         if spare is not None:
-            set_alias(self.namespace, self._child_path(rec), spare.name)
+            await asyncio.to_thread(set_alias, self.namespace, self._child_path(rec), spare.name)
             rec.name = spare.name
             try:
                 await self._launch(rec, spare.handle)
@@ -456,7 +456,7 @@ class SupervisorCore(InProcessPools, SupervisorStatus, Standbys, Activations, Ch
         """End the child now, and wait until its process has exited (``actors.reaper``):
         nothing it still had in hand goes out beside its next incarnation."""
         if rec.handle is not None:
-            kill_child(rec.handle)
+            await end_child(rec.handle)
             rec.handle = None
             if not self._here(rec):
                 await reap(rec.info)

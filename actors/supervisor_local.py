@@ -157,6 +157,15 @@ def kill_child(handle: Any) -> None:
         ray.kill(handle, no_restart=True)
 
 
+async def end_child(handle: Any) -> None:
+    """``kill_child`` off the event loop: ``ray.kill`` is a blocking call to the GCS (1-10 ms),
+    and the root's loop also serves the store every channel journals to."""
+    if isinstance(handle, LocalChild):
+        handle.kill()
+    else:
+        await asyncio.to_thread(ray.kill, handle, no_restart=True)
+
+
 class InProcessPools:
     """Mixed into the supervisor: reaching its in-process supervisors by path."""
 
