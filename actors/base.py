@@ -15,7 +15,7 @@ from typing import Any, ClassVar
 
 import ray
 
-from actors import pipes
+from actors import memtrim, pipes
 from actors.startup import STANDBY_NICE, preload
 from actors.telemetry import configure_tracing
 from moltbot.supervision.memory import measure_mb
@@ -101,6 +101,7 @@ class ChildBase:
         self._run_task = asyncio.current_task()
         self._started.set()
         configure_tracing()  # opt-in (MOLTBOT_OTEL=1), once per process, never raises
+        memtrim.start()  # once per process: freed heap pages back to the OS every minute
         try:
             async with asyncio.TaskGroup() as tg:
                 beat = tg.create_task(self._beat())

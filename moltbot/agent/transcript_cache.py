@@ -5,10 +5,13 @@ transcript. It keeps the last ``cached`` sessions it loaded and appends to them 
 so a turn does not read (and, on Ray, ship) the whole transcript again. A write whose outcome
 is unknown (it raised) drops the session from the cache: the next load reads the store again.
 
-What it holds is bounded in bytes as well (``max_bytes``, their JSON size): a conversation
-goes on for months, and an agent that kept every record of its sessions would grow with them.
-The least recently used sessions go first; one larger than the whole budget is not kept (each
-of its turns reads it from the store).
+What it holds is bounded in bytes as well (``max_bytes``): a conversation goes on for months,
+and an agent that kept every record of its sessions would grow with them. A session is held as
+one buffer of its records' JSON (what the store writes), so the budget is the memory they take:
+as Python dicts the same records took about six times their JSON size. A load decodes them
+(a fresh copy for the caller, as the store's own load gives). The least recently used sessions
+go first; one larger than the whole budget is not kept (each of its turns reads it from the
+store).
 """
 
 from __future__ import annotations
@@ -40,9 +43,9 @@ class CachedTranscripts:
         self._inner = inner
         self._cached = cached
         self._max_bytes = max_bytes
-        self._cache: OrderedDict[str, list[dict[str, Any]]] = OrderedDict()
+        self._cache: OrderedDict[str, bytearray] = OrderedDict()  # JSON, comma-joined
         self._sizes: dict[str, int] = {}
-        self.bytes = 0  # the JSON size of what is held
+        self.bytes = 0  # the JSON size of what is held (and about the memory it takes)
 
     def _drop(self, session: str) -> None:
         self._cache.pop(session, None)
@@ -59,16 +62,19 @@ class CachedTranscripts:
     async def load(self, session: str) -> list[dict[str, Any]]:
         hit = self._cache.get(session)
         if hit is None:
-            hit = list(await self._inner.load(session))
-            size = _size(hit)
+            records = list(await self._inner.load(session))
+            held = _encode(records)
+            size = len(held)
             if size > self._max_bytes:  # larger than the whole budget: read each time
-                return hit
-            self._cache[session] = hit
+                return records
+            self._cache[session] = held
             self._sizes[session] = size
             self.bytes += size
+            self._cache.move_to_end(session)
+            self._fit()
+            return records
         self._cache.move_to_end(session)
-        self._fit()
-        return list(hit)
+        return _DECODE(b"[" + hit + b"]")
 
     async def append(self, session: str, record: dict[str, Any]) -> None:
         try:
@@ -90,8 +96,11 @@ class CachedTranscripts:
         hit = self._cache.get(session)
         if hit is None:
             return
-        hit.extend(records)
-        size = _size(records)
+        held = _encode(records)
+        if hit and held:
+            held[:0] = b","
+        hit += held
+        size = len(held)
         self._sizes[session] += size
         self.bytes += size
         if self._sizes[session] > self._max_bytes:
@@ -106,5 +115,9 @@ class CachedTranscripts:
             self._drop(session)
 
 
-def _size(records: list[dict[str, Any]]) -> int:
-    return sum(len(msgspec.json.encode(r)) for r in records)
+_DECODE = msgspec.json.Decoder(list[dict[str, Any]]).decode
+
+
+def _encode(records: list[dict[str, Any]]) -> bytearray:
+    """The records' JSON, comma-joined (a JSON array without its brackets)."""
+    return bytearray(b",".join(msgspec.json.encode(r) for r in records))

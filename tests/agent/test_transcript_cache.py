@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import tracemalloc
 from pathlib import Path
 from typing import Any
 
@@ -89,3 +90,29 @@ async def test_what_is_held_is_bounded_in_bytes(tmp_path: Path) -> None:
     assert await cache.load("a") == [record, record]  # the store kept everything
     with pytest.raises(ValueError):
         CachedTranscripts(inner, max_bytes=0)
+
+
+async def test_the_budget_is_the_memory_the_records_take(tmp_path: Path) -> None:
+    """Held as their JSON, the records cost about their JSON size (as dicts: 5.8 times it), so
+    ``max_bytes`` bounds the agent's memory, not a quarter of it."""
+    inner = Counting(tmp_path)
+    record = {
+        "role": "assistant",
+        "content": [{"type": "text", "text": "a reply of a few words"}],
+        "usage": {"input_tokens": 120, "output_tokens": 30},
+        "msg_id": "telegram:1:42",
+    }
+    for s in range(40):
+        await inner.append_many(f"s{s}", [record] * 25)
+    cache = CachedTranscripts(inner, max_bytes=10**7)
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for s in range(40):
+            await cache.load(f"s{s}")  # the caller's copies are dropped at once
+        held = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert cache.bytes > 100_000
+    assert held < 1.5 * cache.bytes, (held, cache.bytes)
+    assert await cache.load("s7") == [record] * 25  # and what comes back is the records
