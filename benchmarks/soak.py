@@ -92,6 +92,33 @@ def slope_per_min(points: list[tuple[float, float]]) -> float | None:
     return sum((t - mx) * (v - my) for t, v in points) / var * 60.0
 
 
+RAY_OWN_ACTORS = ("actor DashboardAgent", "actor RuntimeEnvAgent")
+LATE_S = 300.0  # the slope from here on too: what is left once the first minutes' growth is done
+
+
+def is_ray_own(kind: str) -> bool:
+    """Ray's own processes (GCS, raylet, dashboard, monitors), not the tree's actors."""
+    return not kind.startswith("actor ") or kind in RAY_OWN_ACTORS
+
+
+def split_slopes(samples: list[dict[str, Any]], since_s: float) -> dict[str, float | None]:
+    """Slopes (MB/min) after ``since_s`` of the rest, and of its two parts: the tree's own
+    processes and Ray's."""
+    after = [s for s in samples if s["t_s"] >= since_s]
+
+    def part(ray_own: bool) -> list[tuple[float, float]]:
+        return [
+            (s["t_s"], sum(v for k, v in s["kinds"].items() if is_ray_own(k) == ray_own))
+            for s in after
+        ]
+
+    return {
+        "rest": slope_per_min([(s["t_s"], s["rest_mb"]) for s in after]),
+        "tree": slope_per_min(part(False)),
+        "ray": slope_per_min(part(True)),
+    }
+
+
 def post(ctx: h.Ctx) -> None:
     minutes = os.environ.get("MB_SOAK_MINUTES")
     duration = float(minutes) * 60 if minutes else (QUICK_S if ctx.quick else SOAK_S)
@@ -133,6 +160,8 @@ def post(ctx: h.Ctx) -> None:
             "rest_slope_mb_per_min": slope_per_min(late),
             "rest_first_mb": late[0][1] if late else None,
             "rest_last_mb": late[-1][1] if late else None,
+            "slopes_after_warmup_mb_per_min": split_slopes(samples, WARMUP_S),
+            "slopes_after_5min_mb_per_min": split_slopes(samples, LATE_S),
             "rest_growth_by_kind_mb": growth(after[0]["kinds"], after[-1]["kinds"])
             if len(after) > 1
             else {},
@@ -154,7 +183,17 @@ def report(ctx: h.Ctx) -> dict[str, Any]:
     h.print_table(
         f"soak: leaking plugin ({LEAK_MB} MB/{LEAK_EVERY_S:g}s, ceiling {CEILING_MB} MB), "
         f"{RATE:g} msg/s for {duration:.0f}s",
-        ["sent", "lost", "dup", "leaky restarts", "leaky max MB", "rest MB", "rest MB/min"],
+        [
+            "sent",
+            "lost",
+            "dup",
+            "leaky restarts",
+            "leaky max MB",
+            "rest MB",
+            "rest MB/min",
+            "tree's / Ray's",
+            "from 5 min",
+        ],
         [
             [
                 d.get("sent"),
@@ -164,6 +203,8 @@ def report(ctx: h.Ctx) -> dict[str, Any]:
                 d.get("leaky_max_mb"),
                 f"{d.get('rest_first_mb')} -> {d.get('rest_last_mb')}",
                 None if slope is None else round(slope, 2),
+                _pair(d.get("slopes_after_warmup_mb_per_min")),
+                _pair(d.get("slopes_after_5min_mb_per_min"), "rest"),
             ]
         ],
     )
@@ -187,6 +228,16 @@ def report(ctx: h.Ctx) -> dict[str, Any]:
             f"samples every {SAMPLE_S:g}s: {d.get('samples')}",
             f"slope over the samples after {WARMUP_S:g}s",
             f"growth of the rest by process kind over that span: {d.get('rest_growth_by_kind_mb')}",
+            "tree's = the tree's actors; Ray's = the GCS, raylet, dashboard and its agents, "
+            "monitors (kinds in samples)",
         ],
     )
     return {"path": str(path), "targets": targets}
+
+
+def _pair(slopes: dict[str, float | None] | None, first: str = "tree") -> str:
+    """``a / b`` of two of ``split_slopes``' figures (``rest`` then ``tree`` / ``ray``)."""
+    if not slopes:
+        return "-"
+    keys = ("rest", "tree", "ray") if first == "rest" else ("tree", "ray")
+    return " / ".join("-" if slopes.get(k) is None else f"{slopes[k]:.2f}" for k in keys)
