@@ -20,16 +20,6 @@ os.environ.setdefault("RAY_task_events_max_num_task_in_gcs", "10000")
 # workers on this 2-core machine held 81 MB between them for nothing. Workers start on demand.
 os.environ.setdefault("RAY_enable_worker_prestart", "0")
 os.environ.setdefault("RAY_prestart_worker_first_driver", "0")
-# glibc gives each thread that meets contention an arena of its own, up to 8 per core, and a
-# Ray process runs dozens of threads (gRPC, the core worker's io services): freed memory stays
-# scattered over arenas that no longer serve anyone. Two per process hold the tree's processes
-# (and Ray's own: the GCS, the raylet, inherit this) smaller and flatter over a long life.
-os.environ.setdefault("MALLOC_ARENA_MAX", "2")
-# glibc raises its trim threshold (free memory kept at the top of a heap) up to 64 MB after a
-# large block is freed, and keeps it there for the process's life. Fixed at 256 KB, what a
-# process frees goes back to the OS, in Ray's own processes too (the tree trims its own, see
-# actors.memtrim; the GCS and the raylet are Ray's C++ and only read this).
-os.environ.setdefault("MALLOC_TRIM_THRESHOLD_", "262144")
 # The GCS keeps every dead actor's record (its creation spec, the arguments included) for the
 # dashboard, up to 100k of them: a child in a crash loop adds one per restart, for good. The
 # last 1000 are plenty to look back at.
