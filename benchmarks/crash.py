@@ -40,6 +40,7 @@ def phase(ctx: h.Ctx, label: str, duration: float, crash: bool) -> dict[str, Any
     fut = asyncio.run_coroutine_threadsafe(openloop.drive(p, conversations, events), p.lt.loop)
     kills = 0
     missed = 0
+    kill_at: list[float] = []  # perf_counter, the fakes' clock
     if crash:
         t0 = time.monotonic()
         k = 1
@@ -50,6 +51,7 @@ def phase(ctx: h.Ctx, label: str, duration: float, crash: bool) -> dict[str, Any
             time.sleep(max(0.0, due - time.monotonic()))
             if tree.kill(TELEGRAM):
                 kills += 1
+                kill_at.append(time.perf_counter())
             else:
                 missed += 1  # not back yet from the previous crash
             k += 1
@@ -66,11 +68,46 @@ def phase(ctx: h.Ctx, label: str, duration: float, crash: bool) -> dict[str, Any
     for ch in h.CHANNELS:
         out[ch] = h.lat_summary(p.rec.latencies(ids, ch))
         out[ch]["lost"] = len([m for m in p.rec.lost(ids) if p.rec.channel_of[m] == ch])
+    out["worst"] = worst(p.rec, ids, kill_at)
+    for ch, rows in out["worst"].items():
+        h.log(
+            f"{label}: {ch} slowest "
+            + ", ".join(
+                f"{r['ms']}ms (kill+{r['since_kill_ms']}ms, tg {r['telegram_replies_in_flight']})"
+                for r in rows
+            )
+        )
     h.log(
         f"{label}: kills={kills} lost={out['lost']} "
         + " ".join(f"{ch} p99={out[ch]['p99_ms']}" for ch in h.CHANNELS)
     )
     return out
+
+
+def worst(rec: Any, ids: list[int], kill_at: list[float], n: int = 6) -> dict[str, Any]:
+    """The ``n`` slowest Slack and Signal messages of a phase, each with what happened around
+    it: ms since the last Telegram kill before it was sent, and how many Telegram replies went
+    out while it was in flight (the backlog a restarted Telegram answers at once)."""
+    tg = sorted(t for m, t in rec.replied_at.items() if rec.channel_of.get(m) == "telegram")
+    out: dict[str, Any] = {}
+    for ch in ("slack", "signal"):
+        rows = []
+        for m in ids:
+            lat = rec.latency(m) if rec.channel_of.get(m) == ch else None
+            if lat is not None:
+                rows.append((lat, m))
+        rows.sort(reverse=True)
+        out[ch] = [_around(rec.sent_at[m], lat, kill_at, tg) for lat, m in rows[:n]]
+    return out
+
+
+def _around(sent: float, lat: float, kill_at: list[float], tg: list[float]) -> dict[str, Any]:
+    before = [k for k in kill_at if k <= sent]
+    return {
+        "ms": round(lat * 1000, 2),
+        "since_kill_ms": round((sent - before[-1]) * 1000) if before else None,
+        "telegram_replies_in_flight": sum(1 for t in tg if sent - 0.02 <= t <= sent + lat),
+    }
 
 
 def ray(ctx: h.Ctx) -> None:

@@ -83,3 +83,28 @@ def test_openloop_baseline_waits_for_the_slow_model(
     # every reply waited for the model's first token, and not much longer at this load
     assert openloop.FIRST_TOKEN_S * 1000 <= base["min_ms"] <= base["p50_ms"] < 1500
     assert data["targets"][0]["value"] is None  # no Ray run: no added p99, not a fake pass
+
+
+def test_crash_worst_names_the_slowest_and_what_was_around_them() -> None:
+    from benchmarks.crash import worst
+    from benchmarks.platforms import Recorder
+
+    rec = Recorder()
+    # (id, channel, sent, replied): slack 1 slow right after a kill, slack 2 fast, signal 3
+    # slow while two telegram replies went out, telegram 4/5 those replies, 6 one before
+    rows = [
+        (1, "slack", 10.000, 10.030),
+        (2, "slack", 11.000, 11.004),
+        (3, "signal", 12.000, 12.050),
+        (4, "telegram", 11.500, 12.010),
+        (5, "telegram", 11.600, 12.040),
+        (6, "telegram", 9.000, 11.900),
+    ]
+    for mid, ch, sent, replied in rows:
+        rec.sent_at[mid], rec.channel_of[mid], rec.replied_at[mid] = sent, ch, replied
+    out = worst(rec, [1, 2, 3, 4, 5, 6], kill_at=[9.995, 11.9], n=1)
+    assert out["slack"] == [{"ms": 30.0, "since_kill_ms": 5, "telegram_replies_in_flight": 0}]
+    assert out["signal"] == [{"ms": 50.0, "since_kill_ms": 100, "telegram_replies_in_flight": 2}]
+    calm = worst(rec, [1, 2], kill_at=[], n=2)
+    assert [r["ms"] for r in calm["slack"]] == [30.0, 4.0]
+    assert calm["slack"][0]["since_kill_ms"] is None and calm["signal"] == []
