@@ -13,11 +13,13 @@ the crashes too; a message is lost when no reply came within the drain time afte
 from __future__ import annotations
 
 import asyncio
+import bisect
 import time
 from typing import Any
 
 from benchmarks import harness as h
 from benchmarks import openloop
+from benchmarks.platforms import Recorder
 
 NAME = "crash"
 RATE_PER_CHANNEL = 3.0
@@ -73,7 +75,7 @@ def phase(ctx: h.Ctx, label: str, duration: float, crash: bool) -> dict[str, Any
         h.log(
             f"{label}: {ch} slowest "
             + ", ".join(
-                f"{r['ms']}ms (kill+{r['since_kill_ms']}ms, tg {r['telegram_replies_in_flight']})"
+                f"{r['ms']}ms ({_since(r['since_kill_ms'])}, tg {r['telegram_replies_in_flight']})"
                 for r in rows
             )
         )
@@ -84,10 +86,11 @@ def phase(ctx: h.Ctx, label: str, duration: float, crash: bool) -> dict[str, Any
     return out
 
 
-def worst(rec: Any, ids: list[int], kill_at: list[float], n: int = 6) -> dict[str, Any]:
+def worst(rec: Recorder, ids: list[int], kill_at: list[float], n: int = 6) -> dict[str, Any]:
     """The ``n`` slowest Slack and Signal messages of a phase, each with what happened around
     it: ms since the last Telegram kill before it was sent, and how many Telegram replies went
-    out while it was in flight (the backlog a restarted Telegram answers at once)."""
+    out while it was in flight (the backlog a restarted Telegram answers at once).
+    ``kill_at`` is in time order (the kills are made one after another)."""
     tg = sorted(t for m, t in rec.replied_at.items() if rec.channel_of.get(m) == "telegram")
     out: dict[str, Any] = {}
     for ch in ("slack", "signal"):
@@ -101,12 +104,17 @@ def worst(rec: Any, ids: list[int], kill_at: list[float], n: int = 6) -> dict[st
     return out
 
 
+def _since(ms: int | None) -> str:
+    return "no kill before" if ms is None else f"kill+{ms}ms"
+
+
 def _around(sent: float, lat: float, kill_at: list[float], tg: list[float]) -> dict[str, Any]:
-    before = [k for k in kill_at if k <= sent]
+    k = bisect.bisect_right(kill_at, sent)  # kills at or before the send
     return {
         "ms": round(lat * 1000, 2),
-        "since_kill_ms": round((sent - before[-1]) * 1000) if before else None,
-        "telegram_replies_in_flight": sum(1 for t in tg if sent - 0.02 <= t <= sent + lat),
+        "since_kill_ms": round((sent - kill_at[k - 1]) * 1000) if k else None,
+        "telegram_replies_in_flight": bisect.bisect_right(tg, sent + lat)
+        - bisect.bisect_left(tg, sent - 0.02),
     }
 
 
