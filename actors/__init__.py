@@ -24,3 +24,10 @@ os.environ.setdefault("RAY_prestart_worker_first_driver", "0")
 # dashboard, up to 100k of them: a child in a crash loop adds one per restart, for good. The
 # last 1000 are plenty to look back at.
 os.environ.setdefault("RAY_maximum_gcs_destroyed_actor_cached_count", "1000")
+# Ray's raylet starts every worker process at nice 15 (for batch jobs, so that a cluster's own
+# processes stay responsive), while the GCS, raylet and agents run at nice 0. The tree's actors
+# are the service here: at 15 a channel answering a message got 36/1024 of a core against any
+# busy Ray process, so an actor restart (GCS, raylet and agent work at nice 0) stalled the
+# siblings' replies. They run at 0 like Ray's own processes; what is background work lowers
+# itself (a restart's imports: actors.startup; a sandboxed command: tools.bash.nice).
+os.environ.setdefault("RAY_worker_niceness", "0")

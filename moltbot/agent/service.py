@@ -288,6 +288,7 @@ def sandbox_policy(cfg: Config, workspace: Path) -> SandboxPolicy:
         memory_mb=bash.memory_mb,
         max_processes=bash.max_processes,
         output_limit_bytes=bash.output_limit_bytes,
+        nice=bash.nice,
     )
 
 

@@ -84,6 +84,10 @@ COMMENTS: dict[str, tuple[str, ...]] = {
         "to approve each command (expires after approval_ttl_s).",
     ),
     "$.tools.bash.network": ("Give the sandbox network access (off by default).",),
+    "$.tools.bash.nice": (
+        "CPU priority of commands, 0-19 (19 lowest): they use idle CPU but yield it to",
+        "the channels and the agent.",
+    ),
     "$.supervision": (
         "OTP-style supervisors: at most `intensity` restarts within `period` seconds,",
         "then the supervisor gives up and its parent decides. standby: true keeps a warm",

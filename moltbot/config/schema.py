@@ -326,6 +326,7 @@ class BashConfig(_Section, frozen=True, kw_only=True, forbid_unknown_fields=True
     max_processes: PosInt = 64
     output_limit_bytes: PosInt = 65536
     approval_ttl_s: PosFloat = 300.0
+    nice: Annotated[int, Meta(ge=0, le=19)] = 10  # commands' CPU priority (19: lowest)
 
 
 class FilesConfig(_Section, frozen=True, kw_only=True, forbid_unknown_fields=True):

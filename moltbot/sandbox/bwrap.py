@@ -74,6 +74,9 @@ class SandboxPolicy(msgspec.Struct, frozen=True, kw_only=True):
     uid: int = 65534  # used when the gateway runs as root; never 0
     gid: int = 65534
     bwrap_path: str = "bwrap"  # a name looked up on PATH, or an absolute path
+    # CPU priority: the command runs at least this nice (a build in the sandbox takes idle CPU
+    # but yields it to the tree's channels and agent, which run at nice 0)
+    nice: int = 10
 
     def __post_init__(self) -> None:
         if self.uid == 0 or self.gid == 0:
@@ -82,6 +85,8 @@ class SandboxPolicy(msgspec.Struct, frozen=True, kw_only=True):
             raise ValueError("timeout_s, memory_mb and max_processes must be positive")
         if self.output_limit_bytes < 0 or self.file_size_mb <= 0 or self.cpu_s <= 0:
             raise ValueError("output_limit_bytes, file_size_mb and cpu_s must be positive")
+        if not 0 <= self.nice <= 19:
+            raise ValueError("nice must be between 0 and 19")
 
 
 class SandboxResult(msgspec.Struct, frozen=True, kw_only=True):
@@ -323,6 +328,7 @@ async def _run(
             "gid": policy.gid,
             "limits": rlimits(policy),
             "egress": egress_folder,
+            "nice": policy.nice,
         }
     )
     status_r, status_w = os.pipe()

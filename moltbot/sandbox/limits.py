@@ -11,7 +11,8 @@ Steps, in order, then ``execv(bwrap)``:
    hide the host ``/tmp`` under a small tmpfs and bind the workspace at :data:`STAGED_WORKSPACE`.
    The sandbox uid can then reach the workspace even when a parent directory (``/root``) is closed
    to it, and nothing is mounted in the host's namespace.
-2. Set the rlimits (address space, data, processes, file size, CPU, open files, no core dumps).
+2. Set the rlimits (address space, data, processes, file size, CPU, open files, no core dumps)
+   and raise the nice value to the policy's (never lowered: that would need a privilege).
 3. When started as root: drop supplementary groups, then gid, then uid (to ``nobody`` by default),
    so ``RLIMIT_NPROC`` is enforced by the kernel (it is not for root).
 
@@ -101,6 +102,15 @@ def apply_limits(limits: dict[str, list[int]]) -> None:
             _fail(f"setrlimit {name}")
 
 
+def lower_priority(nice: int) -> None:
+    """At least ``nice`` for this process and so for everything the command starts."""
+    try:
+        if os.getpriority(os.PRIO_PROCESS, 0) < nice:
+            os.setpriority(os.PRIO_PROCESS, 0, nice)
+    except OSError as exc:
+        _fail("set priority", exc.errno or 0)
+
+
 def own_process_count() -> int:
     """How many processes our real uid has (for a non-root gateway's RLIMIT_NPROC)."""
     uid = os.getuid()
@@ -139,6 +149,7 @@ def main(argv: list[str]) -> None:
         extra = own_process_count()
         limits["nproc"] = [n + extra for n in limits["nproc"]]
     apply_limits(limits)
+    lower_priority(int(params.get("nice", 0)))
     if privileged:
         drop_privileges(int(params["uid"]), int(params["gid"]))
     try:

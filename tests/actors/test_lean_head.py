@@ -1,5 +1,6 @@
 """The head ``moltbot up`` starts runs only the Ray processes the tree uses: no idle workers
-started ahead of need, no log monitor, no autoscaler monitor; the dashboard still answers."""
+started ahead of need, no log monitor, no autoscaler monitor; the dashboard still answers; the
+actors are not niced below Ray's own processes."""
 
 from __future__ import annotations
 
@@ -23,6 +24,11 @@ class _Probe:
         import os
 
         return os.getpid()
+
+    def nice(self) -> int:
+        import os
+
+        return os.getpriority(os.PRIO_PROCESS, 0)
 
 
 @pytest.fixture
@@ -59,6 +65,9 @@ def test_head_starts_only_what_the_tree_uses(head: Head) -> None:
     idle = [p.pid for p in workers if p.name() == "ray::IDLE" and p.pid != actor_pid]
     assert idle == [], "idle workers were started ahead of need"
     assert any(p.name() == "ray::DashboardAgent" for p in workers)
+    # the tree's actors run at the priority of Ray's own processes (Ray's default is +15)
+    raylet = next(p for p in control.head_processes(head) if p.name() == "raylet")
+    assert ray.get(probe.nice.remote(), timeout=60) == raylet.nice()
     token = ray_token.token_path().read_text().strip()  # the head's token opens the dashboard
     req = urllib.request.Request(
         head.dashboard + "/api/version", headers={"Authorization": f"Bearer {token}"}

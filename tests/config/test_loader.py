@@ -29,6 +29,13 @@ def test_a_wrong_strategy_lists_the_three():
     assert err.fix == "use one of: 'one_for_one', 'one_for_all', 'rest_for_one'"
 
 
+def test_a_nice_value_out_of_range_names_the_key():
+    err = _error('{"tools": {"bash": {"nice": 20}}}')
+    assert err.path == "$.tools.bash.nice"
+    assert "19" in err.problem or "19" in err.fix
+    assert load_config_text('{"tools": {"bash": {"nice": 19}}}').tools.bash.nice == 19
+
+
 def test_typo_at_top_level():
     err = _error('{"gatway": {}}')
     assert err.path == "$.gatway"

@@ -230,6 +230,16 @@ async def test_cpu_time_is_limited(tmp_path: Path) -> None:
     assert res.duration_s < 6
 
 
+async def test_commands_run_at_the_policy_nice_value(tmp_path: Path) -> None:
+    ours = os.getpriority(os.PRIO_PROCESS, 0)
+    default = await sh(tmp_path, "nice; sh -c nice")  # the command and what it starts
+    assert default.stdout.decode().split() == [str(max(ours, 10))] * 2
+    lowest = await sh(tmp_path, "nice", nice=19)
+    assert lowest.stdout.decode().strip() == "19"
+    with pytest.raises(ValueError, match="nice"):
+        SandboxPolicy(workspace=tmp_path, nice=20)
+
+
 async def test_timeout_kills_the_whole_group(tmp_path: Path) -> None:
     marker = "987654.25"
     started = time.monotonic()
