@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import asyncio
 import bisect
+import gc
+import sys
 import time
 from typing import Any
 
@@ -30,6 +32,7 @@ CONVERSATIONS = 30  # 10 per channel
 PHASE_S = 120.0  # ~360 messages per channel and phase: a p99 set by 3-4 of them, not 1-2
 QUICK_PHASE_S = 8.0
 SEED = 3
+SWITCH_INTERVAL_S = 0.001
 
 
 def phase(ctx: h.Ctx, label: str, duration: float, crash: bool) -> dict[str, Any]:
@@ -39,7 +42,12 @@ def phase(ctx: h.Ctx, label: str, duration: float, crash: bool) -> dict[str, Any
     gap = CONVERSATIONS / (RATE_PER_CHANNEL * len(h.CHANNELS))  # each conversation's mean gap
     events = openloop.schedule(CONVERSATIONS, duration, gap, seed=SEED)
     dup0 = p.rec.duplicates
-    fut = asyncio.run_coroutine_threadsafe(openloop.drive(p, conversations, events), p.lt.loop)
+    gc.collect()  # the driver's own pauses out of both phases alike: what exists now is
+    gc.freeze()  # never scanned again (the recorder's thousands of entries, Ray's objects)
+    stalls: list[tuple[float, float]] = []
+    fut = asyncio.run_coroutine_threadsafe(
+        _probed(openloop.drive(p, conversations, events), stalls), p.lt.loop
+    )
     kills = 0
     missed = 0
     kill_at: list[float] = []  # perf_counter, the fakes' clock
@@ -70,15 +78,18 @@ def phase(ctx: h.Ctx, label: str, duration: float, crash: bool) -> dict[str, Any
     for ch in h.CHANNELS:
         out[ch] = h.lat_summary(p.rec.latencies(ids, ch))
         out[ch]["lost"] = len([m for m in p.rec.lost(ids) if p.rec.channel_of[m] == ch])
-    out["worst"] = worst(p.rec, ids, kill_at)
+    out["fakes_loop_stalls"] = _stall_summary(stalls)
+    out["worst"] = worst(p.rec, ids, kill_at, stalls)
     for ch, rows in out["worst"].items():
         h.log(
             f"{label}: {ch} slowest "
             + ", ".join(
-                f"{r['ms']}ms ({_since(r['since_kill_ms'])}, tg {r['telegram_replies_in_flight']})"
+                f"{r['ms']}ms ({_since(r['since_kill_ms'])}, tg {r['telegram_replies_in_flight']}"
+                f", fakes stalled {r['fakes_stalled_ms']}ms)"
                 for r in rows
             )
         )
+    h.log(f"{label}: the fakes' loop stalled {out['fakes_loop_stalls']}")
     h.log(
         f"{label}: kills={kills} lost={out['lost']} "
         + " ".join(f"{ch} p99={out[ch]['p99_ms']}" for ch in h.CHANNELS)
@@ -86,12 +97,54 @@ def phase(ctx: h.Ctx, label: str, duration: float, crash: bool) -> dict[str, Any
     return out
 
 
-def worst(rec: Recorder, ids: list[int], kill_at: list[float], n: int = 6) -> dict[str, Any]:
+STALL_PROBE_S = 0.005  # the probe's sleep; a wake later than STALL_MIN_S after it is a stall
+STALL_MIN_S = 0.002
+
+
+async def _probed(work: Any, stalls: list[tuple[float, float]]) -> Any:
+    """Run ``work`` on the fakes' loop while a probe notes when that loop itself was late
+    ((start, seconds late) of each wake more than STALL_MIN_S late): a reply stamped late
+    because the measuring process was busy (the fake Telegram answering a restarted
+    Telegram's burst, the driver's kill call), not because the tree was slow."""
+
+    async def probe() -> None:
+        while True:
+            t = time.perf_counter()
+            await asyncio.sleep(STALL_PROBE_S)
+            late = time.perf_counter() - t - STALL_PROBE_S
+            if late > STALL_MIN_S:
+                stalls.append((t, late))
+
+    task = asyncio.ensure_future(probe())
+    try:
+        return await work
+    finally:
+        task.cancel()
+
+
+def _stall_summary(stalls: list[tuple[float, float]]) -> dict[str, Any]:
+    lates = sorted(late for _t, late in stalls)
+    return {
+        "count_over_2ms": len(lates),
+        "count_over_5ms": sum(1 for x in lates if x > 0.005),
+        "max_ms": round(lates[-1] * 1000, 2) if lates else 0.0,
+    }
+
+
+def worst(
+    rec: Recorder,
+    ids: list[int],
+    kill_at: list[float],
+    stalls: list[tuple[float, float]] | None = None,
+    n: int = 6,
+) -> dict[str, Any]:
     """The ``n`` slowest Slack and Signal messages of a phase, each with what happened around
-    it: ms since the last Telegram kill before it was sent, and how many Telegram replies went
-    out while it was in flight (the backlog a restarted Telegram answers at once).
-    ``kill_at`` is in time order (the kills are made one after another)."""
-    tg = sorted(t for m, t in rec.replied_at.items() if rec.channel_of.get(m) == "telegram")
+    it: ms since the last Telegram kill before it was sent, how many Telegram replies went
+    out while it was in flight (the backlog a restarted Telegram answers at once), and the
+    longest stall of the fakes' own loop that overlapped it. ``kill_at`` and ``stalls`` are in
+    time order."""
+    replied = list(rec.replied_at.items())  # a copy: a late reply may still come in
+    tg = sorted(t for m, t in replied if rec.channel_of.get(m) == "telegram")
     out: dict[str, Any] = {}
     for ch in ("slack", "signal"):
         rows = []
@@ -100,7 +153,7 @@ def worst(rec: Recorder, ids: list[int], kill_at: list[float], n: int = 6) -> di
             if lat is not None:
                 rows.append((lat, m))
         rows.sort(reverse=True)
-        out[ch] = [_around(rec.sent_at[m], lat, kill_at, tg) for lat, m in rows[:n]]
+        out[ch] = [_around(rec.sent_at[m], lat, kill_at, tg, stalls or []) for lat, m in rows[:n]]
     return out
 
 
@@ -108,21 +161,43 @@ def _since(ms: int | None) -> str:
     return "no kill before" if ms is None else f"kill+{ms}ms"
 
 
-def _around(sent: float, lat: float, kill_at: list[float], tg: list[float]) -> dict[str, Any]:
+def _around(
+    sent: float,
+    lat: float,
+    kill_at: list[float],
+    tg: list[float],
+    stalls: list[tuple[float, float]],
+) -> dict[str, Any]:
     k = bisect.bisect_right(kill_at, sent)  # kills at or before the send
+    stalled = 0.0  # the longest stall whose wake (start + sleep + late) fell after the send
+    for t, late in stalls[bisect.bisect_left(stalls, (sent - 1.0, 0.0)) :]:
+        if t >= sent + lat:
+            break
+        if t + STALL_PROBE_S + late > sent:
+            stalled = max(stalled, late)
     return {
         "ms": round(lat * 1000, 2),
         "since_kill_ms": round((sent - kill_at[k - 1]) * 1000) if k else None,
         "telegram_replies_in_flight": bisect.bisect_right(tg, sent + lat)
         - bisect.bisect_left(tg, sent - 0.02),
+        "fakes_stalled_ms": round(stalled * 1000, 2),
     }
 
 
 def ray(ctx: h.Ctx) -> None:
     duration = QUICK_PHASE_S if ctx.quick else PHASE_S
     d = ctx.bucket(NAME)
-    d["no_crash"] = phase(ctx, "no crashes", duration, crash=False)
-    d["crash"] = phase(ctx, f"telegram crashed every {CRASH_EVERY_S:.0f}s", duration, crash=True)
+    # the driver's threads (its loop, each fake platform's, the kills) take turns at the GIL
+    # each ms, not each 5 ms: a platform busy with a burst delays another's reply stamp less
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(SWITCH_INTERVAL_S)
+    try:
+        d["no_crash"] = phase(ctx, "no crashes", duration, crash=False)
+        d["crash"] = phase(
+            ctx, f"telegram crashed every {CRASH_EVERY_S:.0f}s", duration, crash=True
+        )
+    finally:
+        sys.setswitchinterval(interval)
     try:
         st = ctx.ray_tree().status()
         d["tree_after"] = {

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import math
 import threading
 import time
@@ -26,9 +27,9 @@ from tests.fakes.telegram_api import FakeTelegram
 
 # --- an event loop thread for the fakes and the load generator ------------------------------
 class LoopThread:
-    def __init__(self) -> None:
+    def __init__(self, name: str = "fakes") -> None:
         self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True, name="fakes")
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True, name=name)
         self.thread.start()
 
     def run(self, coro: Any, timeout: float | None = 60.0) -> Any:
@@ -44,7 +45,8 @@ class LoopThread:
 # --- reply timing --------------------------------------------------------------------------
 @dataclass
 class Recorder:
-    """Inject and reply times per message token (used on the fakes' loop only)."""
+    """Inject and reply times per message token. Messages are injected on the driver's loop;
+    ``reply`` is called on each platform's own loop thread (``Platforms``), under ``lock``."""
 
     sent_at: dict[int, float] = field(default_factory=dict)
     channel_of: dict[int, str] = field(default_factory=dict)
@@ -53,6 +55,7 @@ class Recorder:
     unmatched: int = 0
     waiters: dict[int, asyncio.Future[float]] = field(default_factory=dict)
     next_id: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock)
 
     def new_id(self) -> int:
         self.next_id += 1
@@ -61,16 +64,17 @@ class Recorder:
     def reply(self, text: str) -> None:
         now = time.perf_counter()
         ids = {int(m) for m in TOKEN_RE.findall(text)}
-        if not ids:
-            self.unmatched += 1
-        for mid in ids:
-            if mid in self.replied_at:
-                self.duplicates += 1
-                continue
-            self.replied_at[mid] = now
-            fut = self.waiters.pop(mid, None)
-            if fut is not None and not fut.done():
-                fut.set_result(now)
+        with self.lock:
+            if not ids:
+                self.unmatched += 1
+            for mid in ids:
+                if mid in self.replied_at:
+                    self.duplicates += 1
+                    continue
+                self.replied_at[mid] = now
+                fut = self.waiters.pop(mid, None)
+                if fut is not None:  # it belongs to the driver's loop
+                    fut.get_loop().call_soon_threadsafe(_settle, fut, now)
 
     def latency(self, mid: int) -> float | None:
         if mid in self.replied_at and mid in self.sent_at:
@@ -89,6 +93,11 @@ class Recorder:
 
     def lost(self, ids: Sequence[int]) -> list[int]:
         return [mid for mid in ids if mid not in self.replied_at]
+
+
+def _settle(fut: asyncio.Future[float], at: float) -> None:
+    if not fut.done():
+        fut.set_result(at)
 
 
 class TimedTelegram(FakeTelegram):
@@ -137,10 +146,15 @@ def convs(n: int, channels: Sequence[str] = CHANNELS, start: int = 0) -> list[Co
 
 
 class Platforms:
-    """The fake Telegram, Slack and Signal servers (``accounts`` of each) on a loop thread."""
+    """The fake Telegram, Slack and Signal servers (``accounts`` of each), each platform on an
+    event loop thread of its own, as the real ones are separate services: a burst that one
+    platform serves (a restarted Telegram answering its backlog at once) does not hold up
+    another's request handling and so its reply times. The load generator and the waits for
+    replies run on ``lt``, the driver's loop."""
 
     def __init__(self, accounts: int = 1) -> None:
         self.lt = LoopThread()
+        self.loops = {ch: LoopThread(f"fake-{ch}") for ch in CHANNELS}
         self.rec = Recorder()
         self.fakes: dict[str, list[Any]] = {c: [] for c in CHANNELS}
         for _ in range(accounts):
@@ -152,15 +166,16 @@ class Platforms:
                 fake = cls()
                 fake.recorder = self.rec
                 self.fakes[ch].append(fake)
-        for fakes in self.fakes.values():
+        for ch, fakes in self.fakes.items():
             for fake in fakes:
-                self.lt.run(fake.start())
+                self.loops[ch].run(fake.start())
 
     def close(self) -> None:
-        for fakes in self.fakes.values():
+        for ch, fakes in self.fakes.items():
             for fake in fakes:
                 with contextlib.suppress(Exception):
-                    self.lt.run(fake.stop(), timeout=10)
+                    self.loops[ch].run(fake.stop(), timeout=10)
+            self.loops[ch].close()
         self.lt.close()
 
     def __enter__(self) -> Platforms:
@@ -171,21 +186,26 @@ class Platforms:
 
     # --- on the loop ---------------------------------------------------------------------
     def inject(self, conv: Conv, note: str = "") -> int:
-        """Hand one message to the fake platform (call on the loop); its token id."""
+        """Hand one message to the fake platform, on its loop (call on the driver's loop); its
+        token id. Its latency starts here: the hand-over to the platform's thread is in it."""
         rec = self.rec
         mid = rec.new_id()
         text = f"bench bq{mid}x {note}".strip()
         fake = self.fakes[conv.channel][conv.slot]
-        rec.sent_at[mid] = time.perf_counter()
-        rec.channel_of[mid] = conv.channel
+        kw: dict[str, Any]
         if conv.channel == "telegram":
-            fake.inject_message(chat_id=conv.user, user_id=conv.user, text=text)
+            kw = {"chat_id": conv.user, "user_id": conv.user, "text": text}
         elif conv.channel == "slack":
-            fake.inject_message(channel=f"D{conv.user}", user=f"U{conv.user}", text=text)
+            kw = {"channel": f"D{conv.user}", "user": f"U{conv.user}", "text": text}
         else:
             # senders' numbers are +1666...: under the bot's own (+1555 000 1111) the user of
             # conversation 1111 was the bot itself, whose messages the adapter skips
-            fake.inject_message(source=f"+1666{conv.user:07d}", text=text)
+            kw = {"source": f"+1666{conv.user:07d}", "text": text}
+        rec.channel_of[mid] = conv.channel
+        rec.sent_at[mid] = time.perf_counter()
+        self.loops[conv.channel].loop.call_soon_threadsafe(
+            functools.partial(fake.inject_message, **kw)
+        )
         return mid
 
     async def ask(self, conv: Conv, timeout: float = 30.0) -> tuple[int, float | None]:

@@ -102,9 +102,17 @@ def test_crash_worst_names_the_slowest_and_what_was_around_them() -> None:
     ]
     for mid, ch, sent, replied in rows:
         rec.sent_at[mid], rec.channel_of[mid], rec.replied_at[mid] = sent, ch, replied
-    out = worst(rec, [1, 2, 3, 4, 5, 6], kill_at=[9.995, 11.9], n=1)
-    assert out["slack"] == [{"ms": 30.0, "since_kill_ms": 5, "telegram_replies_in_flight": 0}]
-    assert out["signal"] == [{"ms": 50.0, "since_kill_ms": 100, "telegram_replies_in_flight": 2}]
+    # the fakes' loop late: 12 ms inside message 1's flight; for message 3, 9 ms on a wake
+    # before it was sent (not counted), 4 ms inside; 40 ms after both
+    stalls = [(10.010, 0.012), (11.985, 0.009), (12.020, 0.004), (13.0, 0.040)]
+    out = worst(rec, [1, 2, 3, 4, 5, 6], kill_at=[9.995, 11.9], stalls=stalls, n=1)
+    assert out["slack"] == [
+        {"ms": 30.0, "since_kill_ms": 5, "telegram_replies_in_flight": 0, "fakes_stalled_ms": 12.0}
+    ]
+    assert out["signal"] == [
+        {"ms": 50.0, "since_kill_ms": 100, "telegram_replies_in_flight": 2, "fakes_stalled_ms": 4.0}
+    ]
     calm = worst(rec, [1, 2], kill_at=[], n=2)
     assert [r["ms"] for r in calm["slack"]] == [30.0, 4.0]
     assert calm["slack"][0]["since_kill_ms"] is None and calm["signal"] == []
+    assert calm["slack"][0]["fakes_stalled_ms"] == 0.0  # no stalls given
