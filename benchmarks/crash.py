@@ -16,6 +16,7 @@ import asyncio
 import bisect
 import gc
 import sys
+import threading
 import time
 from typing import Any
 
@@ -45,9 +46,13 @@ def phase(ctx: h.Ctx, label: str, duration: float, crash: bool) -> dict[str, Any
     gc.collect()  # the driver's own pauses out of both phases alike: what exists now is
     gc.freeze()  # never scanned again (the recorder's thousands of entries, Ray's objects)
     stalls: list[tuple[float, float]] = []
-    fut = asyncio.run_coroutine_threadsafe(
-        _probed(openloop.drive(p, conversations, events), stalls), p.lt.loop
-    )
+    probing = threading.Event()
+    # every loop that stamps a time: the driver's (sends) and each platform's (replies)
+    probes = [
+        asyncio.run_coroutine_threadsafe(_probe(stalls, probing), lt.loop)
+        for lt in (p.lt, *p.loops.values())
+    ]
+    fut = asyncio.run_coroutine_threadsafe(openloop.drive(p, conversations, events), p.lt.loop)
     kills = 0
     missed = 0
     kill_at: list[float] = []  # perf_counter, the fakes' clock
@@ -65,7 +70,13 @@ def phase(ctx: h.Ctx, label: str, duration: float, crash: bool) -> dict[str, Any
             else:
                 missed += 1  # not back yet from the previous crash
             k += 1
-    ids = fut.result(duration + openloop.DRAIN_S + 120)["ids"]
+    try:
+        ids = fut.result(duration + openloop.DRAIN_S + 120)["ids"]
+    finally:
+        probing.set()
+        for probe in probes:
+            probe.result(5)
+    stalls.sort()
     out: dict[str, Any] = {
         "duration_s": duration,
         "sent": len(ids),
@@ -89,7 +100,7 @@ def phase(ctx: h.Ctx, label: str, duration: float, crash: bool) -> dict[str, Any
                 for r in rows
             )
         )
-    h.log(f"{label}: the fakes' loop stalled {out['fakes_loop_stalls']}")
+    h.log(f"{label}: the driver's and the fakes' loops stalled {out['fakes_loop_stalls']}")
     h.log(
         f"{label}: kills={kills} lost={out['lost']} "
         + " ".join(f"{ch} p99={out[ch]['p99_ms']}" for ch in h.CHANNELS)
@@ -101,33 +112,25 @@ STALL_PROBE_S = 0.005  # the probe's sleep; a wake later than STALL_MIN_S after 
 STALL_MIN_S = 0.002
 
 
-async def _probed(work: Any, stalls: list[tuple[float, float]]) -> Any:
-    """Run ``work`` on the fakes' loop while a probe notes when that loop itself was late
-    ((start, seconds late) of each wake more than STALL_MIN_S late): a reply stamped late
-    because the measuring process was busy (the fake Telegram answering a restarted
-    Telegram's burst, the driver's kill call), not because the tree was slow."""
-
-    async def probe() -> None:
-        while True:
-            t = time.perf_counter()
-            await asyncio.sleep(STALL_PROBE_S)
-            late = time.perf_counter() - t - STALL_PROBE_S
-            if late > STALL_MIN_S:
-                stalls.append((t, late))
-
-    task = asyncio.ensure_future(probe())
-    try:
-        return await work
-    finally:
-        task.cancel()
+async def _probe(stalls: list[tuple[float, float]], stop: threading.Event) -> None:
+    """Until ``stop``: note when this loop itself was late ((start, seconds late) of each wake
+    more than STALL_MIN_S late). Run on each loop of the driver that stamps a send or a reply:
+    a time stamped late because the measuring process was busy (a platform serving a
+    restarted Telegram's burst, the driver's kill call), not because the tree was slow."""
+    while not stop.is_set():
+        t = time.perf_counter()
+        await asyncio.sleep(STALL_PROBE_S)
+        late = time.perf_counter() - t - STALL_PROBE_S
+        if late > STALL_MIN_S:
+            stalls.append((t, late))  # from several loop threads: list.append is atomic
 
 
 def _stall_summary(stalls: list[tuple[float, float]]) -> dict[str, Any]:
-    lates = sorted(late for _t, late in stalls)
+    lates = [late for _t, late in stalls]
     return {
         "count_over_2ms": len(lates),
         "count_over_5ms": sum(1 for x in lates if x > 0.005),
-        "max_ms": round(lates[-1] * 1000, 2) if lates else 0.0,
+        "max_ms": round(max(lates, default=0.0) * 1000, 2),
     }
 
 
@@ -141,8 +144,8 @@ def worst(
     """The ``n`` slowest Slack and Signal messages of a phase, each with what happened around
     it: ms since the last Telegram kill before it was sent, how many Telegram replies went
     out while it was in flight (the backlog a restarted Telegram answers at once), and the
-    longest stall of the fakes' own loop that overlapped it. ``kill_at`` and ``stalls`` are in
-    time order."""
+    longest stall of a loop of the driver (its own, a platform's) that overlapped it.
+    ``kill_at`` and ``stalls`` are in time order."""
     replied = list(rec.replied_at.items())  # a copy: a late reply may still come in
     tg = sorted(t for m, t in replied if rec.channel_of.get(m) == "telegram")
     out: dict[str, Any] = {}
