@@ -2,12 +2,17 @@
 its accounts share) is crashed (``ray.kill``: the process dies) every 2 s, as a ratio to their
 p99 without crashes (target <= 1.2), and messages lost on all three channels (target 0).
 
-Both phases run the same open-loop load on the same tree (default supervision config:
-channels one_for_one, intensity 3 in 5 s): one seeded Poisson schedule, replayed in each phase,
-so both see the same arrivals. Arrivals at a fixed rate would meet a kill every 2 s at the same
-few offsets all phase long (3 per channel at 3/s), and a run's p99 then told which offsets
-they happened to be, not what a crash does to a message. Telegram messages are injected during
-the crashes too; a message is lost when no reply came within the drain time after the phase.
+Both conditions run the same open-loop load on the same tree (default supervision config:
+channels one_for_one, intensity 3 in 5 s), in blocks that alternate calm, storm, storm, calm,
+... (``order``): the machine's noise drifts over minutes (the calm p99 alone moved 1.4x between
+two runs of the same code), and interleaving lets a drift weigh on both sides alike. Each pair
+of blocks replays one seeded Poisson schedule, so both conditions see the same arrivals.
+Arrivals at a fixed rate would meet a kill every 2 s at the same few offsets all block long,
+and a run's p99 then told which offsets they happened to be, not what a crash does to a
+message. Telegram messages are injected during the crashes too; a message is lost when no
+reply came by the end of the run. Besides the ratio of the pooled p99s (the verdict), the
+result gives a bootstrap interval for it (messages resampled within each condition): how far
+the verdict could move on the same run's luck.
 """
 
 from __future__ import annotations
@@ -30,45 +35,58 @@ CRASH_EVERY_S = 2.0
 TARGET_RATIO = 1.2
 TELEGRAM = "channels/telegram"  # the process of the Telegram accounts
 CONVERSATIONS = 30  # 10 per channel
-PHASE_S = 120.0  # ~360 messages per channel and phase: a p99 set by 3-4 of them, not 1-2
-QUICK_PHASE_S = 8.0
+PAIRS = 4  # calm/storm pairs of blocks: per condition 240 s, ~720 messages per channel
+BLOCK_S = 60.0  # (the p99 set by ~7 of them, not 3-4 as in one 120 s phase)
+QUICK_PAIRS = 1
+QUICK_BLOCK_S = 8.0
+SETTLE_QUIET_S = 6.0  # Telegram up this long before a block: past its period (5 s), so a
+# storm block's crash loop starts from the first backoff step, as every other block's
 SEED = 3
 SWITCH_INTERVAL_S = 0.001
 
 
-def phase(ctx: h.Ctx, label: str, duration: float, crash: bool) -> dict[str, Any]:
+class Blocks:
+    """What the blocks of one condition (calm or storm) gathered, summarised after the last."""
+
+    def __init__(self) -> None:
+        self.ids: list[int] = []
+        self.kill_at: list[float] = []  # perf_counter, the fakes' clock
+        self.kills = 0
+        self.missed = 0
+        self.duration_s = 0.0
+        self.duplicates = 0
+        self.per_block: list[list[int]] = []  # each block's ids, for its own p99
+        self.stalls: list[tuple[float, float]] = []  # the driver's loops, late: (start, s)
+
+
+def block(ctx: h.Ctx, n: int, pair: int, duration: float, crash: bool, into: Blocks) -> None:
+    """One block: pair ``pair``'s seeded Poisson schedule on fresh conversations, Telegram
+    killed every CRASH_EVERY_S when ``crash``; waits for its replies (up to the drain time)."""
     p = ctx.platforms
     tree = ctx.ray_tree()
-    conversations = h.convs(CONVERSATIONS, start=300_000 if crash else 310_000)
+    conversations = h.convs(CONVERSATIONS, start=300_000 + 1_000 * n)
     gap = CONVERSATIONS / (RATE_PER_CHANNEL * len(h.CHANNELS))  # each conversation's mean gap
-    events = openloop.schedule(CONVERSATIONS, duration, gap, seed=SEED)
+    events = openloop.schedule(CONVERSATIONS, duration, gap, seed=SEED + pair)
     dup0 = p.rec.duplicates
-    gc.collect()  # the driver's own pauses out of both phases alike: what exists now is
+    gc.collect()  # the driver's own pauses out of both conditions alike: what exists now is
     gc.freeze()  # never scanned again (the recorder's thousands of entries, Ray's objects)
-    stalls: list[tuple[float, float]] = []
     probing = threading.Event()
     # every loop that stamps a time: the driver's (sends) and each platform's (replies)
     probes = [
-        asyncio.run_coroutine_threadsafe(_probe(stalls, probing), lt.loop)
+        asyncio.run_coroutine_threadsafe(_probe(into.stalls, probing), lt.loop)
         for lt in (p.lt, *p.loops.values())
     ]
     fut = asyncio.run_coroutine_threadsafe(openloop.drive(p, conversations, events), p.lt.loop)
-    kills = 0
-    missed = 0
-    kill_at: list[float] = []  # perf_counter, the fakes' clock
     if crash:
         t0 = time.monotonic()
         k = 1
-        while time.monotonic() - t0 < duration:
-            due = t0 + k * CRASH_EVERY_S
-            if due - t0 > duration:
-                break
-            time.sleep(max(0.0, due - time.monotonic()))
+        while t0 + k * CRASH_EVERY_S - t0 <= duration:
+            time.sleep(max(0.0, t0 + k * CRASH_EVERY_S - time.monotonic()))
             if tree.kill(TELEGRAM):
-                kills += 1
-                kill_at.append(time.perf_counter())
+                into.kills += 1
+                into.kill_at.append(time.perf_counter())
             else:
-                missed += 1  # not back yet from the previous crash
+                into.missed += 1  # not back yet from the previous crash
             k += 1
     try:
         ids = fut.result(duration + openloop.DRAIN_S + 120)["ids"]
@@ -76,21 +94,44 @@ def phase(ctx: h.Ctx, label: str, duration: float, crash: bool) -> dict[str, Any
         probing.set()
         for probe in probes:
             probe.result(5)
-    stalls.sort()
+    into.ids += ids
+    into.per_block.append(ids)
+    into.duration_s += duration
+    into.duplicates += p.rec.duplicates - dup0
+    label = "storm" if crash else "calm"
+    h.log(
+        f"block {n} ({label}, pair {pair}): {len(ids)} sent, "
+        + " ".join(
+            f"{ch} p99={h.lat_summary(p.rec.latencies(ids, ch))['p99_ms']}" for ch in h.CHANNELS
+        )
+    )
+
+
+def summary(ctx: h.Ctx, label: str, got: Blocks) -> dict[str, Any]:
+    """A condition's figures over all its blocks (after the last block's drain: a Telegram
+    message answered late in a later block's time is late, not lost)."""
+    rec = ctx.platforms.rec
+    ids = got.ids
+    stalls = sorted(got.stalls)
+    lost = rec.lost(ids)
     out: dict[str, Any] = {
-        "duration_s": duration,
+        "duration_s": got.duration_s,
+        "blocks": len(got.per_block),
         "sent": len(ids),
-        "answered": len(ids) - len(p.rec.lost(ids)),
-        "kills": kills,
-        "kill_skipped_not_running": missed,
-        "lost": len(p.rec.lost(ids)),
-        "duplicate_replies": p.rec.duplicates - dup0,
+        "answered": len(ids) - len(lost),
+        "kills": got.kills,
+        "kill_skipped_not_running": got.missed,
+        "lost": len(lost),
+        "duplicate_replies": got.duplicates,
     }
     for ch in h.CHANNELS:
-        out[ch] = h.lat_summary(p.rec.latencies(ids, ch))
-        out[ch]["lost"] = len([m for m in p.rec.lost(ids) if p.rec.channel_of[m] == ch])
+        out[ch] = h.lat_summary(rec.latencies(ids, ch))
+        out[ch]["lost"] = len([m for m in lost if rec.channel_of[m] == ch])
+        out[ch]["p99_ms_per_block"] = [
+            h.lat_summary(rec.latencies(b, ch))["p99_ms"] for b in got.per_block
+        ]
     out["fakes_loop_stalls"] = _stall_summary(stalls)
-    out["worst"] = worst(p.rec, ids, kill_at, stalls)
+    out["worst"] = worst(rec, ids, sorted(got.kill_at), stalls)
     for ch, rows in out["worst"].items():
         h.log(
             f"{label}: {ch} slowest "
@@ -102,7 +143,7 @@ def phase(ctx: h.Ctx, label: str, duration: float, crash: bool) -> dict[str, Any
         )
     h.log(f"{label}: the driver's and the fakes' loops stalled {out['fakes_loop_stalls']}")
     h.log(
-        f"{label}: kills={kills} lost={out['lost']} "
+        f"{label}: kills={got.kills} lost={out['lost']} "
         + " ".join(f"{ch} p99={out[ch]['p99_ms']}" for ch in h.CHANNELS)
     )
     return out
@@ -187,20 +228,45 @@ def _around(
     }
 
 
+def order(pairs: int) -> list[tuple[int, bool]]:
+    """(pair, crash) of each block: calm, storm, storm, calm, calm, storm, ... (ABBA): a drift
+    of the machine's speed over the run (other VMs on the host, a warming cache) weighs on
+    both conditions alike, where calm-then-storm would hand all of it to one side."""
+    out: list[tuple[int, bool]] = []
+    for pair in range(pairs):
+        first_crash = pair % 2 == 1
+        out += [(pair, first_crash), (pair, not first_crash)]
+    return out
+
+
 def ray(ctx: h.Ctx) -> None:
-    duration = QUICK_PHASE_S if ctx.quick else PHASE_S
+    duration = QUICK_BLOCK_S if ctx.quick else BLOCK_S
+    pairs = QUICK_PAIRS if ctx.quick else PAIRS
     d = ctx.bucket(NAME)
+    calm, storm = Blocks(), Blocks()
     # the driver's threads (its loop, each fake platform's, the kills) take turns at the GIL
     # each ms, not each 5 ms: a platform busy with a burst delays another's reply stamp less
     interval = sys.getswitchinterval()
     sys.setswitchinterval(SWITCH_INTERVAL_S)
+    settles: list[float | None] = []
     try:
-        d["no_crash"] = phase(ctx, "no crashes", duration, crash=False)
-        d["crash"] = phase(
-            ctx, f"telegram crashed every {CRASH_EVERY_S:.0f}s", duration, crash=True
-        )
+        for n, (pair, crash) in enumerate(order(pairs)):
+            if n:  # each block starts on a calm tree: Telegram up for a whole period
+                settles.append(_settle(ctx.ray_tree()))
+            block(ctx, n, pair, duration, crash, storm if crash else calm)
     finally:
         sys.setswitchinterval(interval)
+    d["settle_between_blocks_s"] = settles
+    d["settle_s"] = _settle(ctx.ray_tree())  # the benchmarks after this one: a calm tree
+    d["no_crash"] = summary(ctx, "no crashes", calm)
+    d["crash"] = summary(ctx, f"telegram crashed every {CRASH_EVERY_S:.0f}s", storm)
+    rec = ctx.platforms.rec
+    d["ratio_interval"] = {
+        ch: h.ratio_interval(
+            rec.latencies(storm.ids, ch), rec.latencies(calm.ids, ch), q=99, seed=SEED
+        )
+        for ch in h.CHANNELS
+    }
     try:
         st = ctx.ray_tree().status()
         d["tree_after"] = {
@@ -208,19 +274,19 @@ def ray(ctx: h.Ctx) -> None:
         }
     except Exception as exc:  # report only
         d["tree_after"] = {"error": type(exc).__name__}
-    d["settle_s"] = _settle(ctx.ray_tree())
 
 
 def _settle(tree: h.RayTree, timeout: float = 120.0) -> float | None:
-    """Until Telegram runs again (after the storm it may be in backoff, then importing aiogram
-    for ~9 s): the benchmarks after this one measure a calm tree, not its recovery."""
+    """Until Telegram has run again for SETTLE_QUIET_S (after a storm it may be in backoff,
+    then importing aiogram for seconds): the next block and the benchmarks after this one
+    measure a calm tree, not its recovery."""
     from actors.registry import actor_name
     from moltbot.cli.render import flatten
 
     t0 = time.monotonic()
     while time.monotonic() - t0 < timeout:
         if flatten(tree.status()).get(actor_name(TELEGRAM), {}).get("state") == "running":
-            time.sleep(3.0)
+            time.sleep(SETTLE_QUIET_S)
             return round(time.monotonic() - t0, 1)
         time.sleep(0.5)
     h.log(f"telegram still not running {timeout:.0f}s after the storm")
@@ -234,6 +300,7 @@ def report(ctx: h.Ctx) -> dict[str, Any]:
         ch: h.ratio(cr.get(ch, {}).get("p99_ms"), base.get(ch, {}).get("p99_ms"))
         for ch in h.CHANNELS
     }
+    intervals = d.get("ratio_interval", {})
     rows = [
         [
             ch,
@@ -242,14 +309,25 @@ def report(ctx: h.Ctx) -> dict[str, Any]:
             cr.get(ch, {}).get("p50_ms"),
             cr.get(ch, {}).get("p99_ms"),
             ratios[ch],
+            _interval(intervals.get(ch)),
             cr.get(ch, {}).get("lost"),
         ]
         for ch in h.CHANNELS
     ]
     h.print_table(
         f"crash isolation: telegram killed every {CRASH_EVERY_S:.0f}s "
-        f"({cr.get('kills')} kills, {cr.get('duration_s')}s)",
-        ["channel", "calm p50", "calm p99", "crash p50", "crash p99", "p99 ratio", "lost"],
+        f"({cr.get('kills')} kills in {cr.get('blocks')} blocks, {cr.get('duration_s')}s; "
+        f"interleaved with {base.get('blocks')} calm blocks)",
+        [
+            "channel",
+            "calm p50",
+            "calm p99",
+            "crash p50",
+            "crash p99",
+            "p99 ratio",
+            "90% CI",
+            "lost",
+        ],
         rows,
     )
     lost_total = (cr.get("lost") or 0) + (base.get("lost") or 0) if cr else None
@@ -264,15 +342,22 @@ def report(ctx: h.Ctx) -> dict[str, Any]:
         quick=ctx.quick,
         figures=cr,
         baseline=base,
-        ratios=ratios,
+        ratios={**ratios, "interval_90": intervals},
         targets=targets,
         out_dir=ctx.out_dir,
         notes=[
-            f"open loop, Poisson (seed {SEED}, the same schedule in both phases): "
+            f"open loop, Poisson (seed {SEED} + pair, each pair's calm and storm block alike): "
             f"{RATE_PER_CHANNEL}/s per channel on {CONVERSATIONS} conversations",
+            "blocks in the order calm, storm, storm, calm, ... (ABBA), each on a tree whose "
+            f"Telegram had run {SETTLE_QUIET_S:.0f} s",
             "crash = ray.kill of the telegram channel process (process death); "
             "its supervisor restarts it; telegram messages keep coming",
+            "90% CI: bootstrap of the p99 ratio, messages resampled within each condition",
             f"tree after: {d.get('tree_after')}",
         ],
     )
     return {"path": str(path), "targets": targets}
+
+
+def _interval(iv: list[float] | None) -> str | None:
+    return None if not iv else f"{iv[0]:.2f}-{iv[1]:.2f}"

@@ -45,6 +45,7 @@ from benchmarks.stats import (
     print_table,
     print_targets,
     ratio,
+    ratio_interval,
     target,
     write_result,
 )
@@ -76,6 +77,7 @@ __all__ = [  # what the benchmarks use as h.NAME
     "print_table",
     "print_targets",
     "ratio",
+    "ratio_interval",
     "ray_init",
     "ray_shutdown",
     "state_medium",

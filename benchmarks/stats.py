@@ -7,6 +7,7 @@ import json
 import math
 import os
 import platform
+import random
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -28,6 +29,30 @@ def percentile(values: Sequence[float], q: float) -> float:
     k = (len(xs) - 1) * q / 100.0
     lo, hi = math.floor(k), math.ceil(k)
     return xs[lo] + (xs[hi] - xs[lo]) * (k - lo)
+
+
+def ratio_interval(
+    a: Sequence[float],
+    b: Sequence[float],
+    q: float = 99,
+    level: float = 0.9,
+    resamples: int = 2000,
+    seed: int = 0,
+) -> list[float] | None:
+    """A bootstrap interval (``level``, percentile method) for percentile ``q`` of ``a`` over
+    that of ``b``: each side resampled with replacement, its own size. How far the ratio could
+    move on luck alone; None when a side is empty or its resampled percentile is 0."""
+    if not a or not b:
+        return None
+    rng = random.Random(seed)
+    ratios = []
+    for _ in range(resamples):
+        den = percentile(rng.choices(b, k=len(b)), q)
+        if den <= 0:
+            return None
+        ratios.append(percentile(rng.choices(a, k=len(a)), q) / den)
+    tail = (1.0 - level) / 2 * 100
+    return [round(percentile(ratios, tail), 3), round(percentile(ratios, 100 - tail), 3)]
 
 
 def lat_summary(latencies_s: Sequence[float]) -> dict[str, Any]:

@@ -116,3 +116,34 @@ def test_crash_worst_names_the_slowest_and_what_was_around_them() -> None:
     assert [r["ms"] for r in calm["slack"]] == [30.0, 4.0]
     assert calm["slack"][0]["since_kill_ms"] is None and calm["signal"] == []
     assert calm["slack"][0]["fakes_stalled_ms"] == 0.0  # no stalls given
+
+
+def test_ratio_interval_brackets_the_true_ratio_and_narrows_with_data() -> None:
+    import random
+
+    from benchmarks.stats import ratio_interval
+
+    rng = random.Random(7)
+    calm = [rng.expovariate(1.0) for _ in range(2000)]
+    same = [rng.expovariate(1.0) for _ in range(2000)]
+    slower = [1.5 * rng.expovariate(1.0) for _ in range(2000)]
+    lo, hi = ratio_interval(same, calm, q=99, seed=1) or (0.0, 0.0)
+    assert lo < 1.0 < hi  # one distribution: the interval holds 1
+    lo2, hi2 = ratio_interval(slower, calm, q=99, seed=1) or (0.0, 0.0)
+    assert lo2 < 1.5 < hi2 and lo2 > 1.0  # 1.5x slower: holds 1.5 and excludes 1
+    few = ratio_interval(same[:200], calm[:200], q=99, seed=1) or (0.0, 0.0)
+    assert few[1] - few[0] > hi - lo  # ten times fewer messages: a wider interval
+    assert ratio_interval([], calm) is None and ratio_interval(same, [0.0, 0.0]) is None
+    assert ratio_interval(same, calm, seed=1) == ratio_interval(same, calm, seed=1)  # seeded
+
+
+def test_crash_blocks_alternate_abba_and_pair_calm_with_storm() -> None:
+    from benchmarks.crash import order
+
+    blocks = order(4)
+    assert [crash for _pair, crash in blocks] == [False, True, True, False] * 2
+    # each pair has one calm and one storm block, next to each other
+    for pair in range(4):
+        assert sorted(c for p, c in blocks if p == pair) == [False, True]
+        assert [i for i, (p, _c) in enumerate(blocks) if p == pair] == [2 * pair, 2 * pair + 1]
+    assert order(1) == [(0, False), (0, True)]
