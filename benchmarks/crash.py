@@ -27,6 +27,7 @@ from typing import Any
 
 from benchmarks import harness as h
 from benchmarks import openloop
+from benchmarks.killer import Killer
 from benchmarks.platforms import Recorder
 
 NAME = "crash"
@@ -59,11 +60,13 @@ class Blocks:
         self.stalls: list[tuple[float, float]] = []  # the driver's loops, late: (start, s)
 
 
-def block(ctx: h.Ctx, n: int, pair: int, duration: float, crash: bool, into: Blocks) -> None:
+def block(
+    ctx: h.Ctx, n: int, pair: int, duration: float, killer: Killer | None, into: Blocks
+) -> None:
     """One block: pair ``pair``'s seeded Poisson schedule on fresh conversations, Telegram
-    killed every CRASH_EVERY_S when ``crash``; waits for its replies (up to the drain time)."""
+    killed every CRASH_EVERY_S by ``killer`` if given; waits for its replies (up to the drain
+    time)."""
     p = ctx.platforms
-    tree = ctx.ray_tree()
     conversations = h.convs(CONVERSATIONS, start=300_000 + 1_000 * n)
     gap = CONVERSATIONS / (RATE_PER_CHANNEL * len(h.CHANNELS))  # each conversation's mean gap
     events = openloop.schedule(CONVERSATIONS, duration, gap, seed=SEED + pair)
@@ -77,17 +80,11 @@ def block(ctx: h.Ctx, n: int, pair: int, duration: float, crash: bool, into: Blo
         for lt in (p.lt, *p.loops.values())
     ]
     fut = asyncio.run_coroutine_threadsafe(openloop.drive(p, conversations, events), p.lt.loop)
-    if crash:
-        t0 = time.monotonic()
-        k = 1
-        while t0 + k * CRASH_EVERY_S - t0 <= duration:
-            time.sleep(max(0.0, t0 + k * CRASH_EVERY_S - time.monotonic()))
-            if tree.kill(TELEGRAM):
-                into.kills += 1
-                into.kill_at.append(time.perf_counter())
-            else:
-                into.missed += 1  # not back yet from the previous crash
-            k += 1
+    if killer is not None:  # its own process: the kills' Ray work is not the driver's
+        got = killer.storm(TELEGRAM, CRASH_EVERY_S, duration)
+        into.kills += len(got["kill_at"])
+        into.kill_at += got["kill_at"]
+        into.missed += got["missed"]
     try:
         ids = fut.result(duration + openloop.DRAIN_S + 120)["ids"]
     finally:
@@ -98,7 +95,7 @@ def block(ctx: h.Ctx, n: int, pair: int, duration: float, crash: bool, into: Blo
     into.per_block.append(ids)
     into.duration_s += duration
     into.duplicates += p.rec.duplicates - dup0
-    label = "storm" if crash else "calm"
+    label = "calm" if killer is None else "storm"
     h.log(
         f"block {n} ({label}, pair {pair}): {len(ids)} sent, "
         + " ".join(
@@ -157,7 +154,7 @@ async def _probe(stalls: list[tuple[float, float]], stop: threading.Event) -> No
     """Until ``stop``: note when this loop itself was late ((start, seconds late) of each wake
     more than STALL_MIN_S late). Run on each loop of the driver that stamps a send or a reply:
     a time stamped late because the measuring process was busy (a platform serving a
-    restarted Telegram's burst, the driver's kill call), not because the tree was slow."""
+    restarted Telegram's burst), not because the tree was slow."""
     while not stop.is_set():
         t = time.perf_counter()
         await asyncio.sleep(STALL_PROBE_S)
@@ -249,13 +246,16 @@ def ray(ctx: h.Ctx) -> None:
     interval = sys.getswitchinterval()
     sys.setswitchinterval(SWITCH_INTERVAL_S)
     settles: list[float | None] = []
+    killer = Killer(ctx.ray_tree().ns)
     try:
         for n, (pair, crash) in enumerate(order(pairs)):
-            if n:  # each block starts on a calm tree: Telegram up for a whole period
-                settles.append(_settle(ctx.ray_tree()))
-            block(ctx, n, pair, duration, crash, storm if crash else calm)
+            # each block starts on a calm tree: Telegram up for a whole period (the first
+            # one also after the killer's own start, which connects it to Ray)
+            settles.append(_settle(ctx.ray_tree()))
+            block(ctx, n, pair, duration, killer if crash else None, storm if crash else calm)
     finally:
         sys.setswitchinterval(interval)
+        killer.close()
     d["settle_between_blocks_s"] = settles
     d["settle_s"] = _settle(ctx.ray_tree())  # the benchmarks after this one: a calm tree
     d["no_crash"] = summary(ctx, "no crashes", calm)
