@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import bisect
 import gc
+import itertools
 import sys
 import threading
 import time
@@ -57,6 +58,7 @@ class Blocks:
         self.duration_s = 0.0
         self.duplicates = 0
         self.per_block: list[list[int]] = []  # each block's ids, for its own p99
+        self.kills_per_block: list[list[float]] = []  # each block's kill_at
         self.stalls: list[tuple[float, float]] = []  # the driver's loops, late: (start, s)
 
 
@@ -93,6 +95,7 @@ def block(
             probe.result(5)
     into.ids += ids
     into.per_block.append(ids)
+    into.kills_per_block.append(got["kill_at"] if killer is not None else [])
     into.duration_s += duration
     into.duplicates += p.rec.duplicates - dup0
     label = "calm" if killer is None else "storm"
@@ -102,6 +105,45 @@ def block(
             f"{ch} p99={h.lat_summary(p.rec.latencies(ids, ch))['p99_ms']}" for ch in h.CHANNELS
         )
     )
+
+
+SINCE_KILL_S = (0.0, 0.1, 1.0, 3.0, 6.0, 12.0)  # lower bounds: the death, the backoff and
+# a first restart, later restarts' boots, the longest backoffs
+
+
+def since_kill(rec: Recorder, storm: Blocks, calm_p99_ms: dict[str, float]) -> list[dict[str, Any]]:
+    """Slack's and Signal's storm messages by the time since the last kill of their block
+    before they were sent (``before first kill``: a block's first seconds): how many, and how
+    many were slower than their channel's calm p99 (calm: 1% of them; each point above that
+    here is a moment of the restart cycle that costs)."""
+    labels = ["before first kill"] + [
+        f"{lo:g}-{hi:g} s" for lo, hi in itertools.pairwise(SINCE_KILL_S)
+    ]
+    labels.append(f">= {SINCE_KILL_S[-1]:g} s")
+    counts = {label: [0, 0] for label in labels}  # n, over the calm p99
+    for ids, kills in zip(storm.per_block, storm.kills_per_block, strict=True):
+        for m in ids:
+            ch = rec.channel_of.get(m)
+            lat = rec.latency(m)
+            if ch not in calm_p99_ms or lat is None:
+                continue
+            k = bisect.bisect_right(kills, rec.sent_at[m])
+            if k == 0:
+                label = labels[0]
+            else:
+                since = rec.sent_at[m] - kills[k - 1]
+                label = labels[bisect.bisect_right(SINCE_KILL_S, since)]
+            counts[label][0] += 1
+            counts[label][1] += lat * 1000 > calm_p99_ms[ch]
+    return [
+        {
+            "since_kill": label,
+            "n": n,
+            "over_calm_p99": over,
+            "share_over_pct": round(100 * over / n, 2) if n else None,
+        }
+        for label, (n, over) in counts.items()
+    ]
 
 
 def summary(ctx: h.Ctx, label: str, got: Blocks) -> dict[str, Any]:
@@ -261,6 +303,13 @@ def ray(ctx: h.Ctx) -> None:
     d["no_crash"] = summary(ctx, "no crashes", calm)
     d["crash"] = summary(ctx, f"telegram crashed every {CRASH_EVERY_S:.0f}s", storm)
     rec = ctx.platforms.rec
+    calm_p99 = {ch: d["no_crash"][ch]["p99_ms"] for ch in ("slack", "signal")}
+    d["since_kill"] = since_kill(rec, storm, {k: v for k, v in calm_p99.items() if v})
+    for row in d["since_kill"]:
+        h.log(
+            f"storm, since kill {row['since_kill']}: "
+            f"{row['over_calm_p99']} of {row['n']} over the calm p99"
+        )
     d["ratio_interval"] = {
         ch: h.ratio_interval(
             rec.latencies(storm.ids, ch), rec.latencies(calm.ids, ch), q=99, seed=SEED

@@ -147,3 +147,38 @@ def test_crash_blocks_alternate_abba_and_pair_calm_with_storm() -> None:
         assert sorted(c for p, c in blocks if p == pair) == [False, True]
         assert [i for i, (p, _c) in enumerate(blocks) if p == pair] == [2 * pair, 2 * pair + 1]
     assert order(1) == [(0, False), (0, True)]
+
+
+def test_crash_since_kill_buckets_messages_by_their_blocks_own_kills() -> None:
+    from benchmarks.crash import Blocks, since_kill
+    from benchmarks.platforms import Recorder
+
+    rec = Recorder()
+    # block A: kills at 10.0 and 20.0; block B: none of its own (a calm-looking start)
+    rows = [
+        (1, "slack", 5.0, 0.004),  # before A's first kill
+        (2, "slack", 10.05, 0.020),  # 50 ms after a kill: slow
+        (3, "signal", 10.5, 0.003),  # 0.5 s after
+        (4, "signal", 14.0, 0.030),  # 4 s after: slow
+        (5, "slack", 33.0, 0.009),  # 13 s after the kill at 20.0: slow
+        (6, "telegram", 10.06, 5.0),  # telegram's own: not counted
+        (7, "slack", 40.0, 0.050),  # block B, which had no kill: before its first
+    ]
+    for mid, ch, sent, lat in rows:
+        rec.sent_at[mid], rec.channel_of[mid], rec.replied_at[mid] = sent, ch, sent + lat
+    storm = Blocks()
+    storm.per_block = [[1, 2, 3, 4, 5, 6], [7]]
+    storm.kills_per_block = [[10.0, 20.0], []]
+    got = {
+        r["since_kill"]: (r["n"], r["over_calm_p99"])
+        for r in since_kill(rec, storm, {"slack": 8.0, "signal": 8.0})
+    }
+    assert got == {
+        "before first kill": (2, 1),
+        "0-0.1 s": (1, 1),
+        "0.1-1 s": (1, 0),
+        "1-3 s": (0, 0),
+        "3-6 s": (1, 1),
+        "6-12 s": (0, 0),
+        ">= 12 s": (1, 1),
+    }
