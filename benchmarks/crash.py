@@ -82,12 +82,14 @@ def block(
         for lt in (p.lt, *p.loops.values())
     ]
     fut = asyncio.run_coroutine_threadsafe(openloop.drive(p, conversations, events), p.lt.loop)
-    if killer is not None:  # its own process: the kills' Ray work is not the driver's
-        got = killer.storm(TELEGRAM, CRASH_EVERY_S, duration)
-        into.kills += len(got["kill_at"])
-        into.kill_at += got["kill_at"]
-        into.missed += got["missed"]
+    kill_at: list[float] = []
     try:
+        if killer is not None:  # its own process: the kills' Ray work is not the driver's
+            got = killer.storm(TELEGRAM, CRASH_EVERY_S, duration)
+            kill_at = got["kill_at"]
+            into.kills += len(kill_at)
+            into.kill_at += kill_at
+            into.missed += got["missed"]
         ids = fut.result(duration + openloop.DRAIN_S + 120)["ids"]
     finally:
         probing.set()
@@ -95,7 +97,7 @@ def block(
             probe.result(5)
     into.ids += ids
     into.per_block.append(ids)
-    into.kills_per_block.append(got["kill_at"] if killer is not None else [])
+    into.kills_per_block.append(kill_at)
     into.duration_s += duration
     into.duplicates += p.rec.duplicates - dup0
     label = "calm" if killer is None else "storm"
