@@ -51,15 +51,21 @@ class Blocks:
     """What the blocks of one condition (calm or storm) gathered, summarised after the last."""
 
     def __init__(self) -> None:
-        self.ids: list[int] = []
-        self.kill_at: list[float] = []  # perf_counter, the fakes' clock
-        self.kills = 0
         self.missed = 0
         self.duration_s = 0.0
         self.duplicates = 0
         self.per_block: list[list[int]] = []  # each block's ids, for its own p99
-        self.kills_per_block: list[list[float]] = []  # each block's kill_at
+        self.kills_per_block: list[list[float]] = []  # each block's kills (perf_counter)
         self.stalls: list[tuple[float, float]] = []  # the driver's loops, late: (start, s)
+
+    @property
+    def ids(self) -> list[int]:
+        return [m for ids in self.per_block for m in ids]
+
+    @property
+    def kill_at(self) -> list[float]:
+        """Every kill, in time order (the blocks ran one after another): the fakes' clock."""
+        return [t for kills in self.kills_per_block for t in kills]
 
 
 def block(
@@ -87,15 +93,12 @@ def block(
         if killer is not None:  # its own process: the kills' Ray work is not the driver's
             got = killer.storm(TELEGRAM, CRASH_EVERY_S, duration)
             kill_at = got["kill_at"]
-            into.kills += len(kill_at)
-            into.kill_at += kill_at
             into.missed += got["missed"]
         ids = fut.result(duration + openloop.DRAIN_S + 120)["ids"]
     finally:
         probing.set()
         for probe in probes:
             probe.result(5)
-    into.ids += ids
     into.per_block.append(ids)
     into.kills_per_block.append(kill_at)
     into.duration_s += duration
@@ -153,6 +156,7 @@ def summary(ctx: h.Ctx, label: str, got: Blocks) -> dict[str, Any]:
     message answered late in a later block's time is late, not lost)."""
     rec = ctx.platforms.rec
     ids = got.ids
+    kill_at = got.kill_at
     stalls = sorted(got.stalls)
     lost = rec.lost(ids)
     out: dict[str, Any] = {
@@ -160,7 +164,7 @@ def summary(ctx: h.Ctx, label: str, got: Blocks) -> dict[str, Any]:
         "blocks": len(got.per_block),
         "sent": len(ids),
         "answered": len(ids) - len(lost),
-        "kills": got.kills,
+        "kills": len(kill_at),
         "kill_skipped_not_running": got.missed,
         "lost": len(lost),
         "duplicate_replies": got.duplicates,
@@ -172,7 +176,7 @@ def summary(ctx: h.Ctx, label: str, got: Blocks) -> dict[str, Any]:
             h.lat_summary(rec.latencies(b, ch))["p99_ms"] for b in got.per_block
         ]
     out["fakes_loop_stalls"] = _stall_summary(stalls)
-    out["worst"] = worst(rec, ids, sorted(got.kill_at), stalls)
+    out["worst"] = worst(rec, ids, kill_at, stalls)
     for ch, rows in out["worst"].items():
         h.log(
             f"{label}: {ch} slowest "
@@ -184,7 +188,7 @@ def summary(ctx: h.Ctx, label: str, got: Blocks) -> dict[str, Any]:
         )
     h.log(f"{label}: the driver's and the fakes' loops stalled {out['fakes_loop_stalls']}")
     h.log(
-        f"{label}: kills={got.kills} lost={out['lost']} "
+        f"{label}: kills={len(kill_at)} lost={out['lost']} "
         + " ".join(f"{ch} p99={out[ch]['p99_ms']}" for ch in h.CHANNELS)
     )
     return out
