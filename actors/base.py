@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
 import ray
@@ -35,8 +35,18 @@ class ChildBase:
     PIPE_METHODS: ClassVar[frozenset[str]] = frozenset()
 
     def __init__(
-        self, *, path: str = "", namespace: str = "moltbot", incarnation: int = 1, **_: Any
+        self,
+        *,
+        path: str = "",
+        namespace: str = "moltbot",
+        incarnation: int = 1,
+        env: Mapping[str, str] | None = None,
+        **_: Any,
     ) -> None:
+        # the tree's environment (``control.tree_env``), set before anything here reads it; a
+        # supervisor hands it on to the children it makes
+        self.env = dict(env or {})
+        os.environ.update(self.env)
         self.path = path
         self.incarnation = incarnation  # 1 at the first start, then +1 per restart
         self.namespace = namespace  # where the tree's names live (not the job's namespace)

@@ -31,8 +31,10 @@ BOOT_DIR = Path(__file__).resolve().parent / "boot"
 
 
 def boot_env() -> dict[str, str]:
-    """For the tree's runtime_env: ``actors/boot`` first on ``PYTHONPATH``, so every actor
-    process runs its ``sitecustomize`` at start and defers the libraries ``ray`` imports but
-    the tree never uses (``moltbot.deferred_imports``: about 10 MB and 0.1 s per process)."""
-    rest = os.environ.get("PYTHONPATH", "")
-    return {"PYTHONPATH": os.pathsep.join(p for p in (str(BOOT_DIR), rest) if p)}
+    """For the environment of ``ray start`` (``control.worker_env``), which every worker
+    inherits: ``actors/boot`` first on ``PYTHONPATH``, so every actor process runs its
+    ``sitecustomize`` at start and defers the libraries ``ray`` imports but the tree never
+    uses (``moltbot.deferred_imports``: about 10 MB and 0.1 s per process)."""
+    rest = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+    rest = [p for p in rest if p != str(BOOT_DIR)]  # once, however often it is given on
+    return {"PYTHONPATH": os.pathsep.join([str(BOOT_DIR), *rest])}

@@ -69,7 +69,7 @@ class SupervisorCore(InProcessPools, SupervisorStatus, Standbys, Activations, Ch
         owner: str | None = None,
         **kw: Any,
     ) -> None:
-        super().__init__(path=path, namespace=namespace)
+        super().__init__(path=path, namespace=namespace, env=kw.get("env"))
         # host: every child runs inside this process, not only the IN_PROCESS kinds
         self.host = host
         # the path of the actor whose process this runs in (an actor: its own)
@@ -188,10 +188,9 @@ class SupervisorCore(InProcessPools, SupervisorStatus, Standbys, Activations, Ch
         return opts
 
     def _args(self, rec: Record) -> dict[str, Any]:
-        args = dict(rec.spec.args)
-        args["path"] = self._child_path(rec)
-        args["namespace"] = self.namespace
+        args = {**rec.spec.args, "path": self._child_path(rec), "namespace": self.namespace}
         args["incarnation"] = rec.gen  # a restarted child imports at low priority
+        args["env"] = self.env  # the tree's environment, handed down (``ChildBase``)
         return {**args, **self._activation_args(rec)}
 
     def preload_modules(self) -> tuple[str, ...]:

@@ -27,7 +27,11 @@ from benchmarks.platforms import to_config
 def ray_init() -> None:
     import ray
 
+    from actors.ray_lean import boot_env
+
     if not ray.is_initialized():
+        # as ``moltbot up``'s ``ray start`` (``control.worker_env``): every worker inherits it
+        os.environ.update(boot_env())
         ray.init(
             address="local",  # always a new local Ray: never join another one on this machine
             num_cpus=os.cpu_count() or 2,
@@ -68,7 +72,6 @@ class RayTree:
     def start(self, timeout: float = 180.0) -> RayTree:
         import ray
 
-        from actors.ray_lean import boot_env
         from actors.supervisor import Supervisor
         from moltbot.supervision.tree import build_tree, root_flags
 
@@ -76,15 +79,16 @@ class RayTree:
         kids = build_tree(self.cfg)
         if self.only:
             kids = [k for k in kids if k.id in self.only]
-        env = {**RAY_ENV, **boot_env(), **SECRET_ENV, "MOLTBOT_HOME": str(self.home), **self.env}
+        env = {**RAY_ENV, **SECRET_ENV, "MOLTBOT_HOME": str(self.home), **self.env}
         t0 = time.perf_counter()
         self.root = Supervisor.options(  # type: ignore[attr-defined]
             name="moltbot",
             namespace=self.ns,
             num_cpus=0,
             max_restarts=0,
-            runtime_env={"env_vars": env},
-        ).remote(path="", flags=root_flags(self.cfg), children=kids, namespace=self.ns)
+        ).remote(  # the tree's environment as ``control.boot`` gives it: no runtime_env
+            path="", flags=root_flags(self.cfg), children=kids, namespace=self.ns, env=env
+        )
         ray.get(self.root.start_detached.remote(), timeout=timeout)
         ray.get(self.root.ready.remote(), timeout=timeout)
         self.ready_s = time.perf_counter() - t0

@@ -104,9 +104,15 @@ class _Finder(importlib.abc.MetaPathFinder):
         return spec
 
 
-def wanted(environ: Mapping[str, str]) -> bool:
-    """Whether ``environ`` leaves deferral on (``MOLTBOT_DEFER_IMPORTS`` is not "0")."""
-    return environ.get(SWITCH_ENV, "1") != "0"
+RAY_WORKER_SCRIPT = "default_worker.py"  # what every Ray worker process runs
+
+
+def wanted(environ: Mapping[str, str], argv: Sequence[str]) -> bool:
+    """Whether to defer in the process started with ``argv``: a Ray worker's (the tree's
+    actors; not Ray's own agents and dashboard, nor ``ray start``, which run with the same
+    ``PYTHONPATH``), unless ``environ`` turns it off (``MOLTBOT_DEFER_IMPORTS`` is "0")."""
+    script = argv[0] if argv else ""
+    return script.endswith("/" + RAY_WORKER_SCRIPT) and environ.get(SWITCH_ENV, "1") != "0"
 
 
 def install(names: Iterable[str] = DEFERRED) -> bool:

@@ -16,8 +16,12 @@ os.environ.setdefault("RAY_AUTH_MODE", "token")  # as actors/__init__.py, before
 def ray_cluster() -> Iterator[None]:
     import ray
 
+    from actors.ray_lean import boot_env
+
     if ray.is_initialized():  # an earlier test without this fixture made Ray start one itself
         ray.shutdown()
+    # as the head ``moltbot up`` starts (``control.worker_env``): every worker inherits it
+    os.environ.update(boot_env())
     ray.init(
         address="local",  # always a fresh cluster: never one a `ray start` left behind
         num_cpus=4,

@@ -10,23 +10,38 @@ import sys
 import textwrap
 from pathlib import Path
 
+from moltbot.deferred_imports import SWITCH_ENV, wanted
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _run(code: str, *, boot: bool = False, env_extra: dict[str, str] | None = None) -> dict:
+def _run(
+    code: str,
+    *,
+    boot: bool = False,
+    env_extra: dict[str, str] | None = None,
+    script: str = "default_worker.py",
+) -> dict:
+    """``code`` in a fresh interpreter, run as the file ``script`` (by default named as Ray's
+    worker script: the boot defers only in a Ray worker), ``actors/boot`` on its path if
+    ``boot``."""
     import os
+    import tempfile
 
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH",)}
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT / "actors" / "boot")] * boot + [str(ROOT)])
     env.update(env_extra or {})
-    out = subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(code)],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / script
+        path.write_text(textwrap.dedent(code))
+        out = subprocess.run(
+            [sys.executable, str(path)],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
     assert out.returncode == 0, out.stderr
     return json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -77,6 +92,37 @@ def test_ray_imported_under_the_boot_leaves_its_unused_libraries_unrun() -> None
         boot=True,
     )
     assert got == {"boot_ran": True, "deferred": sorted(DEFERRED_NAMES), "urllib3": False}
+
+
+def test_the_boot_leaves_processes_other_than_ray_workers_alone() -> None:
+    """``ray start`` puts the boot on the path of every process of the node: Ray's own agents
+    and dashboard, and ``ray start`` itself, run as they always did."""
+    got = _run(
+        """
+        import json, sys
+        import ray
+        from moltbot.deferred_imports import DEFERRED, is_deferred
+        print(json.dumps({"deferred": sorted(m for m in DEFERRED if is_deferred(m))}))
+        """,
+        boot=True,
+        script="agent.py",
+    )
+    assert got == {"deferred": []}
+
+
+def test_wanted_in_a_ray_worker_unless_switched_off() -> None:
+    worker = ["/venv/lib/python3.11/site-packages/ray/_private/workers/default_worker.py", "-x"]
+    assert wanted({}, worker)
+    assert not wanted({SWITCH_ENV: "0"}, worker)
+    assert wanted({SWITCH_ENV: "1"}, worker)
+    for other in (
+        ["/venv/bin/ray", "start", "--head"],
+        ["/venv/lib/python3.11/site-packages/ray/dashboard/agent.py"],
+        ["-c"],
+        ["/home/me/not_default_worker.py"],
+        [],
+    ):
+        assert not wanted({}, other), other
 
 
 def test_the_switch_turns_it_off() -> None:

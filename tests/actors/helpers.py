@@ -39,10 +39,12 @@ def start_root(
 ) -> tuple[Any, str]:
     ns = f"t-{uuid.uuid4().hex[:8]}"
     opts: dict[str, Any] = {"name": "moltbot", "namespace": ns, "num_cpus": 0}
-    if env:
-        opts["runtime_env"] = {"env_vars": env}
     root = Supervisor.options(**opts).remote(  # type: ignore[attr-defined]
-        path="", flags=flags, children=children, namespace=ns
+        path="",
+        flags=flags,
+        children=children,
+        namespace=ns,
+        env=env,  # as ``control.boot``
     )
     ray.get(root.start_detached.remote())
     ray.get(root.ready.remote(), timeout=ready_timeout)

@@ -16,7 +16,6 @@ from typing import Any, Protocol
 import msgspec
 import ray
 
-from actors.ray_lean import boot_env
 from actors.supervisor import Supervisor
 from moltbot.config.schema import Config
 from moltbot.supervision.tree import build_tree, root_flags
@@ -110,11 +109,13 @@ def running_tree(
     ready before it is handed over, stopped and killed on the way out."""
     wanted = set(ids)
     kids = [c for c in build_tree(cfg) if c.id in wanted]
-    env_vars = {**RAY_ENV, **boot_env(), "MOLTBOT_HOME": str(home), **(env or {})}
+    env_vars = {**RAY_ENV, "MOLTBOT_HOME": str(home), **(env or {})}
     ns = f"t-{uuid.uuid4().hex[:8]}"
     root = Supervisor.options(  # type: ignore[attr-defined]
-        name="moltbot", namespace=ns, num_cpus=0, runtime_env={"env_vars": env_vars}
-    ).remote(path="", flags=root_flags(cfg), children=kids, namespace=ns)
+        name="moltbot", namespace=ns, num_cpus=0
+    ).remote(  # the environment handed down the tree, as ``control.boot`` does: no runtime_env
+        path="", flags=root_flags(cfg), children=kids, namespace=ns, env=env_vars
+    )
     try:
         ray.get(root.start_detached.remote())
         ray.get(root.ready.remote(), timeout=240)

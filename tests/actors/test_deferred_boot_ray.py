@@ -1,7 +1,10 @@
-"""The tree's actor processes start under ``actors/boot`` (issue 21): in a real Ray worker given
-the tree's boot environment, the libraries ``ray`` imports but the tree never uses are bound
-and unrun, an actor that actor creates (as a supervisor creates its children) inherits that,
-and a deferred library still works when used."""
+"""The tree's actor processes start under ``actors/boot`` (issue 21): in a real Ray worker, the
+libraries ``ray`` imports but the tree never uses are bound and unrun, an actor that actor
+creates (as a supervisor creates its children) inherits that, and a deferred library still
+works when used. On the head ``moltbot up`` starts, the boot is in the environment of ``ray
+start`` (the session's Ray here has it the same way), so an actor needs no runtime_env; on a
+cluster started otherwise, the root's runtime_env carries it.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +14,7 @@ import pytest
 import ray
 
 from actors.ray_lean import boot_env
-from moltbot.deferred_imports import DEFERRED
+from moltbot.deferred_imports import DEFERRED, SWITCH_ENV
 
 pytestmark = pytest.mark.usefixtures("ray_cluster")
 
@@ -30,14 +33,19 @@ class _Probe:
         finally:
             ray.kill(child)
 
+    def argv(self) -> list[str]:
+        import sys
+
+        return list(sys.argv)
+
     def use_yaml(self) -> Any:
         import yaml
 
         return yaml.safe_load("reply: [1, 2]")
 
 
-def test_an_actor_of_the_tree_defers_and_its_children_inherit_it() -> None:
-    probe = _Probe.options(runtime_env={"env_vars": boot_env()}).remote()  # type: ignore[attr-defined]
+def test_an_actor_started_by_the_raylet_alone_defers_and_its_children_inherit_it() -> None:
+    probe = _Probe.remote()  # type: ignore[attr-defined]  # no runtime_env: as the tree's
     try:
         assert ray.get(probe.deferred.remote(), timeout=120) == sorted(DEFERRED)
         assert ray.get(probe.child_deferred.remote(), timeout=120) == sorted(DEFERRED)
@@ -47,8 +55,23 @@ def test_an_actor_of_the_tree_defers_and_its_children_inherit_it() -> None:
         ray.kill(probe)
 
 
-def test_without_the_boot_nothing_is_deferred() -> None:
-    probe = _Probe.remote()  # type: ignore[attr-defined]
+def test_a_runtime_env_boot_defers_too_at_the_price_of_the_setup_worker() -> None:
+    """A cluster ``up`` did not start (``cluster.address``): the root's runtime_env carries the
+    boot, and Ray then starts the worker through ``setup_worker.py``, whose runtime env hash
+    stays on the worker's command line (what ``test_tree_env_ray`` checks is absent)."""
+    probe = _Probe.options(runtime_env={"env_vars": boot_env()}).remote()  # type: ignore[attr-defined]
+    try:
+        assert ray.get(probe.deferred.remote(), timeout=120) == sorted(DEFERRED)
+        assert ray.get(probe.child_deferred.remote(), timeout=120) == sorted(DEFERRED)
+        argv = ray.get(probe.argv.remote(), timeout=60)
+        assert [a for a in argv if a.startswith("--runtime-env-hash=") and a[19:] != "0"]
+    finally:
+        ray.kill(probe)
+
+
+def test_the_switch_turns_it_off() -> None:
+    env = {"env_vars": {SWITCH_ENV: "0"}}
+    probe = _Probe.options(runtime_env=env).remote()  # type: ignore[attr-defined]
     try:
         assert ray.get(probe.deferred.remote(), timeout=120) == []
     finally:

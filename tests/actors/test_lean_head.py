@@ -9,6 +9,7 @@ import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
+import msgspec
 import psutil
 import pytest
 import ray
@@ -16,6 +17,8 @@ import ray
 from actors import control, ray_token
 from moltbot.cluster.head import Head
 from moltbot.config.schema import Config
+from moltbot.deferred_imports import DEFERRED
+from moltbot.security.vault import PASSPHRASE_ENV
 
 
 @ray.remote(num_cpus=0)
@@ -29,6 +32,11 @@ class _Probe:
         import os
 
         return os.getpriority(os.PRIO_PROCESS, 0)
+
+    def deferred(self) -> list[str]:
+        from moltbot.deferred_imports import DEFERRED, is_deferred
+
+        return sorted(m for m in DEFERRED if is_deferred(m))
 
 
 @pytest.fixture
@@ -68,9 +76,25 @@ def test_head_starts_only_what_the_tree_uses(head: Head) -> None:
     # the tree's actors run at the priority of Ray's own processes (Ray's default is +15)
     raylet = next(p for p in control.head_processes(head) if p.name() == "raylet")
     assert ray.get(probe.nice.remote(), timeout=60) == raylet.nice()
+    # the boot comes with the head's environment: an actor without a runtime_env (as the
+    # tree's, spared Ray's setup_worker step) defers what it never uses
+    assert ray.get(probe.deferred.remote(), timeout=60) == sorted(DEFERRED)
     token = ray_token.token_path().read_text().strip()  # the head's token opens the dashboard
     req = urllib.request.Request(
         head.dashboard + "/api/version", headers={"Authorization": f"Bearer {token}"}
     )
     with urllib.request.urlopen(req, timeout=10) as r:
         assert r.status == 200 and b"ray_version" in r.read()
+
+
+def test_the_root_needs_a_runtime_env_only_on_a_cluster_up_did_not_start(tmp_path: Path) -> None:
+    assert control._runtime_env(Config()) == {}
+    base = Config()
+    other = msgspec.structs.replace(
+        base, cluster=msgspec.structs.replace(base.cluster, address="10.0.0.2:6379")
+    )
+    env = control._runtime_env(other)["runtime_env"]["env_vars"]
+    assert env["PYTHONPATH"].split(":")[0].endswith("actors/boot")
+    handed = control.tree_env(tmp_path)
+    assert handed["MOLTBOT_HOME"] == str(tmp_path)
+    assert PASSPHRASE_ENV not in handed and "PYTHONPATH" not in handed
