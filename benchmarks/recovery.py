@@ -1,6 +1,6 @@
 """4. Recovery: time from a channel process's death (``ray.kill`` of ``channels/<type>``, the
-process its accounts share) to its account's next answered message (a message is injected
-right at the kill), per channel type, repeated: cold (a new process
+process its accounts share) to its account's next answered message (messages are injected from
+the moment the process is gone), per channel type, repeated: cold (a new process
 imports the channel's SDK again) and with ``supervision.channels.standby`` (a warm spare is
 promoted: "warm imports"). Target: under 2 s with warm imports.
 
@@ -78,16 +78,20 @@ def _kills(p: h.Platforms, tree: h.RayTree, reps: int, *, standby: bool) -> dict
     samples: dict[str, list[float | None]] = {ch: [] for ch in PATHS}
     lost: dict[str, int] = dict.fromkeys(PATHS, 0)
     phases: dict[str, list[dict[str, float | None]]] = {ch: [] for ch in PATHS}
+    cpu: dict[str, list[dict[str, float]]] = {ch: [] for ch in PATHS}
     for rep in range(reps):
         for ch, path in PATHS.items():
             if standby:
                 _wait_spare(tree, path)
             pid_before = tree.pid(path)
             victim = tree.handle(path)  # looked up first: the kill → probe timing is the same
+            cpu_before = _cpu_by_pid()
             t_kill, wall_kill = time.perf_counter(), time.time()
             tree.kill(path, victim)
+            _wait_gone(pid_before)  # ``ray.kill`` returns first: the victim could still answer
             base = (1 if standby else 0) * 10 + rep
             took, sent, unanswered = p.run(_probe(p, ch, base, t_kill, 45.0), timeout=90)
+            cpu[ch].append(_restart_cpu(cpu_before, _cpu_by_pid()))
             samples[ch].append(None if took is None else round(took, 3))
             phases[ch].append(_phases(tree, path, wall_kill, took))
             lost[ch] += unanswered
@@ -97,7 +101,43 @@ def _kills(p: h.Platforms, tree: h.RayTree, reps: int, *, standby: bool) -> dict
                 f"{tree.pid(path)})"
             )
             time.sleep(2.5)  # at most 2 restarts per 5 s under the channels supervisor
-    return {"recovery_s": samples, "phases_s": phases, "probes_unanswered": lost}
+    return {"recovery_s": samples, "phases_s": phases, "probes_unanswered": lost, "cpu_s": cpu}
+
+
+def _wait_gone(pid: int, timeout: float = 10.0) -> None:
+    """Until the process ``pid`` has died. The probes start only then: one sent before could be
+    answered by the dying process (its replies take a few ms), and count as a recovery."""
+    import psutil
+
+    try:
+        psutil.Process(pid).wait(timeout)
+    except psutil.NoSuchProcess:
+        pass
+    except psutil.TimeoutExpired:
+        h.log(f"process {pid} still alive {timeout:.0f} s after its kill")
+
+
+def _cpu_by_pid() -> dict[int, float]:
+    """CPU seconds (user + system) so far of every process on the machine."""
+    import psutil
+
+    out: dict[int, float] = {}
+    for proc in psutil.process_iter():
+        try:
+            t = proc.cpu_times()
+        except psutil.Error:
+            continue
+        out[proc.pid] = t.user + t.system
+    return out
+
+
+def _restart_cpu(before: dict[int, float], after: dict[int, float]) -> dict[str, float]:
+    """What a restart cost in CPU, from the kill until its probes were answered: the processes
+    started meanwhile (the new channel process; a standby's replacement spare), and every
+    process that was there before (the supervisor, Ray's GCS and raylet, the fakes, ...)."""
+    new = sum(c for pid, c in after.items() if pid not in before)
+    rest = sum(c - before[pid] for pid, c in after.items() if pid in before)
+    return {"new_processes": round(new, 3), "the_others": round(rest, 3)}
 
 
 def _wait_spare(tree: h.RayTree, path: str, timeout: float = 120.0) -> None:
@@ -193,6 +233,15 @@ def report(ctx: h.Ctx) -> dict[str, Any]:
                 [
                     [ch, *(_median([x[k] for x in xs]) for k in PHASES)]
                     for ch, xs in m["phases_s"].items()
+                ],
+            )
+        if m.get("cpu_s"):
+            h.print_table(
+                f"CPU of a restart ({mode}, median s): kill → its probes answered",
+                ["channel", "new processes", "the others"],
+                [
+                    [ch, *(_median([x[k] for x in xs]) for k in ("new_processes", "the_others"))]
+                    for ch, xs in m["cpu_s"].items()
                 ],
             )
         if m.get("probes_unanswered"):
