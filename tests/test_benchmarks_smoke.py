@@ -182,3 +182,28 @@ def test_crash_since_kill_buckets_messages_by_their_blocks_own_kills() -> None:
         "6-12 s": (0, 0),
         ">= 12 s": (1, 1),
     }
+
+
+def test_recovery_counts_a_restarts_cpu_in_new_processes_and_the_others() -> None:
+    from benchmarks.recovery import _restart_cpu
+
+    before = {1: 10.0, 2: 5.0, 3: 1.0}  # 3 is the victim: gone after
+    after = {1: 10.5, 2: 5.25, 7: 1.4, 8: 0.1}  # 7, 8 started meanwhile
+    assert _restart_cpu(before, after) == {"new_processes": 1.5, "the_others": 0.75}
+
+
+def test_recovery_probes_wait_until_the_killed_process_is_gone() -> None:
+    import subprocess
+    import sys
+    import threading
+    import time
+
+    from benchmarks.recovery import _wait_gone
+
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    threading.Timer(0.3, proc.kill).start()
+    t0 = time.monotonic()
+    _wait_gone(proc.pid)
+    waited = time.monotonic() - t0
+    proc.wait(5)
+    assert 0.25 < waited < 10
