@@ -85,13 +85,13 @@ def _kills(p: h.Platforms, tree: h.RayTree, reps: int, *, standby: bool) -> dict
                 _wait_spare(tree, path)
             pid_before = tree.pid(path)
             victim = tree.handle(path)  # looked up first: the kill → probe timing is the same
-            cpu_before = _cpu_by_pid()
+            cpu_before = h.cpu_snapshot()
             t_kill, wall_kill = time.perf_counter(), time.time()
             tree.kill(path, victim)
             _wait_gone(pid_before)  # ``ray.kill`` returns first: the victim could still answer
             base = (1 if standby else 0) * 10 + rep
             took, sent, unanswered = p.run(_probe(p, ch, base, t_kill, 45.0), timeout=90)
-            cpu[ch].append(_restart_cpu(cpu_before, _cpu_by_pid()))
+            cpu[ch].append(_restart_cpu(cpu_before, h.cpu_snapshot()))
             samples[ch].append(None if took is None else round(took, 3))
             phases[ch].append(_phases(tree, path, wall_kill, took))
             lost[ch] += unanswered
@@ -117,26 +117,15 @@ def _wait_gone(pid: int, timeout: float = 10.0) -> None:
         h.log(f"process {pid} still alive {timeout:.0f} s after its kill")
 
 
-def _cpu_by_pid() -> dict[int, float]:
-    """CPU seconds (user + system) so far of every process on the machine."""
-    import psutil
-
-    out: dict[int, float] = {}
-    for proc in psutil.process_iter():
-        try:
-            t = proc.cpu_times()
-        except psutil.Error:
-            continue
-        out[proc.pid] = t.user + t.system
-    return out
-
-
-def _restart_cpu(before: dict[int, float], after: dict[int, float]) -> dict[str, float]:
-    """What a restart cost in CPU, from the kill until its probes were answered: the processes
-    started meanwhile (the new channel process; a standby's replacement spare), and every
-    process that was there before (the supervisor, Ray's GCS and raylet, the fakes, ...)."""
-    new = sum(c for pid, c in after.items() if pid not in before)
-    rest = sum(c - before[pid] for pid, c in after.items() if pid in before)
+def _restart_cpu(
+    before: dict[int, tuple[str, float]], after: dict[int, tuple[str, float]]
+) -> dict[str, float]:
+    """What a restart cost in CPU between two ``cpu_snapshot``s, from the kill until its probes
+    were answered: the processes started meanwhile (the new channel process; a standby's
+    replacement spare), and every process that was there before (the supervisor, Ray's GCS and
+    raylet, the driver with the fakes, ...)."""
+    new = sum(c for pid, (_, c) in after.items() if pid not in before)
+    rest = sum(c - before[pid][1] for pid, (_, c) in after.items() if pid in before)
     return {"new_processes": round(new, 3), "the_others": round(rest, 3)}
 
 

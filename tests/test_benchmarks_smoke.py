@@ -187,8 +187,14 @@ def test_crash_since_kill_buckets_messages_by_their_blocks_own_kills() -> None:
 def test_recovery_counts_a_restarts_cpu_in_new_processes_and_the_others() -> None:
     from benchmarks.recovery import _restart_cpu
 
-    before = {1: 10.0, 2: 5.0, 3: 1.0}  # 3 is the victim: gone after
-    after = {1: 10.5, 2: 5.25, 7: 1.4, 8: 0.1}  # 7, 8 started meanwhile
+    before = {1: ("raylet", 10.0), 2: ("gcs_server", 5.0), 3: ("actor ProcessHost", 1.0)}
+    # 3 is the victim: gone after; 7 and 8 started meanwhile
+    after = {
+        1: ("raylet", 10.5),
+        2: ("gcs_server", 5.25),
+        7: ("actor ProcessHost", 1.4),
+        8: ("idle worker", 0.1),
+    }
     assert _restart_cpu(before, after) == {"new_processes": 1.5, "the_others": 0.75}
 
 
