@@ -127,3 +127,8 @@ def install(names: Iterable[str] = DEFERRED) -> bool:
 def is_deferred(name: str) -> bool:
     """True while ``name`` is imported but its code has not run."""
     return type(sys.modules.get(name)) is DeferredModule
+
+
+def still_deferred(names: Iterable[str] = DEFERRED) -> list[str]:
+    """Those of ``names`` imported but not yet run in this process, sorted."""
+    return sorted(m for m in names if is_deferred(m))

@@ -82,10 +82,10 @@ def test_ray_imported_under_the_boot_leaves_its_unused_libraries_unrun() -> None
         """
         import json, sys
         import ray
-        from moltbot.deferred_imports import DEFERRED, is_deferred
+        from moltbot.deferred_imports import still_deferred
         print(json.dumps({
             "boot_ran": "sitecustomize" in sys.modules,
-            "deferred": sorted(m for m in DEFERRED if is_deferred(m)),
+            "deferred": still_deferred(),
             "urllib3": "urllib3" in sys.modules,
         }))
         """,
@@ -101,8 +101,8 @@ def test_the_boot_leaves_processes_other_than_ray_workers_alone() -> None:
         """
         import json, sys
         import ray
-        from moltbot.deferred_imports import DEFERRED, is_deferred
-        print(json.dumps({"deferred": sorted(m for m in DEFERRED if is_deferred(m))}))
+        from moltbot.deferred_imports import still_deferred
+        print(json.dumps({"deferred": still_deferred()}))
         """,
         boot=True,
         script="agent.py",

@@ -22,9 +22,9 @@ pytestmark = pytest.mark.usefixtures("ray_cluster")
 @ray.remote(num_cpus=0, max_restarts=0)
 class _Probe:
     def deferred(self) -> list[str]:
-        from moltbot.deferred_imports import DEFERRED, is_deferred
+        from moltbot.deferred_imports import still_deferred
 
-        return sorted(m for m in DEFERRED if is_deferred(m))
+        return still_deferred()
 
     def child_deferred(self) -> list[str]:
         child = _Probe.remote()  # type: ignore[attr-defined]  # no runtime_env of its own

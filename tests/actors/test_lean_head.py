@@ -34,9 +34,9 @@ class _Probe:
         return os.getpriority(os.PRIO_PROCESS, 0)
 
     def deferred(self) -> list[str]:
-        from moltbot.deferred_imports import DEFERRED, is_deferred
+        from moltbot.deferred_imports import still_deferred
 
-        return sorted(m for m in DEFERRED if is_deferred(m))
+        return still_deferred()
 
 
 @pytest.fixture
