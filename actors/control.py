@@ -240,7 +240,7 @@ def tree_env(home: Path) -> dict[str, str]:
 
 
 def _runtime_env(cfg: Config) -> dict[str, Any]:
-    """None on the head ``up`` starts: its ``ray start`` environment (``worker_env``) already
+    """Nothing on the head ``up`` starts: its ``ray start`` environment (``worker_env``) already
     gives every worker ``actors/boot``, and an empty runtime_env spares each actor start Ray's
     ``setup_worker.py`` step. A cluster started otherwise (``cluster.address``) lacks it: there
     the root's runtime_env carries it, and every child inherits it."""

@@ -35,6 +35,6 @@ def boot_env() -> dict[str, str]:
     inherits: ``actors/boot`` first on ``PYTHONPATH``, so every actor process runs its
     ``sitecustomize`` at start and defers the libraries ``ray`` imports but the tree never
     uses (``moltbot.deferred_imports``: about 10 MB and 0.1 s per process)."""
-    rest = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
-    rest = [p for p in rest if p != str(BOOT_DIR)]  # once, however often it is given on
+    given = os.environ.get("PYTHONPATH", "").split(os.pathsep)
+    rest = [p for p in given if p and p != str(BOOT_DIR)]  # once, however often handed on
     return {"PYTHONPATH": os.pathsep.join([str(BOOT_DIR), *rest])}
