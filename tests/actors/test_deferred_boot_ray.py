@@ -38,6 +38,21 @@ class _Probe:
 
         return list(sys.argv)
 
+    def boot(self) -> dict[str, Any]:
+        import os
+        import threading
+
+        from moltbot import quiet_imports
+
+        me = threading.get_native_id()
+        return {
+            "quiet": quiet_imports.last,
+            "pid": os.getpid(),
+            "me": me,
+            "my_nice": os.getpriority(os.PRIO_PROCESS, me),
+            "main_nice": os.getpriority(os.PRIO_PROCESS, os.getpid()),
+        }
+
     def use_yaml(self) -> Any:
         import yaml
 
@@ -53,6 +68,26 @@ def test_an_actor_started_by_the_raylet_alone_defers_and_its_children_inherit_it
         assert "yaml" not in ray.get(probe.deferred.remote(), timeout=60)  # ran on use
     finally:
         ray.kill(probe)
+
+
+def test_a_workers_boot_imports_ray_on_a_lowest_priority_thread_and_serves_at_its_own() -> None:
+    """What every actor imports first (``ray``, the actor base) is imported at nice 19 (5
+    when every core is busy) on a thread that then ends; the process's main thread and the
+    one serving calls keep the worker's priority (0: ``RAY_worker_niceness``), so a restart's
+    boot yields the CPU to the siblings at work and the restarted actor does not serve at a
+    low priority."""
+    probe = _Probe.remote()  # type: ignore[attr-defined]
+    try:
+        got = ray.get(probe.boot.remote(), timeout=120)
+    finally:
+        ray.kill(probe)
+    quiet = got["quiet"]
+    assert quiet is not None, "the boot did not run"
+    assert "ray" in quiet.modules and "actors.base" in quiet.modules
+    assert quiet.nice in (19, 5)  # 5 only if every core was busy then (test_quiet_imports)
+    assert quiet.thread_id not in (got["pid"], got["me"])  # not the main thread, not this one
+    assert got["main_nice"] == 0
+    assert got["my_nice"] == 0
 
 
 def test_a_runtime_env_boot_defers_too_at_the_price_of_the_setup_worker() -> None:

@@ -8,7 +8,7 @@ import threading
 
 import pytest
 
-from actors.startup import STARTUP_NICE, preload
+from actors.startup import preload
 
 PROBE = "tests.actors.fixtures.import_probe"
 
@@ -17,10 +17,10 @@ async def test_heavy_imports_run_on_a_low_priority_thread_not_the_loops() -> Non
     sys.modules.pop(PROBE, None)
     me = threading.get_native_id()
     before = os.getpriority(os.PRIO_PROCESS, me)
-    await preload([PROBE, "json"])
+    await preload([PROBE, "json"], nice=5)
     probe = sys.modules[PROBE]
     assert probe.TID != me  # another thread did the import
-    assert probe.NICE == min(19, before + STARTUP_NICE)  # at a lower priority
+    assert probe.NICE == min(19, before + 5)  # at a lower priority
     assert os.getpriority(os.PRIO_PROCESS, me) == before  # the loop's thread kept its own
     await preload([PROBE])  # already imported: nothing to do
 

@@ -1,0 +1,150 @@
+"""Imports done on a short-lived thread at a low CPU priority, while the caller waits.
+
+A restarting actor's process imports seconds' worth of CPU (``ray`` itself, then its SDK). On a
+small machine that CPU is taken from the siblings answering messages at that very moment: the
+crash benchmark (issue 21) measured it, and in a diagnostic run where a restart's whole boot
+ran at the lowest priority their p99 stayed where it was without crashes. Linux keeps a nice value per thread and
+a new thread takes its creator's, and raising one's own needs no privilege, but lowering it
+back does. So the imports go to a fresh thread that raises its own value and then ends; the
+thread that asked keeps its priority, and so do the threads it starts later (Ray's event loop,
+its RPC threads). On an idle machine nothing is slower.
+
+Pure: no Ray here. Used at a worker's start (``actors/boot/sitecustomize.py``) and before a
+restarting child's setup (``actors.startup``).
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+import threading
+import time
+from collections.abc import Callable, Sequence
+from typing import NamedTuple
+
+BOOT_NICE = 19  # CPU weight 15 against 1024: any thread at 0 that wakes runs first
+BUSY_NICE = 5  # every core already busy: weight 335, a restart still ends in seconds
+_PROC_STAT = "/proc/stat"
+
+
+STARVED_SHARE = 0.5  # a quiet thread that got less of a core than this while it ran: no
+# core was free for it (with one free it gets nearly all of one, whatever its nice value)
+MEASURABLE_S = 0.02  # shorter runs say nothing about the machine
+
+
+class QuietRun(NamedTuple):
+    """What the last quiet thread of this process did: its Linux thread id, the nice value it
+    imported at, the modules it was given, and the CPU and wall time its imports took."""
+
+    thread_id: int
+    nice: int
+    modules: tuple[str, ...]
+    cpu_s: float
+    wall_s: float
+
+    def starved(self) -> bool | None:
+        """Whether it got less than ``STARVED_SHARE`` of a core (None: too short to tell)."""
+        if self.wall_s < MEASURABLE_S:
+            return None
+        return self.cpu_s < STARVED_SHARE * self.wall_s
+
+
+last: QuietRun | None = None  # this process's last quiet thread (shown to the tests)
+
+
+def _runnable(stat: str) -> int | None:
+    """The number of threads running or ready to run right now (``procs_running``)."""
+    try:
+        with open(stat, "rb") as f:
+            for line in f:
+                if line.startswith(b"procs_running "):
+                    return int(line.split()[1])
+    except (OSError, ValueError):
+        return None
+    return None
+
+
+def no_core_free(samples: int = 3, gap_s: float = 0.004, stat: str = _PROC_STAT) -> bool:
+    """Whether every core this process may use stays busy with another thread in ``samples``
+    reads ``gap_s`` apart (the caller counts as one of those running). Unknown counts as
+    free."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    seen: list[int] = []
+    for i in range(samples):
+        n = _runnable(stat)
+        if n is None:
+            return False
+        seen.append(n)
+        if i + 1 < samples:
+            time.sleep(gap_s)
+    return min(seen) > (cores or 1)
+
+
+def quiet_nice(previous: QuietRun | None = None) -> int:
+    """How far to lower a quiet thread: to the bottom (19) when a core is free for it, which
+    then runs it at once while any sibling that wakes takes the CPU first; by ``BUSY_NICE``
+    when other programs keep every core busy, where 19 would get 1.5% of a core and a restart
+    would take minutes (measured: 124-141 s with two busy loops on this 2-core machine).
+    The process's ``previous`` quiet run answers best (did it get a core?); without one, the
+    threads ready to run now do (:func:`no_core_free`)."""
+    starved = previous.starved() if previous is not None else None
+    if starved is None:
+        starved = no_core_free()
+    return BUSY_NICE if starved else BOOT_NICE
+
+
+def lower_thread_priority(by: int) -> bool:
+    """Raise the calling thread's nice value by ``by`` (at most to 19); False where it cannot
+    (not Linux, or refused): the work then runs at the priority it had."""
+    try:
+        tid = threading.get_native_id()
+        os.setpriority(os.PRIO_PROCESS, tid, min(19, os.getpriority(os.PRIO_PROCESS, tid) + by))
+    except (OSError, AttributeError):
+        return False
+    return True
+
+
+def on_quiet_thread(
+    modules: Sequence[str], nice: int | None, done: Callable[[BaseException | None], None]
+) -> None:
+    """Start a thread that lowers its priority by ``nice`` (None: :func:`quiet_nice`'s choice,
+    made on that thread), imports ``modules`` in order and calls ``done`` with the first import
+    error (or None); returns at once."""
+
+    def work() -> None:
+        global last
+        lower_thread_priority(quiet_nice(last) if nice is None else nice)
+        tid = threading.get_native_id()
+        at, cpu_at = time.monotonic(), time.thread_time()
+        error: BaseException | None = None
+        try:
+            for name in modules:
+                importlib.import_module(name)
+        except BaseException as exc:  # handed to the caller
+            error = exc
+        cpu, wall = time.thread_time() - cpu_at, time.monotonic() - at
+        last = QuietRun(tid, os.getpriority(os.PRIO_PROCESS, tid), tuple(modules), cpu, wall)
+        done(error)
+
+    threading.Thread(target=work, name="moltbot-import", daemon=True).start()
+
+
+def import_quietly(modules: Sequence[str], nice: int | None = None) -> BaseException | None:
+    """Import ``modules`` (those not imported yet) on a low-priority thread (by ``nice``, or
+    :func:`quiet_nice`'s choice) and wait for it.
+    Returns the import error instead of raising: at a process's start a failed import here
+    must not stop it (its own import of the module raises the same error where it belongs)."""
+    missing = [m for m in modules if m not in sys.modules]
+    if not missing:
+        return None
+    result: list[BaseException | None] = []
+    finished = threading.Event()
+
+    def done(error: BaseException | None) -> None:
+        result.append(error)
+        finished.set()
+
+    on_quiet_thread(missing, nice, done)
+    finished.wait()
+    return result[0]
