@@ -2,12 +2,12 @@
 
 A restarting actor's process imports seconds' worth of CPU (``ray`` itself, then its SDK). On a
 small machine that CPU is taken from the siblings answering messages at that very moment: the
-crash benchmark (issue 21) measured it, and in a diagnostic run where a restart's whole boot
-ran at the lowest priority their p99 stayed where it was without crashes. Linux keeps a nice
-value per thread and a new thread takes its creator's, and raising one's own needs no
-privilege, but lowering it back does. So the imports go to a fresh thread that raises its own value and then ends; the
-thread that asked keeps its priority, and so do the threads it starts later (Ray's event loop,
-its RPC threads). On an idle machine nothing is slower.
+crash benchmark (issue 21) measured it, and in a diagnostic run where a restart's whole boot ran
+at the lowest priority their p99 stayed where it was without crashes. Linux keeps a nice value
+per thread and a new thread takes its creator's, and raising one's own needs no privilege, but
+lowering it back does. So the imports go to a fresh thread that raises its own value and then
+ends; the thread that asked keeps its priority, and so do the threads it starts later (Ray's
+event loop, its RPC threads). On an idle machine nothing is slower.
 
 Pure: no Ray here. Used at a worker's start (``actors/boot/sitecustomize.py``) and before a
 restarting child's setup (``actors.startup``).
