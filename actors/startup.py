@@ -8,7 +8,7 @@ child does its heavy imports at a lower priority: on a short-lived thread at nic
 privilege), as its process's boot already did with ``ray`` (``actors/boot``). The event loop
 thread keeps its priority, and on an idle machine nothing is slower. The crash benchmark chose
 19 over the +5 this used to be: the siblings' p99 during a crash storm was within 1.2x of calm
-in 3 of 4 runs, against 1 of 11 before (README, Performance). When other programs keep every
+in 4 of 5 runs, against 1 of 11 before (README, Performance). When other programs keep every
 core busy, the thread takes +5 instead (``quiet_nice``): at 19 a restart there took over two
 minutes.
 """

@@ -26,8 +26,6 @@ from typing import NamedTuple
 BOOT_NICE = 19  # CPU weight 15 against 1024: any thread at 0 that wakes runs first
 BUSY_NICE = 5  # every core already busy: weight 335, a restart still ends in seconds
 _PROC_STAT = "/proc/stat"
-
-
 STARVED_SHARE = 0.5  # a quiet thread that got less of a core than this while it ran: no
 # core was free for it (with one free it gets nearly all of one, whatever its nice value)
 MEASURABLE_S = 0.02  # shorter runs say nothing about the machine
@@ -114,18 +112,23 @@ def on_quiet_thread(
 
     def work() -> None:
         global last
-        lower_thread_priority(quiet_nice(last) if nice is None else nice)
-        tid = threading.get_native_id()
-        at, cpu_at = time.monotonic(), time.thread_time()
         error: BaseException | None = None
-        try:
-            for name in modules:
-                importlib.import_module(name)
-        except BaseException as exc:  # handed to the caller
-            error = exc
-        cpu, wall = time.thread_time() - cpu_at, time.monotonic() - at
-        last = QuietRun(tid, os.getpriority(os.PRIO_PROCESS, tid), tuple(modules), cpu, wall)
-        done(error)
+        try:  # ``done`` is called whatever happens here: the caller is waiting for it
+            lower_thread_priority(quiet_nice(last) if nice is None else nice)
+            tid = threading.get_native_id()
+            at, cpu_at = time.monotonic(), time.thread_time()
+            try:
+                for name in modules:
+                    importlib.import_module(name)
+            except BaseException as exc:  # handed to the caller
+                error = exc
+            cpu, wall = time.thread_time() - cpu_at, time.monotonic() - at
+            nice_now = os.getpriority(os.PRIO_PROCESS, tid)
+            last = QuietRun(tid, nice_now, tuple(modules), cpu, wall)
+        except BaseException as exc:  # the bookkeeping itself failed (not Linux)
+            error = error or exc
+        finally:
+            done(error)
 
     threading.Thread(target=work, name="moltbot-import", daemon=True).start()
 
