@@ -17,20 +17,23 @@ from __future__ import annotations
 
 import asyncio
 import sys
-from collections.abc import Sequence
 
-from moltbot.quiet_imports import BOOT_NICE, on_quiet_thread
+from moltbot.quiet_imports import BOOT_NICE, Modules, on_quiet_thread
 
 STANDBY_NICE = BOOT_NICE  # a standby's imports: nobody waits for them
 
 
-async def preload(modules: Sequence[str], nice: int | None = None) -> None:
+async def preload(modules: Modules, nice: int | None = None) -> None:
     """Import ``modules`` (those not imported yet) on a fresh low-priority thread (by ``nice``,
     or ``quiet_nice``'s choice: 19 when a core is free); an import error is raised here, as the
-    import itself would have raised it."""
-    missing = [m for m in modules if m not in sys.modules]
-    if not missing:
-        return
+    import itself would have raised it. ``modules`` may be a function naming them, called on
+    that thread (``quiet_imports.on_quiet_thread``)."""
+    if callable(modules):
+        missing: Modules = modules
+    else:
+        missing = [m for m in modules if m not in sys.modules]
+        if not missing:
+            return
     loop = asyncio.get_running_loop()
     done: asyncio.Future[None] = loop.create_future()
 

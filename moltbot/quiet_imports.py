@@ -103,12 +103,17 @@ def lower_thread_priority(by: int) -> bool:
     return True
 
 
+Modules = Sequence[str] | Callable[[], Sequence[str]]
+
+
 def on_quiet_thread(
-    modules: Sequence[str], nice: int | None, done: Callable[[BaseException | None], None]
+    modules: Modules, nice: int | None, done: Callable[[BaseException | None], None]
 ) -> None:
     """Start a thread that lowers its priority by ``nice`` (None: :func:`quiet_nice`'s choice,
     made on that thread), imports ``modules`` in order and calls ``done`` with the first import
-    error (or None); returns at once."""
+    error (or None); returns at once. ``modules`` may be a function that names them: it is
+    called on that thread, so what it imports to find out is imported at the low priority too
+    (a host asks its children's classes, which it imports, for their modules)."""
 
     def work() -> None:
         global last
@@ -117,14 +122,16 @@ def on_quiet_thread(
             lower_thread_priority(quiet_nice(last) if nice is None else nice)
             tid = threading.get_native_id()
             at, cpu_at = time.monotonic(), time.thread_time()
+            names: Sequence[str] = ()
             try:
-                for name in modules:
+                names = modules() if callable(modules) else modules
+                for name in names:
                     importlib.import_module(name)
             except BaseException as exc:  # handed to the caller
                 error = exc
             cpu, wall = time.thread_time() - cpu_at, time.monotonic() - at
             nice_now = os.getpriority(os.PRIO_PROCESS, tid)
-            last = QuietRun(tid, nice_now, tuple(modules), cpu, wall)
+            last = QuietRun(tid, nice_now, tuple(names), cpu, wall)
         except BaseException as exc:  # the bookkeeping itself failed (not Linux)
             error = error or exc
         finally:

@@ -28,3 +28,31 @@ async def test_heavy_imports_run_on_a_low_priority_thread_not_the_loops() -> Non
 async def test_an_import_error_reaches_the_caller() -> None:
     with pytest.raises(ImportError, match="on purpose"):
         await preload(["tests.actors.fixtures.broken_import"])
+
+
+async def test_the_modules_may_be_named_by_a_function_called_on_the_quiet_thread() -> None:
+    """A host names its children's modules by importing their classes: that import runs at
+    the low priority too, not on the caller's thread."""
+    sys.modules.pop(PROBE, None)
+    me = threading.get_native_id()
+    before = os.getpriority(os.PRIO_PROCESS, me)
+    asked: list[tuple[int, int]] = []
+
+    def name_them() -> list[str]:
+        tid = threading.get_native_id()
+        asked.append((tid, os.getpriority(os.PRIO_PROCESS, tid)))
+        return [PROBE]
+
+    await preload(name_them, nice=5)
+    (tid, nice), probe = asked[0], sys.modules[PROBE]
+    assert tid != me and nice == min(19, before + 5)
+    assert (probe.TID, probe.NICE) == (tid, nice)  # imported there, right after
+    assert os.getpriority(os.PRIO_PROCESS, me) == before
+
+
+async def test_a_function_that_cannot_name_the_modules_raises_in_the_caller() -> None:
+    def unknown_kind() -> list[str]:
+        raise ValueError("unknown actor kind 'nope'")
+
+    with pytest.raises(ValueError, match="unknown actor kind"):
+        await preload(unknown_kind, nice=5)

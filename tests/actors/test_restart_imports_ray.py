@@ -1,0 +1,71 @@
+"""A restarted child names and imports its heavy modules on a low-priority thread, never on
+the event loop thread that serves its calls (actors/base.py, actors/startup.py). A channel
+host names them by importing its children's classes (0.2 s of CPU on this machine): that
+too must not run at the loop's priority while the siblings are answering messages."""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+from typing import Any
+
+import pytest
+import ray
+
+from actors.base import CHILD_OPTIONS, ChildBase
+
+pytestmark = [pytest.mark.usefixtures("ray_cluster"), pytest.mark.timeout(180)]
+
+PROBE = "tests.actors.fixtures.import_probe"
+
+
+def _thread() -> tuple[int, int]:
+    tid = threading.get_native_id()
+    return tid, os.getpriority(os.PRIO_PROCESS, tid)
+
+
+class _Child(ChildBase):
+    asked: tuple[int, int] | None = None
+
+    def preload_modules(self) -> list[str]:
+        self.asked = _thread()
+        return [PROBE]
+
+    async def where(self) -> dict[str, Any]:
+        probe = sys.modules.get(PROBE)
+        return {
+            "asked": self.asked,
+            "serving": _thread(),
+            "probe": None if probe is None else (probe.TID, probe.NICE),
+        }
+
+
+Child = ray.remote(num_cpus=0, max_restarts=0, **CHILD_OPTIONS)(_Child)
+
+
+def _started(incarnation: int) -> dict[str, Any]:
+    actor = Child.remote(path="test/restart-imports", incarnation=incarnation)
+    try:
+        actor.run.remote()
+        ray.get(actor.ready.remote(), timeout=120)
+        return dict(ray.get(actor.where.remote(), timeout=60))
+    finally:
+        ray.kill(actor)
+
+
+def test_a_restart_names_and_imports_its_modules_off_the_serving_thread() -> None:
+    got = _started(incarnation=2)
+    serving_tid, serving_nice = got["serving"]
+    assert got["asked"] is not None, "a restart did not preload"
+    asked_tid, asked_nice = got["asked"]
+    assert asked_tid != serving_tid
+    assert asked_nice in (19, 5)  # 5 only if every core was busy (test_quiet_imports)
+    assert serving_nice == 0
+    assert got["probe"] == (asked_tid, asked_nice)  # the import ran on that thread
+
+
+def test_a_first_start_imports_in_setup_at_full_priority() -> None:
+    got = _started(incarnation=1)
+    assert got["asked"] is None  # no preload: the tree's own start is not held back
+    assert got["probe"] is None  # nothing imported it on the child's behalf
