@@ -84,6 +84,9 @@ def test_a_workers_boot_imports_ray_on_a_lowest_priority_thread_and_serves_at_it
     quiet = got["quiet"]
     assert quiet is not None, "the boot did not run"
     assert "ray" in quiet.modules and "actors.base" in quiet.modules
+    # and what Ray's serialization context imports at the first call (pydantic): not on the
+    # serving thread, at its priority
+    assert "ray._common.pydantic_compat" in quiet.modules
     assert quiet.nice in (19, 5)  # 5 only if every core was busy then (test_quiet_imports)
     assert quiet.thread_id not in (got["pid"], got["me"])  # not the main thread, not this one
     assert got["main_nice"] == 0
