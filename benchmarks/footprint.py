@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 from collections import Counter
 from collections.abc import Callable
 
@@ -84,6 +85,24 @@ def cpu_snapshot() -> dict[int, tuple[str, float]]:
             kind = "driver + fakes" if p.pid == me.pid else _kind(p)
             out[p.pid] = (kind, t.user + t.system)
     return out
+
+
+def cpu_at_nice_0(pid: int) -> float:
+    """CPU seconds so far of the live threads of ``pid`` at nice 0 or below: a restart's work
+    at the priority of the siblings answering messages (a thread that has ended, as the quiet
+    import threads of ``moltbot.quiet_imports`` do, counts only in the process's total). 0.0
+    where it cannot be read."""
+    total = 0.0
+    tick = os.sysconf("SC_CLK_TCK")
+    with contextlib.suppress(OSError):
+        for tid in os.listdir(f"/proc/{pid}/task"):
+            with contextlib.suppress(OSError, ValueError, IndexError):
+                with open(f"/proc/{pid}/task/{tid}/stat") as f:
+                    raw = f.read()
+                fields = raw[raw.rindex(")") + 2 :].split()  # after the name, which may hold spaces
+                if int(fields[16]) <= 0:  # nice
+                    total += (int(fields[11]) + int(fields[12])) / tick  # utime + stime
+    return total
 
 
 def cpu_per_message(

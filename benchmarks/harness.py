@@ -34,7 +34,7 @@ from benchmarks.common import (
     SECRET_ENV,
     log,
 )
-from benchmarks.footprint import cpu_per_message, cpu_snapshot, mb, tree_uss, uss
+from benchmarks.footprint import cpu_at_nice_0, cpu_per_message, cpu_snapshot, mb, tree_uss, uss
 from benchmarks.platforms import Conv, Platforms, bench_config, convs
 from benchmarks.stats import (
     _r,
@@ -66,6 +66,7 @@ __all__ = [  # what the benchmarks use as h.NAME
     "_r",
     "bench_config",
     "convs",
+    "cpu_at_nice_0",
     "cpu_per_message",
     "cpu_snapshot",
     "lat_summary",
