@@ -57,6 +57,9 @@ from moltbot.security.vault import lazy_get
 log = logging.getLogger("moltbot.channel")
 
 CHANNEL_TYPES = CHANNEL_KINDS
+FIRST_REQUEST = {  # imported by the platform client's first request (httpx: its transport)
+    "signal": ("httpcore", "h11", "anyio._backends._asyncio"),
+}
 SETUP_DEADLINE_S = 20.0  # below the supervisor's ready timeout, so the cause is the one shown
 CONNECT_TIMEOUT_S = 15.0
 METRICS_EVERY_S = 5.0
@@ -98,7 +101,8 @@ class ChannelCore(ChildBase):
         if channel not in CHANNEL_TYPES:
             return ()
         warm = ("moltbot.channels.telegram_warm",) if channel == "telegram" else ()
-        return (f"moltbot.channels.{channel}", *warm)  # its models too, at low priority
+        # its models too, and what its HTTP client imports at its first request
+        return (f"moltbot.channels.{channel}", *warm, *FIRST_REQUEST.get(channel, ()))
 
     async def setup(self) -> None:
         if self.channel not in CHANNEL_TYPES:

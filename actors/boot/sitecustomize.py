@@ -24,6 +24,7 @@ BOOT_MODULES = (  # what default_worker.py imports, then the base of every actor
     # value, on its event loop thread: every actor gets there (0.1 s of CPU here)
     "ray._common.pydantic_compat",
     "ray._private.arrow_serialization",
+    "pydantic.v1.fields",  # last: it may be missing (Ray then skips it, and so does this)
 )
 
 try:
