@@ -86,7 +86,7 @@ class RateLimitConfig(_Section, frozen=True, kw_only=True, forbid_unknown_fields
 
 
 class WebSessionConfig(_Section, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    idle_minutes: PosInt = 30
+    idle_minutes: PosFloat = 30  # a fraction is fine: 0.5 is 30 s
     absolute_hours: PosInt = 24
 
 

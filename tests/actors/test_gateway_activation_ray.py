@@ -4,7 +4,7 @@ The tree: store, gateway (on demand, transient, ``listen``, idle after 2 s, as `
 makes it from ``gateway.idle_stop_s``). At boot the root holds the port and no gateway
 process runs; the first connection (the page) starts it and is answered; a logged-in
 WebSocket holds it awake past ``idle_stop_s``, and so does the web session its login was
-given until it expires (``web_session.idle_minutes``: 1 here); then it ends normally (no
+given until it expires (``web_session.idle_minutes``: 0.5 here); then it ends normally (no
 restart) and the port still answers, starting a new gateway; a crash restarts it on the same
 port.
 """
@@ -43,7 +43,7 @@ from tests.actors.helpers import (
 )
 
 IDLE_S = 2.0
-SESSION_S = 60.0  # web_session.idle_minutes: 1
+SESSION_S = 30.0  # web_session.idle_minutes: 0.5
 
 
 class Live(msgspec.Struct):
@@ -61,7 +61,7 @@ def live(ray_cluster: None, tmp_path_factory: pytest.TempPathFactory) -> Iterato
         assert cli(["init"]) == 0
     token = Vault.open(home).get("gateway_token")
     port = free_port()
-    gateway = {"port": port, "idle_stop_s": IDLE_S, "web_session": {"idle_minutes": 1}}
+    gateway = {"port": port, "idle_stop_s": IDLE_S, "web_session": {"idle_minutes": 0.5}}
     cfg = load_config_text(json.dumps({"gateway": gateway}))
     made = {c.id: c for c in build_tree(cfg)}["gateway"]
     assert made.on_demand and made.restart == Restart.TRANSIENT and made.args["listen"] is True

@@ -135,3 +135,10 @@ def test_constraints_catch_mistakes(text, path):
 def test_telegram_account_requires_a_token_ref():
     with pytest.raises(TypeError):
         TelegramAccount(account="main")  # type: ignore[call-arg]
+
+
+def test_a_web_session_may_last_a_fraction_of_a_minute_but_not_none():
+    text = '{"gateway": {"web_session": {"idle_minutes": 0.5}}}'
+    assert load_config_text(text).gateway.web_session.idle_minutes == 0.5
+    with pytest.raises(ConfigError, match="idle_minutes"):
+        load_config_text('{"gateway": {"web_session": {"idle_minutes": 0}}}')
