@@ -107,12 +107,17 @@ class _Finder(importlib.abc.MetaPathFinder):
 RAY_WORKER_SCRIPT = "default_worker.py"  # what every Ray worker process runs
 
 
+def switched_on(environ: Mapping[str, str]) -> bool:
+    """Whether ``environ`` allows deferring (``MOLTBOT_DEFER_IMPORTS`` is not "0")."""
+    return environ.get(SWITCH_ENV, "1") != "0"
+
+
 def wanted(environ: Mapping[str, str], argv: Sequence[str]) -> bool:
     """Whether to defer in the process started with ``argv``: a Ray worker's (the tree's
     actors; not Ray's own agents and dashboard, nor ``ray start``, which run with the same
-    ``PYTHONPATH``), unless ``environ`` turns it off (``MOLTBOT_DEFER_IMPORTS`` is "0")."""
+    ``PYTHONPATH``), unless ``environ`` turns it off (:func:`switched_on`)."""
     script = argv[0] if argv else ""
-    return script.endswith("/" + RAY_WORKER_SCRIPT) and environ.get(SWITCH_ENV, "1") != "0"
+    return script.endswith("/" + RAY_WORKER_SCRIPT) and switched_on(environ)
 
 
 def install(names: Iterable[str] = DEFERRED) -> bool:

@@ -14,7 +14,7 @@ import sys
 from collections.abc import Sequence
 
 from moltbot import __version__, paths
-from moltbot.deferred_imports import SWITCH_ENV, install
+from moltbot.deferred_imports import install, switched_on
 from moltbot.errors import MoltbotError
 from moltbot.security import cluster_tls
 
@@ -71,7 +71,7 @@ def console() -> int:
     tree's actors): 0.2-0.3 s less of each command that talks to the tree (``down``,
     ``status``). Not in :func:`main`, which tests call inside their own process.
     ``MOLTBOT_DEFER_IMPORTS=0`` turns it off."""
-    if os.environ.get(SWITCH_ENV, "1") != "0":
+    if switched_on(os.environ):
         install()
     return main()
 
