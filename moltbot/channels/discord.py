@@ -274,12 +274,22 @@ class DiscordAdapter:
 
     async def _catch_up(self, sink: InboundSink) -> None:
         """Every known channel's messages after its cursor (and every overflowed channel's
-        from its first dropped message), oldest first, through the sink."""
+        from its first dropped message, or from its first message still queued: a READY mark
+        can be read before them), oldest first, through the sink."""
         gaps, self._gaps, self._overflow = self._gaps, {}, False
-        starts = dict(gaps)
+        starts = {channel: self._queued_before(channel, gap) for channel, gap in gaps.items()}
         starts.update(self._book.channels)
         for channel, start in starts.items():
             await self._catch_up_channel(channel, start, sink)
+
+    def _queued_before(self, channel: str, gap: Cursor) -> Cursor:
+        """The gap's start, moved back to just before the channel's first queued message."""
+        queued = [
+            int(d["id"]) for d in self._inbox if d is not None and str(d["channel_id"]) == channel
+        ]
+        if not queued or min(queued) > gap.last:
+            return gap
+        return Cursor(min(queued) - 1, gap.guild)
 
     async def _catch_up_channel(self, channel: str, start: Cursor, sink: InboundSink) -> None:
         after, fetched, backoff = start.last, 0, self._retrier.receiving()

@@ -231,6 +231,37 @@ async def test_slow_sink_overflow_reads_the_rest_from_history(fake: FakeDiscord)
     assert fake.calls["history"] >= 1
 
 
+class SlowStart(MemoryCursors):
+    """The cursors load only when released: the gateway's READY and messages queue first."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.release = asyncio.Event()
+
+    async def get(self, key: str) -> bytes | None:
+        await self.release.wait()
+        return await super().get(key)
+
+
+async def test_overflow_behind_a_queued_ready_loses_nothing(fake: FakeDiscord) -> None:
+    """READY and a new channel's first message are queued and its second one overflows before
+    the receiver starts: the READY's catch-up reads that channel from the queued message on,
+    so the first message is neither skipped nor passed by the ones after it."""
+    cursors = SlowStart()
+    sink = Collector()
+    async with running(make(fake, cursors, queue_size=2), sink):
+        await connected(fake)
+        for i in range(6):
+            fake.inject_message(channel_id=DM, author_id=ALICE, content=f"m{i}")
+        await asyncio.sleep(0.5)  # the client reads them; the receiver still waits
+        cursors.release.set()
+        await sink.wait(6)
+        await asyncio.sleep(0.3)
+    assert [m.text for m in sink.messages] == [f"m{i}" for i in range(6)]
+    assert fake.calls["history"] >= 1
+    assert cursor_of(cursors, DM) == int(fake.history[DM][-1]["id"])
+
+
 async def test_catch_up_is_bounded(fake: FakeDiscord) -> None:
     cursors = MemoryCursors()
     sink = Collector()
