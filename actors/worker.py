@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from pathlib import Path
 from typing import Any
 
 import ray
@@ -24,6 +25,8 @@ class Worker(ChildBase):
         setup_s: float = 0.0,
         fail_from: int = 0,
         dormant_first: bool = False,
+        meet: str = "",
+        meet_count: int = 0,
         **kw: Any,
     ) -> None:
         super().__init__(path=path, **kw)
@@ -31,6 +34,9 @@ class Worker(ChildBase):
         self.setup_s = setup_s
         self.fail_from = fail_from  # > 0: setup raises from this incarnation on
         self.setup_span = (0.0, 0.0)
+        # a folder: setup marks its start there and ends once ``meet_count`` siblings have
+        # (or ``setup_s`` has passed): overlapping setups that do not hang on timing
+        self.meet, self.meet_count = meet, meet_count
         self.calls = 0
         # True: its first incarnation refuses its first ``echo`` as one ending idle does
         # (``Dormant``, nothing ran) and ends normally (the wake path of ``routing.call``)
@@ -41,8 +47,17 @@ class Worker(ChildBase):
         began = time.time()
         if self.fail_from and self.incarnation >= self.fail_from:
             raise RuntimeError("setup fails on purpose")
-        await asyncio.sleep(self.setup_s)
+        if self.meet:
+            await self._meet(began + self.setup_s)
+        else:
+            await asyncio.sleep(self.setup_s)
         self.setup_span = (began, time.time())
+
+    async def _meet(self, until: float) -> None:
+        folder = Path(self.meet)
+        (folder / f"{self.path.replace('/', '_')}.{self.incarnation}").touch()
+        while time.time() < until and len(list(folder.iterdir())) < self.meet_count:
+            await asyncio.sleep(0.02)
 
     async def main(self) -> None:
         if self.exit_after is None:

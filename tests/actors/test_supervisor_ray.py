@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from pathlib import Path
 
 import msgspec
 import pytest
@@ -194,11 +195,18 @@ def test_child_that_fails_in_setup_fails_the_start() -> None:
 
 
 @pytest.mark.parametrize("concurrent", [False, True])
-def test_pool_supervisor_starts_its_children_together_others_in_order(concurrent: bool) -> None:
+def test_pool_supervisor_starts_its_children_together_others_in_order(
+    concurrent: bool, tmp_path: Path
+) -> None:
+    """Each setup waits for all three to have begun, for at most 1 s (in order) or 20 s
+    (together: a loaded machine may take over a second to start a sibling's process)."""
     base = flags()
     pool = SupervisorFlags(**{**msgspec.structs.asdict(base), "concurrent_start": concurrent})
     ids = ("a", "b", "c")
-    root, ns = start_root(pool, workers(*ids, setup_s=1.0))
+    wait = 20.0 if concurrent else 1.0
+    root, ns = start_root(
+        pool, workers(*ids, setup_s=wait, meet=str(tmp_path), meet_count=len(ids))
+    )
     try:
         spans = [ray.get(child(ns, i).ready.remote(), timeout=30)["setup_span"] for i in ids]
         began, ended = [s[0] for s in spans], [s[1] for s in spans]
