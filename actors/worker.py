@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import time
-from pathlib import Path
 from typing import Any
 
 import ray
@@ -48,15 +48,24 @@ class Worker(ChildBase):
         if self.fail_from and self.incarnation >= self.fail_from:
             raise RuntimeError("setup fails on purpose")
         if self.meet:
-            await self._meet(began + self.setup_s)
+            await self._meet(self.setup_s)
         else:
             await asyncio.sleep(self.setup_s)
         self.setup_span = (began, time.time())
 
-    async def _meet(self, until: float) -> None:
-        folder = Path(self.meet)
-        (folder / f"{self.path.replace('/', '_')}.{self.incarnation}").touch()
-        while time.time() < until and len(list(folder.iterdir())) < self.meet_count:
+    def _met(self) -> bool:
+        return len(os.listdir(self.meet)) >= self.meet_count
+
+    def _mark(self) -> None:
+        name = f"{self.path.replace('/', '_')}.{self.incarnation}"
+        with open(os.path.join(self.meet, name), "w"):
+            pass
+
+    async def _meet(self, seconds: float) -> None:
+        self._mark()
+        for _ in range(max(1, int(seconds / 0.02))):  # polled: the siblings are processes
+            if self._met():
+                return
             await asyncio.sleep(0.02)
 
     async def main(self) -> None:
