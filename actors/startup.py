@@ -16,9 +16,8 @@ minutes.
 from __future__ import annotations
 
 import asyncio
-import sys
 
-from moltbot.quiet_imports import BOOT_NICE, Modules, on_quiet_thread
+from moltbot.quiet_imports import BOOT_NICE, Modules, not_imported, on_quiet_thread
 
 STANDBY_NICE = BOOT_NICE  # a standby's imports: nobody waits for them
 
@@ -28,12 +27,9 @@ async def preload(modules: Modules, nice: int | None = None) -> None:
     or ``quiet_nice``'s choice: 19 when a core is free); an import error is raised here, as the
     import itself would have raised it. ``modules`` may be a function naming them, called on
     that thread (``quiet_imports.on_quiet_thread``)."""
-    if callable(modules):
-        missing: Modules = modules
-    else:
-        missing = [m for m in modules if m not in sys.modules]
-        if not missing:
-            return
+    missing = modules if callable(modules) else not_imported(modules)
+    if not missing:
+        return
     loop = asyncio.get_running_loop()
     done: asyncio.Future[None] = loop.create_future()
 

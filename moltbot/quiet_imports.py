@@ -106,14 +106,20 @@ def lower_thread_priority(by: int) -> bool:
 Modules = Sequence[str] | Callable[[], Sequence[str]]
 
 
+def not_imported(names: Sequence[str]) -> list[str]:
+    """Those of ``names`` this process has not imported yet, in order."""
+    return [name for name in names if name not in sys.modules]
+
+
 def on_quiet_thread(
     modules: Modules, nice: int | None, done: Callable[[BaseException | None], None]
 ) -> None:
     """Start a thread that lowers its priority by ``nice`` (None: :func:`quiet_nice`'s choice,
-    made on that thread), imports ``modules`` in order and calls ``done`` with the first import
-    error (or None); returns at once. ``modules`` may be a function that names them: it is
-    called on that thread, so what it imports to find out is imported at the low priority too
-    (a host asks its children's classes, which it imports, for their modules)."""
+    made on that thread), imports those of ``modules`` not imported yet, in order, and calls
+    ``done`` with the first import error (or None); returns at once. ``modules`` may be a
+    function that names them: it is called on that thread, so what it imports to find out is
+    imported at the low priority too (a host asks its children's classes, which it imports,
+    for their modules). A run that imported nothing leaves ``last`` as it was."""
 
     def work() -> None:
         global last
@@ -124,14 +130,15 @@ def on_quiet_thread(
             at, cpu_at = time.monotonic(), time.thread_time()
             names: Sequence[str] = ()
             try:
-                names = modules() if callable(modules) else modules
+                names = not_imported(modules() if callable(modules) else modules)
                 for name in names:
                     importlib.import_module(name)
             except BaseException as exc:  # handed to the caller
                 error = exc
             cpu, wall = time.thread_time() - cpu_at, time.monotonic() - at
             nice_now = os.getpriority(os.PRIO_PROCESS, tid)
-            last = QuietRun(tid, nice_now, tuple(names), cpu, wall)
+            if names:  # a run that imported nothing says nothing of the machine: keep the last
+                last = QuietRun(tid, nice_now, tuple(names), cpu, wall)
         except BaseException as exc:  # the bookkeeping itself failed (not Linux)
             error = error or exc
         finally:
@@ -145,7 +152,7 @@ def import_quietly(modules: Sequence[str], nice: int | None = None) -> BaseExcep
     :func:`quiet_nice`'s choice) and wait for it.
     Returns the import error instead of raising: at a process's start a failed import here
     must not stop it (its own import of the module raises the same error where it belongs)."""
-    missing = [m for m in modules if m not in sys.modules]
+    missing = not_imported(modules)
     if not missing:
         return None
     result: list[BaseException | None] = []

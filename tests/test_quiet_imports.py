@@ -17,6 +17,7 @@ from moltbot.quiet_imports import (
     import_quietly,
     lower_thread_priority,
     no_core_free,
+    not_imported,
     quiet_nice,
 )
 
@@ -48,6 +49,27 @@ def test_nothing_to_import_starts_no_thread() -> None:
     quiet_imports.last = None
     assert import_quietly(["json"]) is None
     assert quiet_imports.last is None
+
+
+def test_a_run_that_imports_nothing_keeps_the_last_run() -> None:
+    """A function naming only imported modules still runs on a thread (it is asked there),
+    but that run says nothing of the machine: the last real one stays for quiet_nice."""
+    import json  # noqa: F401
+
+    kept = QuietRun(thread_id=1, nice=BUSY_NICE, modules=("x",), cpu_s=0.01, wall_s=0.5)
+    quiet_imports.last = kept
+    finished = threading.Event()
+    asked: list[int] = []
+
+    def names() -> list[str]:
+        asked.append(threading.get_native_id())
+        return ["json", "sys"]
+
+    quiet_imports.on_quiet_thread(names, BOOT_NICE, lambda _e: finished.set())
+    assert finished.wait(10)
+    assert asked and asked[0] != threading.get_native_id()
+    assert quiet_imports.last is kept
+    assert not_imported(["json", PROBE + "_absent", "sys"]) == [PROBE + "_absent"]
 
 
 def test_an_import_error_is_returned_not_raised_and_the_rest_is_not_lost() -> None:
