@@ -211,6 +211,11 @@ class DiscordAdapter:
         """A cursor just before the first message of every channel that has none yet (this
         batch and what waits behind it): if the sink refuses it, or we stop before it is
         sunk, the next catch-up starts there instead of never knowing the channel."""
+        if self._new_channel_cursors(batch):
+            await self._book.save()
+
+    def _new_channel_cursors(self, batch: list[dict[str, Any]]) -> bool:
+        """:meth:`_mark_new_channels` in the book only (no await): whether it must be saved."""
         fresh: dict[str, Cursor] = {}
         for data in [*batch, *(d for d in self._inbox if d is not None)]:
             channel = str(data["channel_id"])
@@ -219,8 +224,7 @@ class DiscordAdapter:
             before = int(data["id"]) - 1
             if channel not in fresh or before < fresh[channel].last:
                 fresh[channel] = Cursor(before, str(data.get("guild_id") or ""))
-        if fresh and self._book.advanced(fresh):
-            await self._book.save()
+        return bool(fresh) and self._book.advanced(fresh)
 
     def _push(self, item: dict[str, Any] | None) -> bool:
         if self._overflow or len(self._inbox) >= self._queue_size:
@@ -274,22 +278,17 @@ class DiscordAdapter:
 
     async def _catch_up(self, sink: InboundSink) -> None:
         """Every known channel's messages after its cursor (and every overflowed channel's
-        from its first dropped message, or from its first message still queued: a READY mark
-        can be read before them), oldest first, through the sink."""
+        from its first dropped message), oldest first, through the sink. A READY mark can be
+        read before messages still queued: a new channel among them gets its cursor first, just
+        before its first queued message, so the catch-up starts there and not past it."""
+        marked = self._new_channel_cursors([])  # with the gaps taken, before any await
         gaps, self._gaps, self._overflow = self._gaps, {}, False
-        starts = {channel: self._queued_before(channel, gap) for channel, gap in gaps.items()}
+        if marked:
+            await self._book.save()
+        starts = dict(gaps)
         starts.update(self._book.channels)
         for channel, start in starts.items():
             await self._catch_up_channel(channel, start, sink)
-
-    def _queued_before(self, channel: str, gap: Cursor) -> Cursor:
-        """The gap's start, moved back to just before the channel's first queued message."""
-        queued = [
-            int(d["id"]) for d in self._inbox if d is not None and str(d["channel_id"]) == channel
-        ]
-        if not queued or min(queued) > gap.last:
-            return gap
-        return Cursor(min(queued) - 1, gap.guild)
 
     async def _catch_up_channel(self, channel: str, start: Cursor, sink: InboundSink) -> None:
         after, fetched, backoff = start.last, 0, self._retrier.receiving()
