@@ -57,7 +57,7 @@ def test_a_run_that_imports_nothing_keeps_the_last_run() -> None:
     import json  # noqa: F401
 
     kept = QuietRun(thread_id=1, nice=BUSY_NICE, modules=("x",), cpu_s=0.01, wall_s=0.5)
-    quiet_imports.last = kept
+    before, quiet_imports.last = quiet_imports.last, kept
     finished = threading.Event()
     asked: list[int] = []
 
@@ -65,10 +65,13 @@ def test_a_run_that_imports_nothing_keeps_the_last_run() -> None:
         asked.append(threading.get_native_id())
         return ["json", "sys"]
 
-    quiet_imports.on_quiet_thread(names, BOOT_NICE, lambda _e: finished.set())
-    assert finished.wait(10)
-    assert asked and asked[0] != threading.get_native_id()
-    assert quiet_imports.last is kept
+    try:
+        quiet_imports.on_quiet_thread(names, BOOT_NICE, lambda _e: finished.set())
+        assert finished.wait(10)
+        assert asked and asked[0] != threading.get_native_id()
+        assert quiet_imports.last is kept
+    finally:  # a made-up starved run must not steer the later tests' quiet_nice
+        quiet_imports.last = before
     assert not_imported(["json", PROBE + "_absent", "sys"]) == [PROBE + "_absent"]
 
 
