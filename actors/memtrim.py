@@ -15,16 +15,13 @@ import ctypes
 import ctypes.util
 import functools
 import logging
-import threading
-import time
 from collections.abc import Callable
+
+from actors import periodic
 
 log = logging.getLogger("moltbot.memtrim")
 
 TRIM_EVERY_S = 60.0
-
-_started = False
-_lock = threading.Lock()
 
 
 @functools.cache
@@ -51,18 +48,7 @@ def trim_now() -> bool:
 def start(every_s: float = TRIM_EVERY_S) -> bool:
     """Start this process's trimmer (once; later calls do nothing). False where there is no
     ``malloc_trim``."""
-    global _started
-    with _lock:
-        if _started:
-            return True
-        if _malloc_trim() is None:
-            return False
-        _started = True
-
-    def loop() -> None:
-        while True:
-            time.sleep(every_s)
-            trim_now()
-
-    threading.Thread(target=loop, name="moltbot-memtrim", daemon=True).start()
+    if _malloc_trim() is None:
+        return False
+    periodic.start_once("moltbot-memtrim", every_s, trim_now)
     return True

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 import ray
 
-from actors import metrics, routing
+from actors import metrics, metrics_sweep, routing
 from actors.activation import Activations
 from actors.audit import AuditForwarder
 from actors.base import CHILD_OPTIONS, ChildBase
@@ -125,10 +125,11 @@ class SupervisorCore(InProcessPools, SupervisorStatus, Standbys, Activations, Ch
         return self.info()
 
     async def start_detached(self) -> bool:
-        """Root only: run the tree inside this actor, independent of the caller's lifetime."""
+        """Root only: run the tree inside this actor, independent of the caller's lifetime
+        (and read the nodes' metrics endpoints each minute: ``actors.metrics_sweep``)."""
         if self._main_task is None or self._main_task.done():
             self._main_task = asyncio.get_running_loop().create_task(self.run())
-        return True
+        return metrics_sweep.start()
 
     async def wait(self) -> str:
         """Root only: until the tree stops; returns how it ended."""
