@@ -101,6 +101,19 @@ def is_ray_own(kind: str) -> bool:
     return not kind.startswith("actor ") or kind in RAY_OWN_ACTORS
 
 
+def window_slopes(samples: list[dict[str, Any]], width_s: float = LATE_S) -> list[float | None]:
+    """The rest's slope (MB/min) in each ``width_s`` window of the run, the first from the end
+    of the warm-up: does the growth slow down, or keep on?"""
+    out: list[float | None] = []
+    start = 0.0
+    while any(s["t_s"] >= start for s in samples):
+        lo = max(start, WARMUP_S)
+        pts = [(s["t_s"], s["rest_mb"]) for s in samples if lo <= s["t_s"] < start + width_s]
+        out.append(slope_per_min(pts))
+        start += width_s
+    return out
+
+
 def split_slopes(samples: list[dict[str, Any]], since_s: float) -> dict[str, float | None]:
     """Slopes (MB/min) after ``since_s`` of the rest, and of its two parts: the tree's own
     processes and Ray's."""
@@ -162,6 +175,7 @@ def post(ctx: h.Ctx) -> None:
             "rest_last_mb": late[-1][1] if late else None,
             "slopes_after_warmup_mb_per_min": split_slopes(samples, WARMUP_S),
             "slopes_after_5min_mb_per_min": split_slopes(samples, LATE_S),
+            "rest_slope_by_5min_window": window_slopes(samples),
             "rest_growth_by_kind_mb": growth(after[0]["kinds"], after[-1]["kinds"])
             if len(after) > 1
             else {},
@@ -214,18 +228,21 @@ def report(ctx: h.Ctx) -> dict[str, Any]:
         h.target("leaky restarts (each crossing)", d.get("leaky_restarts"), ">=", max(1, expected)),
         h.target("rest of the tree's USS slope", slope, "<", 1.0, "MB/min"),
     ]
+    windows = d.get("rest_slope_by_5min_window") or []
+    shown = " ".join("-" if w is None else f"{w:+.2f}" for w in windows)
+    h.log(f"soak: the rest's slope by 5-minute window (MB/min): {shown or '-'}")
     h.print_targets(targets)
     path = h.write_result(
         NAME,
         quick=ctx.quick,
-        figures={k: v for k, v in d.items() if k != "samples"},
+        figures=d,  # the samples too (``samples``), each with its USS by process kind
         baseline={},
         ratios={},
         targets=targets,
         out_dir=ctx.out_dir,
         notes=[
             "leaky = tests/plugins/fixtures/leaks.py: keeps memory in its sandboxed host",
-            f"samples every {SAMPLE_S:g}s: {d.get('samples')}",
+            f"figures.samples: one every {SAMPLE_S:g}s (t_s, leaky_mb, rest_mb, kinds)",
             f"slope over the samples after {WARMUP_S:g}s",
             f"growth of the rest by process kind over that span: {d.get('rest_growth_by_kind_mb')}",
             "tree's = the tree's actors; Ray's = the GCS, raylet, dashboard and its agents, "
