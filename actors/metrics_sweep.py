@@ -27,32 +27,35 @@ SWEEP_EVERY_S = 60.0
 READ_TIMEOUT_S = 5.0
 
 
-def endpoints(nodes: list[dict[str, Any]]) -> list[str]:
-    """The metrics URL of each live node of ``ray.nodes()`` that exports metrics."""
-    urls = []
+def endpoints(nodes: list[dict[str, Any]]) -> list[tuple[str, int]]:
+    """The metrics endpoint (host, port) of each live node of ``ray.nodes()`` that exports
+    metrics."""
+    out = []
     for node in nodes:
         port = node.get("MetricsExportPort")
         addr = node.get("NodeManagerAddress")
         if node.get("Alive") and addr and isinstance(port, int) and port > 0:
-            host = f"[{addr}]" if ":" in addr else addr
-            urls.append(f"http://{host}:{port}/metrics")
-    return urls
+            out.append((str(addr), port))
+    return out
 
 
-def read_all(urls: list[str], timeout_s: float = READ_TIMEOUT_S) -> int:
-    """Read each endpoint to its end (the text is not kept); how many answered. A node that
-    does not answer is skipped: the next sweep tries again."""
-    import urllib.request  # here: the root alone reads, other processes need not load it
-
+def read_all(hosts: list[tuple[str, int]], timeout_s: float = READ_TIMEOUT_S) -> int:
+    """``GET /metrics`` of each, read to its end (the text is not kept); how many answered. One
+    that does not answer is skipped: the next sweep tries again. Straight to the node, never
+    through an ``http_proxy`` of the environment (``urllib`` would use one)."""
     done = 0
-    for url in urls:
+    for host, port in hosts:
+        conn = http.client.HTTPConnection(host, port, timeout=timeout_s)
         try:
-            with urllib.request.urlopen(url, timeout=timeout_s) as resp:  # noqa: S310 - http only
-                while resp.read(1 << 16):
-                    pass
-            done += 1
-        except (OSError, ValueError, http.client.HTTPException) as exc:
-            log.debug("metrics sweep: %s not read (%s)", url, type(exc).__name__)
+            conn.request("GET", "/metrics")
+            resp = conn.getresponse()
+            while resp.read(1 << 16):
+                pass
+            done += resp.status == 200
+        except (OSError, http.client.HTTPException) as exc:
+            log.debug("metrics sweep: %s:%s not read (%s)", host, port, type(exc).__name__)
+        finally:
+            conn.close()
     return done
 
 

@@ -3,6 +3,7 @@ survives one that does not answer, and that it finds the real local Ray's endpoi
 
 from __future__ import annotations
 
+import http.client
 import http.server
 import socket
 import threading
@@ -22,10 +23,7 @@ def test_endpoints_are_the_live_nodes_that_export_metrics() -> None:
         {"Alive": True, "NodeManagerAddress": "10.0.0.4"},
         {"Alive": True, "NodeManagerAddress": "fd00::5", "MetricsExportPort": 4101},
     ]
-    assert metrics_sweep.endpoints(nodes) == [
-        "http://127.0.0.1:4100/metrics",
-        "http://[fd00::5]:4101/metrics",
-    ]
+    assert metrics_sweep.endpoints(nodes) == [("127.0.0.1", 4100), ("fd00::5", 4101)]
 
 
 class _Metrics(http.server.BaseHTTPRequestHandler):
@@ -65,26 +63,38 @@ def _closed_port() -> int:
 
 def test_read_all_reads_each_to_the_end_and_skips_one_that_does_not_answer(server: int) -> None:
     _Metrics.reads.clear()
-    urls = [
-        f"http://127.0.0.1:{_closed_port()}/metrics",  # refused: skipped, no exception
-        f"http://127.0.0.1:{server}/metrics",
+    hosts = [
+        ("127.0.0.1", _closed_port()),  # refused: skipped, no exception
+        ("127.0.0.1", server),
     ]
-    assert metrics_sweep.read_all(urls, timeout_s=2) == 1
+    assert metrics_sweep.read_all(hosts, timeout_s=2) == 1
     deadline = time.monotonic() + 5  # the handler notes it just after its last write
     while not _Metrics.reads and time.monotonic() < deadline:
         time.sleep(0.01)
     assert _Metrics.reads == [len(_Metrics.body)]  # the whole text was sent and read
 
 
-def test_a_sweep_reads_the_real_nodes_metrics_endpoint(ray_cluster: None) -> None:
-    import urllib.request
+def test_read_all_goes_straight_to_the_node_whatever_http_proxy_says(
+    server: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _Metrics.reads.clear()
+    dead_proxy = f"http://127.0.0.1:{_closed_port()}"
+    for var in ("http_proxy", "HTTP_PROXY", "all_proxy"):
+        monkeypatch.setenv(var, dead_proxy)
+    monkeypatch.delenv("no_proxy", raising=False)
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    assert metrics_sweep.read_all([("127.0.0.1", server)], timeout_s=2) == 1
 
+
+def test_a_sweep_reads_the_real_nodes_metrics_endpoint(ray_cluster: None) -> None:
     import ray
 
-    urls = metrics_sweep.endpoints(ray.nodes())
-    assert len(urls) == 1 and urls[0].startswith("http://127.0.0.1:")
-    with urllib.request.urlopen(urls[0], timeout=10) as resp:
-        assert b"ray_" in resp.read()  # Ray's own metrics: the agent's endpoint
+    hosts = metrics_sweep.endpoints(ray.nodes())
+    assert len(hosts) == 1 and hosts[0][0] == "127.0.0.1"
+    conn = http.client.HTTPConnection(*hosts[0], timeout=10)
+    conn.request("GET", "/metrics")
+    assert b"ray_" in conn.getresponse().read()  # Ray's own metrics: the agent's endpoint
+    conn.close()
     assert metrics_sweep.sweep_once() == 1
 
 
