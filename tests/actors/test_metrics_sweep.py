@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import http.client
 import http.server
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -13,6 +12,7 @@ from collections.abc import Iterator
 import pytest
 
 from actors import metrics_sweep
+from tests.actors.helpers import free_port
 
 
 def test_endpoints_are_the_live_nodes_that_export_metrics() -> None:
@@ -34,11 +34,9 @@ class _Metrics(http.server.BaseHTTPRequestHandler):
         self.send_response(200)
         self.send_header("Content-Length", str(len(self.body)))
         self.end_headers()
-        sent = 0
         for i in range(0, len(self.body), 1 << 15):
             self.wfile.write(self.body[i : i + (1 << 15)])
-            sent += len(self.body[i : i + (1 << 15)])
-        self.reads.append(sent)
+        self.reads.append(len(self.body))  # every chunk written without a broken pipe
 
     def log_message(self, *args: object) -> None:
         pass
@@ -55,16 +53,10 @@ def server() -> Iterator[int]:
         srv.server_close()
 
 
-def _closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def test_read_all_reads_each_to_the_end_and_skips_one_that_does_not_answer(server: int) -> None:
     _Metrics.reads.clear()
     hosts = [
-        ("127.0.0.1", _closed_port()),  # refused: skipped, no exception
+        ("127.0.0.1", free_port()),  # nothing listens: refused, skipped, no exception
         ("127.0.0.1", server),
     ]
     assert metrics_sweep.read_all(hosts, timeout_s=2) == 1
@@ -78,7 +70,7 @@ def test_read_all_goes_straight_to_the_node_whatever_http_proxy_says(
     server: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     _Metrics.reads.clear()
-    dead_proxy = f"http://127.0.0.1:{_closed_port()}"
+    dead_proxy = f"http://127.0.0.1:{free_port()}"
     for var in ("http_proxy", "HTTP_PROXY", "all_proxy"):
         monkeypatch.setenv(var, dead_proxy)
     monkeypatch.delenv("no_proxy", raising=False)
