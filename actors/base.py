@@ -15,12 +15,14 @@ from typing import Any, ClassVar
 
 import ray
 
-from actors import memtrim, pipes
+from actors import memtrim, periodic, pipes
 from actors.startup import STANDBY_NICE, preload
 from actors.telemetry import configure_tracing
+from moltbot import thread_nice
 from moltbot.supervision.memory import measure_mb
 
 HEARTBEAT_S = 0.25
+RAY_THREADS_EVERY_S = 60.0  # Ray's threads started since, lowered too (``thread_nice``)
 
 
 class CrashRequested(RuntimeError):
@@ -112,6 +114,10 @@ class ChildBase:
         self._started.set()
         configure_tracing()  # opt-in (MOLTBOT_OTEL=1), once per process, never raises
         memtrim.start()  # once per process: freed heap pages back to the OS every minute
+        # Ray's own threads a step behind the ones that serve messages (once per process, and
+        # again every minute for threads started since)
+        thread_nice.lower_ray_threads()
+        periodic.start_once("moltbot-ray-nice", RAY_THREADS_EVERY_S, thread_nice.lower_ray_threads)
         try:
             async with asyncio.TaskGroup() as tg:
                 beat = tg.create_task(self._beat())

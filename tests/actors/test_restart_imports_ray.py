@@ -69,3 +69,41 @@ def test_a_first_start_imports_in_setup_at_full_priority() -> None:
     got = _started(incarnation=1)
     assert got["asked"] is None  # no preload: the tree's own start is not held back
     assert got["probe"] is None  # nothing imported it on the child's behalf
+
+
+class _Threads(ChildBase):
+    async def threads(self) -> dict[str, Any]:
+        from moltbot.thread_nice import python_thread_ids
+
+        python = python_thread_ids()
+        rows = []
+        for tid in os.listdir("/proc/self/task"):
+            try:
+                comm = open(f"/proc/self/task/{tid}/comm").read().strip()
+                rows.append((int(tid), comm, os.getpriority(os.PRIO_PROCESS, int(tid))))
+            except OSError:
+                continue
+        return {"python": sorted(python), "rows": rows, "serving": _thread()}
+
+
+Threads = ray.remote(num_cpus=0, max_restarts=0, **CHILD_OPTIONS)(_Threads)
+
+
+def test_a_running_childs_ray_threads_wait_behind_its_python_threads() -> None:
+    """Ray's C++ threads (its RPC threads, the core worker's io loop) go to nice 10 once the
+    child runs; every Python thread (the event loops that serve the pipes) stays at 0
+    (moltbot/thread_nice.py)."""
+    actor = Threads.remote(path="test/ray-threads")
+    try:
+        actor.run.remote()
+        ray.get(actor.ready.remote(), timeout=120)
+        got = ray.get(actor.threads.remote(), timeout=60)
+    finally:
+        ray.kill(actor)
+    python = set(got["python"])
+    nice = {tid: n for tid, _, n in got["rows"]}
+    ray_rows = [(comm, n) for tid, comm, n in got["rows"] if tid not in python]
+    assert got["serving"][1] == 0
+    assert {nice[t] for t in python if t in nice} == {0}
+    assert ("worker.io", 10) in ray_rows, ray_rows  # the core worker's io loop
+    assert len(ray_rows) >= 5 and {n for _, n in ray_rows} == {10}, ray_rows
