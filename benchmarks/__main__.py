@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks import (
+    afterkill,
     crash,
     memory,
     openloop,
@@ -37,6 +38,7 @@ MODULES = {
         throughput,
         crash,
         recovery,
+        afterkill,
         memory,
         streaming,
         openloop,
@@ -45,8 +47,18 @@ MODULES = {
     )
 }
 BASELINE_ORDER = ("routing", "throughput", "streaming", "openloop")
-# recovery ends the shared tree and starts one with warm standbys; openloop runs its own tree
-RAY_ORDER = ("routing", "throughput", "memory", "crash", "streaming", "recovery", "openloop")
+# recovery ends the shared tree and starts one with warm standbys; afterkill and openloop run
+# their own trees
+RAY_ORDER = (
+    "routing",
+    "throughput",
+    "memory",
+    "crash",
+    "streaming",
+    "recovery",
+    "afterkill",
+    "openloop",
+)
 POST_ORDER = ("soak", "recovery", "startstop")  # each runs its own Ray
 
 
