@@ -106,4 +106,5 @@ def test_a_running_childs_ray_threads_wait_behind_its_python_threads() -> None:
     assert got["serving"][1] == 0
     assert {nice[t] for t in python if t in nice} == {0}
     assert ("worker.io", 10) in ray_rows, ray_rows  # the core worker's io loop
-    assert len(ray_rows) >= 5 and {n for _, n in ray_rows} == {10}, ray_rows
+    # (a thread Ray starts later from a Python thread starts at 0: the next minute's pass)
+    assert sum(n == 10 for _, n in ray_rows) >= 5, ray_rows
