@@ -5,16 +5,18 @@ serve the pipes a message travels through, and their executors) and Ray's C++ th
 clients and servers, the core worker's io loop, the task event buffer). Messages never touch
 Ray's threads: they cross the tree over the pipes (``actors.pipes``). Ray's threads work when
 the tree changes: when any worker dies, every process hears of it and cleans up, and the dying
-one tears itself down. The crash benchmark (issue 21) measured that burst: in the 25 ms after
-Telegram's process was killed, the other processes of the tree used 40 ms of CPU against 6 ms
-at a calm moment, most of it in Ray's threads, on a 2-core machine where Slack's and Signal's
-messages needed those cores at that very moment.
+one tears itself down. Issue 21 measured that burst on a 2-core machine: in the 25 ms after
+Telegram's process was killed, Ray's processes together used 40 ms of CPU against 6 ms at a
+calm moment (the root's, about half of it in Ray's threads), while Slack's and Signal's
+messages needed those cores. With Ray's threads lowered, a message sent in the first 50 ms
+after a kill took 2.8 ms longer than at a calm moment, against 4.2 ms (``benchmarks/afterkill``).
 
 Linux keeps a nice value per thread and a thread starts with its creator's. So Ray's threads go
 to ``RAY_THREADS_NICE`` (CPU weight 110 against 1024: a thread at 0 that wakes runs first, and
 on an idle machine nothing is slower), the Python threads stay where they are, and threads Ray
 starts later from its own threads inherit the lower priority. Raising a nice value needs no
-privilege; nothing here ever lowers one.
+privilege; nothing here ever lowers one. A Ray thread that calls into Python (to complete a
+future) holds the GIL for that moment at the lower priority; the event loops wait for it then.
 
 Pure: no Ray here. Linux only; elsewhere nothing happens.
 """
