@@ -111,13 +111,6 @@ async def _burst(p: h.Platforms, first: int, start: float) -> list[int]:
     return ids
 
 
-async def _answered(p: h.Platforms, ids: list[int], timeout: float = 10.0) -> None:
-    loop = asyncio.get_running_loop()
-    end = loop.time() + timeout
-    while loop.time() < end and p.rec.lost(ids):
-        await asyncio.sleep(0.02)
-
-
 def _rows(p: h.Platforms, ids: list[int], kill_at: float) -> list[Row]:
     out: list[Row] = []
     for m in ids:
@@ -161,7 +154,7 @@ def _one_kill(p: h.Platforms, killer: Killer, first: int, into: _Setting) -> Non
     storm.start()
     killed = p.run(_burst(p, first + MESSAGES, asked + AHEAD_S - LEAD_S), timeout=30)
     storm.join(30)
-    p.run(_answered(p, calm + killed), timeout=30)
+    p.run(p.answered(calm + killed, 10.0, poll_s=0.02), timeout=30)
     into.calm += _rows(p, calm, nominal)
     if got.get("kill_at"):  # the killer found it (else: still restarting; nothing counted)
         into.kill += _rows(p, killed, got["kill_at"][0])

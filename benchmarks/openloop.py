@@ -76,9 +76,7 @@ async def drive(
             await asyncio.sleep(delay)
         late.append(max(0.0, -delay))
         ids.append(p.inject(convs[c]))
-    end = loop.time() + DRAIN_S
-    while loop.time() < end and p.rec.lost(ids):
-        await asyncio.sleep(0.05)
+    await p.answered(ids, DRAIN_S)
     return {"ids": ids, "inject_late_max_ms": round(max(late, default=0.0) * 1000, 2)}
 
 

@@ -208,6 +208,14 @@ class Platforms:
         )
         return mid
 
+    async def answered(self, ids: Sequence[int], timeout: float, poll_s: float = 0.05) -> None:
+        """Until every message of ``ids`` has its reply, or ``timeout`` s (call on the driver's
+        loop; what is still unanswered then is ``rec.lost(ids)``)."""
+        loop = asyncio.get_running_loop()
+        end = loop.time() + timeout
+        while loop.time() < end and self.rec.lost(ids):
+            await asyncio.sleep(poll_s)
+
     async def ask(self, conv: Conv, timeout: float = 30.0) -> tuple[int, float | None]:
         """Send one message and wait for its reply: (id, latency s or None on timeout)."""
         fut: asyncio.Future[float] = asyncio.get_running_loop().create_future()

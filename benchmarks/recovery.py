@@ -46,9 +46,7 @@ async def _probe(
         got = [p.rec.replied_at[m] for m in ids if m in p.rec.replied_at]
         if got:
             first = min(got) - t_kill
-    settle = loop.time() + 5.0
-    while loop.time() < settle and p.rec.lost(ids):
-        await asyncio.sleep(0.05)
+    await p.answered(ids, 5.0)
     return first, len(ids), len(p.rec.lost(ids))
 
 
