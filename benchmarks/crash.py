@@ -299,13 +299,13 @@ def ray(ctx: h.Ctx) -> None:
         for n, (pair, crash) in enumerate(order(pairs)):
             # each block starts on a calm tree: Telegram up for a whole period (the first
             # one also after the killer's own start, which connects it to Ray)
-            settles.append(_settle(ctx.ray_tree()))
+            settles.append(settle(ctx.ray_tree()))
             block(ctx, n, pair, duration, killer if crash else None, storm if crash else calm)
     finally:
         sys.setswitchinterval(interval)
         killer.close()
     d["settle_between_blocks_s"] = settles
-    d["settle_s"] = _settle(ctx.ray_tree())  # the benchmarks after this one: a calm tree
+    d["settle_s"] = settle(ctx.ray_tree())  # the benchmarks after this one: a calm tree
     d["no_crash"] = summary(ctx, "no crashes", calm)
     d["crash"] = summary(ctx, f"telegram crashed every {CRASH_EVERY_S:.0f}s", storm)
     rec = ctx.platforms.rec
@@ -331,7 +331,7 @@ def ray(ctx: h.Ctx) -> None:
         d["tree_after"] = {"error": type(exc).__name__}
 
 
-def _settle(tree: h.RayTree, timeout: float = 120.0) -> float | None:
+def settle(tree: h.RayTree, timeout: float = 120.0) -> float | None:
     """Until Telegram has run again for SETTLE_QUIET_S (after a storm it may be in backoff,
     then importing aiogram for seconds): the next block and the benchmarks after this one
     measure a calm tree, not its recovery."""

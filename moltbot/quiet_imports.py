@@ -9,6 +9,15 @@ lowering it back does. So the imports go to a fresh thread that raises its own v
 ends; the thread that asked keeps its priority, and so do the threads it starts later (Ray's
 event loop, its RPC threads). On an idle machine nothing is slower.
 
+At the bottom the thread also takes Linux's idle policy (``SCHED_IDLE``), which no unprivileged
+thread can leave again, and so only a thread that ends. Nice 19 alone is not enough on the
+kernels of today (EEVDF): a thread that wakes to answer a message waits for the running nice-19
+thread's time slice to end, up to a few tenths of a ms, on every hop of the message. A thread of
+the idle policy gives way the moment another wakes. Measured on this 2-core machine with one
+core kept busy by a bare loop: Slack's p50 and p99 rose 35% and 80% with the loop at nice 19,
+and not measurably with it idle (README, Performance). ``MOLTBOT_QUIET_IDLE=0`` keeps nice 19
+alone.
+
 Pure: no Ray here. Used at a worker's start (``actors/boot/sitecustomize.py``) and before a
 restarting child's setup (``actors.startup``).
 """
@@ -29,17 +38,20 @@ _PROC_STAT = "/proc/stat"
 STARVED_SHARE = 0.5  # a quiet thread that got less of a core than this while it ran: no
 # core was free for it (with one free it gets nearly all of one, whatever its nice value)
 MEASURABLE_S = 0.02  # shorter runs say nothing about the machine
+IDLE_ENV = "MOLTBOT_QUIET_IDLE"  # "0": the bottom is nice 19 alone, not the idle policy
 
 
 class QuietRun(NamedTuple):
     """What the last quiet thread of this process did: its Linux thread id, the nice value it
-    imported at, the modules it was given, and the CPU and wall time its imports took."""
+    imported at, the modules it was given, the CPU and wall time its imports took, and whether
+    it ran under the idle policy."""
 
     thread_id: int
     nice: int
     modules: tuple[str, ...]
     cpu_s: float
     wall_s: float
+    idle: bool = False
 
     def starved(self) -> bool | None:
         """Whether it got less than ``STARVED_SHARE`` of a core (None: too short to tell)."""
@@ -80,27 +92,49 @@ def no_core_free(samples: int = 3, gap_s: float = 0.004, stat: str = _PROC_STAT)
 
 
 def quiet_nice(previous: QuietRun | None = None) -> int:
-    """How far to lower a quiet thread: to the bottom (19) when a core is free for it, which
-    then runs it at once while any sibling that wakes takes the CPU first; by ``BUSY_NICE``
-    when other programs keep every core busy, where 19 would get 1.5% of a core and a restart
-    would take minutes (measured: 124-141 s with two busy loops on this 2-core machine).
-    The process's ``previous`` quiet run answers best (did it get a core?); without one, the
-    threads ready to run now do (:func:`no_core_free`)."""
+    """How far to lower a quiet thread: to the bottom (19, and the idle policy) when a core is
+    free for it, which then runs it at once while any sibling that wakes takes the CPU first;
+    by ``BUSY_NICE`` when other programs keep every core busy, where the bottom would get 1.5%
+    of a core (the idle policy less) and a restart would take minutes (measured at nice 19:
+    124-141 s with two busy loops on this 2-core machine). The process's ``previous`` quiet
+    run answers best (did it get a core?); without one, the threads ready to run now do
+    (:func:`no_core_free`)."""
     starved = previous.starved() if previous is not None else None
     if starved is None:
         starved = no_core_free()
     return BUSY_NICE if starved else BOOT_NICE
 
 
-def lower_thread_priority(by: int) -> bool:
-    """Raise the calling thread's nice value by ``by`` (at most to 19); False where it cannot
-    (not Linux, or refused): the work then runs at the priority it had."""
+def idle_wanted(nice: int) -> bool:
+    """Whether a quiet thread lowered by ``nice`` also takes the idle policy: at the bottom
+    (``BOOT_NICE``), where Linux has the policy, unless ``MOLTBOT_QUIET_IDLE=0``."""
+    return (
+        nice >= BOOT_NICE
+        and hasattr(os, "SCHED_IDLE")
+        and os.environ.get(IDLE_ENV, "1").strip() != "0"
+    )
+
+
+def lower_thread_priority(by: int, idle: bool = False) -> bool:
+    """Raise the calling thread's nice value by ``by`` (at most to 19) and, when ``idle``, put
+    it under the idle policy for good (a thread about to end); False where it cannot (not
+    Linux, or refused): the work then runs at the priority it had."""
     try:
         tid = threading.get_native_id()
         os.setpriority(os.PRIO_PROCESS, tid, min(19, os.getpriority(os.PRIO_PROCESS, tid) + by))
+        if idle:  # on Linux 0 is the calling thread, not the process
+            os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
     except (OSError, AttributeError):
         return False
     return True
+
+
+def idle_policy() -> bool:
+    """Whether the calling thread runs under the idle policy."""
+    try:
+        return os.sched_getscheduler(0) == os.SCHED_IDLE
+    except (OSError, AttributeError):
+        return False
 
 
 Modules = Sequence[str] | Callable[[], Sequence[str]]
@@ -115,8 +149,9 @@ def on_quiet_thread(
     modules: Modules, nice: int | None, done: Callable[[BaseException | None], None]
 ) -> None:
     """Start a thread that lowers its priority by ``nice`` (None: :func:`quiet_nice`'s choice,
-    made on that thread), imports those of ``modules`` not imported yet, in order, and calls
-    ``done`` with the first import error (or None); returns at once. ``modules`` may be a
+    made on that thread; at the bottom the idle policy too, :func:`idle_wanted`), imports
+    those of ``modules`` not imported yet, in order, and calls ``done`` with the first import
+    error (or None); returns at once. ``modules`` may be a
     function that names them: it is called on that thread, so what it imports to find out is
     imported at the low priority too (a host asks its children's classes, which it imports,
     for their modules). A run that imported nothing leaves ``last`` as it was."""
@@ -125,7 +160,8 @@ def on_quiet_thread(
         global last
         error: BaseException | None = None
         try:  # ``done`` is called whatever happens here: the caller is waiting for it
-            lower_thread_priority(quiet_nice(last) if nice is None else nice)
+            by = quiet_nice(last) if nice is None else nice
+            lower_thread_priority(by, idle=idle_wanted(by))
             tid = threading.get_native_id()
             at, cpu_at = time.monotonic(), time.thread_time()
             names: Sequence[str] = ()
@@ -138,7 +174,7 @@ def on_quiet_thread(
             cpu, wall = time.thread_time() - cpu_at, time.monotonic() - at
             nice_now = os.getpriority(os.PRIO_PROCESS, tid)
             if names:  # a run that imported nothing says nothing of the machine: keep the last
-                last = QuietRun(tid, nice_now, tuple(names), cpu, wall)
+                last = QuietRun(tid, nice_now, tuple(names), cpu, wall, idle_policy())
         except BaseException as exc:  # the bookkeeping itself failed (not Linux)
             error = error or exc
         finally:

@@ -9,11 +9,16 @@ import threading
 import time
 from pathlib import Path
 
+import pytest
+
 from moltbot import quiet_imports
 from moltbot.quiet_imports import (
     BOOT_NICE,
     BUSY_NICE,
+    IDLE_ENV,
     QuietRun,
+    idle_policy,
+    idle_wanted,
     import_quietly,
     lower_thread_priority,
     no_core_free,
@@ -36,11 +41,35 @@ def test_the_imports_run_on_another_thread_at_a_lower_priority_and_the_caller_ke
     probe = sys.modules[PROBE]
     assert probe.TID != threading.get_native_id()
     assert probe.NICE == min(19, before + BOOT_NICE)
+    assert probe.POLICY == os.SCHED_IDLE  # at the bottom: gives way to any thread that wakes
     assert _nice() == before
+    assert os.sched_getscheduler(0) == os.SCHED_OTHER and not idle_policy()
     assert quiet_imports.last is not None
     assert quiet_imports.last.thread_id == probe.TID
     assert quiet_imports.last.nice == probe.NICE
     assert quiet_imports.last.modules == (PROBE,)  # json was imported already
+    assert quiet_imports.last.idle is True
+
+
+def test_the_idle_policy_only_at_the_bottom_and_the_switch_keeps_nice_19_alone(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv(IDLE_ENV, raising=False)
+    assert idle_wanted(BOOT_NICE) is True
+    assert idle_wanted(BUSY_NICE) is False  # every core busy: the idle policy would starve it
+    monkeypatch.setenv(IDLE_ENV, "0")
+    assert idle_wanted(BOOT_NICE) is False
+    sys.modules.pop(PROBE, None)
+    before = _nice()
+    assert import_quietly([PROBE], nice=BOOT_NICE) is None
+    probe = sys.modules[PROBE]
+    assert probe.NICE == min(19, before + BOOT_NICE)
+    assert probe.POLICY == os.SCHED_OTHER
+    assert quiet_imports.last is not None and quiet_imports.last.idle is False
+    monkeypatch.setenv(IDLE_ENV, "1")
+    sys.modules.pop(PROBE, None)
+    assert import_quietly([PROBE], nice=BUSY_NICE) is None
+    assert sys.modules[PROBE].POLICY == os.SCHED_OTHER
 
 
 def test_nothing_to_import_starts_no_thread() -> None:
@@ -127,7 +156,9 @@ def test_a_run_that_got_a_core_keeps_the_next_at_the_bottom_and_a_starved_one_do
     assert quiet_nice(run(0.1, 0.5)) == BUSY_NICE
 
 
-def test_with_every_core_busy_the_quiet_thread_takes_the_milder_step() -> None:
+def test_with_every_core_busy_the_quiet_thread_takes_the_milder_step(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     """Busy loops on every core (and one more): a quiet thread at 19 gets 1.5% of a core
     there and a restart took minutes, so the thread lowers itself by BUSY_NICE only: at once
     when the ready threads say so, and next time when its last run was starved."""
@@ -141,7 +172,9 @@ def test_with_every_core_busy_the_quiet_thread_takes_the_milder_step() -> None:
         assert import_quietly([PROBE]) is None
         assert sys.modules[PROBE].NICE == min(19, before + BUSY_NICE)
         sys.modules.pop(BUSY, None)
-        assert import_quietly([BUSY], nice=BOOT_NICE) is None  # forced to the bottom: starved
+        # forced to the bottom (nice 19 alone: the idle policy would take seconds here): starved
+        monkeypatch.setenv(IDLE_ENV, "0")
+        assert import_quietly([BUSY], nice=BOOT_NICE) is None
         starved = quiet_imports.last
         assert starved is not None and starved.starved() is True, starved
         assert quiet_nice(starved) == BUSY_NICE

@@ -8,6 +8,7 @@ cluster started otherwise, the root's runtime_env carries it.
 
 from __future__ import annotations
 
+from os import SCHED_OTHER
 from typing import Any
 
 import pytest
@@ -51,6 +52,8 @@ class _Probe:
             "me": me,
             "my_nice": os.getpriority(os.PRIO_PROCESS, me),
             "main_nice": os.getpriority(os.PRIO_PROCESS, os.getpid()),
+            "main_policy": os.sched_getscheduler(os.getpid()),
+            "my_policy": os.sched_getscheduler(0),
         }
 
     def use_yaml(self) -> Any:
@@ -88,9 +91,11 @@ def test_a_workers_boot_imports_ray_on_a_lowest_priority_thread_and_serves_at_it
     # serving thread, at its priority
     assert "ray._common.pydantic_compat" in quiet.modules
     assert quiet.nice in (19, 5)  # 5 only if every core was busy then (test_quiet_imports)
+    assert quiet.idle is (quiet.nice == 19)  # the idle policy at the bottom only
     assert quiet.thread_id not in (got["pid"], got["me"])  # not the main thread, not this one
     assert got["main_nice"] == 0
     assert got["my_nice"] == 0
+    assert got["main_policy"] == got["my_policy"] == SCHED_OTHER
 
 
 def test_a_runtime_env_boot_defers_too_at_the_price_of_the_setup_worker() -> None:

@@ -20,9 +20,9 @@ pytestmark = [pytest.mark.usefixtures("ray_cluster"), pytest.mark.timeout(180)]
 PROBE = "tests.actors.fixtures.import_probe"
 
 
-def _thread() -> tuple[int, int]:
+def _thread() -> tuple[int, int, int]:
     tid = threading.get_native_id()
-    return tid, os.getpriority(os.PRIO_PROCESS, tid)
+    return tid, os.getpriority(os.PRIO_PROCESS, tid), os.sched_getscheduler(0)
 
 
 class _Child(ChildBase):
@@ -37,7 +37,7 @@ class _Child(ChildBase):
         return {
             "asked": self.asked,
             "serving": _thread(),
-            "probe": None if probe is None else (probe.TID, probe.NICE),
+            "probe": None if probe is None else (probe.TID, probe.NICE, probe.POLICY),
         }
 
 
@@ -56,13 +56,15 @@ def _started(incarnation: int) -> dict[str, Any]:
 
 def test_a_restart_names_and_imports_its_modules_off_the_serving_thread() -> None:
     got = _started(incarnation=2)
-    serving_tid, serving_nice = got["serving"]
+    serving_tid, serving_nice, serving_policy = got["serving"]
     assert got["asked"] is not None, "a restart did not preload"
-    asked_tid, asked_nice = got["asked"]
+    asked_tid, asked_nice, asked_policy = got["asked"]
     assert asked_tid != serving_tid
     assert asked_nice in (19, 5)  # 5 only if every core was busy (test_quiet_imports)
-    assert serving_nice == 0
-    assert got["probe"] == (asked_tid, asked_nice)  # the import ran on that thread
+    # at the bottom under the idle policy too; the serving thread as Ray made it
+    assert asked_policy == (os.SCHED_IDLE if asked_nice == 19 else os.SCHED_OTHER)
+    assert (serving_nice, serving_policy) == (0, os.SCHED_OTHER)
+    assert got["probe"] == got["asked"]  # the import ran on that thread
 
 
 def test_a_first_start_imports_in_setup_at_full_priority() -> None:
