@@ -3,14 +3,14 @@
 A restarted child pays for its imports again (a model SDK, aiogram's models: seconds of
 CPU). On a small machine that CPU is taken from the siblings that are answering messages, which
 is exactly what isolation must not allow. Like systemd's ``StartupCPUWeight``, a restarting
-child does its heavy imports at a lower priority: on a short-lived thread at nice 19
-(``moltbot.quiet_imports``; niceness is per thread on Linux, and raising it needs no
-privilege), as its process's boot already did with ``ray`` (``actors/boot``). The event loop
-thread keeps its priority, and on an idle machine nothing is slower. The crash benchmark chose
-19 over the +5 this used to be: the siblings' p99 during a crash storm was within 1.2x of calm
-in 4 of 5 runs, against 1 of 11 before (README, Performance). When other programs keep every
-core busy, the thread takes +5 instead (``quiet_nice``): at 19 a restart there took over two
-minutes.
+child does its heavy imports at a lower priority: on a short-lived thread at nice 19 under
+Linux's idle policy (``moltbot.quiet_imports``; both are per thread on Linux, and going down
+needs no privilege), as its process's boot already did with ``ray`` (``actors/boot``). The
+event loop thread keeps its priority, and on an idle machine nothing is slower. The crash
+benchmark chose 19 over the +5 this used to be: the siblings' p99 during a crash storm was
+within 1.2x of calm in 4 of 5 runs, against 1 of 11 before (README, Performance). When other
+programs keep every core busy, the thread takes +5 instead (``quiet_nice``): at 19 a restart
+there took over two minutes.
 """
 
 from __future__ import annotations

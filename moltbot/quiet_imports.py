@@ -9,14 +9,13 @@ lowering it back does. So the imports go to a fresh thread that raises its own v
 ends; the thread that asked keeps its priority, and so do the threads it starts later (Ray's
 event loop, its RPC threads). On an idle machine nothing is slower.
 
-At the bottom the thread also takes Linux's idle policy (``SCHED_IDLE``), which no unprivileged
-thread can leave again, and so only a thread that ends. Nice 19 alone is not enough on the
-kernels of today (EEVDF): a thread that wakes to answer a message waits for the running nice-19
-thread's time slice to end, up to a few tenths of a ms, on every hop of the message. A thread of
-the idle policy gives way the moment another wakes. Measured on this 2-core machine with one
-core kept busy by a bare loop: Slack's p50 and p99 rose 35% and 80% with the loop at nice 19,
-and not measurably with it idle (README, Performance). ``MOLTBOT_QUIET_IDLE=0`` keeps nice 19
-alone.
+At the bottom the thread also takes Linux's idle policy (``SCHED_IDLE``): the kernel stops such
+a thread the moment a normal one wakes on its core, and counts a core that runs only idle-policy
+threads as free when it places a waking one; nice 19 alone promises neither. No unprivileged
+thread can leave the idle policy, so only a thread that then ends takes it. Measured with boots
+running back to back beside the tree (``benchmarks/quietboot.py``, all settings in one run):
+they added 0.6 ms to Slack's and Signal's median and 1.8 ms to their p99 with the idle policy,
+1.0 and 4.3 ms at nice 19 alone. ``MOLTBOT_QUIET_IDLE=0`` keeps nice 19 alone.
 
 Pure: no Ray here. Used at a worker's start (``actors/boot/sitecustomize.py``) and before a
 restarting child's setup (``actors.startup``).
@@ -117,15 +116,19 @@ def idle_wanted(nice: int) -> bool:
 
 def lower_thread_priority(by: int, idle: bool = False) -> bool:
     """Raise the calling thread's nice value by ``by`` (at most to 19) and, when ``idle``, put
-    it under the idle policy for good (a thread about to end); False where it cannot (not
-    Linux, or refused): the work then runs at the priority it had."""
+    it under the idle policy for good (a thread about to end); False where the nice value
+    cannot be changed (not Linux, or refused): the work then runs at the priority it had. A
+    refused idle policy (a sandbox that filters the call) leaves the thread at its nice value."""
     try:
         tid = threading.get_native_id()
         os.setpriority(os.PRIO_PROCESS, tid, min(19, os.getpriority(os.PRIO_PROCESS, tid) + by))
-        if idle:  # on Linux 0 is the calling thread, not the process
-            os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
     except (OSError, AttributeError):
         return False
+    if idle:
+        try:  # on Linux 0 is the calling thread, not the process
+            os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+        except (OSError, AttributeError):
+            pass
     return True
 
 
@@ -151,10 +154,10 @@ def on_quiet_thread(
     """Start a thread that lowers its priority by ``nice`` (None: :func:`quiet_nice`'s choice,
     made on that thread; at the bottom the idle policy too, :func:`idle_wanted`), imports
     those of ``modules`` not imported yet, in order, and calls ``done`` with the first import
-    error (or None); returns at once. ``modules`` may be a
-    function that names them: it is called on that thread, so what it imports to find out is
-    imported at the low priority too (a host asks its children's classes, which it imports,
-    for their modules). A run that imported nothing leaves ``last`` as it was."""
+    error (or None); returns at once. ``modules`` may be a function that names them: it is
+    called on that thread, so what it imports to find out is imported at the low priority too
+    (a host asks its children's classes, which it imports, for their modules). A run that
+    imported nothing leaves ``last`` as it was."""
 
     def work() -> None:
         global last

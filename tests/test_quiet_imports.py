@@ -72,6 +72,30 @@ def test_the_idle_policy_only_at_the_bottom_and_the_switch_keeps_nice_19_alone(
     assert sys.modules[PROBE].POLICY == os.SCHED_OTHER
 
 
+def test_a_refused_idle_policy_leaves_the_thread_at_its_nice_value(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A sandbox that filters ``sched_setscheduler`` must not cost the nice value: the quiet
+    thread then imports at 19 with the normal policy."""
+
+    def refused(*_a: object) -> None:
+        raise PermissionError("filtered")
+
+    monkeypatch.setattr(os, "sched_setscheduler", refused)
+    seen: dict[str, object] = {}
+    before = _nice()
+
+    def work() -> None:
+        seen["ok"] = lower_thread_priority(BOOT_NICE, idle=True)
+        seen["nice"] = _nice()
+        seen["idle"] = idle_policy()
+
+    t = threading.Thread(target=work)
+    t.start()
+    t.join()
+    assert seen == {"ok": True, "nice": min(19, before + BOOT_NICE), "idle": False}
+
+
 def test_nothing_to_import_starts_no_thread() -> None:
     import json  # noqa: F401
 
