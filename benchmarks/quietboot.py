@@ -4,18 +4,20 @@ do what a restarted Telegram process imports (``ray`` and the actor base, as
 ``actors.startup.preload`` does), one after another, against the same load with no boot.
 
 The imports run on a quiet thread (``moltbot/quiet_imports.py``) at the bottom: nice 19 and
-Linux's idle policy (the default), or nice 19 alone (``MOLTBOT_QUIET_IDLE=0``). On today's
-kernels (EEVDF) a thread that wakes to carry a message waits for a running nice-19 thread's
-time slice to end, and does not wait for an idle-policy one: this is that difference on
-messages, with the crash benchmark's open-loop load (its ``block``) on the shared tree, in the
-order none, nice, idle, idle, nice, none, ... so a drift of the machine weighs on all three
-alike. The boots' own CPU and wall time are reported too: the idle policy must not make a
+Linux's idle policy (the default), or nice 19 alone (``MOLTBOT_QUIET_IDLE=0``). The kernel
+stops an idle-policy thread the moment a normal one wakes on its core and counts a core that
+runs only such threads as free when it places a waking one; nice 19 promises neither. This
+measures what that is worth on messages: the crash benchmark's open-loop load (its ``block``)
+on the shared tree, in the order none, nice, idle, idle, nice, none, ... so a drift of the
+machine weighs on all three alike, and each round's three blocks replay the same seeded
+arrivals. The boots' own CPU and wall time are reported too: the idle policy must not make a
 restart much slower on a machine with a core to spare.
 """
 
 from __future__ import annotations
 
 import os
+import runpy
 import subprocess
 import sys
 import threading
@@ -57,12 +59,10 @@ def boot_modules() -> list[str]:
     """What a restarted Telegram process imports on its quiet threads, in order."""
     from actors.channel import ChannelCore
 
-    sys.path.insert(0, str(ROOT_DIR / "actors" / "boot"))
-    try:
-        from sitecustomize import BOOT_MODULES  # type: ignore[import-not-found]
-    finally:
-        sys.path.pop(0)
-    return [*BOOT_MODULES, *ChannelCore.modules_for({"channel": "telegram"})]
+    # run, not imported: a ``sitecustomize`` of this Python's own may be in sys.modules (the
+    # file does nothing else outside a Ray worker)
+    boot = runpy.run_path(str(ROOT_DIR / "actors" / "boot" / "sitecustomize.py"))
+    return [*boot["BOOT_MODULES"], *ChannelCore.modules_for({"channel": "telegram"})]
 
 
 def boot_once(modules: Sequence[str], env: dict[str, str]) -> tuple[float, float]:
@@ -136,7 +136,9 @@ def ray(ctx: h.Ctx) -> None:
             env = SETTINGS[setting]
             booting = Booting(modules, env) if env is not None else None
             try:
-                crash.block(ctx, FIRST_BLOCK + n, n, duration, None, got[setting])
+                # a round's blocks (one of each setting) replay one seeded schedule
+                pair = n // len(SETTINGS)
+                crash.block(ctx, FIRST_BLOCK + n, pair, duration, None, got[setting])
             finally:
                 if booting is not None:
                     boots[setting] += booting.stop()
