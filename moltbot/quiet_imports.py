@@ -13,9 +13,10 @@ At the bottom the thread also takes Linux's idle policy (``SCHED_IDLE``): the ke
 a thread the moment a normal one wakes on its core, and counts a core that runs only idle-policy
 threads as free when it places a waking one; nice 19 alone promises neither. No unprivileged
 thread can leave the idle policy, so only a thread that then ends takes it. Measured with boots
-running back to back beside the tree (``benchmarks/quietboot.py``, all settings in one run):
-they added 0.6 ms to Slack's and Signal's median and 1.8 ms to their p99 with the idle policy,
-1.0 and 4.3 ms at nice 19 alone. ``MOLTBOT_QUIET_IDLE=0`` keeps nice 19 alone.
+running back to back beside the tree (``benchmarks/quietboot.py``, all settings in one run,
+two runs): they added 0.4 and 0.6 ms to Slack's and Signal's median and 2.1 and 1.8 ms to their
+p99 with the idle policy, 1.1 and 1.0 ms and 4.2 and 4.3 ms at nice 19 alone.
+``MOLTBOT_QUIET_IDLE=0`` keeps nice 19 alone.
 
 Pure: no Ray here. Used at a worker's start (``actors/boot/sitecustomize.py``) and before a
 restarting child's setup (``actors.startup``).
