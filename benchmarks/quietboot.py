@@ -106,10 +106,6 @@ class Booting:
         return self.done
 
 
-def ratio(value: float | None, base: float | None) -> float | None:
-    return round(value / base, 2) if value is not None and base else None
-
-
 def added(lat: dict[str, Any], base: dict[str, Any]) -> dict[str, float | None]:
     """Each of ``FIGURES`` of ``lat`` less the same of ``base`` (ms), None where one lacks it."""
     out: dict[str, float | None] = {}
@@ -160,7 +156,7 @@ def ray(ctx: h.Ctx) -> None:
     for s in ("nice", "idle"):
         d[s]["added"] = added(d[s]["both"], d["none"]["both"])
         d[s]["p99_ratio"] = {
-            ch: ratio(d[s][ch]["p99_ms"], d["none"][ch]["p99_ms"]) for ch in (*CHANNELS, "both")
+            ch: h.ratio(d[s][ch]["p99_ms"], d["none"][ch]["p99_ms"]) for ch in (*CHANNELS, "both")
         }
 
 
