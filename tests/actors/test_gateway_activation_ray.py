@@ -92,6 +92,11 @@ def test_the_first_connection_starts_it_and_an_idle_gateway_sleeps(live: Live) -
     assert asleep(live)  # the port is held by the root; no gateway process
     page = httpx.get(f"http://127.0.0.1:{live.port}/", timeout=30)  # waits while it starts
     assert page.status_code == 200 and "<html" in page.text.lower()
+    # the page comes from the gateway as soon as it listens; the root marks it running when
+    # its ready call returns, a moment later (a fresh clone's CI once saw "starting" here)
+    helpers.wait_for(
+        lambda: gateway_node(live)["state"] == "running", timeout=10.0, what="gateway running"
+    )
     assert gateway_node(live)["state"] == "running"
     first = pid_of(live.ns, "gateway")
 
